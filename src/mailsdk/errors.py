@@ -1,0 +1,344 @@
+"""The single exception hierarchy of mailsdk.
+
+Layer: L0 (foundation). May import only ``mailsdk._types`` and, for typing only, ``mailsdk.protocol.reply``.
+Must never import anything else from mailsdk.
+
+The tree::
+
+    MailError (OSError)
+    ├── ProtocolError
+    │   ├── LocalProtocolError        the API was misused for the current state
+    │   └── RemoteProtocolError       malformed / mixed-code / oversized reply, unexpected bytes
+    ├── TransportError
+    │   ├── ConnectError (ConnectionError)
+    │   ├── ConnectionLost (ConnectionError)   includes a disconnect mid-DATA
+    │   ├── TLSError
+    │   └── MailTimeout (TimeoutError)
+    │       ├── ConnectTimeout (also ConnectError)
+    │       ├── ReadTimeout
+    │       └── WriteTimeout
+    ├── ReplyError                    the server said no; carries ``.reply`` and ``.command``
+    │   ├── GreetingRefused
+    │   ├── HeloRefused
+    │   ├── StartTLSRefused
+    │   ├── AuthenticationFailed
+    │   ├── SenderRefused             ``.sender``
+    │   ├── RecipientsRefused         ``.refused`` (recipient -> Reply); only when *no* recipient was accepted
+    │   ├── DataRefused
+    │   └── CommandRefused            any other command (VRFY, EXPN, HELP, NOOP, RSET, execute)
+    ├── CapabilityError               something required is missing (STARTTLS, SMTPUTF8, SIZE, ...)
+    ├── AuthError                     local SASL failure (no common mechanism, bad challenge, round cap)
+    │   └── TokenError                a token provider failed (msal / google-auth error details)
+    ├── InvalidInputError (ValueError)   CR/LF/control characters, malformed address
+    └── ConfigurationError (ValueError)  builder / config validation failure
+
+Two pitfalls are avoided deliberately (and tested):
+
+* ``OSError(code, message)`` would read the pair as errno/strerror and print ``[Errno 550]``.
+  Every mailsdk error passes a *single* message to ``OSError``; codes live in attributes.
+* Exceptions with custom constructors do not unpickle by default. ``MailError.__reduce__``
+  rebuilds the instance from its message and restores every attribute from ``__dict__``.
+
+No error ever holds a password or token: messages are built from replies and addresses only.
+"""
+
+from __future__ import annotations
+
+import typing
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mailsdk.protocol.reply import EnhancedStatus, Reply
+
+__all__ = [
+    "AuthError",
+    "AuthenticationFailed",
+    "CapabilityError",
+    "CommandRefused",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionLost",
+    "DataRefused",
+    "GreetingRefused",
+    "HeloRefused",
+    "InvalidInputError",
+    "LocalProtocolError",
+    "MailError",
+    "MailTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "RecipientsRefused",
+    "RemoteProtocolError",
+    "ReplyError",
+    "SenderRefused",
+    "StartTLSRefused",
+    "TLSError",
+    "TokenError",
+    "TransportError",
+    "WriteTimeout",
+]
+
+
+def _restore(cls: type[MailError], message: str) -> MailError:
+    """Unpickle helper: build the instance without running the subclass constructor."""
+    exc = cls.__new__(cls, message)
+    OSError.__init__(exc, message)
+    return exc
+
+
+class MailError(OSError):
+    """Base class of every mailsdk error.
+
+    It is an ``OSError`` (as ``smtplib.SMTPException`` is), so ``except OSError`` keeps working.
+
+    Args:
+        message: the human-readable description; never contains secrets.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[typing.Any, ...]:
+        return (_restore, (type(self), self.message), dict(self.__dict__))
+
+
+# --- protocol -------------------------------------------------------------------------------
+
+
+class ProtocolError(MailError):
+    """The SMTP conversation broke its rules (on our side or the server's)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The API was used in a way that is illegal in the connection's current state."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server sent something malformed, oversized, mixed-code or unexpected."""
+
+
+# --- transport ------------------------------------------------------------------------------
+
+
+class TransportError(MailError):
+    """The network or TLS layer failed."""
+
+
+class ConnectError(TransportError, ConnectionError):
+    """The connection could not be established."""
+
+
+class ConnectionLost(TransportError, ConnectionError):
+    """The connection closed or reset unexpectedly (including in the middle of DATA)."""
+
+
+class TLSError(TransportError):
+    """The TLS handshake or certificate verification failed."""
+
+
+class MailTimeout(TransportError, TimeoutError):
+    """A deadline passed. ``phase`` names the operation (connect, greeting, command, data...)."""
+
+    def __init__(self, message: str, *, phase: str | None = None) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+class ConnectTimeout(MailTimeout, ConnectError):
+    """Connecting (TCP and, for implicit TLS, the handshake) took longer than the deadline."""
+
+
+class ReadTimeout(MailTimeout):
+    """The server did not complete a reply before the deadline."""
+
+
+class WriteTimeout(MailTimeout):
+    """Sending to the server did not complete before the deadline."""
+
+
+# --- replies --------------------------------------------------------------------------------
+
+
+class ReplyError(MailError):
+    """The server answered with a reply the operation cannot continue from.
+
+    Args:
+        reply: the structured server reply.
+        command: the command verb (e.g. ``"MAIL"``) that received it, if any.
+        message: an optional description; defaults to one built from the reply.
+
+    Attributes:
+        reply: the :class:`~mailsdk.protocol.reply.Reply`.
+        command: the verb the reply answered, or ``None`` (greeting).
+    """
+
+    def __init__(self, reply: Reply, command: str | None = None, message: str | None = None) -> None:
+        if message is None:
+            where = f"{command} " if command else ""
+            message = f"{where}refused: {reply.code} {reply.text}".strip()
+        super().__init__(message)
+        self.reply = reply
+        self.command = command
+
+    @property
+    def smtp_code(self) -> int:
+        """The three-digit reply code (smtplib compatible)."""
+        return self.reply.code
+
+    @property
+    def smtp_error(self) -> bytes:
+        """The reply text as bytes, lines joined by ``\\n`` (smtplib compatible)."""
+        return self.reply.message
+
+    @property
+    def enhanced_status(self) -> EnhancedStatus | None:
+        """The RFC 3463 enhanced status code of the reply, if there was one."""
+        return self.reply.enhanced
+
+    @property
+    def is_transient(self) -> bool:
+        """True for 4xx replies: the same request may succeed later."""
+        return self.reply.is_transient
+
+    @property
+    def is_permanent(self) -> bool:
+        """True for 5xx replies: retrying the same request will fail again."""
+        return self.reply.is_permanent
+
+
+class GreetingRefused(ReplyError):
+    """The server's greeting was not 220 (typically 554 or 421)."""
+
+
+class HeloRefused(ReplyError):
+    """EHLO/LHLO and the HELO fallback were both refused."""
+
+
+class StartTLSRefused(ReplyError):
+    """The server refused STARTTLS."""
+
+
+class AuthenticationFailed(ReplyError):
+    """The server rejected authentication (535, 534, 454...).
+
+    Attributes:
+        mechanism: the SASL mechanism name that was tried.
+        server_error: the decoded JSON error of an OAuth error challenge, if any (no tokens).
+        hint: a short explanation of the usual cause, when one is known.
+    """
+
+    def __init__(
+        self,
+        reply: Reply,
+        command: str | None = "AUTH",
+        message: str | None = None,
+        *,
+        mechanism: str | None = None,
+        server_error: Mapping[str, object] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        if message is None:
+            mech = f" {mechanism}" if mechanism else ""
+            message = f"AUTH{mech} failed: {reply.code} {reply.text}"
+            if hint:
+                message += f" (hint: {hint})"
+        super().__init__(reply, command, message)
+        self.mechanism = mechanism
+        self.server_error = dict(server_error) if server_error is not None else None
+        self.hint = hint
+
+
+class SenderRefused(ReplyError):
+    """MAIL FROM was refused. ``sender`` is the refused reverse-path."""
+
+    def __init__(
+        self, reply: Reply, sender: str, command: str | None = "MAIL", message: str | None = None
+    ) -> None:
+        if message is None:
+            message = f"sender {sender!r} refused: {reply.code} {reply.text}"
+        super().__init__(reply, command, message)
+        self.sender = sender
+
+
+class RecipientsRefused(ReplyError):
+    """Every recipient was refused; nothing was sent.
+
+    ``reply`` is the reply to the last refused recipient, ``refused`` maps each recipient to its
+    reply. Partial acceptance is *not* an error: it is reported in the send result.
+    """
+
+    def __init__(
+        self, refused: Mapping[str, Reply], command: str | None = "RCPT", message: str | None = None
+    ) -> None:
+        if not refused:
+            raise ValueError("RecipientsRefused needs at least one refused recipient")
+        last = list(refused.values())[-1]
+        if message is None:
+            parts = ", ".join(f"{rcpt!r}: {r.code} {r.text}" for rcpt, r in refused.items())
+            message = f"all recipients refused: {parts}"
+        super().__init__(last, command, message)
+        self.refused: dict[str, Reply] = dict(refused)
+
+
+class DataRefused(ReplyError):
+    """DATA/BDAT or the end-of-data reply was a refusal."""
+
+
+class CommandRefused(ReplyError):
+    """Any other command (NOOP, RSET, VRFY, EXPN, HELP, a raw command) was refused."""
+
+
+# --- local conditions -------------------------------------------------------------------------
+
+
+class CapabilityError(MailError):
+    """Something the operation requires is missing from the server (or disallowed by policy).
+
+    Attributes:
+        extension: the ESMTP keyword concerned (e.g. ``"SMTPUTF8"``), if any.
+    """
+
+    def __init__(self, message: str, *, extension: str | None = None) -> None:
+        super().__init__(message)
+        self.extension = extension
+
+
+class AuthError(MailError):
+    """A local SASL failure: no common mechanism, a malformed challenge, too many rounds."""
+
+
+class TokenError(AuthError):
+    """A token provider (msal, google-auth) could not produce a token.
+
+    Attributes:
+        error: the provider's error code (e.g. msal's ``invalid_client``).
+        error_description: the provider's description (never contains a secret).
+        correlation_id: the identity provider's correlation id, when given.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+        self.correlation_id = correlation_id
+
+
+class InvalidInputError(MailError, ValueError):
+    """Input that must never reach the wire: CR, LF, NUL or other controls; malformed addresses."""
+
+
+class ConfigurationError(MailError, ValueError):
+    """The builder or configuration is inconsistent (e.g. credentials over plaintext)."""
