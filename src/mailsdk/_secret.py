@@ -25,12 +25,12 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str | Secret) -> None:
         if isinstance(value, Secret):
             value = value.reveal()
         if not isinstance(value, str):
             raise TypeError("Secret value must be a str")
-        self._value = value
+        self._value: str = value
 
     def reveal(self) -> str:
         """Return the secret value. Call it only at the point of use (e.g. SASL encoding)."""

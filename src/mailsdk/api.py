@@ -1,0 +1,86 @@
+"""One-call sending: :func:`send` and :func:`asend`.
+
+Layer: L7 conveniences. May import everything below; never compat or cli.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mailsdk._secret import Secret
+from mailsdk._types import MessageLike
+from mailsdk.builder import ClientBuilder
+from mailsdk.errors import ConfigurationError
+from mailsdk.flows import SendResult, TlsMode
+from mailsdk.transport import TlsSettings
+
+__all__ = ["asend", "send"]
+
+
+def _builder(
+    host: str | None,
+    port: int | None,
+    username: str | None,
+    password: str | Secret | None,
+    tls: TlsMode | str | None,
+    tls_settings: TlsSettings | None,
+    timeout: float | None,
+) -> ClientBuilder:
+    if host is None:
+        raise ConfigurationError("give host= (or a ready builder=)")
+    builder = ClientBuilder.smtp(host, port)
+    if tls is not None:
+        builder = builder.with_tls(tls)
+    if tls_settings is not None:
+        builder = builder.with_tls_settings(tls_settings)
+    if username is not None and password is not None:
+        builder = builder.with_credentials(username, password)
+    if timeout is not None:
+        builder = builder.with_timeouts(timeout)
+    return builder
+
+
+def send(
+    message: MessageLike,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    username: str | None = None,
+    password: str | Secret | None = None,
+    tls: TlsMode | str | None = None,
+    tls_settings: TlsSettings | None = None,
+    timeout: float | None = None,
+    sender: str | None = None,
+    recipients: Sequence[str] | str | None = None,
+    builder: ClientBuilder | None = None,
+) -> SendResult:
+    """Connect, send one message, QUIT.
+
+    Either pass connection details (``host``, ``port``, credentials, TLS mode: STARTTLS
+    required by default, implicit TLS on port 465) or a ready ``builder``.
+
+    Raises:
+        ConfigurationError, TransportError, ReplyError and the other errors of
+        :meth:`mailsdk.Session.send_message`.
+    """
+    b = builder or _builder(host, port, username, password, tls, tls_settings, timeout)
+    return b.build().send_message(message, sender=sender, recipients=recipients)
+
+
+async def asend(
+    message: MessageLike,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    username: str | None = None,
+    password: str | Secret | None = None,
+    tls: TlsMode | str | None = None,
+    tls_settings: TlsSettings | None = None,
+    timeout: float | None = None,
+    sender: str | None = None,
+    recipients: Sequence[str] | str | None = None,
+    builder: ClientBuilder | None = None,
+) -> SendResult:
+    """The asyncio twin of :func:`send`."""
+    b = builder or _builder(host, port, username, password, tls, tls_settings, timeout)
+    return await b.build_async().send_message(message, sender=sender, recipients=recipients)

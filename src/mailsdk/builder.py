@@ -1,0 +1,325 @@
+"""ClientBuilder: a typed, immutable, fluent way to compose a client.
+
+Layer: L6 composition. May import everything below (L0-L5); never api, compat or cli.
+
+Each ``with_*`` call returns a *new* builder (``attrs.evolve``); nothing is validated until
+:meth:`ClientBuilder.build` / :meth:`ClientBuilder.build_async`, which raise
+:class:`~mailsdk.errors.ConfigurationError` for inconsistent settings, e.g. credentials over a
+plaintext link without ``allow_plaintext=True``.
+
+Example::
+
+    client = (
+        ClientBuilder.smtp("mail.example.com", 587)
+        .with_credentials("me@example.com", password)
+        .with_opentelemetry()
+        .build()
+    )
+    with client.connect() as session:
+        session.send_message(msg)
+"""
+
+from __future__ import annotations
+
+import socket
+import typing
+from collections.abc import Sequence
+
+import attrs
+
+from mailsdk._secret import Secret
+from mailsdk.auth import Mechanism, MechanismRegistry
+from mailsdk.auth.tokens import AsyncTokenProvider, TokenProvider
+from mailsdk.client import AsyncClient, AsyncLMTPClient, Client, LMTPClient
+from mailsdk.config import AuthSettings, ClientConfig, Endpoint, Timeouts
+from mailsdk.errors import ConfigurationError
+from mailsdk.esmtp import Extension, ExtensionRegistry, MailOptions, RcptOptions
+from mailsdk.flows import TlsMode, TransactionOptions
+from mailsdk.protocol.dialect import Dialect
+from mailsdk.protocol.reply_parser import ReplyLimits
+from mailsdk.telemetry import Instrumentation, NoopInstrumentation, OpenTelemetryInstrumentation
+from mailsdk.transport import TlsSettings, parse_host_port
+
+__all__ = ["ClientBuilder"]
+
+OFFICE365_HOST: typing.Final = "smtp.office365.com"
+GMAIL_HOST: typing.Final = "smtp.gmail.com"
+#: Office365 and Gmail speak XOAUTH2; OAUTHBEARER is the standard fallback.
+OAUTH_MECHANISMS: typing.Final = ("XOAUTH2", "OAUTHBEARER")
+
+
+@attrs.frozen(kw_only=True)
+class ClientBuilder:
+    """Immutable builder for :class:`~mailsdk.Client` and :class:`~mailsdk.AsyncClient`.
+
+    Start with :meth:`smtp`, :meth:`unix`, :meth:`office365` or :meth:`gmail`.
+    """
+
+    endpoint: Endpoint
+    tls_mode: TlsMode | None = None
+    tls: TlsSettings = attrs.field(factory=TlsSettings)
+    server_hostname: str | None = None
+    local_hostname: str | None = None
+    dialect: Dialect = Dialect.SMTP
+    timeouts: Timeouts = attrs.field(factory=Timeouts)
+    limits: ReplyLimits = attrs.field(factory=ReplyLimits)
+    auth: AuthSettings | None = None
+    transaction: TransactionOptions = attrs.field(factory=TransactionOptions)
+    mail_options: MailOptions | None = None
+    rcpt_options: RcptOptions | None = None
+    extensions: tuple[Extension, ...] = ()
+    mechanisms: tuple[Mechanism, ...] = ()
+    entry_points: bool = False
+    instrumentation: Instrumentation | None = attrs.field(default=None, repr=False)
+
+    # -- starting points ------------------------------------------------------------------------
+
+    @classmethod
+    def smtp(cls, host: str, port: int | None = None) -> ClientBuilder:
+        """A TCP server. ``host`` may be ``"host:port"`` or ``"[v6]:port"``.
+
+        Port 465 selects implicit TLS; anything else STARTTLS (required) unless changed with
+        :meth:`with_tls`.
+        """
+        if port is None and (":" in host):
+            host, port = parse_host_port(host, None)
+        return cls(endpoint=Endpoint(host=host, port=port))
+
+    @classmethod
+    def unix(cls, path: str, *, lmtp: bool = True) -> ClientBuilder:
+        """A unix-domain socket (LMTP by default); TLS off."""
+        return cls(
+            endpoint=Endpoint(path=path),
+            tls_mode=TlsMode.NONE,
+            dialect=Dialect.LMTP if lmtp else Dialect.SMTP,
+        )
+
+    @classmethod
+    def from_socket(cls, sock: socket.socket) -> ClientBuilder:
+        """An already connected socket supplied by the caller."""
+        return cls(endpoint=Endpoint(sock=sock))
+
+    @classmethod
+    def office365(
+        cls,
+        username: str,
+        *,
+        token_provider: TokenProvider | AsyncTokenProvider | None = None,
+        password: str | Secret | None = None,
+    ) -> ClientBuilder:
+        """Exchange Online: ``smtp.office365.com:587``, STARTTLS required, XOAUTH2 with a token
+        provider (see :mod:`mailsdk.auth.msal`), or basic AUTH with a password where the
+        tenant still allows it.
+        """
+        base = cls(endpoint=Endpoint(host=OFFICE365_HOST, port=587), tls_mode=TlsMode.STARTTLS)
+        return base._preset_auth(username, token_provider, password)
+
+    @classmethod
+    def gmail(
+        cls,
+        username: str,
+        *,
+        token_provider: TokenProvider | AsyncTokenProvider | None = None,
+        password: str | Secret | None = None,
+    ) -> ClientBuilder:
+        """Gmail / Google Workspace: ``smtp.gmail.com:587``, STARTTLS required, XOAUTH2 with a
+        token provider (see :mod:`mailsdk.auth.google`) or an app password.
+        """
+        base = cls(endpoint=Endpoint(host=GMAIL_HOST, port=587), tls_mode=TlsMode.STARTTLS)
+        return base._preset_auth(username, token_provider, password)
+
+    def _preset_auth(
+        self,
+        username: str,
+        token_provider: TokenProvider | AsyncTokenProvider | None,
+        password: str | Secret | None,
+    ) -> ClientBuilder:
+        if token_provider is not None:
+            return self.with_token_provider(username, token_provider)
+        if password is not None:
+            return self.with_credentials(username, password)
+        raise ConfigurationError("give a token_provider (OAuth) or a password")
+
+    # -- fluent settings ------------------------------------------------------------------------
+
+    def with_tls(
+        self,
+        mode: TlsMode | str,
+        *,
+        settings: TlsSettings | None = None,
+        server_hostname: str | None = None,
+    ) -> ClientBuilder:
+        """Choose the TLS mode (``"implicit"``, ``"starttls"``, ``"opportunistic"``, ``"none"``)
+        and optionally the certificate settings and the name to verify."""
+        return attrs.evolve(
+            self,
+            tls_mode=TlsMode(mode),
+            tls=settings or self.tls,
+            server_hostname=server_hostname or self.server_hostname,
+        )
+
+    def with_tls_settings(self, settings: TlsSettings) -> ClientBuilder:
+        """Certificate verification settings (custom CA, client certificate, ...)."""
+        return attrs.evolve(self, tls=settings)
+
+    def with_credentials(
+        self,
+        username: str,
+        password: str | Secret,
+        *,
+        mechanisms: Sequence[str] | None = None,
+        authzid: str | None = None,
+        allow_plaintext: bool = False,
+    ) -> ClientBuilder:
+        """Authenticate with a password (SCRAM, PLAIN, LOGIN by default preference)."""
+        return attrs.evolve(
+            self,
+            auth=AuthSettings(
+                username=username,
+                password=Secret(password),
+                mechanisms=tuple(mechanisms) if mechanisms else None,
+                authzid=authzid,
+                allow_plaintext=allow_plaintext,
+            ),
+        )
+
+    def with_token_provider(
+        self,
+        username: str,
+        provider: TokenProvider | AsyncTokenProvider,
+        *,
+        mechanisms: Sequence[str] = OAUTH_MECHANISMS,
+    ) -> ClientBuilder:
+        """Authenticate with OAuth access tokens from ``provider`` (XOAUTH2, OAUTHBEARER)."""
+        return attrs.evolve(
+            self,
+            auth=AuthSettings(username=username, token_provider=provider, mechanisms=tuple(mechanisms)),
+        )
+
+    def with_timeouts(self, timeouts: Timeouts | float) -> ClientBuilder:
+        """Per-phase deadlines, or one number for every phase."""
+        value = timeouts if isinstance(timeouts, Timeouts) else Timeouts.uniform(float(timeouts))
+        return attrs.evolve(self, timeouts=value)
+
+    def with_limits(self, limits: ReplyLimits) -> ClientBuilder:
+        """Reply size limits (per line, lines per reply, bytes per reply)."""
+        return attrs.evolve(self, limits=limits)
+
+    def with_local_hostname(self, name: str) -> ClientBuilder:
+        """The name sent in EHLO/LHLO (default: the FQDN or an address literal)."""
+        return attrs.evolve(self, local_hostname=name)
+
+    def with_source_address(self, host: str, port: int = 0) -> ClientBuilder:
+        """Bind the local end of the TCP connection."""
+        return attrs.evolve(self, endpoint=attrs.evolve(self.endpoint, source_address=(host, port)))
+
+    def with_lmtp(self, enabled: bool = True) -> ClientBuilder:
+        """Speak LMTP (RFC 2033) instead of SMTP."""
+        return attrs.evolve(self, dialect=Dialect.LMTP if enabled else Dialect.SMTP)
+
+    def with_pipelining(self, enabled: bool = True) -> ClientBuilder:
+        """Use PIPELINING (RFC 2920) when the server offers it (on by default)."""
+        return attrs.evolve(self, transaction=attrs.evolve(self.transaction, pipelining=enabled))
+
+    def with_chunking(self, mode: bool | None = None, *, chunk_size: int | None = None) -> ClientBuilder:
+        """BDAT (RFC 3030): ``None`` = when offered (default), ``True`` = required,
+        ``False`` = never; optionally the chunk size in bytes."""
+        size = self.transaction.chunk_size if chunk_size is None else chunk_size
+        if size <= 0:
+            raise ConfigurationError("chunk_size must be positive")
+        return attrs.evolve(
+            self, transaction=attrs.evolve(self.transaction, chunking=mode, chunk_size=size)
+        )
+
+    def with_8bit_policy(self, *, require_8bitmime: bool) -> ClientBuilder:
+        """Whether 8-bit data to a server without 8BITMIME is refused (default) or sent as is."""
+        return attrs.evolve(
+            self, transaction=attrs.evolve(self.transaction, require_8bitmime=require_8bitmime)
+        )
+
+    def with_mail_options(self, options: MailOptions) -> ClientBuilder:
+        """Default MAIL FROM options for every send (DSN RET/ENVID, REQUIRETLS, ...)."""
+        return attrs.evolve(self, mail_options=options)
+
+    def with_rcpt_options(self, options: RcptOptions) -> ClientBuilder:
+        """Default RCPT TO options for every send (DSN NOTIFY/ORCPT, ...)."""
+        return attrs.evolve(self, rcpt_options=options)
+
+    def with_extension(self, extension: Extension) -> ClientBuilder:
+        """Register a third-party ESMTP extension (parsing and MAIL/RCPT parameters)."""
+        return attrs.evolve(self, extensions=(*self.extensions, extension))
+
+    def with_mechanism(self, mechanism: Mechanism) -> ClientBuilder:
+        """Register a third-party SASL mechanism."""
+        return attrs.evolve(self, mechanisms=(*self.mechanisms, mechanism))
+
+    def with_entry_point_plugins(self, enabled: bool = True) -> ClientBuilder:
+        """Opt in to discovering plugins from the ``mailsdk.sasl`` / ``mailsdk.esmtp`` groups."""
+        return attrs.evolve(self, entry_points=enabled)
+
+    def with_instrumentation(self, instrumentation: Instrumentation) -> ClientBuilder:
+        """Any :class:`~mailsdk.telemetry.Instrumentation` implementation."""
+        return attrs.evolve(self, instrumentation=instrumentation)
+
+    def with_opentelemetry(self, **kwargs: typing.Any) -> ClientBuilder:
+        """OpenTelemetry spans and metrics; keyword arguments go to
+        :class:`~mailsdk.telemetry.OpenTelemetryInstrumentation` (``tracer_provider``,
+        ``meter_provider``, ``record_addresses``, ``propagate``)."""
+        return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
+
+    # -- building -------------------------------------------------------------------------------
+
+    def config(self) -> ClientConfig:
+        """The validated :class:`ClientConfig`.
+
+        Raises:
+            ConfigurationError: inconsistent settings.
+        """
+        esmtp = ExtensionRegistry.default()
+        sasl = MechanismRegistry.default()
+        if self.entry_points:
+            esmtp.load_entry_points()
+            sasl.load_entry_points()
+        for ext in self.extensions:
+            esmtp.register(ext)
+        for mech in self.mechanisms:
+            sasl.register(mech)
+        mode = self.tls_mode
+        if mode is None:
+            mode = TlsMode.IMPLICIT if self.endpoint.port == 465 else TlsMode.STARTTLS
+        return ClientConfig(
+            endpoint=self.endpoint,
+            tls_mode=mode,
+            tls=self.tls,
+            server_hostname=self.server_hostname,
+            local_hostname=self.local_hostname,
+            dialect=self.dialect,
+            timeouts=self.timeouts,
+            limits=self.limits,
+            auth=self.auth,
+            transaction=self.transaction,
+            mail_options=self.mail_options,
+            rcpt_options=self.rcpt_options,
+            esmtp_registry=esmtp,
+            sasl_registry=sasl,
+            instrumentation=self.instrumentation or NoopInstrumentation(),
+        ).validate()
+
+    def build(self) -> Client:
+        """A blocking client (an :class:`~mailsdk.LMTPClient` when LMTP was chosen)."""
+        config = self.config()
+        if config.auth is not None and config.auth.token_provider is not None:
+            _require_sync_provider(config.auth.token_provider)
+        return LMTPClient(config) if config.dialect is Dialect.LMTP else Client(config)
+
+    def build_async(self) -> AsyncClient:
+        """An asyncio client (an :class:`~mailsdk.AsyncLMTPClient` when LMTP was chosen)."""
+        config = self.config()
+        return AsyncLMTPClient(config) if config.dialect is Dialect.LMTP else AsyncClient(config)
+
+
+def _require_sync_provider(provider: object) -> None:
+    import inspect
+
+    if inspect.iscoroutinefunction(getattr(provider, "get_token", None)):
+        raise ConfigurationError("the blocking client needs a synchronous TokenProvider; use build_async()")

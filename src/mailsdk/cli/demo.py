@@ -1,0 +1,132 @@
+"""``mailsdk demo``: the main job on an embedded default.
+
+Layer: L8 command line. Starts the demo server, sends messages with the real client stack
+(builder → client → flows → protocol → transport, with STARTTLS and AUTH), prints a report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import tempfile
+import time
+import typing
+from email.message import EmailMessage
+
+from mailsdk.builder import ClientBuilder
+from mailsdk.cli._certs import make_certificates
+from mailsdk.cli._demo_server import DEMO_PASSWORD, DEMO_USER, REFUSED_RECIPIENT, DemoServer
+from mailsdk.errors import MailError
+from mailsdk.flows import SendResult
+from mailsdk.transport import TlsSettings
+
+__all__ = ["demo_messages", "run_demo"]
+
+
+def demo_messages() -> list[EmailMessage]:
+    """The messages the demo sends: a team note (one recipient refused), a Bcc'd report with
+    8-bit text, and an international (SMTPUTF8) address."""
+    first = EmailMessage()
+    first["From"] = "Release Bot <bot@example.org>"
+    first["To"] = "alice@example.com, " + REFUSED_RECIPIENT
+    first["Cc"] = "bob@example.com"
+    first["Subject"] = "Release 1.0 is out"
+    first.set_content("Hello team,\n\nRelease 1.0 shipped today.\n.\nA line with a lone dot above.\n")
+
+    second = EmailMessage()
+    second["From"] = "reports@example.org"
+    second["To"] = "carol@example.com"
+    second["Bcc"] = "audit@example.com"
+    second["Subject"] = "Weekly report — café numbers"
+    second.set_content("Ventes: 1 234 € — très bien.\n", cte="8bit")
+
+    third = EmailMessage()
+    third["From"] = "bot@example.org"
+    third["To"] = "josé@exámple.com"
+    third["Subject"] = "International address"
+    third.set_content("SMTPUTF8 at work.\n")
+    return [first, second, third]
+
+
+def _report(out: typing.TextIO, n: int, msg: EmailMessage, outcome: SendResult | MailError) -> None:
+    out.write(f"\nmessage {n}: {msg['Subject']}\n")
+    if isinstance(outcome, MailError):
+        out.write(f"  FAILED   {type(outcome).__name__}: {outcome}\n")
+        return
+    for rcpt in outcome.accepted:
+        out.write(f"  accepted {rcpt:<28} {outcome.recipient_replies[rcpt]}\n")
+    for rcpt, reply in outcome.refused.items():
+        out.write(f"  REFUSED  {rcpt:<28} {reply}\n")
+    out.write(f"  final    {outcome.reply}  ({outcome.size} bytes, queue id {outcome.queue_id})\n")
+
+
+def _builder(port: int, ca_pem: bytes) -> ClientBuilder:
+    return (
+        ClientBuilder.smtp("127.0.0.1", port)
+        .with_tls("starttls", settings=TlsSettings(ca_data=ca_pem.decode("ascii")), server_hostname="localhost")
+        .with_credentials(DEMO_USER, DEMO_PASSWORD)
+        .with_local_hostname("demo.client.invalid")
+        .with_timeouts(10.0)
+    )
+
+
+def _send_sync(builder: ClientBuilder, out: typing.TextIO) -> list[SendResult | MailError]:
+    results: list[SendResult | MailError] = []
+    with builder.build().connect() as session:
+        _header(out, session.tls, session.mechanism, session.capabilities.keywords, "blocking")
+        for msg in demo_messages():
+            try:
+                results.append(session.send_message(msg))
+            except MailError as exc:
+                results.append(exc)
+    return results
+
+
+async def _send_async(builder: ClientBuilder, out: typing.TextIO) -> list[SendResult | MailError]:
+    results: list[SendResult | MailError] = []
+    async with await builder.build_async().connect() as session:
+        _header(out, session.tls, session.mechanism, session.capabilities.keywords, "asyncio")
+        for msg in demo_messages():
+            try:
+                results.append(await session.send_message(msg))
+            except MailError as exc:
+                results.append(exc)
+    return results
+
+
+def _header(out: typing.TextIO, tls: object, mechanism: str | None, keywords: typing.Sequence[str], mode: str) -> None:
+    version = getattr(tls, "version", None)
+    cipher = getattr(tls, "cipher", None)
+    out.write(f"session: {mode} client, TLS {version} ({cipher}), AUTH {mechanism}\n")
+    out.write(f"server extensions: {' '.join(keywords)}\n")
+
+
+def run_demo(*, use_async: bool = False, wire: bool = False, out: typing.TextIO) -> int:
+    """Run the demo; returns 0 when the report matches what the server received."""
+    if wire:
+        logging.basicConfig(format="  %(message)s")
+        logging.getLogger("mailsdk.wire").setLevel(logging.DEBUG)
+    with tempfile.TemporaryDirectory(prefix="mailsdk-demo-") as tmp:
+        certs = make_certificates(pathlib.Path(tmp))
+        with DemoServer(str(certs.cert_file), str(certs.key_file)) as server:
+            out.write(f"mailsdk demo: SMTP server on 127.0.0.1:{server.port} (in-process, STARTTLS + AUTH)\n")
+            started = time.perf_counter()
+            builder = _builder(server.port, certs.ca_pem)
+            if use_async:
+                results = asyncio.run(_send_async(builder, out))
+            else:
+                results = _send_sync(builder, out)
+            elapsed = time.perf_counter() - started
+            for n, (msg, outcome) in enumerate(zip(demo_messages(), results, strict=True), 1):
+                _report(out, n, msg, outcome)
+            sent = [r for r in results if isinstance(r, SendResult)]
+            accepted = sum(len(r.accepted) for r in sent)
+            refused = sum(len(r.refused) for r in sent)
+            out.write(
+                f"\nsummary: {len(sent)}/{len(results)} messages sent, {accepted} recipients accepted, "
+                f"{refused} refused, in {elapsed * 1000:.0f} ms\n"
+            )
+            delivered = sum(len(m.recipients) for m in server.received)
+            out.write(f"server received {len(server.received)} messages for {delivered} recipients\n")
+            return 0 if delivered == accepted and len(server.received) == len(sent) else 1

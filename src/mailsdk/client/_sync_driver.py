@@ -1,0 +1,148 @@
+"""The blocking driver: runs a flow on a :class:`~mailsdk.transport.Stream`.
+
+Layer: L5 client (private). May import L0-L4. This and ``_async_driver.py`` are the only code
+written twice (DESIGN.md §6.2); everything they decide is in ``_common.Pump`` and the flows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ssl
+import typing
+from collections.abc import Generator
+
+from mailsdk.auth.tokens import AccessToken, TokenProvider
+from mailsdk.errors import ConfigurationError, MailError, ReplyError, TLSError
+from mailsdk.flows import (
+    Action,
+    AwaitGreeting,
+    Close,
+    ObtainToken,
+    SendBdat,
+    SendBody,
+    StartTls,
+    Submit,
+    TlsInfo,
+)
+from mailsdk.client._common import RECEIVE_SIZE, Pump, tls_info_of
+from mailsdk.transport import Stream
+
+__all__ = ["SyncDriver"]
+
+T = typing.TypeVar("T")
+
+
+class SyncDriver:
+    """Performs the actions a flow yields, over a blocking stream."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        pump: Pump,
+        *,
+        tls_context: ssl.SSLContext | None,
+        server_hostname: str | None,
+        token_provider: object | None,
+    ) -> None:
+        self.stream = stream
+        self.pump = pump
+        self._tls_context = tls_context
+        self._server_hostname = server_hostname
+        self._token_provider = token_provider
+        self.closed = False
+
+    def run(self, flow: Generator[Action, object, T]) -> T:
+        """Run ``flow`` to completion and return its value.
+
+        Raises:
+            MailError: whatever the flow or the I/O raised. Transport and protocol failures,
+                and a 421 from the server, close the stream (the session is unusable).
+        """
+        if self.closed:
+            from mailsdk.errors import ConnectionLost
+
+            raise ConnectionLost("the session is closed")
+        result: object = None
+        try:
+            while True:
+                try:
+                    action = flow.send(result)
+                except StopIteration as stop:
+                    return typing.cast("T", stop.value)
+                result = self._perform(action)
+        except ReplyError as exc:
+            if exc.reply.code == 421:
+                self.close()
+            raise
+        except MailError as exc:
+            self.pump.fail(exc)
+            self.close()
+            raise
+        finally:
+            flow.close()
+
+    def _perform(self, action: Action) -> object:
+        match action:
+            case AwaitGreeting():
+                self.pump.greeting()
+                while (greeting := self.pump.poll_greeting()) is None:
+                    self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                return greeting
+            case Submit(commands, phase):
+                return self._exchange(self.pump.submit(commands, phase))
+            case SendBody(body, then):
+                return self._exchange(self.pump.body(body, then))
+            case SendBdat(chunk, last):
+                return self._exchange(self.pump.bdat(chunk, last))
+            case StartTls():
+                return self._start_tls()
+            case ObtainToken(force_refresh):
+                return self._token(force_refresh)
+            case Close():
+                self.close()
+                return None
+        typing.assert_never(action)
+
+    def _exchange(self, data: bytes) -> object:
+        self.stream.send_all(data, self.pump.write_timeout(len(data)))
+        while (events := self.pump.poll()) is None:
+            self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+        return events
+
+    def _start_tls(self) -> TlsInfo:
+        if self._tls_context is None:
+            raise TLSError("STARTTLS needs a TLS context")
+        self.stream = self.stream.start_tls(
+            self._tls_context, self._server_hostname, self.pump.timeouts.tls
+        )
+        self.pump.connection.tls_started()
+        info = self.tls_info()
+        if info is None:  # pragma: no cover - start_tls always returns a TLS stream
+            raise TLSError("the stream is not encrypted after STARTTLS")
+        return info
+
+    def _binding(self) -> tuple[str, bytes] | None:
+        for kind in ("tls-exporter", "tls-server-end-point"):
+            data = self.stream.channel_binding(kind)
+            if data is not None:
+                return kind, data
+        return None
+
+    def _token(self, force_refresh: bool) -> AccessToken:
+        get = getattr(self._token_provider, "get_token", None)
+        if get is None or inspect.iscoroutinefunction(get):
+            raise ConfigurationError("OAuth needs a synchronous token provider for the blocking client")
+        return typing.cast("TokenProvider", self._token_provider).get_token(force_refresh=force_refresh)
+
+    def tls_info(self) -> TlsInfo | None:
+        """The TLS details of the current stream, or ``None`` when it is plaintext."""
+        if not self.stream.is_tls:
+            return None
+        info = self.stream.info
+        return tls_info_of(info.tls_version, info.tls_cipher, self._binding())
+
+    def close(self) -> None:
+        """Close the stream (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            self.stream.close()

@@ -1,0 +1,254 @@
+"""The asyncio client: :class:`AsyncClient` (configuration → :meth:`AsyncClient.connect`) and :class:`AsyncSession`.
+
+Layer: L5 client. May import L0-L4. Every method body is one call into a flow run by the
+driver; the blocking twin in ``sync_client.py`` has the same names and signatures.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+
+import attrs
+
+from mailsdk._secret import Secret
+from mailsdk._types import MessageLike
+from mailsdk.client import _common as common
+from mailsdk.client._async_driver import AsyncDriver
+from mailsdk.config import AuthSettings, ClientConfig
+from mailsdk.errors import MailError
+from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
+from mailsdk.flows import OpenedSession, SendResult, TlsInfo, TlsMode, authenticate, checked, hello, quit_session, raw
+from mailsdk.flows.handshake import negotiate_tls
+from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
+from mailsdk.protocol.connection import ClientConnection
+from mailsdk.protocol.dialect import Dialect
+from mailsdk.protocol.reply import Reply
+from mailsdk.telemetry import SessionObserver
+
+__all__ = ["AsyncClient", "AsyncLMTPClient", "AsyncSession"]
+
+
+class AsyncSession:
+    """An open asyncio SMTP/LMTP session. Use ``async with``: leaving the block sends QUIT.
+
+    Create it with :meth:`AsyncClient.connect`; never directly.
+    """
+
+    def __init__(self, driver: AsyncDriver, config: ClientConfig, opened: OpenedSession, observer: SessionObserver) -> None:
+        self._driver = driver
+        self._config = config
+        self._opened = opened
+        self._observer = observer
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<AsyncSession {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the server advertised in its latest EHLO/LHLO reply."""
+        return self._opened.capabilities
+
+    @property
+    def tls(self) -> TlsInfo | None:
+        """TLS details (version, cipher) when the session is encrypted, else ``None``."""
+        return self._opened.tls
+
+    @property
+    def mechanism(self) -> str | None:
+        """The SASL mechanism the session authenticated with, if any."""
+        return self._opened.mechanism
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (QUIT, a 421, or a transport failure)."""
+        return self._driver.closed
+
+    async def ehlo(self) -> Capabilities:
+        """Send EHLO/LHLO again (HELO fallback) and return the fresh capabilities."""
+        caps = await self._driver.run(hello(self._plan().local_hostname, dialect=self._config.dialect, registry=self._config.esmtp_registry))
+        self._opened = attrs.evolve(self._opened, capabilities=caps)
+        return caps
+
+    async def starttls(self) -> TlsInfo:
+        """Upgrade a plaintext session with STARTTLS (required: raises if not offered/refused)."""
+        if self._opened.tls is not None:
+            return self._opened.tls
+        plan = self._plan()
+        caps, info = await self._driver.run(negotiate_tls(self.capabilities, TlsMode.STARTTLS, plan.local_hostname, dialect=plan.dialect, registry=plan.esmtp_registry))
+        assert info is not None
+        self._opened = OpenedSession(caps, info, self._opened.mechanism)
+        self._observer.tls_established(version=info.version, cipher=info.cipher, implicit=False)
+        return info
+
+    async def login(self, username: str, password: str | Secret, *, mechanisms: Sequence[str] | None = None, allow_plaintext: bool = False) -> str:
+        """Authenticate with a password; returns the mechanism used.
+
+        Raises:
+            AuthError: no mechanism in common, or only ones refused over plaintext.
+            AuthenticationFailed: the server rejected the credentials.
+        """
+        settings = AuthSettings(username=username, password=Secret(password), mechanisms=tuple(mechanisms) if mechanisms else None, allow_plaintext=allow_plaintext)
+        return await self.authenticate(settings)
+
+    async def authenticate(self, settings: AuthSettings) -> str:
+        """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
+        self._driver._token_provider = settings.token_provider
+        request = common.plan_for(attrs.evolve(self._config, auth=settings), None).auth
+        assert request is not None
+        plan = self._plan()
+        mech = await self._driver.run(authenticate(request, self.capabilities, self._config.sasl_registry, host=plan.host, port=plan.port, tls_active=self.tls is not None, channel_binding=common.channel_binding_of(self.tls)))
+        self._opened = attrs.evolve(self._opened, mechanism=mech)
+        self._observer.authenticated(mech)
+        return mech
+
+    async def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+        """Send a message; the envelope comes from its headers unless given (smtplib's rules).
+
+        Returns:
+            The :class:`SendResult`: accepted and refused recipients, final reply, size.
+
+        Raises:
+            InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
+            DataRefused, TransportError.
+        """
+        prepared, tx = common.begin_send(self._observer, message, sender, recipients)
+        try:
+            result = await self._driver.run(common.send_flow(self._config, self.capabilities, prepared, mail_options, rcpt_options))
+        except BaseException as exc:
+            tx.failed(exc)
+            raise
+        return common.finish_send(tx, result)
+
+    async def sendmail(self, sender: str, recipients: Sequence[str] | str, message: MessageLike, *, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+        """Send a raw message (bytes or str) with an explicit envelope."""
+        return await self.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+
+    async def noop(self) -> Reply:
+        """NOOP (RFC 5321 §4.1.1.9). Raises :class:`CommandRefused` on a refusal."""
+        return await self._driver.run(checked(Noop()))
+
+    async def rset(self) -> Reply:
+        """RSET: abort the current transaction."""
+        return await self._driver.run(checked(Rset()))
+
+    async def vrfy(self, address: str) -> Reply:
+        """VRFY (252 "cannot verify" is returned, not raised)."""
+        return await self._driver.run(checked(Vrfy(address)))
+
+    async def expn(self, mailing_list: str) -> Reply:
+        """EXPN: expand a mailing list."""
+        return await self._driver.run(checked(Expn(mailing_list)))
+
+    async def help(self, topic: str | None = None) -> Reply:
+        """HELP, optionally on a topic."""
+        return await self._driver.run(checked(Help(topic)))
+
+    async def execute(self, line: str) -> Reply:
+        """Send any command line (CR/LF refused) and return the reply whatever its code."""
+        return await self._driver.run(raw(Raw(line)))
+
+    async def quit(self) -> Reply:
+        """QUIT and close the connection."""
+        try:
+            return await self._driver.run(quit_session())
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection without QUIT (idempotent)."""
+        if not self._driver.closed:
+            await self._driver.aclose()
+        self._observer.end(None)
+
+    def _plan(self) -> common.SessionPlan:
+        return common.plan_for(self._config, self._driver.stream.info.local_address)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
+        if self.closed:
+            self._observer.end(exc)
+            return
+        if exc is None or not isinstance(exc, MailError) or isinstance(exc, common.SAFE_TO_QUIT):
+            try:
+                await self._driver.run(quit_session())
+            except MailError:
+                pass
+        await self._driver.aclose()
+        self._observer.end(exc)
+
+
+class AsyncClient:
+    """An asyncio SMTP client for one configuration. Cheap to create, safe to share between
+    tasks: each :meth:`connect` opens an independent :class:`AsyncSession`.
+
+    Args:
+        config: the validated configuration (see :class:`mailsdk.ClientBuilder`).
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config.validate()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._config.endpoint.describe()} tls={self._config.tls_mode.value}>"
+
+    @property
+    def config(self) -> ClientConfig:
+        """The immutable configuration."""
+        return self._config
+
+    async def connect(self) -> AsyncSession:
+        """Connect, greet, negotiate TLS and authenticate as configured.
+
+        Raises:
+            ConnectError, ConnectTimeout, TLSError, GreetingRefused, HeloRefused,
+            StartTLSRefused, CapabilityError, AuthError, AuthenticationFailed.
+        """
+        cfg = self._config
+        observer = common.session_observer(cfg)
+        context = common.tls_context(cfg)
+        try:
+            stream = await common.async_connector(cfg, context).connect(cfg.timeouts.connect)
+        except BaseException as exc:
+            observer.end(exc)
+            raise
+        observer.connected(**common.peer_of(stream.info))
+        pump = common.Pump(ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts)
+        provider = cfg.auth.token_provider if cfg.auth else None
+        driver = AsyncDriver(stream, pump, tls_context=context, server_hostname=cfg.verify_name, token_provider=provider)
+        implicit = driver.tls_info()
+        try:
+            opened = await driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
+        except BaseException as exc:
+            if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
+                try:
+                    await driver.run(quit_session())
+                except MailError:
+                    pass
+            await driver.aclose()
+            observer.end(exc)
+            raise
+        common.report_opened(observer, opened, implicit is not None)
+        return AsyncSession(driver, cfg, opened, observer)
+
+    async def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+        """One-shot: connect, send one message, QUIT."""
+        async with await self.connect() as session:
+            return await session.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+
+    async def sendmail(self, sender: str, recipients: Sequence[str] | str, message: MessageLike, *, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+        """One-shot raw send: connect, send, QUIT."""
+        return await self.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+
+
+class AsyncLMTPClient(AsyncClient):
+    """An asyncio LMTP client (RFC 2033): LHLO, and one result per recipient after the data.
+
+    The configuration's dialect is forced to LMTP; use a unix-socket endpoint or TCP.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        super().__init__(attrs.evolve(config, dialect=Dialect.LMTP))

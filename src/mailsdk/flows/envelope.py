@@ -1,0 +1,157 @@
+"""Message → envelope: sender, recipients (Bcc stripped), flattening and the MAIL options it needs.
+
+Layer: L3 flows (sans-IO). May import ``mailsdk.protocol``, ``mailsdk.esmtp`` and L0; the stdlib
+``email`` package is pure and allowed. Must never import transport, telemetry or client.
+
+The envelope rules are smtplib's ``send_message`` rules (so migrating changes nothing):
+
+* With exactly one ``Resent-Date`` header block, the ``Resent-*`` headers are used; with more than
+  one, the message is ambiguous and :class:`~mailsdk.errors.InvalidInputError` is raised.
+* The sender is ``(Resent-)Sender`` if present, else ``(Resent-)From``.
+* The recipients are ``(Resent-)To``, ``(Resent-)Bcc`` and ``(Resent-)Cc``.
+* ``Bcc`` and ``Resent-Bcc`` are never transmitted.
+* SMTPUTF8 is needed when any envelope address is non-ASCII; the message is then flattened with
+  ``utf8=True`` (RFC 6532 headers).
+* ``BODY=8BITMIME`` is requested when the flattened message has any byte over 0x7F.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.generator
+import email.message
+import email.policy
+import email.utils
+import io
+from collections.abc import Sequence
+
+import attrs
+
+from mailsdk.errors import InvalidInputError
+from mailsdk.protocol.address import needs_smtputf8
+from mailsdk.protocol.body import canonicalize_line_endings
+
+__all__ = ["Envelope", "PreparedMessage", "envelope_from_message", "prepare_message", "prepare_raw"]
+
+
+@attrs.frozen
+class Envelope:
+    """The SMTP envelope of a message."""
+
+    sender: str
+    recipients: tuple[str, ...]
+
+
+@attrs.frozen
+class PreparedMessage:
+    """A message ready for the wire.
+
+    Attributes:
+        envelope: sender and recipients.
+        data: the message bytes with CRLF line endings (not yet dot-stuffed).
+        smtputf8: the envelope or headers need SMTPUTF8 (RFC 6531).
+        eight_bit: the data contains bytes over 0x7F (needs 8BITMIME, RFC 6152).
+    """
+
+    envelope: Envelope
+    data: bytes
+    smtputf8: bool
+    eight_bit: bool
+
+    @property
+    def size(self) -> int:
+        """Size of ``data`` in bytes (what SIZE= announces, RFC 1870)."""
+        return len(self.data)
+
+
+def _addresses(values: Sequence[str]) -> list[str]:
+    return [addr for _name, addr in email.utils.getaddresses([str(v) for v in values]) if addr]
+
+
+def envelope_from_message(msg: email.message.Message) -> Envelope:
+    """Derive the envelope from the message headers (smtplib's rules, see module docstring).
+
+    Raises:
+        InvalidInputError: several Resent- blocks, or no sender/recipient could be found.
+    """
+    resent = msg.get_all("Resent-Date")
+    if resent is None:
+        prefix = ""
+    elif len(resent) == 1:
+        prefix = "Resent-"
+    else:
+        raise InvalidInputError("message has more than one 'Resent-' header block")
+    sender_header = msg[prefix + "Sender"] if prefix + "Sender" in msg else msg[prefix + "From"]
+    senders = _addresses([sender_header]) if sender_header is not None else []
+    if not senders:
+        raise InvalidInputError(f"message has no {prefix}From or {prefix}Sender address")
+    recipients: list[str] = []
+    for field in ("To", "Bcc", "Cc"):
+        recipients.extend(_addresses(msg.get_all(prefix + field, [])))
+    if not recipients:
+        raise InvalidInputError("message has no recipients (To, Cc or Bcc)")
+    return Envelope(senders[0], tuple(recipients))
+
+
+def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
+    stripped = copy.copy(msg)
+    del stripped["Bcc"]
+    del stripped["Resent-Bcc"]
+    policy = msg.policy
+    if utf8:
+        policy = policy.clone(utf8=True) if isinstance(policy, email.policy.EmailPolicy) else email.policy.SMTPUTF8
+    buf = io.BytesIO()
+    email.generator.BytesGenerator(buf, policy=policy).flatten(stripped, linesep="\r\n")
+    return buf.getvalue()
+
+
+def prepare_message(
+    msg: email.message.Message,
+    *,
+    sender: str | None = None,
+    recipients: Sequence[str] | None = None,
+) -> PreparedMessage:
+    """Build the envelope and wire bytes for ``msg``.
+
+    Args:
+        msg: the message; ``EmailMessage`` or legacy ``Message``.
+        sender: overrides the envelope sender derived from the headers.
+        recipients: overrides the envelope recipients derived from the headers.
+
+    Raises:
+        InvalidInputError: the envelope cannot be derived (see :func:`envelope_from_message`).
+    """
+    if sender is None or recipients is None:
+        derived = envelope_from_message(msg)
+        sender = derived.sender if sender is None else sender
+        recipients = derived.recipients if recipients is None else recipients
+    envelope = Envelope(sender, tuple(recipients))
+    international = any(needs_smtputf8(a) for a in (envelope.sender, *envelope.recipients))
+    # Non-ASCII headers of an ASCII envelope are RFC 2047-encoded by the generator; only an
+    # international envelope (or a policy that already says utf8) puts raw UTF-8 in headers.
+    data = _flatten(msg, utf8=international)
+    smtputf8 = international or _has_raw_utf8_headers(data)
+    return PreparedMessage(envelope, data, smtputf8, _eight_bit(data))
+
+
+def _has_raw_utf8_headers(data: bytes) -> bool:
+    head, _sep, _body = data.partition(b"\r\n\r\n")
+    return _eight_bit(head)
+
+
+def _eight_bit(data: bytes) -> bool:
+    return not data.isascii()
+
+
+def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) -> PreparedMessage:
+    """Prepare a raw message (``sendmail``): ``str`` is encoded as UTF-8 when needed, and line
+    endings are canonicalised to CRLF (unlike smtplib, bytes are canonicalised too).
+
+    The caller decides on SMTPUTF8 for raw messages: it is flagged only when an envelope
+    address is non-ASCII.
+    """
+    if isinstance(message, str):
+        message = message.encode("utf-8")
+    data = canonicalize_line_endings(message)
+    smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
+    return PreparedMessage(Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data))

@@ -1,0 +1,404 @@
+"""ClientConnection: the sans-IO SMTP/LMTP client, pairing every reply with its command.
+
+Layer: L1 (sans-IO protocol core). May import L0 (``mailsdk.errors``), the other
+``mailsdk.protocol`` modules and attrs; must never import socket, ssl, asyncio, selectors,
+threading, time, logging, opentelemetry or msal.
+
+Theory of operation
+-------------------
+A :class:`ClientConnection` is a bookkeeper, not a client: it owns no socket, no clock and no
+policy. The driver (or a test) moves bytes; the connection says what they mean.
+
+*Sending.* ``send(command)`` checks in the table of :mod:`mailsdk.protocol.state` that the
+command is legal in the current state, appends it to the queue of commands awaiting a reply,
+moves the state *optimistically* (as if the command will succeed) and returns the exact bytes to
+write. Calling ``send`` several times before reading is a PIPELINING group (RFC 2920): MAIL, the
+RCPTs and DATA go out in one write. ``send_body``/``end_body`` produce the DATA body (canonical
+CRLF, dot-stuffed, SMTP-smuggling safe, see :mod:`mailsdk.protocol.body`) and ``end_body``
+queues the :class:`EndOfData` pseudo-command that receives the final reply. Because
+``end_body`` leaves the state at ``READY`` optimistically, the next transaction's MAIL, RCPT and
+DATA may be queued right behind the body, in the same write (RFC 2920 §3.1: "message content
+... can be pipelined"), so a high-latency link needs one round trip per message.
+
+*Receiving.* ``receive_data(data)`` only buffers (``b""`` means EOF). ``next_event()`` parses at
+most one reply (bounded: :class:`ReplyLimits`) and pairs it with the oldest queued command,
+returning :class:`GreetingReceived`, :class:`CommandReplied` or :class:`ConnectionClosed`, or
+:data:`NEED_DATA` when it needs more bytes. A reply that arrives when nothing is queued is a
+:class:`~mailsdk.errors.RemoteProtocolError`: replies can never fall out of step with commands.
+Each reply may *correct* the optimistic state: MAIL refused -> ``READY``; DATA answered with
+anything but 354 -> ``READY``; a failed BDAT chunk -> ``READY``. Corrections for MAIL, RCPT, DATA
+and BDAT only apply to the newest transaction, so late replies of a pipelined earlier
+transaction never rewind a newer one.
+
+*LMTP.* With ``Dialect.LMTP`` the reply after the body (``end_body`` or ``BDAT ... LAST``) comes
+once per *accepted* RCPT of the transaction, in RCPT order (RFC 2033 §4.2). Each is reported as
+``CommandReplied(command, reply, recipient=address)`` where ``command`` is ``EndOfData()`` (DATA)
+or the final :class:`Bdat` (CHUNKING). The count is fixed when the first of those replies is
+paired; all RCPT replies precede it on the wire.
+
+*STARTTLS.* After the 220 to STARTTLS the state is ``TLS_READY``. Any byte already buffered or
+received before ``tls_started()`` is a :class:`~mailsdk.errors.RemoteProtocolError`: it was sent
+in plaintext and would otherwise be read as if protected (the STARTTLS command-injection attack,
+RFC 3207 §4.2, CVE-2011-0411 family). ``tls_started()`` discards all pre-TLS state and requires a
+new EHLO (RFC 3207 §4.2: "the client MUST discard any knowledge obtained from the server").
+
+*AUTH.* ``Auth`` moves to ``AUTH``; a 334 moves to ``AUTH_CHALLENGE`` where only
+:class:`AuthResponse` is legal; the final 2xx/4xx/5xx returns to ``READY``. AUTH is legal only
+outside a mail transaction (RFC 4954 §4).
+
+*Closing and EOF.* ``Quit`` moves to ``CLOSING``; its 221 is paired as usual and the EOF that
+follows yields :class:`ConnectionClosed`. EOF at any other time also yields
+:class:`ConnectionClosed` (``pending`` tells the driver whether replies were still owed, i.e.
+whether to report :class:`~mailsdk.errors.ConnectionLost`). EOF in the middle of a reply
+(partial, unparsed bytes) raises :class:`~mailsdk.errors.RemoteProtocolError`: a truncated reply
+is malformed. After :class:`ConnectionClosed`, ``next_event`` keeps returning it.
+
+*Errors.* ``send`` refuses an illegal command with :class:`~mailsdk.errors.LocalProtocolError`
+and changes nothing (no byte was produced). Any exception from ``receive_data`` or
+``next_event`` moves the connection to ``ERROR``, as does ``send_failed()``; from then on every
+call raises :class:`~mailsdk.errors.LocalProtocolError`. Decisions (what to do about a 550)
+belong to the flows, not here.
+
+Wire example (PIPELINING with one refused RCPT)::
+
+    C: MAIL FROM:<a@x>  RCPT TO:<b@y>  RCPT TO:<c@y>  DATA      (one write)
+    S: 250 / 550 / 250 / 354                                   (four CommandReplied events)
+"""
+
+from __future__ import annotations
+
+import collections
+import typing
+
+import attrs
+
+from mailsdk.errors import LocalProtocolError, RemoteProtocolError
+from mailsdk.protocol.body import BdatEncoder, DataEncoder
+from mailsdk.protocol.commands import Command, EndOfData, RcptTo
+from mailsdk.protocol.dialect import Dialect
+from mailsdk.protocol.events import (
+    NEED_DATA,
+    CommandReplied,
+    ConnectionClosed,
+    Event,
+    GreetingReceived,
+    NeedData,
+)
+from mailsdk.protocol.reply import Reply
+from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser
+from mailsdk.protocol.state import (
+    TRANSACTION_TRIGGERS,
+    ClientState,
+    Outcome,
+    Trigger,
+    outcome_of,
+    state_after_reply,
+    state_after_send,
+    trigger_of,
+)
+
+__all__ = ["DEFAULT_LIMITS", "ClientConnection"]
+
+#: The default reply limits (8 KiB lines, 128 lines, 64 KiB per reply).
+DEFAULT_LIMITS: typing.Final = ReplyLimits()
+
+
+@attrs.define
+class _Transaction:
+    """Bookkeeping for one MAIL transaction (for LMTP reply counting and stale corrections)."""
+
+    accepted: list[str] = attrs.Factory(list)
+    failed_chunk: bool = False
+
+
+@attrs.define
+class _Pending:
+    """A queued command awaiting its reply (``command`` is None for the greeting)."""
+
+    command: Command | None
+    trigger: Trigger
+    txn: _Transaction | None
+    recipients: list[str] | None = None
+    replied: int = 0
+
+
+class ClientConnection:
+    """The sans-IO client side of an SMTP or LMTP session (see the module's theory of operation).
+
+    Args:
+        dialect: ``Dialect.SMTP`` (default) or ``Dialect.LMTP``.
+        limits: reply size limits for the parser.
+
+    Wire::
+
+        S: 220 mx.example ESMTP        -> next_event(): GreetingReceived
+        C: EHLO me.example             <- send(Ehlo("me.example"))
+        S: 250 mx.example              -> next_event(): CommandReplied(Ehlo(...), Reply(250...))
+    """
+
+    def __init__(self, *, dialect: Dialect = Dialect.SMTP, limits: ReplyLimits = DEFAULT_LIMITS):
+        self.dialect: Dialect = dialect
+        self._parser = ReplyParser(limits)
+        self._state = ClientState.CONNECTED
+        self._queue: collections.deque[_Pending] = collections.deque(
+            [_Pending(None, Trigger.GREETING, None)]
+        )
+        self._txn: _Transaction | None = None
+        self._data_encoder: DataEncoder | None = None
+        self._bdat_encoder: BdatEncoder | None = None
+        self._eof = False
+
+    # -- introspection --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        """The current (optimistic) state."""
+        return self._state
+
+    @property
+    def pending(self) -> int:
+        """Replies still owed: queued commands (and the greeting, before it arrives)."""
+        return len(self._queue)
+
+    @property
+    def enhanced_status_codes(self) -> bool:
+        """Whether replies are parsed for RFC 3463 codes unconditionally (set after EHLO)."""
+        return self._parser.parse_enhanced
+
+    @enhanced_status_codes.setter
+    def enhanced_status_codes(self, value: bool) -> None:
+        self._parser.parse_enhanced = value
+
+    @property
+    def accepted_recipients(self) -> tuple[str, ...]:
+        """Recipients of the newest transaction whose RCPT got a 2xx so far."""
+        return tuple(self._txn.accepted) if self._txn is not None else ()
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Received bytes not yet turned into events."""
+        return self._parser.buffered
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._state is ClientState.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR state and cannot be used")
+
+    def send(self, command: Command) -> bytes:
+        """Queue ``command`` for its reply and return its wire bytes.
+
+        Args:
+            command: any command except :class:`EndOfData` (use :meth:`end_body`). A
+                :class:`Bdat` sent this way carries no payload: write exactly ``size`` bytes
+                after it yourself, or use :meth:`send_bdat`.
+
+        Returns:
+            The bytes to write (the command line with CRLF).
+
+        Raises:
+            LocalProtocolError: the command is illegal in the current state (nothing changes).
+        """
+        self._check_usable()
+        trigger = trigger_of(command, self.dialect)
+        new_state = state_after_send(self._state, trigger, command.verb)
+        if trigger is Trigger.MAIL:
+            self._txn = _Transaction()
+            self._bdat_encoder = None
+        elif trigger is Trigger.RSET:
+            self._bdat_encoder = None
+        txn = self._txn if trigger in TRANSACTION_TRIGGERS or trigger is Trigger.BDAT_LAST else None
+        self._queue.append(_Pending(command, trigger, txn))
+        self._state = new_state
+        return command.to_bytes()
+
+    def send_body(self, chunk: bytes) -> bytes:
+        """Encode the next piece of the DATA body (only after DATA got 354).
+
+        Args:
+            chunk: raw message bytes, any size; split anywhere.
+
+        Returns:
+            The canonical, dot-stuffed wire bytes for this chunk.
+
+        Raises:
+            LocalProtocolError: not in the ``BODY`` state.
+        """
+        self._check_usable()
+        if self._state is not ClientState.BODY or self._data_encoder is None:
+            raise LocalProtocolError(f"cannot send body data in state {self._state.name}")
+        return self._data_encoder.encode(chunk)
+
+    def end_body(self) -> bytes:
+        """Finish the DATA body and queue :class:`EndOfData` for the final reply(ies).
+
+        Returns:
+            The remaining bytes including the ``.\\r\\n`` terminator.
+
+        Raises:
+            LocalProtocolError: not in the ``BODY`` state.
+        """
+        self._check_usable()
+        new_state = state_after_send(self._state, Trigger.END_OF_DATA, "end of data")
+        assert self._data_encoder is not None
+        tail = self._data_encoder.finish()
+        self._data_encoder = None
+        self._queue.append(_Pending(EndOfData(), Trigger.END_OF_DATA, self._txn))
+        self._state = new_state
+        return tail
+
+    def send_bdat(self, chunk: bytes, *, last: bool, canonicalize: bool = True) -> bytes:
+        """Frame one BDAT chunk (RFC 3030): header line plus payload; queues the :class:`Bdat`.
+
+        Args:
+            chunk: raw message bytes for this chunk.
+            last: mark the final chunk (``BDAT n LAST``).
+            canonicalize: convert bare CR/LF to CRLF (carried across chunks); pass ``False``
+                for ``BODY=BINARYMIME`` content.
+
+        Returns:
+            ``b"BDAT n[ LAST]\\r\\n"`` followed by the ``n`` payload bytes.
+
+        Raises:
+            LocalProtocolError: BDAT is illegal in the current state.
+        """
+        self._check_usable()
+        trigger = Trigger.BDAT_LAST if last else Trigger.BDAT
+        new_state = state_after_send(self._state, trigger, "BDAT")
+        if self._bdat_encoder is None:
+            self._bdat_encoder = BdatEncoder(canonicalize=canonicalize)
+        command, payload = self._bdat_encoder.frame(chunk, last=last)
+        if last:
+            self._bdat_encoder = None
+        self._queue.append(_Pending(command, trigger, self._txn))
+        self._state = new_state
+        return command.to_bytes() + payload
+
+    def send_failed(self) -> None:
+        """Tell the connection that writing failed: it moves to ``ERROR`` for good."""
+        self._state = ClientState.ERROR
+
+    def tls_started(self) -> None:
+        """Report that the TLS handshake after STARTTLS's 220 completed.
+
+        All pre-TLS knowledge is discarded and the state becomes ``GREETED``: EHLO is required
+        again (RFC 3207 §4.2).
+
+        Raises:
+            LocalProtocolError: not in the ``TLS_READY`` state.
+        """
+        self._check_usable()
+        if self._state is not ClientState.TLS_READY:
+            raise LocalProtocolError(f"tls_started() called in state {self._state.name}")
+        self._parser.clear()
+        self._parser.parse_enhanced = False
+        self._queue.clear()
+        self._txn = None
+        self._state = ClientState.GREETED
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes received from the server; ``b""`` signals EOF.
+
+        Args:
+            data: the received bytes.
+
+        Raises:
+            RemoteProtocolError: bytes after STARTTLS's 220 (injection) or an over-long line.
+            LocalProtocolError: the connection is in ``ERROR``, or data follows EOF.
+        """
+        self._check_usable()
+        try:
+            if self._eof:
+                if data:
+                    raise LocalProtocolError("received data after EOF")
+                return
+            if not data:
+                self._eof = True
+                return
+            if self._state is ClientState.TLS_READY:
+                raise RemoteProtocolError(
+                    "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
+                )
+            self._parser.feed(data)
+        except BaseException:
+            self._state = ClientState.ERROR
+            raise
+
+    def next_event(self) -> Event | NeedData:
+        """Return the next event, or :data:`NEED_DATA`.
+
+        Returns:
+            :class:`GreetingReceived`, :class:`CommandReplied`, :class:`ConnectionClosed` or
+            :data:`NEED_DATA`.
+
+        Raises:
+            RemoteProtocolError: a malformed/oversized/unsolicited reply, STARTTLS injection,
+                or EOF in the middle of a reply.
+            LocalProtocolError: the connection is in ``ERROR``.
+        """
+        self._check_usable()
+        try:
+            return self._next_event()
+        except BaseException:
+            self._state = ClientState.ERROR
+            raise
+
+    def _next_event(self) -> Event | NeedData:
+        if self._state is ClientState.CLOSED:
+            return ConnectionClosed()
+        reply = self._parser.next_reply()
+        if reply is None:
+            if not self._eof:
+                return NEED_DATA
+            if self._parser.buffered:
+                raise RemoteProtocolError("connection closed in the middle of a reply")
+            self._state = ClientState.CLOSED
+            return ConnectionClosed()
+        if not self._queue:
+            raise RemoteProtocolError(
+                f"unexpected reply with no command pending: {reply.code} {reply.text[:80]!r}"
+            )
+        return self._pair(self._queue[0], reply)
+
+    def _pair(self, entry: _Pending, reply: Reply) -> Event:
+        trigger = entry.trigger
+        outcome = outcome_of(trigger, reply.code)
+        if entry.command is None:  # the greeting
+            self._queue.popleft()
+            self._state = state_after_reply(self._state, trigger, outcome)
+            return GreetingReceived(reply)
+        recipient: str | None = None
+        if self.dialect.replies_per_recipient and trigger in (
+            Trigger.END_OF_DATA,
+            Trigger.BDAT_LAST,
+        ):
+            # RFC 2033 §4.2: one reply per RCPT that succeeded, in RCPT order.
+            if entry.recipients is None:
+                txn = entry.txn
+                ok = txn is not None and not txn.failed_chunk
+                entry.recipients = list(txn.accepted) if ok and txn is not None else []
+            if entry.recipients:
+                recipient = entry.recipients[entry.replied]
+            entry.replied += 1
+            if entry.replied >= max(1, len(entry.recipients)):
+                self._queue.popleft()
+        else:
+            self._queue.popleft()
+        txn = entry.txn
+        if txn is not None:
+            if isinstance(entry.command, RcptTo) and outcome is Outcome.POSITIVE:
+                txn.accepted.append(entry.command.recipient)
+            elif trigger is Trigger.BDAT and outcome is Outcome.NEGATIVE:
+                txn.failed_chunk = True
+        if trigger not in TRANSACTION_TRIGGERS or txn is self._txn:
+            self._state = state_after_reply(self._state, trigger, outcome)
+        if self._state is ClientState.BODY and trigger is Trigger.DATA:
+            self._data_encoder = DataEncoder()
+        if self._state is ClientState.TLS_READY and self._parser.buffered:
+            # RFC 3207 §4.2: bytes sent before the handshake must not be trusted.
+            raise RemoteProtocolError(
+                "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
+            )
+        return CommandReplied(entry.command, reply, recipient)

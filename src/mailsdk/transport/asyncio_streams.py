@@ -1,0 +1,493 @@
+"""asyncio streams (StreamReader/StreamWriter) over TCP, unix and caller-supplied sockets.
+
+Layer: L3 (transport). May import L0 (``mailsdk.errors``) and the standard library only; must
+never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry`` or ``client``.
+
+Connections come from :func:`asyncio.open_connection` / :func:`asyncio.open_unix_connection`;
+STARTTLS uses :meth:`asyncio.StreamWriter.start_tls` (Python 3.11+). Deadlines are enforced with
+:func:`asyncio.timeout` around reads, ``drain()``, connects and handshakes. :meth:`aclose` gives
+the peer a short grace (``CLOSE_GRACE``) and then aborts the transport, so it never hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import types
+import typing
+
+from mailsdk.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    InvalidInputError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from mailsdk.transport._errors import Operation, map_errors
+from mailsdk.transport.base import (
+    AsyncConnector,
+    AsyncStream,
+    PeerAddress,
+    StreamInfo,
+    TransportKind,
+    format_address,
+)
+from mailsdk.transport.tls import channel_binding_for, require_server_hostname, tls_details
+
+__all__ = [
+    "CLOSE_GRACE",
+    "AsyncSocketConnector",
+    "AsyncSocketStream",
+    "AsyncTcpConnector",
+    "AsyncUnixConnector",
+]
+
+#: Seconds :meth:`AsyncSocketStream.aclose` waits for an orderly close before aborting.
+CLOSE_GRACE: typing.Final = 0.5
+
+
+def _spent(timeout: float | None) -> None:
+    """Raise the builtin TimeoutError (mapped by the caller) for an already spent deadline."""
+    if timeout is not None and timeout <= 0:
+        raise TimeoutError("deadline passed")
+
+
+def _address(value: typing.Any) -> PeerAddress:
+    if isinstance(value, bytes):  # Linux abstract unix socket names
+        value = os.fsdecode(value)
+    return value or None
+
+
+async def _has_buffered_data(reader: asyncio.StreamReader) -> bool:
+    """True when the reader already holds unread bytes (checked without waiting)."""
+    try:
+        async with asyncio.timeout(0):
+            return bool(await reader.read(1))
+    except TimeoutError:
+        return False
+
+
+class AsyncSocketStream:
+    """An :class:`~mailsdk.transport.AsyncStream` over an asyncio reader/writer pair.
+
+    The stream owns the transport: :meth:`aclose` closes it.
+
+    Args:
+        reader: the connection's ``StreamReader``.
+        writer: the connection's ``StreamWriter``.
+        transport: ``"tcp"`` or ``"unix"``; detected from the socket family when omitted.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        transport: TransportKind | None = None,
+    ) -> None:
+        self._reader = reader
+        self._writer: asyncio.StreamWriter | None = writer
+        self._upgraded = False
+        if transport is None:
+            sock = writer.get_extra_info("socket")
+            is_unix = sock is not None and getattr(socket, "AF_UNIX", None) == sock.family
+            transport = "unix" if is_unix else "tcp"
+        tls = writer.get_extra_info("ssl_object")
+        self._tls: ssl.SSLObject | None = tls if isinstance(tls, ssl.SSLObject) else None
+        version, cipher = tls_details(self._tls) if self._tls is not None else (None, None)
+        self._info = StreamInfo(
+            peer_address=_address(writer.get_extra_info("peername")),
+            local_address=_address(writer.get_extra_info("sockname")),
+            transport=transport,
+            tls_version=version,
+            tls_cipher=cipher,
+        )
+        self._target = format_address(self._info.peer_address)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._writer is None else ("tls" if self.is_tls else "open")
+        return f"<AsyncSocketStream {self._info.transport} {self._target or '?'} {state}>"
+
+    @property
+    def info(self) -> StreamInfo:
+        """Addresses, transport kind and TLS parameters (captured when the stream was made)."""
+        return self._info
+
+    @property
+    def is_tls(self) -> bool:
+        """True when the transport runs TLS."""
+        return self._tls is not None
+
+    def _require_open(self) -> asyncio.StreamWriter:
+        if self._upgraded:
+            raise LocalProtocolError("this stream was upgraded by start_tls(); use the new stream")
+        if self._writer is None:
+            raise ConnectionLost("the stream is closed")
+        return self._writer
+
+    def _abort(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.transport.abort()
+
+    async def send_all(self, data: bytes, timeout: float | None) -> None:
+        """Write ``data`` and wait (``drain``) until the transport's buffer is below its limit.
+
+        Args:
+            data: the bytes to send.
+            timeout: the remaining time of the caller's deadline (``None``: no limit).
+
+        Raises:
+            WriteTimeout: the buffer did not drain in time; the transport is aborted, since a
+                partial command may be on the wire.
+            ConnectionLost: the peer reset or closed the connection (the transport is aborted),
+                or the stream was already closed.
+            LocalProtocolError: the stream was replaced by :meth:`start_tls`.
+        """
+        writer = self._require_open()
+        async with map_errors(Operation.WRITE, self._target):
+            _spent(timeout)  # nothing written yet: the stream stays usable
+            try:
+                async with asyncio.timeout(timeout):
+                    writer.write(data)
+                    await writer.drain()
+            except BaseException:  # including cancellation: the wire state is unknown
+                self._abort()
+                raise
+
+    async def receive(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Receive up to ``max_bytes`` bytes.
+
+        Args:
+            max_bytes: the most bytes to return (at least 1).
+            timeout: the remaining time of the caller's deadline (``None``: no limit).
+
+        Returns:
+            The bytes read, or ``b""`` at end of stream.
+
+        Raises:
+            ReadTimeout: nothing arrived in time (or ``timeout <= 0``); the stream stays usable.
+            ConnectionLost: the connection was reset, or the stream was already closed.
+            InvalidInputError: ``max_bytes`` is below 1.
+            LocalProtocolError: the stream was replaced by :meth:`start_tls`.
+        """
+        if max_bytes < 1:
+            raise InvalidInputError("max_bytes must be at least 1")
+        self._require_open()
+        async with map_errors(Operation.READ, self._target):
+            _spent(timeout)
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+
+    async def start_tls(
+        self, context: ssl.SSLContext, server_hostname: str | None, timeout: float | None
+    ) -> AsyncSocketStream:
+        """Upgrade the connection to TLS (RFC 3207 §4) and return the new stream.
+
+        This stream is unusable afterwards, whatever the outcome; on failure the transport is
+        aborted. Bytes the server sent after its STARTTLS reply and that were already read into
+        the reader's buffer are refused (STARTTLS command injection, RFC 3207 §5: such bytes
+        would otherwise be taken as TLS-protected), as are bytes present right after the
+        handshake (the server must wait for the client's EHLO).
+
+        Args:
+            context: the client context (see :meth:`TlsSettings.create_context`).
+            server_hostname: the name (or IP literal) to verify and to send as SNI.
+            timeout: the remaining time for the handshake.
+
+        Returns:
+            The TLS stream.
+
+        Raises:
+            TLSError: the handshake or certificate verification failed.
+            ConnectTimeout: the handshake did not finish in time (``phase="tls_handshake"``).
+            ConnectionLost: the peer closed or reset the connection.
+            RemoteProtocolError: unread plaintext was buffered around the handshake.
+            ConfigurationError: host name checking is on and ``server_hostname`` is missing.
+            LocalProtocolError: the stream already uses TLS or was replaced.
+        """
+        writer = self._require_open()
+        if self.is_tls:
+            raise LocalProtocolError("the stream already uses TLS")
+        require_server_hostname(context, server_hostname)
+        self._upgraded = True
+        self._writer = None
+        try:
+            async with map_errors(Operation.TLS_HANDSHAKE, self._target):
+                if await _has_buffered_data(self._reader):
+                    raise RemoteProtocolError(
+                        "the server sent data after its STARTTLS reply (RFC 3207 §5 injection)"
+                    )
+                _spent(timeout)
+                async with asyncio.timeout(timeout):
+                    await writer.start_tls(context, server_hostname=server_hostname)
+                if await _has_buffered_data(self._reader):
+                    raise RemoteProtocolError(
+                        "unexpected data right after the TLS handshake (RFC 3207 §5 injection)"
+                    )
+        except BaseException:
+            writer.transport.abort()
+            raise
+        return AsyncSocketStream(self._reader, writer, transport=self._info.transport)
+
+    def channel_binding(self, kind: str) -> bytes | None:
+        """Return channel-binding data (see :func:`mailsdk.transport.tls.channel_binding_for`).
+
+        Args:
+            kind: ``"tls-server-end-point"`` (supported) or ``"tls-exporter"`` (always ``None``).
+
+        Returns:
+            The binding data, or ``None`` for plaintext, closed streams and unsupported kinds.
+        """
+        return channel_binding_for(self._tls if self._writer is not None else None, kind)
+
+    async def aclose(self) -> None:
+        """Close the connection: an orderly close for up to ``CLOSE_GRACE`` seconds, then abort.
+
+        Idempotent and never raises an I/O error. With TLS the orderly close sends a
+        close_notify; a dead peer only costs the grace period.
+        """
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        closed = False
+        try:
+            with contextlib.suppress(Exception):  # OSError, TimeoutError, ssl errors
+                writer.close()
+                async with asyncio.timeout(CLOSE_GRACE):
+                    await writer.wait_closed()
+                closed = True
+        finally:
+            if not closed:
+                writer.transport.abort()
+
+    async def __aenter__(self) -> typing.Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+OpenResult: typing.TypeAlias = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open(
+    opener: typing.Callable[[], typing.Awaitable[OpenResult]],
+    target: str | None,
+    timeout: float | None,
+    transport: TransportKind | None,
+) -> AsyncSocketStream:
+    async with map_errors(Operation.CONNECT, target):
+        _spent(timeout)
+        async with asyncio.timeout(timeout):
+            reader, writer = await opener()
+    return AsyncSocketStream(reader, writer, transport=transport)
+
+
+class AsyncTcpConnector:
+    """Connects over TCP with asyncio, optionally with implicit TLS (RFC 8314 §3, port 465).
+
+    Args:
+        host: a name, an IPv4 literal or an IPv6 literal (brackets allowed: ``"[::1]"``).
+        port: the TCP port.
+        source_address: a local ``(host, port)`` to bind before connecting.
+        tls_context: when given, TLS starts right after the TCP connect (implicit TLS).
+        server_hostname: the name to verify and send as SNI (default: ``host``).
+
+    Raises:
+        InvalidInputError: the port is outside 1-65535 or the host is empty.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        source_address: tuple[str, int] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        host = host.strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host:
+            raise InvalidInputError("AsyncTcpConnector needs a host")
+        if not 0 < port < 65536:
+            raise InvalidInputError(f"port out of range: {port}")
+        self.host = host
+        self.port = port
+        self.source_address = source_address
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname or host
+
+    def __repr__(self) -> str:
+        tls = " tls" if self.tls_context is not None else ""
+        return f"<AsyncTcpConnector {format_address((self.host, self.port))}{tls}>"
+
+    async def connect(self, timeout: float | None) -> AsyncSocketStream:
+        """Open the connection (and the TLS session for implicit TLS).
+
+        Args:
+            timeout: the total time for resolving, connecting and the TLS handshake.
+
+        Returns:
+            The connected stream.
+
+        Raises:
+            ConnectError: refused, unreachable or unresolvable.
+            ConnectTimeout: the deadline passed.
+            TLSError: the implicit TLS handshake or verification failed.
+        """
+        tls = self.tls_context
+        return await _open(
+            lambda: asyncio.open_connection(
+                self.host,
+                self.port,
+                local_addr=self.source_address,
+                ssl=tls,
+                server_hostname=self.server_hostname if tls is not None else None,
+            ),
+            format_address((self.host, self.port)),
+            timeout,
+            "tcp",
+        )
+
+
+class AsyncUnixConnector:
+    """Connects to a unix-domain socket with asyncio (e.g. an LMTP server, RFC 2033).
+
+    Args:
+        path: the socket path.
+        tls_context: when given, TLS starts right after connecting.
+        server_hostname: the name to verify (required when the context checks host names).
+
+    Raises:
+        ConfigurationError: unix sockets are unsupported here, or TLS host name checking is on
+            and ``server_hostname`` is missing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if not hasattr(socket, "AF_UNIX"):
+            raise ConfigurationError("unix-domain sockets are not available on this platform")
+        if tls_context is not None:
+            require_server_hostname(tls_context, server_hostname)
+        self.path = os.fspath(path)
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname
+
+    def __repr__(self) -> str:
+        return f"<AsyncUnixConnector {self.path!r}>"
+
+    async def connect(self, timeout: float | None) -> AsyncSocketStream:
+        """Connect to the socket path (see :meth:`AsyncTcpConnector.connect` for the errors).
+
+        Args:
+            timeout: the total time for connecting (and a TLS handshake).
+
+        Returns:
+            The connected stream.
+        """
+        tls = self.tls_context
+        return await _open(
+            lambda: asyncio.open_unix_connection(
+                self.path,
+                ssl=tls,
+                server_hostname=self.server_hostname if tls is not None else None,
+            ),
+            self.path,
+            timeout,
+            "unix",
+        )
+
+
+class AsyncSocketConnector:
+    """Hands a caller-supplied, already connected socket to asyncio as a stream (once).
+
+    The stream takes ownership of the socket (asyncio makes it non-blocking).
+
+    Args:
+        sock: a connected ``SOCK_STREAM`` socket (TCP or unix; not an ``ssl.SSLSocket``).
+        tls_context: when given, run a TLS handshake on the socket in :meth:`connect`.
+        server_hostname: the name to verify (required when the context checks host names).
+
+    Raises:
+        ConfigurationError: ``sock`` is an ``ssl.SSLSocket``, or host name checking is on
+            without ``server_hostname``.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if isinstance(sock, ssl.SSLSocket):
+            raise ConfigurationError("asyncio cannot use an ssl.SSLSocket; pass the plain socket")
+        if tls_context is not None:
+            require_server_hostname(tls_context, server_hostname)
+        self._sock: socket.socket | None = sock
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname
+
+    async def connect(self, timeout: float | None) -> AsyncSocketStream:
+        """Return the stream over the supplied socket (after the TLS handshake, if any).
+
+        Args:
+            timeout: the time allowed for the TLS handshake.
+
+        Returns:
+            The stream.
+
+        Raises:
+            LocalProtocolError: called a second time (the socket was handed out already).
+            TLSError: the handshake failed (the socket is closed).
+            ConnectTimeout: the handshake did not finish in time.
+        """
+        sock, self._sock = self._sock, None
+        if sock is None:
+            raise LocalProtocolError("AsyncSocketConnector.connect() can only be called once")
+        tls = self.tls_context
+        try:
+            target = format_address(_address(sock.getpeername()))
+        except OSError:
+            target = None
+        try:
+            return await _open(
+                lambda: asyncio.open_connection(
+                    sock=sock,
+                    ssl=tls,
+                    server_hostname=self.server_hostname if tls is not None else None,
+                ),
+                target,
+                timeout,
+                None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+
+if typing.TYPE_CHECKING:  # mypy proves that the classes satisfy the protocols
+
+    def _conforms(
+        stream: AsyncSocketStream,
+        tcp: AsyncTcpConnector,
+        unix: AsyncUnixConnector,
+        given: AsyncSocketConnector,
+    ) -> tuple[AsyncStream, AsyncConnector, AsyncConnector, AsyncConnector]:
+        return stream, tcp, unix, given

@@ -1,0 +1,458 @@
+"""Blocking streams over TCP, unix-domain and caller-supplied sockets; implicit TLS and STARTTLS.
+
+Layer: L3 (transport). May import L0 (``mailsdk.errors``) and the standard library only; must
+never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry`` or ``client``.
+
+Timeouts are the remaining time of the caller's total deadline. ``receive`` uses one socket
+timeout (CPython applies it to the whole ``recv``/SSL read); ``send_all`` loops ``send`` under a
+deadline of its own, because ``SSLSocket.sendall`` restarts the timeout on every chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+import types
+import typing
+
+from mailsdk.errors import ConfigurationError, ConnectionLost, InvalidInputError, LocalProtocolError
+from mailsdk.transport._errors import Operation, map_errors
+from mailsdk.transport.base import (
+    Connector,
+    PeerAddress,
+    Stream,
+    StreamInfo,
+    TransportKind,
+    format_address,
+)
+from mailsdk.transport.tls import channel_binding_for, require_server_hostname, tls_details
+
+__all__ = ["SocketConnector", "SocketStream", "TcpConnector", "UnixConnector"]
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Time left before ``deadline``; raises the builtin TimeoutError (mapped by the caller)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+def _address(get: typing.Callable[[], typing.Any]) -> PeerAddress:
+    try:
+        value = get()
+    except OSError:
+        return None
+    if isinstance(value, bytes):  # Linux abstract unix socket names
+        value = os.fsdecode(value)
+    return value or None
+
+
+def _handshake(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    server_hostname: str | None,
+    deadline: float | None,
+) -> ssl.SSLSocket:
+    """Wrap ``sock`` (detached into the result); finish the handshake by ``deadline``."""
+    sock.settimeout(_remaining(deadline))
+    tls = context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+    try:
+        tls.settimeout(_remaining(deadline))
+        tls.do_handshake()
+    except BaseException:
+        tls.close()
+        raise
+    return tls
+
+
+class SocketStream:
+    """A :class:`~mailsdk.transport.Stream` over a connected blocking socket (plain or TLS).
+
+    The stream owns the socket: :meth:`close` closes it.
+
+    Args:
+        sock: a connected ``SOCK_STREAM`` socket (an ``ssl.SSLSocket`` counts as TLS).
+        transport: ``"tcp"`` or ``"unix"``; detected from the socket family when omitted.
+    """
+
+    def __init__(self, sock: socket.socket, *, transport: TransportKind | None = None) -> None:
+        self._sock: socket.socket | None = sock
+        self._upgraded = False
+        if transport is None:
+            is_unix = getattr(socket, "AF_UNIX", None) == sock.family
+            transport = "unix" if is_unix else "tcp"
+        version, cipher = tls_details(sock) if isinstance(sock, ssl.SSLSocket) else (None, None)
+        self._info = StreamInfo(
+            peer_address=_address(sock.getpeername),
+            local_address=_address(sock.getsockname),
+            transport=transport,
+            tls_version=version,
+            tls_cipher=cipher,
+        )
+        self._target = format_address(self._info.peer_address)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else ("tls" if self.is_tls else "open")
+        return f"<SocketStream {self._info.transport} {self._target or '?'} {state}>"
+
+    @property
+    def info(self) -> StreamInfo:
+        """Addresses, transport kind and TLS parameters (captured when the stream was made)."""
+        return self._info
+
+    @property
+    def is_tls(self) -> bool:
+        """True when the socket is an ``ssl.SSLSocket``."""
+        return self._info.tls_version is not None
+
+    def _require_open(self) -> socket.socket:
+        if self._upgraded:
+            raise LocalProtocolError("this stream was upgraded by start_tls(); use the new stream")
+        if self._sock is None:
+            raise ConnectionLost("the stream is closed")
+        return self._sock
+
+    def send_all(self, data: bytes, timeout: float | None) -> None:
+        """Send all of ``data`` before ``timeout`` seconds pass.
+
+        Args:
+            data: the bytes to send.
+            timeout: the remaining time of the caller's deadline (``None``: no limit).
+
+        Raises:
+            WriteTimeout: the deadline passed. If any write had started, the stream is closed,
+                because a partial command (or TLS record) may be on the wire.
+            ConnectionLost: the peer reset or closed the connection (the stream is closed), or
+                the stream was already closed.
+            LocalProtocolError: the stream was replaced by :meth:`start_tls`.
+        """
+        sock = self._require_open()
+        view = memoryview(data).cast("B")
+        with map_errors(Operation.WRITE, self._target):
+            deadline = _deadline(timeout)
+            _remaining(deadline)  # a spent deadline fails before anything is written
+            try:
+                while view:
+                    sock.settimeout(_remaining(deadline))
+                    sent = sock.send(view)
+                    view = view[sent:]
+            except BaseException:
+                self.close()
+                raise
+
+    def receive(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Receive up to ``max_bytes`` bytes.
+
+        Args:
+            max_bytes: the most bytes to return (at least 1).
+            timeout: the remaining time of the caller's deadline (``None``: no limit).
+
+        Returns:
+            The bytes read, or ``b""`` when the peer closed the connection cleanly.
+
+        Raises:
+            ReadTimeout: nothing arrived in time; the stream stays usable.
+            ConnectionLost: the connection was reset, or the stream was already closed.
+            TLSError: a TLS record failed to decrypt or verify.
+            InvalidInputError: ``max_bytes`` is below 1.
+            LocalProtocolError: the stream was replaced by :meth:`start_tls`.
+        """
+        if max_bytes < 1:
+            raise InvalidInputError("max_bytes must be at least 1")
+        sock = self._require_open()
+        with map_errors(Operation.READ, self._target):
+            sock.settimeout(_remaining(_deadline(timeout)))
+            return sock.recv(max_bytes)
+
+    def start_tls(
+        self, context: ssl.SSLContext, server_hostname: str | None, timeout: float | None
+    ) -> SocketStream:
+        """Upgrade the connection to TLS (RFC 3207 §4) and return the new stream.
+
+        This stream is unusable afterwards, whatever the outcome; on failure the connection is
+        closed (falling back to plaintext would let an attacker strip TLS).
+
+        Args:
+            context: the client context (see :meth:`TlsSettings.create_context`).
+            server_hostname: the name (or IP literal) to verify and to send as SNI.
+            timeout: the remaining time for the handshake.
+
+        Returns:
+            The TLS stream.
+
+        Raises:
+            TLSError: the handshake or certificate verification failed.
+            ConnectTimeout: the handshake did not finish in time (``phase="tls_handshake"``).
+            ConnectionLost: the peer closed or reset the connection.
+            ConfigurationError: host name checking is on and ``server_hostname`` is missing.
+            LocalProtocolError: the stream already uses TLS or was replaced.
+        """
+        sock = self._require_open()
+        if self.is_tls:
+            raise LocalProtocolError("the stream already uses TLS")
+        require_server_hostname(context, server_hostname)
+        self._upgraded = True
+        self._sock = None  # ssl.wrap_socket detaches the socket into the new object
+        try:
+            with map_errors(Operation.TLS_HANDSHAKE, self._target):
+                tls = _handshake(sock, context, server_hostname, _deadline(timeout))
+        except BaseException:
+            sock.close()
+            raise
+        return SocketStream(tls, transport=self._info.transport)
+
+    def channel_binding(self, kind: str) -> bytes | None:
+        """Return channel-binding data (see :func:`mailsdk.transport.tls.channel_binding_for`).
+
+        Args:
+            kind: ``"tls-server-end-point"`` (supported) or ``"tls-exporter"`` (always ``None``).
+
+        Returns:
+            The binding data, or ``None`` for plaintext, closed streams and unsupported kinds.
+        """
+        sock = self._sock
+        return channel_binding_for(sock if isinstance(sock, ssl.SSLSocket) else None, kind)
+
+    def close(self) -> None:
+        """Close the socket. Idempotent; TLS is not unwrapped, so a dead peer cannot block it."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> typing.Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _open_tcp(
+    host: str, port: int, source_address: tuple[str, int] | None, deadline: float | None
+) -> socket.socket:
+    """Try each resolved address in turn within one total deadline (RFC 6724 order)."""
+    # Name resolution has no timeout in the socket API; the deadline covers the connects.
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.settimeout(_remaining(deadline))
+            sock.connect(sockaddr)
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last if last is not None else OSError(f"no address found for {host!r}")
+
+
+class TcpConnector:
+    """Connects over TCP, optionally with implicit TLS (RFC 8314 §3, port 465).
+
+    Args:
+        host: a name, an IPv4 literal or an IPv6 literal (brackets allowed: ``"[::1]"``).
+        port: the TCP port.
+        source_address: a local ``(host, port)`` to bind before connecting.
+        tls_context: when given, TLS starts right after the TCP connect (implicit TLS).
+        server_hostname: the name to verify and send as SNI (default: ``host``).
+
+    Raises:
+        InvalidInputError: the port is outside 1-65535 or the host is empty.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        source_address: tuple[str, int] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        host = host.strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host:
+            raise InvalidInputError("TcpConnector needs a host")
+        if not 0 < port < 65536:
+            raise InvalidInputError(f"port out of range: {port}")
+        self.host = host
+        self.port = port
+        self.source_address = source_address
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname or host
+
+    def __repr__(self) -> str:
+        tls = " tls" if self.tls_context is not None else ""
+        return f"<TcpConnector {format_address((self.host, self.port))}{tls}>"
+
+    def connect(self, timeout: float | None) -> SocketStream:
+        """Open the connection (and the TLS session for implicit TLS).
+
+        Args:
+            timeout: the total time for resolving, connecting and the TLS handshake.
+
+        Returns:
+            The connected stream.
+
+        Raises:
+            ConnectError: refused, unreachable or unresolvable.
+            ConnectTimeout: the deadline passed.
+            TLSError: the implicit TLS handshake or verification failed.
+        """
+        deadline = _deadline(timeout)
+        target = format_address((self.host, self.port))
+        with map_errors(Operation.CONNECT, target):
+            sock = _open_tcp(self.host, self.port, self.source_address, deadline)
+            if self.tls_context is not None:
+                try:
+                    sock = _handshake(sock, self.tls_context, self.server_hostname, deadline)
+                except BaseException:
+                    sock.close()
+                    raise
+        return SocketStream(sock, transport="tcp")
+
+
+class UnixConnector:
+    """Connects to a unix-domain socket (e.g. an LMTP server, RFC 2033).
+
+    Args:
+        path: the socket path.
+        tls_context: when given, TLS starts right after connecting.
+        server_hostname: the name to verify (required when the context checks host names).
+
+    Raises:
+        ConfigurationError: unix sockets are unsupported here, or TLS host name checking is on
+            and ``server_hostname`` is missing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if not hasattr(socket, "AF_UNIX"):
+            raise ConfigurationError("unix-domain sockets are not available on this platform")
+        if tls_context is not None:
+            require_server_hostname(tls_context, server_hostname)
+        self.path = os.fspath(path)
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname
+
+    def __repr__(self) -> str:
+        return f"<UnixConnector {self.path!r}>"
+
+    def connect(self, timeout: float | None) -> SocketStream:
+        """Connect to the socket path (see :meth:`TcpConnector.connect` for the errors).
+
+        Args:
+            timeout: the total time for connecting (and a TLS handshake).
+
+        Returns:
+            The connected stream.
+        """
+        deadline = _deadline(timeout)
+        with map_errors(Operation.CONNECT, self.path):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(_remaining(deadline))
+                sock.connect(self.path)
+                if self.tls_context is not None:
+                    sock = _handshake(sock, self.tls_context, self.server_hostname, deadline)
+            except BaseException:
+                sock.close()
+                raise
+        return SocketStream(sock, transport="unix")
+
+
+class SocketConnector:
+    """Hands out a caller-supplied, already connected socket as a stream (once).
+
+    The stream takes ownership of the socket. A plain socket may get TLS at "connect" time.
+
+    Args:
+        sock: a connected ``SOCK_STREAM`` socket (TCP, unix, or an ``ssl.SSLSocket``).
+        tls_context: when given, run a TLS handshake on the socket in :meth:`connect`.
+        server_hostname: the name to verify (required when the context checks host names).
+
+    Raises:
+        ConfigurationError: ``tls_context`` with an ``ssl.SSLSocket``, or host name checking
+            without ``server_hostname``.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if tls_context is not None:
+            if isinstance(sock, ssl.SSLSocket):
+                raise ConfigurationError("the socket already uses TLS")
+            require_server_hostname(tls_context, server_hostname)
+        self._sock: socket.socket | None = sock
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname
+
+    def connect(self, timeout: float | None) -> SocketStream:
+        """Return the stream over the supplied socket (after the TLS handshake, if any).
+
+        Args:
+            timeout: the time allowed for the TLS handshake.
+
+        Returns:
+            The stream.
+
+        Raises:
+            LocalProtocolError: called a second time (the socket was handed out already).
+            TLSError: the handshake failed (the socket is closed).
+            ConnectTimeout: the handshake did not finish in time.
+        """
+        sock, self._sock = self._sock, None
+        if sock is None:
+            raise LocalProtocolError("SocketConnector.connect() can only be called once")
+        if self.tls_context is not None:
+            target = format_address(_address(sock.getpeername))
+            with map_errors(Operation.CONNECT, target):
+                try:
+                    sock = _handshake(
+                        sock, self.tls_context, self.server_hostname, _deadline(timeout)
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+        return SocketStream(sock)
+
+
+if typing.TYPE_CHECKING:  # mypy proves that the classes satisfy the protocols
+
+    def _conforms(
+        stream: SocketStream, tcp: TcpConnector, unix: UnixConnector, given: SocketConnector
+    ) -> tuple[Stream, Connector, Connector, Connector]:
+        return stream, tcp, unix, given

@@ -1,0 +1,1 @@
+"""Test helpers shared by the mailsdk test suite (not collected by pytest)."""
