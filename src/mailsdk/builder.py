@@ -81,8 +81,9 @@ class ClientBuilder:
         Port 465 selects implicit TLS; anything else STARTTLS (required) unless changed with
         :meth:`with_tls`.
         """
-        if port is None and (":" in host):
-            host, port = parse_host_port(host, None)
+        if port is None and ":" in host:
+            host, parsed = parse_host_port(host, 0)
+            port = parsed or None
         return cls(endpoint=Endpoint(host=host, port=port))
 
     @classmethod

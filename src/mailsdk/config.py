@@ -40,11 +40,6 @@ SMTPS_PORT: typing.Final = 465
 LMTP_PORT: typing.Final = 2003
 
 
-def _positive_or_none(_inst: object, attr: attrs.Attribute[float | None], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ConfigurationError(f"{attr.name} must be positive or None, not {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class Timeouts:
     """Per-phase deadlines in seconds; each is a *total* for the operation, never per recv.
@@ -63,13 +58,19 @@ class Timeouts:
         quit: QUIT's reply (short: nothing depends on it).
     """
 
-    connect: float | None = attrs.field(default=30.0, validator=_positive_or_none)
-    greeting: float | None = attrs.field(default=300.0, validator=_positive_or_none)
-    command: float | None = attrs.field(default=300.0, validator=_positive_or_none)
-    tls: float | None = attrs.field(default=60.0, validator=_positive_or_none)
-    data: float | None = attrs.field(default=600.0, validator=_positive_or_none)
-    data_rate: float = attrs.field(default=10_240.0)
-    quit: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    connect: float | None = 30.0
+    greeting: float | None = 300.0
+    command: float | None = 300.0
+    tls: float | None = 60.0
+    data: float | None = 600.0
+    data_rate: float = 10_240.0
+    quit: float | None = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(Timeouts):
+            value = getattr(self, field.name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"timeout {field.name} must be positive or None, not {value!r}")
 
     @classmethod
     def uniform(cls, seconds: float | None) -> Timeouts:

@@ -24,10 +24,11 @@ class Echo(BaseExchange):
         super().__init__("X-ECHO", max_rounds=max_rounds)
 
     def _step(self, challenge: bytes) -> bytes:
+        table: dict[bytes, bytes] = {}
         if challenge == b"index":
-            return challenge[[0][5] :]
+            return challenge.split(b"x")[3]
         if challenge == b"key":
-            return {}[challenge]  # type: ignore[no-any-return]
+            return table[challenge]
         int(challenge.decode("ascii"))
         return challenge
 

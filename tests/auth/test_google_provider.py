@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests._support.oauth_authority import JWT_BEARER_GRANT, OAuthAuthority
 
 from mailsdk.auth.google import GMAIL_SCOPE, GoogleTokenProvider
 from mailsdk.auth.tokens import CachingTokenProvider
 from mailsdk.errors import ConfigurationError, TokenError
-from tests._support.oauth_authority import JWT_BEARER_GRANT, OAuthAuthority
 
 SUBJECT = "mailer@example.org"
 CLIENT_EMAIL = "smtp-relay@demo-project.iam.gserviceaccount.com"
@@ -66,7 +66,7 @@ def test_service_account_jwt_bearer_with_subject(
     assert claims["iss"] == CLIENT_EMAIL
     assert claims["sub"] == SUBJECT  # domain-wide delegation: act as the mailbox
     assert claims["scope"] == GMAIL_SCOPE
-    assert claims["aud"] == oauth_authority.google_token_uri
+    assert claims["aud"] == "https://oauth2.googleapis.com/token"  # google-auth's fixed audience
     assert request.assertion_header is not None
     assert request.assertion_header["alg"] == "RS256"
 
@@ -116,10 +116,12 @@ def test_authorized_user_refresh_token_grant(oauth_authority: OAuthAuthority) ->
         "client_id": "client.apps.googleusercontent.com",
         "client_secret": USER_SECRET,
         "refresh_token": "1//user-refresh-token",
-        "token_uri": oauth_authority.google_token_uri,
     }
     provider = GoogleTokenProvider.from_authorized_user_info(
-        info, username="someone@gmail.com", session=oauth_authority.session()
+        info,
+        username="someone@gmail.com",
+        token_uri=oauth_authority.google_token_uri,
+        session=oauth_authority.session(),
     )
     assert provider.get_token().token.reveal() == "ya29.at-1"
     [request] = oauth_authority.token_requests("refresh_token")

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+from tests._support.oauth_authority import DEVICE_CODE_GRANT, FakeClock, OAuthAuthority
 
 from mailsdk.auth.msal import (
     APP_ONLY_SCOPE,
@@ -29,7 +30,6 @@ from mailsdk.auth.msal import (
 )
 from mailsdk.auth.tokens import AsyncCachingTokenProvider, CachingTokenProvider
 from mailsdk.errors import ConfigurationError, TokenError
-from tests._support.oauth_authority import DEVICE_CODE_GRANT, FakeClock, OAuthAuthority
 
 CLIENT_ID = "6f1c2a3b-0000-4000-8000-00000000c1d0"
 SECRET = "very-secret-client-secret~value"
@@ -404,7 +404,8 @@ def test_device_code_flow_then_silent_and_forced_refresh(
 ) -> None:
     prompts: list[DeviceCodePrompt] = []
     provider = device_code(oauth_authority, prompts, cache=tmp_path / "c.json")
-    assert provider.username is None
+    before_sign_in = provider.username
+    assert before_sign_in is None
     token = provider.get_token()
     assert token.token.reveal() == "at-1"
     [prompt] = prompts

@@ -99,14 +99,14 @@ def test_error_messages_never_carry_secrets(mech: Mechanism, challenge: bytes) -
             break
     try:
         exchange.finish(challenge)
-    except AuthError as exc:
-        errors.append(exc)
+    except AuthError as final:
+        errors.append(final)
     assert errors, "a hostile challenge stream must end in an AuthError"
-    for exc in errors:
-        assert_clean(str(exc))
-        assert exc.__cause__ is None or isinstance(exc.__cause__, AuthError)
+    for error in errors:
+        assert_clean(str(error))
+        assert error.__cause__ is None or isinstance(error.__cause__, AuthError)
         # errors stay picklable (MailError.__reduce__) and still carry no secret
-        assert_clean(repr(pickle.loads(pickle.dumps(exc))))
+        assert_clean(repr(pickle.loads(pickle.dumps(error))))
 
 
 @pytest.mark.parametrize(

@@ -240,14 +240,17 @@ def test_y_flag_when_server_did_not_offer_plus() -> None:
     # RFC 5802 §6: we can bind but the server did not advertise -PLUS: "y,,".
     ctx = _context(offered=("SCRAM-SHA-256", "PLAIN"))
     first = sha256().start(pencil(), ctx).initial_response()
-    assert first is not None and first.startswith(b"y,,")
+    assert first is not None
+    assert first.startswith(b"y,,")
     # The server offers -PLUS but we chose the plain variant: "n,," (no false downgrade alarm).
     ctx = _context(offered=("SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"))
     first = sha256().start(pencil(), ctx).initial_response()
-    assert first is not None and first.startswith(b"n,,")
+    assert first is not None
+    assert first.startswith(b"n,,")
     # Without knowing the offer: "n,,".
     first = sha256().start(pencil(), _context()).initial_response()
-    assert first is not None and first.startswith(b"n,,")
+    assert first is not None
+    assert first.startswith(b"n,,")
 
 
 def test_channel_binding_validation() -> None:
@@ -312,6 +315,7 @@ def test_interop_downgrade_detected_by_server() -> None:
     exchange = ScramMechanism("SHA-256").start(pencil(), ctx)
     server = _scramp_server("SCRAM-SHA-256", "pencil", ("tls-server-end-point", CB_DATA))
     first = exchange.initial_response()
-    assert first is not None and first.startswith(b"y,,")
+    assert first is not None
+    assert first.startswith(b"y,,")
     with pytest.raises(scramp.ScramException, match="channel"):
         server.set_client_first(first.decode())  # type: ignore[attr-defined]

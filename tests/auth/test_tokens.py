@@ -8,6 +8,7 @@ import threading
 
 import attrs
 import pytest
+from tests._support.oauth_authority import FakeClock
 
 from mailsdk._secret import Secret
 from mailsdk.auth.tokens import (
@@ -20,7 +21,6 @@ from mailsdk.auth.tokens import (
     is_async_provider,
 )
 from mailsdk.errors import AuthError, TokenError
-from tests._support.oauth_authority import FakeClock
 
 WAIT = 10.0  # generous bound for thread hand-offs; never reached when the code is right
 
@@ -343,7 +343,8 @@ async def test_async_cache_runs_a_sync_provider_in_a_worker_thread(clock: FakeCl
     cache = AsyncCachingTokenProvider(inner, refresh_ahead=300, clock=clock)
     results = await asyncio.gather(*(cache.get_token() for _ in range(10)))
     assert len(inner.calls) == 1
-    assert seen_threads and loop_thread not in seen_threads
+    assert seen_threads
+    assert loop_thread not in seen_threads
     assert {r.token.reveal() for r in results} == {"token-1"}
     clock.advance(3400)  # inside the refresh-ahead window
     assert (await cache.get_token()).token.reveal() == "token-2"

@@ -61,7 +61,9 @@ def make_instrumentation(
 ) -> Callable[..., OpenTelemetryInstrumentation]:
     def make(**options: object) -> OpenTelemetryInstrumentation:
         return OpenTelemetryInstrumentation(
-            tracer_provider=tracer_provider, meter_provider=meter_provider, **options  # type: ignore[arg-type]
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            **options,  # type: ignore[arg-type]
         )
 
     return make

@@ -95,7 +95,9 @@ def named(spans: Iterable[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [s for s in by_id(spans) if s.name == name]
 
 
-def metric_points(reader: InMemoryMetricReader) -> dict[str, tuple[str, list[tuple[dict[str, Any], Any]]]]:
+def metric_points(
+    reader: InMemoryMetricReader,
+) -> dict[str, tuple[str, list[tuple[dict[str, Any], Any]]]]:
     """``{metric name: (unit, [(attributes, point)...])}`` from one collection."""
     data = reader.get_metrics_data()
     result: dict[str, tuple[str, list[tuple[dict[str, Any], Any]]]] = {}

@@ -135,7 +135,9 @@ def test_pipelined_group_overlaps_under_the_transaction(
 
     spans = exporter.get_finished_spans()
     (send,) = named(spans, "smtp.send")
-    pipelined = [s for s in spans if s.attributes and s.attributes.get(names.SMTP_PIPELINE_SIZE) == 4]
+    pipelined = [
+        s for s in spans if s.attributes and s.attributes.get(names.SMTP_PIPELINE_SIZE) == 4
+    ]
     assert [s.name for s in sorted(pipelined, key=lambda s: s.context.span_id)] == [
         "SMTP MAIL",
         "SMTP RCPT",
@@ -281,7 +283,10 @@ def test_lmtp_per_recipient_replies_are_events(
     end.replied(R_QUEUED)
     end.recipient_replied(RECIPIENTS[2], R_QUEUED)  # after the end: ignored
     txn.finished(
-        accepted=[RECIPIENTS[0], RECIPIENTS[2]], refused={RECIPIENTS[1]: over_quota}, size=99, reply=None
+        accepted=[RECIPIENTS[0], RECIPIENTS[2]],
+        refused={RECIPIENTS[1]: over_quota},
+        size=99,
+        reply=None,
     )
     session.end()
 
@@ -290,15 +295,27 @@ def test_lmtp_per_recipient_replies_are_events(
     assert [(e.name, dict(e.attributes or {})) for e in data_end.events] == [
         (
             "mailsdk.lmtp.recipient_reply",
-            {"mailsdk.smtp.reply.code": 250, "mailsdk.smtp.reply.enhanced_status": "2.0.0", "mailsdk.smtp.recipient.index": 0},
+            {
+                "mailsdk.smtp.reply.code": 250,
+                "mailsdk.smtp.reply.enhanced_status": "2.0.0",
+                "mailsdk.smtp.recipient.index": 0,
+            },
         ),
         (
             "mailsdk.lmtp.recipient_reply",
-            {"mailsdk.smtp.reply.code": 452, "mailsdk.smtp.reply.enhanced_status": "4.2.2", "mailsdk.smtp.recipient.index": 1},
+            {
+                "mailsdk.smtp.reply.code": 452,
+                "mailsdk.smtp.reply.enhanced_status": "4.2.2",
+                "mailsdk.smtp.recipient.index": 1,
+            },
         ),
         (
             "mailsdk.lmtp.recipient_reply",
-            {"mailsdk.smtp.reply.code": 250, "mailsdk.smtp.reply.enhanced_status": "2.0.0", "mailsdk.smtp.recipient.index": 2},
+            {
+                "mailsdk.smtp.reply.code": 250,
+                "mailsdk.smtp.reply.enhanced_status": "2.0.0",
+                "mailsdk.smtp.recipient.index": 2,
+            },
         ),
     ]
     assert data_end.status.status_code is StatusCode.UNSET
@@ -403,7 +420,9 @@ def test_verbs_are_normalised(
     verb: str,
     name: str,
 ) -> None:
-    session = instrumentation.session(server_address="mx", server_port=25, transport="tcp", protocol="smtp")
+    session = instrumentation.session(
+        server_address="mx", server_port=25, transport="tcp", protocol="smtp"
+    )
     session.command(verb).replied(R_MAIL)
     session.end()
     (span,) = [s for s in exporter.get_finished_spans() if s.name != "smtp.session"]
@@ -411,9 +430,13 @@ def test_verbs_are_normalised(
     assert (span.attributes or {})["mailsdk.smtp.command"] == name.removeprefix("SMTP ")
 
 
-def test_extra_verbs(make_instrumentation: MakeInstrumentation, exporter: InMemorySpanExporter) -> None:
+def test_extra_verbs(
+    make_instrumentation: MakeInstrumentation, exporter: InMemorySpanExporter
+) -> None:
     instrumentation = make_instrumentation(extra_verbs=["xfoo"])
-    session = instrumentation.session(server_address="mx", server_port=25, transport="tcp", protocol="smtp")
+    session = instrumentation.session(
+        server_address="mx", server_port=25, transport="tcp", protocol="smtp"
+    )
     session.command("XFOO bar").replied(R_MAIL)
     session.end()
     assert [s.name for s in exporter.get_finished_spans()] == ["SMTP XFOO", "smtp.session"]
@@ -453,7 +476,9 @@ def test_trace_headers_w3c_format(
 
 
 def test_trace_headers_off_by_default(instrumentation: OpenTelemetryInstrumentation) -> None:
-    session = instrumentation.session(server_address="mx", server_port=25, transport="tcp", protocol="smtp")
+    session = instrumentation.session(
+        server_address="mx", server_port=25, transport="tcp", protocol="smtp"
+    )
     txn = session.transaction(sender=SENDER, recipients=RECIPIENTS, size=None)
     assert txn.trace_headers() == {}
     assert not instrumentation.propagate
@@ -464,7 +489,9 @@ def test_without_an_sdk_spans_do_not_record() -> None:
         tracer_provider=trace.NoOpTracerProvider(), propagate=True
     )
     run_smtp_session(instrumentation)  # every hook works on non-recording spans
-    session = instrumentation.session(server_address="mx", server_port=25, transport="tcp", protocol="smtp")
+    session = instrumentation.session(
+        server_address="mx", server_port=25, transport="tcp", protocol="smtp"
+    )
     assert not instrumentation.tracer.start_span("probe").is_recording()
     txn = session.transaction(sender=SENDER, recipients=RECIPIENTS, size=None)
     assert txn.trace_headers() == {}  # no valid span context: nothing to propagate

@@ -144,6 +144,7 @@ class GoogleTokenProvider:
         *,
         username: str | None = None,
         scopes: tuple[str, ...] = (GMAIL_SCOPE,),
+        token_uri: str | None = None,
         session: requests.Session | None = None,
     ) -> GoogleTokenProvider:
         """A user's OAuth client (``client_id``/``client_secret``/``refresh_token``).
@@ -152,6 +153,8 @@ class GoogleTokenProvider:
             info: the authorized-user JSON (as written by google-auth-oauthlib or gcloud).
             username: the user's address, if known (the XOAUTH2 ``user=``).
             scopes: defaults to ``https://mail.google.com/``.
+            token_uri: a token endpoint overriding Google's (google-auth ignores the one in
+                ``info``).
             session: the ``requests.Session`` used for the token endpoint.
 
         Raises:
@@ -163,6 +166,8 @@ class GoogleTokenProvider:
         try:
             factory: typing.Any = credentials.Credentials
             creds = factory.from_authorized_user_info(dict(info), list(scopes))
+            if token_uri is not None:
+                creds = creds.with_token_uri(token_uri)
         except (ValueError, KeyError) as exc:
             msg = f"invalid authorized user info ({type(exc).__name__})"
             raise ConfigurationError(msg) from exc

@@ -245,7 +245,8 @@ class MechanismRegistry:
                 return mechanism
         why = f"; skipped: {', '.join(skipped)}" if skipped else ""
         raise AuthError(
-            f"no usable SASL mechanism for a {kind.value}: our preference is {', '.join(ours) or '-'}; "
+            f"no usable SASL mechanism for a {kind.value}: "
+            f"our preference is {', '.join(ours) or '-'}; "
             f"the server offers {', '.join(theirs) or 'nothing'}{why}"
         )
 

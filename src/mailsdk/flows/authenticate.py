@@ -168,7 +168,13 @@ def authenticate(
         allow_plaintext=request.allow_plaintext,
         channel_binding_available=channel_binding is not None,
     )
-    context = SaslContext(host=host, port=port, tls_active=tls_active, channel_binding=channel_binding)
+    context = SaslContext(
+        host=host,
+        port=port,
+        tls_active=tls_active,
+        channel_binding=channel_binding,
+        offered_mechanisms=server_offer,
+    )
     if not request.use_token:
         if request.password is None:
             raise AuthError("no password given for password authentication")

@@ -312,3 +312,7 @@ class NoopInstrumentation:
 
     def __repr__(self) -> str:
         return "NoopInstrumentation()"
+
+
+if typing.TYPE_CHECKING:  # static proof that the no-op classes satisfy the protocols
+    _NOOP_CONFORMS: Instrumentation = NoopInstrumentation()

@@ -537,3 +537,9 @@ class _Transaction:
             for position, address in enumerate(self._recipients):
                 self._index.setdefault(address, position)
         return self._index.get(recipient)
+
+
+if typing.TYPE_CHECKING:  # static proof that the observers satisfy the base protocols
+    from mailsdk.telemetry.base import Instrumentation
+
+    _OTEL_CONFORMS: Instrumentation = OpenTelemetryInstrumentation()
