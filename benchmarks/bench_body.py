@@ -5,6 +5,8 @@ Run: ``.venv/bin/pytest benchmarks/bench_body.py --benchmark-only``
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailsdk.protocol import DataEncoder, bdat_frames
 
 LINE = b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghij\n"
@@ -22,9 +24,9 @@ def _bdat(body: bytes) -> int:
     return sum(len(payload) for _header, payload in bdat_frames(body, CHUNK))
 
 
-def test_bench_data_encoder(benchmark) -> None:
+def test_bench_data_encoder(benchmark: Any) -> None:
     assert benchmark(_encode_streaming, BODY) > len(BODY)
 
 
-def test_bench_bdat_frames(benchmark) -> None:
+def test_bench_bdat_frames(benchmark: Any) -> None:
     assert benchmark(_bdat, BODY) > len(BODY)

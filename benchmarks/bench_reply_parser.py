@@ -5,6 +5,8 @@ Run: ``.venv/bin/pytest benchmarks/bench_reply_parser.py --benchmark-only``
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailsdk.protocol import ReplyParser
 
 EHLO = b"".join(b"250-EXTENSION-%03d PARAM\r\n" % i for i in range(100)) + b"250 SMTPUTF8\r\n"
@@ -20,9 +22,9 @@ def _drain(data: bytes) -> int:
     return count
 
 
-def test_bench_large_ehlo(benchmark) -> None:
+def test_bench_large_ehlo(benchmark: Any) -> None:
     assert benchmark(_drain, EHLO) == 1
 
 
-def test_bench_many_short_replies(benchmark) -> None:
+def test_bench_many_short_replies(benchmark: Any) -> None:
     assert benchmark(_drain, SHORT) == 1000

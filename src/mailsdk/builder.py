@@ -29,7 +29,13 @@ import attrs
 
 from mailsdk._secret import Secret
 from mailsdk.auth import Mechanism, MechanismRegistry
-from mailsdk.auth.tokens import AsyncTokenProvider, TokenProvider
+from mailsdk.auth.tokens import (
+    AsyncCachingTokenProvider,
+    AsyncTokenProvider,
+    CachingTokenProvider,
+    TokenProvider,
+    is_async_provider,
+)
 from mailsdk.client import AsyncClient, AsyncLMTPClient, Client, LMTPClient
 from mailsdk.config import AuthSettings, ClientConfig, Endpoint, Timeouts
 from mailsdk.errors import ConfigurationError
@@ -307,20 +313,37 @@ class ClientBuilder:
         ).validate()
 
     def build(self) -> Client:
-        """A blocking client (an :class:`~mailsdk.LMTPClient` when LMTP was chosen)."""
+        """A blocking client (an :class:`~mailsdk.LMTPClient` when LMTP was chosen).
+
+        A token provider is wrapped in a :class:`~mailsdk.auth.CachingTokenProvider` shared by
+        every session of the client: one refresh at a time, ahead of expiry.
+        """
         config = self.config()
         if config.auth is not None and config.auth.token_provider is not None:
-            _require_sync_provider(config.auth.token_provider)
+            provider = config.auth.token_provider
+            if is_async_provider(provider):
+                raise ConfigurationError(
+                    "the blocking client needs a synchronous TokenProvider; use build_async()"
+                )
+            if not isinstance(provider, CachingTokenProvider):
+                sync = typing.cast("TokenProvider", provider)
+                config = _with_provider(config, CachingTokenProvider(sync))
         return LMTPClient(config) if config.dialect is Dialect.LMTP else Client(config)
 
     def build_async(self) -> AsyncClient:
-        """An asyncio client (an :class:`~mailsdk.AsyncLMTPClient` when LMTP was chosen)."""
+        """An asyncio client (an :class:`~mailsdk.AsyncLMTPClient` when LMTP was chosen).
+
+        A token provider (sync ones run in a worker thread) is wrapped in an
+        :class:`~mailsdk.auth.AsyncCachingTokenProvider` shared by every session.
+        """
         config = self.config()
+        if config.auth is not None and config.auth.token_provider is not None:
+            provider = config.auth.token_provider
+            if not isinstance(provider, AsyncCachingTokenProvider):
+                config = _with_provider(config, AsyncCachingTokenProvider(provider))
         return AsyncLMTPClient(config) if config.dialect is Dialect.LMTP else AsyncClient(config)
 
 
-def _require_sync_provider(provider: object) -> None:
-    import inspect
-
-    if inspect.iscoroutinefunction(getattr(provider, "get_token", None)):
-        raise ConfigurationError("the blocking client needs a synchronous TokenProvider; use build_async()")
+def _with_provider(config: ClientConfig, provider: TokenProvider | AsyncTokenProvider) -> ClientConfig:
+    assert config.auth is not None
+    return attrs.evolve(config, auth=attrs.evolve(config.auth, token_provider=provider))

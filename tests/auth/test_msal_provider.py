@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -164,8 +165,15 @@ def test_unreachable_authority_is_a_token_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: connection refused
+    session = requests.Session()
+    session.trust_env = False
     provider = MsalAppOnlyProvider(
-        None, CLIENT_ID, SECRET, authority=f"https://127.0.0.1:{port}/t", instance_discovery=False
+        None,
+        CLIENT_ID,
+        SECRET,
+        authority=f"https://127.0.0.1:{port}/t",
+        instance_discovery=False,
+        http_client=session,
     )
     with pytest.raises(TokenError, match="cannot reach") as info:
         provider.get_token()

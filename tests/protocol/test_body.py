@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -143,7 +145,7 @@ bodies = st.binary(max_size=300) | st.lists(
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def encode_chunks(chunks: list[bytes]) -> bytes:
@@ -163,7 +165,11 @@ def test_roundtrip_any_chunking(body: bytes, cuts: list[int]) -> None:
 
 
 @PROFILE
-@given(bodies, st.lists(st.integers(min_value=0), max_size=12), st.lists(st.integers(min_value=0), max_size=12))
+@given(
+    bodies,
+    st.lists(st.integers(min_value=0), max_size=12),
+    st.lists(st.integers(min_value=0), max_size=12),
+)
 def test_chunking_does_not_change_output(body: bytes, cuts1: list[int], cuts2: list[int]) -> None:
     assert encode_chunks(chunked(body, cuts1)) == encode_chunks(chunked(body, cuts2))
     assert encode_chunks(chunked(body, cuts1)) == encode_data(body)
@@ -185,8 +191,6 @@ def test_no_early_terminator(body: bytes, cuts: list[int]) -> None:
 def test_bdat_streaming_matches_one_shot(body: bytes, cuts: list[int], size: int) -> None:
     enc = BdatEncoder()
     chunks = chunked(body, cuts)
-    payload = b"".join(
-        enc.frame(c, last=i == len(chunks) - 1)[1] for i, c in enumerate(chunks)
-    )
+    payload = b"".join(enc.frame(c, last=i == len(chunks) - 1)[1] for i, c in enumerate(chunks))
     assert payload == canonicalize_line_endings(body)
     assert b"".join(p for _h, p in bdat_frames(body, size)) == payload

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from mailsdk.errors import InvalidInputError
@@ -124,7 +126,7 @@ INJECTIONS = ["\r", "\n", "\r\n", "\x00", "\x1b", "\t", "\x7f"]
         lambda s: RcptTo("b@example.com", ("NOTIFY=NEVER" + s + "RCPT TO:<evil@x>",)),
         lambda s: Noop("x" + s),
         lambda s: Vrfy("alice" + s),
-        lambda s: Expn(s),
+        Expn,
         lambda s: Help("x" + s + "y"),
         lambda s: Auth("PLAIN", b"abc" + s.encode()),
         lambda s: Auth("PL" + s + "AIN"),
@@ -132,7 +134,7 @@ INJECTIONS = ["\r", "\n", "\r\n", "\x00", "\x1b", "\t", "\x7f"]
         lambda s: Raw("NOOP" + s + "QUIT"),
     ],
 )
-def test_control_characters_refused(build, bad: str) -> None:
+def test_control_characters_refused(build: Callable[[str], object], bad: str) -> None:
     with pytest.raises(InvalidInputError):
         build(bad)
 
@@ -160,7 +162,7 @@ def test_control_characters_refused(build, bad: str) -> None:
         lambda: Raw("   "),
     ],
 )
-def test_malformed_arguments_refused(build) -> None:
+def test_malformed_arguments_refused(build: Callable[[], object]) -> None:
     with pytest.raises(InvalidInputError):
         build()
 

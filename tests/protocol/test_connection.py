@@ -12,6 +12,7 @@ from mailsdk.protocol import (
     AuthResponse,
     ClientConnection,
     ClientState,
+    Command,
     ConnectionClosed,
     Data,
     Ehlo,
@@ -37,7 +38,9 @@ def test_greeting_and_ehlo() -> None:
     conv = Conversation()
     assert conv.conn.state is ClientState.CONNECTED
     assert conv.conn.pending == 1  # the greeting is owed
-    conv.server(b"220 mx.example ESM", )
+    conv.server(
+        b"220 mx.example ESM",
+    )
     conv.server(b"TP\r\n", GreetingReceived(Reply(220, (b"mx.example ESMTP",))))
     assert conv.conn.state is ClientState.GREETED
     assert conv.conn.pending == 0
@@ -88,7 +91,12 @@ def test_greeting_refused_is_reported_not_raised() -> None:
 def test_simple_commands_keep_state() -> None:
     conv = Conversation()
     conv.hello()
-    for command, wire in [(Noop(), b"NOOP\r\n"), (Vrfy("bob"), b"VRFY bob\r\n"), (Raw("XYZ 1"), b"XYZ 1\r\n")]:
+    cases: list[tuple[Command, bytes]] = [
+        (Noop(), b"NOOP\r\n"),
+        (Vrfy("bob"), b"VRFY bob\r\n"),
+        (Raw("XYZ 1"), b"XYZ 1\r\n"),
+    ]
+    for command, wire in cases:
         conv.client(command, wire)
         conv.server(b"252 maybe\r\n", replied(command, 252, "maybe"))
         assert conv.conn.state is ClientState.READY
@@ -165,7 +173,10 @@ def test_auth_failure_and_cancel() -> None:
     conv.server(b"535 5.7.8 bad\r\n", replied(Auth("PLAIN", b"AGEAYg=="), 535, "5.7.8 bad"))
     assert conv.conn.state is ClientState.READY
     conv.client(Auth("XOAUTH2", b"dG9rZW4="))
-    conv.server(b"334 eyJzdGF0dXMiOiI0MDEifQ==\r\n", replied(Auth("XOAUTH2", b"dG9rZW4="), 334, "eyJzdGF0dXMiOiI0MDEifQ=="))
+    conv.server(
+        b"334 eyJzdGF0dXMiOiI0MDEifQ==\r\n",
+        replied(Auth("XOAUTH2", b"dG9rZW4="), 334, "eyJzdGF0dXMiOiI0MDEifQ=="),
+    )
     conv.client(AuthResponse(b""), b"\r\n")
     conv.server(b"535 5.7.8 nope\r\n", replied(AuthResponse(b""), 535, "5.7.8 nope"))
     conv.client(Auth("LOGIN"))
@@ -200,7 +211,9 @@ def test_starttls_refused() -> None:
     conv = Conversation()
     conv.hello()
     conv.client(StartTls())
-    conv.server(b"454 4.7.0 TLS not available\r\n", replied(StartTls(), 454, "4.7.0 TLS not available"))
+    conv.server(
+        b"454 4.7.0 TLS not available\r\n", replied(StartTls(), 454, "4.7.0 TLS not available")
+    )
     assert conv.conn.state is ClientState.READY
 
 

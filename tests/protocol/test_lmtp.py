@@ -138,3 +138,19 @@ def test_lmtp_cross_transaction() -> None:
         replied(EndOfData(), 250, "c", recipient="c@y.example"),
         replied(EndOfData(), 250, "d", recipient="d@y.example"),
     )
+
+
+def test_lmtp_failed_chunk_then_last_expects_single_reply() -> None:
+    conv = lmtp()
+    conv.client(MAIL)
+    conv.client(R1)
+    conv.client(R2)
+    conv.bdat(b"part1", last=False)
+    conv.server(
+        b"250 ok\r\n250 ok\r\n250 ok\r\n552 too big\r\n",
+        replied(MAIL, 250, "ok"),
+        replied(R1, 250, "ok"),
+        replied(R2, 250, "ok"),
+        replied(Bdat(5), 552, "too big"),
+    )
+    assert conv.conn.state is ClientState.READY

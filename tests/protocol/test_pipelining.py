@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests._support.conversation import Conversation, replied
 
 from mailsdk.errors import LocalProtocolError
 from mailsdk.protocol import (
     Bdat,
     ClientState,
+    Command,
     CommandReplied,
     Data,
     EndOfData,
     MailFrom,
     Quit,
+    Raw,
     RcptTo,
     Rset,
 )
@@ -192,3 +198,47 @@ def test_bdat_via_send_and_raw_payload() -> None:
     conv.client(R1)
     conv.client(Bdat(5, True), b"BDAT 5 LAST\r\n")
     assert conv.conn.state is ClientState.READY
+
+
+reply_codes = st.sampled_from([250, 251, 450, 451, 550, 553])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.data(),
+    st.lists(st.integers(min_value=0, max_value=500), max_size=8),
+)
+def test_pipelined_group_pairs_in_order(n: int, data: st.DataObject, cuts: list[int]) -> None:
+    conv = Conversation()
+    conv.hello()
+    commands: list[Command] = [MAIL, *(RcptTo(f"r{i}@y.example") for i in range(n)), Data()]
+    for command in commands:
+        conv.client(command)
+    codes = [data.draw(reply_codes) for _ in range(n + 1)]
+    data_code = data.draw(st.sampled_from([354, 503, 554]))
+    wire = b"".join(b"%d x\r\n" % c for c in [*codes, data_code])
+    points = sorted({c % (len(wire) + 1) for c in cuts})
+    events = []
+    for a, b in itertools.pairwise([0, *points, len(wire)]):
+        events += conv.receive(wire[a:b])
+    assert [e.command for e in events if isinstance(e, CommandReplied)] == commands
+    assert conv.conn.pending == 0
+    expected = ClientState.BODY if data_code == 354 else ClientState.READY
+    assert conv.conn.state is expected
+    accepted = tuple(f"r{i}@y.example" for i in range(n) if 200 <= codes[i + 1] < 300)
+    assert conv.conn.accepted_recipients == accepted
+
+
+def test_raw_is_state_neutral_inside_transaction() -> None:
+    conv = Conversation()
+    conv.hello()
+    conv.client(MAIL)
+    conv.client(Raw("XFORWARD NAME=spike.example"), b"XFORWARD NAME=spike.example\r\n")
+    assert conv.conn.state is ClientState.MAIL
+    conv.server(
+        b"250 ok\r\n250 ok\r\n",
+        replied(MAIL, 250, "ok"),
+        replied(Raw("XFORWARD NAME=spike.example"), 250, "ok"),
+    )
+    assert conv.conn.state is ClientState.MAIL

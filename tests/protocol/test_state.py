@@ -146,7 +146,8 @@ STATE_INTERNALS = {
 )
 def test_modules_have_all_and_docstring(module: str) -> None:
     mod = importlib.import_module(f"mailsdk.protocol.{module}")
-    assert mod.__doc__ and "Layer: L1" in mod.__doc__
+    assert mod.__doc__
+    assert "Layer: L1" in mod.__doc__
     for name in mod.__all__:
         assert hasattr(mod, name)
         if name not in STATE_INTERNALS:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -156,22 +158,23 @@ def test_failed_and_abandoned_commands_have_reply_class_error(
     ]
 
 
-def test_durations_come_from_perf_counter(
-    instrumentation: OpenTelemetryInstrumentation,
-    reader: InMemoryMetricReader,
-    monkeypatch: pytest.MonkeyPatch,
+def test_durations_use_the_injected_clock(
+    make_instrumentation: Callable[..., OpenTelemetryInstrumentation], reader: InMemoryMetricReader
 ) -> None:
     ticks = iter([100.0, 100.25])
-    monkeypatch.setattr("mailsdk.telemetry.otel.time.perf_counter", lambda: next(ticks))
+    instrumentation = make_instrumentation(clock=lambda: next(ticks))
     session = instrumentation.session(
         server_address="mx", server_port=25, transport="tcp", protocol="smtp"
     )
     session.command("RCPT").replied(R_RCPT)
-    monkeypatch.undo()
     session.end()
     ((attributes, point),) = metric_points(reader)["mailsdk.smtp.command.duration"][1]
     assert attributes == {"mailsdk.smtp.command": "RCPT", "mailsdk.smtp.reply.class": "2xx"}
     assert point.sum == pytest.approx(0.25)
+
+
+def test_default_clock_is_perf_counter() -> None:
+    assert OpenTelemetryInstrumentation()._clock is time.perf_counter
 
 
 def test_global_meter_provider_is_used_when_none_is_given(

@@ -227,6 +227,23 @@ def test_dropped_connection_ends_everything_with_error(
         assert (event.attributes or {})["exception.type"] == "mailsdk.errors.ConnectionLost"
 
 
+def test_end_closes_every_open_transaction(
+    instrumentation: OpenTelemetryInstrumentation, exporter: InMemorySpanExporter
+) -> None:
+    session = instrumentation.session(
+        server_address="mx", server_port=25, transport="tcp", protocol="smtp"
+    )
+    for _ in range(3):
+        session.transaction(sender=SENDER, recipients=RECIPIENTS, size=None)
+    session.end(ConnectionLost("reset"))
+    assert render(exporter.get_finished_spans()) == [
+        "smtp.session CLIENT ERROR",
+        "  smtp.send CLIENT ERROR",
+        "  smtp.send CLIENT ERROR",
+        "  smtp.send CLIENT ERROR",
+    ]
+
+
 def test_clean_end_with_open_children_marks_them_other(
     instrumentation: OpenTelemetryInstrumentation, exporter: InMemorySpanExporter
 ) -> None:

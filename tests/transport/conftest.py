@@ -117,9 +117,7 @@ def reset(conn: socket.socket, server: LoopbackServer) -> None:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
-def starttls_server(
-    context: ssl.SSLContext, *, inject: bytes = b""
-) -> Handler:
+def starttls_server(context: ssl.SSLContext, *, inject: bytes = b"") -> Handler:
     """Plaintext until ``STARTTLS\\r\\n``; reply ``220 ready``(+``inject``), wrap, then echo."""
 
     def handler(conn: socket.socket, server: LoopbackServer) -> None:

@@ -32,7 +32,8 @@ from mailsdk.transport import (
     parse_host_port,
 )
 from mailsdk.transport.tls import ClientCertificate
-from tests.transport.conftest import (
+
+from .conftest import (
     IO_TIMEOUT,
     KEY_PASSWORD,
     close_at_once,
@@ -45,7 +46,9 @@ from tests.transport.conftest import (
 T = IO_TIMEOUT
 
 
-async def roundtrip(stream: AsyncSocketStream, payload: bytes = b"EHLO client.example\r\n") -> bytes:
+async def roundtrip(
+    stream: AsyncSocketStream, payload: bytes = b"EHLO client.example\r\n"
+) -> bytes:
     await stream.send_all(payload, T)
     received = b""
     while len(received) < len(payload):
@@ -138,7 +141,9 @@ async def test_existing_socketpair_is_unix():
 
 def test_ssl_socket_is_refused_by_async_connector(client_context):
     with socket.socket() as raw:
-        sslsock = client_context.wrap_socket(raw, server_hostname="x", do_handshake_on_connect=False)
+        sslsock = client_context.wrap_socket(
+            raw, server_hostname="x", do_handshake_on_connect=False
+        )
         with sslsock, pytest.raises(ConfigurationError):
             AsyncSocketConnector(sslsock)
 
@@ -286,7 +291,9 @@ async def test_verify_false_accepts_any_certificate(make_server, server_context,
         assert await roundtrip(stream) == b"EHLO client.example\r\n"
 
 
-async def test_tls12_is_the_minimum(make_server, tls11_server_context, legacy_client_context, client_context):
+async def test_tls12_is_the_minimum(
+    make_server, tls11_server_context, legacy_client_context, client_context
+):
     server = make_server(echo, tls=tls11_server_context)
     try:
         legacy = await AsyncTcpConnector(
@@ -316,7 +323,9 @@ async def test_client_certificate_is_presented(make_server, server_context, ca, 
     assert server.peer_certs[0]["subjectAltName"] == (("DNS", "client.example.test"),)
 
 
-async def test_channel_binding_tls_server_end_point(make_server, server_context, client_context, server_cert_der):
+async def test_channel_binding_tls_server_end_point(
+    make_server, server_context, client_context, server_cert_der
+):
     server = make_server(echo, tls=server_context)
     connector = AsyncTcpConnector("127.0.0.1", server.port, tls_context=client_context)
     async with await connector.connect(T) as stream:
@@ -409,7 +418,9 @@ async def test_unix_socket_with_tls(make_server, unix_path, server_context, clie
     make_server(echo, unix_path=unix_path, tls=server_context)
     with pytest.raises(ConfigurationError):
         AsyncUnixConnector(unix_path, tls_context=client_context)
-    connector = AsyncUnixConnector(unix_path, tls_context=client_context, server_hostname="localhost")
+    connector = AsyncUnixConnector(
+        unix_path, tls_context=client_context, server_hostname="localhost"
+    )
     async with await connector.connect(T) as stream:
         assert stream.is_tls and stream.info.transport == "unix"
         assert await roundtrip(stream) == b"EHLO client.example\r\n"
@@ -420,5 +431,7 @@ async def test_existing_socket_with_failing_tls_is_closed(make_server, server_co
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=T)
     context = TlsSettings(ca_data=other_ca.cert_pem.bytes().decode()).create_context()
     with pytest.raises(TLSError):
-        await AsyncSocketConnector(sock, tls_context=context, server_hostname="localhost").connect(T)
+        await AsyncSocketConnector(sock, tls_context=context, server_hostname="localhost").connect(
+            T
+        )
     assert sock.fileno() == -1

@@ -32,7 +32,8 @@ from mailsdk.transport import (
     parse_host_port,
 )
 from mailsdk.transport.tls import ClientCertificate
-from tests.transport.conftest import (
+
+from .conftest import (
     IO_TIMEOUT,
     KEY_PASSWORD,
     close_at_once,
@@ -153,8 +154,9 @@ def test_close_is_idempotent_and_closed_stream_raises(make_server):
 
 def test_max_bytes_must_be_positive(make_server):
     server = make_server(echo)
-    with TcpConnector("127.0.0.1", server.port).connect(T) as stream, pytest.raises(
-        InvalidInputError
+    with (
+        TcpConnector("127.0.0.1", server.port).connect(T) as stream,
+        pytest.raises(InvalidInputError),
     ):
         stream.receive(0, T)
 
@@ -283,7 +285,9 @@ def test_verify_false_accepts_any_certificate(make_server, server_context, other
         assert roundtrip(stream) == b"EHLO client.example\r\n"
 
 
-def test_tls12_is_the_minimum(make_server, tls11_server_context, legacy_client_context, client_context):
+def test_tls12_is_the_minimum(
+    make_server, tls11_server_context, legacy_client_context, client_context
+):
     server = make_server(echo, tls=tls11_server_context)
     try:  # control: the old protocol works at all with this OpenSSL
         with TcpConnector("127.0.0.1", server.port, tls_context=legacy_client_context).connect(
@@ -315,18 +319,23 @@ def test_client_certificate_is_presented(make_server, server_context, ca, client
     assert server.peer_certs[0]["subjectAltName"] == (("DNS", "client.example.test"),)
 
 
-def test_channel_binding_tls_server_end_point(make_server, server_context, client_context, server_cert_der):
+def test_channel_binding_tls_server_end_point(
+    make_server, server_context, client_context, server_cert_der
+):
     server = make_server(echo, tls=server_context)
     with TcpConnector("127.0.0.1", server.port, tls_context=client_context).connect(T) as stream:
         # trustme signs with ECDSA-SHA256, so RFC 5929 §4.1 says SHA-256 of the DER.
-        assert stream.channel_binding("tls-server-end-point") == hashlib.sha256(
-            server_cert_der
-        ).digest()
+        assert (
+            stream.channel_binding("tls-server-end-point")
+            == hashlib.sha256(server_cert_der).digest()
+        )
         assert stream.channel_binding("tls-exporter") is None
         assert stream.channel_binding("tls-unique") is None
 
 
-def test_closing_tls_stream_with_dead_peer_does_not_block(make_server, server_context, client_context):
+def test_closing_tls_stream_with_dead_peer_does_not_block(
+    make_server, server_context, client_context
+):
     server = make_server(silent, tls=server_context)
     stream = TcpConnector("127.0.0.1", server.port, tls_context=client_context).connect(T)
     stream.close()
@@ -377,7 +386,9 @@ def test_start_tls_needs_a_hostname_when_checking(make_server, client_context):
         assert roundtrip(plain, b"NOOP\r\n")  # untouched by the refused call
 
 
-def test_start_tls_injected_plaintext_breaks_the_handshake(make_server, server_context, client_context):
+def test_start_tls_injected_plaintext_breaks_the_handshake(
+    make_server, server_context, client_context
+):
     # RFC 3207 §5: bytes sent before the handshake must never be read as TLS-protected data.
     server = make_server(starttls_server(server_context, inject=b"250 injected\r\n"))
     plain = TcpConnector("127.0.0.1", server.port).connect(T)
@@ -424,7 +435,9 @@ def test_existing_socket_with_tls(make_server, server_context, client_context):
         assert roundtrip(stream) == b"EHLO client.example\r\n"
 
 
-def test_untrusted_existing_socket_tls_closes_socket(make_server, server_context, other_ca: trustme.CA):
+def test_untrusted_existing_socket_tls_closes_socket(
+    make_server, server_context, other_ca: trustme.CA
+):
     server = make_server(echo, tls=server_context)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=T)
     context = TlsSettings(ca_data=other_ca.cert_pem.bytes().decode()).create_context()

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mailsdk._secret import Secret, SecretLike, as_secret
 from mailsdk.auth.tokens import AccessToken, Clock
-from mailsdk.errors import ConfigurationError, TokenError
+from mailsdk.errors import ConfigurationError, MailError, TokenError
 
 __all__ = [
     "APP_ONLY_SCOPE",
@@ -342,7 +342,9 @@ class _MsalProvider:
         if self._app is None:
             try:
                 self._app = self._create_app()
-            except requests.RequestException as exc:
+            except MailError:
+                raise
+            except OSError as exc:  # requests.RequestException is an OSError too
                 msg = f"cannot reach the authority {self.authority} ({type(exc).__name__})"
                 raise TokenError(msg) from exc
             except ValueError as exc:
@@ -353,7 +355,9 @@ class _MsalProvider:
     def _call(self, fn: Callable[[], typing.Any]) -> typing.Any:
         try:
             return fn()
-        except requests.RequestException as exc:
+        except MailError:
+            raise
+        except OSError as exc:  # requests.RequestException, or a bad CA bundle path
             msg = f"{self._what}: cannot reach the identity provider ({type(exc).__name__})"
             raise TokenError(msg) from exc
         except ValueError as exc:

@@ -338,8 +338,10 @@ def plan_for(config: ClientConfig, local_address: object) -> SessionPlan:
     )
 
 
-def report_opened(observer: SessionObserver, opened: OpenedSession, implicit: bool) -> None:
-    """Tell telemetry what the opening flow negotiated."""
+def report_opened(pump: Pump, opened: OpenedSession, implicit: bool) -> None:
+    """Apply what the opening flow negotiated to the connection, and tell telemetry."""
+    observer = pump.observer
+    pump.connection.enhanced_status_codes = opened.capabilities.enhanced_status_codes
     if opened.tls is not None:
         observer.tls_established(version=opened.tls.version, cipher=opened.tls.cipher, implicit=implicit)
     observer.capabilities(opened.capabilities.keywords)

@@ -231,7 +231,7 @@ class AsyncClient:
             await driver.aclose()
             observer.end(exc)
             raise
-        common.report_opened(observer, opened, implicit is not None)
+        common.report_opened(pump, opened, implicit is not None)
         return AsyncSession(driver, cfg, opened, observer)
 
     async def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:

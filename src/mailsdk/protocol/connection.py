@@ -376,9 +376,10 @@ class ClientConnection:
         ):
             # RFC 2033 §4.2: one reply per RCPT that succeeded, in RCPT order.
             if entry.recipients is None:
+                # After a failed BDAT chunk (or with no accepted RCPT) one reply is expected.
                 txn = entry.txn
-                ok = txn is not None and not txn.failed_chunk
-                entry.recipients = list(txn.accepted) if ok and txn is not None else []
+                failed = txn is None or txn.failed_chunk
+                entry.recipients = [] if failed or txn is None else list(txn.accepted)
             if entry.recipients:
                 recipient = entry.recipients[entry.replied]
             entry.replied += 1

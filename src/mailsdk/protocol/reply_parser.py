@@ -94,7 +94,7 @@ class ReplyParser:
         self.parse_enhanced: bool = parse_enhanced
         self._buf = bytearray()
         self._pos = 0  # scan position in _buf: bytes before it belong to _lines
-        self._tail_start = 0  # start of the current incomplete line (for the early length check)
+        self._tail_start = 0  # just past the last LF in _buf: where the incomplete line starts
         self._code: bytes | None = None
         self._lines: list[bytes] = []
         self._reply_bytes = 0
@@ -113,9 +113,9 @@ class ReplyParser:
         if not data:
             return
         self._buf += data
-        nl = self._buf.rfind(b"\n", self._tail_start)
+        nl = data.rfind(b"\n")  # only the new bytes are searched: O(n) over the whole input
         if nl != -1:
-            self._tail_start = nl + 1
+            self._tail_start = len(self._buf) - len(data) + nl + 1
         # +1 leaves room for a CR whose LF has not arrived yet.
         if len(self._buf) - self._tail_start > self.limits.max_line_length + 1:
             raise RemoteProtocolError(
@@ -152,7 +152,8 @@ class ReplyParser:
         limits = self.limits
         buf = self._buf
         while True:
-            nl = buf.find(b"\n", self._pos)
+            # _tail_start is just past the last LF buffered: no complete line unless _pos is before.
+            nl = buf.find(b"\n", self._pos) if self._pos < self._tail_start else -1
             if nl == -1:
                 if len(buf) - self._pos > limits.max_line_length + 1:
                     raise RemoteProtocolError(

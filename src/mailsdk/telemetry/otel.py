@@ -23,21 +23,17 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mailsdk._version import __version__
-from mailsdk.errors import ConfigurationError, RecipientsRefused, ReplyError
+from mailsdk.errors import ConfigurationError, ReplyError
 from mailsdk.telemetry import attributes as names
-from mailsdk.telemetry.base import _NO_HEADERS
+from mailsdk.telemetry._observers import _Session
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
-    from opentelemetry.context import Context
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
     from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.trace import Span, Tracer, TracerProvider
     from opentelemetry.util.types import AttributeValue
-
-    from mailsdk.protocol.reply import Reply
-    from mailsdk.telemetry.base import TransactionObserver
 
     _Attributes: typing.TypeAlias = dict[str, AttributeValue]
 
@@ -75,6 +71,7 @@ class OpenTelemetryInstrumentation:
             propagator usually includes ``baggage``, which should not leak into mail headers.
         extra_verbs: command verbs of custom extensions to record by name; any verb not in
             ``attributes.KNOWN_VERBS`` or here is recorded as ``_OTHER``.
+        clock: the monotonic clock command durations are measured with, in seconds.
 
     Raises:
         ConfigurationError: an entry of ``extra_verbs`` is not a command keyword.
@@ -89,6 +86,7 @@ class OpenTelemetryInstrumentation:
         propagate: bool = False,
         propagator: TextMapPropagator | None = None,
         extra_verbs: Iterable[str] = (),
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._tracer: Tracer = trace.get_tracer(
             names.INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=names.SCHEMA_URL
@@ -97,6 +95,7 @@ class OpenTelemetryInstrumentation:
             names.INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=names.SCHEMA_URL
         )
         self._record_addresses = record_addresses
+        self._clock = clock
         self._extra_verbs = frozenset(v.upper() for v in extra_verbs)
         for verb in self._extra_verbs:
             if not names.is_keyword(verb):
@@ -249,294 +248,6 @@ class OpenTelemetryInstrumentation:
         span.set_status(Status(StatusCode.ERROR, etype))
         if error is not None:
             self._record_exception(span, error)
-
-
-class _Session:
-    """Session observer: owns the ``smtp.session`` span and the open child observers."""
-
-    __slots__ = ("_commands", "_context", "_ended", "_inst", "_span", "_transactions")
-
-    def __init__(self, inst: OpenTelemetryInstrumentation, span: Span, context: Context) -> None:
-        self._inst = inst
-        self._span = span
-        self._context = context
-        self._transactions: list[_Transaction] = []
-        self._commands: set[_Command] = set()
-        self._ended = False
-
-    def connected(self, *, peer_address: str | None, peer_port: int | None) -> None:
-        """Record ``network.peer.address`` and ``network.peer.port``."""
-        span = self._span
-        if span.is_recording():
-            if peer_address is not None:
-                span.set_attribute(names.NETWORK_PEER_ADDRESS, peer_address)
-            if peer_port is not None:
-                span.set_attribute(names.NETWORK_PEER_PORT, peer_port)
-
-    def tls_established(self, *, version: str | None, cipher: str | None, implicit: bool) -> None:
-        """Record the TLS version, cipher and whether TLS was implicit (RFC 8314) or STARTTLS."""
-        span = self._span
-        if span.is_recording():
-            if version is not None:
-                span.set_attribute(names.TLS_VERSION, version)
-            if cipher is not None:
-                span.set_attribute(names.TLS_CIPHER, cipher)
-            span.set_attribute(names.TLS_IMPLICIT, implicit)
-
-    def capabilities(self, keywords: Sequence[str]) -> None:
-        """Record the negotiated ESMTP keywords, upper-cased, in the server's order."""
-        span = self._span
-        if span.is_recording():
-            span.set_attribute(names.SMTP_EXTENSIONS, tuple(k.upper() for k in keywords))
-
-    def authenticated(self, mechanism: str) -> None:
-        """Record the SASL mechanism name that succeeded."""
-        span = self._span
-        if span.is_recording():
-            span.set_attribute(names.SASL_MECHANISM, names.normalize_mechanism(mechanism))
-
-    def command(
-        self,
-        verb: str,
-        *,
-        pipeline_size: int = 1,
-        transaction: TransactionObserver | None = None,
-    ) -> _Command:
-        """Start the ``SMTP {verb}`` span under the current transaction (or the session).
-
-        Args:
-            verb: the command verb (normalised by ``attributes.normalize_verb``).
-            pipeline_size: the number of commands in the same PIPELINING group.
-            transaction: the transaction the command belongs to, when it is not the most
-                recently opened one (cross-transaction pipelining).
-
-        Returns:
-            The command observer.
-        """
-        inst = self._inst
-        normalized, name, attributes = inst._command_info(verb, pipeline_size)
-        if isinstance(transaction, _Transaction):
-            txn: _Transaction | None = transaction
-        else:
-            txn = self._transactions[-1] if self._transactions else None
-        parent = self._context if txn is None else txn._context
-        span = inst._tracer.start_span(name, context=parent, kind=_CLIENT, attributes=attributes)
-        observer = _Command(self, span, normalized, txn)
-        self._commands.add(observer)
-        return observer
-
-    def transaction(
-        self, *, sender: str, recipients: Sequence[str], size: int | None
-    ) -> _Transaction:
-        """Start the ``smtp.send`` span; later commands become its children until it ends.
-
-        Args:
-            sender: the reverse-path (recorded only with ``record_addresses``).
-            recipients: the forward-paths in RCPT order.
-            size: the message size when known in advance.
-
-        Returns:
-            The transaction observer.
-        """
-        inst = self._inst
-        attributes: _Attributes = {names.SMTP_RECIPIENT_COUNT: len(recipients)}
-        if size is not None:
-            attributes[names.SMTP_MESSAGE_SIZE] = size
-        span = inst._tracer.start_span(
-            names.SPAN_SEND, context=self._context, kind=_CLIENT, attributes=attributes
-        )
-        if span.is_recording():
-            domains = names.recipient_domains(recipients)
-            if domains:
-                span.set_attribute(names.SMTP_RECIPIENT_DOMAINS, domains)
-            if inst._record_addresses:
-                span.set_attribute(names.SMTP_SENDER, sender)
-                span.set_attribute(names.SMTP_RECIPIENTS_ADDRESSES, tuple(recipients))
-        observer = _Transaction(self, span, recipients, size)
-        self._transactions.append(observer)
-        return observer
-
-    def end(self, error: BaseException | None = None) -> None:
-        """End the session span; children still open end with ``error`` (or ``_OTHER``)."""
-        if self._ended:
-            return
-        self._ended = True
-        for command in list(self._commands):
-            command._fail(error)
-        for txn in reversed(self._transactions):
-            txn._fail(error)
-        span = self._span
-        if error is not None and span.is_recording():
-            self._inst._set_error(span, names.error_type(error), error)
-        span.end()
-
-
-class _Command:
-    """Command observer: owns one ``SMTP {verb}`` span."""
-
-    __slots__ = ("_ended", "_session", "_span", "_start", "_txn", "_verb")
-
-    def __init__(self, session: _Session, span: Span, verb: str, txn: _Transaction | None) -> None:
-        self._session = session
-        self._span = span
-        self._verb = verb
-        self._txn = txn
-        self._ended = False
-        self._start = time.perf_counter()
-
-    def replied(self, reply: Reply) -> None:
-        """Record the reply code and enhanced status and end the span (4xx/5xx: ERROR)."""
-        if self._ended:
-            return
-        self._ended = True
-        elapsed = time.perf_counter() - self._start
-        self._session._commands.discard(self)
-        span = self._span
-        if span.is_recording():
-            span.set_attributes(names.reply_attributes(reply))
-            if reply.code >= 400:
-                code = str(reply.code)
-                span.set_attribute(names.ERROR_TYPE, code)
-                span.set_status(Status(StatusCode.ERROR, code))
-        span.end()
-        self._session._inst._record_duration(self._verb, reply.code, elapsed)
-
-    def recipient_replied(self, recipient: str, reply: Reply) -> None:
-        """Add an LMTP per-recipient reply event (index, code, enhanced status[, address])."""
-        span = self._span
-        if self._ended or not span.is_recording():
-            return
-        attributes: _Attributes = dict(names.reply_attributes(reply))
-        index = self._txn._index_of(recipient) if self._txn is not None else None
-        if index is not None:
-            attributes[names.SMTP_RECIPIENT_INDEX] = index
-        if self._session._inst._record_addresses:
-            attributes[names.SMTP_RECIPIENT_ADDRESS] = recipient
-        span.add_event(names.EVENT_RECIPIENT_REPLY, attributes)
-
-    def failed(self, error: BaseException) -> None:
-        """End the span with status ERROR and ``error.type`` = the exception's class."""
-        self._fail(error)
-
-    def _fail(self, error: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        elapsed = time.perf_counter() - self._start
-        self._session._commands.discard(self)
-        span = self._span
-        if span.is_recording():
-            etype = names.ERROR_TYPE_OTHER if error is None else names.error_type(error)
-            self._session._inst._set_error(span, etype, error)
-        span.end()
-        self._session._inst._record_duration(self._verb, None, elapsed)
-
-
-class _Transaction:
-    """Transaction observer: owns the ``smtp.send`` span and the context its commands use."""
-
-    __slots__ = ("_context", "_ended", "_index", "_recipients", "_session", "_size", "_span")
-
-    def __init__(
-        self, session: _Session, span: Span, recipients: Sequence[str], size: int | None
-    ) -> None:
-        self._session = session
-        self._span = span
-        self._context = trace.set_span_in_context(span, session._context)
-        self._recipients = recipients
-        self._size = size
-        self._index: dict[str, int] | None = None
-        self._ended = False
-
-    def trace_headers(self) -> Mapping[str, str]:
-        """Return ``traceparent`` (and ``tracestate``) of the send span when propagating."""
-        propagator = self._session._inst._propagator
-        if propagator is None:
-            return _NO_HEADERS
-        carrier: dict[str, str] = {}
-        propagator.inject(carrier, context=self._context)
-        return carrier
-
-    def finished(
-        self,
-        *,
-        accepted: Sequence[str],
-        refused: Mapping[str, Reply],
-        size: int,
-        reply: Reply | None,
-    ) -> None:
-        """Record the outcome and end the span.
-
-        The message counts as accepted when at least one recipient was accepted and the final
-        reply (if any) is not 4xx/5xx; otherwise as refused (span status ERROR).
-        """
-        if not self._close():
-            return
-        inst = self._session._inst
-        ok = bool(accepted) and (reply is None or reply.code < 400)
-        span = self._span
-        if span.is_recording():
-            attributes: _Attributes = {
-                names.SMTP_RECIPIENTS_ACCEPTED: len(accepted),
-                names.SMTP_RECIPIENTS_REFUSED: len(refused),
-                names.SMTP_MESSAGE_SIZE: size,
-            }
-            if reply is not None:
-                attributes.update(names.reply_attributes(reply))
-            if inst._record_addresses and refused:
-                attributes[names.SMTP_RECIPIENTS_REFUSED_ADDRESSES] = tuple(refused)
-            span.set_attributes(attributes)
-            if not ok:
-                if reply is not None and reply.code >= 400:
-                    etype = str(reply.code)
-                elif refused:
-                    etype = str(list(refused.values())[-1].code)
-                else:
-                    etype = names.ERROR_TYPE_OTHER
-                inst._set_error(span, etype, None)
-        span.end()
-        outcome = names.OUTCOME_ACCEPTED if ok else names.OUTCOME_REFUSED
-        inst._record_message(
-            outcome,
-            size,
-            ((names.OUTCOME_ACCEPTED, len(accepted)), (names.OUTCOME_REFUSED, len(refused))),
-        )
-
-    def failed(self, error: BaseException) -> None:
-        """End the span with status ERROR; a ``ReplyError`` counts as refused, else failed."""
-        self._fail(error)
-
-    def _fail(self, error: BaseException | None) -> None:
-        if not self._close():
-            return
-        inst = self._session._inst
-        span = self._span
-        if span.is_recording():
-            etype = names.ERROR_TYPE_OTHER if error is None else names.error_type(error)
-            if inst._record_addresses and isinstance(error, RecipientsRefused):
-                span.set_attribute(names.SMTP_RECIPIENTS_REFUSED_ADDRESSES, tuple(error.refused))
-            inst._set_error(span, etype, error)
-        span.end()
-        outcome = names.OUTCOME_REFUSED if isinstance(error, ReplyError) else names.OUTCOME_FAILED
-        inst._record_message(outcome, self._size, ((outcome, len(self._recipients)),))
-
-    def _close(self) -> bool:
-        """Mark the transaction ended; ``False`` if it already was."""
-        if self._ended:
-            return False
-        self._ended = True
-        transactions = self._session._transactions
-        if self in transactions:
-            transactions.remove(self)
-        return True
-
-    def _index_of(self, recipient: str) -> int | None:
-        """Return the position of ``recipient`` in the RCPT order (first occurrence)."""
-        if self._index is None:
-            self._index = {}
-            for position, address in enumerate(self._recipients):
-                self._index.setdefault(address, position)
-        return self._index.get(recipient)
 
 
 if typing.TYPE_CHECKING:  # static proof that the observers satisfy the base protocols

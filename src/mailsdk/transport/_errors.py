@@ -67,8 +67,11 @@ _VERB: typing.Final[dict[Operation, str]] = {
 
 def _describe(exc: BaseException) -> str:
     """A short, secret-free description of a low-level exception."""
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return f"{exc.reason} ({exc.library or 'SSL'})" if exc.library else str(exc.reason)
+    # ``reason``/``library``/``verify_message`` are only set on errors raised by OpenSSL.
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, ssl.SSLError) and reason:
+        library = getattr(exc, "library", None)
+        return f"{reason} ({library})" if library else str(reason)
     text = str(exc)
     return text or type(exc).__name__
 
@@ -105,7 +108,7 @@ def translate(
         return _timeout(operation, f"timed out {where}")
     if isinstance(exc, ssl.SSLCertVerificationError):
         # RFC 3207 §4.1 / RFC 8314 §3: the client must check the server's identity.
-        detail = exc.verify_message or _describe(exc)
+        detail = getattr(exc, "verify_message", None) or _describe(exc)
         return TLSError(f"TLS certificate verification failed ({where}): {detail}")
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) and operation in (
         Operation.READ,
