@@ -17,6 +17,7 @@ from mailsdk.protocol import (
     ClientConnection,
     Command,
     CommandReplied,
+    ConnectionClosed,
     Dialect,
     Ehlo,
     Event,
@@ -98,7 +99,7 @@ class Conversation:
             if event is NEED_DATA:
                 return events
             events.append(event)
-            if not data:  # EOF: ConnectionClosed repeats forever, stop at the first one
+            if isinstance(event, ConnectionClosed):  # it repeats forever: stop at the first
                 return events
 
     def server(self, data: bytes, *expected: Event) -> list[Event]:

@@ -398,3 +398,19 @@ def test_rset_aborts_transaction() -> None:
         replied(Rset(), 250, "flushed"),
     )
     assert conv.conn.state is ClientState.READY
+
+
+def test_reply_then_eof_buffered_together() -> None:
+    conv = Conversation()
+    conv.hello()
+    conv.client(Quit())
+    conv.conn.receive_data(b"221 bye\r\n")
+    conv.server(b"", replied(Quit(), 221, "bye"), ConnectionClosed())
+    assert conv.conn.pending == 0
+
+
+def test_trailing_data_shows_unparsed_bytes() -> None:
+    conv = Conversation()
+    conv.conn.receive_data(b"220 hi\r\n250-part")
+    assert isinstance(conv.conn.next_event(), GreetingReceived)
+    assert conv.conn.trailing_data == b"250-part"

@@ -221,7 +221,8 @@ def test_pipelined_group_pairs_in_order(n: int, data: st.DataObject, cuts: list[
     points = sorted({c % (len(wire) + 1) for c in cuts})
     events = []
     for a, b in itertools.pairwise([0, *points, len(wire)]):
-        events += conv.receive(wire[a:b])
+        if b > a:  # an empty slice would mean EOF
+            events += conv.receive(wire[a:b])
     assert [e.command for e in events if isinstance(e, CommandReplied)] == commands
     assert conv.conn.pending == 0
     expected = ClientState.BODY if data_code == 354 else ClientState.READY

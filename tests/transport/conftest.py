@@ -113,7 +113,8 @@ def close_at_once(conn: socket.socket, server: LoopbackServer) -> None:
 
 
 def reset(conn: socket.socket, server: LoopbackServer) -> None:
-    """Abort the connection with a TCP RST (SO_LINGER 0)."""
+    """After the client's first byte, abort the connection with a TCP RST (SO_LINGER 0)."""
+    conn.recv(1)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 

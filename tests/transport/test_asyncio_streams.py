@@ -220,13 +220,18 @@ async def test_write_timeout_aborts_the_stream(make_server):
     await stream.aclose()
 
 
+async def send_until_failure(stream: AsyncSocketStream) -> None:
+    for _ in range(200):
+        await stream.send_all(b"x" * 65536, T)
+
+
 async def test_peer_reset_while_sending_is_connection_lost(make_server):
     server = make_server(reset)
     stream = await AsyncTcpConnector("127.0.0.1", server.port).connect(T)
+    await stream.send_all(b"!", T)  # the server resets once it sees this byte
     assert await asyncio.to_thread(server.handled.wait, T)
     with pytest.raises(ConnectionLost) as info:
-        for _ in range(200):
-            await stream.send_all(b"x" * 65536, T)
+        await send_until_failure(stream)
     assert isinstance(info.value.__cause__, OSError)
     await stream.aclose()
 
@@ -234,6 +239,7 @@ async def test_peer_reset_while_sending_is_connection_lost(make_server):
 async def test_peer_reset_while_reading_is_connection_lost(make_server):
     server = make_server(reset)
     async with await AsyncTcpConnector("127.0.0.1", server.port).connect(T) as stream:
+        await stream.send_all(b"!", T)
         assert await asyncio.to_thread(server.handled.wait, T)
         with pytest.raises(ConnectionLost):
             await stream.receive(10, T)
@@ -352,7 +358,8 @@ async def test_start_tls_returns_a_new_stream(make_server, server_context, clien
     plain = await starttls_handshake_ready(server.port)
     tls = await plain.start_tls(client_context, "127.0.0.1", T)
     assert tls is not plain
-    assert tls.is_tls and not plain.is_tls
+    assert tls.is_tls
+    assert not plain.is_tls
     assert tls.info.tls_version in ("TLSv1.2", "TLSv1.3")
     assert await roundtrip(tls, b"EHLO again\r\n") == b"EHLO again\r\n"
     with pytest.raises(LocalProtocolError):
@@ -422,7 +429,8 @@ async def test_unix_socket_with_tls(make_server, unix_path, server_context, clie
         unix_path, tls_context=client_context, server_hostname="localhost"
     )
     async with await connector.connect(T) as stream:
-        assert stream.is_tls and stream.info.transport == "unix"
+        assert stream.is_tls
+        assert stream.info.transport == "unix"
         assert await roundtrip(stream) == b"EHLO client.example\r\n"
 
 

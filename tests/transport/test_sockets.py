@@ -217,13 +217,18 @@ def test_write_timeout_closes_the_stream(make_server):
         stream.send_all(b"QUIT\r\n", T)
 
 
+def send_until_failure(stream: SocketStream) -> None:
+    for _ in range(200):
+        stream.send_all(b"x" * 65536, T)
+
+
 def test_peer_reset_while_sending_is_connection_lost(make_server):
     server = make_server(reset)
     stream = TcpConnector("127.0.0.1", server.port).connect(T)
+    stream.send_all(b"!", T)  # the server resets once it sees this byte
     assert server.handled.wait(T)
     with pytest.raises(ConnectionLost) as info:
-        for _ in range(200):
-            stream.send_all(b"x" * 65536, T)
+        send_until_failure(stream)
     assert isinstance(info.value.__cause__, OSError)
     stream.close()
 
@@ -231,6 +236,7 @@ def test_peer_reset_while_sending_is_connection_lost(make_server):
 def test_peer_reset_while_reading_is_connection_lost(make_server):
     server = make_server(reset)
     with TcpConnector("127.0.0.1", server.port).connect(T) as stream:
+        stream.send_all(b"!", T)
         assert server.handled.wait(T)
         with pytest.raises(ConnectionLost):
             stream.receive(10, T)
@@ -353,7 +359,8 @@ def test_start_tls_returns_a_new_stream(make_server, server_context, client_cont
     assert plain.receive(len(b"220 ready\r\n"), T) == b"220 ready\r\n"
     tls = plain.start_tls(client_context, "127.0.0.1", T)
     assert tls is not plain
-    assert tls.is_tls and not plain.is_tls
+    assert tls.is_tls
+    assert not plain.is_tls
     assert tls.info.peer_address == plain.info.peer_address
     assert roundtrip(tls, b"EHLO again\r\n") == b"EHLO again\r\n"
     with pytest.raises(LocalProtocolError):
@@ -422,7 +429,8 @@ def test_unix_socket_with_tls(make_server, unix_path, server_context, client_con
         UnixConnector(unix_path, tls_context=client_context)
     connector = UnixConnector(unix_path, tls_context=client_context, server_hostname="localhost")
     with connector.connect(T) as stream:
-        assert stream.is_tls and stream.info.transport == "unix"
+        assert stream.is_tls
+        assert stream.info.transport == "unix"
         assert roundtrip(stream) == b"EHLO client.example\r\n"
 
 

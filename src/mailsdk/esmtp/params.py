@@ -228,6 +228,16 @@ def _hooks(caps: Capabilities, registry: ExtensionRegistry | None) -> tuple[Exte
     return tuple(registry) if registry is not None else caps.extensions
 
 
+# isinstance() against a runtime-checkable Protocol inspects every member on every call and was
+# a third of the client's CPU per message; a direct attribute check is equivalent here.
+def _is_mail_hook(ext: Extension) -> typing.TypeGuard[MailParameterHook]:
+    return callable(getattr(ext, "mail_parameters", None))
+
+
+def _is_rcpt_hook(ext: Extension) -> typing.TypeGuard[RcptParameterHook]:
+    return callable(getattr(ext, "rcpt_parameters", None))
+
+
 def _finish(
     built: list[str],
     *,
@@ -321,7 +331,7 @@ def mail_parameters(
         caps.require("REQUIRETLS", purpose="REQUIRETLS")
         built.append("REQUIRETLS")
 
-    hooks = [e for e in _hooks(caps, registry) if isinstance(e, MailParameterHook)]
+    hooks = [e for e in _hooks(caps, registry) if _is_mail_hook(e)]
     contributed = ((h.keyword, h.mail_parameters(options, caps)) for h in hooks)
     claimed = {h.keyword for h in hooks}
     return _finish(
@@ -366,7 +376,7 @@ def rcpt_parameters(
         caps.require("DSN", purpose="ORCPT=")
         built.append(f"ORCPT={orcpt_value(options.orcpt)}")
 
-    hooks = [e for e in _hooks(caps, registry) if isinstance(e, RcptParameterHook)]
+    hooks = [e for e in _hooks(caps, registry) if _is_rcpt_hook(e)]
     contributed = ((h.keyword, h.rcpt_parameters(options, caps)) for h in hooks)
     claimed = {h.keyword for h in hooks}
     return _finish(

@@ -205,7 +205,7 @@ class ClientConnection:
         if trigger is Trigger.MAIL:
             self._txn = _Transaction()
             self._bdat_encoder = None
-        elif trigger is Trigger.RSET:
+        elif trigger in (Trigger.RSET, Trigger.BDAT_LAST):
             self._bdat_encoder = None
         txn = self._txn if trigger in TRANSACTION_TRIGGERS or trigger is Trigger.BDAT_LAST else None
         self._queue.append(_Pending(command, trigger, txn))

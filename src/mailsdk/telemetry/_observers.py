@@ -155,7 +155,7 @@ class _Session:
         self._ended = True
         for command in list(self._commands):
             command._fail(error)
-        for txn in reversed(self._transactions):
+        for txn in list(reversed(self._transactions)):
             txn._fail(error)
         span = self._span
         if error is not None and span.is_recording():

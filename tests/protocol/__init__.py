@@ -1,0 +1,1 @@
+"""Pure sans-IO protocol tests (no sockets, no event loop)."""
