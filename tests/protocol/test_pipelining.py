@@ -243,3 +243,26 @@ def test_raw_is_state_neutral_inside_transaction() -> None:
         replied(Raw("XFORWARD NAME=spike.example"), 250, "ok"),
     )
     assert conv.conn.state is ClientState.MAIL
+
+
+def test_body_smuggling_split_across_send_body_calls() -> None:
+    conv = Conversation()
+    conv.hello()
+    for command in (MAIL, R1, Data()):
+        conv.client(command)
+    conv.receive(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    start = len(conv.wire)
+    for chunk in (b"x\r", b"\n", b".", b"\r", b"\nMAIL FROM:<evil@x>\n", b"\r"):
+        conv.body(chunk)
+    conv.end_body()
+    sent = bytes(conv.wire[start:])
+    assert sent == b"x\r\n..\r\nMAIL FROM:<evil@x>\r\n\r\n.\r\n"
+    assert sent.count(b"\r\n.\r\n") == 1
+
+
+def test_send_bdat_binary_keeps_bytes() -> None:
+    conv = Conversation()
+    conv.hello()
+    conv.client(MAIL)
+    conv.client(R1)
+    assert conv.conn.send_bdat(b"a\rb\n", last=True, canonicalize=False) == b"BDAT 4 LAST\r\na\rb\n"
