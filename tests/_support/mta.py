@@ -174,7 +174,7 @@ class TokenIntrospectionServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.0"  # one request per connection: no keep-alive state
             timeout = SOCKET_TIMEOUT
 
             def do_POST(self) -> None:

@@ -185,6 +185,7 @@ ssl = no
 hostname = lmtp.{DOMAIN}
 log_path = {layout.logs / "dovecot.log"}
 auth_verbose = yes
+auth_debug = yes
 auth_failure_delay = 0
 disable_plaintext_auth = no
 auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 xoauth2 oauthbearer

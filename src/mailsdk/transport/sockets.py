@@ -87,6 +87,7 @@ class SocketStream:
     def __init__(self, sock: socket.socket, *, transport: TransportKind | None = None) -> None:
         self._sock: socket.socket | None = sock
         self._upgraded = False
+        self._is_tls = isinstance(sock, ssl.SSLSocket)
         if transport is None:
             is_unix = getattr(socket, "AF_UNIX", None) == sock.family
             transport = "unix" if is_unix else "tcp"
@@ -112,7 +113,7 @@ class SocketStream:
     @property
     def is_tls(self) -> bool:
         """True when the socket is an ``ssl.SSLSocket``."""
-        return self._info.tls_version is not None
+        return self._is_tls
 
     def _require_open(self) -> socket.socket:
         if self._upgraded:
