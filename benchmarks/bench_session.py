@@ -15,13 +15,20 @@ import pytest
 
 import mailsdk
 
-MESSAGE = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * 26
+MESSAGE = (
+    b"From: a@example.org\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n"
+    + (b"x" * 76 + b"\r\n") * 26
+)
 SENDER = "a@example.org"
 RCPTS = ["b@example.com"]
 
 
 def _builder(port: int) -> mailsdk.ClientBuilder:
-    return mailsdk.ClientBuilder.smtp("127.0.0.1", port).with_tls("none").with_local_hostname("bench.invalid")
+    return (
+        mailsdk.ClientBuilder.smtp("127.0.0.1", port)
+        .with_tls("none")
+        .with_local_hostname("bench.invalid")
+    )
 
 
 @pytest.mark.benchmark(group="one message per session")
@@ -56,8 +63,14 @@ def test_aiosmtplib(benchmark: Any, smtp_port: int) -> None:
 
     async def once() -> None:
         await aiosmtplib.send(
-            MESSAGE, sender=SENDER, recipients=RCPTS, hostname="127.0.0.1", port=smtp_port,
-            local_hostname="bench.invalid", start_tls=False, use_tls=False,
+            MESSAGE,
+            sender=SENDER,
+            recipients=RCPTS,
+            hostname="127.0.0.1",
+            port=smtp_port,
+            local_hostname="bench.invalid",
+            start_tls=False,
+            use_tls=False,
         )
 
     try:

@@ -10,7 +10,7 @@ from aiosmtpd.controller import Controller
 
 
 class NullHandler:
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         return "250 2.0.0 OK: queued"
 
 

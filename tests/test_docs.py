@@ -25,7 +25,9 @@ def test_state_diagram_covers_every_state() -> None:
 
 def test_readme_gives_exactly_two_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("## Set-up: the two commands", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    block = (
+        readme.split("## Set-up: the two commands", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    )
     commands = [ln for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert commands == [
         "python3 -m venv .venv && .venv/bin/pip install -e '.[demo]' && .venv/bin/mailsdk demo",

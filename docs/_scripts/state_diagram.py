@@ -41,7 +41,9 @@ def render() -> str:
             lines.append(f"    {state.name} --> {target.name}: {trigger.name}")
     for (trigger, outcome), (sources, target) in REPLY_TRANSITIONS.items():
         for source in sorted(sources, key=lambda s: s.name):
-            lines.append(f"    {source.name} --> {target.name}: {trigger.name} reply {outcome.name}")
+            lines.append(
+                f"    {source.name} --> {target.name}: {trigger.name} reply {outcome.name}"
+            )
     # Transitions driven by connection events rather than commands or replies.
     for source, target, label in EVENT_EDGES:
         lines.append(f"    {source} --> {target}: {label}")

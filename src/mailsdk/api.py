@@ -18,6 +18,7 @@ __all__ = ["asend", "send"]
 
 
 def _builder(
+    *,
     host: str | None,
     port: int | None,
     username: str | None,
@@ -63,7 +64,15 @@ def send(
         ConfigurationError, TransportError, ReplyError and the other errors of
         :meth:`mailsdk.Session.send_message`.
     """
-    b = builder or _builder(host, port, username, password, tls, tls_settings, timeout)
+    b = builder or _builder(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        tls=tls,
+        tls_settings=tls_settings,
+        timeout=timeout,
+    )
     return b.build().send_message(message, sender=sender, recipients=recipients)
 
 
@@ -82,5 +91,13 @@ async def asend(
     builder: ClientBuilder | None = None,
 ) -> SendResult:
     """The asyncio twin of :func:`send`."""
-    b = builder or _builder(host, port, username, password, tls, tls_settings, timeout)
+    b = builder or _builder(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        tls=tls,
+        tls_settings=tls_settings,
+        timeout=timeout,
+    )
     return await b.build_async().send_message(message, sender=sender, recipients=recipients)

@@ -200,7 +200,9 @@ class ClientBuilder:
         """Authenticate with OAuth access tokens from ``provider`` (XOAUTH2, OAUTHBEARER)."""
         return attrs.evolve(
             self,
-            auth=AuthSettings(username=username, token_provider=provider, mechanisms=tuple(mechanisms)),
+            auth=AuthSettings(
+                username=username, token_provider=provider, mechanisms=tuple(mechanisms)
+            ),
         )
 
     def with_timeouts(self, timeouts: Timeouts | float) -> ClientBuilder:
@@ -228,7 +230,9 @@ class ClientBuilder:
         """Use PIPELINING (RFC 2920) when the server offers it (on by default)."""
         return attrs.evolve(self, transaction=attrs.evolve(self.transaction, pipelining=enabled))
 
-    def with_chunking(self, mode: bool | None = None, *, chunk_size: int | None = None) -> ClientBuilder:
+    def with_chunking(
+        self, mode: bool | None = None, *, chunk_size: int | None = None
+    ) -> ClientBuilder:
         """BDAT (RFC 3030): ``None`` = when offered (default), ``True`` = required,
         ``False`` = never; optionally the chunk size in bytes."""
         size = self.transaction.chunk_size if chunk_size is None else chunk_size
@@ -344,6 +348,8 @@ class ClientBuilder:
         return AsyncLMTPClient(config) if config.dialect is Dialect.LMTP else AsyncClient(config)
 
 
-def _with_provider(config: ClientConfig, provider: TokenProvider | AsyncTokenProvider) -> ClientConfig:
+def _with_provider(
+    config: ClientConfig, provider: TokenProvider | AsyncTokenProvider
+) -> ClientConfig:
     assert config.auth is not None
     return attrs.evolve(config, auth=attrs.evolve(config.auth, token_provider=provider))

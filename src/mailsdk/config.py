@@ -70,12 +70,21 @@ class Timeouts:
         for field in attrs.fields(Timeouts):
             value = getattr(self, field.name)
             if value is not None and value <= 0:
-                raise ConfigurationError(f"timeout {field.name} must be positive or None, not {value!r}")
+                raise ConfigurationError(
+                    f"timeout {field.name} must be positive or None, not {value!r}"
+                )
 
     @classmethod
     def uniform(cls, seconds: float | None) -> Timeouts:
         """One deadline for every phase (smtplib's single ``timeout``)."""
-        return cls(connect=seconds, greeting=seconds, command=seconds, tls=seconds, data=seconds, quit=seconds)
+        return cls(
+            connect=seconds,
+            greeting=seconds,
+            command=seconds,
+            tls=seconds,
+            data=seconds,
+            quit=seconds,
+        )
 
     def for_phase(self, phase: Phase) -> float | None:
         """The reply deadline for ``phase``."""
@@ -146,7 +155,9 @@ class AuthSettings:
 
     username: str
     password: Secret | None = attrs.field(default=None, converter=attrs.converters.optional(Secret))
-    token_provider: TokenProvider | AsyncTokenProvider | None = attrs.field(default=None, repr=False)
+    token_provider: TokenProvider | AsyncTokenProvider | None = attrs.field(
+        default=None, repr=False
+    )
     authzid: str | None = None
     mechanisms: tuple[str, ...] | None = None
     allow_plaintext: bool = False
@@ -188,9 +199,15 @@ class ClientConfig:
     transaction: TransactionOptions = attrs.field(factory=TransactionOptions)
     mail_options: MailOptions | None = None
     rcpt_options: RcptOptions | None = None
-    esmtp_registry: ExtensionRegistry = attrs.field(factory=ExtensionRegistry.default, eq=False, repr=False)
-    sasl_registry: MechanismRegistry = attrs.field(factory=MechanismRegistry.default, eq=False, repr=False)
-    instrumentation: Instrumentation = attrs.field(factory=NoopInstrumentation, eq=False, repr=False)
+    esmtp_registry: ExtensionRegistry = attrs.field(
+        factory=ExtensionRegistry.default, eq=False, repr=False
+    )
+    sasl_registry: MechanismRegistry = attrs.field(
+        factory=MechanismRegistry.default, eq=False, repr=False
+    )
+    instrumentation: Instrumentation = attrs.field(
+        factory=NoopInstrumentation, eq=False, repr=False
+    )
 
     @property
     def port(self) -> int:
@@ -215,12 +232,12 @@ class ClientConfig:
             ConfigurationError: credentials with TLS off (unless ``allow_plaintext``); implicit
                 TLS or STARTTLS with no host name to verify while verification is on.
         """
-        if self.auth is not None and self.tls_mode in (TlsMode.NONE, TlsMode.OPPORTUNISTIC):
-            if not self.auth.allow_plaintext:
-                raise ConfigurationError(
-                    f"credentials with tls_mode={self.tls_mode.value} could cross a plaintext link; "
-                    "use STARTTLS or implicit TLS, or allow_plaintext=True explicitly"
-                )
+        plaintext_possible = self.tls_mode in (TlsMode.NONE, TlsMode.OPPORTUNISTIC)
+        if self.auth is not None and plaintext_possible and not self.auth.allow_plaintext:
+            raise ConfigurationError(
+                f"credentials with tls_mode={self.tls_mode.value} could cross a plaintext "
+                "link; use STARTTLS or implicit TLS, or allow_plaintext=True explicitly"
+            )
         if (
             self.tls_mode is not TlsMode.NONE
             and self.tls.verify

@@ -1,7 +1,7 @@
 """The single exception hierarchy of mailsdk.
 
-Layer: L0 (foundation). May import only ``mailsdk._types`` and, for typing only, ``mailsdk.protocol.reply``.
-Must never import anything else from mailsdk.
+Layer: L0 (foundation). May import only ``mailsdk._types`` and, for typing only,
+``mailsdk.protocol.reply``. Must never import anything else from mailsdk.
 
 The tree::
 
@@ -23,11 +23,11 @@ The tree::
     │   ├── StartTLSRefused
     │   ├── AuthenticationFailed
     │   ├── SenderRefused             ``.sender``
-    │   ├── RecipientsRefused         ``.refused`` (recipient -> Reply); only when *no* recipient was accepted
+    │   ├── RecipientsRefused         ``.refused`` (recipient -> Reply); only when none accepted
     │   ├── DataRefused
     │   └── CommandRefused            any other command (VRFY, EXPN, HELP, NOOP, RSET, execute)
     ├── CapabilityError               something required is missing (STARTTLS, SMTPUTF8, SIZE, ...)
-    ├── AuthError                     local SASL failure (no common mechanism, bad challenge, round cap)
+    ├── AuthError                     local SASL failure (no common mechanism, bad challenge...)
     │   └── TokenError                a token provider failed (msal / google-auth error details)
     ├── InvalidInputError (ValueError)   CR/LF/control characters, malformed address
     └── ConfigurationError (ValueError)  builder / config validation failure
@@ -178,7 +178,9 @@ class ReplyError(MailError):
         command: the verb the reply answered, or ``None`` (greeting).
     """
 
-    def __init__(self, reply: Reply, command: str | None = None, message: str | None = None) -> None:
+    def __init__(
+        self, reply: Reply, command: str | None = None, message: str | None = None
+    ) -> None:
         if message is None:
             where = f"{command} " if command else ""
             message = f"{where}refused: {reply.code} {reply.text}".strip()

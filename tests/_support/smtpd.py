@@ -12,6 +12,7 @@ decrypted bytes), each command verb and argument, every reply line pushed, and e
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
@@ -159,6 +160,7 @@ def _recording(base: type[SMTP]) -> type[SMTP]:
             self._smtp_methods = {name: self._wrap(name, m) for name, m in self._smtp_methods.items()}
 
         def _wrap(self, name: str, method: Callable[[str | None], typing.Awaitable[None]]) -> Callable[..., typing.Any]:
+            @functools.wraps(method)
             async def recorded(arg: str | None) -> None:
                 with self.recorder.lock:
                     self.recorder.commands.append((name, arg))

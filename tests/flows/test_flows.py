@@ -47,7 +47,16 @@ from mailsdk.flows import (
     prepare_raw,
     transaction,
 )
-from mailsdk.protocol.commands import Auth, AuthResponse, Data, EndOfData, Helo, MailFrom, RcptTo, Rset
+from mailsdk.protocol.commands import (
+    Auth,
+    AuthResponse,
+    Data,
+    EndOfData,
+    Helo,
+    MailFrom,
+    RcptTo,
+    Rset,
+)
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import CommandReplied, GreetingReceived
 from mailsdk.protocol.reply import Reply
@@ -84,14 +93,18 @@ class Script:
     def replies(self, *replies: Reply) -> Action | None:
         assert isinstance(self.action, Submit)
         assert len(self.action.commands) == len(replies)
-        return self.answer(tuple(CommandReplied(c, r) for c, r in zip(self.action.commands, replies, strict=True)))
+        return self.answer(
+            tuple(CommandReplied(c, r) for c, r in zip(self.action.commands, replies, strict=True))
+        )
 
 
 RAW = b"Subject: hi\r\n\r\nbody\r\n"
 
 
 def test_pipelined_transaction_partial_acceptance() -> None:
-    prepared = prepare_raw("a@example.org", ["b@example.com", "x@example.com", "c@example.com"], RAW)
+    prepared = prepare_raw(
+        "a@example.org", ["b@example.com", "x@example.com", "c@example.com"], RAW
+    )
     s = Script(transaction(prepared, caps("PIPELINING", "SIZE 1000")))
     assert isinstance(s.action, Submit)
     cmds = s.action.commands
@@ -179,13 +192,17 @@ def test_8bit_needs_8bitmime_and_announces_it() -> None:
     s = Script(transaction(prepared, caps("8BITMIME")))
     assert isinstance(s.action, Submit)
     assert b"BODY=8BITMIME" in s.action.commands[0].to_bytes()
-    relaxed = Script(transaction(prepared, caps(), options=TransactionOptions(require_8bitmime=False)))
+    relaxed = Script(
+        transaction(prepared, caps(), options=TransactionOptions(require_8bitmime=False))
+    )
     assert isinstance(relaxed.action, Submit)
 
 
 def test_dsn_options_reach_the_wire() -> None:
     prepared = prepare_raw("a@example.org", ["b@example.com"], RAW)
-    s = Script(transaction(prepared, caps("DSN"), mail_options=MailOptions(ret="HDRS", envid="id+1")))
+    s = Script(
+        transaction(prepared, caps("DSN"), mail_options=MailOptions(ret="HDRS", envid="id+1"))
+    )
     assert isinstance(s.action, Submit)
     assert s.action.commands[0].to_bytes() == b"MAIL FROM:<a@example.org> RET=HDRS ENVID=id+2B1\r\n"
 
@@ -199,7 +216,11 @@ def test_no_recipients() -> None:
 def test_bdat_chunks() -> None:
     body = b"a" * 10 + b"\r\n"
     prepared = prepare_raw("a@example.org", ["b@example.com"], body)
-    s = Script(transaction(prepared, caps("CHUNKING", "PIPELINING"), options=TransactionOptions(chunk_size=5)))
+    s = Script(
+        transaction(
+            prepared, caps("CHUNKING", "PIPELINING"), options=TransactionOptions(chunk_size=5)
+        )
+    )
     assert isinstance(s.action, Submit)
     assert [type(c) for c in s.action.commands] == [MailFrom, RcptTo]  # no DATA with BDAT
     s.replies(ok(), ok())
@@ -288,7 +309,14 @@ def test_starttls_refused_required_vs_opportunistic() -> None:
 
 def _auth(request: AuthRequest, *lines: str, tls: bool = True) -> Script:
     return Script(
-        authenticate(request, caps(*lines), MechanismRegistry.default(), host="mx.example.com", port=587, tls_active=tls)
+        authenticate(
+            request,
+            caps(*lines),
+            MechanismRegistry.default(),
+            host="mx.example.com",
+            port=587,
+            tls_active=tls,
+        )
     )
 
 
@@ -305,11 +333,17 @@ def test_auth_plain_initial_response() -> None:
 
 def test_auth_refused_over_plaintext() -> None:
     with pytest.raises(AuthError):
-        next(_auth(AuthRequest(username="alice", password=Secret("pw")), "AUTH PLAIN LOGIN", tls=False).flow)
+        next(
+            _auth(
+                AuthRequest(username="alice", password=Secret("pw")), "AUTH PLAIN LOGIN", tls=False
+            ).flow
+        )
 
 
 def test_auth_round_cap_and_malformed_challenge() -> None:
-    s = _auth(AuthRequest(username="alice", password=Secret("pw"), mechanisms=("LOGIN",)), "AUTH LOGIN")
+    s = _auth(
+        AuthRequest(username="alice", password=Secret("pw"), mechanisms=("LOGIN",)), "AUTH LOGIN"
+    )
     s.replies(ok(334, base64.b64encode(b"Username:").decode()))
     s.replies(ok(334, "!!!not-base64!!!"))
     # A malformed challenge cancels the exchange with "*".
@@ -323,7 +357,11 @@ def test_auth_round_cap_and_malformed_challenge() -> None:
 def test_auth_failure_carries_hint() -> None:
     s = _auth(AuthRequest(username="alice", password=Secret("pw")), "AUTH PLAIN")
     with pytest.raises(AuthenticationFailed) as info:
-        s.replies(Reply.build(535, "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled"))
+        s.replies(
+            Reply.build(
+                535, "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled"
+            )
+        )
     assert info.value.hint is not None and "disabled" in info.value.hint
     assert "pw" not in str(info.value).split("hint")[0].replace("unsuccessful", "")
 
@@ -344,7 +382,9 @@ def test_oauth_retries_exactly_once_with_a_fresh_token() -> None:
 def test_xoauth2_error_challenge_is_acknowledged_and_surfaced() -> None:
     s = _auth(AuthRequest(username="alice@example.com", use_token=True), "AUTH XOAUTH2")
     s.answer(AccessToken(Secret("tok"), None))
-    err = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}').decode()
+    err = base64.b64encode(
+        b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}'
+    ).decode()
     s.replies(ok(334, err))
     assert isinstance(s.action, Submit)
     assert s.action.commands[0].payload == b""  # the empty acknowledgement

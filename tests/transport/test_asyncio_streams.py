@@ -125,6 +125,9 @@ async def test_existing_socket_is_handed_out_once(make_server):
         assert stream.info.transport == "tcp"
     with pytest.raises(LocalProtocolError):
         await connector.connect(T)
+    assert sock.fileno() == -1
+    with pytest.raises(ConnectError, match="closed"):
+        await AsyncSocketConnector(sock).connect(T)
 
 
 async def test_existing_socketpair_is_unix():

@@ -122,6 +122,8 @@ def test_existing_tcp_socket_is_handed_out_once(make_server):
     with pytest.raises(LocalProtocolError):
         connector.connect(T)
     assert sock.fileno() == -1  # the stream owned and closed the socket
+    with pytest.raises(ConnectError, match="closed"):
+        SocketConnector(sock).connect(T)
 
 
 def test_existing_socketpair_is_unix():

@@ -20,7 +20,9 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailsdk", description="mailsdk: a typed SMTP/LMTP client SDK")
+    parser = argparse.ArgumentParser(
+        prog="mailsdk", description="mailsdk: a typed SMTP/LMTP client SDK"
+    )
     parser.add_argument("--version", action="version", version=f"mailsdk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
@@ -30,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         "sends messages through the real client (STARTTLS, AUTH, pipelining), one "
         "recipient refused, and prints what happened to each recipient.",
     )
-    demo.add_argument("--async", dest="use_async", action="store_true", help="use the asyncio client")
-    demo.add_argument("--wire", action="store_true", help="also print the SMTP conversation (AUTH redacted)")
+    demo.add_argument(
+        "--async", dest="use_async", action="store_true", help="use the asyncio client"
+    )
+    demo.add_argument(
+        "--wire", action="store_true", help="also print the SMTP conversation (AUTH redacted)"
+    )
     return parser
 
 

@@ -51,19 +51,34 @@ class DemoServer:
         received = self.received
 
         class Handler:
-            async def handle_RCPT(self, server: object, session: object, envelope: typing.Any, address: str, rcpt_options: list[str]) -> str:  # noqa: N802
+            async def handle_RCPT(
+                self,
+                server: object,
+                session: object,
+                envelope: typing.Any,
+                address: str,
+                rcpt_options: list[str],
+            ) -> str:
                 if address.lower() == REFUSED_RECIPIENT:
                     return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
                 envelope.rcpt_tos.append(address)
                 return "250 2.1.5 OK"
 
-            async def handle_DATA(self, server: object, session: object, envelope: typing.Any) -> str:  # noqa: N802
+            async def handle_DATA(
+                self, server: object, session: object, envelope: typing.Any
+            ) -> str:
                 content = envelope.original_content or b""
                 received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), len(content)))
                 return f"250 2.0.0 OK: queued as DEMO{len(received):04d}"
 
-        def authenticator(server: object, session: object, envelope: object, mechanism: str, auth_data: object) -> AuthResult:
-            ok = isinstance(auth_data, LoginPassword) and auth_data.login == DEMO_USER.encode() and auth_data.password == DEMO_PASSWORD.encode()
+        def authenticator(
+            server: object, session: object, envelope: object, mechanism: str, auth_data: object
+        ) -> AuthResult:
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and auth_data.login == DEMO_USER.encode()
+                and auth_data.password == DEMO_PASSWORD.encode()
+            )
             return AuthResult(success=ok)
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

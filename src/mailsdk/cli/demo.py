@@ -32,7 +32,9 @@ def demo_messages() -> list[EmailMessage]:
     first["To"] = "alice@example.com, " + REFUSED_RECIPIENT
     first["Cc"] = "bob@example.com"
     first["Subject"] = "Release 1.0 is out"
-    first.set_content("Hello team,\n\nRelease 1.0 shipped today.\n.\nA line with a lone dot above.\n")
+    first.set_content(
+        "Hello team,\n\nRelease 1.0 shipped today.\n.\nA line with a lone dot above.\n"
+    )
 
     second = EmailMessage()
     second["From"] = "reports@example.org"
@@ -64,7 +66,11 @@ def _report(out: typing.TextIO, n: int, msg: EmailMessage, outcome: SendResult |
 def _builder(port: int, ca_pem: bytes) -> ClientBuilder:
     return (
         ClientBuilder.smtp("127.0.0.1", port)
-        .with_tls("starttls", settings=TlsSettings(ca_data=ca_pem.decode("ascii")), server_hostname="localhost")
+        .with_tls(
+            "starttls",
+            settings=TlsSettings(ca_data=ca_pem.decode("ascii")),
+            server_hostname="localhost",
+        )
         .with_credentials(DEMO_USER, DEMO_PASSWORD)
         .with_local_hostname("demo.client.invalid")
         .with_timeouts(10.0)
@@ -95,7 +101,13 @@ async def _send_async(builder: ClientBuilder, out: typing.TextIO) -> list[SendRe
     return results
 
 
-def _header(out: typing.TextIO, tls: object, mechanism: str | None, keywords: typing.Sequence[str], mode: str) -> None:
+def _header(
+    out: typing.TextIO,
+    tls: object,
+    mechanism: str | None,
+    keywords: typing.Sequence[str],
+    mode: str,
+) -> None:
     version = getattr(tls, "version", None)
     cipher = getattr(tls, "cipher", None)
     out.write(f"session: {mode} client, TLS {version} ({cipher}), AUTH {mechanism}\n")
@@ -110,7 +122,10 @@ def run_demo(*, use_async: bool = False, wire: bool = False, out: typing.TextIO)
     with tempfile.TemporaryDirectory(prefix="mailsdk-demo-") as tmp:
         certs = make_certificates(pathlib.Path(tmp))
         with DemoServer(str(certs.cert_file), str(certs.key_file)) as server:
-            out.write(f"mailsdk demo: SMTP server on 127.0.0.1:{server.port} (in-process, STARTTLS + AUTH)\n")
+            out.write(
+                f"mailsdk demo: SMTP server on 127.0.0.1:{server.port} "
+                "(in-process, STARTTLS + AUTH)\n"
+            )
             started = time.perf_counter()
             builder = _builder(server.port, certs.ca_pem)
             if use_async:
@@ -124,9 +139,12 @@ def run_demo(*, use_async: bool = False, wire: bool = False, out: typing.TextIO)
             accepted = sum(len(r.accepted) for r in sent)
             refused = sum(len(r.refused) for r in sent)
             out.write(
-                f"\nsummary: {len(sent)}/{len(results)} messages sent, {accepted} recipients accepted, "
+                f"\nsummary: {len(sent)}/{len(results)} messages sent, "
+                f"{accepted} recipients accepted, "
                 f"{refused} refused, in {elapsed * 1000:.0f} ms\n"
             )
             delivered = sum(len(m.recipients) for m in server.received)
-            out.write(f"server received {len(server.received)} messages for {delivered} recipients\n")
+            out.write(
+                f"server received {len(server.received)} messages for {delivered} recipients\n"
+            )
             return 0 if delivered == accepted and len(server.received) == len(sent) else 1

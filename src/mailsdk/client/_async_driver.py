@@ -13,6 +13,7 @@ import typing
 from collections.abc import Generator
 
 from mailsdk.auth.tokens import AccessToken, AsyncTokenProvider, TokenProvider
+from mailsdk.client._common import RECEIVE_SIZE, SAFE_TO_QUIT, Pump, tls_info_of
 from mailsdk.errors import ConfigurationError, MailError, ReplyError, TLSError
 from mailsdk.flows import (
     Action,
@@ -25,7 +26,6 @@ from mailsdk.flows import (
     Submit,
     TlsInfo,
 )
-from mailsdk.client._common import RECEIVE_SIZE, Pump, tls_info_of
 from mailsdk.transport import AsyncStream
 
 __all__ = ["AsyncDriver"]
@@ -71,8 +71,10 @@ class AsyncDriver:
                 except StopIteration as stop:
                     return typing.cast("T", stop.value)
                 result = await self._perform(action)
-        except ReplyError as exc:
-            if exc.reply.code == 421:
+        except SAFE_TO_QUIT as exc:
+            # The conversation is still in step (a refusal, or a local check before anything
+            # was written): the session stays usable, unless the server said 421 (closing).
+            if isinstance(exc, ReplyError) and exc.reply.code == 421:
                 await self.aclose()
             raise
         except MailError as exc:

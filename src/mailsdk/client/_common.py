@@ -43,8 +43,8 @@ from mailsdk.flows import (
     SessionPlan,
     TlsInfo,
     TlsMode,
-    prepare_message,
     open_session,
+    prepare_message,
     prepare_raw,
     transaction,
 )
@@ -110,7 +110,9 @@ def default_local_hostname(local_address: object) -> str:
     return "localhost.localdomain"
 
 
-def tls_info_of(version: str | None, cipher: str | None, binding: tuple[str, bytes] | None) -> TlsInfo:
+def tls_info_of(
+    version: str | None, cipher: str | None, binding: tuple[str, bytes] | None
+) -> TlsInfo:
     """Build the :class:`TlsInfo` a driver reports after a handshake."""
     return TlsInfo(version=version, cipher=cipher, channel_binding=binding)
 
@@ -163,7 +165,9 @@ class Pump:
         for command in commands:
             self._in_auth = isinstance(command, Auth | AuthResponse)
             if wire_log.isEnabledFor(logging.DEBUG):
-                wire_log.debug("C: %s", command.redacted().decode("utf-8", "replace").rstrip("\r\n"))
+                wire_log.debug(
+                    "C: %s", command.redacted().decode("utf-8", "replace").rstrip("\r\n")
+                )
             verb = "DATA.END" if isinstance(command, EndOfData) else command.verb
             self._open.append(_Open(command, self.observer.command(verb, pipeline_size=group)))
 
@@ -184,7 +188,9 @@ class Pump:
         if wire_log.isEnabledFor(logging.DEBUG):
             wire_log.debug("C: <message content, %d bytes> .", len(body))
         self._start(Phase.DATA)
-        self._open.append(_Open(EndOfData(), self.observer.command("DATA.END", pipeline_size=1 + len(then))))
+        self._open.append(
+            _Open(EndOfData(), self.observer.command("DATA.END", pipeline_size=1 + len(then)))
+        )
         data += b"".join(self.connection.send(c) for c in then)
         self._track(then, 1 + len(then))
         return data
@@ -215,7 +221,8 @@ class Pump:
         left = self._deadline - self._clock()
         if left <= 0:
             raise ReadTimeout(
-                f"no complete reply within the {self._phase.value} deadline", phase=self._phase.value
+                f"no complete reply within the {self._phase.value} deadline",
+                phase=self._phase.value,
             )
         return left
 
@@ -249,7 +256,9 @@ class Pump:
                 continue
             if isinstance(event, ConnectionClosed):
                 waiting = ", ".join(o.command.verb for o in self._open) or "a reply"
-                raise ConnectionLost(f"the server closed the connection while waiting for {waiting}")
+                raise ConnectionLost(
+                    f"the server closed the connection while waiting for {waiting}"
+                )
             raise RemoteProtocolError(f"unexpected {type(event).__name__}")
 
     def _on_reply(self, event: CommandReplied) -> None:
@@ -343,7 +352,9 @@ def report_opened(pump: Pump, opened: OpenedSession, implicit: bool) -> None:
     observer = pump.observer
     pump.connection.enhanced_status_codes = opened.capabilities.enhanced_status_codes
     if opened.tls is not None:
-        observer.tls_established(version=opened.tls.version, cipher=opened.tls.cipher, implicit=implicit)
+        observer.tls_established(
+            version=opened.tls.version, cipher=opened.tls.cipher, implicit=implicit
+        )
     observer.capabilities(opened.capabilities.keywords)
     if opened.mechanism is not None:
         observer.authenticated(opened.mechanism)
@@ -389,14 +400,21 @@ def begin_send(
     if headers:
         traced = _with_trace_headers(message, headers)
         if isinstance(traced, email.message.Message):
-            prepared = prepare_message(traced, sender=prepared.envelope.sender, recipients=prepared.envelope.recipients)
+            prepared = prepare_message(
+                traced, sender=prepared.envelope.sender, recipients=prepared.envelope.recipients
+            )
         else:
             prepared = prepare_raw(prepared.envelope.sender, prepared.envelope.recipients, traced)
     return prepared, tx
 
 
-def send_flow(config: ClientConfig, capabilities: Capabilities, prepared: PreparedMessage,
-              mail_options: MailOptions | None, rcpt_options: RcptOptions | None) -> Generator[Action, object, SendResult]:
+def send_flow(
+    config: ClientConfig,
+    capabilities: Capabilities,
+    prepared: PreparedMessage,
+    mail_options: MailOptions | None,
+    rcpt_options: RcptOptions | None,
+) -> Generator[Action, object, SendResult]:
     """The transaction flow for ``prepared`` with the config's defaults."""
     return transaction(
         prepared,
@@ -410,7 +428,9 @@ def send_flow(config: ClientConfig, capabilities: Capabilities, prepared: Prepar
 
 def finish_send(tx: TransactionObserver, result: SendResult) -> SendResult:
     """Close the ``smtp.send`` span with the outcome."""
-    tx.finished(accepted=result.accepted, refused=result.refused, size=result.size, reply=result.reply)
+    tx.finished(
+        accepted=result.accepted, refused=result.refused, size=result.size, reply=result.reply
+    )
     return result
 
 
@@ -424,7 +444,10 @@ def connector(config: ClientConfig, context: ssl.SSLContext | None) -> Connector
         return UnixConnector(ep.path, tls_context=implicit, server_hostname=config.verify_name)
     assert ep.host is not None
     return TcpConnector(
-        ep.host, config.port, source_address=ep.source_address, tls_context=implicit,
+        ep.host,
+        config.port,
+        source_address=ep.source_address,
+        tls_context=implicit,
         server_hostname=config.verify_name,
     )
 
@@ -439,16 +462,26 @@ def async_connector(config: ClientConfig, context: ssl.SSLContext | None) -> Asy
         return AsyncUnixConnector(ep.path, tls_context=implicit, server_hostname=config.verify_name)
     assert ep.host is not None
     return AsyncTcpConnector(
-        ep.host, config.port, source_address=ep.source_address, tls_context=implicit,
+        ep.host,
+        config.port,
+        source_address=ep.source_address,
+        tls_context=implicit,
         server_hostname=config.verify_name,
     )
 
 
 #: Failures after which the connection is still in step and a polite QUIT makes sense.
-SAFE_TO_QUIT: tuple[type[BaseException], ...] = (ReplyError, AuthError, CapabilityError, InvalidInputError)
+SAFE_TO_QUIT: tuple[type[BaseException], ...] = (
+    ReplyError,
+    AuthError,
+    CapabilityError,
+    InvalidInputError,
+)
 
 
-def open_flow(config: ClientConfig, local_address: object, implicit: TlsInfo | None) -> Generator[Action, object, OpenedSession]:
+def open_flow(
+    config: ClientConfig, local_address: object, implicit: TlsInfo | None
+) -> Generator[Action, object, OpenedSession]:
     """The opening flow for ``config`` (greeting, EHLO, STARTTLS policy, AUTH)."""
     return open_session(plan_for(config, local_address), implicit_tls=implicit)
 

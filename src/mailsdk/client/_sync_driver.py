@@ -12,6 +12,7 @@ import typing
 from collections.abc import Generator
 
 from mailsdk.auth.tokens import AccessToken, TokenProvider
+from mailsdk.client._common import RECEIVE_SIZE, SAFE_TO_QUIT, Pump, tls_info_of
 from mailsdk.errors import ConfigurationError, MailError, ReplyError, TLSError
 from mailsdk.flows import (
     Action,
@@ -24,7 +25,6 @@ from mailsdk.flows import (
     Submit,
     TlsInfo,
 )
-from mailsdk.client._common import RECEIVE_SIZE, Pump, tls_info_of
 from mailsdk.transport import Stream
 
 __all__ = ["SyncDriver"]
@@ -70,8 +70,10 @@ class SyncDriver:
                 except StopIteration as stop:
                     return typing.cast("T", stop.value)
                 result = self._perform(action)
-        except ReplyError as exc:
-            if exc.reply.code == 421:
+        except SAFE_TO_QUIT as exc:
+            # The conversation is still in step (a refusal, or a local check before anything
+            # was written): the session stays usable, unless the server said 421 (closing).
+            if isinstance(exc, ReplyError) and exc.reply.code == 421:
                 self.close()
             raise
         except MailError as exc:
@@ -131,8 +133,12 @@ class SyncDriver:
     def _token(self, force_refresh: bool) -> AccessToken:
         get = getattr(self._token_provider, "get_token", None)
         if get is None or inspect.iscoroutinefunction(get):
-            raise ConfigurationError("OAuth needs a synchronous token provider for the blocking client")
-        return typing.cast("TokenProvider", self._token_provider).get_token(force_refresh=force_refresh)
+            raise ConfigurationError(
+                "OAuth needs a synchronous token provider for the blocking client"
+            )
+        return typing.cast("TokenProvider", self._token_provider).get_token(
+            force_refresh=force_refresh
+        )
 
     def tls_info(self) -> TlsInfo | None:
         """The TLS details of the current stream, or ``None`` when it is plaintext."""

@@ -1,4 +1,4 @@
-"""The asyncio client: :class:`AsyncClient` (configuration → :meth:`AsyncClient.connect`) and :class:`AsyncSession`.
+"""The asyncio client: :class:`AsyncClient` and :class:`AsyncSession`.
 
 Layer: L5 client. May import L0-L4. Every method body is one call into a flow run by the
 driver; the blocking twin in ``sync_client.py`` has the same names and signatures.
@@ -6,6 +6,7 @@ driver; the blocking twin in ``sync_client.py`` has the same names and signature
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Sequence
 
@@ -18,7 +19,17 @@ from mailsdk.client._async_driver import AsyncDriver
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows import OpenedSession, SendResult, TlsInfo, TlsMode, authenticate, checked, hello, quit_session, raw
+from mailsdk.flows import (
+    OpenedSession,
+    SendResult,
+    TlsInfo,
+    TlsMode,
+    authenticate,
+    checked,
+    hello,
+    quit_session,
+    raw,
+)
 from mailsdk.flows.handshake import negotiate_tls
 from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
 from mailsdk.protocol.connection import ClientConnection
@@ -35,7 +46,13 @@ class AsyncSession:
     Create it with :meth:`AsyncClient.connect`; never directly.
     """
 
-    def __init__(self, driver: AsyncDriver, config: ClientConfig, opened: OpenedSession, observer: SessionObserver) -> None:
+    def __init__(
+        self,
+        driver: AsyncDriver,
+        config: ClientConfig,
+        opened: OpenedSession,
+        observer: SessionObserver,
+    ) -> None:
         self._driver = driver
         self._config = config
         self._opened = opened
@@ -43,7 +60,9 @@ class AsyncSession:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<AsyncSession {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
+        return (
+            f"<AsyncSession {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -67,7 +86,13 @@ class AsyncSession:
 
     async def ehlo(self) -> Capabilities:
         """Send EHLO/LHLO again (HELO fallback) and return the fresh capabilities."""
-        caps = await self._driver.run(hello(self._plan().local_hostname, dialect=self._config.dialect, registry=self._config.esmtp_registry))
+        caps = await self._driver.run(
+            hello(
+                self._plan().local_hostname,
+                dialect=self._config.dialect,
+                registry=self._config.esmtp_registry,
+            )
+        )
         self._opened = attrs.evolve(self._opened, capabilities=caps)
         return caps
 
@@ -76,20 +101,40 @@ class AsyncSession:
         if self._opened.tls is not None:
             return self._opened.tls
         plan = self._plan()
-        caps, info = await self._driver.run(negotiate_tls(self.capabilities, TlsMode.STARTTLS, plan.local_hostname, dialect=plan.dialect, registry=plan.esmtp_registry))
+        caps, info = await self._driver.run(
+            negotiate_tls(
+                self.capabilities,
+                TlsMode.STARTTLS,
+                plan.local_hostname,
+                dialect=plan.dialect,
+                registry=plan.esmtp_registry,
+            )
+        )
         assert info is not None
         self._opened = OpenedSession(caps, info, self._opened.mechanism)
         self._observer.tls_established(version=info.version, cipher=info.cipher, implicit=False)
         return info
 
-    async def login(self, username: str, password: str | Secret, *, mechanisms: Sequence[str] | None = None, allow_plaintext: bool = False) -> str:
+    async def login(
+        self,
+        username: str,
+        password: str | Secret,
+        *,
+        mechanisms: Sequence[str] | None = None,
+        allow_plaintext: bool = False,
+    ) -> str:
         """Authenticate with a password; returns the mechanism used.
 
         Raises:
             AuthError: no mechanism in common, or only ones refused over plaintext.
             AuthenticationFailed: the server rejected the credentials.
         """
-        settings = AuthSettings(username=username, password=Secret(password), mechanisms=tuple(mechanisms) if mechanisms else None, allow_plaintext=allow_plaintext)
+        settings = AuthSettings(
+            username=username,
+            password=Secret(password),
+            mechanisms=tuple(mechanisms) if mechanisms else None,
+            allow_plaintext=allow_plaintext,
+        )
         return await self.authenticate(settings)
 
     async def authenticate(self, settings: AuthSettings) -> str:
@@ -98,12 +143,30 @@ class AsyncSession:
         request = common.plan_for(attrs.evolve(self._config, auth=settings), None).auth
         assert request is not None
         plan = self._plan()
-        mech = await self._driver.run(authenticate(request, self.capabilities, self._config.sasl_registry, host=plan.host, port=plan.port, tls_active=self.tls is not None, channel_binding=common.channel_binding_of(self.tls)))
+        mech = await self._driver.run(
+            authenticate(
+                request,
+                self.capabilities,
+                self._config.sasl_registry,
+                host=plan.host,
+                port=plan.port,
+                tls_active=self.tls is not None,
+                channel_binding=common.channel_binding_of(self.tls),
+            )
+        )
         self._opened = attrs.evolve(self._opened, mechanism=mech)
         self._observer.authenticated(mech)
         return mech
 
-    async def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    async def send_message(
+        self,
+        message: MessageLike,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | str | None = None,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
         Returns:
@@ -115,15 +178,33 @@ class AsyncSession:
         """
         prepared, tx = common.begin_send(self._observer, message, sender, recipients)
         try:
-            result = await self._driver.run(common.send_flow(self._config, self.capabilities, prepared, mail_options, rcpt_options))
+            result = await self._driver.run(
+                common.send_flow(
+                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                )
+            )
         except BaseException as exc:
             tx.failed(exc)
             raise
         return common.finish_send(tx, result)
 
-    async def sendmail(self, sender: str, recipients: Sequence[str] | str, message: MessageLike, *, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    async def sendmail(
+        self,
+        sender: str,
+        recipients: Sequence[str] | str,
+        message: MessageLike,
+        *,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """Send a raw message (bytes or str) with an explicit envelope."""
-        return await self.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+        return await self.send_message(
+            message,
+            sender=sender,
+            recipients=recipients,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+        )
 
     async def noop(self) -> Reply:
         """NOOP (RFC 5321 §4.1.1.9). Raises :class:`CommandRefused` on a refusal."""
@@ -168,15 +249,18 @@ class AsyncSession:
     async def __aenter__(self) -> AsyncSession:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
         if self.closed:
             self._observer.end(exc)
             return
         if exc is None or not isinstance(exc, MailError) or isinstance(exc, common.SAFE_TO_QUIT):
-            try:
+            with contextlib.suppress(MailError):
                 await self._driver.run(quit_session())
-            except MailError:
-                pass
         await self._driver.aclose()
         self._observer.end(exc)
 
@@ -193,7 +277,8 @@ class AsyncClient:
         self._config = config.validate()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._config.endpoint.describe()} tls={self._config.tls_mode.value}>"
+        cfg = self._config
+        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
@@ -216,32 +301,66 @@ class AsyncClient:
             observer.end(exc)
             raise
         observer.connected(**common.peer_of(stream.info))
-        pump = common.Pump(ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts)
+        pump = common.Pump(
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+        )
         provider = cfg.auth.token_provider if cfg.auth else None
-        driver = AsyncDriver(stream, pump, tls_context=context, server_hostname=cfg.verify_name, token_provider=provider)
+        driver = AsyncDriver(
+            stream,
+            pump,
+            tls_context=context,
+            server_hostname=cfg.verify_name,
+            token_provider=provider,
+        )
         implicit = driver.tls_info()
         try:
             opened = await driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
         except BaseException as exc:
             if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
-                try:
+                with contextlib.suppress(MailError):
                     await driver.run(quit_session())
-                except MailError:
-                    pass
             await driver.aclose()
             observer.end(exc)
             raise
         common.report_opened(pump, opened, implicit is not None)
         return AsyncSession(driver, cfg, opened, observer)
 
-    async def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    async def send_message(
+        self,
+        message: MessageLike,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | str | None = None,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """One-shot: connect, send one message, QUIT."""
         async with await self.connect() as session:
-            return await session.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+            return await session.send_message(
+                message,
+                sender=sender,
+                recipients=recipients,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+            )
 
-    async def sendmail(self, sender: str, recipients: Sequence[str] | str, message: MessageLike, *, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    async def sendmail(
+        self,
+        sender: str,
+        recipients: Sequence[str] | str,
+        message: MessageLike,
+        *,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """One-shot raw send: connect, send, QUIT."""
-        return await self.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+        return await self.send_message(
+            message,
+            sender=sender,
+            recipients=recipients,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+        )
 
 
 class AsyncLMTPClient(AsyncClient):

@@ -1,4 +1,4 @@
-"""The blocking client: :class:`Client` (configuration → :meth:`Client.connect`) and :class:`Session`.
+"""The blocking client: :class:`Client` and :class:`Session`.
 
 Layer: L5 client. May import L0-L4. Every method body is one call into a flow run by the
 driver; the async twin in ``async_client.py`` has the same names and signatures.
@@ -6,6 +6,7 @@ driver; the async twin in ``async_client.py`` has the same names and signatures.
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Sequence
 
@@ -18,7 +19,17 @@ from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows import OpenedSession, SendResult, TlsInfo, TlsMode, authenticate, checked, hello, quit_session, raw
+from mailsdk.flows import (
+    OpenedSession,
+    SendResult,
+    TlsInfo,
+    TlsMode,
+    authenticate,
+    checked,
+    hello,
+    quit_session,
+    raw,
+)
 from mailsdk.flows.handshake import negotiate_tls
 from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
 from mailsdk.protocol.connection import ClientConnection
@@ -35,7 +46,13 @@ class Session:
     Create it with :meth:`Client.connect`; never directly.
     """
 
-    def __init__(self, driver: SyncDriver, config: ClientConfig, opened: OpenedSession, observer: SessionObserver) -> None:
+    def __init__(
+        self,
+        driver: SyncDriver,
+        config: ClientConfig,
+        opened: OpenedSession,
+        observer: SessionObserver,
+    ) -> None:
         self._driver = driver
         self._config = config
         self._opened = opened
@@ -67,7 +84,13 @@ class Session:
 
     def ehlo(self) -> Capabilities:
         """Send EHLO/LHLO again (HELO fallback) and return the fresh capabilities."""
-        caps = self._driver.run(hello(self._plan().local_hostname, dialect=self._config.dialect, registry=self._config.esmtp_registry))
+        caps = self._driver.run(
+            hello(
+                self._plan().local_hostname,
+                dialect=self._config.dialect,
+                registry=self._config.esmtp_registry,
+            )
+        )
         self._opened = attrs.evolve(self._opened, capabilities=caps)
         return caps
 
@@ -76,20 +99,40 @@ class Session:
         if self._opened.tls is not None:
             return self._opened.tls
         plan = self._plan()
-        caps, info = self._driver.run(negotiate_tls(self.capabilities, TlsMode.STARTTLS, plan.local_hostname, dialect=plan.dialect, registry=plan.esmtp_registry))
+        caps, info = self._driver.run(
+            negotiate_tls(
+                self.capabilities,
+                TlsMode.STARTTLS,
+                plan.local_hostname,
+                dialect=plan.dialect,
+                registry=plan.esmtp_registry,
+            )
+        )
         assert info is not None
         self._opened = OpenedSession(caps, info, self._opened.mechanism)
         self._observer.tls_established(version=info.version, cipher=info.cipher, implicit=False)
         return info
 
-    def login(self, username: str, password: str | Secret, *, mechanisms: Sequence[str] | None = None, allow_plaintext: bool = False) -> str:
+    def login(
+        self,
+        username: str,
+        password: str | Secret,
+        *,
+        mechanisms: Sequence[str] | None = None,
+        allow_plaintext: bool = False,
+    ) -> str:
         """Authenticate with a password; returns the mechanism used.
 
         Raises:
             AuthError: no mechanism in common, or only ones refused over plaintext.
             AuthenticationFailed: the server rejected the credentials.
         """
-        settings = AuthSettings(username=username, password=Secret(password), mechanisms=tuple(mechanisms) if mechanisms else None, allow_plaintext=allow_plaintext)
+        settings = AuthSettings(
+            username=username,
+            password=Secret(password),
+            mechanisms=tuple(mechanisms) if mechanisms else None,
+            allow_plaintext=allow_plaintext,
+        )
         return self.authenticate(settings)
 
     def authenticate(self, settings: AuthSettings) -> str:
@@ -98,12 +141,30 @@ class Session:
         request = common.plan_for(attrs.evolve(self._config, auth=settings), None).auth
         assert request is not None
         plan = self._plan()
-        mech = self._driver.run(authenticate(request, self.capabilities, self._config.sasl_registry, host=plan.host, port=plan.port, tls_active=self.tls is not None, channel_binding=common.channel_binding_of(self.tls)))
+        mech = self._driver.run(
+            authenticate(
+                request,
+                self.capabilities,
+                self._config.sasl_registry,
+                host=plan.host,
+                port=plan.port,
+                tls_active=self.tls is not None,
+                channel_binding=common.channel_binding_of(self.tls),
+            )
+        )
         self._opened = attrs.evolve(self._opened, mechanism=mech)
         self._observer.authenticated(mech)
         return mech
 
-    def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    def send_message(
+        self,
+        message: MessageLike,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | str | None = None,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
         Returns:
@@ -115,15 +176,33 @@ class Session:
         """
         prepared, tx = common.begin_send(self._observer, message, sender, recipients)
         try:
-            result = self._driver.run(common.send_flow(self._config, self.capabilities, prepared, mail_options, rcpt_options))
+            result = self._driver.run(
+                common.send_flow(
+                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                )
+            )
         except BaseException as exc:
             tx.failed(exc)
             raise
         return common.finish_send(tx, result)
 
-    def sendmail(self, sender: str, recipients: Sequence[str] | str, message: MessageLike, *, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    def sendmail(
+        self,
+        sender: str,
+        recipients: Sequence[str] | str,
+        message: MessageLike,
+        *,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """Send a raw message (bytes or str) with an explicit envelope."""
-        return self.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+        return self.send_message(
+            message,
+            sender=sender,
+            recipients=recipients,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+        )
 
     def noop(self) -> Reply:
         """NOOP (RFC 5321 §4.1.1.9). Raises :class:`CommandRefused` on a refusal."""
@@ -168,15 +247,18 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
         if self.closed:
             self._observer.end(exc)
             return
         if exc is None or not isinstance(exc, MailError) or isinstance(exc, common.SAFE_TO_QUIT):
-            try:
+            with contextlib.suppress(MailError):
                 self._driver.run(quit_session())
-            except MailError:
-                pass
         self._driver.close()
         self._observer.end(exc)
 
@@ -193,7 +275,8 @@ class Client:
         self._config = config.validate()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._config.endpoint.describe()} tls={self._config.tls_mode.value}>"
+        cfg = self._config
+        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
@@ -216,32 +299,66 @@ class Client:
             observer.end(exc)
             raise
         observer.connected(**common.peer_of(stream.info))
-        pump = common.Pump(ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts)
+        pump = common.Pump(
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+        )
         provider = cfg.auth.token_provider if cfg.auth else None
-        driver = SyncDriver(stream, pump, tls_context=context, server_hostname=cfg.verify_name, token_provider=provider)
+        driver = SyncDriver(
+            stream,
+            pump,
+            tls_context=context,
+            server_hostname=cfg.verify_name,
+            token_provider=provider,
+        )
         implicit = driver.tls_info()
         try:
             opened = driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
         except BaseException as exc:
             if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
-                try:
+                with contextlib.suppress(MailError):
                     driver.run(quit_session())
-                except MailError:
-                    pass
             driver.close()
             observer.end(exc)
             raise
         common.report_opened(pump, opened, implicit is not None)
         return Session(driver, cfg, opened, observer)
 
-    def send_message(self, message: MessageLike, *, sender: str | None = None, recipients: Sequence[str] | str | None = None, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    def send_message(
+        self,
+        message: MessageLike,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | str | None = None,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """One-shot: connect, send one message, QUIT."""
         with self.connect() as session:
-            return session.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+            return session.send_message(
+                message,
+                sender=sender,
+                recipients=recipients,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+            )
 
-    def sendmail(self, sender: str, recipients: Sequence[str] | str, message: MessageLike, *, mail_options: MailOptions | None = None, rcpt_options: RcptOptions | None = None) -> SendResult:
+    def sendmail(
+        self,
+        sender: str,
+        recipients: Sequence[str] | str,
+        message: MessageLike,
+        *,
+        mail_options: MailOptions | None = None,
+        rcpt_options: RcptOptions | None = None,
+    ) -> SendResult:
         """One-shot raw send: connect, send, QUIT."""
-        return self.send_message(message, sender=sender, recipients=recipients, mail_options=mail_options, rcpt_options=rcpt_options)
+        return self.send_message(
+            message,
+            sender=sender,
+            recipients=recipients,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+        )
 
 
 class LMTPClient(Client):

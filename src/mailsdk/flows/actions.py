@@ -121,7 +121,9 @@ class Close:
     """Close the stream (after QUIT or a 421). Result: ``None``."""
 
 
-Action: typing.TypeAlias = AwaitGreeting | Submit | SendBody | SendBdat | StartTls | ObtainToken | Close
+Action: typing.TypeAlias = (
+    AwaitGreeting | Submit | SendBody | SendBdat | StartTls | ObtainToken | Close
+)
 
 T = typing.TypeVar("T")
 
@@ -135,7 +137,9 @@ def _replies(result: object) -> tuple[CommandReplied, ...]:
     raise LocalProtocolError(f"driver returned {type(result).__name__} for a command submission")
 
 
-def submit(*commands: Command, phase: Phase = Phase.COMMAND) -> Generator[Action, object, tuple[Reply, ...]]:
+def submit(
+    *commands: Command, phase: Phase = Phase.COMMAND
+) -> Generator[Action, object, tuple[Reply, ...]]:
     """Send ``commands`` (pipelined when several) and return one reply per command.
 
     For an LMTP end-of-data the per-recipient replies are available through :func:`submit_events`.
@@ -158,7 +162,9 @@ def submit_one(command: Command, phase: Phase = Phase.COMMAND) -> Generator[Acti
     return reply
 
 
-def send_body(body: bytes, then: Iterable[Command] = ()) -> Generator[Action, object, tuple[CommandReplied, ...]]:
+def send_body(
+    body: bytes, then: Iterable[Command] = ()
+) -> Generator[Action, object, tuple[CommandReplied, ...]]:
     """Send the message content after a 354 and return the end-of-data reply event(s)."""
     result = yield SendBody(body, tuple(then))
     return _replies(result)

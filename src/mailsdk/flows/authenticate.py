@@ -50,7 +50,8 @@ MAX_ROUNDS = 10
 _HINTS = {
     "5.7.139": "SMTP AUTH is disabled for this tenant or mailbox (Exchange Online: enable "
     "Authenticated SMTP, or use OAuth with the SMTP.Send permission)",
-    "5.7.3": "authentication unsuccessful: wrong credentials, or SMTP AUTH disabled for the mailbox",
+    "5.7.3": "authentication unsuccessful: wrong credentials, or SMTP AUTH disabled for the "
+    "mailbox",
     "5.7.57": "the client was not authenticated to send mail: authenticate before MAIL FROM "
     "(Office365: port 587 with STARTTLS)",
     "5.7.8": "username and password not accepted (Gmail: use an app password or OAuth)",
@@ -116,7 +117,9 @@ def _run_exchange(
             challenge = base64.b64decode(b"".join(reply.lines).strip(), validate=True)
         except (binascii.Error, ValueError):
             yield from _cancel()
-            raise AuthError(f"AUTH {mechanism.name}: server challenge is not valid base64") from None
+            raise AuthError(
+                f"AUTH {mechanism.name}: server challenge is not valid base64"
+            ) from None
         try:
             response = exchange.respond(challenge)
         except AuthError:
@@ -186,7 +189,7 @@ def authenticate(
     try:
         yield from _run_exchange(mechanism, creds, context)
     except AuthenticationFailed as exc:
-        if exc.reply.code == 421 or exc.is_transient and exc.reply.code != 454:
+        if exc.reply.code == 421 or (exc.is_transient and exc.reply.code != 454):
             raise
         # The token may have come from a cache and been revoked: exactly one retry, fresh token.
         fresh = yield from obtain_token(force_refresh=True)

@@ -99,7 +99,11 @@ def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
     del stripped["Resent-Bcc"]
     policy = msg.policy
     if utf8:
-        policy = policy.clone(utf8=True) if isinstance(policy, email.policy.EmailPolicy) else email.policy.SMTPUTF8
+        policy = (
+            policy.clone(utf8=True)
+            if isinstance(policy, email.policy.EmailPolicy)
+            else email.policy.SMTPUTF8
+        )
     buf = io.BytesIO()
     email.generator.BytesGenerator(buf, policy=policy).flatten(stripped, linesep="\r\n")
     return buf.getvalue()

@@ -55,7 +55,10 @@ def greet() -> Generator[Action, object, None]:
 
 
 def hello(
-    local_hostname: str, *, dialect: Dialect = Dialect.SMTP, registry: ExtensionRegistry | None = None
+    local_hostname: str,
+    *,
+    dialect: Dialect = Dialect.SMTP,
+    registry: ExtensionRegistry | None = None,
 ) -> Generator[Action, object, Capabilities]:
     """Send EHLO (LHLO for LMTP), falling back to HELO when EHLO is refused (RFC 5321 §4.1.1.1).
 

@@ -69,7 +69,11 @@ def open_session(
     tls = implicit_tls
     if implicit_tls is None:
         caps, tls = yield from negotiate_tls(
-            caps, plan.tls_mode, plan.local_hostname, dialect=plan.dialect, registry=plan.esmtp_registry
+            caps,
+            plan.tls_mode,
+            plan.local_hostname,
+            dialect=plan.dialect,
+            registry=plan.esmtp_registry,
         )
     mechanism = None
     if plan.auth is not None:

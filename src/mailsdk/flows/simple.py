@@ -15,7 +15,9 @@ from mailsdk.protocol.reply import Reply
 __all__ = ["checked", "quit_session", "raw"]
 
 
-def checked(command: Command, *, accept_intermediate: bool = False) -> Generator[Action, object, Reply]:
+def checked(
+    command: Command, *, accept_intermediate: bool = False
+) -> Generator[Action, object, Reply]:
     """Send ``command``; a 4xx/5xx reply raises :class:`CommandRefused` carrying the reply.
 
     VRFY's 252 ("cannot verify, will accept") is a 2xx and therefore returned.

@@ -30,7 +30,13 @@ from collections.abc import Generator
 
 import attrs
 
-from mailsdk.errors import CapabilityError, DataRefused, InvalidInputError, RecipientsRefused, SenderRefused
+from mailsdk.errors import (
+    CapabilityError,
+    DataRefused,
+    InvalidInputError,
+    RecipientsRefused,
+    SenderRefused,
+)
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions, mail_parameters, rcpt_parameters
 from mailsdk.flows.actions import Action, send_bdat, send_body, submit, submit_one
 from mailsdk.flows.envelope import PreparedMessage
@@ -72,7 +78,9 @@ def reset(trigger: Reply | None = None) -> Generator[Action, object, None]:
     yield from submit_one(Rset())
 
 
-def _mail_options(prepared: PreparedMessage, caps: Capabilities, base: MailOptions, opts: TransactionOptions) -> MailOptions:
+def _mail_options(
+    prepared: PreparedMessage, caps: Capabilities, base: MailOptions, opts: TransactionOptions
+) -> MailOptions:
     body = base.body
     if body is None and prepared.eight_bit:
         if caps.eightbitmime:
@@ -82,14 +90,18 @@ def _mail_options(prepared: PreparedMessage, caps: Capabilities, base: MailOptio
                 "the message has 8-bit data but the server does not offer 8BITMIME",
                 extension="8BITMIME",
             )
-    return attrs.evolve(base, size=prepared.size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8)
+    return attrs.evolve(
+        base, size=prepared.size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8
+    )
 
 
 def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
     if opts.chunking is None:
         return caps.chunking
     if opts.chunking and not caps.chunking:
-        raise CapabilityError("BDAT was requested but the server does not offer CHUNKING", extension="CHUNKING")
+        raise CapabilityError(
+            "BDAT was requested but the server does not offer CHUNKING", extension="CHUNKING"
+        )
     return opts.chunking
 
 
@@ -116,7 +128,9 @@ def transaction(
     env = prepared.envelope
     if not env.recipients:
         raise InvalidInputError("a message needs at least one recipient")
-    mparams = mail_parameters(_mail_options(prepared, caps, mail_options or MailOptions(), opts), caps)
+    mparams = mail_parameters(
+        _mail_options(prepared, caps, mail_options or MailOptions(), opts), caps
+    )
     rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
     use_bdat = _use_bdat(caps, opts)
     commands: list[Command] = [MailFrom(env.sender, mparams)]
@@ -147,7 +161,9 @@ def transaction(
         if data_reply is not None and data_reply.code == 354:
             # RFC 2920 §3.1: DATA was accepted although no RCPT was; end it with an empty body.
             yield from send_body(b"")
-        yield from reset(next(iter(refused.values())) if any(r.code == 421 for r in refused.values()) else None)
+        yield from reset(
+            next(iter(refused.values())) if any(r.code == 421 for r in refused.values()) else None
+        )
         raise RecipientsRefused(refused)
 
     if use_bdat:
@@ -161,7 +177,16 @@ def transaction(
         final = yield from send_body(prepared.data)
 
     if dialect is Dialect.LMTP:
-        return (yield from _lmtp_result(env.sender, accepted, refused, rcpt_replies, final, prepared.size))
+        return (
+            yield from _lmtp_result(
+                sender=env.sender,
+                accepted=accepted,
+                refused=refused,
+                rcpt_replies=rcpt_replies,
+                events=final,
+                size=prepared.size,
+            )
+        )
     end = final[-1].reply
     if not end.is_positive:
         yield from reset(end)
@@ -176,7 +201,9 @@ def transaction(
     )
 
 
-def _send_bdat(data: bytes, chunk_size: int) -> Generator[Action, object, tuple[CommandReplied, ...]]:
+def _send_bdat(
+    data: bytes, chunk_size: int
+) -> Generator[Action, object, tuple[CommandReplied, ...]]:
     if chunk_size <= 0:
         raise InvalidInputError("chunk_size must be positive")
     offsets = list(range(0, len(data), chunk_size)) or [0]
@@ -193,6 +220,7 @@ def _send_bdat(data: bytes, chunk_size: int) -> Generator[Action, object, tuple[
 
 
 def _lmtp_result(
+    *,
     sender: str,
     accepted: list[str],
     refused: dict[str, Reply],

@@ -21,6 +21,7 @@ import typing
 
 from mailsdk.errors import (
     ConfigurationError,
+    ConnectError,
     ConnectionLost,
     InvalidInputError,
     LocalProtocolError,
@@ -33,6 +34,7 @@ from mailsdk.transport.base import (
     PeerAddress,
     StreamInfo,
     TransportKind,
+    check_tcp_target,
     format_address,
 )
 from mailsdk.transport.tls import channel_binding_for, require_server_hostname, tls_details
@@ -315,18 +317,11 @@ class AsyncTcpConnector:
         tls_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> None:
-        host = host.strip()
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not host:
-            raise InvalidInputError("AsyncTcpConnector needs a host")
-        if not 0 < port < 65536:
-            raise InvalidInputError(f"port out of range: {port}")
-        self.host = host
+        self.host = check_tcp_target(host, port)
         self.port = port
         self.source_address = source_address
         self.tls_context = tls_context
-        self.server_hostname = server_hostname or host
+        self.server_hostname = server_hostname or self.host
 
     def __repr__(self) -> str:
         tls = " tls" if self.tls_context is not None else ""
@@ -455,12 +450,15 @@ class AsyncSocketConnector:
 
         Raises:
             LocalProtocolError: called a second time (the socket was handed out already).
+            ConnectError: the supplied socket is closed.
             TLSError: the handshake failed (the socket is closed).
             ConnectTimeout: the handshake did not finish in time.
         """
         sock, self._sock = self._sock, None
         if sock is None:
             raise LocalProtocolError("AsyncSocketConnector.connect() can only be called once")
+        if sock.fileno() == -1:
+            raise ConnectError("the supplied socket is already closed")
         tls = self.tls_context
         try:
             target = format_address(_address(sock.getpeername()))

@@ -27,6 +27,7 @@ __all__ = [
     "Stream",
     "StreamInfo",
     "TransportKind",
+    "check_tcp_target",
     "format_address",
     "parse_host_port",
 ]
@@ -220,6 +221,22 @@ def _check_port(port_text: str | None, default_port: int, value: str) -> int:
     if not 0 < port < 65536:
         raise InvalidInputError(f"port out of range in {value!r}")
     return port
+
+
+def check_tcp_target(host: str, port: int) -> str:
+    """Validate a connector's host and port; return the host without IPv6 brackets.
+
+    Raises:
+        InvalidInputError: the host is empty or the port is outside 1-65535.
+    """
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise InvalidInputError("a TCP connector needs a host")
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"port out of range: {port}")
+    return host
 
 
 def format_address(address: PeerAddress) -> str | None:

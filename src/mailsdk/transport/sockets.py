@@ -17,7 +17,13 @@ import time
 import types
 import typing
 
-from mailsdk.errors import ConfigurationError, ConnectionLost, InvalidInputError, LocalProtocolError
+from mailsdk.errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    InvalidInputError,
+    LocalProtocolError,
+)
 from mailsdk.transport._errors import Operation, map_errors
 from mailsdk.transport.base import (
     Connector,
@@ -25,6 +31,7 @@ from mailsdk.transport.base import (
     Stream,
     StreamInfo,
     TransportKind,
+    check_tcp_target,
     format_address,
 )
 from mailsdk.transport.tls import channel_binding_for, require_server_hostname, tls_details
@@ -293,18 +300,11 @@ class TcpConnector:
         tls_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> None:
-        host = host.strip()
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not host:
-            raise InvalidInputError("TcpConnector needs a host")
-        if not 0 < port < 65536:
-            raise InvalidInputError(f"port out of range: {port}")
-        self.host = host
+        self.host = check_tcp_target(host, port)
         self.port = port
         self.source_address = source_address
         self.tls_context = tls_context
-        self.server_hostname = server_hostname or host
+        self.server_hostname = server_hostname or self.host
 
     def __repr__(self) -> str:
         tls = " tls" if self.tls_context is not None else ""
@@ -432,12 +432,15 @@ class SocketConnector:
 
         Raises:
             LocalProtocolError: called a second time (the socket was handed out already).
+            ConnectError: the supplied socket is closed.
             TLSError: the handshake failed (the socket is closed).
             ConnectTimeout: the handshake did not finish in time.
         """
         sock, self._sock = self._sock, None
         if sock is None:
             raise LocalProtocolError("SocketConnector.connect() can only be called once")
+        if sock.fileno() == -1:
+            raise ConnectError("the supplied socket is already closed")
         if self.tls_context is not None:
             target = format_address(_address(sock.getpeername))
             with map_errors(Operation.CONNECT, target):
