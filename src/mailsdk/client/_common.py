@@ -72,6 +72,7 @@ __all__ = [
     "SAFE_TO_QUIT",
     "Pump",
     "SessionPlan",
+    "TlsContextCache",
     "async_connector",
     "channel_binding_of",
     "connector",
@@ -322,6 +323,25 @@ def tls_context(config: ClientConfig) -> ssl.SSLContext | None:
     return config.tls.create_context()
 
 
+class TlsContextCache:
+    """Builds a client's SSL context once (loading CA stores is costly) and shares it.
+
+    ``ssl.SSLContext`` is safe to share between threads and connections once configured.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._context: ssl.SSLContext | None = None
+        self._built = False
+
+    def get(self) -> ssl.SSLContext | None:
+        """The context for the config's TLS mode, or ``None`` when TLS is off."""
+        if not self._built:
+            self._context = tls_context(self._config)
+            self._built = True
+        return self._context
+
+
 def plan_for(config: ClientConfig, local_address: object) -> SessionPlan:
     """Translate the config into the opening flow's plan."""
     auth = None
@@ -439,7 +459,7 @@ def connector(config: ClientConfig, context: ssl.SSLContext | None) -> Connector
     ep = config.endpoint
     implicit = context if config.tls_mode is TlsMode.IMPLICIT else None
     if ep.sock is not None:
-        return SocketConnector(ep.sock)
+        return SocketConnector(ep.sock, tls_context=implicit, server_hostname=config.verify_name)
     if ep.path is not None:
         return UnixConnector(ep.path, tls_context=implicit, server_hostname=config.verify_name)
     assert ep.host is not None
@@ -457,7 +477,9 @@ def async_connector(config: ClientConfig, context: ssl.SSLContext | None) -> Asy
     ep = config.endpoint
     implicit = context if config.tls_mode is TlsMode.IMPLICIT else None
     if ep.sock is not None:
-        return AsyncSocketConnector(ep.sock)
+        return AsyncSocketConnector(
+            ep.sock, tls_context=implicit, server_hostname=config.verify_name
+        )
     if ep.path is not None:
         return AsyncUnixConnector(ep.path, tls_context=implicit, server_hostname=config.verify_name)
     assert ep.host is not None

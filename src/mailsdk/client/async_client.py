@@ -100,6 +100,9 @@ class AsyncSession:
         """Upgrade a plaintext session with STARTTLS (required: raises if not offered/refused)."""
         if self._opened.tls is not None:
             return self._opened.tls
+        if self._driver._tls_context is None:
+            # A session opened with TLS off has no context yet: build it from the settings now.
+            self._driver._tls_context = common.tls_context(attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS))
         plan = self._plan()
         caps, info = await self._driver.run(
             negotiate_tls(
@@ -275,6 +278,7 @@ class AsyncClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config.validate()
+        self._tls = common.TlsContextCache(self._config)
 
     def __repr__(self) -> str:
         cfg = self._config
@@ -294,7 +298,7 @@ class AsyncClient:
         """
         cfg = self._config
         observer = common.session_observer(cfg)
-        context = common.tls_context(cfg)
+        context = self._tls.get()
         try:
             stream = await common.async_connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:

@@ -98,6 +98,9 @@ class Session:
         """Upgrade a plaintext session with STARTTLS (required: raises if not offered/refused)."""
         if self._opened.tls is not None:
             return self._opened.tls
+        if self._driver._tls_context is None:
+            # A session opened with TLS off has no context yet: build it from the settings now.
+            self._driver._tls_context = common.tls_context(attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS))
         plan = self._plan()
         caps, info = self._driver.run(
             negotiate_tls(
@@ -273,6 +276,7 @@ class Client:
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config.validate()
+        self._tls = common.TlsContextCache(self._config)
 
     def __repr__(self) -> str:
         cfg = self._config
@@ -292,7 +296,7 @@ class Client:
         """
         cfg = self._config
         observer = common.session_observer(cfg)
-        context = common.tls_context(cfg)
+        context = self._tls.get()
         try:
             stream = common.connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
