@@ -447,9 +447,17 @@ def send_flow(
 
 
 def finish_send(tx: TransactionObserver, result: SendResult) -> SendResult:
-    """Close the ``smtp.send`` span with the outcome."""
+    """Close the ``smtp.send`` span with the outcome.
+
+    In LMTP there is no single final reply (RFC 2033 §4.2): ``result.reply`` is only the last
+    recipient's, so ``None`` is passed and the per-recipient outcomes decide (a refused last
+    recipient must not turn a partial delivery into a refused message).
+    """
     tx.finished(
-        accepted=result.accepted, refused=result.refused, size=result.size, reply=result.reply
+        accepted=result.accepted,
+        refused=result.refused,
+        size=result.size,
+        reply=None if result.lmtp else result.reply,
     )
     return result
 
