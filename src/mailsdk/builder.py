@@ -88,8 +88,10 @@ class ClientBuilder:
         :meth:`with_tls`.
         """
         if port is None and ":" in host:
-            host, parsed = parse_host_port(host, 0)
-            port = parsed or None
+            # Parse twice with different defaults: equal ports mean the text named one.
+            text = host
+            host, parsed = parse_host_port(text, 1)
+            port = parsed if parse_host_port(text, 2)[1] == parsed else None
         return cls(endpoint=Endpoint(host=host, port=port))
 
     @classmethod
@@ -158,9 +160,14 @@ class ClientBuilder:
     ) -> ClientBuilder:
         """Choose the TLS mode (``"implicit"``, ``"starttls"``, ``"opportunistic"``, ``"none"``)
         and optionally the certificate settings and the name to verify."""
+        try:
+            tls_mode = TlsMode(mode)
+        except ValueError:
+            choices = ", ".join(m.value for m in TlsMode)
+            raise ConfigurationError(f"unknown TLS mode {mode!r}; use one of {choices}") from None
         return attrs.evolve(
             self,
-            tls_mode=TlsMode(mode),
+            tls_mode=tls_mode,
             tls=settings or self.tls,
             server_hostname=server_hostname or self.server_hostname,
         )
@@ -273,9 +280,14 @@ class ClientBuilder:
         return attrs.evolve(self, instrumentation=instrumentation)
 
     def with_opentelemetry(self, **kwargs: typing.Any) -> ClientBuilder:
-        """OpenTelemetry spans and metrics; keyword arguments go to
-        :class:`~mailsdk.telemetry.OpenTelemetryInstrumentation` (``tracer_provider``,
-        ``meter_provider``, ``record_addresses``, ``propagate``)."""
+        """OpenTelemetry spans and metrics (docs/telemetry.md).
+
+        Keyword arguments go to :class:`~mailsdk.telemetry.OpenTelemetryInstrumentation`:
+        ``tracer_provider`` / ``meter_provider`` (default: the global ones),
+        ``record_addresses`` (PII, off by default), ``propagate`` (add a W3C ``traceparent``
+        header to each message), ``propagator``, ``extra_verbs`` (custom command verbs to
+        name in spans) and ``clock``.
+        """
         return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
 
     # -- building -------------------------------------------------------------------------------
