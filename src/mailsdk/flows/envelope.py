@@ -68,29 +68,40 @@ def _addresses(values: Sequence[str]) -> list[str]:
     return [addr for _name, addr in email.utils.getaddresses([str(v) for v in values]) if addr]
 
 
+def _resent_prefix(msg: email.message.Message) -> str:
+    resent = msg.get_all("Resent-Date")
+    if resent is None:
+        return ""
+    if len(resent) == 1:
+        return "Resent-"
+    raise InvalidInputError("message has more than one 'Resent-' header block")
+
+
+def _sender_of(msg: email.message.Message, prefix: str) -> str:
+    header = msg[prefix + "Sender"] if prefix + "Sender" in msg else msg[prefix + "From"]
+    senders = _addresses([header]) if header is not None else []
+    if not senders:
+        raise InvalidInputError(f"message has no {prefix}From or {prefix}Sender address")
+    return senders[0]
+
+
+def _recipients_of(msg: email.message.Message, prefix: str) -> tuple[str, ...]:
+    recipients: list[str] = []
+    for field in ("To", "Bcc", "Cc"):
+        recipients.extend(_addresses(msg.get_all(prefix + field, [])))
+    if not recipients:
+        raise InvalidInputError("message has no recipients (To, Cc or Bcc)")
+    return tuple(recipients)
+
+
 def envelope_from_message(msg: email.message.Message) -> Envelope:
     """Derive the envelope from the message headers (smtplib's rules, see module docstring).
 
     Raises:
         InvalidInputError: several Resent- blocks, or no sender/recipient could be found.
     """
-    resent = msg.get_all("Resent-Date")
-    if resent is None:
-        prefix = ""
-    elif len(resent) == 1:
-        prefix = "Resent-"
-    else:
-        raise InvalidInputError("message has more than one 'Resent-' header block")
-    sender_header = msg[prefix + "Sender"] if prefix + "Sender" in msg else msg[prefix + "From"]
-    senders = _addresses([sender_header]) if sender_header is not None else []
-    if not senders:
-        raise InvalidInputError(f"message has no {prefix}From or {prefix}Sender address")
-    recipients: list[str] = []
-    for field in ("To", "Bcc", "Cc"):
-        recipients.extend(_addresses(msg.get_all(prefix + field, [])))
-    if not recipients:
-        raise InvalidInputError("message has no recipients (To, Cc or Bcc)")
-    return Envelope(senders[0], tuple(recipients))
+    prefix = _resent_prefix(msg)
+    return Envelope(_sender_of(msg, prefix), _recipients_of(msg, prefix))
 
 
 def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
@@ -126,9 +137,11 @@ def prepare_message(
         InvalidInputError: the envelope cannot be derived (see :func:`envelope_from_message`).
     """
     if sender is None or recipients is None:
-        derived = envelope_from_message(msg)
-        sender = derived.sender if sender is None else sender
-        recipients = derived.recipients if recipients is None else recipients
+        # Derive only what the caller did not give: a message without To/Cc/Bcc is fine when
+        # the recipients are passed explicitly (and likewise for the sender).
+        prefix = _resent_prefix(msg)
+        sender = _sender_of(msg, prefix) if sender is None else sender
+        recipients = _recipients_of(msg, prefix) if recipients is None else recipients
     envelope = Envelope(sender, tuple(recipients))
     international = any(needs_smtputf8(a) for a in (envelope.sender, *envelope.recipients))
     # Non-ASCII headers of an ASCII envelope are RFC 2047-encoded by the generator; only an

@@ -1,0 +1,95 @@
+"""Envelope derivation (smtplib's send_message rules) and flattening."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+
+from mailsdk.errors import InvalidInputError
+from mailsdk.flows import prepare_message, prepare_raw
+
+
+def message(**headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content("hello\n")
+    return msg
+
+
+def test_sender_then_from_and_all_recipient_fields() -> None:
+    msg = message(
+        From="a@example.org",
+        Sender="s@example.org",
+        To="b@example.com",
+        Cc="c@example.com",
+        Bcc="d@example.com",
+    )
+    prepared = prepare_message(msg)
+    assert prepared.envelope.sender == "s@example.org"
+    assert prepared.envelope.recipients == ("b@example.com", "d@example.com", "c@example.com")
+    assert b"d@example.com" not in prepared.data  # Bcc never transmitted
+    assert b"\r\n" in prepared.data
+    assert b"\n" not in prepared.data.replace(b"\r\n", b"")
+
+
+def test_last_resent_block_wins_and_resent_bcc_is_stripped() -> None:
+    msg = message(
+        From="a@example.org", To="b@example.com", Resent_Date="Mon, 1 Jan 2024 00:00:00 +0000"
+    )
+    msg["Resent-From"] = "r@example.org"
+    msg["Resent-To"] = "rt@example.com"
+    msg["Resent-Bcc"] = "rb@example.com"
+    prepared = prepare_message(msg)
+    assert prepared.envelope.sender == "r@example.org"
+    assert prepared.envelope.recipients == ("rt@example.com", "rb@example.com")
+    assert b"rb@example.com" not in prepared.data
+
+
+def test_two_resent_blocks_are_ambiguous() -> None:
+    msg = message(From="a@example.org", To="b@example.com")
+    msg["Resent-Date"] = "Mon, 1 Jan 2024 00:00:00 +0000"
+    msg["Resent-Date"] = "Tue, 2 Jan 2024 00:00:00 +0000"
+    with pytest.raises(InvalidInputError):
+        prepare_message(msg)
+
+
+def test_explicit_recipients_need_no_recipient_headers() -> None:
+    msg = message(From="a@example.org")
+    prepared = prepare_message(msg, recipients=["x@example.com"])
+    assert prepared.envelope.recipients == ("x@example.com",)
+    assert prepared.envelope.sender == "a@example.org"
+
+
+def test_explicit_sender_needs_no_from_header() -> None:
+    msg = message(To="b@example.com")
+    prepared = prepare_message(msg, sender="bounce@example.org")
+    assert prepared.envelope.sender == "bounce@example.org"
+
+
+def test_missing_envelope_parts_are_typed_errors() -> None:
+    with pytest.raises(InvalidInputError):
+        prepare_message(message(To="b@example.com"))
+    with pytest.raises(InvalidInputError):
+        prepare_message(message(From="a@example.org"))
+
+
+def test_international_address_needs_smtputf8_and_raw_utf8_headers() -> None:
+    msg = message(From="a@example.org", To="josé@exámple.com", Subject="café")
+    prepared = prepare_message(msg)
+    assert prepared.smtputf8
+    assert "josé@exámple.com".encode() in prepared.data
+
+
+def test_non_ascii_headers_with_ascii_envelope_are_encoded_words() -> None:
+    prepared = prepare_message(message(From="a@example.org", To="b@example.com", Subject="café"))
+    assert not prepared.smtputf8
+    assert b"=?utf-8?" in prepared.data.lower()
+
+
+def test_raw_messages_are_canonicalised() -> None:
+    prepared = prepare_raw("a@example.org", ["b@example.com"], b"Subject: x\n\nline1\rline2\n")
+    assert prepared.data == b"Subject: x\r\n\r\nline1\r\nline2\r\n"
+    assert not prepared.eight_bit
+    assert prepare_raw("a@example.org", ["b@example.com"], "é").eight_bit
