@@ -99,3 +99,54 @@ def test_smtplib_session(benchmark: Any, smtp_port: int) -> None:
                 s.sendmail(SENDER, RCPTS, MESSAGE)
 
     benchmark(run)
+
+
+def _session_of_20(client: mailsdk.Client) -> None:
+    with client.connect() as session:
+        for _ in range(20):
+            session.sendmail(SENDER, RCPTS, MESSAGE)
+
+
+@pytest.mark.benchmark(group="telemetry cost, 20 messages on one session")
+def test_telemetry_off(benchmark: Any, smtp_port: int) -> None:
+    client = _builder(smtp_port).build()
+    benchmark(lambda: _session_of_20(client))
+
+
+@pytest.mark.benchmark(group="telemetry cost, 20 messages on one session")
+def test_telemetry_api_without_sdk(benchmark: Any, smtp_port: int) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    client = (
+        _builder(smtp_port)
+        .with_opentelemetry(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+        .build()
+    )
+    benchmark(lambda: _session_of_20(client))
+
+
+@pytest.mark.benchmark(group="telemetry cost, 20 messages on one session")
+def test_telemetry_recording_sdk(benchmark: Any, smtp_port: int) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    client = (
+        _builder(smtp_port)
+        .with_opentelemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        .build()
+    )
+
+    def run() -> None:
+        _session_of_20(client)
+        exporter.clear()
+
+    benchmark(run)
+    assert tracer_provider.shutdown() is None
