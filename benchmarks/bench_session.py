@@ -120,7 +120,9 @@ def test_telemetry_api_without_sdk(benchmark: Any, smtp_port: int) -> None:
 
     client = (
         _builder(smtp_port)
-        .with_opentelemetry(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+        .with_opentelemetry(
+            tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
+        )
         .build()
     )
     benchmark(lambda: _session_of_20(client))

@@ -23,18 +23,25 @@ from opentelemetry.trace import NoOpTracerProvider
 
 import mailsdk
 
-MESSAGE = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * 26
+MESSAGE = (
+    b"From: a@example.org\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n"
+    + (b"x" * 76 + b"\r\n") * 26
+)
 PER_ROUND = 100
 ROUNDS = 9
 
 
 class _Null:
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         return "250 2.0.0 OK"
 
 
 def _clients(port: int) -> dict[str, mailsdk.Client]:
-    base = mailsdk.ClientBuilder.smtp("127.0.0.1", port).with_tls("none").with_local_hostname("b.invalid")
+    base = (
+        mailsdk.ClientBuilder.smtp("127.0.0.1", port)
+        .with_tls("none")
+        .with_local_hostname("b.invalid")
+    )
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -44,7 +51,8 @@ def _clients(port: int) -> dict[str, mailsdk.Client]:
             tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
         ).build(),
         "recording sdk": base.with_opentelemetry(
-            tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
+            tracer_provider=tracer_provider,
+            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
         ).build(),
     }
 
@@ -74,7 +82,9 @@ def main() -> None:
     base = statistics.median(samples["off"])
     for name, values in samples.items():
         med = statistics.median(values)
-        print(f"{name:>14}: {med * 1e6:7.1f} µs client CPU per message ({(med / base - 1) * 100:+5.1f} %)")
+        print(
+            f"{name:>14}: {med * 1e6:7.1f} µs client CPU per message ({(med / base - 1) * 100:+5.1f} %)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ their own threads), with ``"async"`` the asyncio API is awaited. :class:`Mode` a
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
 import tempfile
 import typing
@@ -96,15 +97,19 @@ def client_tls(tls_ca: trustme.CA) -> TlsSettings:
 
 
 @pytest.fixture
-def smtpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., SmtpdServer]]:
-    """Start aiosmtpd servers (see :func:`tests._support.smtpd.start_smtpd`); all stopped at the end."""
+def smtpd_factory() -> Iterator[Callable[..., SmtpdServer]]:
+    """Start aiosmtpd servers (see :func:`tests._support.smtpd.start_smtpd`); all stopped at the end.
+
+    ``unix=True`` puts the server on a unix socket in a fresh short temporary directory
+    (``AF_UNIX`` paths are limited to about 100 bytes, too short for pytest's ``tmp_path``).
+    """
     servers: list[SmtpdServer] = []
+    directories: list[str] = []
 
     def make(**options: typing.Any) -> SmtpdServer:
         if options.pop("unix", False):
-            # AF_UNIX paths are short (108 bytes): use a fresh short temp dir.
-            directory = tempfile.mkdtemp(prefix="msd")
-            options["unix_path"] = os.path.join(directory, "s")
+            directories.append(tempfile.mkdtemp(prefix="msd"))
+            options["unix_path"] = os.path.join(directories[-1], "s")
         server = start_smtpd(**options)
         servers.append(server)
         return server
@@ -112,6 +117,8 @@ def smtpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield make
     for server in servers:
         server.stop()
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

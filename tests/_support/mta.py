@@ -10,12 +10,12 @@ What :func:`start_mta` brings up (all on 127.0.0.1, ports chosen free at runtime
 * Postfix ``master -d`` (foreground, own ``config_directory``/``queue_directory``) with two
   ``smtpd`` listeners: ``smtp_port`` (plain + STARTTLS, RFC 3207) and ``smtps_port`` (implicit
   TLS, RFC 8314 §3.3). AUTH via Dovecot SASL, only after TLS (``smtpd_tls_auth_only``).
-  Mail for ``example.test`` goes to Dovecot LMTP over a unix socket; anything else is discarded
-  (nothing ever leaves the machine). Unknown local recipients get ``550 5.1.1``.
+  Mail for ``example.test`` is delivered by Postfix virtual(8) into Maildirs; anything else is
+  discarded (nothing ever leaves the machine). Unknown local recipients get ``550 5.1.1``.
 * Dovecot (``dovecot -F``) with a passwd-file passdb/userdb (PLAIN, LOGIN, CRAM-MD5,
   SCRAM-SHA-1/-256), an oauth2 passdb (XOAUTH2, OAUTHBEARER) backed by a local RFC 7662
   token-introspection endpoint, and LMTP (RFC 2033) on TCP and on a unix socket, delivering into
-  Maildirs with CRLF line ends (``mail_save_crlf``) so tests can compare bytes.
+  the same Maildirs. Both store LF line ends (the Maildir convention): use :func:`as_sent`.
 """
 
 from __future__ import annotations
@@ -34,14 +34,25 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import attrs
 import trustme
 
-from .mta_config import DOMAIN, MESSAGE_SIZE_LIMIT, SERVER_NAME, Layout, Ports, write_config_tree
+from .mta_config import (
+    DOMAIN,
+    MESSAGE_SIZE_LIMIT,
+    SERVER_NAME,
+    SKIP_REASON,
+    Binaries,
+    Layout,
+    Ports,
+    find_binaries,
+    find_missing,
+    write_config_tree,
+)
 
 __all__ = [
     "DOMAIN",
@@ -50,18 +61,15 @@ __all__ = [
     "MtaEnvironment",
     "MtaStartupError",
     "TokenIntrospectionServer",
+    "as_sent",
     "build_message",
     "find_missing",
     "start_mta",
     "strip_trace_headers",
 ]
 
-SKIP_REASON = "install postfix dovecot-core dovecot-lmtpd (scripts/install-mta.sh) to run"
 STARTUP_TIMEOUT = 15.0
 SOCKET_TIMEOUT = 5.0
-_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-_POSTFIX_DAEMON_DIRS = ("/usr/lib/postfix/sbin", "/usr/libexec/postfix", "/usr/lib/postfix")
-_DOVECOT_LIBEXEC_DIRS = ("/usr/lib/dovecot", "/usr/libexec/dovecot")
 _TRACE_HEADERS = (b"return-path:", b"delivered-to:", b"received:", b"x-original-to:")
 
 
@@ -81,56 +89,6 @@ class Credentials:
     def local_part(self) -> str:
         """The part before the ``@`` (the Maildir directory name)."""
         return self.username.partition("@")[0]
-
-
-def _which(name: str, extra_dirs: tuple[str, ...] = _SBIN) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in extra_dirs:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-@attrs.frozen
-class _Binaries:
-    postfix_master: str
-    dovecot: str
-
-
-def _find_binaries() -> tuple[_Binaries | None, list[str]]:
-    missing: list[str] = []
-    master = next(
-        (str(Path(d) / "master") for d in _POSTFIX_DAEMON_DIRS if (Path(d) / "master").is_file()),
-        None,
-    )
-    if master is None or _which("postfix") is None:
-        missing.append("postfix")
-    dovecot = _which("dovecot")
-    if dovecot is None:
-        missing.append("dovecot-core")
-    if not any((Path(d) / "lmtp").is_file() for d in _DOVECOT_LIBEXEC_DIRS):
-        missing.append("dovecot-lmtpd")
-    if missing or master is None or dovecot is None:
-        return None, missing
-    return _Binaries(postfix_master=master, dovecot=dovecot), []
-
-
-def find_missing() -> str | None:
-    """Say why the suite cannot run here, or ``None`` when it can.
-
-    Returns:
-        A skip reason naming the missing packages (and how to install them), or saying root is
-        needed (Postfix's ``master`` must start as root), or ``None``.
-    """
-    _, missing = _find_binaries()
-    if missing:
-        return f"missing {', '.join(missing)}: {SKIP_REASON}"
-    if os.geteuid() != 0:
-        return "the mta suite must run as root (Postfix master and Dovecot need it)"
-    return None
 
 
 def strip_trace_headers(raw: bytes) -> bytes:
@@ -160,6 +118,22 @@ def strip_trace_headers(raw: bytes) -> bytes:
                 break
 
 
+def as_sent(stored: bytes) -> bytes:
+    """Turn a stored Maildir message back into the message as the client submitted it.
+
+    Strips the leading trace headers (:func:`strip_trace_headers`) and restores CRLF line ends
+    (Postfix and Dovecot both store LF). The result is the DATA content before dot-stuffing (or
+    the BDAT payload), so tests can compare it byte for byte with what they sent.
+
+    Args:
+        stored: A message as read from the Maildir.
+
+    Returns:
+        The message with CRLF line ends and without the delivery trace headers.
+    """
+    return strip_trace_headers(stored).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 class TokenIntrospectionServer:
     """A tiny OAuth 2.0 token-introspection endpoint (RFC 7662 §2) for Dovecot's oauth2 passdb.
 
@@ -170,7 +144,8 @@ class TokenIntrospectionServer:
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
         self.requests = 0
-        tokens = dict(tokens)
+        self._tokens = dict(tokens)
+        self._lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -184,8 +159,9 @@ class TokenIntrospectionServer:
                 if not token:  # GET-style/bearer-header modes, for completeness
                     auth = self.headers.get("Authorization", "")
                     token = auth.removeprefix("Bearer ").strip()
-                owner.requests += 1
-                user = tokens.get(token)
+                with owner._lock:
+                    owner.requests += 1
+                    user = owner._tokens.get(token)
                 answer = {"active": True, "username": user} if user else {"active": False}
                 body = json.dumps(answer).encode()
                 self.send_response(200)
@@ -204,6 +180,16 @@ class TokenIntrospectionServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="token-introspection", daemon=True
         )
+
+    def add_token(self, token: str, username: str) -> None:
+        """Make ``token`` valid for ``username`` (e.g. one issued by a test OAuth authority)."""
+        with self._lock:
+            self._tokens[token] = username
+
+    def revoke_token(self, token: str) -> None:
+        """Make ``token`` inactive from now on."""
+        with self._lock:
+            self._tokens.pop(token, None)
 
     def start(self) -> None:
         """Start serving in a daemon thread."""
@@ -253,7 +239,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-@attrs.define
+@attrs.frozen
 class MtaEnvironment:
     """A running private Postfix + Dovecot; what the tests (and fixtures) need to talk to it.
 
@@ -294,7 +280,11 @@ class MtaEnvironment:
         return self.root / "mail" / self.domain / user.partition("@")[0]
 
     def messages(self, user: str) -> list[bytes]:
-        """Return every message delivered to ``user``, oldest first (raw bytes as stored)."""
+        """Return every message delivered to ``user``, oldest first (raw bytes as stored).
+
+        Maildir files of the form ``new/<unique>`` (and ``cur/`` once a reader saw them); the
+        Maildir is written by Postfix virtual(8) for SMTP and by Dovecot for LMTP deliveries.
+        """
         files: list[Path] = []
         for sub in ("new", "cur"):
             directory = self.maildir(user) / sub
@@ -314,7 +304,7 @@ class MtaEnvironment:
             timeout: Seconds to wait.
 
         Returns:
-            The stored message (raw; see :func:`strip_trace_headers`).
+            The stored message (raw, LF line ends; see :func:`as_sent`).
 
         Raises:
             AssertionError: Nothing arrived in time (the message includes the server logs).
@@ -459,16 +449,99 @@ DEFAULT_USERS = {
 }
 
 
+def _port_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _check_ports_free(*ports: int) -> None:
+    busy = [port for port in ports if _port_busy(port)]
+    if busy:
+        raise MtaStartupError(f"ports taken by another process meanwhile: {busy}")
+
+
+def _launch(
+    binaries: Binaries, ports: Ports, base: Path | None, stack: ExitStack
+) -> MtaEnvironment:
+    """Write the tree and start Dovecot, then Postfix; ``stack`` undoes everything."""
+    root = Path(tempfile.mkdtemp(prefix="mailsdk-mta-", dir=base))
+    if os.environ.get("MAILSDK_MTA_KEEP", "") in ("", "0"):  # keep it to debug a failure
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+    introspection = TokenIntrospectionServer(
+        {u.token: u.username for u in DEFAULT_USERS.values() if u.token}
+    )
+    stack.callback(introspection.stop)
+    procs: list[subprocess.Popen[bytes]] = []
+    reaper = _Reaper(root)
+
+    def stop_servers() -> None:
+        reaper.disarm()
+        for proc in reversed(procs):
+            _stop(proc)
+
+    stack.callback(stop_servers)
+    layout = Layout(root)
+    ca = trustme.CA()
+    env = MtaEnvironment(
+        root=root,
+        host="127.0.0.1",
+        smtp_port=ports.smtp,
+        smtps_port=ports.smtps,
+        lmtp_port=ports.lmtp,
+        lmtp_socket=layout.lmtp_socket,
+        ca=ca,
+        ca_file=layout.tls / "ca.pem",
+        users=dict(DEFAULT_USERS),
+        introspection=introspection,
+    )
+    write_config_tree(
+        layout,
+        ports,
+        users=[(u.username, u.password) for u in env.users.values()],
+        introspection_url=introspection.url,
+        server_pem=ca.issue_cert(
+            "127.0.0.1", "localhost", SERVER_NAME
+        ).private_key_and_cert_chain_pem.bytes(),
+        ca_pem=ca.cert_pem.bytes(),
+    )
+    introspection.start()
+    try:
+        _check_ports_free(ports.lmtp)
+        dovecot = [binaries.dovecot, "-F", "-c", str(layout.dovecot / "dovecot.conf")]
+        procs.append(_spawn(dovecot, layout.logs / "dovecot.out"))
+        reaper.watch(procs[-1])
+        _wait_for_path(layout.auth_socket, procs)
+        _wait_for_banner((env.host, ports.lmtp), tls=None, procs=procs)
+        _wait_for_banner(str(layout.lmtp_socket), tls=None, procs=procs)
+        _check_ports_free(ports.smtp, ports.smtps)  # Postfix would take 5 s to give up
+        master = [binaries.postfix_master, "-c", str(layout.postfix), "-d"]
+        procs.append(_spawn(master, layout.logs / "postfix.out"))
+        reaper.watch(procs[-1])
+        _wait_for_banner((env.host, ports.smtp), tls=None, procs=procs)
+        _wait_for_banner((env.host, ports.smtps), tls=env.client_context(), procs=procs)
+    except MtaStartupError as exc:
+        # Read the logs now: the stack deletes them on the way out.
+        raise MtaStartupError(f"{exc}\n{env.logs()}") from exc
+    return env
+
+
 @contextmanager
-def start_mta(base: Path | None = None) -> Iterator[MtaEnvironment]:
+def start_mta(base: Path | None = None, *, attempts: int = 3) -> Iterator[MtaEnvironment]:
     """Start private Postfix and Dovecot instances; stop them and delete everything on exit.
 
     Dovecot starts first (Postfix needs its auth and LMTP sockets); each step waits for a 220
-    banner, so when this yields every listener answers.
+    banner, so when this yields every listener answers. Ports are picked free at runtime; if
+    another process grabs one before the servers bind it, the start is retried on new ports.
 
     Args:
         base: Parent for the private directory (default: the system temp dir). It must be
             traversable by the ``postfix``/``dovecot`` users, so not a 0700 pytest tmp dir.
+        attempts: Starts to try when a port turns out to be taken.
 
     Yields:
         The running :class:`MtaEnvironment`.
@@ -476,60 +549,20 @@ def start_mta(base: Path | None = None) -> Iterator[MtaEnvironment]:
     Raises:
         MtaStartupError: A server failed to start in time; the message includes the logs.
     """
-    binaries, missing = _find_binaries()
+    binaries, missing = find_binaries()
     if binaries is None:
         raise MtaStartupError(f"missing {', '.join(missing)}: {SKIP_REASON}")
-    root = Path(tempfile.mkdtemp(prefix="mailsdk-mta-", dir=base))
-    procs: list[subprocess.Popen[bytes]] = []
-    introspection = TokenIntrospectionServer(
-        {u.token: u.username for u in DEFAULT_USERS.values() if u.token}
-    )
-    reaper = _Reaper(root)
-    try:
-        layout = Layout(root)
+    for attempt in range(1, attempts + 1):
         ports = Ports(*_free_ports(3))
-        ca = trustme.CA()
-        env = MtaEnvironment(
-            root=root,
-            host="127.0.0.1",
-            smtp_port=ports.smtp,
-            smtps_port=ports.smtps,
-            lmtp_port=ports.lmtp,
-            lmtp_socket=layout.lmtp_socket,
-            ca=ca,
-            ca_file=layout.tls / "ca.pem",
-            users=dict(DEFAULT_USERS),
-            introspection=introspection,
-        )
-        write_config_tree(
-            layout,
-            ports,
-            users=[(u.username, u.password) for u in env.users.values()],
-            introspection_url=introspection.url,
-            server_pem=ca.issue_cert(
-                "127.0.0.1", "localhost", SERVER_NAME
-            ).private_key_and_cert_chain_pem.bytes(),
-            ca_pem=ca.cert_pem.bytes(),
-        )
-        introspection.start()
-        try:
-            dovecot = [binaries.dovecot, "-F", "-c", str(layout.dovecot / "dovecot.conf")]
-            procs.append(_spawn(dovecot, layout.logs / "dovecot.out"))
-            reaper.watch(procs[-1])
-            _wait_for_path(layout.auth_socket, procs)
-            _wait_for_banner((env.host, ports.lmtp), tls=None, procs=procs)
-            _wait_for_banner(str(layout.lmtp_socket), tls=None, procs=procs)
-            master = [binaries.postfix_master, "-c", str(layout.postfix), "-d"]
-            procs.append(_spawn(master, layout.logs / "postfix.out"))
-            reaper.watch(procs[-1])
-            _wait_for_banner((env.host, ports.smtp), tls=None, procs=procs)
-            _wait_for_banner((env.host, ports.smtps), tls=env.client_context(), procs=procs)
-        except MtaStartupError as exc:
-            raise MtaStartupError(f"{exc}\n{env.logs()}") from exc
-        yield env
-    finally:
-        reaper.disarm()
-        for proc in reversed(procs):
-            _stop(proc)
-        introspection.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        with ExitStack() as stack:
+            try:
+                env = _launch(binaries, ports, base, stack)
+            except MtaStartupError as exc:
+                stack.close()  # servers stopped: a port still busy now belongs to someone else
+                busy = [port for port in attrs.astuple(ports) if _port_busy(port)]
+                if busy and attempt < attempts:
+                    continue
+                note = f"\nports taken by another process: {busy}" if busy else ""
+                raise MtaStartupError(f"{exc}{note}") from None
+            yield env
+            return

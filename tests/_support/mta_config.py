@@ -1,6 +1,6 @@
-"""Config files and directory layout for the private Postfix + Dovecot of the ``mta`` suite.
+"""Binaries, directory layout and config files for the private Postfix + Dovecot (``mta`` suite).
 
-Layer: test support only, pure file generation (no processes, no sockets); used by
+Layer: test support only: finds the programs and writes files (no processes, no sockets); used by
 ``tests/_support/mta.py``. May import the standard library and ``attrs``; must never import
 ``mailsdk``. Everything it writes lives under one private root directory; nothing in ``/etc``,
 ``/var`` or ``/run`` is read for configuration or written.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,14 +23,22 @@ __all__ = [
     "MAIL_USER",
     "MESSAGE_SIZE_LIMIT",
     "SERVER_NAME",
+    "SKIP_REASON",
+    "Binaries",
     "Layout",
     "Ports",
+    "find_binaries",
+    "find_missing",
     "write_config_tree",
 ]
 
 DOMAIN = "example.test"
 SERVER_NAME = "mx.example.test"
 MESSAGE_SIZE_LIMIT = 1024 * 1024
+SKIP_REASON = "install postfix dovecot-core dovecot-lmtpd (scripts/install-mta.sh) to run"
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+_POSTFIX_DAEMON_DIRS = ("/usr/lib/postfix/sbin", "/usr/libexec/postfix", "/usr/lib/postfix")
+_DOVECOT_LIBEXEC_DIRS = ("/usr/lib/dovecot", "/usr/libexec/dovecot")
 MAIL_USER = "mail"  # owner of the delivered Maildirs (uid 8 on Debian); never root (Dovecot)
 
 
@@ -82,6 +91,63 @@ class Layout:
     def mail(self) -> Path:
         """Maildirs ``mail/<domain>/<local part>/``, written by Postfix virtual and Dovecot."""
         return self.root / "mail"
+
+
+def _which(name: str, extra_dirs: tuple[str, ...] = _SBIN) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in extra_dirs:
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+@attrs.frozen
+class Binaries:
+    """The server programs to start."""
+
+    postfix_master: str
+    dovecot: str
+
+
+def find_binaries() -> tuple[Binaries | None, list[str]]:
+    """Locate Postfix's ``master`` and ``dovecot``.
+
+    Returns:
+        ``(binaries, [])`` when everything is installed, else ``(None, missing package names)``.
+    """
+    missing: list[str] = []
+    master = next(
+        (str(Path(d) / "master") for d in _POSTFIX_DAEMON_DIRS if (Path(d) / "master").is_file()),
+        None,
+    )
+    if master is None or _which("postfix") is None:
+        missing.append("postfix")
+    dovecot = _which("dovecot")
+    if dovecot is None:
+        missing.append("dovecot-core")
+    if not any((Path(d) / "lmtp").is_file() for d in _DOVECOT_LIBEXEC_DIRS):
+        missing.append("dovecot-lmtpd")
+    if missing or master is None or dovecot is None:
+        return None, missing
+    return Binaries(postfix_master=master, dovecot=dovecot), []
+
+
+def find_missing() -> str | None:
+    """Say why the suite cannot run here, or ``None`` when it can.
+
+    Returns:
+        A skip reason naming the missing packages (and how to install them), or saying root is
+        needed (Postfix's ``master`` must start as root), or ``None``.
+    """
+    _, missing = find_binaries()
+    if missing:
+        return f"missing {', '.join(missing)}: {SKIP_REASON}"
+    if os.geteuid() != 0:
+        return "the mta suite must run as root (Postfix master and Dovecot need it)"
+    return None
 
 
 def _postfix_main_cf(layout: Layout) -> str:

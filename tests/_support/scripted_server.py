@@ -9,6 +9,7 @@ Not collected. A script is a list of steps run in order against the one accepted
   :class:`ReadBytes` an exact count (BDAT);
 * :class:`StartTls` wraps the socket with a server context (optionally sending ``before``
   bytes in plaintext right after the 220 first: the STARTTLS injection attack);
+* :class:`Loop` answers every line the same way until a given line (an endless 334 loop);
 * :class:`Close`, :class:`Reset` (RST via SO_LINGER 0), :class:`WaitClose` (until the client
   closes), :class:`Sleep` (only for *server* pacing: never used to synchronise the test).
 
@@ -18,6 +19,7 @@ is joined at :meth:`ScriptedServer.stop`, so a wrong client can fail a test but 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -31,6 +33,7 @@ __all__ = [
     "Close",
     "Expect",
     "ExpectBlock",
+    "Loop",
     "ReadBytes",
     "ReadData",
     "Reset",
@@ -102,8 +105,30 @@ class Sleep:
     seconds: float
 
 
+@attrs.frozen
+class Loop:
+    """Answer every line with ``reply`` until a line starting with ``until`` arrives (answered
+    with ``final``), at most ``limit`` times (a hostile server that never lets go)."""
+
+    reply: bytes
+    until: bytes
+    final: bytes
+    limit: int = 100
+
+
 Step: typing.TypeAlias = (
-    Send | Trickle | Expect | ExpectBlock | ReadData | ReadBytes | StartTls | Close | Reset | WaitClose | Sleep
+    Send
+    | Trickle
+    | Expect
+    | ExpectBlock
+    | ReadData
+    | ReadBytes
+    | StartTls
+    | Close
+    | Reset
+    | WaitClose
+    | Sleep
+    | Loop
 )
 
 
@@ -186,10 +211,8 @@ class ScriptedServer:
     def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:  # pragma: no cover - closing a broken socket
-                pass
 
     def _recv(self) -> bytes:
         assert self._conn is not None
@@ -266,6 +289,15 @@ class ScriptedServer:
                     pass
             case Sleep(seconds):
                 time.sleep(seconds)
+            case Loop(reply, until, final, limit):
+                for _ in range(limit):
+                    line = self._line()
+                    self.lines.append(line)
+                    if line.startswith(until):
+                        conn.sendall(final)
+                        return
+                    conn.sendall(reply)
+                raise ScriptError(f"the client never sent {until!r}")
 
     # -- test side --------------------------------------------------------------------------------
 

@@ -90,8 +90,13 @@ class RecordingHandler:
         self.lmtp_fail = {a.lower() for a in lmtp_fail}
         self.extra_ehlo = list(extra_ehlo)
 
-    async def handle_EHLO(  # noqa: N802 - aiosmtpd hook name
-        self, server: SMTP, session: typing.Any, envelope: typing.Any, hostname: str, responses: list[str]
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: typing.Any,
+        envelope: typing.Any,
+        hostname: str,
+        responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
         self.recorder.ehlo_names.append(hostname)
@@ -99,8 +104,13 @@ class RecordingHandler:
         extra = [f"250-{kw}" for kw in self.extra_ehlo]
         return [*responses[:-1], *extra, last]
 
-    async def handle_MAIL(  # noqa: N802
-        self, server: SMTP, session: typing.Any, envelope: typing.Any, address: str, options: list[str]
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: typing.Any,
+        envelope: typing.Any,
+        address: str,
+        options: list[str],
     ) -> str:
         if address.lower() in self.refuse_sender:
             return f"553 5.7.1 <{address}>: Sender address rejected"
@@ -108,8 +118,13 @@ class RecordingHandler:
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(  # noqa: N802
-        self, server: SMTP, session: typing.Any, envelope: typing.Any, address: str, options: list[str]
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: typing.Any,
+        envelope: typing.Any,
+        address: str,
+        options: list[str],
     ) -> str:
         if address.lower() in self.refuse_rcpt:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
@@ -117,14 +132,14 @@ class RecordingHandler:
         envelope.rcpt_options.append(options)
         return "250 2.1.5 OK"
 
-    async def handle_VRFY(  # noqa: N802
+    async def handle_VRFY(
         self, server: SMTP, session: typing.Any, envelope: typing.Any, address: str
     ) -> str:
         if address.lower() in self.refuse_rcpt:
             return "550 5.1.1 unknown user"
         return f"252 2.1.5 Cannot VRFY user, but will accept message for <{address}>"
 
-    async def handle_DATA(self, server: SMTP, session: typing.Any, envelope: typing.Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: typing.Any, envelope: typing.Any) -> str:
         content = envelope.original_content or b""
         message = Message(
             envelope.mail_from,
@@ -157,9 +172,13 @@ def _recording(base: type[SMTP]) -> type[SMTP]:
             super().__init__(handler, **kwargs)
             self.recorder = handler.recorder
             self._bdat: list[bytes] = []
-            self._smtp_methods = {name: self._wrap(name, m) for name, m in self._smtp_methods.items()}
+            self._smtp_methods = {
+                name: self._wrap(name, m) for name, m in self._smtp_methods.items()
+            }
 
-        def _wrap(self, name: str, method: Callable[[str | None], typing.Awaitable[None]]) -> Callable[..., typing.Any]:
+        def _wrap(
+            self, name: str, method: Callable[[str | None], typing.Awaitable[None]]
+        ) -> Callable[..., typing.Any]:
             @functools.wraps(method)
             async def recorded(arg: str | None) -> None:
                 with self.recorder.lock:
@@ -180,7 +199,7 @@ def _recording(base: type[SMTP]) -> type[SMTP]:
                 self.recorder.replies.extend(text.split("\r\n"))
             await super().push(status)
 
-        async def smtp_EXPN(self, arg: str | None) -> None:  # noqa: N802
+        async def smtp_EXPN(self, arg: str | None) -> None:
             if not arg:
                 await self.push("501 Syntax: EXPN <list>")
             elif arg.lower() == "staff":
@@ -188,7 +207,7 @@ def _recording(base: type[SMTP]) -> type[SMTP]:
             else:
                 await self.push("550 5.1.1 no such list")
 
-        async def smtp_BDAT(self, arg: str | None) -> None:  # noqa: N802
+        async def smtp_BDAT(self, arg: str | None) -> None:
             # RFC 3030 §2: BDAT <size> [LAST]; the chunk follows the command line at once.
             parts = (arg or "").split()
             if not parts or not parts[0].isdigit():
@@ -219,7 +238,9 @@ RecordingLMTP = _recording(LMTP)
 
 
 class _TcpController(Controller):
-    def __init__(self, handler: RecordingHandler, *, server_class: type[SMTP], **kwargs: typing.Any) -> None:
+    def __init__(
+        self, handler: RecordingHandler, *, server_class: type[SMTP], **kwargs: typing.Any
+    ) -> None:
         self._server_class = server_class
         super().__init__(handler, **kwargs)
 
@@ -228,7 +249,9 @@ class _TcpController(Controller):
 
 
 class _UnixController(UnixSocketController):
-    def __init__(self, handler: RecordingHandler, *, server_class: type[SMTP], **kwargs: typing.Any) -> None:
+    def __init__(
+        self, handler: RecordingHandler, *, server_class: type[SMTP], **kwargs: typing.Any
+    ) -> None:
         self._server_class = server_class
         super().__init__(handler, **kwargs)
 
@@ -263,12 +286,15 @@ def _free_port(host: str) -> int:
 
 
 def _authenticator(users: dict[str, str], recorder: Recorder) -> Callable[..., AuthResult]:
-    def authenticate(server: object, session: object, envelope: object, mechanism: str, auth_data: object) -> AuthResult:
+    def authenticate(
+        server: object, session: object, envelope: object, mechanism: str, auth_data: object
+    ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         recorder.auth_logins.append(auth_data.login)
         expected = users.get(auth_data.login.decode("utf-8", "replace"))
-        return AuthResult(success=expected is not None and auth_data.password == expected.encode())
+        ok = expected is not None and auth_data.password == expected.encode()
+        return AuthResult(success=ok, handled=False)
 
     return authenticate
 

@@ -7,14 +7,22 @@ context managers (QUIT then close), close() without QUIT, use after close.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
+from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
+from tests._support.scripted_server import (
+    Close,
+    Expect,
+    ScriptedServer,
+    Send,
+    WaitClose,
+    ehlo_reply,
+)
+from tests._support.smtpd import SmtpdServer
 
 from mailsdk import CommandRefused, ConnectionLost, HeloRefused, MailError
 from mailsdk.client._common import default_local_hostname
-from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
-from tests._support.scripted_server import Close, Expect, ScriptedServer, Send, WaitClose, ehlo_reply
-from tests._support.smtpd import SmtpdServer
 
 
 async def test_ehlo_is_sent_and_capabilities_parsed(mode: Mode, smtpd: SmtpdServer) -> None:
@@ -28,7 +36,9 @@ async def test_ehlo_is_sent_and_capabilities_parsed(mode: Mode, smtpd: SmtpdServ
     assert smtpd.recorder.commands[0] == ("EHLO", "client.test")
 
 
-async def test_helo_fallback_when_ehlo_is_refused(mode: Mode, scripted: type[ScriptedServer]) -> None:
+async def test_helo_fallback_when_ehlo_is_refused(
+    mode: Mode, scripted: Callable[..., ScriptedServer]
+) -> None:
     server = scripted(
         [
             Send(b"220 old.test SMTP\r\n"),
@@ -49,7 +59,9 @@ async def test_helo_fallback_when_ehlo_is_refused(mode: Mode, scripted: type[Scr
     server.check()
 
 
-async def test_ehlo_and_helo_both_refused(mode: Mode, scripted: type[ScriptedServer]) -> None:
+async def test_ehlo_and_helo_both_refused(
+    mode: Mode, scripted: Callable[..., ScriptedServer]
+) -> None:
     server = scripted(
         [
             Send(b"220 grumpy.test\r\n"),
@@ -69,9 +81,13 @@ async def test_ehlo_and_helo_both_refused(mode: Mode, scripted: type[ScriptedSer
     server.check()
 
 
-async def test_default_local_hostname_is_fqdn_or_address_literal(mode: Mode, smtpd: SmtpdServer) -> None:
+async def test_default_local_hostname_is_fqdn_or_address_literal(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
     builder = plain_builder(smtpd.host, smtpd.port)
-    builder = type(builder)(endpoint=builder.endpoint, tls_mode=builder.tls_mode, timeouts=builder.timeouts)
+    builder = type(builder)(
+        endpoint=builder.endpoint, tls_mode=builder.tls_mode, timeouts=builder.timeouts
+    )
     async with mode.session(builder):
         pass
     name = smtpd.recorder.ehlo_names[0]
@@ -84,12 +100,14 @@ async def test_default_local_hostname_is_fqdn_or_address_literal(mode: Mode, smt
 
 
 async def test_explicit_local_hostname(mode: Mode, smtpd: SmtpdServer) -> None:
-    async with mode.session(plain_builder(smtpd.host, smtpd.port).with_local_hostname("relay.example.org")):
+    async with mode.session(
+        plain_builder(smtpd.host, smtpd.port).with_local_hostname("relay.example.org")
+    ):
         pass
     assert smtpd.recorder.ehlo_names == ["relay.example.org"]
 
 
-async def test_noop_rset_vrfy_help(mode: Mode, smtpd_factory: type[SmtpdServer]) -> None:
+async def test_noop_rset_vrfy_help(mode: Mode, smtpd_factory: Callable[..., SmtpdServer]) -> None:
     server = smtpd_factory(refuse_rcpt={"ghost@example.com"})
     async with mode.session(plain_builder(server.host, server.port)) as s:
         assert (await s.noop()).code == 250
@@ -184,8 +202,12 @@ async def test_close_does_not_send_quit(mode: Mode, smtpd: SmtpdServer) -> None:
     assert "QUIT" not in smtpd.recorder.verbs
 
 
-async def test_quit_when_server_closes_without_221(mode: Mode, scripted: type[ScriptedServer]) -> None:
-    server = scripted([Send(b"220 x\r\n"), Expect(b"EHLO"), Send(ehlo_reply()), Expect(b"QUIT"), Close()])
+async def test_quit_when_server_closes_without_221(
+    mode: Mode, scripted: Callable[..., ScriptedServer]
+) -> None:
+    server = scripted(
+        [Send(b"220 x\r\n"), Expect(b"EHLO"), Send(ehlo_reply()), Expect(b"QUIT"), Close()]
+    )
     s = await mode.connect(plain_builder(server.host, server.port))
     with pytest.raises(MailError):
         await s.quit()
@@ -193,9 +215,15 @@ async def test_quit_when_server_closes_without_221(mode: Mode, scripted: type[Sc
     server.check()
 
 
-async def test_with_block_tolerates_a_server_gone_at_quit(mode: Mode, scripted: type[ScriptedServer]) -> None:
-    server = scripted([Send(b"220 x\r\n"), Expect(b"EHLO"), Send(ehlo_reply()), Expect(b"QUIT"), Close()])
-    async with mode.session(plain_builder(server.host, server.port).with_timeouts(TEST_TIMEOUT)) as s:
+async def test_with_block_tolerates_a_server_gone_at_quit(
+    mode: Mode, scripted: Callable[..., ScriptedServer]
+) -> None:
+    server = scripted(
+        [Send(b"220 x\r\n"), Expect(b"EHLO"), Send(ehlo_reply()), Expect(b"QUIT"), Close()]
+    )
+    async with mode.session(
+        plain_builder(server.host, server.port).with_timeouts(TEST_TIMEOUT)
+    ) as s:
         pass
     assert s.closed
     server.check()

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from email.message import EmailMessage, Message
 
 import pytest
+from tests._support.modes import Mode, plain_builder
+from tests._support.smtpd import SmtpdServer
 
 import mailsdk
 from mailsdk import (
@@ -21,8 +23,6 @@ from mailsdk import (
     RecipientsRefused,
     SenderRefused,
 )
-from tests._support.modes import Mode, plain_builder
-from tests._support.smtpd import SmtpdServer
 
 
 def make_message(**headers: str) -> EmailMessage:
@@ -33,7 +33,9 @@ def make_message(**headers: str) -> EmailMessage:
     return msg
 
 
-async def test_envelope_from_to_cc_bcc_and_bcc_never_transmitted(mode: Mode, smtpd: SmtpdServer) -> None:
+async def test_envelope_from_to_cc_bcc_and_bcc_never_transmitted(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
     msg = make_message(
         From="Alice <alice@example.org>",
         To="bob@example.com, Carol <carol@example.com>",
@@ -44,7 +46,12 @@ async def test_envelope_from_to_cc_bcc_and_bcc_never_transmitted(mode: Mode, smt
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         result = await s.send_message(msg)
     assert result.sender == "alice@example.org"
-    assert set(result.accepted) == {"bob@example.com", "carol@example.com", "dave@example.com", "secret@example.com"}
+    assert set(result.accepted) == {
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+        "secret@example.com",
+    }
     (received,) = smtpd.recorder.messages
     assert received.mail_from == "alice@example.org"
     assert sorted(received.rcpt_tos) == sorted(result.accepted)
@@ -56,7 +63,9 @@ async def test_envelope_from_to_cc_bcc_and_bcc_never_transmitted(mode: Mode, smt
 
 
 async def test_sender_header_wins_over_from(mode: Mode, smtpd: SmtpdServer) -> None:
-    msg = make_message(From="alice@example.org", Sender="list-bounces@example.org", To="bob@example.com")
+    msg = make_message(
+        From="alice@example.org", Sender="list-bounces@example.org", To="bob@example.com"
+    )
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         result = await s.send_message(msg)
     assert result.sender == "list-bounces@example.org"
@@ -79,7 +88,9 @@ async def test_resent_block_is_used_and_resent_bcc_stripped(mode: Mode, smtpd: S
     assert b"Resent-To: erin@example.com" in content
 
 
-async def test_several_resent_blocks_are_refused_before_any_command(mode: Mode, smtpd: SmtpdServer) -> None:
+async def test_several_resent_blocks_are_refused_before_any_command(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
     msg = make_message(From="alice@example.org", To="bob@example.com")
     for n in (1, 2):
         msg["Resent-Date"] = f"Mon, 23 Nov 2026 1{n}:00:00 +0000"
@@ -94,7 +105,9 @@ async def test_several_resent_blocks_are_refused_before_any_command(mode: Mode, 
 async def test_explicit_envelope_overrides_headers(mode: Mode, smtpd: SmtpdServer) -> None:
     msg = make_message(From="alice@example.org", To="bob@example.com")
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
-        result = await s.send_message(msg, sender="bounce@example.org", recipients="only@example.com")
+        result = await s.send_message(
+            msg, sender="bounce@example.org", recipients="only@example.com"
+        )
     assert result.accepted == ("only@example.com",)
     assert smtpd.recorder.messages[0].mail_from == "bounce@example.org"
     assert smtpd.recorder.messages[0].rcpt_tos == ["only@example.com"]
@@ -111,7 +124,9 @@ async def test_legacy_message_class_works(mode: Mode, smtpd: SmtpdServer) -> Non
     assert smtpd.recorder.messages[0].content.endswith(b"legacy body\r\n")
 
 
-async def test_smtputf8_is_chosen_for_an_international_address(mode: Mode, smtpd: SmtpdServer) -> None:
+async def test_smtputf8_is_chosen_for_an_international_address(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
     msg = make_message(From="bot@example.org", To="josé@exámple.com", Subject="intl")
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         result = await s.send_message(msg)
@@ -148,10 +163,15 @@ async def test_8bit_body_requests_body_8bitmime(mode: Mode, smtpd: SmtpdServer) 
         await s.send_message(msg)
     received = smtpd.recorder.messages[0]
     assert "BODY=8BITMIME" in [o.upper() for o in received.mail_options]
+    # an ASCII envelope needs no SMTPUTF8: the non-ASCII subject is RFC 2047-encoded
+    assert "SMTPUTF8" not in [o.upper() for o in received.mail_options]
+    assert b"Subject: =?utf-8?" in received.content
     assert "très bien".encode() in received.content
 
 
-async def test_ascii_message_announces_size_and_no_body_param(mode: Mode, smtpd: SmtpdServer) -> None:
+async def test_ascii_message_announces_size_and_no_body_param(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         result = await s.sendmail("a@example.org", ["b@example.com"], b"Subject: x\r\n\r\nbody\r\n")
     received = smtpd.recorder.messages[0]
@@ -178,7 +198,9 @@ async def test_message_over_server_size_is_refused_locally(
     [b"Subject: lf\n\nline one\nline two\n", "Subject: lf\n\nline one\nline two\n"],
     ids=["bytes", "str"],
 )
-async def test_sendmail_canonicalises_line_endings(mode: Mode, smtpd: SmtpdServer, payload: bytes | str) -> None:
+async def test_sendmail_canonicalises_line_endings(
+    mode: Mode, smtpd: SmtpdServer, payload: bytes | str
+) -> None:
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         result = await s.sendmail("a@example.org", ["b@example.com"], payload)
     expected = b"Subject: lf\r\n\r\nline one\r\nline two\r\n"
@@ -206,9 +228,13 @@ async def test_raw_message_needs_an_envelope(mode: Mode, smtpd: SmtpdServer) -> 
     assert "MAIL" not in smtpd.recorder.verbs
 
 
-async def test_partial_acceptance_is_a_result(mode: Mode, smtpd_factory: Callable[..., SmtpdServer]) -> None:
+async def test_partial_acceptance_is_a_result(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer]
+) -> None:
     server = smtpd_factory(refuse_rcpt={"nobody@example.net"})
-    msg = make_message(From="a@example.org", To="b@example.com, nobody@example.net", Cc="c@example.com")
+    msg = make_message(
+        From="a@example.org", To="b@example.com, nobody@example.net", Cc="c@example.com"
+    )
     async with mode.session(plain_builder(server.host, server.port)) as s:
         result = await s.send_message(msg)
     assert result.accepted == ("b@example.com", "c@example.com")
@@ -255,7 +281,9 @@ async def test_refused_sender_raises_and_session_stays_usable(
         assert ok.sender == "good@example.org"
 
 
-async def test_refused_data_raises_data_refused(mode: Mode, smtpd_factory: Callable[..., SmtpdServer]) -> None:
+async def test_refused_data_raises_data_refused(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer]
+) -> None:
     server = smtpd_factory(data_reply="554 5.6.0 Message content rejected")
     async with mode.session(plain_builder(server.host, server.port)) as s:
         with pytest.raises(DataRefused) as info:
@@ -270,7 +298,10 @@ async def test_rcpt_options_need_the_extension(mode: Mode, smtpd: SmtpdServer) -
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         with pytest.raises(CapabilityError) as info:
             await s.sendmail(
-                "a@example.org", ["b@example.com"], b"body\r\n", rcpt_options=RcptOptions(notify=("FAILURE",))
+                "a@example.org",
+                ["b@example.com"],
+                b"body\r\n",
+                rcpt_options=RcptOptions(notify=("FAILURE",)),
             )
         assert info.value.extension == "DSN"
     assert "MAIL" not in smtpd.recorder.verbs
@@ -279,12 +310,18 @@ async def test_rcpt_options_need_the_extension(mode: Mode, smtpd: SmtpdServer) -
 async def test_several_messages_on_one_session(mode: Mode, smtpd: SmtpdServer) -> None:
     async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
         ids = [
-            (await s.sendmail("a@example.org", [f"r{i}@example.com"], f"Subject: {i}\r\n\r\n{i}\r\n")).queue_id
+            (
+                await s.sendmail(
+                    "a@example.org", [f"r{i}@example.com"], f"Subject: {i}\r\n\r\n{i}\r\n"
+                )
+            ).queue_id
             for i in range(3)
         ]
     assert ids == ["QID0001", "QID0002", "QID0003"]
     assert smtpd.recorder.verbs.count("EHLO") == 1
-    assert [m.rcpt_tos for m in smtpd.recorder.messages] == [[f"r{i}@example.com"] for i in range(3)]
+    assert [m.rcpt_tos for m in smtpd.recorder.messages] == [
+        [f"r{i}@example.com"] for i in range(3)
+    ]
 
 
 async def test_client_one_shot_send_message(mode: Mode, smtpd: SmtpdServer) -> None:
@@ -295,3 +332,21 @@ async def test_client_one_shot_send_message(mode: Mode, smtpd: SmtpdServer) -> N
     raw_result = await mode.call(client.sendmail, "a@example.org", "c@example.com", b"raw\r\n")
     assert raw_result.accepted == ("c@example.com",)
     assert smtpd.recorder.verbs.count("QUIT") == 2
+
+
+async def test_null_reverse_path_for_bounces(mode: Mode, smtpd: SmtpdServer) -> None:
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        result = await s.sendmail("", ["postmaster@example.com"], b"Subject: bounce\r\n\r\nDSN\r\n")
+    assert result.sender == ""
+    assert b"MAIL FROM:<> SIZE=" in smtpd.recorder.raw
+    assert smtpd.recorder.messages[0].mail_from in ("", "<>")  # aiosmtpd keeps the brackets
+
+
+async def test_sendmail_with_an_international_sender_asks_for_smtputf8(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        await s.sendmail("rené@exämple.org", ["b@example.com"], "Subject: x\r\n\r\nbody\r\n")
+    received = smtpd.recorder.messages[0]
+    assert received.mail_from == "rené@exämple.org"
+    assert "SMTPUTF8" in received.mail_options

@@ -12,18 +12,27 @@ import ssl
 from collections.abc import Callable
 
 import pytest
-
-from mailsdk import CapabilityError, ClientBuilder, ConfigurationError, TLSError
-from mailsdk.transport import TlsSettings
 from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
-from tests._support.scripted_server import Expect, ScriptedServer, Send, StartTls, WaitClose, ehlo_reply
+from tests._support.scripted_server import (
+    Expect,
+    ScriptedServer,
+    Send,
+    StartTls,
+    WaitClose,
+    ehlo_reply,
+)
 from tests._support.smtpd import SmtpdServer
+
+from mailsdk import CapabilityError, ClientBuilder, ConfigurationError, ConnectError, TLSError
+from mailsdk.transport import TlsSettings
 
 SmtpdFactory = Callable[..., SmtpdServer]
 RAW = b"Subject: tls\r\n\r\nover tls\r\n"
 
 
-def tls_builder(server: SmtpdServer, mode: str, settings: TlsSettings, hostname: str | None = "localhost") -> ClientBuilder:
+def tls_builder(
+    server: SmtpdServer, mode: str, settings: TlsSettings, hostname: str | None = "localhost"
+) -> ClientBuilder:
     return (
         ClientBuilder.smtp(server.host, server.port)
         .with_tls(mode, settings=settings, server_hostname=hostname)
@@ -41,6 +50,15 @@ def _ipv6_available() -> bool:
     except OSError:
         return False
     return True
+
+
+async def test_nothing_listening_is_a_connect_error(mode: Mode) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectError) as info:
+        await mode.connect(plain_builder("127.0.0.1", port))
+    assert isinstance(info.value, ConnectionError)
 
 
 async def test_plain_tcp_has_no_tls(mode: Mode, smtpd: SmtpdServer) -> None:
@@ -62,7 +80,10 @@ async def test_caller_supplied_socket(mode: Mode, smtpd: SmtpdServer) -> None:
     sock = socket.create_connection((smtpd.host, smtpd.port), timeout=TEST_TIMEOUT)
     try:
         builder = (
-            ClientBuilder.from_socket(sock).with_tls("none").with_timeouts(TEST_TIMEOUT).with_local_hostname("sock.test")
+            ClientBuilder.from_socket(sock)
+            .with_tls("none")
+            .with_timeouts(TEST_TIMEOUT)
+            .with_local_hostname("sock.test")
         )
         async with mode.session(builder) as s:
             result = await s.sendmail("a@example.org", "b@example.com", RAW)
@@ -73,7 +94,10 @@ async def test_caller_supplied_socket(mode: Mode, smtpd: SmtpdServer) -> None:
 
 
 async def test_implicit_tls(
-    mode: Mode, smtpd_factory: SmtpdFactory, server_ssl_context: ssl.SSLContext, client_tls: TlsSettings
+    mode: Mode,
+    smtpd_factory: SmtpdFactory,
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
 ) -> None:
     server = smtpd_factory(implicit_tls=server_ssl_context)
     async with mode.session(tls_builder(server, "implicit", client_tls)) as s:
@@ -93,7 +117,10 @@ async def test_port_465_selects_implicit_tls(client_tls: TlsSettings) -> None:
 
 
 async def test_starttls_required_upgrades_and_rereads_capabilities(
-    mode: Mode, smtpd_factory: SmtpdFactory, server_ssl_context: ssl.SSLContext, client_tls: TlsSettings
+    mode: Mode,
+    smtpd_factory: SmtpdFactory,
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
 ) -> None:
     server = smtpd_factory(starttls=server_ssl_context, require_starttls=True, users={"u": "p"})
     async with mode.session(tls_builder(server, "starttls", client_tls)) as s:
@@ -104,11 +131,15 @@ async def test_starttls_required_upgrades_and_rereads_capabilities(
         assert not caps.starttls
         await s.sendmail("a@example.org", "b@example.com", RAW)
     assert server.recorder.verbs[:3] == ["EHLO", "STARTTLS", "EHLO"]
-    pre_tls_reply = server.recorder.replies[: server.recorder.replies.index("220 Ready to start TLS")]
+    pre_tls_reply = server.recorder.replies[
+        : server.recorder.replies.index("220 Ready to start TLS")
+    ]
     assert not any("AUTH" in line for line in pre_tls_reply)
     assert server.recorder.messages[0].content == RAW
     # after the upgrade the recorder sees decrypted bytes; before it, only EHLO and STARTTLS
-    assert bytes(server.recorder.raw).startswith(b"EHLO client.test\r\nSTARTTLS\r\nEHLO client.test\r\n")
+    assert bytes(server.recorder.raw).startswith(
+        b"EHLO client.test\r\nSTARTTLS\r\nEHLO client.test\r\n"
+    )
 
 
 async def test_starttls_required_but_not_offered_stops_before_auth_and_mail(
@@ -128,7 +159,10 @@ async def test_starttls_required_but_not_offered_stops_before_auth_and_mail(
 
 
 async def test_opportunistic_upgrades_when_offered(
-    mode: Mode, smtpd_factory: SmtpdFactory, server_ssl_context: ssl.SSLContext, client_tls: TlsSettings
+    mode: Mode,
+    smtpd_factory: SmtpdFactory,
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
 ) -> None:
     server = smtpd_factory(starttls=server_ssl_context)
     async with mode.session(tls_builder(server, "opportunistic", client_tls)) as s:
@@ -156,7 +190,10 @@ async def test_tls_none_ignores_an_offered_starttls(
 
 
 async def test_explicit_starttls_on_a_plain_session(
-    mode: Mode, smtpd_factory: SmtpdFactory, server_ssl_context: ssl.SSLContext, client_tls: TlsSettings
+    mode: Mode,
+    smtpd_factory: SmtpdFactory,
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
 ) -> None:
     server = smtpd_factory(starttls=server_ssl_context)
     builder = tls_builder(server, "none", client_tls)
@@ -177,7 +214,11 @@ async def test_untrusted_certificate_is_a_tls_error(
     client_tls: TlsSettings,
     tls_mode: str,
 ) -> None:
-    options = {"implicit_tls": untrusted_ssl_context} if tls_mode == "implicit" else {"starttls": untrusted_ssl_context}
+    options = (
+        {"implicit_tls": untrusted_ssl_context}
+        if tls_mode == "implicit"
+        else {"starttls": untrusted_ssl_context}
+    )
     server = smtpd_factory(**options)
     with pytest.raises(TLSError):
         await mode.connect(tls_builder(server, tls_mode, client_tls))
@@ -200,7 +241,11 @@ async def test_wrong_hostname_is_a_tls_error(
     client_tls: TlsSettings,
     tls_mode: str,
 ) -> None:
-    options = {"implicit_tls": wrong_name_ssl_context} if tls_mode == "implicit" else {"starttls": wrong_name_ssl_context}
+    options = (
+        {"implicit_tls": wrong_name_ssl_context}
+        if tls_mode == "implicit"
+        else {"starttls": wrong_name_ssl_context}
+    )
     server = smtpd_factory(**options)
     with pytest.raises(TLSError):
         await mode.connect(tls_builder(server, tls_mode, client_tls))
@@ -216,7 +261,10 @@ async def test_verification_can_be_disabled_explicitly(
 
 
 async def test_server_hostname_defaults_to_the_host(
-    mode: Mode, smtpd_factory: SmtpdFactory, server_ssl_context: ssl.SSLContext, client_tls: TlsSettings
+    mode: Mode,
+    smtpd_factory: SmtpdFactory,
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
 ) -> None:
     # the certificate covers 127.0.0.1 as an IP SAN, so no server_hostname is needed
     server = smtpd_factory(implicit_tls=server_ssl_context)
@@ -225,7 +273,10 @@ async def test_server_hostname_defaults_to_the_host(
 
 
 async def test_starttls_with_scripted_server_forgets_pre_tls_capabilities(
-    mode: Mode, scripted: Callable[..., ScriptedServer], server_ssl_context: ssl.SSLContext, client_tls: TlsSettings
+    mode: Mode,
+    scripted: Callable[..., ScriptedServer],
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
 ) -> None:
     server = scripted(
         [

@@ -2,7 +2,7 @@
 
 Layer: tests. Imports ``tests._support.mta`` (which never imports mailsdk). When postfix,
 dovecot-core or dovecot-lmtpd are missing (or we are not root) every ``mta`` test is skipped with
-the reason; set ``MAILSDK_MTA_REQUIRED=1`` (CI, after ``scripts/install-mta.sh``) to turn that
+the reason; set ``MAILSDK_REQUIRE_MTA=1`` (CI, after ``scripts/install-mta.sh``) to turn that
 skip into a failure so a broken install cannot pass silently.
 """
 
@@ -27,7 +27,7 @@ from tests._support.mta import (  # noqa: E402
     start_mta,
 )
 
-_REQUIRED = os.environ.get("MAILSDK_MTA_REQUIRED", "") not in ("", "0")
+_REQUIRED = os.environ.get("MAILSDK_REQUIRE_MTA", "") not in ("", "0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -47,7 +47,7 @@ def mta_env() -> Iterator[MtaEnvironment]:
     reason = find_missing()
     if reason is not None:
         if _REQUIRED:
-            pytest.fail(f"MAILSDK_MTA_REQUIRED is set but {reason}")
+            pytest.fail(f"MAILSDK_REQUIRE_MTA is set but {reason}")
         pytest.skip(reason)
     with start_mta() as env:
         yield env

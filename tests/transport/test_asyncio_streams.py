@@ -395,8 +395,8 @@ async def test_start_tls_needs_a_hostname_when_checking(make_server, client_cont
 
 
 async def test_start_tls_refuses_buffered_plaintext(make_server, server_context, client_context):
-    # RFC 3207 §5: "250 injected" arrives with the 220 and sits in the StreamReader buffer;
-    # it must not be handed out later as if it came over TLS.
+    # RFC 3207 §4.2 (STARTTLS injection): "250 injected" arrives with the 220 and sits in
+    # the StreamReader buffer; it must not be handed out later as if it came over TLS.
     server = make_server(starttls_server(server_context, inject=b"250 injected\r\n"))
     plain = await AsyncTcpConnector("127.0.0.1", server.port).connect(T)
     await plain.send_all(b"STARTTLS\r\n", T)

@@ -398,7 +398,8 @@ def test_start_tls_needs_a_hostname_when_checking(make_server, client_context):
 def test_start_tls_injected_plaintext_breaks_the_handshake(
     make_server, server_context, client_context
 ):
-    # RFC 3207 §5: bytes sent before the handshake must never be read as TLS-protected data.
+    # RFC 3207 §4.2 (STARTTLS injection): bytes sent before the handshake must never be read
+    # as TLS-protected data.
     server = make_server(starttls_server(server_context, inject=b"250 injected\r\n"))
     plain = TcpConnector("127.0.0.1", server.port).connect(T)
     plain.send_all(b"STARTTLS\r\n", T)

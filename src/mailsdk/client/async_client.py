@@ -102,7 +102,9 @@ class AsyncSession:
             return self._opened.tls
         if self._driver._tls_context is None:
             # A session opened with TLS off has no context yet: build it from the settings now.
-            self._driver._tls_context = common.tls_context(attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS))
+            self._driver._tls_context = common.tls_context(
+                attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS)
+            )
         plan = self._plan()
         caps, info = await self._driver.run(
             negotiate_tls(

@@ -39,6 +39,7 @@ from mailsdk.auth import (
 from mailsdk.errors import AuthenticationFailed, AuthError
 from mailsdk.esmtp import Capabilities
 from mailsdk.flows.actions import Action, obtain_token, submit_one
+from mailsdk.protocol.address import check_text
 from mailsdk.protocol.commands import Auth, AuthResponse
 from mailsdk.protocol.reply import Reply
 
@@ -156,10 +157,16 @@ def authenticate(
     """Authenticate; returns the mechanism name used.
 
     Raises:
+        InvalidInputError: a control character (CR, LF, NUL...) in the username or authzid.
         AuthError: no usable mechanism in common (the message names both lists), a malformed
             challenge, or too many rounds.
         AuthenticationFailed: the server rejected the credentials (with hint and OAuth error).
     """
+    # CR/LF/controls in an identity are refused like any other argument (the mechanisms would
+    # only report a SASLprep failure), before anything is sent.
+    check_text(request.username, "the AUTH username")
+    if request.authzid is not None:
+        check_text(request.authzid, "the AUTH authorization identity")
     server_offer = tuple(offered) if offered is not None else capabilities.auth_mechanisms
     if not server_offer:
         raise AuthError("the server does not offer AUTH")

@@ -190,7 +190,8 @@ def transaction(
     end = final[-1].reply
     if not end.is_positive:
         yield from reset(end)
-        raise DataRefused(end, "DATA")
+        # The reply to the end of the data answers BDAT ... LAST when chunking (RFC 3030 §2).
+        raise DataRefused(end, "BDAT" if use_bdat else "DATA")
     return SendResult(
         sender=env.sender,
         accepted=tuple(accepted),

@@ -191,7 +191,7 @@ class AsyncSocketStream:
 
         This stream is unusable afterwards, whatever the outcome; on failure the transport is
         aborted. Bytes the server sent after its STARTTLS reply and that were already read into
-        the reader's buffer are refused (STARTTLS command injection, RFC 3207 §5: such bytes
+        the reader's buffer are refused (STARTTLS command injection, RFC 3207 §4.2: such bytes
         would otherwise be taken as TLS-protected), as are bytes present right after the
         handshake (the server must wait for the client's EHLO).
 
@@ -221,14 +221,16 @@ class AsyncSocketStream:
             async with map_errors(Operation.TLS_HANDSHAKE, self._target):
                 if await _has_buffered_data(self._reader):
                     raise RemoteProtocolError(
-                        "the server sent data after its STARTTLS reply (RFC 3207 §5 injection)"
+                        "the server sent data after its STARTTLS reply "
+                        "(STARTTLS injection, RFC 3207 §4.2)"
                     )
                 _spent(timeout)
                 async with asyncio.timeout(timeout):
                     await writer.start_tls(context, server_hostname=server_hostname)
                 if await _has_buffered_data(self._reader):
                     raise RemoteProtocolError(
-                        "unexpected data right after the TLS handshake (RFC 3207 §5 injection)"
+                        "unexpected data right after the TLS handshake "
+                        "(STARTTLS injection, RFC 3207 §4.2)"
                     )
         except BaseException:
             writer.transport.abort()

@@ -1,0 +1,236 @@
+"""ClientBuilder: immutability, fluent copies, validation, presets and ``host:port`` parsing.
+
+Pure configuration tests (no sockets) plus one end-to-end build per mode.
+"""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from tests._support.modes import Mode, plain_builder
+from tests._support.smtpd import SmtpdServer
+
+from mailsdk import (
+    AsyncClient,
+    AsyncLMTPClient,
+    Client,
+    ClientBuilder,
+    ConfigurationError,
+    Endpoint,
+    LMTPClient,
+    MailError,
+    MailOptions,
+    RcptOptions,
+    Secret,
+    Timeouts,
+    TlsMode,
+)
+from mailsdk.auth.tokens import AccessToken, StaticTokenProvider
+from mailsdk.protocol.dialect import Dialect
+from mailsdk.protocol.reply_parser import ReplyLimits
+from mailsdk.transport import TlsSettings
+
+PASSWORD = "builder-pw-123"
+
+
+class AsyncOnlyProvider:
+    async def get_token(self, *, force_refresh: bool = False) -> AccessToken:
+        return AccessToken(Secret("tok"), None)
+
+
+def test_builder_is_frozen() -> None:
+    builder = ClientBuilder.smtp("mail.example.com", 587)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        builder.tls_mode = TlsMode.NONE  # type: ignore[misc]
+
+
+def test_with_methods_return_new_builders_and_leave_the_original_alone() -> None:
+    base = ClientBuilder.smtp("mail.example.com", 587)
+    steps = [
+        base.with_tls("none"),
+        base.with_tls_settings(TlsSettings(verify=False, check_hostname=False)),
+        base.with_credentials("u", PASSWORD),
+        base.with_token_provider("u", StaticTokenProvider("tok")),
+        base.with_timeouts(5),
+        base.with_timeouts(Timeouts(command=1.0)),
+        base.with_limits(ReplyLimits(max_lines=10)),
+        base.with_local_hostname("me.example.org"),
+        base.with_source_address("127.0.0.1"),
+        base.with_lmtp(),
+        base.with_pipelining(False),
+        base.with_chunking(True, chunk_size=1024),
+        base.with_8bit_policy(require_8bitmime=False),
+        base.with_mail_options(MailOptions(ret="HDRS")),
+        base.with_rcpt_options(RcptOptions(notify=("NEVER",))),
+        base.with_entry_point_plugins(),
+        base.with_opentelemetry(),
+    ]
+    for new in steps:
+        assert new is not base
+        assert new != base or new.instrumentation is not None
+    assert base == ClientBuilder.smtp("mail.example.com", 587)
+    assert base.auth is None and base.tls_mode is None and base.dialect is Dialect.SMTP
+
+
+def test_settings_reach_the_config() -> None:
+    config = (
+        ClientBuilder.smtp("mail.example.com", 2525)
+        .with_tls("opportunistic")
+        .with_credentials("u", PASSWORD, mechanisms=["LOGIN"], allow_plaintext=True)
+        .with_timeouts(Timeouts(greeting=3.0, command=4.0))
+        .with_local_hostname("me.example.org")
+        .with_chunking(False)
+        .config()
+    )
+    assert config.tls_mode is TlsMode.OPPORTUNISTIC
+    assert config.port == 2525
+    assert config.auth is not None and config.auth.mechanisms == ("LOGIN",)
+    assert config.auth.password == Secret(PASSWORD)
+    assert config.timeouts.greeting == 3.0 and config.timeouts.command == 4.0
+    assert config.local_hostname == "me.example.org"
+    assert config.transaction.chunking is False
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("mail.example.com:2525", "mail.example.com", 2525),
+        ("mail.example.com", "mail.example.com", None),
+        ("[::1]:2525", "::1", 2525),
+        ("[2001:db8::1]", "2001:db8::1", None),
+        ("192.0.2.1:25", "192.0.2.1", 25),
+    ],
+)
+def test_host_port_parsing(text: str, host: str, port: int | None) -> None:
+    endpoint = ClientBuilder.smtp(text).endpoint
+    assert (endpoint.host, endpoint.port) == (host, port)
+
+
+def test_default_ports_and_modes() -> None:
+    assert ClientBuilder.smtp("h").config().port == 25
+    assert ClientBuilder.smtp("h").with_credentials("u", PASSWORD).config().port == 587
+    implicit = ClientBuilder.smtp("h").with_tls("implicit").config()
+    assert implicit.port == 465 and implicit.tls_mode is TlsMode.IMPLICIT
+    assert ClientBuilder.smtp("h", 465).config().tls_mode is TlsMode.IMPLICIT
+    assert ClientBuilder.smtp("h").config().tls_mode is TlsMode.STARTTLS
+    assert ClientBuilder.smtp("h").with_lmtp().with_tls("none").config().port == 2003
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ClientBuilder.smtp("h").with_tls("none").with_credentials("u", PASSWORD).build(),
+        lambda: (
+            ClientBuilder.smtp("h")
+            .with_tls("opportunistic")
+            .with_credentials("u", PASSWORD)
+            .build_async()
+        ),
+        lambda: ClientBuilder.smtp("h", 0),
+        lambda: ClientBuilder.smtp("h", 70000),
+        lambda: ClientBuilder.smtp("h").with_chunking(chunk_size=0),
+        lambda: ClientBuilder.smtp("h").with_timeouts(-1),
+        lambda: ClientBuilder.smtp("h").with_tls("bogus-mode"),
+        lambda: ClientBuilder.office365("me@example.com"),
+        lambda: ClientBuilder.gmail("me@example.com"),
+        lambda: ClientBuilder.smtp("h").with_token_provider("u", AsyncOnlyProvider()).build(),  # type: ignore[arg-type]
+        lambda: Endpoint(host="h", path="/tmp/x"),
+        lambda: Endpoint(),  # noqa: PLW0108 - a call, like its neighbours
+    ],
+    ids=[
+        "credentials-no-tls",
+        "credentials-opportunistic",
+        "port-0",
+        "port-too-big",
+        "chunk-size-0",
+        "negative-timeout",
+        "unknown-tls-mode",
+        "office365-no-credential",
+        "gmail-no-credential",
+        "async-provider-sync-client",
+        "host-and-path",
+        "no-endpoint",
+    ],
+)
+def test_configuration_errors(make: object) -> None:
+    with pytest.raises(ValueError) as info:
+        make()  # type: ignore[operator]
+    assert isinstance(info.value, MailError)
+    assert isinstance(info.value, ConfigurationError)
+
+
+def test_tls_on_a_caller_socket_needs_a_name_to_verify() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(ConfigurationError, match="server_hostname"):
+            ClientBuilder.from_socket(a).config()
+        config = (
+            ClientBuilder.from_socket(a)
+            .with_tls("starttls", server_hostname="mx.example.com")
+            .config()
+        )
+        assert config.verify_name == "mx.example.com"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_malformed_host_port_is_a_value_error() -> None:
+    for text in ("[::1", "mail.example.com:notaport", "[::1]x"):
+        with pytest.raises(ValueError) as info:
+            ClientBuilder.smtp(text)
+        assert isinstance(info.value, MailError)
+
+
+@pytest.mark.parametrize("preset", [ClientBuilder.office365, ClientBuilder.gmail])
+def test_oauth_presets(preset: object) -> None:
+    provider = StaticTokenProvider("access-token")
+    builder = preset("me@example.com", token_provider=provider)  # type: ignore[operator]
+    config = builder.config()
+    assert config.endpoint.host in ("smtp.office365.com", "smtp.gmail.com")
+    assert config.port == 587
+    assert config.tls_mode is TlsMode.STARTTLS
+    assert config.tls.verify
+    assert config.auth is not None
+    assert config.auth.username == "me@example.com"
+    assert config.auth.mechanisms == ("XOAUTH2", "OAUTHBEARER")
+    assert config.auth.token_provider is provider
+    assert isinstance(builder.build(), Client)
+
+
+def test_password_presets() -> None:
+    config = ClientBuilder.gmail("me@gmail.com", password=PASSWORD).config()
+    assert config.auth is not None and config.auth.password == Secret(PASSWORD)
+    assert config.auth.token_provider is None
+    assert PASSWORD not in repr(config)
+    assert PASSWORD not in repr(ClientBuilder.office365("me@example.com", password=PASSWORD))
+
+
+def test_build_picks_the_client_class() -> None:
+    base = ClientBuilder.smtp("h").with_tls("none")
+    assert type(base.build()) is Client
+    assert type(base.build_async()) is AsyncClient
+    assert type(base.with_lmtp().build()) is LMTPClient
+    assert type(base.with_lmtp().build_async()) is AsyncLMTPClient
+    assert type(ClientBuilder.unix("/tmp/lmtp.sock").build()) is LMTPClient
+    smtp_over_unix = ClientBuilder.unix("/tmp/smtp.sock", lmtp=False).config()
+    assert smtp_over_unix.dialect is Dialect.SMTP and smtp_over_unix.tls_mode is TlsMode.NONE
+
+
+def test_repr_never_shows_the_password() -> None:
+    builder = ClientBuilder.smtp("h").with_credentials("u", PASSWORD)
+    for obj in (builder, builder.config(), builder.build(), builder.build_async(), builder.auth):
+        assert PASSWORD not in repr(obj)
+        assert PASSWORD not in str(obj)
+
+
+async def test_built_client_sends(mode: Mode, smtpd: SmtpdServer) -> None:
+    builder = plain_builder(smtpd.host, smtpd.port)
+    client = mode.build(builder)
+    assert client.config == builder.config()
+    result = await mode.call(
+        client.sendmail, "a@example.org", ["b@example.com"], b"Subject: b\r\n\r\nx\r\n"
+    )
+    assert result.accepted == ("b@example.com",)

@@ -1,0 +1,208 @@
+"""A consumer of the public API, type-checked with ``mypy --strict`` (never run, never collected).
+
+This is aiosmtplib's ``tests/type_usage.py`` idea: every public entry point is called with every
+option as an application would, and ``typing.assert_type`` pins the inferred types, so a change
+that degrades the public typing (an ``Any`` leaking out, a wrong return type) fails
+``tests/test_typing_usage.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from email.message import EmailMessage
+from typing import assert_type
+
+import mailsdk
+from mailsdk import (
+    AsyncClient,
+    AsyncLMTPClient,
+    AsyncSession,
+    AuthSettings,
+    Capabilities,
+    Client,
+    ClientBuilder,
+    ClientConfig,
+    EnhancedStatus,
+    LMTPClient,
+    MailError,
+    MailOptions,
+    RcptOptions,
+    RecipientsRefused,
+    Reply,
+    ReplyError,
+    Secret,
+    SenderRefused,
+    SendResult,
+    Session,
+    Timeouts,
+    TlsMode,
+    TlsSettings,
+)
+from mailsdk.auth.tokens import AccessToken, CachingTokenProvider, StaticTokenProvider
+from mailsdk.flows import TlsInfo
+from mailsdk.protocol.reply_parser import ReplyLimits
+
+
+def message() -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "me@example.org"
+    msg["To"] = "you@example.com"
+    msg.set_content("hi")
+    return msg
+
+
+def builders() -> list[ClientBuilder]:
+    tls = TlsSettings(ca_file="/etc/ssl/ca.pem", minimum_version=ssl.TLSVersion.TLSv1_2)
+    provider = CachingTokenProvider(StaticTokenProvider("token"), refresh_ahead=60.0)
+    full = (
+        ClientBuilder.smtp("mail.example.com", 587)
+        .with_tls(TlsMode.STARTTLS, settings=tls, server_hostname="mail.example.com")
+        .with_tls("starttls")
+        .with_tls_settings(tls)
+        .with_credentials("me", Secret("pw"), mechanisms=["SCRAM-SHA-256", "PLAIN"], authzid=None)
+        .with_timeouts(
+            Timeouts(connect=5.0, greeting=30.0, command=30.0, tls=10.0, data=60.0, quit=2.0)
+        )
+        .with_timeouts(10)
+        .with_limits(ReplyLimits(max_line_length=4096, max_lines=64, max_reply_bytes=32768))
+        .with_local_hostname("client.example.org")
+        .with_source_address("192.0.2.10", 0)
+        .with_pipelining(True)
+        .with_chunking(None, chunk_size=64 * 1024)
+        .with_8bit_policy(require_8bitmime=False)
+        .with_mail_options(MailOptions(ret="HDRS", envid="abc", requiretls=False))
+        .with_rcpt_options(RcptOptions(notify=("FAILURE", "DELAY"), orcpt="rfc822;you@example.com"))
+        .with_entry_point_plugins(False)
+        .with_opentelemetry(record_addresses=False)
+    )
+    return [
+        full,
+        ClientBuilder.smtp("[::1]:2525").with_tls("none"),
+        ClientBuilder.unix("/run/dovecot/lmtp"),
+        ClientBuilder.office365("me@example.com", token_provider=provider),
+        ClientBuilder.gmail("me@gmail.com", password="app-password"),
+        ClientBuilder.smtp("mail.example.com").with_token_provider(
+            "me", provider, mechanisms=["XOAUTH2"]
+        ),
+    ]
+
+
+def use_result(result: SendResult) -> None:
+    assert_type(result.accepted, tuple[str, ...])
+    assert_type(result.sender, str)
+    assert_type(result.size, int)
+    assert_type(result.ok, bool)
+    assert_type(result.queue_id, str | None)
+    assert_type(result.lmtp, bool)
+    reply = result.reply
+    assert_type(reply, Reply)
+    assert_type(reply.code, int)
+    assert_type(reply.text, str)
+    assert_type(reply.message, bytes)
+    assert_type(reply.enhanced, EnhancedStatus | None)
+    for rcpt, refusal in result.refused.items():
+        assert_type(rcpt, str)
+        assert_type(refusal.is_permanent, bool)
+    for rcpt, reply in result.recipient_replies.items():
+        print(rcpt, reply.code)
+
+
+def sync_usage() -> None:
+    builder = builders()[1]
+    config = builder.config()
+    assert_type(config, ClientConfig)
+    client = builder.build()
+    assert_type(client, Client)
+    assert_type(Client(config), Client)
+    assert_type(LMTPClient(config), LMTPClient)
+    with client.connect() as session:
+        assert_type(session, Session)
+        caps = session.capabilities
+        assert_type(caps, Capabilities)
+        assert_type(caps.max_size, int | None)
+        assert_type(caps.auth_mechanisms, tuple[str, ...])
+        assert_type(session.tls, TlsInfo | None)
+        assert_type(session.mechanism, str | None)
+        assert_type(session.closed, bool)
+        assert_type(session.ehlo(), Capabilities)
+        assert_type(session.starttls(), TlsInfo)
+        assert_type(session.login("me", "pw", mechanisms=["PLAIN"], allow_plaintext=False), str)
+        assert_type(session.authenticate(AuthSettings(username="me", password=Secret("pw"))), str)
+        for r in (
+            session.noop(),
+            session.rset(),
+            session.vrfy("me"),
+            session.expn("list"),
+            session.help(),
+            session.help("MAIL"),
+            session.execute("XCLIENT NAME=x"),
+        ):
+            assert_type(r, Reply)
+        try:
+            result = session.send_message(
+                message(),
+                sender="bounce@example.org",
+                recipients=["you@example.com"],
+                mail_options=MailOptions(body="8BITMIME"),
+                rcpt_options=RcptOptions(notify=("NEVER",)),
+            )
+            use_result(result)
+            use_result(session.sendmail("me@example.org", "you@example.com", b"raw"))
+            use_result(session.sendmail("me@example.org", ["you@example.com"], "text"))
+        except SenderRefused as exc:
+            assert_type(exc.sender, str)
+        except RecipientsRefused as exc:
+            assert_type(exc.refused, dict[str, Reply])
+        except ReplyError as exc:
+            assert_type(exc.smtp_code, int)
+            assert_type(exc.smtp_error, bytes)
+            assert_type(exc.is_transient, bool)
+        except MailError as exc:
+            print(exc)
+        assert_type(session.quit(), Reply)
+    session.close()
+    use_result(client.send_message(message()))
+    use_result(client.sendmail("a@example.org", "b@example.com", b"x"))
+    use_result(
+        mailsdk.send(
+            message(),
+            host="mail.example.com",
+            port=587,
+            username="me",
+            password="pw",
+            tls="starttls",
+            tls_settings=TlsSettings(),
+            timeout=30.0,
+        )
+    )
+    use_result(
+        mailsdk.send(b"raw", builder=builder, sender="a@example.org", recipients="b@example.com")
+    )
+    token = StaticTokenProvider("t").get_token(force_refresh=True)
+    assert_type(token, AccessToken)
+
+
+async def async_usage() -> None:
+    builder = builders()[2]
+    client = builder.build_async()
+    assert_type(client, AsyncClient)
+    assert_type(AsyncLMTPClient(builder.config()), AsyncLMTPClient)
+    async with await client.connect() as session:
+        assert_type(session, AsyncSession)
+        assert_type(await session.ehlo(), Capabilities)
+        assert_type(await session.noop(), Reply)
+        assert_type(await session.starttls(), TlsInfo)
+        assert_type(await session.login("me", Secret("pw")), str)
+        use_result(await session.send_message(message(), mail_options=MailOptions(smtputf8=True)))
+        use_result(await session.sendmail("a@example.org", ["b@example.com"], b"x"))
+        assert_type(await session.execute("NOOP"), Reply)
+        assert_type(await session.quit(), Reply)
+    await session.aclose()
+    use_result(await client.send_message(message()))
+    use_result(await mailsdk.asend(message(), builder=builder))
+
+
+if __name__ == "__main__":  # pragma: no cover - type-checked only
+    sync_usage()
+    asyncio.run(async_usage())
