@@ -396,3 +396,28 @@ def test_xoauth2_error_challenge_is_acknowledged_and_surfaced() -> None:
         s.replies(Reply.build(535, "5.7.8 Username and Password not accepted"))
     assert info.value.server_error is not None and info.value.server_error.get("status") == "401"
     assert "tok" not in repr(info.value.server_error)
+
+
+def test_token_failures_get_token_hints() -> None:
+    from mailsdk.auth import CredentialKind
+    from mailsdk.flows.authenticate import failure_hint
+
+    reply = Reply.build(535, "5.7.8 Username and Password not accepted")
+    password_hint = failure_hint(reply)
+    token_hint = failure_hint(reply, CredentialKind.TOKEN)
+    assert password_hint is not None and "app password" in password_hint
+    assert token_hint is not None and "token" in token_hint and "app password" not in token_hint
+    assert failure_hint(Reply.build(535, "no enhanced code")) is not None
+    assert failure_hint(Reply.build(454, "no enhanced code")) is None
+
+
+def test_lmtp_all_refused_after_bdat_names_bdat() -> None:
+    prepared = prepare_raw("a@example.org", ["b@example.com"], RAW)
+    s = Script(transaction(prepared, caps("CHUNKING", "PIPELINING"), dialect=Dialect.LMTP))
+    s.replies(ok(), ok())
+    assert isinstance(s.action, SendBdat)
+    s.answer((CommandReplied(EndOfData(), Reply.build(550, "5.1.1 gone"), "b@example.com"),))
+    assert isinstance(s.action, Submit)  # RSET
+    with pytest.raises(RecipientsRefused) as info:
+        s.replies(ok())
+    assert info.value.command == "BDAT"

@@ -63,13 +63,32 @@ _HINTS = {
 }
 
 
-def failure_hint(reply: Reply) -> str | None:
-    """A short explanation of the usual cause of an AUTH failure, from its enhanced status."""
-    if reply.enhanced is not None:
-        return _HINTS.get(str(reply.enhanced))
-    if reply.code == 535:
-        return _HINTS["5.7.3"]
-    return None
+#: Token mechanisms: the usual cause is the token, not a password.
+_TOKEN_HINTS = {
+    "5.7.8": "the access token was rejected: check that it has not expired, its audience "
+    "and scopes (Gmail: https://mail.google.com/; Office365: SMTP.Send), and the username",
+    "5.7.3": "the access token was rejected: check its audience and scopes, that the app has "
+    "the SMTP permission, and that SMTP AUTH is enabled for the mailbox",
+}
+
+
+def failure_hint(reply: Reply, kind: CredentialKind = CredentialKind.PASSWORD) -> str | None:
+    """A short explanation of the usual cause of an AUTH failure, from its enhanced status.
+
+    Args:
+        reply: the failure reply.
+        kind: whether a password or an access token was used (the causes differ).
+    """
+    status = (
+        str(reply.enhanced)
+        if reply.enhanced is not None
+        else ("5.7.3" if reply.code == 535 else None)
+    )
+    if status is None:
+        return None
+    if kind is CredentialKind.TOKEN and status in _TOKEN_HINTS:
+        return _TOKEN_HINTS[status]
+    return _HINTS.get(status)
 
 
 @attrs.frozen(kw_only=True)
@@ -134,7 +153,7 @@ def _run_exchange(
         reply,
         mechanism=mechanism.name,
         server_error=exchange.server_error,
-        hint=failure_hint(reply),
+        hint=failure_hint(reply, mechanism.credential_kind),
     )
 
 

@@ -185,6 +185,7 @@ def transaction(
                 rcpt_replies=rcpt_replies,
                 events=final,
                 size=prepared.size,
+                command="BDAT" if use_bdat else "DATA",
             )
         )
     end = final[-1].reply
@@ -228,6 +229,7 @@ def _lmtp_result(
     rcpt_replies: dict[str, Reply],
     events: tuple[CommandReplied, ...],
     size: int,
+    command: str,
 ) -> Generator[Action, object, SendResult]:
     per_recipient = {e.recipient: e.reply for e in events if e.recipient is not None}
     if len(events) == 1 and not per_recipient:
@@ -241,7 +243,7 @@ def _lmtp_result(
             refused[r] = reply
     if not delivered:
         yield from reset(events[-1].reply)
-        raise RecipientsRefused(refused, "DATA")
+        raise RecipientsRefused(refused, command)
     return SendResult(
         sender=sender,
         accepted=tuple(delivered),
