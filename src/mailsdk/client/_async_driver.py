@@ -47,9 +47,11 @@ class AsyncDriver:
     ) -> None:
         self.stream = stream
         self.pump = pump
-        self._tls_context = tls_context
+        #: The context for STARTTLS; a session may set it later (``Session.starttls``).
+        self.tls_context = tls_context
         self._server_hostname = server_hostname
-        self._token_provider = token_provider
+        #: Where ``ObtainToken`` actions get tokens; ``Session.authenticate`` may replace it.
+        self.token_provider = token_provider
         self.closed = False
 
     async def run(self, flow: Generator[Action, object, T]) -> T:
@@ -113,10 +115,10 @@ class AsyncDriver:
         return events
 
     async def _start_tls(self) -> TlsInfo:
-        if self._tls_context is None:
+        if self.tls_context is None:
             raise TLSError("STARTTLS needs a TLS context")
         self.stream = await self.stream.start_tls(
-            self._tls_context, self._server_hostname, self.pump.timeouts.tls
+            self.tls_context, self._server_hostname, self.pump.timeouts.tls
         )
         self.pump.connection.tls_started()
         info = self.tls_info()
@@ -132,14 +134,14 @@ class AsyncDriver:
         return None
 
     async def _token(self, force_refresh: bool) -> AccessToken:
-        get = getattr(self._token_provider, "get_token", None)
+        get = getattr(self.token_provider, "get_token", None)
         if get is None:
             raise ConfigurationError("OAuth needs a token provider")
         if inspect.iscoroutinefunction(get):
-            provider = typing.cast("AsyncTokenProvider", self._token_provider)
+            provider = typing.cast("AsyncTokenProvider", self.token_provider)
             return await provider.get_token(force_refresh=force_refresh)
         # msal and google-auth are blocking: keep them off the event loop.
-        sync = typing.cast("TokenProvider", self._token_provider)
+        sync = typing.cast("TokenProvider", self.token_provider)
         return await asyncio.to_thread(sync.get_token, force_refresh=force_refresh)
 
     def tls_info(self) -> TlsInfo | None:

@@ -46,9 +46,11 @@ class SyncDriver:
     ) -> None:
         self.stream = stream
         self.pump = pump
-        self._tls_context = tls_context
+        #: The context for STARTTLS; a session may set it later (``Session.starttls``).
+        self.tls_context = tls_context
         self._server_hostname = server_hostname
-        self._token_provider = token_provider
+        #: Where ``ObtainToken`` actions get tokens; ``Session.authenticate`` may replace it.
+        self.token_provider = token_provider
         self.closed = False
 
     def run(self, flow: Generator[Action, object, T]) -> T:
@@ -112,10 +114,10 @@ class SyncDriver:
         return events
 
     def _start_tls(self) -> TlsInfo:
-        if self._tls_context is None:
+        if self.tls_context is None:
             raise TLSError("STARTTLS needs a TLS context")
         self.stream = self.stream.start_tls(
-            self._tls_context, self._server_hostname, self.pump.timeouts.tls
+            self.tls_context, self._server_hostname, self.pump.timeouts.tls
         )
         self.pump.connection.tls_started()
         info = self.tls_info()
@@ -131,12 +133,12 @@ class SyncDriver:
         return None
 
     def _token(self, force_refresh: bool) -> AccessToken:
-        get = getattr(self._token_provider, "get_token", None)
+        get = getattr(self.token_provider, "get_token", None)
         if get is None or inspect.iscoroutinefunction(get):
             raise ConfigurationError(
                 "OAuth needs a synchronous token provider for the blocking client"
             )
-        return typing.cast("TokenProvider", self._token_provider).get_token(
+        return typing.cast("TokenProvider", self.token_provider).get_token(
             force_refresh=force_refresh
         )
 

@@ -98,9 +98,9 @@ class Session:
         """Upgrade a plaintext session with STARTTLS (required: raises if not offered/refused)."""
         if self._opened.tls is not None:
             return self._opened.tls
-        if self._driver._tls_context is None:
+        if self._driver.tls_context is None:
             # A session opened with TLS off has no context yet: build it from the settings now.
-            self._driver._tls_context = common.tls_context(
+            self._driver.tls_context = common.tls_context(
                 attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS)
             )
         plan = self._plan()
@@ -142,7 +142,7 @@ class Session:
 
     def authenticate(self, settings: AuthSettings) -> str:
         """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
-        self._driver._token_provider = settings.token_provider
+        self._driver.token_provider = settings.token_provider
         request = common.plan_for(attrs.evolve(self._config, auth=settings), None).auth
         assert request is not None
         plan = self._plan()
