@@ -17,11 +17,20 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, settings
 from tests._support.modes import Mode
 from tests._support.scripted_server import ScriptedServer, Step
 from tests._support.smtpd import SmtpdServer, start_smtpd
 
 from mailsdk.transport import TlsSettings
+
+# Hypothesis profiles (DESIGN.md §6.6): CI is deterministic and has no per-example deadline (a
+# loaded 2-core machine must not turn slowness into failures); "dev" explores new examples.
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 #: Environment variables that could change TLS or proxy behaviour under a test's feet.
 _ENV_VARS = (
