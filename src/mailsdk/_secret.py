@@ -51,7 +51,12 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
+        # surrogatepass: a value holding a lone surrogate (os.environ, sys.argv) must not raise a
+        # UnicodeEncodeError, whose args would carry the secret itself.
+        return hmac.compare_digest(
+            self._value.encode("utf-8", "surrogatepass"),
+            other._value.encode("utf-8", "surrogatepass"),
+        )
 
     def __hash__(self) -> int:
         return hash((Secret, len(self._value)))

@@ -34,6 +34,7 @@ __all__ = [
     "SaslContext",
     "SaslCredentials",
     "SaslExchange",
+    "check_encodable",
 ]
 
 #: Default cap on server challenges per exchange; a server looping on 334 hits it (hostile case).
@@ -58,6 +59,19 @@ def _upper_names(names: typing.Iterable[str]) -> tuple[str, ...]:
 
 def _bytes_summary(data: bytes) -> str:
     return f"<{len(data)} bytes>"
+
+
+def check_encodable(mechanism: str, what: str, value: str) -> None:
+    """Refuse text that UTF-8 cannot encode (a lone surrogate, as ``os.environ`` produces).
+
+    Checked before encoding so that no ``UnicodeEncodeError`` is ever raised from a credential:
+    its ``args`` would carry the whole string, password or token included.
+
+    Raises:
+        AuthError: ``value`` holds a surrogate code point; the message names ``what`` only.
+    """
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise AuthError(f"{mechanism}: the {what} contains a character UTF-8 cannot encode")
 
 
 def _check_text(value: str) -> str:

@@ -15,7 +15,13 @@ import typing
 
 import attrs
 
-from mailsdk.auth.base import BaseExchange, CredentialKind, SaslContext, SaslCredentials
+from mailsdk.auth.base import (
+    BaseExchange,
+    CredentialKind,
+    SaslContext,
+    SaslCredentials,
+    check_encodable,
+)
 from mailsdk.errors import AuthError
 
 __all__ = ["CramMD5Exchange", "CramMD5Mechanism", "cram_md5_response"]
@@ -43,6 +49,8 @@ class CramMD5Exchange(BaseExchange):
         super().__init__("CRAM-MD5")
         if not credentials.username or " " in credentials.username:
             raise AuthError("CRAM-MD5: the username must be non-empty and contain no space")
+        check_encodable("CRAM-MD5", "username", credentials.username)
+        check_encodable("CRAM-MD5", "password", credentials.secret.reveal())
         self._credentials = credentials
         self._answered = False
 

@@ -11,7 +11,13 @@ import typing
 
 import attrs
 
-from mailsdk.auth.base import BaseExchange, CredentialKind, SaslContext, SaslCredentials
+from mailsdk.auth.base import (
+    BaseExchange,
+    CredentialKind,
+    SaslContext,
+    SaslCredentials,
+    check_encodable,
+)
 from mailsdk.errors import AuthError
 
 __all__ = ["LoginExchange", "LoginMechanism"]
@@ -47,6 +53,8 @@ class LoginExchange(BaseExchange):
         super().__init__("LOGIN")
         if not credentials.username:
             raise AuthError("LOGIN: the username is empty")
+        check_encodable("LOGIN", "username", credentials.username)
+        check_encodable("LOGIN", "password", credentials.secret.reveal())
         self._credentials = credentials
         self._send_initial = send_initial
         self._next = _Step.USERNAME

@@ -22,6 +22,7 @@ never reach a message.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 import typing
@@ -213,10 +214,20 @@ class MsalTokenCacheFile:
             return
         except OSError as exc:
             raise ConfigurationError(f"cannot read token cache {str(self.path)!r}") from exc
+        self._restrict_permissions()
         try:
             self.cache.deserialize(text)
         except ValueError:
             self.cache = msal.SerializableTokenCache()  # a corrupt cache is only a cache
+
+    def _restrict_permissions(self) -> None:
+        """Make an existing cache file 0600: it holds refresh tokens (best effort)."""
+        try:
+            mode = self.path.stat().st_mode
+            if mode & 0o077:
+                self.path.chmod(0o600)
+        except OSError:
+            pass  # not ours to change (another owner, read-only file system): leave it
 
     def save(self) -> bool:
         """Write the cache if msal changed it. Returns True when the file was written.
@@ -229,16 +240,20 @@ class MsalTokenCacheFile:
                 return False
             data = self.cache.serialize().encode("utf-8")
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp: Path | None = None
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                # mkstemp: an unpredictable name opened with O_CREAT | O_EXCL and mode 0600, so a
+                # file or symlink planted in a shared directory is never written through.
+                fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+                tmp = Path(name)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, self.path)
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
                 raise ConfigurationError(f"cannot write token cache {str(self.path)!r}") from exc
             self.cache.has_state_changed = False
             return True
@@ -443,10 +458,14 @@ class MsalAppOnlyProvider(_MsalProvider):
         last = self.authority.rstrip("/").rsplit("/", 1)[-1].lower()
         if last in ("common", "organizations", "consumers"):
             raise ConfigurationError(f"app-only tokens need a specific tenant, not {last!r}")
+        self._thumbprint = certificate_thumbprint
+        self._send_chain = send_certificate_chain
+        self._credential: Secret | CertificateCredential
         if isinstance(credential, CertificateCredential):
-            self._credential: typing.Any = credential.to_msal(
-                thumbprint=certificate_thumbprint, send_chain=send_certificate_chain
-            )
+            # Validate the options now, but keep the credential itself: msal's dict holds the
+            # private key in clear text, so it is built only when the application is created.
+            credential.to_msal(thumbprint=certificate_thumbprint, send_chain=send_certificate_chain)
+            self._credential = credential
         else:
             secret = as_secret(credential)
             if not secret:
@@ -455,7 +474,11 @@ class MsalAppOnlyProvider(_MsalProvider):
 
     def _create_app(self) -> typing.Any:
         cred = self._credential
-        client_credential = cred.reveal() if isinstance(cred, Secret) else cred
+        client_credential: typing.Any = (
+            cred.reveal()
+            if isinstance(cred, Secret)
+            else cred.to_msal(thumbprint=self._thumbprint, send_chain=self._send_chain)
+        )
         return msal.ConfidentialClientApplication(
             self.client_id, client_credential=client_credential, **self._app_kwargs()
         )

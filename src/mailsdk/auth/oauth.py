@@ -13,7 +13,14 @@ import typing
 
 import attrs
 
-from mailsdk.auth.base import BaseExchange, CredentialKind, SaslContext, SaslCredentials
+from mailsdk._secret import Secret
+from mailsdk.auth.base import (
+    BaseExchange,
+    CredentialKind,
+    SaslContext,
+    SaslCredentials,
+    check_encodable,
+)
 from mailsdk.errors import AuthError
 
 if typing.TYPE_CHECKING:
@@ -38,6 +45,7 @@ def _check_value(mechanism: str, what: str, value: str) -> None:
     # any control character would let a field forge extra pairs (injection).
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise AuthError(f"{mechanism}: the {what} contains a control character")
+    check_encodable(mechanism, what, value)
 
 
 def _check_token(mechanism: str, token: str) -> None:
@@ -122,15 +130,26 @@ def parse_error_challenge(mechanism: str, challenge: bytes, token: str) -> dict[
     if len(challenge) > _MAX_ERROR_JSON:
         raise AuthError(f"{mechanism}: error challenge larger than {_MAX_ERROR_JSON} bytes")
     try:
-        text = challenge.decode("utf-8")
-        if token:
-            text = text.replace(token, "***")
-        value = json.loads(text)
+        value = json.loads(challenge.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise AuthError(f"{mechanism}: the server's error challenge is not JSON") from None
     if not isinstance(value, dict):
         raise AuthError(f"{mechanism}: the server's error challenge is not a JSON object")
-    return {str(k): v for k, v in value.items()}
+    # Redact after decoding: JSON escapes ("\/", "\u0061") would hide the token from a search
+    # in the raw text.
+    redacted = _redact(value, token) if token else value
+    return {str(k): v for k, v in redacted.items()}
+
+
+def _redact(value: typing.Any, token: str) -> typing.Any:
+    """Replace ``token`` in every string of a decoded JSON value (keys included)."""
+    if isinstance(value, str):
+        return value.replace(token, "***")
+    if isinstance(value, list):
+        return [_redact(item, token) for item in value]
+    if isinstance(value, dict):
+        return {_redact(k, token): _redact(v, token) for k, v in value.items()}
+    return value
 
 
 class _OAuthExchange(BaseExchange):
@@ -141,8 +160,9 @@ class _OAuthExchange(BaseExchange):
 
     def __init__(self, mechanism: str, message: bytes, token: str) -> None:
         super().__init__(mechanism)
-        self.__message = message
-        self.__token = token
+        # Both hold the token: kept as Secrets so vars()/__dict__ of the exchange never show it.
+        self._message = Secret(message.decode("utf-8", "surrogateescape"))
+        self._token = Secret(token)
         self._sent = False
         self._error_seen = False
 
@@ -151,7 +171,7 @@ class _OAuthExchange(BaseExchange):
         if self._sent:
             raise AuthError(f"{self.mechanism}: the initial response was already produced")
         self._sent = True
-        return self.__message
+        return self._message.reveal().encode("utf-8", "surrogateescape")
 
     def _step(self, challenge: bytes) -> bytes:
         if not self._sent:
@@ -159,13 +179,13 @@ class _OAuthExchange(BaseExchange):
             if challenge:
                 raise AuthError(f"{self.mechanism}: expected an empty first challenge")
             self._sent = True
-            return self.__message
+            return self._message.reveal().encode("utf-8", "surrogateescape")
         if self._error_seen:
             raise self._unexpected()
         # Any challenge after the token is the error challenge (RFC 7628 §3.2.2): capture the
         # JSON, send the dummy reply, and the server then fails the exchange with 535/334.
         self._error_seen = True
-        self._server_error = parse_error_challenge(self.mechanism, challenge, self.__token)
+        self._server_error = parse_error_challenge(self.mechanism, challenge, self._token.reveal())
         return self._error_reply
 
     @property

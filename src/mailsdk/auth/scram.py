@@ -26,6 +26,7 @@ import typing
 
 import attrs
 
+from mailsdk._secret import Secret
 from mailsdk.auth._saslprep import saslprep
 from mailsdk.auth.base import BaseExchange, CredentialKind, SaslContext, SaslCredentials
 from mailsdk.errors import AuthError
@@ -99,7 +100,10 @@ class ScramExchange(BaseExchange):
         user = saslprep(credentials.username, what="username")
         if not user:
             raise AuthError(f"{self.mechanism}: the username is empty")
-        self._password = saslprep(credentials.secret.reveal(), what="password").encode("utf-8")
+        # Kept as a Secret so vars()/__dict__ of the exchange never show the password.
+        self._password: Secret | None = Secret(
+            saslprep(credentials.secret.reveal(), what="password")
+        )
         if not nonce or any(not (0x21 <= ord(c) <= 0x7E) or c == "," for c in nonce):
             raise AuthError(f"{self.mechanism}: the client nonce must be printable ASCII, no ','")
         self._nonce = nonce
@@ -186,14 +190,17 @@ class ScramExchange(BaseExchange):
         without_proof = f"c={channel},r={nonce}".encode("ascii")
         auth_message = self._client_first_bare + b"," + server_first + b"," + without_proof
         # RFC 5802 §3: SaltedPassword := Hi(Normalize(password), salt, i), Hi = PBKDF2-HMAC.
-        salted = hashlib.pbkdf2_hmac(self._digest, self._password, salt, iterations)
+        if self._password is None:
+            raise AuthError(f"{self.mechanism}: the client-final message was already produced")
+        password = self._password.reveal().encode("utf-8")
+        salted = hashlib.pbkdf2_hmac(self._digest, password, salt, iterations)
         client_key = hmac.digest(salted, b"Client Key", self._digest)
         stored_key = hashlib.new(self._digest, client_key).digest()
         client_signature = hmac.digest(stored_key, auth_message, self._digest)
         proof = bytes(a ^ b for a, b in zip(client_key, client_signature, strict=True))
         server_key = hmac.digest(salted, b"Server Key", self._digest)
         self._server_signature = hmac.digest(server_key, auth_message, self._digest)
-        self._password = b""
+        self._password = None
         self._stage = _Stage.SERVER_FINAL
         return without_proof + b",p=" + _b64(proof).encode("ascii")
 

@@ -171,6 +171,19 @@ class _CacheState:
             return None
         return token
 
+    def replaced(self, generation: int, token: AccessToken | None) -> bool:
+        """Whether the cached token was renewed since ``generation`` with a *different* value.
+
+        A forced refresh (the retry after a 535) may reuse a token fetched while it waited only
+        if that token is not the one the server refused: an unforced refetch that ran meanwhile
+        (a refresh ahead of expiry) may have been served the very same token from the inner
+        provider's own cache, as msal does.
+        """
+        current = self.token
+        if self.generation == generation or current is None:
+            return False
+        return token is None or current.token != token.token
+
     def store(self, token: AccessToken) -> AccessToken:
         self.token = token
         self.fetched_at = self.clock()
@@ -222,14 +235,14 @@ class CachingTokenProvider:
             TokenError: the inner provider failed (foreign exceptions are wrapped).
         """
         state = self._state
-        seen = state.generation
+        seen, before = state.generation, state.token
         if not force_refresh and (token := state.fresh()) is not None:
             return token
         with self._lock:
             # Single flight: whoever held the lock may have refreshed while we waited. A forced
             # caller reuses that token only if it is newer than the one the caller started with.
             token = state.fresh()
-            if token is not None and (not force_refresh or state.generation != seen):
+            if token is not None and (not force_refresh or state.replaced(seen, before)):
                 return token
             try:
                 token = self._inner.get_token(force_refresh=force_refresh)
@@ -275,6 +288,8 @@ class AsyncCachingTokenProvider:
         self._is_async = is_async_provider(inner)
         self._state = _CacheState(refresh_ahead, clock)
         self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        # Guards the table itself: threads running their own event loops share this provider.
+        self._locks_guard = threading.Lock()
 
     @property
     def username(self) -> str | None:
@@ -283,12 +298,13 @@ class AsyncCachingTokenProvider:
 
     def _lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            for old in [lp for lp in self._locks if lp.is_closed()]:
-                del self._locks[old]
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
+        with self._locks_guard:
+            lock = self._locks.get(loop)
+            if lock is None:
+                for old in [lp for lp in self._locks if lp.is_closed()]:
+                    del self._locks[old]
+                lock = self._locks[loop] = asyncio.Lock()
+            return lock
 
     async def _fetch(self, force_refresh: bool) -> AccessToken:
         if self._is_async:
@@ -311,12 +327,12 @@ class AsyncCachingTokenProvider:
             TokenError: the inner provider failed (foreign exceptions are wrapped).
         """
         state = self._state
-        seen = state.generation
+        seen, before = state.generation, state.token
         if not force_refresh and (token := state.fresh()) is not None:
             return token
         async with self._lock():
             token = state.fresh()
-            if token is not None and (not force_refresh or state.generation != seen):
+            if token is not None and (not force_refresh or state.replaced(seen, before)):
                 return token
             try:
                 token = await self._fetch(force_refresh)

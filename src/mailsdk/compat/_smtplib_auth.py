@@ -28,9 +28,23 @@ from mailsdk.auth import (
 from mailsdk.auth.plain import encode_plain
 from mailsdk.errors import AuthError
 
-__all__ = ["b64_response", "cram_md5_response", "login_response", "plain_response"]
+__all__ = [
+    "CredentialsNotEncodable",
+    "b64_response",
+    "cram_md5_response",
+    "login_response",
+    "plain_response",
+]
 
 _CONTEXT: typing.Final = SaslContext(host="", port=0, tls_active=False)
+
+
+class CredentialsNotEncodable(_std.SMTPException):
+    """A built-in authobject cannot encode the credentials for its mechanism (local failure).
+
+    Still an ``smtplib.SMTPException``; ``login()`` uses the subclass to tell this apart from a
+    server-side failure and moves on to the next mechanism, as smtplib does after a refusal.
+    """
 
 
 @contextlib.contextmanager
@@ -38,7 +52,7 @@ def _as_smtp_exception() -> Iterator[None]:
     try:
         yield
     except AuthError as exc:
-        raise _std.SMTPException(str(exc)) from None
+        raise CredentialsNotEncodable(str(exc)) from None
 
 
 def plain_response(user: str, password: str) -> str:

@@ -54,6 +54,8 @@ class SMTPBase:
     ehlo_resp: bytes | None = None
     does_esmtp = False
     _dialect = Dialect.SMTP
+    #: An AUTH exchange sent by hand (``docmd("AUTH", ...)``) is in progress: redact it too.
+    _sasl_wire = False
     local_hostname: str
 
     def _init_state(self, host: str, timeout: object, source_address: object) -> None:
@@ -125,10 +127,10 @@ class SMTPBase:
 
     def _loggable(self, s: str | bytes) -> str | bytes:
         """What debug output shows: during AUTH every payload is replaced by ``***``."""
-        if not self._sasl_active:
+        if not (self._sasl_active or self._sasl_wire):
             return s
         words = (s.decode("ascii", "replace") if isinstance(s, bytes) else s).split()
-        if words[:1] == ["AUTH"]:
+        if [w.upper() for w in words[:1]] == ["AUTH"]:
             return " ".join([*words[:2], "***"][: max(len(words), 2)]) + CRLF
         return "***" + CRLF
 
@@ -141,7 +143,12 @@ class SMTPBase:
             UnicodeEncodeError: non-ASCII text while SMTPUTF8 is not in use.
         """
         line = cmd if args == "" else f"{cmd} {args}"
-        self.send(_text.command_line(line, self.command_encoding, secret=self._sasl_active))
+        verb = line.split(None, 1)[0].upper() if line.strip() else ""
+        if verb == "AUTH":
+            # RFC 4954: everything up to the final (non-334) reply is part of the exchange.
+            self._sasl_wire = True
+        secret = self._sasl_active or self._sasl_wire
+        self.send(_text.command_line(line, self.command_encoding, secret=secret))
 
     def getreply(self) -> Reply:
         """Read one reply: ``(code, message)``; code ``-1`` when it is not a number.
@@ -182,6 +189,8 @@ class SMTPBase:
             if result is not None:
                 break
         code, msg = result
+        if code != 334:
+            self._sasl_wire = False  # RFC 4954 §4: any other reply ends the AUTH exchange
         if self.debuglevel > 0:
             self._print_debug(f"reply: retcode ({code}); Msg: {msg!a}")
         return code, msg

@@ -142,6 +142,7 @@ class SMTPSession(SMTPBase):
             raise _std.SMTPException("No suitable authentication method found.")
         self.user, self.password = user, password
         last_exception: _std.SMTPAuthenticationError | None = None
+        local_failure: _auth.CredentialsNotEncodable | None = None
         for mechanism in authlist:
             method = getattr(self, "auth_" + mechanism.lower().replace("-", "_"))
             try:
@@ -150,9 +151,18 @@ class SMTPSession(SMTPBase):
                     return code, resp
             except _std.SMTPAuthenticationError as exc:
                 last_exception = exc
-        if last_exception is None:  # pragma: no cover - auth() returns 235/503 or raises
-            raise _std.SMTPException("No suitable authentication method found.")
-        raise last_exception
+            except _auth.CredentialsNotEncodable as exc:
+                # This mechanism cannot carry these credentials (a CRAM-MD5 user name with a
+                # space, an empty PLAIN password); smtplib would have sent them, been refused and
+                # tried the next mechanism, so do the same.
+                local_failure = exc
+        if last_exception is not None:
+            raise last_exception
+        if local_failure is not None:
+            raise local_failure
+        raise _std.SMTPException(  # pragma: no cover - auth() returns 235/503 or raises
+            "No suitable authentication method found."
+        )
 
     def starttls(
         self,

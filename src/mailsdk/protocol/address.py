@@ -20,8 +20,11 @@ from mailsdk.errors import InvalidInputError
 
 __all__ = ["check_text", "needs_smtputf8", "quote_path", "split_mailbox", "validate_address"]
 
-# C0 controls and DEL: never allowed in anything that goes on a command line (CR/LF injection).
-_CONTROL_RE: typing.Final = re.compile(r"[\x00-\x1f\x7f]")
+# Never allowed in anything that goes on a command line (CR/LF injection): C0 controls and DEL;
+# C1 controls (NEL U+0085 included), LINE and PARAGRAPH SEPARATOR, which end a line for any
+# server that splits decoded text with ``str.splitlines()`` (RFC 5198 §2 forbids them in
+# Net-Unicode); and lone surrogates (``surrogateescape`` debris), which cannot be UTF-8 encoded.
+_CONTROL_RE: typing.Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # Characters that may not appear unquoted in a local part (RFC 5321 §4.1.2 Dot-string / atext).
 _LOCAL_SPECIALS_RE: typing.Final = re.compile(r'[\s<>()\[\]\\,;:@"]')
 # Characters never valid in a domain or address literal.
@@ -30,7 +33,9 @@ _QUOTED_RE: typing.Final = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def check_text(value: str, what: str) -> str:
-    """Refuse CR, LF, NUL, other C0 controls and DEL in text destined for the wire.
+    """Refuse CR, LF, NUL and every other control character in text destined for the wire.
+
+    Refused: C0 controls, DEL, C1 controls (U+0080-U+009F), U+2028/U+2029 and lone surrogates.
 
     Args:
         value: the text.

@@ -5,8 +5,9 @@ and attrs; must never import socket, ssl, asyncio, selectors, threading, time, l
 opentelemetry or msal.
 
 Every command is an immutable value validated *when it is constructed*: a CR, LF, NUL, any other
-C0 control or DEL in any argument (address, hostname, parameter, AUTH payload, raw line) raises
-:class:`~mailsdk.errors.InvalidInputError` before a single byte can be produced. That is the whole
+C0 or C1 control, DEL, U+2028/U+2029 or a lone surrogate in any argument (address, hostname,
+parameter, AUTH payload, raw line) raises :class:`~mailsdk.errors.InvalidInputError` before a
+single byte can be produced. That is the whole
 CR/LF command-injection defence (RFC 5321 §2.3.8: lines end with CRLF and nothing else may
 introduce a line break). Text is encoded as UTF-8; deciding whether SMTPUTF8 is needed is the
 caller's job (:func:`mailsdk.protocol.address.needs_smtputf8`).

@@ -25,6 +25,9 @@ most one reply (bounded: :class:`ReplyLimits`) and pairs it with the oldest queu
 returning :class:`GreetingReceived`, :class:`CommandReplied` or :class:`ConnectionClosed`, or
 :data:`NEED_DATA` when it needs more bytes. A reply that arrives when nothing is queued is a
 :class:`~mailsdk.errors.RemoteProtocolError`: replies can never fall out of step with commands.
+For the same reason ``send``/``end_body``/``send_bdat`` refuse to queue a command while nothing
+is pending and reply bytes are already buffered: they arrived before the command was written
+(only an asynchronous ``421``, RFC 5321 §3.8, is left to answer the next command).
 Each reply may *correct* the optimistic state: MAIL refused -> ``READY``; DATA answered with
 anything but 354 -> ``READY``; a failed BDAT chunk -> ``READY``. Corrections for MAIL, RCPT, DATA
 and BDAT only apply to the newest transaction, so late replies of a pipelined earlier
@@ -147,6 +150,7 @@ class ClientConnection:
         self._data_encoder: DataEncoder | None = None
         self._bdat_encoder: BdatEncoder | None = None
         self._eof = False
+        self._overflow = False  # an over-long line is buffered behind complete replies
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -185,6 +189,30 @@ class ClientConnection:
         if self._state is ClientState.ERROR:
             raise LocalProtocolError("the connection is in the ERROR state and cannot be used")
 
+    def _check_in_step(self) -> None:
+        """Refuse to queue a command while unsolicited reply bytes are buffered.
+
+        With nothing pending, every buffered byte arrived *before* the command about to be
+        queued was written, so it cannot be its reply; pairing it anyway would put every later
+        reply out of step (a premature ``250`` after ``354`` would "accept" a message the server
+        never saw). RFC 5321 §3.8 allows one exception: a ``421`` sent "asynchronously from
+        command receipt (on the assumption that the client will receive it after the next
+        command is issued)", which is left to answer the next command.
+
+        Raises:
+            RemoteProtocolError: unsolicited bytes are buffered (the connection moves to
+                ``ERROR``).
+        """
+        if self._queue:
+            return
+        buffered = self._parser.buffered
+        if buffered and not b"421".startswith(buffered[:3]):
+            self._state = ClientState.ERROR
+            raise RemoteProtocolError(
+                "the server sent a reply before the command it would answer was sent: "
+                f"{buffered[:60]!r}"
+            )
+
     def send(self, command: Command) -> bytes:
         """Queue ``command`` for its reply and return its wire bytes.
 
@@ -198,10 +226,14 @@ class ClientConnection:
 
         Raises:
             LocalProtocolError: the command is illegal in the current state (nothing changes).
+            RemoteProtocolError: reply bytes the server sent before this command are buffered
+                (see :meth:`_check_in_step`).
         """
         self._check_usable()
         trigger = trigger_of(command, self.dialect)
         new_state = state_after_send(self._state, trigger, command.verb)
+        data = command.to_bytes()  # before any bookkeeping: a failure must change nothing
+        self._check_in_step()
         if trigger is Trigger.MAIL:
             self._txn = _Transaction()
             self._bdat_encoder = None
@@ -210,7 +242,7 @@ class ClientConnection:
         txn = self._txn if trigger in TRANSACTION_TRIGGERS or trigger is Trigger.BDAT_LAST else None
         self._queue.append(_Pending(command, trigger, txn))
         self._state = new_state
-        return command.to_bytes()
+        return data
 
     def send_body(self, chunk: bytes) -> bytes:
         """Encode the next piece of the DATA body (only after DATA got 354).
@@ -237,10 +269,12 @@ class ClientConnection:
 
         Raises:
             LocalProtocolError: not in the ``BODY`` state.
+            RemoteProtocolError: the server already sent a reply the body cannot have caused.
         """
         self._check_usable()
         new_state = state_after_send(self._state, Trigger.END_OF_DATA, "end of data")
         assert self._data_encoder is not None
+        self._check_in_step()
         tail = self._data_encoder.finish()
         self._data_encoder = None
         self._queue.append(_Pending(EndOfData(), Trigger.END_OF_DATA, self._txn))
@@ -261,10 +295,12 @@ class ClientConnection:
 
         Raises:
             LocalProtocolError: BDAT is illegal in the current state.
+            RemoteProtocolError: unsolicited reply bytes are buffered.
         """
         self._check_usable()
         trigger = Trigger.BDAT_LAST if last else Trigger.BDAT
         new_state = state_after_send(self._state, trigger, "BDAT")
+        self._check_in_step()
         if self._bdat_encoder is None:
             self._bdat_encoder = BdatEncoder(canonicalize=canonicalize)
         command, payload = self._bdat_encoder.frame(chunk, last=last)
@@ -305,7 +341,9 @@ class ClientConnection:
             data: the received bytes.
 
         Raises:
-            RemoteProtocolError: bytes after STARTTLS's 220 (injection) or an over-long line.
+            RemoteProtocolError: bytes after STARTTLS's 220 (injection) or an over-long line
+                (raised by :meth:`next_event` instead when complete replies precede it in the
+                buffer: they are returned first).
             LocalProtocolError: the connection is in ``ERROR``, or data follows EOF.
         """
         self._check_usable()
@@ -321,7 +359,18 @@ class ClientConnection:
                 raise RemoteProtocolError(
                     "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
                 )
-            self._parser.feed(data)
+            if self._overflow:
+                raise RemoteProtocolError("reply line too long (more data after the limit)")
+            try:
+                self._parser.feed(data)
+            except RemoteProtocolError:
+                # The over-long line may share the chunk with complete replies ("250 queued"
+                # for a message): those still come out of next_event(), which then raises
+                # (the parser stops at the same line), so the outcome never depends on how
+                # the bytes were split. Any further data is refused: the buffer stays bounded.
+                if b"\n" not in self._parser.buffered:
+                    raise
+                self._overflow = True
         except BaseException:
             self._state = ClientState.ERROR
             raise

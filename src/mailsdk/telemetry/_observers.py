@@ -15,14 +15,24 @@ ignored. ``_Session.end`` ends whatever is still open, so no span is ever left r
 
 from __future__ import annotations
 
+import functools
+import logging
+import re
 import typing
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mailsdk.errors import RecipientsRefused, ReplyError
 from mailsdk.telemetry import attributes as names
-from mailsdk.telemetry.base import _NO_HEADERS
+from mailsdk.telemetry.base import (
+    _NO_HEADERS,
+    _NOOP_COMMAND,
+    _NOOP_TRANSACTION,
+    NoopCommandObserver,
+    NoopTransactionObserver,
+)
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -40,6 +50,51 @@ if typing.TYPE_CHECKING:
 __all__: list[str] = []  # private module: nothing public
 
 _CLIENT: typing.Final = SpanKind.CLIENT
+# RFC 5322 §2.2: field-name = printable US-ASCII except ":"; the value: printable text, no CR/LF.
+_FIELD_NAME: typing.Final = re.compile(r"[!-9;-~]{1,64}")
+_FIELD_VALUE: typing.Final = re.compile(r"[ -~]{0,1024}")
+
+_logger = logging.getLogger("mailsdk.telemetry")
+_P = typing.ParamSpec("_P")
+_R = typing.TypeVar("_R")
+
+
+def _nothing() -> None:
+    return None
+
+
+def _no_command() -> _Command | NoopCommandObserver:
+    return _NOOP_COMMAND
+
+
+def _no_transaction() -> _Transaction | NoopTransactionObserver:
+    return _NOOP_TRANSACTION
+
+
+def guarded(fallback: Callable[[], _R]) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Make an observer hook exception-safe: telemetry must never make a session fail.
+
+    The OpenTelemetry SDK does not shield callers from every plug-in (a span processor whose
+    ``on_start``/``on_end`` raises, a sampler, a metric view...). A failure is logged on the
+    ``mailsdk.telemetry`` logger and the hook returns ``fallback()`` instead.
+    """
+
+    def decorate(method: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(method)
+        def hook(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(*args, **kwargs)
+            except Exception:
+                _logger.warning(
+                    "OpenTelemetry instrumentation failed in %s; ignored",
+                    method.__qualname__,
+                    exc_info=True,
+                )
+                return fallback()
+
+        return hook
+
+    return decorate
 
 
 class _Session:
@@ -56,6 +111,7 @@ class _Session:
         self._commands: dict[_Command, None] = {}  # open commands, in start order
         self._ended = False
 
+    @guarded(_nothing)
     def connected(self, *, peer_address: str | None, peer_port: int | None) -> None:
         """Record ``network.peer.address`` and ``network.peer.port``."""
         span = self._span
@@ -65,6 +121,7 @@ class _Session:
             if peer_port is not None:
                 span.set_attribute(names.NETWORK_PEER_PORT, peer_port)
 
+    @guarded(_nothing)
     def tls_established(self, *, version: str | None, cipher: str | None, implicit: bool) -> None:
         """Record the TLS version, cipher and whether TLS was implicit (RFC 8314) or STARTTLS."""
         span = self._span
@@ -75,25 +132,28 @@ class _Session:
                 span.set_attribute(names.TLS_CIPHER, cipher)
             span.set_attribute(names.TLS_IMPLICIT, implicit)
 
+    @guarded(_nothing)
     def capabilities(self, keywords: Sequence[str]) -> None:
         """Record the negotiated ESMTP keywords, upper-cased, in the server's order."""
         span = self._span
         if span.is_recording():
             span.set_attribute(names.SMTP_EXTENSIONS, tuple(k.upper() for k in keywords))
 
+    @guarded(_nothing)
     def authenticated(self, mechanism: str) -> None:
         """Record the SASL mechanism name that succeeded."""
         span = self._span
         if span.is_recording():
             span.set_attribute(names.SASL_MECHANISM, names.normalize_mechanism(mechanism))
 
+    @guarded(_no_command)
     def command(
         self,
         verb: str,
         *,
         pipeline_size: int = 1,
         transaction: TransactionObserver | None = None,
-    ) -> _Command:
+    ) -> _Command | NoopCommandObserver:
         """Start the ``SMTP {verb}`` span under the current transaction (or the session).
 
         Args:
@@ -117,9 +177,10 @@ class _Session:
         self._commands[observer] = None
         return observer
 
+    @guarded(_no_transaction)
     def transaction(
         self, *, sender: str, recipients: Sequence[str], size: int | None
-    ) -> _Transaction:
+    ) -> _Transaction | NoopTransactionObserver:
         """Start the ``smtp.send`` span; later commands become its children until it ends.
 
         Args:
@@ -148,6 +209,7 @@ class _Session:
         self._transactions.append(observer)
         return observer
 
+    @guarded(_nothing)
     def end(self, error: BaseException | None = None) -> None:
         """End the session span; children still open end with ``error`` (or ``_OTHER``)."""
         if self._ended:
@@ -158,9 +220,11 @@ class _Session:
         for txn in list(reversed(self._transactions)):
             txn._fail(error)
         span = self._span
-        if error is not None and span.is_recording():
-            self._inst._set_error(span, names.error_type(error), error)
-        span.end()
+        try:
+            if error is not None and span.is_recording():
+                self._inst._set_error(span, names.error_type(error), error)
+        finally:
+            span.end()
 
 
 class _Command:
@@ -176,6 +240,7 @@ class _Command:
         self._ended = False
         self._start = session._clock()
 
+    @guarded(_nothing)
     def replied(self, reply: Reply) -> None:
         """Record the reply code and enhanced status and end the span (4xx/5xx: ERROR)."""
         if self._ended:
@@ -193,6 +258,7 @@ class _Command:
         span.end()
         self._session._inst._record_duration(self._verb, reply.code, elapsed)
 
+    @guarded(_nothing)
     def recipient_replied(self, recipient: str, reply: Reply) -> None:
         """Add an LMTP per-recipient reply event (index, code, enhanced status[, address])."""
         span = self._span
@@ -210,6 +276,7 @@ class _Command:
         """End the span with status ERROR and ``error.type`` = the exception's class."""
         self._fail(error)
 
+    @guarded(_nothing)
     def _fail(self, error: BaseException | None) -> None:
         if self._ended:
             return
@@ -245,10 +312,23 @@ class _Transaction:
         propagator = self._session._inst._propagator
         if propagator is None:
             return _NO_HEADERS
-        carrier: dict[str, str] = {}
-        propagator.inject(carrier, context=self._context)
-        return carrier
+        carrier: dict[typing.Any, typing.Any] = {}  # a propagator may put anything here
+        try:
+            propagator.inject(carrier, context=self._context)
+        except Exception:  # telemetry must never make a send fail
+            return _NO_HEADERS
+        # The headers go into the message: keep only well-formed header fields (RFC 5322 §2.2),
+        # so a propagator can never inject a line break, and with it other headers.
+        return {
+            name: value
+            for name, value in carrier.items()
+            if isinstance(name, str)
+            and isinstance(value, str)
+            and _FIELD_NAME.fullmatch(name)
+            and _FIELD_VALUE.fullmatch(value)
+        }
 
+    @guarded(_nothing)
     def finished(
         self,
         *,
@@ -298,6 +378,7 @@ class _Transaction:
         """End the span with status ERROR; a ``ReplyError`` counts as refused, else failed."""
         self._fail(error)
 
+    @guarded(_nothing)
     def _fail(self, error: BaseException | None) -> None:
         if not self._close():
             return

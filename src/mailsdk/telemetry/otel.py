@@ -25,7 +25,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from mailsdk._version import __version__
 from mailsdk.errors import ConfigurationError, ReplyError
 from mailsdk.telemetry import attributes as names
-from mailsdk.telemetry._observers import _Session
+from mailsdk.telemetry._observers import _Session, guarded
+from mailsdk.telemetry.base import _NOOP_SESSION, NoopSessionObserver
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -53,6 +54,10 @@ def _histogram(
         )
     except TypeError:  # pragma: no cover - older API without the advisory parameter
         return meter.create_histogram(name, unit=unit, description=description)
+
+
+def _no_session() -> _Session | NoopSessionObserver:
+    return _NOOP_SESSION
 
 
 class OpenTelemetryInstrumentation:
@@ -157,6 +162,7 @@ class OpenTelemetryInstrumentation:
             f"propagate={self.propagate})"
         )
 
+    @guarded(_no_session)
     def session(
         self,
         *,
@@ -164,7 +170,7 @@ class OpenTelemetryInstrumentation:
         server_port: int | None,
         transport: str,
         protocol: str,
-    ) -> _Session:
+    ) -> _Session | NoopSessionObserver:
         """Start the ``smtp.session`` span as a child of the caller's current span.
 
         Args:
@@ -194,10 +200,12 @@ class OpenTelemetryInstrumentation:
 
     def _command_info(self, verb: str, pipeline_size: int) -> tuple[str, str, _Attributes]:
         """Return (normalised verb, span name, start attributes), cached per verb and size."""
-        key = (verb, pipeline_size)
+        # Keyed by the *normalised* verb: the raw one may be the first word of a SASL payload
+        # sent with execute(), which must not be kept (the cache is reachable from this object).
+        normalized = names.normalize_verb(verb, self._extra_verbs)
+        key = (normalized, pipeline_size)
         info = self._commands.get(key)
         if info is None:
-            normalized = names.normalize_verb(verb, self._extra_verbs)
             info = (
                 normalized,
                 names.COMMAND_SPAN_PREFIX + normalized,

@@ -18,6 +18,8 @@ The table (first match wins)::
     ssl.SSLEOFError / SSLZeroReturnError-> ConnectionLost   (READ, WRITE)
     other ssl.SSLError                  -> TLSError
     asyncio.IncompleteReadError         -> ConnectionLost
+    UnicodeError (a host name that IDNA -> ConnectError     (CONNECT)
+      cannot encode: "a..b", 64+ chars)    TLSError         (TLS_HANDSHAKE)
     other OSError                       -> ConnectError     (CONNECT)
                                            ConnectionLost   (TLS_HANDSHAKE, READ, WRITE)
 """
@@ -119,6 +121,11 @@ def translate(
         return TLSError(f"TLS error ({where}): {_describe(exc)}")
     if isinstance(exc, asyncio.IncompleteReadError):
         return ConnectionLost(f"connection closed while {where}: got {len(exc.partial)} bytes")
+    if isinstance(exc, UnicodeError) and operation is Operation.CONNECT:
+        # getaddrinfo() IDNA-encodes the name first: an empty or over-long label is unresolvable.
+        return ConnectError(f"failed {where}: invalid host name ({exc})")
+    if isinstance(exc, UnicodeError) and operation is Operation.TLS_HANDSHAKE:
+        return TLSError(f"TLS error ({where}): invalid server name ({exc})")
     if isinstance(exc, OSError):
         if operation is Operation.CONNECT:
             return ConnectError(f"failed {where}: {_describe(exc)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import ssl
@@ -53,6 +54,9 @@ CLOSE_GRACE: typing.Final = 0.5
 
 def _spent(timeout: float | None) -> None:
     """Raise the builtin TimeoutError (mapped by the caller) for an already spent deadline."""
+    if timeout is not None and math.isnan(timeout):
+        # asyncio.timeout(nan) expires at once: it would be reported as the peer's timeout.
+        raise InvalidInputError("a timeout must be a number of seconds or None, not NaN")
     if timeout is not None and timeout <= 0:
         raise TimeoutError("deadline passed")
 

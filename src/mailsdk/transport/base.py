@@ -6,7 +6,8 @@ never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry``
 The shape follows httpcore's network backends: ``receive(max_bytes, timeout)``,
 ``send_all(data, timeout)``, ``start_tls(...)`` returning a *new* stream, ``close()``. Timeouts
 are the remaining time of a total deadline that the caller computes (DESIGN.md "Deadlines are
-total per command"); ``None`` waits forever.
+total per command"); ``None`` (or ``math.inf``) waits forever; NaN is an
+:class:`~mailsdk.errors.InvalidInputError`.
 """
 
 from __future__ import annotations
@@ -227,13 +228,17 @@ def check_tcp_target(host: str, port: int) -> str:
     """Validate a connector's host and port; return the host without IPv6 brackets.
 
     Raises:
-        InvalidInputError: the host is empty or the port is outside 1-65535.
+        InvalidInputError: the host is empty or contains whitespace or control characters, or
+            the port is outside 1-65535.
     """
     host = host.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host:
         raise InvalidInputError("a TCP connector needs a host")
+    if any(c.isspace() or c < "\x20" or "\x7f" <= c <= "\x9f" for c in host):
+        # A NUL would end the name early in C (asyncio raises a bare ValueError for it).
+        raise InvalidInputError(f"the host {host!r} contains whitespace or control characters")
     if not 0 < port < 65536:
         raise InvalidInputError(f"port out of range: {port}")
     return host

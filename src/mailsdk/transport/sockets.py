@@ -10,6 +10,7 @@ deadline of its own, because ``SSLSocket.sendall`` restarts the timeout on every
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
@@ -39,8 +40,19 @@ from mailsdk.transport.tls import channel_binding_for, require_server_hostname, 
 __all__ = ["SocketConnector", "SocketStream", "TcpConnector", "UnixConnector"]
 
 
+#: Longer timeouts (``math.inf`` included) mean "no limit": ``socket.settimeout`` raises a bare
+#: ``OverflowError`` for anything its platform ``time_t`` cannot hold (about 1e11 s on Linux).
+_MAX_SOCKET_TIMEOUT: typing.Final = 1e8
+
+
 def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
+    if timeout is None:
+        return None
+    if math.isnan(timeout):
+        raise InvalidInputError("a timeout must be a number of seconds or None, not NaN")
+    if timeout > _MAX_SOCKET_TIMEOUT:
+        return None
+    return time.monotonic() + timeout
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -70,6 +82,10 @@ def _handshake(
     deadline: float | None,
 ) -> ssl.SSLSocket:
     """Wrap ``sock`` (detached into the result); finish the handshake by ``deadline``."""
+    if server_hostname is not None:
+        # What wrap_socket() does, but *after* detaching ``sock``: a name IDNA cannot encode
+        # would then leak the descriptor in a half-built SSLSocket. Fail while we still own it.
+        server_hostname.encode("idna")
     sock.settimeout(_remaining(deadline))
     tls = context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
     try:

@@ -88,8 +88,8 @@ class TlsSettings:
         ssl_context: a ready context used as-is; no other option may be given with it.
 
     Raises:
-        ConfigurationError: ``ssl_context`` combined with CA/client-certificate options, or a
-            minimum version above the maximum.
+        ConfigurationError: ``ssl_context`` combined with any other option (left at its
+            default), or a minimum version above the maximum.
     """
 
     verify: bool = True
@@ -103,11 +103,26 @@ class TlsSettings:
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        custom = (self.ca_file, self.ca_path, self.ca_data, self.client_cert)
-        if self.ssl_context is not None and any(v is not None for v in custom):
+        custom = (
+            self.ca_file,
+            self.ca_path,
+            self.ca_data,
+            self.client_cert,
+            self.maximum_version,
+        )
+        # The security options too: silently ignoring e.g. minimum_version=TLSv1_3 or
+        # verify=False would leave the connection weaker (or stricter) than the caller asked.
+        changed = (
+            not self.verify
+            or not self.check_hostname
+            or self.minimum_version is not ssl.TLSVersion.TLSv1_2
+            or any(v is not None for v in custom)
+        )
+        if self.ssl_context is not None and changed:
             raise ConfigurationError(
-                "TlsSettings: ssl_context is used as-is; do not combine it with ca_file, "
-                "ca_path, ca_data or client_cert"
+                "TlsSettings: ssl_context is used as-is; do not combine it with verify, "
+                "check_hostname, ca_file, ca_path, ca_data, client_cert, minimum_version or "
+                "maximum_version (configure the context itself)"
             )
         if self.maximum_version is not None and _version_rank(self.minimum_version) > (
             _version_rank(self.maximum_version)
