@@ -34,6 +34,9 @@ def _builder(
         builder = builder.with_tls(tls)
     if tls_settings is not None:
         builder = builder.with_tls_settings(tls_settings)
+    if (username is None) != (password is None):
+        # Dropping half of the credentials would send unauthenticated without a word.
+        raise ConfigurationError("give both username= and password=, or neither")
     if username is not None and password is not None:
         builder = builder.with_credentials(username, password)
     if timeout is not None:

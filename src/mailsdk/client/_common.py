@@ -48,7 +48,7 @@ from mailsdk.flows import (
     prepare_raw,
     transaction,
 )
-from mailsdk.protocol.commands import Auth, AuthResponse, Bdat, Command, EndOfData
+from mailsdk.protocol.commands import Auth, AuthResponse, Bdat, Command, EndOfData, Raw
 from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.events import NEED_DATA, CommandReplied, ConnectionClosed, GreetingReceived
 from mailsdk.protocol.reply import Reply
@@ -81,6 +81,7 @@ __all__ = [
     "begin_send",
     "default_local_hostname",
     "finish_send",
+    "local_fqdn",
     "plan_for",
     "report_opened",
     "send_flow",
@@ -96,13 +97,15 @@ RECEIVE_SIZE: typing.Final = 65536
 
 
 @functools.lru_cache(maxsize=1)
-def _fqdn() -> str:
+def local_fqdn() -> str:
+    """``socket.getfqdn()``, once per process (a DNS lookup: the asyncio client runs the first
+    call in a worker thread so that it never blocks the event loop)."""
     return socket.getfqdn()
 
 
 def default_local_hostname(local_address: object) -> str:
     """The EHLO name: the FQDN when it has a dot, else an address literal (RFC 5321 §4.1.3)."""
-    fqdn = _fqdn()
+    fqdn = local_fqdn()
     if "." in fqdn and not fqdn.startswith("localhost"):
         return fqdn
     if isinstance(local_address, tuple) and local_address:
@@ -118,6 +121,14 @@ def tls_info_of(
     return TlsInfo(version=version, cipher=cipher, channel_binding=binding)
 
 
+def _label(command: Command) -> str:
+    """The command's verb for a message, or its redacted form for a raw line that is no
+    command (a SASL response sent with ``execute()``: its first word would be the secret)."""
+    if isinstance(command, Raw):
+        return command.redacted().decode("utf-8", "replace").split(None, 1)[0]
+    return command.verb
+
+
 @attrs.define
 class _Open:
     command: Command
@@ -130,8 +141,11 @@ class Pump:
 
     A driver calls one of :meth:`submit`, :meth:`body`, :meth:`bdat` (which return the bytes to
     write), writes them, then alternates :meth:`poll` and :meth:`feed` until ``poll`` returns
-    the reply events. :meth:`remaining` gives the time left on the current reply deadline; each
-    completed reply restarts it (deadlines are per command and total, never per recv).
+    the reply events. :meth:`remaining` gives the time left on the current reply deadline, which
+    starts when the driver first waits for a reply, i.e. once the bytes are written (the write
+    has its own deadline, scaled by size: a slow but allowed body transfer must not use up the
+    end-of-data reply's time); each completed reply restarts it (deadlines are per command and
+    total, never per recv).
     """
 
     def __init__(
@@ -149,18 +163,23 @@ class Pump:
         self._events: list[CommandReplied] = []
         self._phase = Phase.COMMAND
         self._deadline: float | None = None
+        self._waiting = False
         self._in_auth = False
+        #: The server answered 421: it is closing the channel (RFC 5321 §3.8).
+        self.server_closing = False
 
     # -- starting an exchange -------------------------------------------------------------------
 
     def _start(self, phase: Phase) -> None:
         self._events = []
         self._phase = phase
-        self._restart_deadline()
+        self._deadline = None
+        self._waiting = False  # the deadline starts at the first wait, after the write
 
     def _restart_deadline(self) -> None:
         limit = self.timeouts.for_phase(self._phase)
         self._deadline = None if limit is None else self._clock() + limit
+        self._waiting = True
 
     def _track(self, commands: Sequence[Command], group: int) -> None:
         for command in commands:
@@ -217,6 +236,8 @@ class Pump:
         Raises:
             ReadTimeout: the deadline has passed.
         """
+        if not self._waiting:
+            self._restart_deadline()
         if self._deadline is None:
             return None
         left = self._deadline - self._clock()
@@ -256,7 +277,7 @@ class Pump:
                 self._on_reply(event)
                 continue
             if isinstance(event, ConnectionClosed):
-                waiting = ", ".join(o.command.verb for o in self._open) or "a reply"
+                waiting = ", ".join(_label(o.command) for o in self._open) or "a reply"
                 raise ConnectionLost(
                     f"the server closed the connection while waiting for {waiting}"
                 )
@@ -266,6 +287,11 @@ class Pump:
         self._log_reply(event.reply)
         self._events.append(event)
         self._restart_deadline()
+        if event.recipient is None:
+            # An LMTP end-of-data answered per recipient is complete once a reply for a later
+            # command (pipelined behind the body) arrives.
+            while self._open and (last := self._open[0].last) is not None:
+                self._open.pop(0).observer.replied(last)
         if not self._open:
             raise LocalProtocolError("a reply arrived for no tracked command")
         head = self._open[0]
@@ -285,6 +311,8 @@ class Pump:
                 head.observer.failed(LocalProtocolError("no reply"))
 
     def _log_reply(self, reply: Reply) -> None:
+        if reply.code == 421:
+            self.server_closing = True
         if not wire_log.isEnabledFor(logging.DEBUG):
             return
         if self._in_auth and reply.code == 334:

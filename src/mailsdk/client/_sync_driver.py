@@ -13,7 +13,14 @@ from collections.abc import Generator
 
 from mailsdk.auth.tokens import AccessToken, TokenProvider
 from mailsdk.client._common import RECEIVE_SIZE, SAFE_TO_QUIT, Pump, tls_info_of
-from mailsdk.errors import ConfigurationError, MailError, ReplyError, TLSError
+from mailsdk.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    LocalProtocolError,
+    MailError,
+    ReplyError,
+    TLSError,
+)
 from mailsdk.flows import (
     Action,
     AwaitGreeting,
@@ -52,40 +59,67 @@ class SyncDriver:
         #: Where ``ObtainToken`` actions get tokens; ``Session.authenticate`` may replace it.
         self.token_provider = token_provider
         self.closed = False
+        self._busy = False
 
     def run(self, flow: Generator[Action, object, T]) -> T:
         """Run ``flow`` to completion and return its value.
 
         Raises:
-            MailError: whatever the flow or the I/O raised. Transport and protocol failures,
-                and a 421 from the server, close the stream (the session is unusable).
+            MailError: whatever the flow or the I/O raised (an I/O failure is thrown into the
+                flow first). Transport and protocol failures, any other exception (e.g. a
+                cancellation), and a 421 from the server close the stream (the session is
+                unusable).
         """
         if self.closed:
-            from mailsdk.errors import ConnectionLost
-
             raise ConnectionLost("the session is closed")
+        if self._busy:
+            # Interleaved calls would read each other's replies; refuse before any I/O.
+            raise LocalProtocolError(
+                "another call is in progress on this session: a session runs one call at a time"
+            )
+        self._busy = True
         result: object = None
+        failure: MailError | None = None
         try:
             while True:
                 try:
-                    action = flow.send(result)
+                    action = flow.send(result) if failure is None else flow.throw(failure)
                 except StopIteration as stop:
+                    if self.pump.server_closing:  # e.g. a 421 returned by a raw command
+                        self.close()
                     return typing.cast("T", stop.value)
-                result = self._perform(action)
+                try:
+                    result, failure = self._perform(action), None
+                except MailError as exc:
+                    # The flow sees the failure, so that a best-effort step (an RSET after a
+                    # refusal) cannot mask the error that triggered it; a broken connection
+                    # is given up first.
+                    if not isinstance(exc, SAFE_TO_QUIT):
+                        self._give_up(exc)
+                    result, failure = None, exc
         except SAFE_TO_QUIT as exc:
             # The conversation is still in step (a refusal, or a local check before anything
             # was written): the session stays usable, unless the server said 421 (closing).
-            if isinstance(exc, ReplyError) and exc.reply.code == 421:
+            if self.pump.server_closing or (isinstance(exc, ReplyError) and exc.reply.code == 421):
                 self.close()
             raise
-        except MailError as exc:
-            self.pump.fail(exc)
-            self.close()
+        except BaseException as exc:
+            # A transport or protocol failure, or anything else in the middle of an exchange
+            # (a cancellation, KeyboardInterrupt): replies may still be owed, so the next
+            # command could be paired with a stale reply. The connection is given up.
+            self._give_up(exc)
             raise
         finally:
+            self._busy = False
             flow.close()
 
+    def _give_up(self, error: BaseException) -> None:
+        self.pump.fail(error)
+        self.close()
+
     def _perform(self, action: Action) -> object:
+        if self.closed and not isinstance(action, Close):
+            raise ConnectionLost("the connection was closed")
         match action:
             case AwaitGreeting():
                 self.pump.greeting()

@@ -6,6 +6,7 @@ driver; the blocking twin in ``sync_client.py`` has the same names and signature
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import types
 from collections.abc import Sequence
@@ -263,11 +264,17 @@ class AsyncSession:
         if self.closed:
             self._observer.end(exc)
             return
-        if exc is None or not isinstance(exc, MailError) or isinstance(exc, common.SAFE_TO_QUIT):
-            with contextlib.suppress(MailError):
-                await self._driver.run(quit_session())
-        await self._driver.aclose()
-        self._observer.end(exc)
+        try:
+            if (
+                exc is None
+                or not isinstance(exc, MailError)
+                or isinstance(exc, common.SAFE_TO_QUIT)
+            ):
+                with contextlib.suppress(MailError):
+                    await self._driver.run(quit_session())
+            await self._driver.aclose()
+        finally:  # even when the QUIT is interrupted (cancelled, KeyboardInterrupt)
+            self._observer.end(exc)
 
 
 class AsyncClient:
@@ -300,8 +307,11 @@ class AsyncClient:
         """
         cfg = self._config
         observer = common.session_observer(cfg)
-        context = self._tls.get()
         try:
+            if cfg.local_hostname is None:
+                # The default EHLO name needs a DNS lookup: keep it off the event loop.
+                await asyncio.to_thread(common.local_fqdn)
+            context = self._tls.get()
             stream = await common.async_connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
@@ -322,11 +332,13 @@ class AsyncClient:
         try:
             opened = await driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
         except BaseException as exc:
-            if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
-                with contextlib.suppress(MailError):
-                    await driver.run(quit_session())
-            await driver.aclose()
-            observer.end(exc)
+            try:
+                if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
+                    with contextlib.suppress(MailError):
+                        await driver.run(quit_session())
+                await driver.aclose()
+            finally:
+                observer.end(exc)
             raise
         common.report_opened(pump, opened, implicit is not None)
         return AsyncSession(driver, cfg, opened, observer)

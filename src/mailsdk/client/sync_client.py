@@ -261,11 +261,17 @@ class Session:
         if self.closed:
             self._observer.end(exc)
             return
-        if exc is None or not isinstance(exc, MailError) or isinstance(exc, common.SAFE_TO_QUIT):
-            with contextlib.suppress(MailError):
-                self._driver.run(quit_session())
-        self._driver.close()
-        self._observer.end(exc)
+        try:
+            if (
+                exc is None
+                or not isinstance(exc, MailError)
+                or isinstance(exc, common.SAFE_TO_QUIT)
+            ):
+                with contextlib.suppress(MailError):
+                    self._driver.run(quit_session())
+            self._driver.close()
+        finally:  # even when the QUIT is interrupted (cancelled, KeyboardInterrupt)
+            self._observer.end(exc)
 
 
 class Client:
@@ -298,8 +304,8 @@ class Client:
         """
         cfg = self._config
         observer = common.session_observer(cfg)
-        context = self._tls.get()
         try:
+            context = self._tls.get()
             stream = common.connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
@@ -320,11 +326,13 @@ class Client:
         try:
             opened = driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
         except BaseException as exc:
-            if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
-                with contextlib.suppress(MailError):
-                    driver.run(quit_session())
-            driver.close()
-            observer.end(exc)
+            try:
+                if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
+                    with contextlib.suppress(MailError):
+                        driver.run(quit_session())
+                driver.close()
+            finally:
+                observer.end(exc)
             raise
         common.report_opened(pump, opened, implicit is not None)
         return Session(driver, cfg, opened, observer)

@@ -6,8 +6,11 @@ module of the standard library.
 
 A *flow* is a generator ``Generator[Action, object, T]``: it yields an :data:`Action`, the driver
 performs it and sends the result back (the result type for each action is documented on it), and
-the flow finally returns ``T``. Flows never see sockets or clocks; drivers never make protocol
-decisions. This is httpx's ``Auth.auth_flow`` pattern applied to the whole SMTP session.
+the flow finally returns ``T``. When performing an action fails with a
+:class:`~mailsdk.errors.MailError`, the driver throws it into the flow (``generator.throw``) so a
+best-effort step can keep the error that caused it; after a transport or protocol failure the
+driver has already given the connection up. Flows never see sockets or clocks; drivers never make
+protocol decisions. This is httpx's ``Auth.auth_flow`` pattern applied to the whole SMTP session.
 """
 
 from __future__ import annotations

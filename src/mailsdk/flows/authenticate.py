@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Generator, Sequence
 
 import attrs
@@ -36,7 +37,7 @@ from mailsdk.auth import (
     SaslContext,
     SaslCredentials,
 )
-from mailsdk.errors import AuthenticationFailed, AuthError
+from mailsdk.errors import AuthenticationFailed, AuthError, ProtocolError, TransportError
 from mailsdk.esmtp import Capabilities
 from mailsdk.flows.actions import Action, obtain_token, submit_one
 from mailsdk.protocol.address import check_text
@@ -158,8 +159,10 @@ def _run_exchange(
 
 
 def _cancel() -> Generator[Action, object, None]:
-    # RFC 4954 §4: "*" cancels the exchange; the server answers 501.
-    yield from submit_one(AuthResponse(b"*"))
+    # RFC 4954 §4: "*" cancels the exchange; the server answers 501. Best effort: a connection
+    # lost meanwhile must not hide the local failure that made us cancel.
+    with contextlib.suppress(TransportError, ProtocolError):
+        yield from submit_one(AuthResponse(b"*"))
 
 
 def authenticate(

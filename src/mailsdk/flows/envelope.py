@@ -120,6 +120,16 @@ def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
     return buf.getvalue()
 
 
+def _flatten_utf8(msg: email.message.Message) -> bytes:
+    try:
+        return _flatten(msg, utf8=True)
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            "the message has non-ASCII text with no charset or transfer encoding (e.g. parsed "
+            "with message_from_string): parse it from bytes, or set the content with a charset"
+        ) from exc
+
+
 def prepare_message(
     msg: email.message.Message,
     *,
@@ -134,7 +144,8 @@ def prepare_message(
         recipients: overrides the envelope recipients derived from the headers.
 
     Raises:
-        InvalidInputError: the envelope cannot be derived (see :func:`envelope_from_message`).
+        InvalidInputError: the envelope cannot be derived (see :func:`envelope_from_message`),
+            or the message holds non-ASCII text the generator cannot encode.
     """
     if sender is None or recipients is None:
         # Derive only what the caller did not give: a message without To/Cc/Bcc is fine when
@@ -146,7 +157,13 @@ def prepare_message(
     international = any(needs_smtputf8(a) for a in (envelope.sender, *envelope.recipients))
     # Non-ASCII headers of an ASCII envelope are RFC 2047-encoded by the generator; only an
     # international envelope (or a policy that already says utf8) puts raw UTF-8 in headers.
-    data = _flatten(msg, utf8=international)
+    try:
+        data = _flatten(msg, utf8=international)
+    except UnicodeEncodeError:
+        # Headers parsed from a str (message_from_string) keep raw non-ASCII text that the
+        # ASCII generator cannot write; RFC 6532 (SMTPUTF8) is the faithful form, exactly what
+        # message_from_bytes of the same text gives.
+        data = _flatten_utf8(msg)
     smtputf8 = international or _has_raw_utf8_headers(data)
     return PreparedMessage(envelope, data, smtputf8, _eight_bit(data))
 

@@ -65,4 +65,9 @@ class SendResult:
             if idx >= 0:
                 rest = text[idx + len(marker) :].split()
                 return rest[0] if rest else None
+        words = text.split()
+        if words and self.reply.enhanced is not None and words[0] == str(self.reply.enhanced):
+            words = words[1:]
+        if len(words) >= 3 and [w.lower() for w in words[1:3]] == ["message", "accepted"]:
+            return words[0]  # sendmail: "250 2.0.0 x3KFaQ8e012345 Message accepted for delivery"
         return None

@@ -26,19 +26,23 @@ server is closing: the client layer closes the connection).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
 
 import attrs
 
 from mailsdk.errors import (
     CapabilityError,
+    ConfigurationError,
     DataRefused,
     InvalidInputError,
+    ProtocolError,
     RecipientsRefused,
     SenderRefused,
+    TransportError,
 )
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions, mail_parameters, rcpt_parameters
-from mailsdk.flows.actions import Action, send_bdat, send_body, submit, submit_one
+from mailsdk.flows.actions import Action, Close, send_bdat, send_body, submit, submit_one
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.results import SendResult
 from mailsdk.protocol.commands import Command, Data, MailFrom, RcptTo, Rset
@@ -70,12 +74,34 @@ class TransactionOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     require_8bitmime: bool = True
 
+    def __attrs_post_init__(self) -> None:
+        # Checked here, not when the first BDAT is due: by then MAIL and RCPT are accepted and
+        # the session would be left in the middle of a transaction.
+        if self.chunk_size <= 0:
+            raise ConfigurationError(f"chunk_size must be positive, not {self.chunk_size!r}")
+
 
 def reset(trigger: Reply | None = None) -> Generator[Action, object, None]:
-    """RSET after a failed step so the session is usable again; skipped after a 421."""
+    """RSET after a failed step so the session is usable again; skipped after a 421.
+
+    Best effort: if the connection breaks meanwhile (the driver then gives it up), the caller
+    still raises the refusal that triggered the reset, not the lost connection (smtplib does
+    the same). A 421 to RSET closes the connection.
+    """
     if trigger is not None and trigger.code == 421:
         return
-    yield from submit_one(Rset())
+    with contextlib.suppress(TransportError, ProtocolError):
+        reply = yield from submit_one(Rset())
+        if reply.code == 421:
+            yield Close()
+
+
+def _abandon_data(data_reply: Reply | None) -> Generator[Action, object, None]:
+    # RFC 2920 §3.1: DATA was accepted although MAIL or every RCPT was refused; end it with an
+    # empty body (best effort, like the RSET that follows).
+    if data_reply is not None and data_reply.code == 354:
+        with contextlib.suppress(TransportError, ProtocolError):
+            yield from send_body(b"")
 
 
 def _mail_options(
@@ -147,23 +173,26 @@ def transaction(
         if replies[0].is_positive:
             for command in commands[1:]:
                 replies.append((yield from submit_one(command)))
+                if replies[-1].code == 421:
+                    break  # the server is closing the channel: nothing more may be sent
 
     mail_reply = replies[0]
     if not mail_reply.is_positive:
-        if data_reply is not None and data_reply.code == 354:
-            yield from send_body(b"")
+        yield from _abandon_data(data_reply)
         yield from reset(mail_reply)
         raise SenderRefused(mail_reply, env.sender)
-    rcpt_replies = dict(zip(env.recipients, replies[1:], strict=True))
+    rcpt_replies = dict(zip(env.recipients, replies[1:], strict=False))
     accepted = [r for r, rep in rcpt_replies.items() if rep.is_positive]
     refused = {r: rep for r, rep in rcpt_replies.items() if not rep.is_positive}
+    closing = next((r for r, rep in rcpt_replies.items() if rep.code == 421), None)
+    if closing is not None:
+        # 421 (RFC 5321 §3.8): the transaction is over whatever was accepted; the 421 goes
+        # last so that it is the error's reply (the driver then closes the connection).
+        refused[closing] = refused.pop(closing)
+        raise RecipientsRefused(refused)
     if not accepted:
-        if data_reply is not None and data_reply.code == 354:
-            # RFC 2920 §3.1: DATA was accepted although no RCPT was; end it with an empty body.
-            yield from send_body(b"")
-        yield from reset(
-            next(iter(refused.values())) if any(r.code == 421 for r in refused.values()) else None
-        )
+        yield from _abandon_data(data_reply)
+        yield from reset()
         raise RecipientsRefused(refused)
 
     if use_bdat:
