@@ -69,7 +69,11 @@ class Timeouts:
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(Timeouts):
             value = getattr(self, field.name)
-            if value is not None and value <= 0:
+            if field.name == "data_rate":
+                if not value >= 0:  # also refuses NaN
+                    raise ConfigurationError(f"data_rate must be >= 0, not {value!r}")
+                continue
+            if value is not None and not value > 0:  # also refuses NaN
                 raise ConfigurationError(
                     f"timeout {field.name} must be positive or None, not {value!r}"
                 )

@@ -24,6 +24,7 @@ from mailsdk.auth import ChannelBinding
 from mailsdk.errors import (
     AuthError,
     CapabilityError,
+    CommandRefused,
     ConnectionLost,
     InvalidInputError,
     LocalProtocolError,
@@ -278,6 +279,18 @@ class Pump:
                 continue
             if isinstance(event, ConnectionClosed):
                 waiting = ", ".join(_label(o.command) for o in self._open) or "a reply"
+                closing = next((e for e in self._events if e.reply.code == 421), None)
+                if closing is not None:
+                    # RFC 5321 §3.8: a 421 says the server is closing; in a pipelined group
+                    # the later commands get no reply. The 421 is the news, not the EOF.
+                    error = CommandRefused(
+                        closing.reply,
+                        _label(closing.command),
+                        f"the server is closing the connection ({closing.reply}); "
+                        f"no reply came for {waiting}",
+                    )
+                    self.fail(error)
+                    raise error
                 raise ConnectionLost(
                     f"the server closed the connection while waiting for {waiting}"
                 )
@@ -320,7 +333,7 @@ class Pump:
             return
         for i, line in enumerate(reply.lines or (b"",)):
             sep = " " if i == len(reply.lines) - 1 or not reply.lines else "-"
-            wire_log.debug("S: %d%s%s", reply.code, sep, line.decode("utf-8", "replace"))
+            wire_log.debug("S: %d%s%s", reply.code, sep, _printable(line))
 
     def fail(self, error: BaseException) -> None:
         """Mark every open command as failed (the exchange broke) and the connection as broken."""
@@ -349,6 +362,15 @@ def tls_context(config: ClientConfig) -> ssl.SSLContext | None:
     if config.tls_mode is TlsMode.NONE:
         return None
     return config.tls.create_context()
+
+
+def _printable(line: bytes) -> str:
+    """Reply text for the log: a server must not be able to forge log lines with CR, LF or
+    other controls, so they are shown escaped (``\\r``)."""
+    text = line.decode("utf-8", "replace")
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class TlsContextCache:

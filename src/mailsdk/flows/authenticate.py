@@ -39,7 +39,7 @@ from mailsdk.auth import (
 )
 from mailsdk.errors import AuthenticationFailed, AuthError, ProtocolError, TransportError
 from mailsdk.esmtp import Capabilities
-from mailsdk.flows.actions import Action, obtain_token, submit_one
+from mailsdk.flows.actions import Action, Close, obtain_token, submit_one
 from mailsdk.protocol.address import check_text
 from mailsdk.protocol.commands import Auth, AuthResponse
 from mailsdk.protocol.reply import Reply
@@ -123,9 +123,11 @@ def _run_exchange(
 ) -> Generator[Action, object, Reply]:
     exchange = mechanism.start(credentials, context)
     initial = exchange.initial_response() if mechanism.supports_initial_response else None
+    sent: list[bytes] = []  # what went out, raw and base64, to scrub from a failure reply
     if initial is None:
         reply = yield from submit_one(Auth(mechanism.name, None))
     else:
+        sent += [initial, _b64(initial)]
         # RFC 4954 §4: a zero-length initial response is sent as a single "=".
         reply = yield from submit_one(Auth(mechanism.name, _b64(initial) if initial else b"="))
     rounds = 0
@@ -146,16 +148,41 @@ def _run_exchange(
         except AuthError:
             yield from _cancel()
             raise
+        sent += [response, _b64(response)]
         reply = yield from submit_one(AuthResponse(_b64(response)))
     if reply.code == 235:
-        exchange.finish(None)
+        try:
+            exchange.finish(None)
+        except AuthError:
+            # The server said yes but could not prove it knows the credentials (SCRAM's server
+            # signature, RFC 5802 §9): it may be an impostor. Say nothing more to it.
+            yield Close()
+            raise
         return reply
     raise AuthenticationFailed(
-        reply,
+        _redacted(reply, credentials, sent),
         mechanism=mechanism.name,
         server_error=exchange.server_error,
         hint=failure_hint(reply, mechanism.credential_kind),
     )
+
+
+def _redacted(reply: Reply, credentials: SaslCredentials, sent: list[bytes]) -> Reply:
+    """The reply with any echo of the secret or of the payloads we sent replaced by ``***``.
+
+    A server may quote what it refused ("535 invalid token ya29...") and the reply ends up in
+    the exception's message, ``smtp_error`` and pickles; secrets must never be there.
+    """
+    needles = [p for p in sent if len(p) >= 4]
+    secret = credentials.secret.reveal().encode("utf-8", "surrogatepass")
+    if len(secret) >= 3:
+        needles.append(secret)
+    if not any(n in line for n in needles for line in reply.lines):
+        return reply
+    lines = list(reply.lines)
+    for needle in sorted(needles, key=len, reverse=True):
+        lines = [line.replace(needle, b"***") for line in lines]
+    return Reply(reply.code, tuple(lines), reply.enhanced)
 
 
 def _cancel() -> Generator[Action, object, None]:

@@ -77,7 +77,7 @@ import attrs
 
 from mailsdk.errors import LocalProtocolError, RemoteProtocolError
 from mailsdk.protocol.body import BdatEncoder, DataEncoder
-from mailsdk.protocol.commands import Command, EndOfData, RcptTo
+from mailsdk.protocol.commands import Command, EndOfData, Raw, RcptTo
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import (
     NEED_DATA,
@@ -231,7 +231,9 @@ class ClientConnection:
         """
         self._check_usable()
         trigger = trigger_of(command, self.dialect)
-        new_state = state_after_send(self._state, trigger, command.verb)
+        # A raw line's first word may be a SASL payload: never put it in an error message.
+        verb = "a raw command" if isinstance(command, Raw) else command.verb
+        new_state = state_after_send(self._state, trigger, verb)
         data = command.to_bytes()  # before any bookkeeping: a failure must change nothing
         self._check_in_step()
         if trigger is Trigger.MAIL:
