@@ -203,12 +203,20 @@ class ClientBuilder:
         provider: TokenProvider | AsyncTokenProvider,
         *,
         mechanisms: Sequence[str] = OAUTH_MECHANISMS,
+        allow_plaintext: bool = False,
     ) -> ClientBuilder:
-        """Authenticate with OAuth access tokens from ``provider`` (XOAUTH2, OAUTHBEARER)."""
+        """Authenticate with OAuth access tokens from ``provider`` (XOAUTH2, OAUTHBEARER).
+
+        ``allow_plaintext`` lets a bearer token cross a link without TLS (never do this
+        outside tests: a token is as good as a password).
+        """
         return attrs.evolve(
             self,
             auth=AuthSettings(
-                username=username, token_provider=provider, mechanisms=tuple(mechanisms)
+                username=username,
+                token_provider=provider,
+                mechanisms=tuple(mechanisms),
+                allow_plaintext=allow_plaintext,
             ),
         )
 

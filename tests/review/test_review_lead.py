@@ -13,6 +13,7 @@ from tests._support.scripted_server import (
     Expect,
     ScriptedServer,
     Send,
+    WaitClose,
     ehlo_reply,
 )
 
@@ -186,3 +187,45 @@ def test_raw_line_never_named_in_a_state_error() -> None:
         conn.send(Raw(secret))  # in BODY only message content may be sent
     assert "BODY" in str(info.value)
     assert secret.upper() not in str(info.value).upper()
+
+
+# -- token acquisition is bounded -----------------------------------------------------------------
+
+
+async def test_async_token_provider_is_bounded_by_the_command_deadline(scripted: Scripted) -> None:
+    import asyncio
+    import time
+
+    from mailsdk import TokenError
+
+    class Hanging:
+        async def get_token(self, *, force_refresh: bool = False) -> AccessToken:
+            await asyncio.sleep(30)
+            raise AssertionError("unreachable")
+
+    server = scripted(
+        [
+            Send(b"220 mx.test ESMTP\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply("AUTH XOAUTH2")),
+            WaitClose(),
+        ]
+    )
+    builder = short(server).with_timeouts(
+        Timeouts(connect=2.0, greeting=2.0, command=0.5, tls=2.0, data=2.0, quit=0.5)
+    )
+    client = builder.with_token_provider(
+        "alice@example.com", Hanging(), allow_plaintext=True
+    ).build_async()
+    started = time.monotonic()
+    with pytest.raises(TokenError):
+        await client.connect()
+    assert time.monotonic() - started < 0.5 + 1.5
+
+
+def test_msal_requests_are_time_limited() -> None:
+    from mailsdk.auth.msal import HTTP_TIMEOUT, MsalAppOnlyProvider
+
+    provider = MsalAppOnlyProvider("contoso.example", "client-id", "secret")
+    assert provider._app_kwargs()["timeout"] == HTTP_TIMEOUT
+    assert 0 < HTTP_TIMEOUT <= 60

@@ -21,6 +21,7 @@ from mailsdk.errors import (
     MailError,
     ReplyError,
     TLSError,
+    TokenError,
 )
 from mailsdk.flows import (
     Action,
@@ -171,12 +172,20 @@ class AsyncDriver:
         get = getattr(self.token_provider, "get_token", None)
         if get is None:
             raise ConfigurationError("OAuth needs a token provider")
-        if inspect.iscoroutinefunction(get):
-            provider = typing.cast("AsyncTokenProvider", self.token_provider)
-            return await provider.get_token(force_refresh=force_refresh)
-        # msal and google-auth are blocking: keep them off the event loop.
-        sync = typing.cast("TokenProvider", self.token_provider)
-        return await asyncio.to_thread(sync.get_token, force_refresh=force_refresh)
+        # The command deadline bounds the wait, so a hanging identity provider cannot hang
+        # the session (a blocking provider's thread is abandoned, not killed).
+        try:
+            async with asyncio.timeout(self.pump.timeouts.command):
+                if inspect.iscoroutinefunction(get):
+                    provider = typing.cast("AsyncTokenProvider", self.token_provider)
+                    return await provider.get_token(force_refresh=force_refresh)
+                # msal and google-auth are blocking: keep them off the event loop.
+                sync = typing.cast("TokenProvider", self.token_provider)
+                return await asyncio.to_thread(sync.get_token, force_refresh=force_refresh)
+        except TimeoutError:
+            raise TokenError(
+                f"no access token within the {self.pump.timeouts.command} s command deadline"
+            ) from None
 
     def tls_info(self) -> TlsInfo | None:
         """The TLS details of the current stream, or ``None`` when it is plaintext."""
