@@ -20,7 +20,6 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 import attrs
 
 from mailsdk._types import MessageLike
-from mailsdk.auth import ChannelBinding
 from mailsdk.errors import (
     AuthError,
     CapabilityError,
@@ -66,7 +65,7 @@ from mailsdk.transport import (
 )
 
 if typing.TYPE_CHECKING:
-    from mailsdk.config import ClientConfig, Timeouts
+    from mailsdk.config import AuthSettings, ClientConfig, Timeouts
     from mailsdk.telemetry import CommandObserver, SessionObserver, TransactionObserver
 
 __all__ = [
@@ -75,7 +74,7 @@ __all__ = [
     "SessionPlan",
     "TlsContextCache",
     "async_connector",
-    "channel_binding_of",
+    "auth_request",
     "connector",
     "open_flow",
     "peer_of",
@@ -392,19 +391,21 @@ class TlsContextCache:
         return self._context
 
 
+def auth_request(settings: AuthSettings) -> AuthRequest:
+    """Translate configured credentials into what the AUTH flow needs."""
+    return AuthRequest(
+        username=settings.username,
+        password=settings.password,
+        use_token=settings.token_provider is not None,
+        authzid=settings.authzid,
+        mechanisms=settings.mechanisms,
+        allow_plaintext=settings.allow_plaintext,
+    )
+
+
 def plan_for(config: ClientConfig, local_address: object) -> SessionPlan:
     """Translate the config into the opening flow's plan."""
-    auth = None
-    if config.auth is not None:
-        a = config.auth
-        auth = AuthRequest(
-            username=a.username,
-            password=a.password,
-            use_token=a.token_provider is not None,
-            authzid=a.authzid,
-            mechanisms=a.mechanisms,
-            allow_plaintext=a.allow_plaintext,
-        )
+    auth = auth_request(config.auth) if config.auth is not None else None
     return SessionPlan(
         local_hostname=config.local_hostname or default_local_hostname(local_address),
         host=config.verify_name or config.endpoint.describe(),
@@ -572,10 +573,3 @@ def peer_of(info: StreamInfo) -> dict[str, typing.Any]:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return {"peer_address": str(peer[0]), "peer_port": int(peer[1])}
     return {"peer_address": str(peer) if peer else None, "peer_port": None}
-
-
-def channel_binding_of(tls: TlsInfo | None) -> ChannelBinding | None:
-    """The SASL channel binding for a TLS session, if the transport exposed one."""
-    if tls is None or tls.channel_binding is None:
-        return None
-    return ChannelBinding(*tls.channel_binding)

@@ -32,6 +32,7 @@ from mailsdk.flows import (
     raw,
 )
 from mailsdk.flows.handshake import negotiate_tls
+from mailsdk.flows.session import channel_binding_of
 from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
 from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.dialect import Dialect
@@ -148,8 +149,7 @@ class AsyncSession:
     async def authenticate(self, settings: AuthSettings) -> str:
         """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
         self._driver.token_provider = settings.token_provider
-        request = common.plan_for(attrs.evolve(self._config, auth=settings), None).auth
-        assert request is not None
+        request = common.auth_request(settings)
         plan = self._plan()
         mech = await self._driver.run(
             authenticate(
@@ -159,7 +159,7 @@ class AsyncSession:
                 host=plan.host,
                 port=plan.port,
                 tls_active=self.tls is not None,
-                channel_binding=common.channel_binding_of(self.tls),
+                channel_binding=channel_binding_of(self.tls),
             )
         )
         self._opened = attrs.evolve(self._opened, mechanism=mech)

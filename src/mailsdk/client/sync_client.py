@@ -31,6 +31,7 @@ from mailsdk.flows import (
     raw,
 )
 from mailsdk.flows.handshake import negotiate_tls
+from mailsdk.flows.session import channel_binding_of
 from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
 from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.dialect import Dialect
@@ -145,8 +146,7 @@ class Session:
     def authenticate(self, settings: AuthSettings) -> str:
         """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
         self._driver.token_provider = settings.token_provider
-        request = common.plan_for(attrs.evolve(self._config, auth=settings), None).auth
-        assert request is not None
+        request = common.auth_request(settings)
         plan = self._plan()
         mech = self._driver.run(
             authenticate(
@@ -156,7 +156,7 @@ class Session:
                 host=plan.host,
                 port=plan.port,
                 tls_active=self.tls is not None,
-                channel_binding=common.channel_binding_of(self.tls),
+                channel_binding=channel_binding_of(self.tls),
             )
         )
         self._opened = attrs.evolve(self._opened, mechanism=mech)

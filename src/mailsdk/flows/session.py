@@ -18,7 +18,7 @@ from mailsdk.flows.authenticate import AuthRequest, authenticate
 from mailsdk.flows.handshake import TlsMode, greet, hello, negotiate_tls
 from mailsdk.protocol.dialect import Dialect
 
-__all__ = ["OpenedSession", "SessionPlan", "open_session"]
+__all__ = ["OpenedSession", "SessionPlan", "channel_binding_of", "open_session"]
 
 
 @attrs.frozen(kw_only=True)
@@ -44,7 +44,8 @@ class OpenedSession:
     mechanism: str | None
 
 
-def _binding(info: TlsInfo | None) -> ChannelBinding | None:
+def channel_binding_of(info: TlsInfo | None) -> ChannelBinding | None:
+    """The SASL channel binding for a TLS session, if the transport exposed one."""
     if info is None or info.channel_binding is None:
         return None
     kind, data = info.channel_binding
@@ -86,6 +87,6 @@ def open_session(
             host=plan.host,
             port=plan.port,
             tls_active=tls is not None,
-            channel_binding=_binding(tls),
+            channel_binding=channel_binding_of(tls),
         )
     return OpenedSession(caps, tls, mechanism)
