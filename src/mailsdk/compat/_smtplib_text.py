@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from mailsdk.errors import InvalidInputError
 from mailsdk.esmtp import ExtensionRegistry, parse_ehlo
+from mailsdk.flows.envelope import resent_prefix
 from mailsdk.protocol import (
     Raw,
     Reply,
@@ -200,20 +201,6 @@ def esmtp_features(ehlo_message: bytes) -> dict[str, str]:
         else:
             features[feature] = params
     return features
-
-
-def resent_prefix(msg: email.message.Message) -> str:
-    """``"Resent-"`` when the message has one Resent- block, else ``""`` (RFC 5322 §3.6.6).
-
-    Raises:
-        InvalidInputError: (a ``ValueError``) more than one ``Resent-Date`` header.
-    """
-    resent = msg.get_all("Resent-Date")
-    if resent is None:
-        return ""
-    if len(resent) == 1:
-        return "Resent-"
-    raise InvalidInputError("message has more than one 'Resent-' header block")
 
 
 def envelope_sender(msg: email.message.Message, prefix: str) -> str:

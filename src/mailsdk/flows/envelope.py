@@ -31,7 +31,14 @@ from mailsdk.errors import InvalidInputError
 from mailsdk.protocol.address import needs_smtputf8
 from mailsdk.protocol.body import canonicalize_line_endings
 
-__all__ = ["Envelope", "PreparedMessage", "envelope_from_message", "prepare_message", "prepare_raw"]
+__all__ = [
+    "Envelope",
+    "PreparedMessage",
+    "envelope_from_message",
+    "prepare_message",
+    "prepare_raw",
+    "resent_prefix",
+]
 
 
 @attrs.frozen
@@ -68,7 +75,12 @@ def _addresses(values: Sequence[str]) -> list[str]:
     return [addr for _name, addr in email.utils.getaddresses([str(v) for v in values]) if addr]
 
 
-def _resent_prefix(msg: email.message.Message) -> str:
+def resent_prefix(msg: email.message.Message) -> str:
+    """``"Resent-"`` when the message has one Resent- block, else ``""`` (RFC 5322 §3.6.6).
+
+    Raises:
+        InvalidInputError: (a ``ValueError``) more than one ``Resent-Date`` header.
+    """
     resent = msg.get_all("Resent-Date")
     if resent is None:
         return ""
@@ -100,7 +112,7 @@ def envelope_from_message(msg: email.message.Message) -> Envelope:
     Raises:
         InvalidInputError: several Resent- blocks, or no sender/recipient could be found.
     """
-    prefix = _resent_prefix(msg)
+    prefix = resent_prefix(msg)
     return Envelope(_sender_of(msg, prefix), _recipients_of(msg, prefix))
 
 
@@ -150,7 +162,7 @@ def prepare_message(
     if sender is None or recipients is None:
         # Derive only what the caller did not give: a message without To/Cc/Bcc is fine when
         # the recipients are passed explicitly (and likewise for the sender).
-        prefix = _resent_prefix(msg)
+        prefix = resent_prefix(msg)
         sender = _sender_of(msg, prefix) if sender is None else sender
         recipients = _recipients_of(msg, prefix) if recipients is None else recipients
     envelope = Envelope(sender, tuple(recipients))
