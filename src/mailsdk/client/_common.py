@@ -191,6 +191,10 @@ class Pump:
             verb = "DATA.END" if isinstance(command, EndOfData) else command.verb
             self._open.append(_Open(command, self.observer.command(verb, pipeline_size=group)))
 
+    def use_capabilities(self, capabilities: Capabilities) -> None:
+        """Apply what an EHLO reply negotiated to the connection (ENHANCEDSTATUSCODES)."""
+        self.connection.enhanced_status_codes = capabilities.enhanced_status_codes
+
     def greeting(self) -> None:
         """Prepare to read the greeting."""
         self._start(Phase.GREETING)
@@ -421,7 +425,7 @@ def plan_for(config: ClientConfig, local_address: object) -> SessionPlan:
 def report_opened(pump: Pump, opened: OpenedSession, implicit: bool) -> None:
     """Apply what the opening flow negotiated to the connection, and tell telemetry."""
     observer = pump.observer
-    pump.connection.enhanced_status_codes = opened.capabilities.enhanced_status_codes
+    pump.use_capabilities(opened.capabilities)
     if opened.tls is not None:
         observer.tls_established(
             version=opened.tls.version, cipher=opened.tls.cipher, implicit=implicit

@@ -96,7 +96,7 @@ class AsyncSession:
             )
         )
         self._opened = attrs.evolve(self._opened, capabilities=caps)
-        self._driver.pump.connection.enhanced_status_codes = caps.enhanced_status_codes
+        self._driver.pump.use_capabilities(caps)
         return caps
 
     async def starttls(self) -> TlsInfo:
@@ -120,7 +120,7 @@ class AsyncSession:
         )
         assert info is not None
         self._opened = OpenedSession(caps, info, self._opened.mechanism)
-        self._driver.pump.connection.enhanced_status_codes = caps.enhanced_status_codes
+        self._driver.pump.use_capabilities(caps)
         self._observer.tls_established(version=info.version, cipher=info.cipher, implicit=False)
         return info
 

@@ -93,7 +93,7 @@ class Session:
             )
         )
         self._opened = attrs.evolve(self._opened, capabilities=caps)
-        self._driver.pump.connection.enhanced_status_codes = caps.enhanced_status_codes
+        self._driver.pump.use_capabilities(caps)
         return caps
 
     def starttls(self) -> TlsInfo:
@@ -117,7 +117,7 @@ class Session:
         )
         assert info is not None
         self._opened = OpenedSession(caps, info, self._opened.mechanism)
-        self._driver.pump.connection.enhanced_status_codes = caps.enhanced_status_codes
+        self._driver.pump.use_capabilities(caps)
         self._observer.tls_established(version=info.version, cipher=info.cipher, implicit=False)
         return info
 
