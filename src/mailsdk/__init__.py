@@ -32,12 +32,14 @@ from mailsdk.errors import (
     ConnectionLost,
     ConnectTimeout,
     DataRefused,
+    DeliveryUnknown,
     GreetingRefused,
     HeloRefused,
     InvalidInputError,
     LocalProtocolError,
     MailError,
     MailTimeout,
+    PoolTimeout,
     ProtocolError,
     ReadTimeout,
     RecipientsRefused,
@@ -51,7 +53,7 @@ from mailsdk.errors import (
     WriteTimeout,
 )
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows import SendResult, TlsMode
+from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult, TlsMode
 from mailsdk.protocol.reply import EnhancedStatus, Reply
 from mailsdk.transport import TlsSettings
 
@@ -73,6 +75,8 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "DataRefused",
+    "DeliveryStatus",
+    "DeliveryUnknown",
     "Endpoint",
     "EnhancedStatus",
     "GreetingRefused",
@@ -83,6 +87,8 @@ __all__ = [
     "MailError",
     "MailOptions",
     "MailTimeout",
+    "Outgoing",
+    "PoolTimeout",
     "ProtocolError",
     "RcptOptions",
     "ReadTimeout",
@@ -91,6 +97,7 @@ __all__ = [
     "Reply",
     "ReplyError",
     "Secret",
+    "SendOutcome",
     "SendResult",
     "SenderRefused",
     "Session",

@@ -12,11 +12,13 @@ The tree::
     ├── TransportError
     │   ├── ConnectError (ConnectionError)
     │   ├── ConnectionLost (ConnectionError)   includes a disconnect mid-DATA
+    │   │   └── DeliveryUnknown       end-of-data was written, its reply never came
     │   ├── TLSError
     │   └── MailTimeout (TimeoutError)
     │       ├── ConnectTimeout (also ConnectError)
     │       ├── ReadTimeout
-    │       └── WriteTimeout
+    │       ├── WriteTimeout
+    │       └── PoolTimeout           no pooled connection became free in time
     ├── ReplyError                    the server said no; carries ``.reply`` and ``.command``
     │   ├── GreetingRefused
     │   ├── HeloRefused
@@ -61,12 +63,14 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "DataRefused",
+    "DeliveryUnknown",
     "GreetingRefused",
     "HeloRefused",
     "InvalidInputError",
     "LocalProtocolError",
     "MailError",
     "MailTimeout",
+    "PoolTimeout",
     "ProtocolError",
     "ReadTimeout",
     "RecipientsRefused",
@@ -138,6 +142,19 @@ class ConnectionLost(TransportError, ConnectionError):
     """The connection closed or reset unexpectedly (including in the middle of DATA)."""
 
 
+class DeliveryUnknown(ConnectionLost):
+    """The message's fate is unknown: its end-of-data (or ``BDAT LAST``) was written and the
+    final reply never arrived (the connection dropped or the reply deadline passed).
+
+    The server may have accepted and queued the message. mailsdk never resends it on its own;
+    ``cause`` keeps the transport error that ended the wait.
+    """
+
+    def __init__(self, message: str, *, cause: MailError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class TLSError(TransportError):
     """The TLS handshake or certificate verification failed."""
 
@@ -160,6 +177,10 @@ class ReadTimeout(MailTimeout):
 
 class WriteTimeout(MailTimeout):
     """Sending to the server did not complete before the deadline."""
+
+
+class PoolTimeout(MailTimeout):
+    """A pooled send waited longer than the checkout timeout for a free connection."""
 
 
 # --- replies --------------------------------------------------------------------------------

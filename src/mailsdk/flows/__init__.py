@@ -25,6 +25,7 @@ from mailsdk.flows.actions import (
 from mailsdk.flows.authenticate import AuthRequest, authenticate
 from mailsdk.flows.envelope import Envelope, PreparedMessage, prepare_message, prepare_raw
 from mailsdk.flows.handshake import TlsMode, greet, hello, negotiate_tls
+from mailsdk.flows.outcomes import DeliveryStatus, Outgoing, SendOutcome
 from mailsdk.flows.results import SendResult
 from mailsdk.flows.session import OpenedSession, SessionPlan, open_session
 from mailsdk.flows.simple import checked, quit_session, raw
@@ -35,14 +36,17 @@ __all__ = [
     "AuthRequest",
     "AwaitGreeting",
     "Close",
+    "DeliveryStatus",
     "Envelope",
     "Flow",
     "ObtainToken",
     "OpenedSession",
+    "Outgoing",
     "Phase",
     "PreparedMessage",
     "SendBdat",
     "SendBody",
+    "SendOutcome",
     "SendResult",
     "SessionPlan",
     "StartTls",
