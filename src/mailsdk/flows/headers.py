@@ -160,7 +160,7 @@ def check_message_headers(msg: email.message.Message) -> None:
     policy = _check_policy(msg.policy)
     for part in msg.walk():
         for name, value in part.raw_items():
-            if not isinstance(name, str) or _FIELD_NAME.fullmatch(name.encode("utf-8")) is None:
+            if _FIELD_NAME.fullmatch(str(name).encode("utf-8")) is None:
                 raise InvalidInputError(
                     f"invalid header name {name!r}: printable ASCII without colon or space "
                     "(RFC 5322 §3.6.8)"
