@@ -185,7 +185,12 @@ class Session:
         try:
             result = self._driver.run(
                 common.send_flow(
-                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                    self._config,
+                    self.capabilities,
+                    prepared,
+                    mail_options,
+                    rcpt_options,
+                    tls_active=self.tls is not None,
                 )
             )
         except BaseException as exc:

@@ -139,13 +139,16 @@ def transaction(
     rcpt_options: RcptOptions | None = None,
     dialect: Dialect = Dialect.SMTP,
     options: TransactionOptions | None = None,
+    tls_active: bool = False,
 ) -> Generator[Action, object, SendResult]:
     """Run one transaction and return its :class:`SendResult`.
 
+    ``tls_active`` says whether the session is encrypted: ``REQUIRETLS`` is refused without it.
+
     Raises:
         InvalidInputError: no recipients.
-        CapabilityError: the message needs SMTPUTF8/8BITMIME/SIZE/DSN... the server lacks
-            (raised before MAIL FROM is sent).
+        CapabilityError: the message needs SMTPUTF8/8BITMIME/SIZE/DSN... the server lacks, or
+            REQUIRETLS on a session without TLS (raised before MAIL FROM is sent).
         SenderRefused: MAIL FROM was refused.
         RecipientsRefused: every recipient was refused (nothing was sent).
         DataRefused: DATA, a BDAT chunk or the end-of-data reply was a refusal.
@@ -154,9 +157,15 @@ def transaction(
     env = prepared.envelope
     if not env.recipients:
         raise InvalidInputError("a message needs at least one recipient")
-    mparams = mail_parameters(
-        _mail_options(prepared, caps, mail_options or MailOptions(), opts), caps
-    )
+    base = mail_options or MailOptions()
+    if base.requiretls and not tls_active:
+        # RFC 8689 §4.2: REQUIRETLS is for a session that is itself encrypted; a server that
+        # advertises it in plaintext is lying or being impersonated.
+        raise CapabilityError(
+            "REQUIRETLS needs an encrypted session (RFC 8689 §4.2) and this one has no TLS",
+            extension="REQUIRETLS",
+        )
+    mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
     rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
     use_bdat = _use_bdat(caps, opts)
     commands: list[Command] = [MailFrom(env.sender, mparams)]
