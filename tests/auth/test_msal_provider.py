@@ -540,3 +540,28 @@ def test_client_id_is_validated(client_id: object) -> None:
         MsalAppOnlyProvider("contoso.example", client_id, SECRET)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="client_id"):
         MsalDeviceCodeProvider("contoso.example", client_id, prompt=print)  # type: ignore[arg-type]
+
+
+def test_certificate_credential_repr_shows_no_pem(
+    certificate: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    key, cert = certificate
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    loaded = CertificateCredential.from_pem(cert_pem + key_pem)
+    # built directly from strings too: the key must still end up in a Secret
+    direct = CertificateCredential(
+        private_key_pem=key_pem,  # type: ignore[arg-type]
+        certificate_pem=cert_pem,
+        thumbprint_sha1=loaded.thumbprint_sha1,
+        thumbprint_sha256=loaded.thumbprint_sha256,
+    )
+    for credential in (loaded, direct):
+        text = repr(credential) + str(credential)
+        assert "BEGIN" not in text
+        assert key_pem.splitlines()[1] not in text
+        assert cert_pem.splitlines()[1] not in text
+        assert loaded.thumbprint_sha256 in text
+        assert credential.private_key_pem.reveal() == key_pem

@@ -15,7 +15,7 @@ import pytest
 from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
 from tests._support.smtpd import SmtpdServer
 
-from mailsdk import AuthenticationFailed, AuthError, ClientBuilder, MailError
+from mailsdk import AuthenticationFailed, AuthError, ClientBuilder, ConfigurationError, MailError
 from mailsdk.transport import TlsSettings
 
 SmtpdFactory = Callable[..., SmtpdServer]
@@ -165,3 +165,17 @@ async def test_failed_auth_error_and_log_hold_no_secret(
     for text in (str(info.value), repr(info.value), caplog.text):
         assert bad not in text
         assert base64.b64encode(f"\0{USER}\0{bad}".encode()).decode() not in text
+
+
+async def test_login_with_an_unknown_mechanism_is_a_configuration_error(
+    mode: Mode, smtpd_factory: SmtpdFactory
+) -> None:
+    server = smtpd_factory(users={USER: PASSWORD}, auth_require_tls=False)
+    async with mode.session(plain_builder(server.host, server.port)) as s:
+        with pytest.raises(ConfigurationError, match=r"unknown SASL mechanism 'PLIAN'"):
+            await s.login(USER, PASSWORD, allow_plaintext=True, mechanisms=["PLIAN"])
+        with pytest.raises(ConfigurationError, match="username"):
+            await s.login(None, None)
+        assert "AUTH" not in server.recorder.verbs
+        assert not s.closed
+        assert await s.login(USER, PASSWORD, allow_plaintext=True, mechanisms="plain") == "PLAIN"

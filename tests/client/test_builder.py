@@ -107,8 +107,12 @@ def test_host_port_parsing(text: str, host: str, port: int | None) -> None:
 
 
 def test_default_ports_and_modes() -> None:
-    assert ClientBuilder.smtp("h").config().port == 25
+    # 587 when STARTTLS is required (the default), 465 for implicit TLS, 25 only when asked.
+    assert ClientBuilder.smtp("h").config().port == 587
     assert ClientBuilder.smtp("h").with_credentials("u", PASSWORD).config().port == 587
+    assert ClientBuilder.smtp("h").with_tls("none").config().port == 25
+    assert ClientBuilder.smtp("h").with_tls("opportunistic").config().port == 25
+    assert ClientBuilder.smtp("h", 25).config().port == 25
     implicit = ClientBuilder.smtp("h").with_tls("implicit").config()
     assert implicit.port == 465 and implicit.tls_mode is TlsMode.IMPLICIT
     assert ClientBuilder.smtp("h", 465).config().tls_mode is TlsMode.IMPLICIT
@@ -234,3 +238,90 @@ async def test_built_client_sends(mode: Mode, smtpd: SmtpdServer) -> None:
         client.sendmail, "a@example.org", ["b@example.com"], b"Subject: b\r\n\r\nx\r\n"
     )
     assert result.accepted == ("b@example.com",)
+
+
+def test_client_repr_shows_the_port_it_will_use() -> None:
+    assert "h:587" in repr(ClientBuilder.smtp("h").build())
+    assert "h:465" in repr(ClientBuilder.smtp("h").with_tls("implicit").build_async())
+    assert "[::1]:25" in repr(ClientBuilder.smtp("::1").with_tls("none").build())
+    assert "None" not in repr(ClientBuilder.smtp("h").build())
+
+
+@pytest.mark.parametrize("port", ["587", " 587 ", 587])
+def test_a_port_from_the_environment_is_accepted(port: object) -> None:
+    assert ClientBuilder.smtp("h", port).config().port == 587  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("port", ["smtp", "58 7", "", 587.0, True, "-1", "٥٨٧"], ids=repr)
+def test_a_bad_port_is_a_configuration_error(port: object) -> None:
+    with pytest.raises(ConfigurationError, match="port"):
+        ClientBuilder.smtp("h", port)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", [None, "", 42])
+def test_a_missing_host_is_a_configuration_error(host: object) -> None:
+    with pytest.raises(ConfigurationError, match="host"):
+        ClientBuilder.smtp(host)  # type: ignore[arg-type]
+
+
+def test_credentials_of_the_wrong_type_are_configuration_errors() -> None:
+    base = ClientBuilder.smtp("h")
+    with pytest.raises(ConfigurationError, match="username"):
+        base.with_credentials(None, None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="username"):
+        base.with_credentials("", PASSWORD)
+    with pytest.raises(ConfigurationError, match="password") as info:
+        base.with_credentials("u", b"bytes-pw-456")  # type: ignore[arg-type]
+    assert "bytes-pw-456" not in str(info.value)
+
+
+def test_a_token_string_instead_of_a_provider_names_static_token_provider() -> None:
+    token = "ya29.a-real-looking-access-token"
+    for make in (
+        lambda: ClientBuilder.smtp("h").with_token_provider("u", token),  # type: ignore[arg-type]
+        lambda: ClientBuilder.office365("u@example.com", token_provider=token),  # type: ignore[arg-type]
+        lambda: ClientBuilder.gmail("u@example.com", token_provider=Secret(token)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ConfigurationError, match="StaticTokenProvider") as info:
+            make()
+        assert token not in str(info.value)
+    with pytest.raises(ConfigurationError, match="get_token"):
+        ClientBuilder.smtp("h").with_token_provider("u", object())  # type: ignore[arg-type]
+
+
+def test_a_provider_for_another_mailbox_is_refused() -> None:
+    provider = StaticTokenProvider("tok", username="alice@example.com")
+    with pytest.raises(ConfigurationError, match=r"alice@example\.com.*bob@example\.com"):
+        ClientBuilder.office365("bob@example.com", token_provider=provider)
+    # the same mailbox (whatever the case) is fine
+    config = ClientBuilder.gmail("Alice@Example.com", token_provider=provider).config()
+    assert config.auth is not None
+
+
+def test_unknown_or_mismatched_mechanisms_fail_at_build() -> None:
+    base = ClientBuilder.smtp("h").with_credentials
+    with pytest.raises(ConfigurationError, match=r"unknown SASL mechanism 'PLAN'.*PLAIN"):
+        base("u", PASSWORD, mechanisms=["PLAN"]).build()
+    with pytest.raises(ConfigurationError, match="needs a token"):
+        base("u", PASSWORD, mechanisms=["XOAUTH2"]).build_async()
+    with pytest.raises(ConfigurationError, match="needs a password"):
+        ClientBuilder.smtp("h").with_token_provider(
+            "u", StaticTokenProvider("t"), mechanisms=["PLAIN"]
+        ).build()
+    # one name given as a str is one name, not its letters
+    config = base("u", PASSWORD, mechanisms="plain").config()  # type: ignore[arg-type]
+    assert config.auth is not None and config.auth.mechanisms == ("plain",)
+
+
+def test_presets_accept_an_endpoint_override() -> None:
+    provider = StaticTokenProvider("tok")
+    config = ClientBuilder.office365(
+        "me@example.com", token_provider=provider, endpoint="relay.test:2525"
+    ).config()
+    assert (config.endpoint.host, config.port) == ("relay.test", 2525)
+    assert config.tls_mode is TlsMode.STARTTLS  # the preset's policy stays
+    gmail = ClientBuilder.gmail("me@example.com", password=PASSWORD, endpoint="127.0.0.1").config()
+    assert (gmail.endpoint.host, gmail.port) == ("127.0.0.1", 587)
+    assert ClientBuilder.office365("me@example.com", password=PASSWORD).config().describe() == (
+        "smtp.office365.com:587"
+    )

@@ -24,6 +24,7 @@ from mailsdk.errors import (
     AuthError,
     CapabilityError,
     CommandRefused,
+    ConfigurationError,
     ConnectionLost,
     InvalidInputError,
     LocalProtocolError,
@@ -558,12 +559,14 @@ def async_connector(config: ClientConfig, context: ssl.SSLContext | None) -> Asy
     )
 
 
-#: Failures after which the connection is still in step and a polite QUIT makes sense.
+#: Failures after which the connection is still in step and a polite QUIT makes sense
+#: (a ConfigurationError, e.g. an unknown mechanism name, is found before anything is written).
 SAFE_TO_QUIT: tuple[type[BaseException], ...] = (
     ReplyError,
     AuthError,
     CapabilityError,
     InvalidInputError,
+    ConfigurationError,
 )
 
 

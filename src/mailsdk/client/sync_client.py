@@ -61,7 +61,7 @@ class Session:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<Session {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
+        return f"<Session {self._config.describe()} {state} tls={self.tls is not None}>"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -137,8 +137,8 @@ class Session:
         """
         settings = AuthSettings(
             username=username,
-            password=Secret(password),
-            mechanisms=tuple(mechanisms) if mechanisms else None,
+            password=password,  # AuthSettings wraps it in a Secret
+            mechanisms=mechanisms,  # AuthSettings converts and checks
             allow_plaintext=allow_plaintext,
         )
         return self.authenticate(settings)
@@ -295,7 +295,7 @@ class Client:
 
     def __repr__(self) -> str:
         cfg = self._config
-        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
+        return f"<{type(self).__name__} {cfg.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
