@@ -5,9 +5,13 @@ Pure configuration tests (no sockets) plus one end-to-end build per mode.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
+
 import attrs
 import pytest
 from tests._support.modes import Mode, plain_builder
+from tests._support.scripted_server import Expect, ScriptedServer, Send, WaitClose, ehlo_reply
 from tests._support.smtpd import SmtpdServer
 
 from mailsdk import (
@@ -25,12 +29,15 @@ from mailsdk import (
     Timeouts,
     TlsMode,
 )
+from mailsdk.auth import BaseExchange, CredentialKind, SaslContext, SaslCredentials
 from mailsdk.auth.tokens import AccessToken, StaticTokenProvider
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.transport import TlsSettings
 
 PASSWORD = "builder-pw-123"
+Scripted = Callable[..., ScriptedServer]
+QUIT = [Expect(b"QUIT"), Send(b"221 bye\r\n"), WaitClose()]
 
 
 class AsyncOnlyProvider:
@@ -325,3 +332,60 @@ def test_presets_accept_an_endpoint_override() -> None:
     assert ClientBuilder.office365("me@example.com", password=PASSWORD).config().describe() == (
         "smtp.office365.com:587"
     )
+
+
+# -- builder wiring, end to end: each with_* must reach the connection ----------------------------
+
+
+async def test_with_source_address_binds_the_local_end(mode: Mode, scripted: Scripted) -> None:
+    server = scripted([Send(b"220 mx.test\r\n"), Expect(b"EHLO"), Send(ehlo_reply()), *QUIT])
+    builder = plain_builder(server.host, server.port).with_source_address("127.0.0.2")
+    async with mode.session(builder):
+        pass
+    server.check()
+    assert server.peer is not None and server.peer[0] == "127.0.0.2"
+
+
+class XTestExchange(BaseExchange):
+    def __init__(self, username: str) -> None:
+        super().__init__("X-TEST")
+        self._username = username
+
+    def initial_response(self) -> bytes:
+        self.finished = True
+        return b"x-test:" + self._username.encode()
+
+
+@attrs.frozen
+class XTest:
+    """A third-party SASL mechanism: no secret on the wire, so plaintext is acceptable."""
+
+    name: str = "X-TEST"
+    credential_kind: CredentialKind = CredentialKind.PASSWORD
+    sends_reusable_secret: bool = False
+    supports_initial_response: bool = True
+
+    def start(self, credentials: SaslCredentials, context: SaslContext) -> BaseExchange:
+        return XTestExchange(credentials.username)
+
+
+async def test_with_mechanism_is_used_for_auth(mode: Mode, scripted: Scripted) -> None:
+    response = base64.b64encode(b"x-test:alice").decode()
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply("AUTH X-TEST")),
+            Expect(f"AUTH X-TEST {response}\r\n".encode()),
+            Send(b"235 2.7.0 ok\r\n"),
+            *QUIT,
+        ]
+    )
+    builder = (
+        plain_builder(server.host, server.port)
+        .with_mechanism(XTest())
+        .with_credentials("alice", PASSWORD, allow_plaintext=True)
+    )
+    async with mode.session(builder) as s:
+        assert s.mechanism == "X-TEST"
+    server.check()
