@@ -163,6 +163,26 @@ async def test_endless_multiline_reply(mode: Mode, scripted: Scripted) -> None:
     await expect_error(mode, short(server), RemoteProtocolError)
 
 
+async def test_an_ehlo_reply_of_2000_keywords_is_accepted(mode: Mode, scripted: Scripted) -> None:
+    # Real servers and smtplib accept it; only the total size is bounded (1 MiB).
+    keywords = [f"X-VENDOR-{i:04d} some parameters" for i in range(1998)]
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply(*keywords, "PIPELINING")),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    async with mode.session(short(server)) as s:
+        assert s.capabilities.pipelining
+        assert len(s.capabilities.keywords) == 1999
+        assert s.capabilities.raw["X-VENDOR-1997"] == "some parameters"
+    server.check()
+
+
 @pytest.mark.parametrize(
     "greeting", [b"2x0 hi\r\n", b"hello there\r\n", b"22 short\r\n", b"220-a\r\n250 b\r\n"]
 )
