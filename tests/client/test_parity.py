@@ -3,7 +3,7 @@
 ``Client`` ↔ ``AsyncClient`` and ``Session`` ↔ ``AsyncSession``: every public method of one
 exists on the other with an identical signature; the async ones are coroutine functions;
 ``close`` ↔ ``aclose`` and ``__enter__/__exit__`` ↔ ``__aenter__/__aexit__`` are the only
-renames (DESIGN.md §6.2).
+renames (docs/architecture.md, "Decisions").
 """
 
 from __future__ import annotations
