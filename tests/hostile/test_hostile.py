@@ -533,3 +533,37 @@ async def test_server_that_stops_reading_hits_the_write_deadline(
         await session.sendmail("a@example.org", "b@example.com", body)
     assert time.monotonic() - started < DEADLINE + SLACK + 0.5
     assert session.closed
+
+
+async def test_each_reply_of_a_pipelined_group_restarts_the_deadline(
+    mode: Mode, scripted: Scripted
+) -> None:
+    # Every reply comes within the command deadline of the previous one, but the whole group
+    # takes far longer: deadlines are per reply (restarted by each), never one for the group.
+    gap = DEADLINE * 0.6
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply("PIPELINING")),
+            Expect(b"MAIL"),
+            Send(b"250 ok\r\n"),
+            Sleep(gap),
+            Send(b"250 ok\r\n"),
+            Sleep(gap),
+            Send(b"250 ok\r\n"),
+            Sleep(gap),
+            Send(b"354 go\r\n"),
+            ReadData(),
+            Send(b"250 queued\r\n"),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    async with mode.session(short(server)) as s:
+        started = time.monotonic()
+        result = await s.sendmail("a@example.org", ["b@example.com", "c@example.com"], RAW)
+        assert time.monotonic() - started > DEADLINE  # the group outlived one deadline
+    assert result.accepted == ("b@example.com", "c@example.com")
+    server.check()
