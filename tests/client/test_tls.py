@@ -30,6 +30,7 @@ from mailsdk import (
     ConfigurationError,
     ConnectError,
     MailOptions,
+    Outgoing,
     TLSError,
 )
 from mailsdk.transport import TlsSettings
@@ -350,6 +351,16 @@ async def test_requiretls_is_refused_on_a_plaintext_session(
                 mail_options=MailOptions(requiretls=True),
             )
         assert info.value.extension == "REQUIRETLS"
+        # send_many plans the envelope with the same rule
+        item = Outgoing(
+            b"Subject: s\r\n\r\nx\r\n",
+            sender="a@example.org",
+            recipients=("b@example.com",),
+            mail_options=MailOptions(requiretls=True),
+        )
+        (outcome,) = await s.send_many_list([item])
+        assert isinstance(outcome.error, CapabilityError)
+        assert outcome.error.extension == "REQUIRETLS"
         assert (await s.noop()).code == 250  # refused locally: nothing was sent
     server.check()
 

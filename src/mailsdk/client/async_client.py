@@ -262,7 +262,12 @@ class AsyncSession:
 
     async def _send_many(self, feed: _sending.Feed) -> AsyncIterator[SendOutcome]:
         cfg = self._config
-        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        flow = deliver_many(
+            self.capabilities,
+            dialect=cfg.dialect,
+            options=cfg.transaction,
+            tls_active=self.tls is not None,
+        )
         box: list[None] = []
         steps = self._driver.steps(flow, box, feed.apull, flush_before_pull=feed.asynchronous)
         try:

@@ -246,7 +246,12 @@ class Session:
 
     def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
         cfg = self._config
-        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        flow = deliver_many(
+            self.capabilities,
+            dialect=cfg.dialect,
+            options=cfg.transaction,
+            tls_active=self.tls is not None,
+        )
         try:
             for value in self._driver.steps(flow, feed.pull):
                 yield feed.settle(value)
