@@ -405,10 +405,16 @@ class AsyncClient:
             stream = await async_connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
-            raise
+            explained = _setup.explain_connect_failure(exc, cfg)
+            if explained is exc:
+                raise
+            raise explained from exc
         observer.connected(**_setup.peer_of(stream.info))
         pump = Pump(
-            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits),
+            observer,
+            cfg.timeouts,
+            greeting_hint=_setup.port_hint(cfg),
         )
         provider = cfg.auth.token_provider if cfg.auth else None
         driver = AsyncDriver(
