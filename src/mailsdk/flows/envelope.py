@@ -70,15 +70,24 @@ class PreparedMessage:
     data: bytes
     smtputf8: bool
     eight_bit: bool
+    #: A raw message's bytes as given, when canonicalising changed them: ``BODY=BINARYMIME``
+    #: content is sent exactly as given (RFC 3030 §3).
+    original: bytes | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def size(self) -> int:
         """Size of ``data`` in bytes (what SIZE= announces, RFC 1870)."""
         return len(self.data)
 
-    def pieces(self) -> Iterator[bytes]:
-        """The content, piece by piece (line endings not yet canonical for streamed sources)."""
-        yield self.data
+    @property
+    def binary_size(self) -> int:
+        """Size of the content as sent with ``BODY=BINARYMIME`` (not canonicalised)."""
+        return len(self.original) if self.original is not None else self.size
+
+    def pieces(self, *, binary: bool = False) -> Iterator[bytes]:
+        """The content, piece by piece (line endings not yet canonical for streamed sources);
+        ``binary`` gives it exactly as given, for ``BODY=BINARYMIME``."""
+        yield self.original if binary and self.original is not None else self.data
 
 
 def _addresses(values: Sequence[str]) -> list[str]:
@@ -223,4 +232,7 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     data = canonicalize_line_endings(message)
     check_raw_header_block(data)
     smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
-    return PreparedMessage(Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data))
+    original = message if data != message else None
+    return PreparedMessage(
+        Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data), original
+    )
