@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike
+from mailsdk._types import MessageSource
 from mailsdk.builder import ClientBuilder
 from mailsdk.errors import ConfigurationError
 from mailsdk.flows import SendResult, TlsMode
@@ -55,7 +55,7 @@ def _chosen(builder: ClientBuilder | None, *details: object) -> ClientBuilder | 
 
 
 def send(
-    message: MessageLike,
+    message: MessageSource,
     *,
     host: str | None = None,
     port: int | str | None = None,
@@ -91,7 +91,7 @@ def send(
 
 
 async def asend(
-    message: MessageLike,
+    message: MessageSource,
     *,
     host: str | None = None,
     port: int | str | None = None,
