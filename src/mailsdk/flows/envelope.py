@@ -205,7 +205,13 @@ def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
             else email.policy.SMTPUTF8
         )
     buf = io.BytesIO()
-    email.generator.BytesGenerator(buf, policy=policy).flatten(stripped, linesep="\r\n")
+    # typeshed types a generator made with an EmailPolicy as taking only EmailMessage; the
+    # stdlib flattens any Message with it (legacy Message objects included).
+    generator = typing.cast(
+        "email.generator.BytesGenerator[email.message.Message]",
+        email.generator.BytesGenerator(buf, policy=policy),
+    )
+    generator.flatten(stripped, linesep="\r\n")
     return buf.getvalue()
 
 
