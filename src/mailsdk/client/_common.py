@@ -20,6 +20,8 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 import attrs
 
 from mailsdk._types import MessageLike
+from mailsdk.client._dkim import sign_prepared
+from mailsdk.dkim import DkimSigner
 from mailsdk.errors import (
     AuthError,
     CapabilityError,
@@ -454,8 +456,10 @@ def begin_send(
     message: MessageLike,
     sender: str | None,
     recipients: Sequence[str] | str | None,
+    dkim: Sequence[DkimSigner] = (),
 ) -> tuple[PreparedMessage, TransactionObserver]:
-    """Prepare a message (envelope, flattening, trace headers) and open the ``smtp.send`` span.
+    """Prepare a message (envelope, flattening, trace headers, then DKIM) and open the
+    ``smtp.send`` span.
 
     Raises:
         InvalidInputError: no envelope could be derived, or a raw message without envelope.
@@ -480,6 +484,12 @@ def begin_send(
             )
         else:
             prepared = prepare_raw(prepared.envelope.sender, prepared.envelope.recipients, traced)
+    if dkim:
+        try:
+            prepared = sign_prepared(prepared, dkim)
+        except BaseException as exc:
+            tx.failed(exc)
+            raise
     return prepared, tx
 
 

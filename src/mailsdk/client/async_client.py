@@ -184,7 +184,9 @@ class AsyncSession:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
             DataRefused, TransportError.
         """
-        prepared, tx = common.begin_send(self._observer, message, sender, recipients)
+        prepared, tx = common.begin_send(
+            self._observer, message, sender, recipients, self._config.dkim
+        )
         try:
             result = await self._driver.run(
                 common.send_flow(

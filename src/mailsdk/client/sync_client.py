@@ -181,7 +181,9 @@ class Session:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
             DataRefused, TransportError.
         """
-        prepared, tx = common.begin_send(self._observer, message, sender, recipients)
+        prepared, tx = common.begin_send(
+            self._observer, message, sender, recipients, self._config.dkim
+        )
         try:
             result = self._driver.run(
                 common.send_flow(

@@ -1,0 +1,131 @@
+"""DKIM end to end, both modes: every message the server receives carries signatures dkimpy
+accepts, applied last (after the trace headers); streamed sources are read twice correctly."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+from email.message import EmailMessage
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from tests._support.modes import Mode, plain_builder
+from tests._support.smtpd import SmtpdServer
+from tests.dkim.dkim_support import DOMAIN, ed25519_key, rsa_key, verify_all
+
+from mailsdk import ClientBuilder, InvalidInputError
+from mailsdk.client._dkim import sign_stream
+from mailsdk.dkim import DEFAULT_HEADERS, DkimSigner
+
+MESSAGE = (
+    b"From: alice@example.com\nTo: bob@example.org\nSubject: streamed\n\n"
+    + b"line  with  spaces \n" * 200
+    + b".leading dot\n\n\n"
+)
+
+
+def signed_builder(smtpd: SmtpdServer, **options: object) -> ClientBuilder:
+    return (
+        plain_builder(smtpd.host, smtpd.port)
+        .with_dkim(DOMAIN, "rsa", rsa_key(), **options)
+        .with_dkim(DOMAIN, "ed", ed25519_key(), **options)
+    )
+
+
+async def test_email_message_and_raw_bytes_are_signed(mode: Mode, smtpd: SmtpdServer) -> None:
+    msg = EmailMessage()
+    msg["From"] = "Alice <alice@example.com>"
+    msg["To"] = "bob@example.org"
+    msg["Bcc"] = "hidden@example.org"
+    msg["Subject"] = "signed, Grüße"
+    msg.set_content("Hello Bob,\n.\nbye\n")
+    async with mode.session(signed_builder(smtpd)) as s:
+        await s.send_message(msg)
+        await s.sendmail("alice@example.com", ["bob@example.org"], MESSAGE)
+    first, second = smtpd.recorder.messages
+    for received in (first.content, second.content):
+        assert received.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+        assert verify_all(received) == [True, True]
+    assert b"hidden@example.org" not in first.content
+    assert verify_all(second.content.replace(b"leading dot", b"leading dog")) == [False, False]
+
+
+async def test_signature_is_the_last_step_after_trace_headers(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
+    # The trace header is signed (it is in h=), which only works when DKIM runs after it.
+    builder = signed_builder(smtpd, headers=(*DEFAULT_HEADERS, "traceparent")).with_opentelemetry(
+        tracer_provider=TracerProvider(), propagate=True
+    )
+    async with mode.session(builder) as s:
+        await s.sendmail("alice@example.com", ["bob@example.org"], MESSAGE)
+    (received,) = smtpd.recorder.messages
+    head = received.content.split(b"\r\n\r\n", 1)[0]
+    assert head.index(b"DKIM-Signature") < head.index(b"traceparent:")
+    assert b"traceparent" in head.split(b"traceparent:")[0]  # named in h=
+    assert verify_all(received.content) == [True, True]
+
+
+async def test_a_message_without_from_is_refused_before_mail(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
+    async with mode.session(signed_builder(smtpd)) as s:
+        with pytest.raises(InvalidInputError, match="no From field"):
+            await s.sendmail("a@example.com", ["b@example.org"], b"To: b@example.org\r\n\r\nx\r\n")
+        assert "MAIL" not in smtpd.recorder.verbs
+        await s.sendmail("alice@example.com", ["bob@example.org"], MESSAGE)
+    assert len(smtpd.recorder.messages) == 1
+
+
+def _signers() -> list[DkimSigner]:
+    return [
+        DkimSigner(domain=DOMAIN, selector="rsa", key=rsa_key()),
+        DkimSigner(domain=DOMAIN, selector="ed", key=ed25519_key()),
+    ]
+
+
+def test_stream_from_a_path_is_read_twice(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "message.eml"
+    path.write_bytes(MESSAGE)
+    stream = sign_stream(_signers(), path)
+    try:
+        data = b"".join(stream)
+    finally:
+        stream.close()
+    assert stream.size == len(data)
+    assert verify_all(_wire(data)) == [True, True]
+
+
+def test_stream_from_a_seekable_file_starts_where_the_caller_left_it() -> None:
+    file = io.BytesIO(b"junk before the message" + MESSAGE)
+    file.seek(len(b"junk before the message"))
+    stream = sign_stream(_signers(), file)
+    data = b"".join(stream)
+    assert data.endswith(MESSAGE)
+    assert verify_all(_wire(data)) == [True, True]
+
+
+def test_one_shot_chunks_are_spooled_to_disk_beyond_the_memory_bound() -> None:
+    def chunks() -> object:
+        for i in range(0, len(MESSAGE), 7):
+            yield MESSAGE[i : i + 7]
+
+    stream = sign_stream(_signers(), chunks(), spool_in_memory=512)  # type: ignore[arg-type]
+    spool = stream._cleanup._exit_callbacks[0][1].__self__  # the SpooledTemporaryFile
+    assert spool._rolled  # moved to a temporary file: memory stayed bounded
+    data = b"".join(stream)
+    stream.close()
+    assert spool.closed
+    assert verify_all(_wire(data)) == [True, True]
+
+
+def test_a_non_bytes_chunk_is_a_typed_error_and_the_spool_is_removed() -> None:
+    with pytest.raises(InvalidInputError, match="must be bytes, not str"):
+        sign_stream(_signers(), [b"From: a@example.com\r\n\r\n", "text"])  # type: ignore[list-item]
+
+
+def _wire(data: bytes) -> bytes:
+    """What a receiver stores of ``data`` (CRLF line ends)."""
+    from mailsdk.protocol.body import decode_data, encode_data
+
+    return decode_data(encode_data(data))
