@@ -47,6 +47,7 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation, OpenTelemetryInstrumentation
 from mailsdk.transport import TlsSettings, parse_host_port
+from mailsdk.url import parse_mail_url
 
 __all__ = ["ClientBuilder"]
 
@@ -96,6 +97,21 @@ class ClientBuilder:
             host, parsed = parse_host_port(text, 1)
             port = parsed if parse_host_port(text, 2)[1] == parsed else None
         return cls(endpoint=Endpoint(host=host, port=port))
+
+    @classmethod
+    def from_url(cls, url: str, *, password: str | Secret | None = None) -> ClientBuilder:
+        """A builder from a URL: ``smtp://user@host:587?tls=starttls``, ``smtps://``,
+        ``lmtp://``, ``lmtp+unix:///run/dovecot/lmtp``, with options as query parameters
+        (see :mod:`mailsdk.url` for every option).
+
+        The password comes from ``password``, from the variable named by ``?password_env=``,
+        or from the URL itself; it is never shown in a ``repr``, log or error.
+
+        Raises:
+            ConfigurationError: an unknown scheme or option (named), a malformed URL, or a
+                user without a password.
+        """
+        return parse_mail_url(url, password=password).builder(cls)
 
     @classmethod
     def unix(cls, path: str, *, lmtp: bool = True) -> ClientBuilder:
