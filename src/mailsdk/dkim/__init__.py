@@ -20,9 +20,9 @@ from mailsdk.dkim.keys import DkimAlgorithm, DkimKey
 from mailsdk.dkim.signer import DEFAULT_HEADERS, DkimSigner, sign_bytes, sign_message
 
 __all__ = [
-    "DEFAULT_HEADERS",
     "BodyHasher",
     "Canonicalization",
+    "DEFAULT_HEADERS",
     "DkimAlgorithm",
     "DkimKey",
     "DkimSigner",
