@@ -25,6 +25,7 @@ PUBLIC_MODULES = [
     "mailsdk.cli",
     "mailsdk.dkim",
     "mailsdk.url",
+    "mailsdk.testing",
 ]
 
 
