@@ -9,13 +9,13 @@ from email.message import EmailMessage
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from tests._support.modes import Mode, plain_builder
-from tests._support.smtpd import SmtpdServer
+from tests._support.modes import Mode
 from tests.dkim.dkim_support import DOMAIN, ed25519_key, rsa_key, verify_all
 
 from mailsdk import ClientBuilder, InvalidInputError
 from mailsdk.client._dkim import sign_stream
 from mailsdk.dkim import DEFAULT_HEADERS, DkimSigner
+from mailsdk.testing import MailServer
 
 MESSAGE = (
     b"From: alice@example.com\nTo: bob@example.org\nSubject: streamed\n\n"
@@ -24,57 +24,58 @@ MESSAGE = (
 )
 
 
-def signed_builder(smtpd: SmtpdServer, **options: object) -> ClientBuilder:
+def signed_builder(server: MailServer, **options: object) -> ClientBuilder:
+    # mailsdk's own test kit (mailsdk.testing) as the receiving server.
     return (
-        plain_builder(smtpd.host, smtpd.port)
+        server.client_builder()
         .with_dkim(DOMAIN, "rsa", rsa_key(), **options)
         .with_dkim(DOMAIN, "ed", ed25519_key(), **options)
     )
 
 
-async def test_email_message_and_raw_bytes_are_signed(mode: Mode, smtpd: SmtpdServer) -> None:
+async def test_email_message_and_raw_bytes_are_signed(mode: Mode, mail_server: MailServer) -> None:
     msg = EmailMessage()
     msg["From"] = "Alice <alice@example.com>"
     msg["To"] = "bob@example.org"
     msg["Bcc"] = "hidden@example.org"
     msg["Subject"] = "signed, Grüße"
     msg.set_content("Hello Bob,\n.\nbye\n")
-    async with mode.session(signed_builder(smtpd)) as s:
+    async with mode.session(signed_builder(mail_server)) as s:
         await s.send_message(msg)
         await s.sendmail("alice@example.com", ["bob@example.org"], MESSAGE)
-    first, second = smtpd.recorder.messages
-    for received in (first.content, second.content):
+    first, second = mail_server.messages
+    for received in (first.data, second.data):
         assert received.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
         assert verify_all(received) == [True, True]
-    assert b"hidden@example.org" not in first.content
-    assert verify_all(second.content.replace(b"leading dot", b"leading dog")) == [False, False]
+    assert b"hidden@example.org" not in first.data
+    assert verify_all(second.data.replace(b"leading dot", b"leading dog")) == [False, False]
 
 
 async def test_signature_is_the_last_step_after_trace_headers(
-    mode: Mode, smtpd: SmtpdServer
+    mode: Mode, mail_server: MailServer
 ) -> None:
     # The trace header is signed (it is in h=), which only works when DKIM runs after it.
-    builder = signed_builder(smtpd, headers=(*DEFAULT_HEADERS, "traceparent")).with_opentelemetry(
-        tracer_provider=TracerProvider(), propagate=True
-    )
+    builder = signed_builder(
+        mail_server, headers=(*DEFAULT_HEADERS, "traceparent")
+    ).with_opentelemetry(tracer_provider=TracerProvider(), propagate=True)
     async with mode.session(builder) as s:
         await s.sendmail("alice@example.com", ["bob@example.org"], MESSAGE)
-    (received,) = smtpd.recorder.messages
-    head = received.content.split(b"\r\n\r\n", 1)[0]
+    (received,) = mail_server.messages
+    head = received.data.split(b"\r\n\r\n", 1)[0]
     assert head.index(b"DKIM-Signature") < head.index(b"traceparent:")
     assert b"traceparent" in head.split(b"traceparent:")[0]  # named in h=
-    assert verify_all(received.content) == [True, True]
+    assert verify_all(received.data) == [True, True]
 
 
 async def test_a_message_without_from_is_refused_before_mail(
-    mode: Mode, smtpd: SmtpdServer
+    mode: Mode, mail_server: MailServer
 ) -> None:
-    async with mode.session(signed_builder(smtpd)) as s:
+    async with mode.session(signed_builder(mail_server)) as s:
         with pytest.raises(InvalidInputError, match="no From field"):
             await s.sendmail("a@example.com", ["b@example.org"], b"To: b@example.org\r\n\r\nx\r\n")
-        assert "MAIL" not in smtpd.recorder.verbs
+        assert "MAIL" not in mail_server.verbs
         await s.sendmail("alice@example.com", ["bob@example.org"], MESSAGE)
-    assert len(smtpd.recorder.messages) == 1
+    assert len(mail_server.messages) == 1
 
 
 def _signers() -> list[DkimSigner]:
