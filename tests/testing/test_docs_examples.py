@@ -30,7 +30,9 @@ def test_script_example_runs(index: int) -> None:
     exec(code, {"__name__": f"docs_example_{index}"})
 
 
-def test_pytest_example_passes_with_the_plugin_enabled_by_conftest(pytester: pytest.Pytester) -> None:
+def test_pytest_example_passes_with_the_plugin_enabled_by_conftest(
+    pytester: pytest.Pytester,
+) -> None:
     for name, text in FILES.items():
         pytester.makepyfile(**{name.removesuffix(".py"): text})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
