@@ -183,3 +183,15 @@ async def test_url_credentials_log_in_and_never_reach_the_log(
         async with mode.session(ClientBuilder.from_url(wrong)):
             pass
     assert "wrong pass" not in str(info.value) and "wrong pass" not in caplog.text
+
+
+def test_spaces_only_in_file_names_and_idn_hosts_need_a_labels() -> None:
+    config = ClientBuilder.from_url("smtp://mx.test?ca_file=/etc/my%20ca.pem").config()
+    assert config.tls.ca_file == "/etc/my ca.pem"
+    with pytest.raises(ConfigurationError, match="spaces or control"):
+        ClientBuilder.from_url("smtp://mx.test?local_hostname=a%20b")
+    with pytest.raises(ConfigurationError, match="A-label"):
+        ClientBuilder.from_url("smtp://bücher.example")
+    assert ClientBuilder.from_url("smtp://xn--bcher-kva.example").config().endpoint.host == (
+        "xn--bcher-kva.example"
+    )

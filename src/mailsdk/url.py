@@ -295,7 +295,10 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
         return MailUrl(scheme=scheme, path=path, options=options)
     host = parts.hostname
     if not host or not _valid_host(parts.netloc.rpartition("@")[2]):
-        raise ConfigurationError(f"the URL {shown} has no valid host name or address")
+        raise ConfigurationError(
+            f"the URL {shown} has no valid host name or address (ASCII; use the IDNA A-label "
+            "form of an international name)"
+        )
     if parts.path not in ("", "/"):
         raise ConfigurationError(f"the URL {shown} has a path; only unix socket URLs take one")
     return MailUrl(
@@ -327,8 +330,9 @@ def _options(query: str, shown: str) -> dict[str, str]:
             f"{', '.join(sorted(OPTIONS))}"
         )
     for name, value in options.items():
-        if _UNSAFE.search(value):
-            raise ConfigurationError(f"the URL option {name!r} has control characters")
+        # A space is fine in a file name; nowhere else (host names, mechanisms, numbers).
+        if _UNSAFE.search(value.replace(" ", "") if name == "ca_file" else value):
+            raise ConfigurationError(f"the URL option {name!r} has spaces or control characters")
     return options
 
 

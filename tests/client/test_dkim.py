@@ -130,3 +130,24 @@ def _wire(data: bytes) -> bytes:
     from mailsdk.protocol.body import decode_data, encode_data
 
     return decode_data(encode_data(data))
+
+
+async def test_injected_line_breaks_are_signed_as_sent(mode: Mode, mail_server: MailServer) -> None:
+    # A bare CR and a bare LF inside a raw message's header: the wire turns both into CRLF,
+    # so the receiver sees extra fields; the signature must cover exactly those.
+    raw = b"From: alice@example.com\nSubject: hi\rBcc: evil@example.net\nTo: bob@example.org\n\nbody\n"
+    async with mode.session(signed_builder(mail_server)) as s:
+        await s.sendmail("alice@example.com", ["bob@example.org"], raw)
+    (received,) = mail_server.messages
+    assert b"Subject: hi\r\nBcc: evil@example.net\r\n" in received.data
+    assert verify_all(received.data) == [True, True]
+
+
+async def test_a_large_message_is_signed_end_to_end(mode: Mode, mail_server: MailServer) -> None:
+    body = b"".join(b"line %07d with  trailing space \r\n" % i for i in range(200_000))  # 7 MB
+    raw = b"From: alice@example.com\r\nTo: bob@example.org\r\nSubject: big\r\n\r\n" + body
+    async with mode.session(signed_builder(mail_server)) as s:
+        await s.sendmail("alice@example.com", ["bob@example.org"], raw)
+    (received,) = mail_server.messages
+    assert received.data.endswith(body)
+    assert verify_all(received.data) == [True, True]

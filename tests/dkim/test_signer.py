@@ -196,3 +196,15 @@ def test_huge_body_streams_through_sign_message() -> None:
     head = MESSAGE.split(b"\r\n\r\n", 1)[0] + b"\r\n"
     signatures = sign_message(signers(), head, body(), timestamp=NOW)  # type: ignore[arg-type]
     assert verify_all(signatures + head + b"\r\n" + chunk * count) == [True, True]
+
+
+def test_non_utf8_and_long_folded_headers_verify() -> None:
+    message = (
+        b"From: caf\xe9 <a@example.com>\r\n"  # Latin-1, not UTF-8: signed as the bytes it is
+        b"Subject: " + b"word " * 60 + b"\r\n\tcontinued\r\n"
+        b"References: <1@x>\r\n <2@x>\r\n <3@x>\r\n"
+        b"\r\nbody\r\n"
+    )
+    signed = sign_bytes(signers(), message, timestamp=NOW)
+    assert verify_all(signed) == [True, True]
+    assert verify_all(signed.replace(b"<2@x>", b"<9@x>")) == [False, False]

@@ -249,3 +249,17 @@ def test_client_builder_needs_a_started_server() -> None:
         MailServer().client_builder()
     with pytest.raises(ConfigurationError, match="require_tls"):
         MailServer(require_tls=True)
+
+
+@pytest.mark.mail_server(chunking=True)
+def test_a_client_that_drops_mid_bdat_leaves_the_server_serving(mail_server: MailServer) -> None:
+    with socket.create_connection((mail_server.host, mail_server.port), timeout=5) as raw:
+        raw.recv(1024)
+        raw.sendall(b"EHLO raw\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n")
+        seen = b""
+        while seen.count(b"\r\n250 ") < 2 and b"250 2.1.5" not in seen:
+            seen += raw.recv(4096)
+        raw.sendall(b"BDAT 100 LAST\r\nSubject: cut\r\n\r\nonly ten")
+    with mail_server.client().connect() as session:
+        session.send_message(message("whole"))
+    assert [m.message["Subject"] for m in mail_server.received] == ["whole"]
