@@ -9,7 +9,7 @@ import pytest
 from mailsdk.dkim import DkimKey, DkimSigner
 
 dkim = pytest.importorskip("dkim", reason="the 'dkim' extra (dkimpy) is not installed")
-pytest.importorskip("nacl", reason="the 'dkim' extra (pynacl) is not installed")
+pytest.importorskip("nacl", reason="pynacl (dkimpy needs it to verify Ed25519) is not installed")
 
 DOMAIN = "example.com"
 

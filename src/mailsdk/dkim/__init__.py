@@ -2,7 +2,7 @@
 
 Layer: L2 (pure, beside ``mailsdk.esmtp``). May import ``mailsdk.protocol`` and L0; must never
 import socket, ssl, asyncio, selectors, threading, time, logging, opentelemetry or msal.
-Signing uses dkimpy and pynacl (``pip install 'mailsdk[dkim]'``) and never needs DNS.
+Signing uses dkimpy (``pip install 'mailsdk[dkim]'``) and cryptography, and never needs DNS.
 
 Most users only call :meth:`mailsdk.ClientBuilder.with_dkim`; the client then signs every
 message as the last preparation step. The pieces are public for users who sign elsewhere::

@@ -5,9 +5,11 @@ dependency); must never import socket, ssl, asyncio, selectors, threading, time,
 opentelemetry or msal. :meth:`DkimKey.from_file` reads a local file once, at configuration
 time; nothing here touches the network or a clock.
 
-The key material lives in a :class:`~mailsdk.Secret` (no ``repr``/``str``/pickle ever shows it).
-Errors about a key name the file or the algorithm, never the key's bytes: the causes raised by
-the parsers are dropped (``from None``) because their messages may quote the input.
+The key is held as a ``cryptography`` key object (whose ``repr`` shows no material) and is
+never pickled; :meth:`DkimKey.private_material` hands it out only as a
+:class:`~mailsdk.Secret`. Errors about a key name the file or the algorithm, never the key's
+bytes: the causes raised by the parsers are dropped (``from None``) because their messages may
+quote the input. Signing is ``cryptography``'s (OpenSSL's) RSA and Ed25519.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import os
 import pathlib
 import typing
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
 from mailsdk._secret import Secret
 from mailsdk.errors import ConfigurationError
@@ -45,10 +48,11 @@ class DkimAlgorithm(enum.Enum):
 
 
 class DkimKey:
-    """A DKIM signing key. Build it with :meth:`from_pem`, :meth:`from_file` or :meth:`generate`.
+    """A DKIM signing key. Build it with :meth:`load`, :meth:`from_pem`, :meth:`from_file` or
+    :meth:`generate`.
 
-    The private key is held in a :class:`~mailsdk.Secret`; ``repr`` shows only the algorithm and
-    the size, and pickling is refused.
+    ``repr`` shows only the algorithm and the size; pickling is refused; errors never quote
+    the key.
 
     Attributes:
         algorithm: the signature algorithm this key signs with.
@@ -57,13 +61,48 @@ class DkimKey:
 
     __slots__ = ("_private", "_public", "algorithm", "bits")
 
-    def __init__(self, algorithm: DkimAlgorithm, private: Secret, public: bytes, bits: int) -> None:
-        self.algorithm = algorithm
-        self.bits = bits
-        # RSA: PKCS#1 PEM text; Ed25519: base64 of the 32-byte seed (dkimpy's forms).
+    def __init__(self, private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> None:
+        if isinstance(private, rsa.RSAPrivateKey):
+            self.algorithm = DkimAlgorithm.RSA_SHA256
+            self.bits = private.key_size
+            # RSA: DER SubjectPublicKeyInfo (RFC 6376 §3.6.1 p=).
+            self._public = private.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        elif isinstance(private, ed25519.Ed25519PrivateKey):
+            self.algorithm = DkimAlgorithm.ED25519_SHA256
+            self.bits = 256
+            # Ed25519: the raw 32-byte public key (RFC 8463 §4).
+            self._public = private.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        else:
+            raise ConfigurationError("DKIM keys are RSA or Ed25519 private keys")
         self._private = private
-        # RSA: DER SubjectPublicKeyInfo; Ed25519: the raw 32-byte public key (RFC 8463 §4).
-        self._public = public
+
+    @classmethod
+    def load(cls, key: DkimKey | Secret | bytes | str | os.PathLike[str]) -> DkimKey:
+        """A key from any accepted form: a :class:`DkimKey` (returned as is), a
+        :class:`~mailsdk.Secret` or ``bytes`` holding the PEM text, or a path (``str`` or
+        ``os.PathLike``) to a key file.
+
+        Raises:
+            ConfigurationError: no usable key (the message never quotes the key).
+        """
+        if isinstance(key, DkimKey):
+            return key
+        if isinstance(key, Secret | bytes | bytearray):
+            return cls.from_pem(key if isinstance(key, Secret) else bytes(key))
+        if isinstance(key, str) and "-----BEGIN" in key:
+            # A PEM text passed where a path was expected: never echo it in an error.
+            raise ConfigurationError(
+                "DKIM: pass key text as mailsdk.Secret(text) or bytes; a str is a file path"
+            )
+        if isinstance(key, str | os.PathLike):
+            return cls.from_file(key)
+        raise ConfigurationError(
+            f"DKIM key must be a path, a Secret, bytes or a DkimKey, not {type(key).__name__}"
+        )
 
     @classmethod
     def from_pem(cls, data: bytes | str | Secret, *, source: str = "the key") -> DkimKey:
@@ -96,39 +135,15 @@ class DkimKey:
                 f"DKIM: {source} is not a PEM private key (RSA or Ed25519)"
             ) from None
         if isinstance(key, rsa.RSAPrivateKey):
-            return cls._from_rsa(key, source)
+            if key.key_size < MIN_RSA_BITS:
+                raise ConfigurationError(
+                    f"DKIM: {source} is a {key.key_size}-bit RSA key; RFC 8301 requires at "
+                    f"least {MIN_RSA_BITS} bits (2048 recommended)"
+                )
+            return cls(key)
         if isinstance(key, ed25519.Ed25519PrivateKey):
-            seed = key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-            return cls._from_seed(base64.b64encode(seed), source)
+            return cls(key)
         raise ConfigurationError(f"DKIM: {source} is neither an RSA nor an Ed25519 key")
-
-    @classmethod
-    def load(cls, key: DkimKey | Secret | bytes | str | os.PathLike[str]) -> DkimKey:
-        """A key from any accepted form: a :class:`DkimKey` (returned as is), a
-        :class:`~mailsdk.Secret` or ``bytes`` holding the PEM text, or a path (``str`` or
-        ``os.PathLike``) to a key file.
-
-        Raises:
-            ConfigurationError: no usable key (the message never quotes the key).
-        """
-        if isinstance(key, DkimKey):
-            return key
-        if isinstance(key, Secret | bytes | bytearray):
-            return cls.from_pem(key if isinstance(key, Secret) else bytes(key))
-        if isinstance(key, str) and "-----BEGIN" in key:
-            # A PEM text passed where a path was expected: never echo it in an error.
-            raise ConfigurationError(
-                "DKIM: pass key text as mailsdk.Secret(text) or bytes; a str is a file path"
-            )
-        if isinstance(key, str | os.PathLike):
-            return cls.from_file(key)
-        raise ConfigurationError(
-            f"DKIM key must be a path, a Secret, bytes or a DkimKey, not {type(key).__name__}"
-        )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> DkimKey:
@@ -149,32 +164,9 @@ class DkimKey:
     @classmethod
     def generate(cls, algorithm: DkimAlgorithm | str = DkimAlgorithm.RSA_SHA256) -> DkimKey:
         """A fresh key (RSA 2048 bits, or Ed25519), e.g. for tests or a first DNS record."""
-        algo = DkimAlgorithm(algorithm)
-        if algo is DkimAlgorithm.RSA_SHA256:
-            return cls._from_rsa(rsa.generate_private_key(65537, 2048), "the generated key")
-        seed = ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        return cls._from_seed(base64.b64encode(seed), "the generated key")
-
-    @classmethod
-    def _from_rsa(cls, key: rsa.RSAPrivateKey, source: str) -> DkimKey:
-        if key.key_size < MIN_RSA_BITS:
-            raise ConfigurationError(
-                f"DKIM: {source} is a {key.key_size}-bit RSA key; RFC 8301 requires at least "
-                f"{MIN_RSA_BITS} bits (2048 recommended)"
-            )
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return cls(DkimAlgorithm.RSA_SHA256, Secret(pem.decode("ascii")), public, key.key_size)
+        if DkimAlgorithm(algorithm) is DkimAlgorithm.RSA_SHA256:
+            return cls(rsa.generate_private_key(65537, 2048))
+        return cls(ed25519.Ed25519PrivateKey.generate())
 
     @classmethod
     def _from_seed(cls, text: bytes, source: str) -> DkimKey:
@@ -186,21 +178,33 @@ class DkimKey:
             raise ConfigurationError(
                 f"DKIM: {source} is neither a PEM private key nor a base64 Ed25519 seed"
             )
-        public = (
-            ed25519.Ed25519PrivateKey.from_private_bytes(seed)
-            .public_key()
-            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        )
-        return cls(
-            DkimAlgorithm.ED25519_SHA256,
-            Secret(base64.b64encode(seed).decode("ascii")),
-            public,
-            256,
-        )
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
 
-    def private_material(self) -> bytes:
-        """The private key in the form dkimpy signs with. Call it only at the point of use."""
-        return self._private.reveal().encode("ascii")
+    def sign_digest(self, digest: bytes) -> bytes:
+        """Sign a SHA-256 digest: RSASSA-PKCS1-v1_5 (RFC 6376 §3.3.1) or Ed25519 over the
+        digest itself (RFC 8463 §3)."""
+        if isinstance(self._private, rsa.RSAPrivateKey):
+            return self._private.sign(
+                digest, padding.PKCS1v15(), asym_utils.Prehashed(hashes.SHA256())
+            )
+        return self._private.sign(digest)
+
+    def private_material(self) -> Secret:
+        """The private key in dkimpy's forms (RSA: PKCS#1 PEM; Ed25519: the base64 seed),
+        for handing to other DKIM tools. Reveal it only at the point of use."""
+        if isinstance(self._private, rsa.RSAPrivateKey):
+            pem = self._private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+            return Secret(pem.decode("ascii"))
+        seed = self._private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return Secret(base64.b64encode(seed).decode("ascii"))
 
     @property
     def public_key(self) -> str:
@@ -220,7 +224,8 @@ class DkimKey:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DkimKey):
             return NotImplemented
-        return self.algorithm is other.algorithm and self._private == other._private
+        # The public key identifies the private one.
+        return self.algorithm is other.algorithm and self._public == other._public
 
     def __hash__(self) -> int:
         return hash((DkimKey, self._public))
