@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
@@ -151,3 +152,27 @@ async def test_a_large_message_is_signed_end_to_end(mode: Mode, mail_server: Mai
     (received,) = mail_server.messages
     assert received.data.endswith(body)
     assert verify_all(received.data) == [True, True]
+
+
+@pytest.mark.parametrize("chunking", [False, True], ids=["pipelined-data", "pipelined-bdat"])
+async def test_send_many_signs_every_message(
+    mode: Mode, mail_server_factory: Callable[..., MailServer], chunking: bool
+) -> None:
+    from mailsdk import DeliveryStatus, Outgoing
+
+    server = mail_server_factory(chunking=chunking)
+    items = [
+        Outgoing(
+            MESSAGE.replace(b"streamed", b"many %d" % i),
+            sender="a@example.com",
+            recipients=["b@example.org"],
+        )
+        for i in range(5)
+    ]
+    async with mode.session(signed_builder(server).with_chunking(chunking)) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [DeliveryStatus.ACCEPTED] * 5
+    assert len(server.messages) == 5
+    for i, received in enumerate(server.messages):
+        assert b"Subject: many %d" % i in received.data
+        assert verify_all(received.data) == [True, True]
