@@ -14,9 +14,12 @@ from tests._support.modes import Mode
 from mailsdk import (
     AuthenticationFailed,
     ConnectionLost,
+    DeliveryStatus,
+    DeliveryUnknown,
     GreetingRefused,
     MailError,
     MailTimeout,
+    Outgoing,
     RecipientsRefused,
     SenderRefused,
     Timeouts,
@@ -86,7 +89,7 @@ async def test_drop_after_the_dot_is_an_unknown_outcome(
     mode: Mode, mail_server: MailServer
 ) -> None:
     mail_server.drop_after_dot()
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(DeliveryUnknown):
         async with mode.session(mail_server.client_builder()) as s:
             await s.send_message(message("maybe"))
     (received,) = mail_server.received
@@ -263,3 +266,21 @@ def test_a_client_that_drops_mid_bdat_leaves_the_server_serving(mail_server: Mai
     with mail_server.client().connect() as session:
         session.send_message(message("whole"))
     assert [m.message["Subject"] for m in mail_server.received] == ["whole"]
+
+
+async def test_send_many_outcomes_under_faults(mode: Mode, mail_server: MailServer) -> None:
+    mail_server.refuse_recipient("nobody@example.org", times=1)
+    mail_server.add_rule(Rule("END-OF-DATA", close=True, times=1))  # the 2nd message's reply
+    items = [
+        Outgoing(message(f"m{i}", to=to))
+        for i, to in enumerate(["nobody@example.org", "bob@example.org", "bob@example.org"])
+    ]
+    async with mode.session(mail_server.client_builder()) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [
+        DeliveryStatus.REFUSED,
+        DeliveryStatus.UNKNOWN,  # read to its end, never confirmed: never resent
+        DeliveryStatus.FAILED,  # not started when the connection went
+    ]
+    assert [m.message["Subject"] for m in mail_server.received] == ["m1"]
+    assert mail_server.messages == []
