@@ -284,3 +284,23 @@ async def test_send_many_outcomes_under_faults(mode: Mode, mail_server: MailServ
     ]
     assert [m.message["Subject"] for m in mail_server.received] == ["m1"]
     assert mail_server.messages == []
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_loopback_with_starttls(
+    mode: Mode, mail_server_factory: Callable[..., MailServer]
+) -> None:
+    server = mail_server_factory(host="::1", tls="starttls")
+    async with mode.session(server.client_builder()) as s:
+        assert s.tls is not None
+        await s.send_message(message("v6"))
+    assert [m.message["Subject"] for m in server.messages] == ["v6"]
