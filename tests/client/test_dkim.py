@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import io
 import pathlib
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
+import attrs
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from tests._support.modes import Mode
 from tests.dkim.dkim_support import DOMAIN, ed25519_key, rsa_key, verify_all
 
 from mailsdk import ClientBuilder, InvalidInputError
-from mailsdk.client._dkim import sign_stream
+from mailsdk.client._dkim import sign_prepared, sign_stream
 from mailsdk.dkim import DEFAULT_HEADERS, DkimSigner
+from mailsdk.flows import Envelope
 from mailsdk.testing import MailServer
 
 MESSAGE = (
@@ -176,3 +179,73 @@ async def test_send_many_signs_every_message(
     for i, received in enumerate(server.messages):
         assert b"Subject: many %d" % i in received.data
         assert verify_all(received.data) == [True, True]
+
+
+class _Content:
+    """A content stream as the streaming pipeline has them: pieces() read once."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.reads = 0
+
+    def pieces(self) -> Iterator[bytes]:
+        self.reads += 1
+        for i in range(0, len(self._data), 1000):
+            yield self._data[i : i + 1000]
+
+
+@attrs.frozen
+class _StreamingPrepared:
+    """The shape of a prepared message with added header lines and streamed content."""
+
+    envelope: Envelope
+    data: bytes
+    smtputf8: bool
+    eight_bit: bool | None
+    stream: typing.Any = None
+    headers: bytes = b""
+
+    def with_headers(self, lines: bytes) -> _StreamingPrepared:
+        return attrs.evolve(self, headers=lines + self.headers)
+
+
+def test_added_header_lines_are_signed_with_the_message() -> None:
+    trace = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+    signers = [
+        DkimSigner(
+            domain=DOMAIN, selector="rsa", key=rsa_key(), headers=(*DEFAULT_HEADERS, "traceparent")
+        ),
+        DkimSigner(domain=DOMAIN, selector="ed", key=ed25519_key()),
+    ]
+    data = _wire(MESSAGE)
+    prepared = _StreamingPrepared(
+        Envelope("a@example.com", ("b@example.org",)), data, False, False, headers=trace
+    )
+    signed = typing.cast(
+        "typing.Any", sign_prepared(prepared, signers, clock=lambda: 1_796_160_000)
+    )  # type: ignore[arg-type]
+    assert signed.data == data
+    assert signed.headers.startswith(b"DKIM-Signature:") and signed.headers.endswith(trace)
+    assert verify_all(signed.headers + signed.data) == [True, True]
+
+
+def test_streamed_content_is_spooled_once_and_signed_with_its_added_headers() -> None:
+    trace = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+    content = _Content(MESSAGE)  # bare LF line ends: the spool holds them canonical
+    prepared = _StreamingPrepared(
+        Envelope("a@example.com", ("b@example.org",)),
+        b"",
+        False,
+        None,
+        stream=content,
+        headers=trace,
+    )
+    signed = typing.cast("typing.Any", sign_prepared(prepared, _signers()))  # type: ignore[arg-type]
+    assert content.reads == 1
+    assert signed.headers.count(b"DKIM-Signature:") == 2 and signed.headers.endswith(trace)
+    stream = signed.stream
+    assert stream.size == len(_wire(MESSAGE))
+    body = b"".join(stream.pieces())
+    assert body == _wire(MESSAGE)
+    assert stream.consumed == len(body)
+    assert verify_all(signed.headers + body) == [True, True]

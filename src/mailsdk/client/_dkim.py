@@ -11,10 +11,11 @@ twice. How depends on the source:
   body in bounded chunks, the second (reopened, or after ``seek`` back to where it started)
   sends it. The file must not change in between (a path is re-opened, so replace files
   atomically).
-* anything else (an iterable of chunks, a pipe): a **bounded spool**: the chunks are hashed as
-  they are copied into a :class:`tempfile.SpooledTemporaryFile` that keeps up to
-  :data:`SPOOL_IN_MEMORY` bytes in memory and moves to a private temporary file beyond that;
-  the spool is then sent and deleted. Memory stays bounded whatever the size.
+* anything read only once (an iterable of chunks, a pipe, the pipeline's content stream): a
+  **bounded spool**: the chunks are hashed as they are copied (with canonical CRLF) into a
+  :class:`tempfile.SpooledTemporaryFile` that keeps up to :data:`SPOOL_IN_MEMORY` bytes in
+  memory and moves to a private temporary file beyond that; the spool is then sent and
+  deleted. Memory stays bounded whatever the size.
 """
 
 from __future__ import annotations
@@ -28,11 +29,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from mailsdk.dkim import DkimSigner, HeaderSplitter, sign_bytes, sign_message
+from mailsdk.dkim import DkimSigner, HeaderSplitter, sign_message
 from mailsdk.errors import InvalidInputError
 from mailsdk.flows.envelope import PreparedMessage
+from mailsdk.protocol.body import canonicalize_line_endings
 
-__all__ = ["SPOOL_IN_MEMORY", "SignedStream", "sign_prepared", "sign_stream"]
+__all__ = [
+    "SPOOL_IN_MEMORY",
+    "SignedStream",
+    "SpooledContent",
+    "sign_prepared",
+    "sign_stream",
+]
 
 #: Bytes of a one-shot stream kept in memory before the spool moves to a temporary file.
 SPOOL_IN_MEMORY: typing.Final = 8 << 20
@@ -50,22 +58,38 @@ def sign_prepared(
 ) -> PreparedMessage:
     """``prepared`` with its DKIM-Signature fields in front (unchanged without signers).
 
+    The signature covers every header that is sent: header lines the pipeline added in front
+    of the content (``prepared.headers``, where the trace context goes) count as part of the
+    header block. Streamed content (``prepared.stream``) is signed through a bounded spool.
+
     Raises:
         InvalidInputError: the message header is malformed or has no From field.
         ConfigurationError: the ``dkim`` extra is not installed.
     """
     if not signers:
         return prepared
+    added: bytes = getattr(prepared, "headers", b"")
+    stream = getattr(prepared, "stream", None)
+    if stream is not None:
+        signed = sign_stream(signers, stream, clock, prefix=added)
+        # ``stream`` and ``with_headers`` belong to the streaming PreparedMessage.
+        changes: dict[str, typing.Any] = {"stream": SpooledContent(signed)}
+        resigned: typing.Any = attrs.evolve(prepared, **changes)
+        return typing.cast("PreparedMessage", resigned.with_headers(signed.signatures))
     data = prepared.data
     # ``data`` is canonical CRLF already (prepare_message/prepare_raw): split it in place and
     # hash the body in slices, so signing costs one copy of the message (the result), not four.
     end = 0 if data.startswith(b"\r\n") else data.find(b"\r\n\r\n") + 2
+    body = memoryview(data)[len(data) :]
     if end == 1:  # no empty line: the whole message is its header
-        return attrs.evolve(prepared, data=sign_bytes(signers, data, timestamp=clock()))
-    head = data[:end]
-    view = memoryview(data)[end + 2 :]
-    slices = (bytes(view[i : i + READ_CHUNK]) for i in range(0, len(view), READ_CHUNK))
-    signatures = sign_message(signers, head, slices, timestamp=clock())
+        head = data if data.endswith(b"\r\n") or not data else data + b"\r\n"
+    else:
+        head, body = data[:end], memoryview(data)[end + 2 :]
+    slices = (bytes(body[i : i + READ_CHUNK]) for i in range(0, len(body), READ_CHUNK))
+    signatures = sign_message(signers, added + head, slices, timestamp=clock())
+    with_headers = getattr(prepared, "with_headers", None)
+    if with_headers is not None:
+        return typing.cast("PreparedMessage", with_headers(signatures))
     return attrs.evolve(prepared, data=signatures + data)
 
 
@@ -99,13 +123,17 @@ def _read(file: typing.BinaryIO) -> Iterator[bytes]:
 
 
 def _hash(
-    signers: Sequence[DkimSigner], chunks: Iterable[bytes], clock: Callable[[], int]
+    signers: Sequence[DkimSigner],
+    chunks: Iterable[bytes],
+    clock: Callable[[], int],
+    prefix: bytes = b"",
 ) -> bytes:
-    """Sign a message given as chunks: split off the header block, hash the rest."""
+    """Sign a message given as chunks (after ``prefix``, header lines added in front of it):
+    split off the header block, hash the rest."""
     splitter = HeaderSplitter()
     iterator = iter(chunks)
-    found: tuple[bytes, bytes] | None = None
-    for chunk in iterator:
+    found = splitter.feed(prefix) if prefix else None
+    for chunk in iterator if found is None else ():
         found = splitter.feed(chunk)
         if found is not None:
             break
@@ -122,11 +150,21 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 def sign_stream(
     signers: Sequence[DkimSigner],
-    source: os.PathLike[str] | typing.BinaryIO | Iterable[bytes],
+    source: os.PathLike[str] | typing.BinaryIO | Iterable[bytes] | _Pieces,
     clock: Callable[[], int] = _now,
     spool_in_memory: int = SPOOL_IN_MEMORY,
+    *,
+    prefix: bytes = b"",
 ) -> SignedStream:
     """Sign a streamed message (see the module docstring for how each source is read twice).
+
+    Args:
+        signers: the signatures to make.
+        source: a path, a binary file, an iterable of chunks, or a content stream (an object
+            with ``pieces()``, read once: spooled).
+        clock: seconds since the epoch for ``t=``.
+        spool_in_memory: bytes of a one-shot source kept in memory before spooling to disk.
+        prefix: header lines added in front of the source (signed, not part of the chunks).
 
     Raises:
         InvalidInputError: the header is malformed, longer than 1 MiB, or has no From field;
@@ -139,20 +177,25 @@ def sign_stream(
         if isinstance(source, os.PathLike):
             path = os.fspath(source)
             with open(path, "rb") as first_pass:
-                signatures = _hash(signers, _read(first_pass), clock)
+                signatures = _hash(signers, _read(first_pass), clock, prefix)
             second_pass = stack.enter_context(open(path, "rb"))  # noqa: SIM115
             size = os.fstat(second_pass.fileno()).st_size
             return SignedStream(signatures, _read(second_pass), size + len(signatures), stack)
         if _seekable(source):
             file = typing.cast("typing.BinaryIO", source)
             start = file.tell()
-            signatures = _hash(signers, _read(file), clock)
+            signatures = _hash(signers, _read(file), clock, prefix)
             end = file.tell()
             file.seek(start)
             return SignedStream(signatures, _read(file), end - start + len(signatures), stack)
         spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=spool_in_memory))  # noqa: SIM115
-        chunks = _read(typing.cast("typing.BinaryIO", source)) if _is_file(source) else source
-        signatures = _hash(signers, _copy(chunks, spool), clock)
+        if isinstance(source, _Pieces):
+            chunks: Iterable[bytes] = source.pieces()
+        elif _is_file(source):
+            chunks = _read(typing.cast("typing.BinaryIO", source))
+        else:
+            chunks = source
+        signatures = _hash(signers, _copy(chunks, spool), clock, prefix)
         size = spool.tell()
         spool.seek(0)
         return SignedStream(signatures, _read(spool), size + len(signatures), stack)  # type: ignore[arg-type]
@@ -175,9 +218,60 @@ def _seekable(source: object) -> bool:
 
 
 def _copy(chunks: Iterable[bytes], spool: typing.IO[bytes]) -> Iterator[bytes]:
+    """Yield the chunks while writing them to ``spool`` with canonical CRLF line ends (a CR
+    at the end of a chunk waits for the next), so the spool's size is the size sent."""
+    pending_cr = False
     for chunk in chunks:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise InvalidInputError(f"a message chunk must be bytes, not {type(chunk).__name__}")
         data = bytes(chunk)
-        spool.write(data)
         yield data
+        if pending_cr:
+            data, pending_cr = b"\r" + data, False
+        if data.endswith(b"\r"):
+            data, pending_cr = data[:-1], True
+        spool.write(canonicalize_line_endings(data))
+    if pending_cr:
+        spool.write(b"\r\n")
+
+
+@typing.runtime_checkable
+class _Pieces(typing.Protocol):
+    """A content stream of the preparation pipeline (read once, piece by piece)."""
+
+    def pieces(self) -> Iterator[bytes]: ...
+
+
+class SpooledContent:
+    """A signed message's content as a content stream (``size``, ``consumed``, ``pieces()``):
+    what a streamed source becomes once signed. Read it once; the spool is deleted after."""
+
+    def __init__(self, signed: SignedStream) -> None:
+        self._signed = signed
+        self._consumed = 0
+
+    @property
+    def size(self) -> int | None:
+        """The content size (canonical CRLF), signatures not included."""
+        return (
+            None if self._signed.size is None else self._signed.size - len(self._signed.signatures)
+        )
+
+    @property
+    def consumed(self) -> int:
+        """Bytes handed out so far."""
+        return self._consumed
+
+    @property
+    def eight_bit(self) -> bool | None:
+        """Unknown: the content was not scanned."""
+        return None
+
+    def pieces(self) -> Iterator[bytes]:
+        """The content in bounded pieces; the spool is closed at the end (or on an error)."""
+        try:
+            for piece in self._signed.chunks:
+                self._consumed += len(piece)
+                yield piece
+        finally:
+            self._signed.close()
