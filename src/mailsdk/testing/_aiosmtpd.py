@@ -199,11 +199,13 @@ class Handler:
 
 
 def _keep(line: str, extensions: dict[str, bool]) -> bool:
-    keyword = line[4:].split(" ", 1)[0].upper()
-    if keyword == "8BITMIME":
+    """Whether an EHLO line of aiosmtpd's stays: 8BITMIME as configured, and no ``AUTH``
+    line without mechanisms (aiosmtpd writes one when every mechanism is excluded)."""
+    keyword, _space, params = line[4:].partition(" ")
+    if keyword.upper() == "8BITMIME":
         return extensions.get("8BITMIME", True)
-    if keyword == "AUTH":
-        return bool(line[4:].split(" ", 1)[1:] and line[4:].split(" ", 1)[1].strip())
+    if keyword.upper() == "AUTH":
+        return bool(params.strip())
     return True
 
 
