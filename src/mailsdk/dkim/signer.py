@@ -80,6 +80,12 @@ _FIELD_NAME: typing.Final = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _TOKEN: typing.Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 
 
+def _as_names(names: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(names, str):  # "From" alone, not the letters F, r, o, m
+        return (names,)
+    return tuple(names)
+
+
 def _check_name(kind: str, value: str) -> None:
     """``d=`` and ``s=`` are dot-separated DNS labels (RFC 6376 §3.5): nothing that could end
     the tag (``;``), fold the header (CR/LF) or smuggle another tag."""
@@ -130,8 +136,8 @@ class DkimSigner:
     domain: str
     selector: str
     key: DkimKey
-    headers: tuple[str, ...] = attrs.field(default=DEFAULT_HEADERS, converter=tuple)
-    oversign: tuple[str, ...] = attrs.field(default=("From",), converter=tuple)
+    headers: tuple[str, ...] = attrs.field(default=DEFAULT_HEADERS, converter=_as_names)
+    oversign: tuple[str, ...] = attrs.field(default=("From",), converter=_as_names)
     canonicalization: str = "relaxed/relaxed"
     identity: str | None = None
     expire_after: int | None = None
