@@ -304,3 +304,16 @@ async def test_ipv6_loopback_with_starttls(
         assert s.tls is not None
         await s.send_message(message("v6"))
     assert [m.message["Subject"] for m in server.messages] == ["v6"]
+
+
+@pytest.mark.mail_server(chunking=True, size=100)
+def test_bdat_over_the_size_limit_is_read_and_refused(mail_server: MailServer) -> None:
+    with socket.create_connection((mail_server.host, mail_server.port), timeout=5) as raw:
+        raw.recv(1024)
+        raw.sendall(b"EHLO raw\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n")
+        raw.sendall(b"BDAT 300 LAST\r\n" + b"x" * 300 + b"NOOP\r\n")
+        seen = b""
+        while not (b"552" in seen and b"\r\n250" in seen.split(b"552", 1)[1]):
+            seen += raw.recv(4096)
+    assert b"552 5.3.4" in seen  # refused, and the NOOP after the chunk still understood
+    assert mail_server.received == []

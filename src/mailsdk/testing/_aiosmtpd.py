@@ -321,6 +321,14 @@ class _Recording(SMTP):
             if rule is not None:
                 await self._body_fault(rule)
                 return
+        limit = self.data_size_limit
+        if limit and sum(map(len, self._bdat)) + size > limit:
+            # RFC 3030 §2: the chunk is read (and dropped) even when it is refused.
+            while size:
+                size -= len(await self._reader.readexactly(min(size, 1 << 16)))
+            self._bdat = []
+            await super().push("552 5.3.4 Message size exceeds fixed maximum message size")
+            return
         chunk = await self._reader.readexactly(size)
         if self.envelope is None or not self.envelope.rcpt_tos:
             self._bdat = []
