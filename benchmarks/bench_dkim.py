@@ -3,7 +3,13 @@ on the same ~1 MB message and the same RSA-2048 key, relaxed/relaxed.
 
 Run: ``.venv/bin/pytest benchmarks/bench_dkim.py --benchmark-only`` and compare the means; the
 ratio is what matters (mailsdk hashes the body in 64 KiB slices instead of canonicalising it
-whole, and calls dkimpy for the header signature).
+whole, and signs with ``cryptography`` where dkimpy's RSA is pure Python).
+
+Recorded 2026-12-01 on the 2-core workplace VM under load (load average 4.5), two runs, min
+(mean): mailsdk 15.9 ms (27.3 ms) and 26.8 ms (42.4 ms); dkimpy 122.4 ms (136.3 ms) and
+92.0 ms (142.2 ms): mailsdk takes 0.2-0.3x dkimpy's time. Before the relaxed body hash moved
+from regular expressions to ``bytes.replace`` and the signature to ``cryptography``, the two
+were level (103 ms vs 110 ms mean).
 """
 
 from __future__ import annotations
