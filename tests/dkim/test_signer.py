@@ -169,6 +169,12 @@ def test_identity_tag() -> None:
         ({"identity": "user@other.test"}, "identity"),
         ({"identity": "a;b@example.com"}, "identity"),
         ({"expire_after": 0}, "expire_after"),
+        ({"expire_after": 1.5}, "expire_after"),
+        ({"domain": None}, "must be a str"),
+        ({"headers": ("From", "Fröm")}, "not a header field name"),
+        ({"headers": ("From", 7)}, "not a header field name"),
+        ({"identity": 5}, "identity must be a str"),
+        ({"canonicalization": "relaxed/relaxed/x"}, "canonicalization"),
     ],
 )
 def test_signer_options_are_validated(options: dict[str, object], match: str) -> None:

@@ -80,6 +80,12 @@ _FIELD_NAME: typing.Final = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _TOKEN: typing.Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 
 
+def _is(value: object, kind: type) -> bool:
+    """``isinstance`` for arguments typed already: callers that skip type checking still get
+    a ConfigurationError, not a bare TypeError or AttributeError."""
+    return isinstance(value, kind)
+
+
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:
     if isinstance(names, str):  # "From" alone, not the letters F, r, o, m
         return (names,)
@@ -89,6 +95,8 @@ def _as_names(names: Iterable[str]) -> tuple[str, ...]:
 def _check_name(kind: str, value: str) -> None:
     """``d=`` and ``s=`` are dot-separated DNS labels (RFC 6376 §3.5): nothing that could end
     the tag (``;``), fold the header (CR/LF) or smuggle another tag."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"DKIM {kind} must be a str, not {type(value).__name__}")
     labels = value.split(".")
     if not value or not all(_TOKEN.fullmatch(label) for label in labels):
         raise ConfigurationError(
@@ -100,8 +108,9 @@ def _check_name(kind: str, value: str) -> None:
 def _header_names(kind: str, names: Sequence[str]) -> tuple[str, ...]:
     lowered: list[str] = []
     for name in names:
-        raw = name.encode("ascii", "replace")
-        if not _FIELD_NAME.fullmatch(raw):
+        if not _is(name, str) or not name.isascii():
+            raise ConfigurationError(f"DKIM {kind}: {name!r} is not a header field name")
+        if not _FIELD_NAME.fullmatch(name.encode("ascii")):
             raise ConfigurationError(f"DKIM {kind}: {name!r} is not a header field name")
         if name.lower() in _NEVER_SIGNED:
             raise ConfigurationError(
@@ -152,6 +161,8 @@ class DkimSigner:
         _header_names("oversign", self.oversign)
         self.header_canonicalization  # noqa: B018 - validates the value
         if self.identity is not None:
+            if not isinstance(self.identity, str):
+                raise ConfigurationError("DKIM identity must be a str")
             local, at, host = self.identity.rpartition("@")
             if not at or not (
                 host.lower() == self.domain.lower()
@@ -164,9 +175,11 @@ class DkimSigner:
             if not (local + host).isascii() or any(c in self.identity for c in "; \t\r\n"):
                 raise ConfigurationError("DKIM identity must be ASCII without ';' or spaces")
         if self.expire_after is not None and (
-            isinstance(self.expire_after, bool) or self.expire_after <= 0
+            not _is(self.expire_after, int)
+            or isinstance(self.expire_after, bool)
+            or self.expire_after <= 0
         ):
-            raise ConfigurationError("DKIM expire_after must be a positive number of seconds")
+            raise ConfigurationError("DKIM expire_after must be a positive whole number of seconds")
 
     @property
     def header_canonicalization(self) -> Canonicalization:
