@@ -195,3 +195,10 @@ def test_spaces_only_in_file_names_and_idn_hosts_need_a_labels() -> None:
     assert ClientBuilder.from_url("smtp://xn--bcher-kva.example").config().endpoint.host == (
         "xn--bcher-kva.example"
     )
+
+
+def test_wrong_argument_types_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="is a str, not bytes"):
+        ClientBuilder.from_url(b"smtp://mx.test")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="password must be a str or Secret"):
+        ClientBuilder.from_url("smtp://me@mx.test", password=b"pw")  # type: ignore[arg-type]

@@ -258,6 +258,10 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
             path, controls or spaces in the URL, a repeated option, or two passwords. The URL
             is quoted only with its password redacted.
     """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a mail server URL is a str, not {type(url).__name__}")
+    if password is not None and not isinstance(password, str | Secret):
+        raise ConfigurationError(f"password must be a str or Secret, not {type(password).__name__}")
     shown = redact_url(url)
     if _UNSAFE.search(url):
         raise ConfigurationError(f"the URL {shown} contains spaces or control characters")
