@@ -6,10 +6,9 @@ from __future__ import annotations
 import io
 import pathlib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 
-import attrs
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from tests._support.modes import Mode
@@ -17,8 +16,9 @@ from tests.dkim.dkim_support import DOMAIN, ed25519_key, rsa_key, verify_all
 
 from mailsdk import ClientBuilder, InvalidInputError
 from mailsdk.client._dkim import sign_prepared, sign_stream
+from mailsdk.client._sources import FileContent, IterableContent, PathContent
 from mailsdk.dkim import DEFAULT_HEADERS, DkimSigner
-from mailsdk.flows import Envelope
+from mailsdk.flows import Envelope, PreparedMessage
 from mailsdk.testing import MailServer
 
 MESSAGE = (
@@ -181,36 +181,16 @@ async def test_send_many_signs_every_message(
         assert verify_all(received.data) == [True, True]
 
 
-class _Content:
-    """A content stream as the streaming pipeline has them: pieces() read once."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self.reads = 0
-
-    def pieces(self) -> Iterator[bytes]:
-        self.reads += 1
-        for i in range(0, len(self._data), 1000):
-            yield self._data[i : i + 1000]
+TRACE = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
 
 
-@attrs.frozen
-class _StreamingPrepared:
-    """The shape of a prepared message with added header lines and streamed content."""
-
-    envelope: Envelope
-    data: bytes
-    smtputf8: bool
-    eight_bit: bool | None
-    stream: typing.Any = None
-    headers: bytes = b""
-
-    def with_headers(self, lines: bytes) -> _StreamingPrepared:
-        return attrs.evolve(self, headers=lines + self.headers)
+def _prepared(**fields: typing.Any) -> PreparedMessage:
+    values: dict[str, typing.Any] = {"data": b"", "smtputf8": False, "eight_bit": None}
+    values.update(fields)
+    return PreparedMessage(Envelope("a@example.com", ("b@example.org",)), **values)
 
 
 def test_added_header_lines_are_signed_with_the_message() -> None:
-    trace = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
     signers = [
         DkimSigner(
             domain=DOMAIN, selector="rsa", key=rsa_key(), headers=(*DEFAULT_HEADERS, "traceparent")
@@ -218,34 +198,52 @@ def test_added_header_lines_are_signed_with_the_message() -> None:
         DkimSigner(domain=DOMAIN, selector="ed", key=ed25519_key()),
     ]
     data = _wire(MESSAGE)
-    prepared = _StreamingPrepared(
-        Envelope("a@example.com", ("b@example.org",)), data, False, False, headers=trace
-    )
-    signed = typing.cast(
-        "typing.Any", sign_prepared(prepared, signers, clock=lambda: 1_796_160_000)
-    )  # type: ignore[arg-type]
+    prepared = _prepared(data=data, eight_bit=False, headers=TRACE)
+    signed = sign_prepared(prepared, signers, clock=lambda: 1_796_160_000)
     assert signed.data == data
-    assert signed.headers.startswith(b"DKIM-Signature:") and signed.headers.endswith(trace)
-    assert verify_all(signed.headers + signed.data) == [True, True]
+    assert signed.headers.startswith(b"DKIM-Signature:") and signed.headers.endswith(TRACE)
+    assert signed.size == len(signed.headers) + len(data)
+    assert verify_all(b"".join(signed.pieces())) == [True, True]
 
 
-def test_streamed_content_is_spooled_once_and_signed_with_its_added_headers() -> None:
-    trace = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
-    content = _Content(MESSAGE)  # bare LF line ends: the spool holds them canonical
-    prepared = _StreamingPrepared(
-        Envelope("a@example.com", ("b@example.org",)),
-        b"",
-        False,
-        None,
-        stream=content,
-        headers=trace,
-    )
-    signed = typing.cast("typing.Any", sign_prepared(prepared, _signers()))  # type: ignore[arg-type]
-    assert content.reads == 1
-    assert signed.headers.count(b"DKIM-Signature:") == 2 and signed.headers.endswith(trace)
-    stream = signed.stream
-    assert stream.size == len(_wire(MESSAGE))
-    body = b"".join(stream.pieces())
-    assert body == _wire(MESSAGE)
-    assert stream.consumed == len(body)
-    assert verify_all(signed.headers + body) == [True, True]
+def test_a_path_is_read_twice_and_not_spooled(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "m.eml"
+    path.write_bytes(MESSAGE)
+    stream = PathContent(path)
+    signed = sign_prepared(_prepared(stream=stream, headers=TRACE), _signers())
+    assert signed.stream is stream  # sent from the file itself, opened again
+    assert signed.headers.count(b"DKIM-Signature:") == 2
+    assert verify_all(_wire(b"".join(signed.pieces()))) == [True, True]
+
+
+@pytest.mark.parametrize("kind", ["file", "iterable"])
+def test_read_once_content_is_spooled_canonical_and_signed(kind: str) -> None:
+    pieces = [MESSAGE[i : i + 1000] for i in range(0, len(MESSAGE), 1000)]
+    stream = FileContent(io.BytesIO(MESSAGE)) if kind == "file" else IterableContent(pieces)
+    signed = sign_prepared(_prepared(stream=stream, headers=TRACE), _signers())
+    assert signed.stream is not stream
+    assert signed.headers.count(b"DKIM-Signature:") == 2 and signed.headers.endswith(TRACE)
+    assert signed.declared_size == len(signed.headers) + len(_wire(MESSAGE))  # SIZE= known
+    assert signed.eight_bit is False
+    content = b"".join(signed.pieces())
+    assert content == signed.headers + _wire(MESSAGE)
+    assert verify_all(content) == [True, True]
+
+
+@pytest.mark.parametrize("source", ["path", "file", "chunks"])
+async def test_streamed_sources_are_signed_end_to_end(
+    mode: Mode, mail_server: MailServer, tmp_path: pathlib.Path, source: str
+) -> None:
+    path = tmp_path / "m.eml"
+    path.write_bytes(MESSAGE)
+    message: typing.Any = {
+        "path": path,
+        "file": io.BytesIO(MESSAGE),
+        "chunks": iter([MESSAGE[:50], MESSAGE[50:3000], MESSAGE[3000:]]),
+    }[source]
+    async with mode.session(signed_builder(mail_server)) as s:
+        await s.send_message(message, sender="alice@example.com", recipients=["bob@example.org"])
+    (received,) = mail_server.messages
+    assert received.data.endswith(_wire(MESSAGE).split(b"\r\n\r\n", 1)[1])
+    assert verify_all(received.data) == [True, True]
+    assert any(o.startswith("SIZE=") for o in received.mail_options)  # known, even spooled

@@ -4,18 +4,21 @@ Layer: L5 client (an I/O edge: the clock, files and a temporary spool). May impo
 ``mailsdk.dkim``; never builder or L7.
 
 The signature is a header, so it must be written before the body it covers: the body is read
-twice. How depends on the source:
+twice. How depends on the source (:func:`sign_prepared`, the pipeline's step):
 
 * bytes, ``str`` or an ``EmailMessage``: already in memory after flattening; hashed in place.
-* a path, or a binary file that can seek: **two passes** over the file. The first hashes the
-  body in bounded chunks, the second (reopened, or after ``seek`` back to where it started)
-  sends it. The file must not change in between (a path is re-opened, so replace files
-  atomically).
-* anything read only once (an iterable of chunks, a pipe, the pipeline's content stream): a
-  **bounded spool**: the chunks are hashed as they are copied (with canonical CRLF) into a
+* a path: **two passes** over the file. The first hashes it in 64 KiB pieces, the second (the
+  file opened again when the message is sent) sends it. The file must not change in between
+  (replace files atomically, never rewrite them in place).
+* a binary file object or an iterable of chunks (read once): a **bounded spool**: the pieces
+  are hashed as they are copied (with canonical CRLF) into a
   :class:`tempfile.SpooledTemporaryFile` that keeps up to :data:`SPOOL_IN_MEMORY` bytes in
-  memory and moves to a private temporary file beyond that; the spool is then sent and
-  deleted. Memory stays bounded whatever the size.
+  memory and moves to a private temporary file beyond that; the spool is then what is sent,
+  and deleted after. Memory stays bounded whatever the size, and the size is known for
+  ``SIZE=`` once spooled.
+
+:func:`sign_stream` does the same for a source given directly (used outside the pipeline), and
+reads a seekable file twice too (``seek`` back to where it started) instead of spooling it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
+from mailsdk.client._sources import PathContent
 from mailsdk.dkim import DkimSigner, HeaderSplitter, sign_message
 from mailsdk.errors import InvalidInputError
 from mailsdk.flows.envelope import PreparedMessage
@@ -40,6 +44,7 @@ __all__ = [
     "SpooledContent",
     "sign_prepared",
     "sign_stream",
+    "signing_step",
 ]
 
 #: Bytes of a one-shot stream kept in memory before the spool moves to a temporary file.
@@ -51,6 +56,17 @@ def _now() -> int:
     return int(time.time())
 
 
+def signing_step(
+    signers: Sequence[DkimSigner], clock: Callable[[], int] = _now
+) -> Callable[[PreparedMessage], PreparedMessage]:
+    """The preparation pipeline's DKIM step (after the trace headers): :func:`sign_prepared`."""
+
+    def step(prepared: PreparedMessage) -> PreparedMessage:
+        return sign_prepared(prepared, signers, clock)
+
+    return step
+
+
 def sign_prepared(
     prepared: PreparedMessage,
     signers: Sequence[DkimSigner],
@@ -58,27 +74,39 @@ def sign_prepared(
 ) -> PreparedMessage:
     """``prepared`` with its DKIM-Signature fields in front (unchanged without signers).
 
-    The signature covers every header that is sent: header lines the pipeline added in front
-    of the content (``prepared.headers``, where the trace context goes) count as part of the
-    header block. Streamed content (``prepared.stream``) is signed through a bounded spool.
+    The signature covers every header that is sent: the header lines the pipeline added in
+    front of the content (``prepared.headers``: the trace context) are part of the header
+    block. In-memory content is hashed in place; a file named by a path is read twice (it is
+    opened again to be sent); any other stream is read once into a bounded spool, which is
+    then what is sent.
 
     Raises:
-        InvalidInputError: the message header is malformed or has no From field.
+        InvalidInputError: the message header is malformed, has no From field, or a streamed
+            source cannot be read.
         ConfigurationError: the ``dkim`` extra is not installed.
     """
     if not signers:
         return prepared
-    added: bytes = getattr(prepared, "headers", b"")
-    stream = getattr(prepared, "stream", None)
-    if stream is not None:
-        signed = sign_stream(signers, stream, clock, prefix=added)
-        # ``stream`` and ``with_headers`` belong to the streaming PreparedMessage.
-        changes: dict[str, typing.Any] = {"stream": SpooledContent(signed)}
-        resigned: typing.Any = attrs.evolve(prepared, **changes)
-        return typing.cast("PreparedMessage", resigned.with_headers(signed.signatures))
-    data = prepared.data
-    # ``data`` is canonical CRLF already (prepare_message/prepare_raw): split it in place and
-    # hash the body in slices, so signing costs one copy of the message (the result), not four.
+    stream = prepared.stream
+    if stream is None:
+        signatures = _sign_data(signers, prepared.headers, prepared.data, clock)
+    elif isinstance(stream, PathContent):
+        # Two passes: this one hashes; PathContent opens the file again to send it.
+        signatures = _hash(signers, stream.pieces(), clock, prepared.headers)
+    else:
+        signed = sign_stream(signers, stream, clock, prefix=prepared.headers)
+        content = SpooledContent(signed)
+        eight_bit = prepared.eight_bit if prepared.eight_bit is not None else signed.eight_bit
+        prepared = attrs.evolve(prepared, stream=content, eight_bit=eight_bit)
+        signatures = signed.signatures
+    return prepared.with_headers(signatures)
+
+
+def _sign_data(
+    signers: Sequence[DkimSigner], added: bytes, data: bytes, clock: Callable[[], int]
+) -> bytes:
+    """Sign in-memory content (canonical CRLF already): split it in place and hash the body in
+    slices, so signing copies nothing but slices."""
     end = 0 if data.startswith(b"\r\n") else data.find(b"\r\n\r\n") + 2
     body = memoryview(data)[len(data) :]
     if end == 1:  # no empty line: the whole message is its header
@@ -86,11 +114,7 @@ def sign_prepared(
     else:
         head, body = data[:end], memoryview(data)[end + 2 :]
     slices = (bytes(body[i : i + READ_CHUNK]) for i in range(0, len(body), READ_CHUNK))
-    signatures = sign_message(signers, added + head, slices, timestamp=clock())
-    with_headers = getattr(prepared, "with_headers", None)
-    if with_headers is not None:
-        return typing.cast("PreparedMessage", with_headers(signatures))
-    return attrs.evolve(prepared, data=signatures + data)
+    return sign_message(signers, added + head, slices, timestamp=clock())
 
 
 @attrs.frozen
@@ -101,12 +125,14 @@ class SignedStream:
         signatures: the DKIM-Signature fields to write first.
         chunks: the message itself (header block, separator, body), in bounded chunks.
         size: the total size in bytes (signatures included) when known.
+        eight_bit: whether the content has bytes over 0x7F (``None``: not looked at).
     """
 
     signatures: bytes
     chunks: Iterator[bytes]
     size: int | None
     _cleanup: contextlib.ExitStack = attrs.field(repr=False)
+    eight_bit: bool | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         yield self.signatures
@@ -195,10 +221,17 @@ def sign_stream(
             chunks = _read(typing.cast("typing.BinaryIO", source))
         else:
             chunks = source
-        signatures = _hash(signers, _copy(chunks, spool), clock, prefix)
+        copier = _Copier(spool)
+        signatures = _hash(signers, copier.copy(chunks), clock, prefix)
         size = spool.tell()
         spool.seek(0)
-        return SignedStream(signatures, _read(spool), size + len(signatures), stack)  # type: ignore[arg-type]
+        return SignedStream(
+            signatures,
+            _read(spool),  # type: ignore[arg-type]
+            size + len(signatures),
+            stack,
+            copier.eight_bit,
+        )
     except BaseException:
         stack.close()
         raise
@@ -217,22 +250,31 @@ def _seekable(source: object) -> bool:
         return False
 
 
-def _copy(chunks: Iterable[bytes], spool: typing.IO[bytes]) -> Iterator[bytes]:
-    """Yield the chunks while writing them to ``spool`` with canonical CRLF line ends (a CR
-    at the end of a chunk waits for the next), so the spool's size is the size sent."""
-    pending_cr = False
-    for chunk in chunks:
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise InvalidInputError(f"a message chunk must be bytes, not {type(chunk).__name__}")
-        data = bytes(chunk)
-        yield data
+class _Copier:
+    """Copies chunks into a spool with canonical CRLF line ends (a CR at the end of a chunk
+    waits for the next), so the spool's size is the size sent; notes 8-bit data on the way."""
+
+    def __init__(self, spool: typing.IO[bytes]) -> None:
+        self._spool = spool
+        self.eight_bit = False
+
+    def copy(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        pending_cr = False
+        for chunk in chunks:
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise InvalidInputError(
+                    f"a message chunk must be bytes, not {type(chunk).__name__}"
+                )
+            data = bytes(chunk)
+            yield data
+            self.eight_bit = self.eight_bit or not data.isascii()
+            if pending_cr:
+                data, pending_cr = b"\r" + data, False
+            if data.endswith(b"\r"):
+                data, pending_cr = data[:-1], True
+            self._spool.write(canonicalize_line_endings(data))
         if pending_cr:
-            data, pending_cr = b"\r" + data, False
-        if data.endswith(b"\r"):
-            data, pending_cr = data[:-1], True
-        spool.write(canonicalize_line_endings(data))
-    if pending_cr:
-        spool.write(b"\r\n")
+            self._spool.write(b"\r\n")
 
 
 @typing.runtime_checkable
@@ -264,8 +306,8 @@ class SpooledContent:
 
     @property
     def eight_bit(self) -> bool | None:
-        """Unknown: the content was not scanned."""
-        return None
+        """Whether the content has bytes over 0x7F."""
+        return self._signed.eight_bit
 
     def pieces(self) -> Iterator[bytes]:
         """The content in bounded pieces; the spool is closed at the end (or on an error)."""

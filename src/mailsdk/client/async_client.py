@@ -21,7 +21,7 @@ from collections.abc import (
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike, MessageSource
+from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._async_driver import AsyncDriver
 from mailsdk.client._connectors import async_connector
@@ -188,7 +188,7 @@ class AsyncSession:
 
     async def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -197,12 +197,23 @@ class AsyncSession:
     ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
+        Args:
+            message: an ``email.message.Message``, bytes or str, or a streamed source read in
+                bounded pieces (never held whole): a path (``os.PathLike``), a binary file
+                object or an iterable of bytes chunks. Raw and streamed messages need an
+                explicit ``sender`` and ``recipients``.
+            sender: the envelope sender (default: from the headers).
+            recipients: the envelope recipients (default: To, Cc and Bcc).
+            mail_options: MAIL parameters (default: the client's).
+            rcpt_options: RCPT parameters (default: the client's).
+
         Returns:
             The :class:`SendResult`: accepted and refused recipients, final reply, size.
 
         Raises:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
-            DataRefused, TransportError.
+            DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
+            data was written and no reply came: the message may have been delivered.
         """
         prepared, tx = _sending.begin_send(
             self._observer, message, sender, recipients, self._config.dkim
@@ -275,7 +286,7 @@ class AsyncSession:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,
@@ -431,7 +442,7 @@ class AsyncClient:
 
     async def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -452,7 +463,7 @@ class AsyncClient:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,

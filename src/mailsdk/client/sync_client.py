@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike, MessageSource
+from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import connector
 from mailsdk.client._hostname import local_hostname
@@ -179,7 +179,7 @@ class Session:
 
     def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -188,12 +188,23 @@ class Session:
     ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
+        Args:
+            message: an ``email.message.Message``, bytes or str, or a streamed source read in
+                bounded pieces (never held whole): a path (``os.PathLike``), a binary file
+                object or an iterable of bytes chunks. Raw and streamed messages need an
+                explicit ``sender`` and ``recipients``.
+            sender: the envelope sender (default: from the headers).
+            recipients: the envelope recipients (default: To, Cc and Bcc).
+            mail_options: MAIL parameters (default: the client's).
+            rcpt_options: RCPT parameters (default: the client's).
+
         Returns:
             The :class:`SendResult`: accepted and refused recipients, final reply, size.
 
         Raises:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
-            DataRefused, TransportError.
+            DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
+            data was written and no reply came: the message may have been delivered.
         """
         prepared, tx = _sending.begin_send(
             self._observer, message, sender, recipients, self._config.dkim
@@ -254,7 +265,7 @@ class Session:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,
@@ -409,7 +420,7 @@ class Client:
 
     def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -430,7 +441,7 @@ class Client:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,

@@ -43,7 +43,7 @@ import attrs
 
 from mailsdk.errors import ConnectionLost, DeliveryUnknown, MailError, ReplyError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows.actions import Action, Exchange, Phase, Pull, Report
+from mailsdk.flows.actions import Action, Close, Exchange, Phase, Pull, Report
 from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
@@ -247,6 +247,10 @@ class _Run:
 
     def lost(self, cause: MailError) -> Generator[Action, object, None]:
         """Report every message in flight after the connection broke, then the rest."""
+        # Usually the driver has given the connection up already; but a source that failed
+        # while its content was being written leaves a DATA transfer that cannot be ended
+        # without sending a message: only closing the connection is safe.
+        yield Close()
         pending = ([self.current] if self.current is not None else []) + list(self.groups)
         self.current = None
         self.groups.clear()
