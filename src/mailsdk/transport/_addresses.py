@@ -15,6 +15,7 @@ holds the pure parts.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -113,7 +114,10 @@ class Attempt:
     def failed(self, exc: BaseException) -> None:
         """Record the failure (the OS's message, e.g. "Connection refused")."""
         self.error = exc
-        if isinstance(exc, OSError) and exc.strerror:
+        if isinstance(exc, OSError) and exc.errno:
+            # asyncio's strerror is "Connect call failed (addr)": use the OS's wording.
+            self.reason = os.strerror(exc.errno)
+        elif isinstance(exc, OSError) and exc.strerror:
             self.reason = exc.strerror
         else:
             self.reason = str(exc) or type(exc).__name__
