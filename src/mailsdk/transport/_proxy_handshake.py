@@ -127,6 +127,7 @@ class Socks5(Handshake):
             if not 0 < len(user) < 256 or len(secret) > 255:
                 raise InvalidInputError("SOCKS5 user names and passwords are 1-255 bytes")
             self._credentials = (user, secret)
+        self._connect_request = self._request()  # a bad name fails now, before any I/O
         methods = b"\x00\x02" if self._credentials else b"\x00"
         self._out += bytes([5, len(methods)]) + methods
         self._state, self._need = "method", 2
@@ -152,7 +153,7 @@ class Socks5(Handshake):
                     self._out += bytes([1, len(user)]) + user + bytes([len(secret)]) + secret
                     self._state, self._need = "auth", 2
                 elif data[1] == 0x00:
-                    self._out += self._request()
+                    self._out += self._connect_request
                     self._state, self._need = "reply", 4
                 elif data[1] == 0xFF:
                     hint = "" if self._credentials else " (does it need a username and password?)"
@@ -162,7 +163,7 @@ class Socks5(Handshake):
             case "auth":
                 if data[1] != 0:
                     raise self._fail("the proxy refused the username or password", code=data[1])
-                self._out += self._request()
+                self._out += self._connect_request
                 self._state, self._need = "reply", 4
             case "reply":
                 if data[0] != 5:
@@ -232,8 +233,6 @@ class HttpConnect(Handshake):
         if username is not None:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             lines.append(f"Proxy-Authorization: Basic {token}")
-        if any(c in "\r\n\x00" for line in lines for c in line):
-            raise InvalidInputError("CR, LF or NUL in the proxy credentials")
         self._out += ("\r\n".join(lines) + "\r\n\r\n").encode()
         self._need = 4
 
