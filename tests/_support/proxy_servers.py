@@ -82,7 +82,7 @@ class ProxyServer:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config
+        self.process = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         try:

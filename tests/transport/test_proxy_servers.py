@@ -7,9 +7,6 @@ import typing
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from mailsdk.errors import ProxyError
-from mailsdk.transport import AsyncProxyConnector, ProxyConnector
 from tests._support.proxy_servers import (
     HTTP_PASSWORD,
     HTTP_USER,
@@ -19,6 +16,9 @@ from tests._support.proxy_servers import (
     danted,
     tinyproxy,
 )
+
+from mailsdk.errors import ProxyError
+from mailsdk.transport import AsyncProxyConnector, ProxyConnector
 
 from .conftest import LoopbackServer
 
