@@ -44,7 +44,14 @@ from mailsdk.flows import TlsMode, TransactionOptions
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation, OpenTelemetryInstrumentation
-from mailsdk.transport import TlsSettings, parse_host_port
+from mailsdk.transport import (
+    AsyncConnector,
+    Connector,
+    ProxyUrl,
+    TlsSettings,
+    parse_host_port,
+    proxy_from_env,
+)
 
 __all__ = ["ClientBuilder"]
 
@@ -77,6 +84,9 @@ class ClientBuilder:
     mechanisms: tuple[Mechanism, ...] = ()
     entry_points: bool = False
     instrumentation: Instrumentation | None = attrs.field(default=None, repr=False)
+    proxy: ProxyUrl | None = None
+    proxy_from_env: bool = False
+    connector: Connector | AsyncConnector | None = attrs.field(default=None, repr=False)
 
     # -- starting points ------------------------------------------------------------------------
 
@@ -298,6 +308,41 @@ class ClientBuilder:
         """
         return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
 
+    def with_proxy(
+        self, url: str | ProxyUrl | None = None, *, from_env: bool = False
+    ) -> ClientBuilder:
+        """Tunnel through a proxy: SOCKS5 (with user/password), SOCKS4a or HTTP CONNECT.
+
+        TLS (implicit or STARTTLS) runs end to end through the tunnel and the certificate is
+        checked against the mail server's name, never the proxy's. ``with_proxy()`` with no
+        argument removes the proxy.
+
+        Args:
+            url: e.g. ``"socks5://user:pass@proxy.example:1080"``, ``"socks4a://proxy:1080"``,
+                ``"http://proxy:3128"`` (the password is kept as a :class:`~mailsdk.Secret`).
+            from_env: take the proxy from ``all_proxy``/``ALL_PROXY`` or
+                ``socks_proxy``/``SOCKS_PROXY`` when the client is built, unless
+                ``no_proxy``/``NO_PROXY`` exempts the host (see
+                :func:`mailsdk.transport.proxy_from_env`).
+
+        Raises:
+            ConfigurationError: both ``url`` and ``from_env``, or an unusable URL (the message
+                never shows the password).
+        """
+        if url is not None and from_env:
+            raise ConfigurationError("give a proxy URL or from_env=True, not both")
+        proxy = ProxyUrl.parse(url) if isinstance(url, str) else url
+        return attrs.evolve(self, proxy=proxy, proxy_from_env=from_env)
+
+    def with_connector(self, connector: Connector | AsyncConnector | None) -> ClientBuilder:
+        """Open connections with a custom connector (a tunnel, a test double, a pre-made socket).
+
+        The connector returns a plaintext stream; the client starts TLS on it as configured.
+        Use a :class:`~mailsdk.transport.Connector` with :meth:`build` and an
+        :class:`~mailsdk.transport.AsyncConnector` with :meth:`build_async`.
+        """
+        return attrs.evolve(self, connector=connector)
+
     # -- building -------------------------------------------------------------------------------
 
     def config(self) -> ClientConfig:
@@ -334,7 +379,16 @@ class ClientBuilder:
             esmtp_registry=esmtp,
             sasl_registry=sasl,
             instrumentation=self.instrumentation or NoopInstrumentation(),
+            proxy=self._proxy(),
+            connector=self.connector,
         ).validate()
+
+    def _proxy(self) -> ProxyUrl | None:
+        if not self.proxy_from_env:
+            return self.proxy
+        if self.endpoint.host is None:
+            return None  # unix and socket endpoints are never proxied
+        return proxy_from_env(self.endpoint.host)
 
     def build(self) -> Client:
         """A blocking client (an :class:`~mailsdk.LMTPClient` when LMTP was chosen).

@@ -24,7 +24,7 @@ from mailsdk.flows import Phase, TlsMode, TransactionOptions
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation
-from mailsdk.transport import TlsSettings
+from mailsdk.transport import AsyncConnector, Connector, ProxyUrl, TlsSettings
 
 __all__ = [
     "AuthSettings",
@@ -189,6 +189,12 @@ class ClientConfig:
         mail_options, rcpt_options: default DSN/REQUIRETLS/... options for every send.
         esmtp_registry, sasl_registry: the extension and mechanism registries.
         instrumentation: telemetry (no-op by default).
+        proxy: a SOCKS5/SOCKS4a/HTTP CONNECT proxy to tunnel through (TCP endpoints only).
+        connector: a custom :class:`~mailsdk.transport.Connector` (blocking clients) or
+            :class:`~mailsdk.transport.AsyncConnector` (asyncio clients) that opens the
+            *plaintext* stream; the client still starts TLS on it (implicit or STARTTLS) and
+            verifies :attr:`verify_name`. ``None`` builds the TCP, unix, socket or proxy
+            connector from ``endpoint`` and ``proxy``.
     """
 
     endpoint: Endpoint
@@ -212,6 +218,8 @@ class ClientConfig:
     instrumentation: Instrumentation = attrs.field(
         factory=NoopInstrumentation, eq=False, repr=False
     )
+    proxy: ProxyUrl | None = None
+    connector: Connector | AsyncConnector | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def port(self) -> int:
@@ -234,7 +242,8 @@ class ClientConfig:
 
         Raises:
             ConfigurationError: credentials with TLS off (unless ``allow_plaintext``); implicit
-                TLS or STARTTLS with no host name to verify while verification is on.
+                TLS or STARTTLS with no host name to verify while verification is on; a proxy
+                for a unix or socket endpoint, or together with a custom connector.
         """
         plaintext_possible = self.tls_mode in (TlsMode.NONE, TlsMode.OPPORTUNISTIC)
         if self.auth is not None and plaintext_possible and not self.auth.allow_plaintext:
@@ -249,4 +258,8 @@ class ClientConfig:
             and self.verify_name is None
         ):
             raise ConfigurationError("TLS with host name verification needs server_hostname")
+        if self.proxy is not None and self.endpoint.host is None:
+            raise ConfigurationError("a proxy tunnels TCP only: it needs a host endpoint")
+        if self.proxy is not None and self.connector is not None:
+            raise ConfigurationError("give a proxy or a custom connector, not both")
         return self
