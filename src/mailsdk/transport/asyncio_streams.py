@@ -191,7 +191,12 @@ class AsyncSocketStream:
                 return await self._reader.read(max_bytes)
 
     async def start_tls(
-        self, context: ssl.SSLContext, server_hostname: str | None, timeout: float | None
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        timeout: float | None,
+        *,
+        implicit: bool = False,
     ) -> AsyncSocketStream:
         """Upgrade the connection to TLS (RFC 3207 §4) and return the new stream.
 
@@ -205,6 +210,9 @@ class AsyncSocketStream:
             context: the client context (see :meth:`TlsSettings.create_context`).
             server_hostname: the name (or IP literal) to verify and to send as SNI.
             timeout: the remaining time for the handshake.
+            implicit: implicit TLS (RFC 8314) on a fresh connection: the server speaks first
+                once the handshake is done, so data right after it is its greeting, not an
+                injection (and must not be consumed by the check).
 
         Returns:
             The TLS stream.
@@ -233,7 +241,7 @@ class AsyncSocketStream:
                 _spent(timeout)
                 async with asyncio.timeout(timeout):
                     await writer.start_tls(context, server_hostname=server_hostname)
-                if await _has_buffered_data(self._reader):
+                if not implicit and await _has_buffered_data(self._reader):
                     raise RemoteProtocolError(
                         "unexpected data right after the TLS handshake "
                         "(STARTTLS injection, RFC 3207 §4.2)"
