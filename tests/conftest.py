@@ -47,6 +47,8 @@ _ENV_VARS = (
     "https_proxy",
     "all_proxy",
     "no_proxy",
+    "SOCKS_PROXY",
+    "socks_proxy",
 )
 
 

@@ -169,8 +169,11 @@ def danted(*, auth: bool) -> Iterator[ProxyServer]:
                     "user.privileged: root",
                     "user.unprivileged: nobody",
                     "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
-                    "socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }",
-                    "socks pass { from: 127.0.0.0/8 to: ::/0 command: connect }",
+                    # "log: connect" lets a test check the tunnel really went through danted.
+                    "socks pass {\n from: 127.0.0.0/8 to: 0.0.0.0/0\n command: connect\n"
+                    " log: connect\n}",
+                    "socks pass {\n from: 127.0.0.0/8 to: ::/0\n command: connect\n"
+                    " log: connect\n}",
                     "",
                 ]
             )
