@@ -241,3 +241,21 @@ async def test_an_empty_answer_is_a_connect_error(dial: Dial):
 async def test_the_system_resolver_is_used_by_default(dial: Dial, server_v4: LoopbackServer):
     peer = await dial("localhost", server_v4.port)
     assert peer[1] == server_v4.port
+
+
+def test_a_hung_lookup_does_not_hold_up_the_next_one(server_v4: LoopbackServer):
+    release = threading.Event()
+
+    def hung(host: str, port: int) -> list[AddrInfo]:
+        release.wait(30)
+        return [info("127.0.0.1", server_v4.port)]
+
+    try:
+        for _ in range(2):  # both hang in their own worker thread
+            with pytest.raises(ConnectTimeout):
+                TcpConnector("slow.test", 25, resolver=hung).connect(0.2)
+        good = table(info("127.0.0.1", server_v4.port))
+        with TcpConnector("fast.test", 25, resolver=good).connect(T) as stream:
+            assert stream.info.peer_address == ("127.0.0.1", server_v4.port)
+    finally:
+        release.set()

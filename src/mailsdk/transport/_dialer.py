@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import selectors
 import socket
 import threading
@@ -45,6 +46,63 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+class _Lookup:
+    """One lookup handed to a worker; ``outcome`` is the answer list or the exception."""
+
+    __slots__ = ("done", "outcome", "run")
+
+    def __init__(self, run: typing.Callable[[], list[AddrInfo]]) -> None:
+        self.run = run
+        self.done = threading.Event()
+        self.outcome: list[AddrInfo] | BaseException | None = None
+
+
+class _LookupWorkers:
+    """Daemon threads that run lookups; a new one starts whenever none is idle.
+
+    A hung lookup therefore never delays another, and a process can exit while one hangs
+    (daemon threads are not joined). Idle workers wait ``IDLE`` seconds for more work, so a
+    client that connects often pays for a queue hand-off, not a thread start (~200 us).
+    """
+
+    IDLE: typing.ClassVar[float] = 30.0
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Lookup] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: _Lookup) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1  # that worker is now spoken for
+            else:
+                threading.Thread(target=self._work, name="mailsdk-resolver", daemon=True).start()
+            self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0 and self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue  # a job was promised to this worker: take it
+            try:
+                job.outcome = job.run()
+            except BaseException as exc:  # handed to the waiting caller
+                job.outcome = exc
+            finally:
+                job.done.set()
+            with self._lock:
+                self._idle += 1
+
+
+_LOOKUPS: typing.Final = _LookupWorkers()
+
+
 def resolve(
     host: str, port: int, resolver: Resolver | None, deadline: float | None
 ) -> list[AddrInfo]:
@@ -61,28 +119,18 @@ def resolve(
         except OSError as exc:
             raise no_addresses(target, exc) from exc
     lookup = resolver or system_resolver
-    done = threading.Event()
-    outcome: list[typing.Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(list(lookup(host, port)))
-        except BaseException as exc:  # handed to the waiting caller
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"mailsdk-resolve {host}", daemon=True).start()
-    if not done.wait(_left(deadline)):
+    job = _Lookup(lambda: list(lookup(host, port)))
+    _LOOKUPS.submit(job)
+    if not job.done.wait(_left(deadline)):
         raise timed_out(target, (), resolving=True)
-    result = outcome[0]
+    result = job.outcome
     if isinstance(result, BaseException):
         if isinstance(result, OSError | UnicodeError):
             raise no_addresses(target, result) from result
         raise result
     if not result:
         raise no_addresses(target)
-    return typing.cast("list[AddrInfo]", result)
+    return result
 
 
 def _start(
@@ -141,6 +189,8 @@ def open_tcp(
     infos = interleave(resolve(host, port, resolver, deadline))
     if not infos:
         raise no_addresses(target)
+    if len(infos) == 1:  # nothing to race: a plain blocking connect is cheaper
+        return _connect_one(target, infos[0], source_address, deadline)
     attempts: list[Attempt] = []
     pending: dict[socket.socket, Attempt] = {}
     selector = selectors.DefaultSelector()
@@ -184,9 +234,43 @@ def open_tcp(
             sock.close()
         selector.close()
     winner.setblocking(True)
+    return _nodelay(target, winner)
+
+
+def _nodelay(target: str, sock: socket.socket) -> socket.socket:
     try:
-        winner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:  # the peer reset it between connect and here
-        winner.close()
+        sock.close()
         raise ConnectError(f"failed connecting to {target}: {exc.strerror or exc}") from exc
-    return winner
+    return sock
+
+
+def _connect_one(
+    target: str,
+    info: AddrInfo,
+    source_address: tuple[str, int] | None,
+    deadline: float | None,
+) -> socket.socket:
+    family, kind, proto, _, sockaddr = info
+    attempt = Attempt(sockaddr)
+    left = _left(deadline)
+    if left == 0:
+        raise timed_out(target, [attempt], resolving=False)
+    sock = socket.socket(family, kind or socket.SOCK_STREAM, proto)
+    try:
+        if source_address is not None:
+            sock.bind(source_address)
+        sock.settimeout(left)
+        sock.connect(sockaddr)
+    except TimeoutError:
+        sock.close()
+        raise timed_out(target, [attempt], resolving=False) from None
+    except OSError as exc:
+        sock.close()
+        attempt.failed(exc)
+        raise all_failed(target, [attempt]) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return _nodelay(target, sock)
