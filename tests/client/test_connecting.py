@@ -100,36 +100,43 @@ async def test_the_wrong_kind_of_connector_is_a_configuration_error(mode: Mode) 
 
 # --- audit events ---------------------------------------------------------------------------
 
-_recording: list[tuple[str, tuple[typing.Any, ...]]] | None = None
-_lock = threading.Lock()
+Events = list[tuple[str, tuple[typing.Any, ...]]]
 
 
-def _hook(event: str, args: tuple[typing.Any, ...]) -> None:
-    if _recording is not None and event.startswith("mailsdk."):
-        _recording.append((event, args))
+class _AuditRecorder:
+    """One process-wide hook (``sys.addaudithook`` cannot be undone) that records mailsdk.*
+    events only while a test holds the :func:`audit` fixture."""
+
+    def __init__(self) -> None:
+        self.events: Events | None = None
+        self.installed = False
+        self.lock = threading.Lock()
+
+    def __call__(self, event: str, args: tuple[typing.Any, ...]) -> None:
+        events = self.events
+        if events is not None and event.startswith("mailsdk."):
+            events.append((event, args))
 
 
-_installed = False
+_RECORDER = _AuditRecorder()
 
 
 @pytest.fixture
-def audit() -> Iterator[list[tuple[str, tuple[typing.Any, ...]]]]:
-    """The mailsdk.* audit events raised during the test (a hook cannot be removed: it is
-    installed once and records only while a test holds this fixture)."""
-    global _recording, _installed
-    with _lock:
-        if not _installed:
-            sys.addaudithook(_hook)
-            _installed = True
-        _recording = []
+def audit() -> Iterator[Events]:
+    """The mailsdk.* audit events raised during the test."""
+    with _RECORDER.lock:
+        if not _RECORDER.installed:
+            sys.addaudithook(_RECORDER)
+            _RECORDER.installed = True
+        _RECORDER.events = []
         try:
-            yield _recording
+            yield _RECORDER.events
         finally:
-            _recording = None
+            _RECORDER.events = None
 
 
 async def test_connect_and_send_raise_audit_events(
-    mode: Mode, smtpd: SmtpdServer, audit: list[tuple[str, tuple[typing.Any, ...]]]
+    mode: Mode, smtpd: SmtpdServer, audit: Events
 ) -> None:
     client = mode.build(plain_builder(smtpd.host, smtpd.port))
     session = await mode.call(client.connect)
@@ -147,13 +154,13 @@ async def test_connect_and_send_raise_audit_events(
 
 
 async def test_an_audit_hook_can_veto_a_connection(
-    mode: Mode, smtpd: SmtpdServer, audit: list[tuple[str, tuple[typing.Any, ...]]]
+    mode: Mode, smtpd: SmtpdServer, audit: Events
 ) -> None:
     class Vetoed(Exception):
         pass
 
     def veto(event: str, args: tuple[typing.Any, ...]) -> None:
-        if event == "mailsdk.connect" and args[2] == smtpd.port and _recording is not None:
+        if event == "mailsdk.connect" and args[2] == smtpd.port and _RECORDER.events is not None:
             raise Vetoed
 
     sys.addaudithook(veto)  # scoped by the port and the fixture: inert after this test
