@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import socket
 import typing
 from collections.abc import Sequence
@@ -397,6 +398,7 @@ class ClientBuilder:
         every session of the client: one refresh at a time, ahead of expiry.
         """
         config = self.config()
+        _check_connector(config, asynchronous=False)
         if config.auth is not None and config.auth.token_provider is not None:
             provider = config.auth.token_provider
             if is_async_provider(provider):
@@ -415,6 +417,7 @@ class ClientBuilder:
         :class:`~mailsdk.auth.AsyncCachingTokenProvider` shared by every session.
         """
         config = self.config()
+        _check_connector(config, asynchronous=True)
         if config.auth is not None and config.auth.token_provider is not None:
             provider = config.auth.token_provider
             if not isinstance(provider, AsyncCachingTokenProvider):
@@ -427,3 +430,17 @@ def _with_provider(
 ) -> ClientConfig:
     assert config.auth is not None
     return attrs.evolve(config, auth=attrs.evolve(config.auth, token_provider=provider))
+
+
+def _check_connector(config: ClientConfig, *, asynchronous: bool) -> None:
+    """A blocking client needs a blocking connector, an asyncio client an asyncio one."""
+    connect = getattr(config.connector, "connect", None)
+    if config.connector is None:
+        return
+    if connect is None or inspect.iscoroutinefunction(connect) is not asynchronous:
+        wanted = "an AsyncConnector (async def connect)" if asynchronous else "a Connector"
+        other = "build()" if asynchronous else "build_async()"
+        raise ConfigurationError(
+            f"this client needs {wanted} as its connector; {config.connector!r} does not fit "
+            f"(or use {other})"
+        )

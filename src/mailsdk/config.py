@@ -48,7 +48,8 @@ class Timeouts:
     end-of-data 10 min) except ``connect`` (30 s). ``None`` means no deadline.
 
     Attributes:
-        connect: TCP connect (and the implicit TLS handshake).
+        connect: name resolution, the TCP connect (Happy Eyeballs), a proxy's handshake and
+            the implicit TLS handshake, together.
         greeting: waiting for the 220 greeting.
         command: any command's reply (each reply restarts it).
         tls: the STARTTLS handshake.
