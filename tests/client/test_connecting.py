@@ -198,3 +198,51 @@ async def test_a_refused_dual_stack_name_names_both_addresses(mode: Mode) -> Non
         await mode.connect(plain_builder("localhost", port))
     addresses = [address for address, _ in caught.value.attempts]
     assert f"127.0.0.1:{port}" in addresses and f"[::1]:{port}" in addresses
+
+
+@pytest.fixture
+def v6_blackhole() -> Iterator[int]:
+    """A ::1 port whose accept queue is full: a connect to it hangs (never refused)."""
+    try:
+        listener = socket.socket(socket.AF_INET6)
+        listener.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            sock = socket.socket(socket.AF_INET6)
+            sock.settimeout(0.2)
+            try:
+                sock.connect(("::1", port))
+            except TimeoutError:
+                sock.close()
+                break
+            fillers.append(sock)
+        else:
+            pytest.skip("the OS accepts connections beyond the listen backlog")
+        yield port
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
+
+
+async def test_a_session_over_happy_eyeballs_skips_a_blackholed_v6_address(
+    mode: Mode, smtpd: SmtpdServer, v6_blackhole: int
+) -> None:
+    answers = [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", v6_blackhole, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", smtpd.port)),
+    ]
+
+    def resolver(host: str, port: int) -> list[typing.Any]:
+        return answers
+
+    cls = AsyncTcpConnector if mode.is_async else TcpConnector
+    b = plain_builder("mail.test", 25).with_connector(cls("mail.test", 25, resolver=resolver))
+    async with mode.session(b) as session:  # a sequential dialer would time out (3 s)
+        await session.sendmail("a@example.org", "b@example.com", RAW)
+    assert smtpd.recorder.messages[0].content == RAW

@@ -8,6 +8,7 @@ written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_pol
 from __future__ import annotations
 
 import ssl
+import sys
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 
@@ -130,6 +131,7 @@ class AsyncDriver:
         await self.aclose()
 
     async def _write(self, block: bytes) -> None:
+        sys.audit("mailsdk.send", self.stream, block)  # smtplib.send's shape: (self, data)
         await self.stream.send_all(block, self.pump.write_timeout(len(block)))
 
     async def _flush(self) -> None:

@@ -8,6 +8,7 @@ written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_pol
 from __future__ import annotations
 
 import ssl
+import sys
 import typing
 from collections.abc import Callable, Generator
 
@@ -125,6 +126,7 @@ class SyncDriver:
         self.close()
 
     def _write(self, block: bytes) -> None:
+        sys.audit("mailsdk.send", self.stream, block)  # smtplib.send's shape: (self, data)
         self.stream.send_all(block, self.pump.write_timeout(len(block)))
 
     def _flush(self) -> None:
