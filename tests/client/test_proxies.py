@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
+import typing
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -28,6 +30,27 @@ from mailsdk.transport import TlsSettings
 
 SmtpdFactory = Callable[..., SmtpdServer]
 RAW = b"Subject: proxied\r\n\r\nthrough the tunnel\r\n"
+
+
+@pytest.fixture
+def smtpd_factory(smtpd_factory: SmtpdFactory) -> Iterator[SmtpdFactory]:
+    """The shared factory, but the servers are stopped only once the proxy has closed its side.
+
+    Through a proxy, the server's peer is the proxy, which may close its half after the client
+    is done; stopping aiosmtpd before that leaks the server's transport.
+    """
+    servers: list[SmtpdServer] = []
+
+    def make(**options: typing.Any) -> SmtpdServer:
+        servers.append(smtpd_factory(**options))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        asyncio_server = getattr(server.controller, "server", None)
+        deadline = time.monotonic() + 5
+        while getattr(asyncio_server, "_active_count", 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 @pytest.fixture

@@ -98,6 +98,8 @@ def test_proxy_url_cannot_be_pickled_with_its_password():
         ({"ALL_PROXY": "socks5://p:1", "no_proxy": ".example"}, None),
         ({"ALL_PROXY": "socks5://p:1", "NO_PROXY": "ample"}, "socks5://p:1"),
         ({"ALL_PROXY": "socks5://p:1", "NO_PROXY": "example.org"}, "socks5://p:1"),
+        ({"ALL_PROXY": "socks5://p:1", "NO_PROXY": "mail.example:25"}, None),
+        ({"ALL_PROXY": "socks5://p:1", "NO_PROXY": "*.mail.example"}, None),
     ],
 )
 def test_proxy_from_env_for_a_name(env, expected):

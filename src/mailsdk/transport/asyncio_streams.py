@@ -248,6 +248,9 @@ class AsyncSocketStream:
                     )
         except BaseException:
             writer.transport.abort()
+            # abort() closes the socket in a loop callback: give it that turn, or a caller
+            # that ends its loop right after the failure leaves the socket unclosed.
+            await asyncio.sleep(0)
             raise
         return AsyncSocketStream(self._reader, writer, transport=self._info.transport)
 

@@ -192,6 +192,8 @@ def _bypassed(host: str, no_proxy: str) -> bool:
             except ValueError:
                 pass
             continue
+        if entry.count(":") == 1:  # "example.com:25": the port is not ours to match
+            entry = entry.partition(":")[0]
         suffix = entry.lstrip("*").lstrip(".").rstrip(".")
         if suffix and (name == suffix or name.endswith("." + suffix)):
             return True
