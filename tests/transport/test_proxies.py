@@ -239,3 +239,45 @@ def test_the_connector_repr_hides_the_password():
     connector = ProxyConnector("socks5://u:hunter2@127.0.0.1:1", "mx.test", 25)
     assert "hunter2" not in repr(connector)
     assert "hunter2" not in repr(AsyncProxyConnector("http://u:hunter2@p:1", "mx.test", 25))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 Connection established\r\n\r\n",
+        b"\x05\x00\x00\x03\x05proxy\x00\x19",  # after the method reply below
+    ],
+    ids=["http", "socks5"],
+)
+async def test_the_first_server_bytes_in_the_same_packet_are_not_swallowed(
+    mode_name: str, make_server, reply: bytes
+):
+    greeting = b"220 mx.test ESMTP\r\n"
+    http = reply.startswith(b"HTTP")
+
+    def proxy(conn: socket.socket, server: LoopbackServer) -> None:
+        if not http:
+            conn.recv(10)
+            conn.sendall(b"\x05\x00")
+        conn.recv(4096)
+        conn.sendall(reply + greeting)  # the tunnel's first bytes ride with the reply
+        conn.recv(10)
+
+    server = make_server(proxy)
+    url = f"{'http' if http else 'socks5'}://127.0.0.1:{server.port}"
+    if mode_name == "sync":
+        with ProxyConnector(url, "mx.test", 25).connect(3.0) as stream:
+            data = b""
+            while len(data) < len(greeting):
+                data += stream.receive(100, 3.0)
+    else:
+        async with await AsyncProxyConnector(url, "mx.test", 25).connect(3.0) as stream:
+            data = b""
+            while len(data) < len(greeting):
+                data += await stream.receive(100, 3.0)
+    assert data == greeting
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode_name(request: pytest.FixtureRequest) -> str:
+    return typing.cast("str", request.param)
