@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike
+from mailsdk._types import MessageSource
 from mailsdk.builder import ClientBuilder
 from mailsdk.errors import ConfigurationError
 from mailsdk.flows import SendResult, TlsMode
@@ -45,7 +45,7 @@ def _builder(
 
 
 def send(
-    message: MessageLike,
+    message: MessageSource,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -80,7 +80,7 @@ def send(
 
 
 async def asend(
-    message: MessageLike,
+    message: MessageSource,
     *,
     host: str | None = None,
     port: int | None = None,

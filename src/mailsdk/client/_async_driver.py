@@ -1,7 +1,7 @@
 """The asyncio driver: runs a flow on an :class:`~mailsdk.transport.AsyncStream`.
 
 Layer: L5 client (private). May import L0-L4. This and ``_sync_driver.py`` are the only code
-written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_policy.after``
+written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``Pump.verdict``
 (what a failure leaves of the session) and the flows.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import ssl
 import sys
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
-from mailsdk.client._policy import Verdict, after
+from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import aobtain_token
@@ -62,7 +62,7 @@ class AsyncDriver:
 
         Raises:
             MailError: whatever the flow or the I/O raised (an I/O failure is thrown into the
-                flow first); ``_policy.after`` decides what it leaves of the session.
+                flow first); ``Pump.verdict`` decides what it leaves of the session.
         """
         box: list[T] = []
         async for _ in self.steps(flow, box):
@@ -73,9 +73,14 @@ class AsyncDriver:
         self,
         flow: Generator[Action, object, T],
         box: list[T],
-        pull: Callable[[], Awaitable[object]] | None = None,
-    ) -> AsyncIterator[object]:
-        """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``."""
+        pull: Callable[[Pull], Awaitable[object]] | None = None,
+        flush_before_pull: bool = False,
+    ) -> AsyncGenerator[object, None]:
+        """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``.
+
+        ``pull`` performs ``Pull``; with ``flush_before_pull`` (an asynchronous source, which
+        may take its time) buffered frames are written first instead of waiting for it.
+        """
         if self.closed:
             raise ConnectionLost("the session is closed")
         if self._busy:
@@ -102,14 +107,16 @@ class AsyncDriver:
                     continue
                 try:
                     if pull and isinstance(action, Pull):
-                        result = await pull()
+                        if flush_before_pull:
+                            await self._flush()
+                        result = await pull(action)
                     else:
                         result = await self._perform(action)
                 except MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
-                    if after(exc, server_closing=self.pump.server_closing) is Verdict.GIVE_UP:
+                    if self.pump.verdict(exc) is Verdict.GIVE_UP:
                         await self._give_up(exc)
                     failure = exc
         except BaseException as exc:
@@ -120,7 +127,7 @@ class AsyncDriver:
             flow.close()
 
     async def _settle(self, error: BaseException | None) -> None:
-        verdict = after(error, server_closing=self.pump.server_closing, idle=self.pump.idle)
+        verdict = self.pump.verdict(error)
         if verdict is Verdict.CLOSE:
             await self.aclose()
         elif verdict is Verdict.GIVE_UP:

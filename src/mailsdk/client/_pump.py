@@ -18,6 +18,7 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 
+from mailsdk.client._policy import Verdict, after
 from mailsdk.errors import (
     CommandRefused,
     ConnectionLost,
@@ -65,6 +66,10 @@ def _printable(line: bytes) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+#: States in which the conversation is not idle even with no reply owed.
+_BUSY: typing.Final = frozenset({ClientState.BODY, ClientState.ERROR})
 
 
 class _Tag:
@@ -128,7 +133,11 @@ class Pump:
     def idle(self) -> bool:
         """Nothing is owed, buffered or half-written: the conversation is in step."""
         conn = self.connection
-        return not self._out and conn.pending == 0 and conn.state is ClientState.READY
+        return not self._out and conn.pending == 0 and conn.state not in _BUSY
+
+    def verdict(self, error: BaseException | None) -> Verdict:
+        """What ``error`` (``None``: success) leaves of the session (``_policy.after``)."""
+        return after(error, server_closing=self.connection.closing, idle=self.idle)
 
     def use_capabilities(self, capabilities: Capabilities) -> None:
         """Apply what an EHLO reply negotiated to the connection (ENHANCEDSTATUSCODES)."""

@@ -5,20 +5,21 @@ Layer: L5 client (private, pure: no I/O). May import L0-L4.
 
 from __future__ import annotations
 
-import copy
-import email.message
 import typing
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 
-from mailsdk._types import MessageLike
-from mailsdk.errors import InvalidInputError
+from mailsdk._types import MessageSource
+from mailsdk.client._prepare import prepare
+from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
+    Delivery,
+    Outgoing,
     PreparedMessage,
+    Pull,
+    SendOutcome,
     SendResult,
-    prepare_message,
-    prepare_raw,
     transaction,
 )
 
@@ -26,55 +27,21 @@ if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig
     from mailsdk.telemetry import SessionObserver, TransactionObserver
 
-__all__ = ["begin_send", "finish_send", "send_flow"]
-
-
-def _with_trace_headers(message: MessageLike, headers: Mapping[str, str]) -> MessageLike:
-    if not headers:
-        return message
-    if isinstance(message, email.message.Message):
-        message = copy.copy(message)
-        for name, value in headers.items():
-            del message[name]
-            message[name] = value
-        return message
-    raw = message.encode("utf-8") if isinstance(message, str) else message
-    prefix = b"".join(f"{k}: {v}\r\n".encode("ascii") for k, v in headers.items())
-    return prefix + raw
+__all__ = ["Feed", "begin_send", "finish_send", "send_flow"]
 
 
 def begin_send(
     observer: SessionObserver,
-    message: MessageLike,
+    message: object,
     sender: str | None,
     recipients: Sequence[str] | str | None,
 ) -> tuple[PreparedMessage, TransactionObserver]:
-    """Prepare a message (envelope, flattening, trace headers) and open the ``smtp.send`` span.
+    """Prepare a message (the pipeline of ``_prepare.py``) and open its ``smtp.send`` span.
 
     Raises:
-        InvalidInputError: no envelope could be derived, or a raw message without envelope.
+        InvalidInputError: see :func:`mailsdk.client._prepare.prepare`.
     """
-    if isinstance(recipients, str):
-        recipients = [recipients]
-    if isinstance(message, email.message.Message):
-        prepared = prepare_message(message, sender=sender, recipients=recipients)
-    else:
-        if sender is None or recipients is None:
-            raise InvalidInputError("a raw message needs an explicit sender and recipients")
-        prepared = prepare_raw(sender, recipients, message)
-    tx = observer.transaction(
-        sender=prepared.envelope.sender, recipients=prepared.envelope.recipients, size=prepared.size
-    )
-    headers = tx.trace_headers()
-    if headers:
-        traced = _with_trace_headers(message, headers)
-        if isinstance(traced, email.message.Message):
-            prepared = prepare_message(
-                traced, sender=prepared.envelope.sender, recipients=prepared.envelope.recipients
-            )
-        else:
-            prepared = prepare_raw(prepared.envelope.sender, prepared.envelope.recipients, traced)
-    return prepared, tx
+    return prepare(observer, message, sender, recipients)
 
 
 def send_flow(
@@ -109,3 +76,91 @@ def finish_send(tx: TransactionObserver, result: SendResult) -> SendResult:
         reply=None if result.lmtp else result.reply,
     )
     return result
+
+
+_END: typing.Final = object()
+
+
+class Feed:
+    """What ``send_many`` hands to the ``deliver_many`` flow: its items, prepared one at a time
+    when the flow pulls them (so a long or endless input is never held whole), each with its
+    ``smtp.send`` span; and the closing of those spans as outcomes come back.
+
+    Args:
+        observer: the session's telemetry.
+        config: the client configuration (default MAIL/RCPT options).
+        items: an iterator or asynchronous iterator of messages or :class:`Outgoing` items.
+    """
+
+    def __init__(
+        self,
+        observer: SessionObserver,
+        config: ClientConfig,
+        items: Iterator[object] | AsyncIterator[object],
+    ) -> None:
+        self._observer = observer
+        self._config = config
+        self._items = items
+        self._index = 0
+        self._open: dict[int, TransactionObserver] = {}
+
+    @property
+    def asynchronous(self) -> bool:
+        """The items come from an asynchronous iterator."""
+        return isinstance(self._items, AsyncIterator)
+
+    def pull(self, action: Pull) -> Delivery | None:
+        """Perform a ``Pull`` from a synchronous iterator."""
+        item = next(typing.cast("Iterator[object]", self._items), _END)
+        return None if item is _END else self.delivery(item, prepare=action.prepare)
+
+    async def apull(self, action: Pull) -> Delivery | None:
+        """Perform a ``Pull`` from either kind of iterator."""
+        if isinstance(self._items, AsyncIterator):
+            item = await anext(self._items, _END)
+        else:
+            item = next(self._items, _END)
+        return None if item is _END else self.delivery(item, prepare=action.prepare)
+
+    def delivery(self, item: object, *, prepare: bool) -> Delivery:
+        """Prepare one item (envelope, trace headers, encoding) and open its span."""
+        index = self._index
+        self._index += 1
+        outgoing = item if isinstance(item, Outgoing) else None
+        key = outgoing.key if outgoing is not None else None
+        if not prepare:
+            return Delivery(index=index, key=key)
+        try:
+            if outgoing is None:
+                outgoing = Outgoing(typing.cast("MessageSource", item))
+            prepared, tx = begin_send(
+                self._observer, outgoing.message, outgoing.sender, outgoing.recipients
+            )
+        except MailError as exc:
+            return Delivery(index=index, key=key, error=exc)
+        self._open[index] = tx
+        return Delivery(
+            index=index,
+            key=key,
+            prepared=prepared,
+            mail_options=outgoing.mail_options or self._config.mail_options,
+            rcpt_options=outgoing.rcpt_options or self._config.rcpt_options,
+            owner=tx,
+        )
+
+    def settle(self, value: object) -> SendOutcome:
+        """Close the span of the message ``value`` (a reported outcome) is about."""
+        outcome = typing.cast("SendOutcome", value)
+        tx = self._open.pop(outcome.index, None)
+        if tx is not None:
+            if outcome.result is not None and outcome.status.delivered:
+                finish_send(tx, outcome.result)
+            else:
+                tx.failed(outcome.error or MailError(outcome.status.value))
+        return outcome
+
+    def close(self) -> None:
+        """End the spans of messages whose outcome was never reported (abandoned iterator)."""
+        for tx in self._open.values():
+            tx.failed(ConnectionLost("send_many was stopped before this message's outcome"))
+        self._open.clear()

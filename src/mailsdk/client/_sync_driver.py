@@ -1,7 +1,7 @@
 """The blocking driver: runs a flow on a :class:`~mailsdk.transport.Stream`.
 
 Layer: L5 client (private). May import L0-L4. This and ``_async_driver.py`` are the only code
-written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_policy.after``
+written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``Pump.verdict``
 (what a failure leaves of the session) and the flows.
 """
 
@@ -12,7 +12,7 @@ import sys
 import typing
 from collections.abc import Callable, Generator
 
-from mailsdk.client._policy import Verdict, after
+from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import obtain_token
@@ -62,7 +62,7 @@ class SyncDriver:
 
         Raises:
             MailError: whatever the flow or the I/O raised (an I/O failure is thrown into the
-                flow first); ``_policy.after`` decides what it leaves of the session.
+                flow first); ``Pump.verdict`` decides what it leaves of the session.
         """
         steps = self.steps(flow)
         while True:
@@ -72,7 +72,7 @@ class SyncDriver:
                 return typing.cast("T", stop.value)
 
     def steps(
-        self, flow: Generator[Action, object, T], pull: Callable[[], object] | None = None
+        self, flow: Generator[Action, object, T], pull: Callable[[Pull], object] | None = None
     ) -> Generator[object, None, T]:
         """Run ``flow``, yielding each ``Report``'s value; ``pull`` performs ``Pull``."""
         if self.closed:
@@ -99,12 +99,14 @@ class SyncDriver:
                     yield action.value
                     continue
                 try:
-                    result = pull() if pull and isinstance(action, Pull) else self._perform(action)
+                    result = (
+                        pull(action) if pull and isinstance(action, Pull) else self._perform(action)
+                    )
                 except MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
-                    if after(exc, server_closing=self.pump.server_closing) is Verdict.GIVE_UP:
+                    if self.pump.verdict(exc) is Verdict.GIVE_UP:
                         self._give_up(exc)
                     failure = exc
         except BaseException as exc:
@@ -115,7 +117,7 @@ class SyncDriver:
             flow.close()
 
     def _settle(self, error: BaseException | None) -> None:
-        verdict = after(error, server_closing=self.pump.server_closing, idle=self.pump.idle)
+        verdict = self.pump.verdict(error)
         if verdict is Verdict.CLOSE:
             self.close()
         elif verdict is Verdict.GIVE_UP:

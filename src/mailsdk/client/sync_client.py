@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import types
 import typing
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike
+from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import open_stream
 from mailsdk.client._hostname import local_hostname
@@ -22,17 +22,20 @@ from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
 from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.config import AuthSettings, ClientConfig
-from mailsdk.errors import MailError
+from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
     OpenedSession,
+    Outgoing,
+    SendOutcome,
     SendResult,
     SessionPlan,
     TlsInfo,
     TlsMode,
     authenticate,
     checked,
+    deliver_many,
     hello,
     quit_session,
     raw,
@@ -176,7 +179,7 @@ class Session:
 
     def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -185,12 +188,23 @@ class Session:
     ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
+        Args:
+            message: an ``email.message.Message``, bytes or str, or a streamed source read in
+                bounded pieces (never held whole): a path (``os.PathLike``), a binary file
+                object or an iterable of bytes chunks. Raw and streamed messages need an
+                explicit ``sender`` and ``recipients``.
+            sender: the envelope sender (default: from the headers).
+            recipients: the envelope recipients (default: To, Cc and Bcc).
+            mail_options: MAIL parameters (default: the client's).
+            rcpt_options: RCPT parameters (default: the client's).
+
         Returns:
             The :class:`SendResult`: accepted and refused recipients, final reply, size.
 
         Raises:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
-            DataRefused, TransportError.
+            DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
+            data was written and no reply came: the message may have been delivered.
         """
         prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
         try:
@@ -204,11 +218,52 @@ class Session:
             raise
         return _sending.finish_send(tx, result)
 
+    def send_many(self, items: Iterable[MessageSource | Outgoing]) -> Iterator[SendOutcome]:
+        """Send many messages on this connection, pipelined across transactions.
+
+        With PIPELINING, message N+1's MAIL, RCPT and DATA travel in the write that carries
+        message N's content (RFC 2920 §3.1): one round trip per message. Items are prepared
+        one at a time as they are needed, so ``items`` may be a long or endless generator.
+
+        Args:
+            items: messages in any form :meth:`send_message` accepts (the envelope then comes
+                from the headers), or :class:`~mailsdk.Outgoing` items with their own envelope,
+                options and key.
+
+        Returns:
+            An iterator of one :class:`~mailsdk.SendOutcome` per item, in input order, each
+            yielded as soon as it is known. A refusal affects only its own message; after a
+            421 or a broken connection every remaining item still gets its outcome (FAILED:
+            never sent; UNKNOWN: its end of data was sent and no reply came, so it may have
+            been delivered). Stopping early closes the connection when messages are still in
+            flight.
+
+        Raises:
+            InvalidInputError: ``items`` is not iterable.
+            ConnectionLost: the session is closed.
+        """
+        try:
+            source = iter(items)
+        except TypeError:
+            raise InvalidInputError(
+                f"send_many needs an iterable of messages, not {type(items).__name__}"
+            ) from None
+        return self._send_many(_sending.Feed(self._observer, self._config, source))
+
+    def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
+        cfg = self._config
+        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        try:
+            for value in self._driver.steps(flow, feed.pull):
+                yield feed.settle(value)
+        finally:
+            feed.close()
+
     def sendmail(
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,
@@ -363,7 +418,7 @@ class Client:
 
     def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -384,7 +439,7 @@ class Client:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,

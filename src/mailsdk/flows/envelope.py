@@ -23,7 +23,8 @@ import email.message
 import email.policy
 import email.utils
 import io
-from collections.abc import Sequence
+import typing
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -32,6 +33,7 @@ from mailsdk.protocol.address import needs_smtputf8
 from mailsdk.protocol.body import canonicalize_line_endings
 
 __all__ = [
+    "ContentStream",
     "Envelope",
     "PreparedMessage",
     "envelope_from_message",
@@ -49,26 +51,83 @@ class Envelope:
     recipients: tuple[str, ...]
 
 
+class ContentStream(typing.Protocol):
+    """Message content read piece by piece (a file, a binary stream, an iterable of chunks),
+    never held whole. Line endings need not be canonical: the connection's encoders make them
+    CRLF on the way out, carrying state across pieces."""
+
+    @property
+    def size(self) -> int | None:
+        """The size with canonical CRLF line endings, when known before sending (``SIZE=``)."""
+        ...
+
+    @property
+    def consumed(self) -> int:
+        """How many bytes the pieces read so far held."""
+        ...
+
+    def pieces(self) -> Iterator[bytes]:
+        """The content, in bounded pieces; iterated once, when the message is sent.
+
+        Raises:
+            InvalidInputError: the source cannot be read or holds something other than bytes.
+        """
+        ...
+
+
 @attrs.frozen
 class PreparedMessage:
-    """A message ready for the wire.
+    """A message ready for the wire: the output of the preparation pipeline.
 
     Attributes:
         envelope: sender and recipients.
-        data: the message bytes with CRLF line endings (not yet dot-stuffed).
+        data: the message bytes held in memory, with CRLF line endings (not yet dot-stuffed);
+            ``b""`` when the content is streamed.
         smtputf8: the envelope or headers need SMTPUTF8 (RFC 6531).
-        eight_bit: the data contains bytes over 0x7F (needs 8BITMIME, RFC 6152).
+        eight_bit: the content has bytes over 0x7F (needs 8BITMIME, RFC 6152); ``None`` when a
+            streamed source could not be scanned beforehand.
+        stream: the streamed content, if any (``data`` is then unused).
+        headers: header lines the preparation added in front of the content (trace context;
+            later a DKIM signature), CRLF-terminated: the one place they exist.
     """
 
     envelope: Envelope
     data: bytes
     smtputf8: bool
-    eight_bit: bool
+    eight_bit: bool | None
+    stream: ContentStream | None = None
+    headers: bytes = b""
+
+    @property
+    def declared_size(self) -> int | None:
+        """The size announced with ``SIZE=`` (RFC 1870), or ``None`` when unknown."""
+        if self.stream is None:
+            return len(self.headers) + len(self.data)
+        size = self.stream.size
+        return None if size is None else len(self.headers) + size
 
     @property
     def size(self) -> int:
-        """Size of ``data`` in bytes (what SIZE= announces, RFC 1870)."""
-        return len(self.data)
+        """The content size in bytes: the declared size, or for a stream of unknown size the
+        bytes read so far (all of them once it was sent)."""
+        declared = self.declared_size
+        if declared is not None:
+            return declared
+        assert self.stream is not None
+        return len(self.headers) + self.stream.consumed
+
+    def pieces(self) -> Iterator[bytes]:
+        """The content, piece by piece: the added headers, then the message."""
+        if self.headers:
+            yield self.headers
+        if self.stream is None:
+            yield self.data
+        else:
+            yield from self.stream.pieces()
+
+    def with_headers(self, lines: bytes) -> PreparedMessage:
+        """The same message with ``lines`` (CRLF-terminated header lines) added in front."""
+        return attrs.evolve(self, headers=lines + self.headers)
 
 
 def _addresses(values: Sequence[str]) -> list[str]:

@@ -100,17 +100,19 @@ def _mail_options(
     prepared: PreparedMessage, caps: Capabilities, base: MailOptions, opts: TransactionOptions
 ) -> MailOptions:
     body = base.body
-    if body is None and prepared.eight_bit:
+    # A stream that could not be scanned (eight_bit None) may hold 8-bit data: declaring
+    # 8BITMIME for 7-bit content is harmless, so it is declared whenever the server offers it.
+    if body is None and prepared.eight_bit is not False:
         if caps.eightbitmime:
             body = "8BITMIME"
-        elif opts.require_8bitmime:
+        elif prepared.eight_bit and opts.require_8bitmime:
             raise CapabilityError(
                 "the message has 8-bit data but the server does not offer 8BITMIME",
                 extension="8BITMIME",
             )
-    return attrs.evolve(
-        base, size=prepared.size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8
-    )
+    declared = prepared.declared_size
+    size = base.size if declared is None else declared
+    return attrs.evolve(base, size=size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8)
 
 
 def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
