@@ -67,6 +67,7 @@ def test_parse_defaults(url, expected):
         "socks5://u:hunter2@proxy.test/path",
         "socks5://u:hunter2@proxy.test?x=1",
         "socks4://u:hunter2@proxy.test",
+        "socks5://:hunter2@proxy.test",
     ],
 )
 def test_bad_urls_are_configuration_errors_without_the_password(url):

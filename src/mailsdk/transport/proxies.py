@@ -127,6 +127,8 @@ class ProxyUrl:
             raise ConfigurationError(f"a proxy URL has no path or query: {_scrub(url)!r}")
         username = urllib.parse.unquote(parts.username) if parts.username is not None else None
         password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+        if password and not username:
+            raise ConfigurationError(f"a proxy password needs a user name: {_scrub(url)!r}")
         if scheme.startswith("socks4") and password:
             raise ConfigurationError("SOCKS4 has no passwords (only a user id); use socks5://")
         return cls(
