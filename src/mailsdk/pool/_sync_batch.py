@@ -1,0 +1,312 @@
+"""The blocking batch runner: :class:`BatchRun`, what ``Pool.send_batch`` returns.
+
+Layer: L5c (pool). One worker thread per pool connection takes work from the shared
+:class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
+its checked-out session and reports each outcome; the consumer's thread yields them. Every item
+read from the input gets exactly one final outcome, also when the consumer stops early, raises
+(Ctrl-C) or closes the run: the workers finish what they already sent, queued retries end
+FAILED, and anything still in a worker's hands ends FAILED (never sent) or UNKNOWN (sent, no
+answer).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import types
+import typing
+from collections.abc import Callable, Generator, Iterable, Iterator, Sized
+
+from mailsdk.batch.bucket import TokenBucket
+from mailsdk.batch.limits import RateLimiter
+from mailsdk.batch.report import BatchReport, BatchTracker, Progress
+from mailsdk.batch.retry import RetryPolicy
+from mailsdk.errors import ConnectionLost, MailError
+from mailsdk.flows import SendOutcome
+from mailsdk.pool._sending import outcome_of_error, send_items
+from mailsdk.pool._telemetry import end_batch_span
+from mailsdk.pool._work import Scheduler, Work, recipient_count
+
+if typing.TYPE_CHECKING:
+    from mailsdk.pool.sync_pool import Pool
+
+__all__ = ["BatchRun"]
+
+#: The most items one connection takes at a time (one ``send_many`` call).
+CHUNK: typing.Final = 32
+#: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
+_INLINE_WAIT: typing.Final = 0.002
+_POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
+
+
+class BatchRun(Iterator[SendOutcome]):
+    """A running batch: iterate it for one :class:`~mailsdk.SendOutcome` per input item.
+
+    Use it in a ``with`` block (or call :meth:`close`) when you may stop iterating early: closing
+    stops reading the input and waits for the messages already being sent. :attr:`report` is
+    the :class:`~mailsdk.batch.BatchReport` of everything that finished, also after Ctrl-C.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        items: Iterable[object],
+        *,
+        rate: RateLimiter | None,
+        retry: RetryPolicy | None,
+        on_progress: Callable[[Progress], None] | None,
+        ordered: bool,
+    ) -> None:
+        self._pool = pool
+        self._rate: RateLimiter = rate if rate is not None else TokenBucket()
+        self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
+        self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
+        self._on_progress = on_progress
+        self._ordered = ordered
+        self._cond = threading.Condition()
+        self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._final: set[int] = set()
+        self._hands: dict[int, tuple[list[Work], bool]] = {}
+        self._threads: list[threading.Thread] = []
+        self._crash: BaseException | None = None
+        self._gen: Generator[SendOutcome, None, None] = self._run()
+
+    @property
+    def report(self) -> BatchReport:
+        """The report of what has finished so far (complete once the iteration ended)."""
+        return self._tracker.report()
+
+    def __iter__(self) -> BatchRun:
+        return self
+
+    def __next__(self) -> SendOutcome:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop the batch (see the class docstring); idempotent."""
+        self._gen.close()
+
+    def __enter__(self) -> BatchRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- bookkeeping shared by the workers (under self._cond) -----------------------------------
+
+    def _emit(self, outcome: SendOutcome, started: float | None) -> None:
+        if outcome.index in self._final:
+            return  # already given its final outcome (abandoned at cancellation)
+        self._final.add(outcome.index)
+        latency = time.monotonic() - started if started is not None else 0.0
+        self._out.put((outcome, latency))
+        if self._sched.finished:
+            self._out.put(None)
+
+    def _record(self, work: Work, outcome: SendOutcome) -> None:
+        """Record one try's outcome (worker thread); penalise the rate on throttling."""
+        with self._cond:
+            final, decision = self._sched.record(work, outcome, time.monotonic())
+            if final is not None:
+                self._emit(final, work.started)
+            self._cond.notify_all()
+        if decision.throttle > 0:
+            self._rate.penalize(decision.throttle)
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def _take(self, block: bool) -> Work | None:
+        with self._cond:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                work = self._sched.take(now)
+                if work is not None:
+                    self._tracker.read = self._sched.read
+                    return work
+                if self._sched.finished:
+                    self._out.put(None)
+                if not block or self._sched.finished:
+                    return None
+                ready = self._sched.next_ready()
+                timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
+                self._cond.wait(timeout)
+            return None
+
+    def _pace(self, work: Work, first: bool) -> bool:
+        """Wait for the rate limit; ``False`` when the wait should end the current chunk."""
+        wait = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        if wait <= _INLINE_WAIT or first:
+            if wait > 0:
+                self._stop.wait(wait)
+            return True
+        work.ready = time.monotonic() + wait
+        return False
+
+    def _worker_main(self) -> None:
+        try:
+            self._worker()
+        except BaseException as exc:  # a bug or a limiter failure: report it to the consumer
+            self._crash = exc
+            self._out.put(None)
+
+    def _worker(self) -> None:
+        me = threading.get_ident()
+        carry: Work | None = None
+        while not self._stop.is_set():
+            work = carry or self._take(block=True)
+            carry = None
+            if work is None:
+                return
+            self._hands[me] = ([work], False)
+            if work.ready > time.monotonic():
+                self._stop.wait(work.ready - time.monotonic())
+            else:
+                self._pace(work, first=True)
+            if self._stop.is_set():
+                break
+            try:
+                slot = self._pool.checkout()
+            except MailError as exc:
+                self._hands.pop(me, None)
+                self._record(work, outcome_of_error(0, exc))
+                continue
+            chunk = [work]
+            allowance = self._pool.allowance(slot)
+            limit = CHUNK if allowance is None else max(1, min(CHUNK, allowance))
+            while len(chunk) < limit and not self._stop.is_set():
+                more = self._take(block=False)
+                if more is None:
+                    break
+                chunk.append(more)
+                if not self._pace(more, first=False):
+                    carry = chunk.pop()
+                    break
+            self._hands[me] = (chunk, True)
+            sent = self._send(slot.session, chunk)
+            self._pool.checkin(slot, sent=sent)
+            self._hands.pop(me, None)
+        if carry is not None:
+            self._hands[me] = ([carry], False)
+
+    def _send(self, session: typing.Any, chunk: list[Work]) -> int:
+        now = time.monotonic()
+        for work in chunk:
+            if work.started is None:
+                work.started = now
+        reported: set[int] = set()
+        crashed = False
+        try:
+            for outcome in send_items(session, [w.send for w in chunk]):
+                if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
+                    reported.add(outcome.index)
+                    self._record(chunk[outcome.index], outcome)
+        except Exception as exc:  # a bug below must not lose the chunk: unknown fate
+            crashed = True
+            session.close()
+            error: MailError = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
+        else:
+            error = ConnectionLost("not sent: the connection closed before this message")
+        for index, work in enumerate(chunk):
+            if index not in reported:
+                self._record(work, outcome_of_error(index, error, unknown=crashed))
+        return len(reported)
+
+    # -- the consumer --------------------------------------------------------------------------
+
+    def _run(self) -> Generator[SendOutcome, None, None]:
+        span = self._pool.telemetry.batch_span()
+        for _ in range(self._pool.limits.max_connections):
+            thread = threading.Thread(target=self._worker_main, name="mailsdk-batch", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        buffered: dict[int, SendOutcome] = {}
+        next_index = 0
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    entry = self._out.get(timeout=_POLL)
+                except queue.Empty:
+                    if not any(t.is_alive() for t in self._threads):
+                        with self._cond:
+                            if self._sched.finished:
+                                break
+                        raise RuntimeError("batch workers stopped unexpectedly") from None
+                    continue
+                if entry is None:
+                    if self._crash is not None:
+                        raise self._crash
+                    with self._cond:
+                        if not self._sched.finished:
+                            continue
+                    if self._out.empty():
+                        break
+                    continue
+                if self._crash is not None:
+                    raise self._crash
+                outcome, latency = entry
+                progress = self._tracker.finished(outcome, latency)
+                if self._on_progress is not None:
+                    self._on_progress(progress)
+                if not self._ordered:
+                    yield outcome
+                    continue
+                buffered[outcome.index] = outcome
+                while next_index in buffered:
+                    yield buffered.pop(next_index)
+                    next_index += 1
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._shutdown()
+            end_batch_span(
+                span,
+                {s.value: n for s, n in self._tracker.report().counts.items()},
+                cancelled=self._tracker.cancelled,
+                error=error if not isinstance(error, GeneratorExit) else None,
+            )
+        if self._sched.input_error is not None:
+            raise self._sched.input_error
+
+    def _shutdown(self) -> None:
+        """Stop the workers and give every unfinished item its final outcome."""
+        with self._cond:
+            unfinished = not self._sched.finished
+            self._tracker.cancelled = unfinished
+            abandoned = self._sched.stop("the batch was stopped") if unfinished else []
+            for outcome in abandoned:
+                self._emit(outcome, None)
+            self._stop.set()
+            self._cond.notify_all()
+        try:
+            for thread in self._threads:
+                thread.join()
+        finally:  # also when the join itself is interrupted (a second Ctrl-C)
+            with self._cond:
+                for chunk, handed in list(self._hands.values()):
+                    for work in chunk:
+                        if work.index not in self._final:
+                            outcome = self._sched.abandon(
+                                work, handed_over=handed, reason="the batch was interrupted"
+                            )
+                            self._emit(outcome, work.started)
+            self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                entry = self._out.get_nowait()
+            except queue.Empty:
+                return
+            if entry is not None:
+                self._tracker.finished(*entry)
+                if self._on_progress is not None:
+                    self._on_progress(self._tracker.progress())
