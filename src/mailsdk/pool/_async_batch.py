@@ -125,6 +125,14 @@ class AsyncBatchRun:
             result = await result
         return float(result)
 
+    async def _requeue(self, work: Work) -> None:
+        if self._stop.is_set():
+            self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
+        else:
+            self._sched.requeue(work, time.monotonic())
+        async with self._cond:
+            self._cond.notify_all()
+
     # -- the worker ----------------------------------------------------------------------------
 
     async def _take(self, block: bool) -> Work | None:
@@ -221,7 +229,11 @@ class AsyncBatchRun:
         else:
             error = ConnectionLost("not sent: the connection closed before this message")
         for index, work in enumerate(chunk):
-            if index not in reported:
+            if index in reported:
+                continue
+            if reported and not crashed:  # the session closed before it: never sent, no try used
+                await self._requeue(work)
+            else:
                 await self._record(work, outcome_of_error(index, error, unknown=crashed))
         return len(reported)
 

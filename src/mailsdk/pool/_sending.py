@@ -79,7 +79,9 @@ def send_items(session: Session, items: Sequence[Outgoing]) -> Iterator[SendOutc
         except MailError as exc:
             unknown = isinstance(exc, TransportError) and _end_of_data_pending(session)
             yield outcome_of_error(index, exc, unknown=unknown)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # e.g. a message form the session cannot read
+            if _end_of_data_pending(session):
+                raise
             yield _failed(index, exc)
         else:
             yield outcome_of_result(index, result)
@@ -102,7 +104,9 @@ async def send_items_async(
         except MailError as exc:
             unknown = isinstance(exc, TransportError) and _end_of_data_pending(session)
             yield outcome_of_error(index, exc, unknown=unknown)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # e.g. a message form the session cannot read
+            if _end_of_data_pending(session):
+                raise
             yield _failed(index, exc)
         else:
             yield outcome_of_result(index, result)

@@ -120,6 +120,14 @@ class BatchRun(Iterator[SendOutcome]):
         if decision.throttle > 0:
             self._rate.penalize(decision.throttle)
 
+    def _requeue(self, work: Work) -> None:
+        with self._cond:
+            if self._stop.is_set():
+                self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
+            else:
+                self._sched.requeue(work, time.monotonic())
+            self._cond.notify_all()
+
     # -- the worker ----------------------------------------------------------------------------
 
     def _take(self, block: bool) -> Work | None:
@@ -214,7 +222,11 @@ class BatchRun(Iterator[SendOutcome]):
         else:
             error = ConnectionLost("not sent: the connection closed before this message")
         for index, work in enumerate(chunk):
-            if index not in reported:
+            if index in reported:
+                continue
+            if reported and not crashed:  # the session closed before it: never sent, no try used
+                self._requeue(work)
+            else:
                 self._record(work, outcome_of_error(index, error, unknown=crashed))
         return len(reported)
 

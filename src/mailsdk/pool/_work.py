@@ -192,6 +192,13 @@ class Scheduler:
             final = _merged(work, outcome)
         return final, decision
 
+    def requeue(self, work: Work, now: float) -> None:
+        """Put back work that was never sent (its connection closed before it): no try used."""
+        if self.stopped:
+            return
+        work.ready = now
+        heapq.heappush(self._retries, (now, next(self._seq), work))
+
     def abandon(self, work: Work, *, handed_over: bool, reason: str) -> SendOutcome:
         """The final outcome of work that cannot finish (the batch was cancelled).
 
