@@ -6,11 +6,11 @@ import typing
 from collections.abc import Callable, Iterable, Iterator
 
 import pytest
+from tests._support.faulty_smtpd import FaultyServer, start_faulty
+from tests._support.modes import Mode
 
 from mailsdk import ClientBuilder, SendOutcome
 from mailsdk.batch import BatchReport
-from tests._support.faulty_smtpd import FaultyServer, start_faulty
-from tests._support.modes import Mode
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import typing
 from collections.abc import Callable
 
 import pytest
-
-from mailsdk import DeliveryStatus, Outgoing
-from mailsdk.batch import Progress, RetryPolicy, TokenBucket
 from tests._support.faulty_smtpd import FaultyServer, recipients_for
 from tests._support.modes import Mode, plain_builder
 from tests._support.smtpd import SmtpdServer
 from tests.pool.conftest import run_batch
+
+from mailsdk import DeliveryStatus, Outgoing
+from mailsdk.batch import Progress, RetryPolicy, TokenBucket
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=0.02)
 
@@ -210,7 +210,7 @@ async def test_no_retry_policy_and_streams_are_never_resent(
 async def test_cancellation_gives_every_read_item_a_final_outcome(
     mode: Mode, faulty: Callable[..., FaultyServer]
 ) -> None:
-    server = faulty({i: "slow" for i in range(200)}, slow_for=0.01)
+    server = faulty(dict.fromkeys(range(200), "slow"), slow_for=0.01)
     client = mode.build(plain_builder(server.host, server.port))
     items = (message(i) for i in range(10_000))
     got = []

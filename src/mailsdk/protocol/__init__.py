@@ -54,8 +54,8 @@ from mailsdk.protocol.events import (
     NeedData,
 )
 from mailsdk.protocol.reply import EnhancedStatus, Reply, ReplyClass
-from mailsdk.protocol.retry import ReplyVerdict, RetryAdvice, classify_reply
 from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser
+from mailsdk.protocol.retry import ReplyVerdict, RetryAdvice, classify_reply
 from mailsdk.protocol.state import ClientState, Outcome, Trigger
 
 __all__ = [
