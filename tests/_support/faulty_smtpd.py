@@ -57,6 +57,8 @@ class FaultyHandler:
         self.kept_rcpt: collections.Counter[str] = collections.Counter()
         self.rcpt_seen: collections.Counter[str] = collections.Counter()
         self.connections = 0
+        self.open = 0
+        self.max_open = 0
         self.servers: list[SMTP] = []
 
     def drop_all(self) -> None:
@@ -147,9 +149,26 @@ class FaultyServer:
         self.controller.stop()
 
 
+class _CountingSMTP(SMTP):
+    """Counts the connections open at once (``FaultyHandler.max_open``)."""
+
+    def connection_made(self, transport: typing.Any) -> None:
+        handler: FaultyHandler = self.event_handler
+        with handler.lock:
+            handler.open += 1
+            handler.max_open = max(handler.max_open, handler.open)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        handler: FaultyHandler = self.event_handler
+        with handler.lock:
+            handler.open -= 1
+        super().connection_lost(exc)
+
+
 class _Controller(Controller):
     def factory(self) -> SMTP:
-        return SMTP(self.handler, **self.SMTP_kwargs)
+        return _CountingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def start_faulty(faults: dict[int, str], **handler_options: typing.Any) -> FaultyServer:
@@ -167,4 +186,5 @@ def start_faulty(faults: dict[int, str], **handler_options: typing.Any) -> Fault
     controller.start()
     with handler.lock:
         handler.connections = 0
+        handler.max_open = handler.open
     return FaultyServer(handler, controller)

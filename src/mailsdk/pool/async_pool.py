@@ -31,6 +31,7 @@ from mailsdk.flows import SendResult
 from mailsdk.pool._async_batch import AsyncBatchRun
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
 from mailsdk.pool._telemetry import PoolTelemetry
+from mailsdk.pool.sync_pool import _reap_interval
 
 __all__ = ["AsyncPool", "maybe_await"]
 
@@ -87,6 +88,7 @@ class AsyncPool:
         )
         self._clock = clock
         self._cond = asyncio.Condition()
+        self._reaper: asyncio.Task[None] | None = None
         self.telemetry = PoolTelemetry(client.config.endpoint.describe(), self._counts)
 
     def __repr__(self) -> str:
@@ -206,7 +208,24 @@ class AsyncPool:
             raise
         async with self._cond:
             self._book.opened(slot, session, lease, self._clock())
+            if self._reaper is None and _reap_interval(self.limits) is not None:
+                self._reaper = asyncio.ensure_future(self._reap())
         return True
+
+    async def _reap(self) -> None:
+        """Close idle connections past their idle timeout or age, even when nobody sends."""
+        interval = _reap_interval(self.limits)
+        assert interval is not None
+        while True:
+            await asyncio.sleep(interval)
+            async with self._cond:
+                if self._book.closed:
+                    return
+                expired = self._book.expire(self._clock())
+                if expired:
+                    self._cond.notify_all()
+            for slot in expired:
+                await self._close_slot(slot, polite=True)
 
     async def checkin(self, slot: Slot[AsyncSession], *, sent: int) -> None:
         """Give a connection back after ``sent`` messages; a broken or retired one is closed."""
@@ -276,6 +295,10 @@ class AsyncPool:
 
     async def aclose(self) -> None:
         """QUIT the idle connections; busy ones close when their task gives them back."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
         async with self._cond:
             idle = [] if self._book.closed else self._book.close()
             self._cond.notify_all()

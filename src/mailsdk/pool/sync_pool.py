@@ -29,6 +29,12 @@ __all__ = ["Pool"]
 _LEASE_POLL: float = 0.05  # how often a caller re-asks a shared limiter that said "full"
 
 
+def _reap_interval(limits: PoolLimits) -> float | None:
+    """How often idle connections are checked for expiry (``None``: they never expire)."""
+    bounds = [b for b in (limits.idle_timeout, limits.max_connection_age) if b is not None]
+    return max(0.05, min(bounds) / 2) if bounds else None
+
+
 class Pool:
     """A thread-safe pool of sessions to one server, for many concurrent sends.
 
@@ -81,6 +87,8 @@ class Pool:
         )
         self._clock = clock
         self._cond = threading.Condition()
+        self._reaper: threading.Thread | None = None
+        self._closing = threading.Event()
         self.telemetry = PoolTelemetry(client.config.endpoint.describe(), self._counts)
 
     def __repr__(self) -> str:
@@ -197,8 +205,27 @@ class Pool:
             raise
         with self._cond:
             self._book.opened(slot, session, lease, self._clock())
+            if self._reaper is None and _reap_interval(self.limits) is not None:
+                self._reaper = threading.Thread(
+                    target=self._reap, name="mailsdk-pool-reaper", daemon=True
+                )
+                self._reaper.start()
         self.telemetry.opened()
         return True
+
+    def _reap(self) -> None:
+        """Close idle connections past their idle timeout or age, even when nobody sends
+        (they hold a slot of a shared connection cap, and the server will drop them anyway)."""
+        interval = _reap_interval(self.limits)
+        assert interval is not None
+        while not self._closing.wait(interval):
+            with self._cond:
+                if self._book.closed:
+                    return
+                expired = self._book.expire(self._clock())
+                if expired:
+                    self._cond.notify_all()
+            self._expired(expired)
 
     def checkin(self, slot: Slot[Session], *, sent: int) -> None:
         """Give a connection back after ``sent`` messages; a broken or retired one is closed."""
@@ -281,6 +308,7 @@ class Pool:
 
     def close(self) -> None:
         """QUIT the idle connections; busy ones close when their caller gives them back."""
+        self._closing.set()
         with self._cond:
             idle = [] if self._book.closed else self._book.close()
             self._cond.notify_all()
