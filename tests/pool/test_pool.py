@@ -9,12 +9,12 @@ import typing
 from collections.abc import Callable
 
 import pytest
-
-import mailsdk
-from mailsdk.batch import LocalConnectionLimiter
 from tests._support.faulty_smtpd import FaultyServer
 from tests._support.modes import Mode, plain_builder
 from tests._support.smtpd import SmtpdServer
+
+import mailsdk
+from mailsdk.batch import LocalConnectionLimiter
 
 MSG = b"Subject: pooled\r\n\r\nbody\r\n"
 
