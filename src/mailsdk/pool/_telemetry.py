@@ -1,7 +1,8 @@
 """Pool and batch telemetry: connection gauges, the checkout-wait histogram, the batch span.
 
-Layer: L5c (pool). Uses opentelemetry-api only (a no-op until the application installs an SDK);
-a telemetry failure never fails a send.
+Layer: L5c (pool). Uses the tracer and meter of the client's
+:class:`~mailsdk.telemetry.OpenTelemetryInstrumentation` (nothing at all with the default
+no-op instrumentation); a telemetry failure never fails a send.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import typing
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry import metrics
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
-from mailsdk._version import __version__
+from mailsdk.telemetry import OpenTelemetryInstrumentation
+
+if typing.TYPE_CHECKING:
+    from opentelemetry.metrics import Histogram, Meter
+    from opentelemetry.trace import Tracer
 
 __all__ = ["METRIC_CHECKOUT_WAIT", "METRIC_CONNECTIONS", "SPAN_BATCH", "PoolTelemetry"]
 
@@ -28,39 +33,44 @@ SPAN_BATCH: typing.Final = "smtp batch"
 _WAIT_BUCKETS: typing.Final = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
 
 _Counts = Callable[[], tuple[int, int, int]]
-_pools: weakref.WeakValueDictionary[int, PoolTelemetry] = weakref.WeakValueDictionary()
-_instruments: dict[str, typing.Any] = {}
 
 
-def _observe(_: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-    for telemetry in list(_pools.values()):
-        with contextlib.suppress(Exception):
-            open_, idle, busy = telemetry.counts()
-            for state, value in (("open", open_), ("idle", idle), ("busy", busy)):
-                attributes = {"mailsdk.pool.state": state, "server.address": telemetry.server}
-                yield metrics.Observation(value, attributes)
+class _MeterInstruments:
+    """One gauge and one histogram per meter, shared by every pool that uses the meter."""
 
-
-def _meter_instruments() -> dict[str, typing.Any]:
-    if not _instruments:
-        meter = metrics.get_meter("mailsdk", __version__)
+    def __init__(self, meter: Meter) -> None:
+        self.pools: weakref.WeakSet[PoolTelemetry] = weakref.WeakSet()
         meter.create_observable_gauge(
             METRIC_CONNECTIONS,
-            callbacks=[_observe],
+            callbacks=[self._observe],
             unit="{connection}",
             description="Pooled connections by state (open, idle, busy).",
         )
+        self.wait: Histogram
         try:
-            wait = meter.create_histogram(
+            self.wait = meter.create_histogram(
                 METRIC_CHECKOUT_WAIT,
                 unit="s",
                 description="Time a send waited for a pooled connection.",
                 explicit_bucket_boundaries_advisory=_WAIT_BUCKETS,
             )
         except TypeError:  # pragma: no cover - opentelemetry-api < 1.30
-            wait = meter.create_histogram(METRIC_CHECKOUT_WAIT, unit="s")
-        _instruments["wait"] = wait
-    return _instruments
+            self.wait = meter.create_histogram(METRIC_CHECKOUT_WAIT, unit="s")
+
+    def _observe(self, _: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for pool in list(self.pools):
+            if pool.shut:
+                continue
+            try:
+                counts = pool.counts()
+            except Exception:
+                continue
+            for state, value in zip(("open", "idle", "busy"), counts, strict=True):
+                attributes = {"mailsdk.pool.state": state, "server.address": pool.server}
+                yield metrics.Observation(value, attributes)
+
+
+_by_meter: weakref.WeakKeyDictionary[Meter, _MeterInstruments] = weakref.WeakKeyDictionary()
 
 
 class PoolTelemetry:
@@ -69,44 +79,53 @@ class PoolTelemetry:
     Args:
         server: the endpoint description recorded as ``server.address``.
         counts: returns (open, idle, busy) for the gauge.
+        instrumentation: the client's instrumentation (only OpenTelemetry records anything).
     """
 
-    def __init__(self, server: str, counts: _Counts) -> None:
+    def __init__(self, server: str, counts: _Counts, instrumentation: object) -> None:
         self.server = server
         self.counts = counts
-        self._wait: typing.Any = None
-        with contextlib.suppress(Exception):
-            self._wait = _meter_instruments()["wait"]
-            _pools[id(self)] = self
+        self.shut = False
+        self._tracer: Tracer | None = None
+        self._instruments: _MeterInstruments | None = None
+        if isinstance(instrumentation, OpenTelemetryInstrumentation):
+            with contextlib.suppress(Exception):
+                self._tracer = instrumentation.tracer
+                meter = instrumentation.meter
+                instruments = _by_meter.get(meter)
+                if instruments is None:
+                    instruments = _by_meter[meter] = _MeterInstruments(meter)
+                instruments.pools.add(self)
+                self._instruments = instruments
 
     def checked_out(self, waited: float) -> None:
         """Record the wait of one checkout."""
-        if self._wait is not None:
+        if self._instruments is not None:
             with contextlib.suppress(Exception):
-                self._wait.record(waited, {"server.address": self.server})
-
-    def opened(self) -> None:
-        """A connection was opened (the gauge reads the counts itself)."""
-
-    def closed(self) -> None:
-        """A connection was closed."""
+                self._instruments.wait.record(waited, {"server.address": self.server})
 
     def shutdown(self) -> None:
         """The pool closed: stop reporting its gauge."""
-        _pools.pop(id(self), None)
+        self.shut = True
 
     def batch_span(self) -> Span:
         """Start the span of one batch (ended by :func:`end_batch_span`)."""
-        tracer = trace.get_tracer("mailsdk", __version__)
-        return tracer.start_span(
-            SPAN_BATCH, kind=SpanKind.CLIENT, attributes={"server.address": self.server}
-        )
+        if self._tracer is None:
+            return INVALID_SPAN
+        try:
+            return self._tracer.start_span(
+                SPAN_BATCH, kind=SpanKind.CLIENT, attributes={"server.address": self.server}
+            )
+        except Exception:
+            return INVALID_SPAN
 
 
 def end_batch_span(
     span: Span, counts: Mapping[str, int], *, cancelled: bool, error: BaseException | None
 ) -> None:
     """Record the batch's counts on its span and end it (never raises)."""
+    if span is INVALID_SPAN:
+        return
     with contextlib.suppress(Exception):
         for status, n in counts.items():
             span.set_attribute(f"mailsdk.batch.{status}", n)

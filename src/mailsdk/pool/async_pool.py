@@ -89,7 +89,9 @@ class AsyncPool:
         self._clock = clock
         self._cond = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
-        self.telemetry = PoolTelemetry(client.config.endpoint.describe(), self._counts)
+        self.telemetry = PoolTelemetry(
+            client.config.endpoint.describe(), self._counts, client.config.instrumentation
+        )
 
     def __repr__(self) -> str:
         open_, idle, busy = self._counts()

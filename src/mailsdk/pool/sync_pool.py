@@ -89,7 +89,9 @@ class Pool:
         self._cond = threading.Condition()
         self._reaper: threading.Thread | None = None
         self._closing = threading.Event()
-        self.telemetry = PoolTelemetry(client.config.endpoint.describe(), self._counts)
+        self.telemetry = PoolTelemetry(
+            client.config.endpoint.describe(), self._counts, client.config.instrumentation
+        )
 
     def __repr__(self) -> str:
         open_, idle, busy = self._counts()
@@ -125,7 +127,6 @@ class Pool:
             if slot.lease is not None:
                 with contextlib.suppress(Exception):
                     self._limiter.release(slot.lease)
-            self.telemetry.closed()
 
     def checkout(self) -> Slot[Session]:
         """Take a connection for the calling thread alone (opening one if allowed).
@@ -210,7 +211,6 @@ class Pool:
                     target=self._reap, name="mailsdk-pool-reaper", daemon=True
                 )
                 self._reaper.start()
-        self.telemetry.opened()
         return True
 
     def _reap(self) -> None:
