@@ -61,11 +61,7 @@ class _MeterInstruments:
         for pool in list(self.pools):
             if pool.shut:
                 continue
-            try:
-                counts = pool.counts()
-            except Exception:
-                continue
-            for state, value in zip(("open", "idle", "busy"), counts, strict=True):
+            for state, value in zip(("open", "idle", "busy"), pool.counts(), strict=True):
                 attributes = {"mailsdk.pool.state": state, "server.address": pool.server}
                 yield metrics.Observation(value, attributes)
 
