@@ -11,6 +11,9 @@ so a test knows exactly which outcome each message must end with:
   (the server *has* it: the client must report UNKNOWN and never resend);
 * ``silent``: the message is received and no reply comes until the client gives up;
 * ``slow``: the end-of-data reply comes after a pause;
+* ``silent_rcpt``: no reply to RCPT until the client gives up (nothing handed over);
+* ``garbage_after``: the message is received, then a malformed line comes instead of the
+  reply (the server lies: the client must report UNKNOWN);
 * ``perm``: ``550 5.1.1`` for every recipient (never retried).
 
 :attr:`FaultyHandler.kept_rcpt` counts, per recipient, the deliveries the server took
@@ -105,6 +108,10 @@ class FaultyHandler:
         if fault == "drop_before":
             server.transport.close()
             return "451 4.3.0 dropping"
+        if fault == "silent_rcpt":
+            await asyncio.sleep(self.silent_for)
+            server.transport.close()
+            return "250 2.1.5 too late"
         if fault == "perm":
             return f"550 5.1.1 <{address}> unknown"
         if fault == "rcpt4xx" or (fault == "rcpt_one4xx" and address.endswith("-0@x.test")):
@@ -129,6 +136,11 @@ class FaultyHandler:
             await asyncio.sleep(self.silent_for)
             server.transport.close()
             return "250 2.0.0 too late"
+        if fault == "garbage_after":
+            self._keep(index, envelope)
+            server.transport.write(b"2x0 what?\r\n")
+            server.transport.close()
+            return "250 2.0.0 hidden"
         if fault == "slow":
             await asyncio.sleep(self.slow_for)
         self._keep(index, envelope)

@@ -2,8 +2,9 @@
 
 Layer: L5c (pool). The sessions' ``send_many`` (pipelined across messages) is used when it is
 there; until then a private fallback sends the items one ``send_message`` at a time and decides
-UNKNOWN the conservative way: after a transport failure, a message whose end-of-data had been
-queued for writing is UNKNOWN (it may have reached the server), anything earlier is FAILED.
+UNKNOWN the conservative way: after any failure that is not a server reply (a lost connection, a
+timeout, a malformed reply), a message whose end-of-data had been queued for writing is UNKNOWN
+(it may have reached the server); anything earlier is FAILED.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from mailsdk.errors import (
     InvalidInputError,
     MailError,
     ReplyError,
-    TransportError,
 )
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
 from mailsdk.protocol.state import Trigger
@@ -77,7 +77,7 @@ def send_items(session: Session, items: Sequence[Outgoing]) -> Iterator[SendOutc
         try:
             result = session.send_message(item.message, **_kwargs(item))  # type: ignore[arg-type]
         except MailError as exc:
-            unknown = isinstance(exc, TransportError) and _end_of_data_pending(session)
+            unknown = not isinstance(exc, ReplyError) and _end_of_data_pending(session)
             yield outcome_of_error(index, exc, unknown=unknown)
         except Exception as exc:  # e.g. a message form the session cannot read
             if _end_of_data_pending(session):
@@ -102,7 +102,7 @@ async def send_items_async(
         try:
             result = await session.send_message(item.message, **_kwargs(item))  # type: ignore[arg-type]
         except MailError as exc:
-            unknown = isinstance(exc, TransportError) and _end_of_data_pending(session)
+            unknown = not isinstance(exc, ReplyError) and _end_of_data_pending(session)
             yield outcome_of_error(index, exc, unknown=unknown)
         except Exception as exc:  # e.g. a message form the session cannot read
             if _end_of_data_pending(session):
