@@ -23,7 +23,7 @@ from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import SendOutcome
-from mailsdk.pool._sending import outcome_of_error, send_items_async
+from mailsdk.pool._sending import never_sent, outcome_of_error, send_items_async
 from mailsdk.pool._sync_batch import CHUNK
 from mailsdk.pool._telemetry import end_batch_span
 from mailsdk.pool._work import Scheduler, Work, recipient_count
@@ -216,12 +216,18 @@ class AsyncBatchRun:
             if work.started is None:
                 work.started = now
         reported: set[int] = set()
+        skipped: set[int] = set()
         crashed = False
         try:
             async for outcome in send_items_async(session, [w.send for w in chunk]):
                 if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
+                    work = chunk[outcome.index]
+                    if reported and never_sent(outcome):  # behind a break: no try was used
+                        skipped.add(outcome.index)
+                        await self._requeue(work)
+                    else:
+                        await self._record(work, outcome)
                     reported.add(outcome.index)
-                    await self._record(chunk[outcome.index], outcome)
         except Exception as exc:
             crashed = True
             await session.aclose()
@@ -235,7 +241,7 @@ class AsyncBatchRun:
                 await self._requeue(work)
             else:
                 await self._record(work, outcome_of_error(index, error, unknown=crashed))
-        return len(reported)
+        return len(reported - skipped)
 
     # -- the consumer --------------------------------------------------------------------------
 

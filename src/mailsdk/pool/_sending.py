@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 from mailsdk.client import AsyncSession, Session
 from mailsdk.errors import (
+    ConnectionLost,
     DeliveryUnknown,
     InvalidInputError,
     MailError,
@@ -22,7 +23,13 @@ from mailsdk.errors import (
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
 from mailsdk.protocol.state import Trigger
 
-__all__ = ["outcome_of_error", "outcome_of_result", "send_items", "send_items_async"]
+__all__ = [
+    "never_sent",
+    "outcome_of_error",
+    "outcome_of_result",
+    "send_items",
+    "send_items_async",
+]
 
 _FINAL_TRIGGERS: typing.Final = (Trigger.END_OF_DATA, Trigger.BDAT_LAST)
 
@@ -42,6 +49,21 @@ def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> 
     if isinstance(error, ReplyError):
         return SendOutcome(index=index, status=DeliveryStatus.REFUSED, error=error)
     return SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+
+
+def never_sent(outcome: SendOutcome) -> bool:
+    """True for a FAILED outcome of an item the session never started (a connection broken or
+    closing by 421 before it): sending it elsewhere is no new try.
+
+    ``send_many`` reports such items with a plain :class:`ConnectionLost` whose message starts
+    with ``"not sent:"``; the fallback below does the same.
+    """
+    error = outcome.error
+    return (
+        outcome.status is DeliveryStatus.FAILED
+        and type(error) is ConnectionLost
+        and str(error).startswith("not sent:")
+    )
 
 
 def _end_of_data_pending(session: Session | AsyncSession) -> bool:

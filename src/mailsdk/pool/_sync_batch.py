@@ -24,7 +24,7 @@ from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import SendOutcome
-from mailsdk.pool._sending import outcome_of_error, send_items
+from mailsdk.pool._sending import never_sent, outcome_of_error, send_items
 from mailsdk.pool._telemetry import end_batch_span
 from mailsdk.pool._work import Scheduler, Work, recipient_count
 
@@ -209,12 +209,18 @@ class BatchRun(Iterator[SendOutcome]):
             if work.started is None:
                 work.started = now
         reported: set[int] = set()
+        skipped: set[int] = set()
         crashed = False
         try:
             for outcome in send_items(session, [w.send for w in chunk]):
                 if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
+                    work = chunk[outcome.index]
+                    if reported and never_sent(outcome):  # behind a break: no try was used
+                        skipped.add(outcome.index)
+                        self._requeue(work)
+                    else:
+                        self._record(work, outcome)
                     reported.add(outcome.index)
-                    self._record(chunk[outcome.index], outcome)
         except Exception as exc:  # a bug below must not lose the chunk: unknown fate
             crashed = True
             session.close()
@@ -228,7 +234,7 @@ class BatchRun(Iterator[SendOutcome]):
                 self._requeue(work)
             else:
                 self._record(work, outcome_of_error(index, error, unknown=crashed))
-        return len(reported)
+        return len(reported - skipped)
 
     # -- the consumer --------------------------------------------------------------------------
 
