@@ -170,3 +170,25 @@ async def test_every_recipient_refused_temporarily_then_permanently(
     assert set(outcomes[0].result.accepted) == set(recipients_for(0, 3))
     assert outcomes[1].status is DeliveryStatus.REFUSED and outcomes[1].attempts == 1
     assert isinstance(outcomes[1].error, mailsdk.RecipientsRefused)
+
+
+async def test_a_session_cancelled_mid_send_is_never_reused(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty({0: "slow"}, slow_for=1.0)
+    client = plain_builder(server.host, server.port).build_async()
+    async with client.pool(max_connections=1) as pool:
+        task = asyncio.ensure_future(
+            pool.send_message(b"Subject: x\r\n\r\ny\r\n", sender="s@x.test",
+                              recipients=list(recipients_for(0)))
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.stats() == {"open": 0, "idle": 0, "busy": 0}
+        result = await pool.send_message(
+            b"Subject: x\r\n\r\ny\r\n", sender="s@x.test", recipients=list(recipients_for(1))
+        )
+    assert result.ok
+    assert server.handler.connections == 2

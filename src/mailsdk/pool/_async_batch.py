@@ -201,9 +201,13 @@ class AsyncBatchRun:
                     await asyncio.sleep(wait)
             self._hands[me] = (chunk, True)
             sent = [0]
+            session = slot.session
+            assert session is not None
             try:
-                assert slot.session is not None
-                sent[0] = await self._send(slot.session, chunk)
+                sent[0] = await self._send(session, chunk)
+            except BaseException:  # cancelled mid-send: never hand this session out again
+                await asyncio.shield(session.aclose())
+                raise
             finally:
                 await self._pool.checkin(slot, sent=sent[0])
             self._hands.pop(me, None)

@@ -250,9 +250,15 @@ class AsyncPool:
     async def connection(self) -> AsyncIterator[AsyncSession]:
         """``async with pool.connection() as session``: a session for this task alone."""
         slot = await self.checkout()
-        assert slot.session is not None
+        session = slot.session
+        assert session is not None
         try:
-            yield slot.session
+            yield session
+        except BaseException as exc:
+            if not isinstance(exc, MailError):
+                # Cancelled mid-command: the session must never serve another task.
+                await asyncio.shield(session.aclose())
+            raise
         finally:
             await self.checkin(slot, sent=1)
 

@@ -248,12 +248,20 @@ class Pool:
     def connection(self) -> Iterator[Session]:
         """``with pool.connection() as session``: a session for this thread alone.
 
-        The session goes back to the pool at the end of the block (closed if it broke).
+        The session goes back to the pool at the end of the block; it is closed instead when it
+        broke, or when the block ended with an exception that is not a :class:`MailError`.
         """
         slot = self.checkout()
-        assert slot.session is not None
+        session = slot.session
+        assert session is not None
         try:
-            yield slot.session
+            yield session
+        except BaseException as exc:
+            if not isinstance(exc, MailError):
+                # Interrupted mid-command (Ctrl-C, a bug): the conversation may be half-way
+                # through a transaction, so the session must never serve another caller.
+                session.close()
+            raise
         finally:
             self.checkin(slot, sent=1)
 
