@@ -222,3 +222,29 @@ async def test_closed_pool_refuses_sends(mode: Mode, smtpd: SmtpdServer) -> None
     assert pool.closed
     with pytest.raises(mailsdk.MailError, match="closed"):
         await mode.call(pool.send_message, MSG, sender="s@x.test", recipients=["r@x.test"])
+
+
+async def test_expired_shared_lease_retires_the_connection(
+    mode: Mode, faulty: Callable[..., FaultyServer]
+) -> None:
+    server = faulty()
+
+    class Expiring(LocalConnectionLimiter):
+        """A shared cap whose leases always expired by the time they are renewed."""
+
+        def renew(self, lease: str) -> bool:
+            return False
+
+    cap = Expiring(1)
+    pool = pool_of(mode, server, max_connections=1, connection_limiter=cap)
+    await enter(mode, pool)
+    try:
+        for i in range(3):
+            result = await mode.call(
+                pool.send_message, MSG, sender="s@x.test", recipients=[f"r{i}@x.test"]
+            )
+            assert result.ok
+    finally:
+        await leave(mode, pool)
+    assert server.handler.connections == 3  # never reused without a live lease
+    assert cap.in_use == 0

@@ -156,6 +156,9 @@ class AsyncPool:
                 await self._close_slot(slot, polite=True)
             if isinstance(decision, Reuse):
                 slot = decision.slot
+                if not await self._lease_alive(slot):  # a shared lease expired while idle
+                    await self._forget(slot)
+                    continue
                 if decision.check and not await self._healthy(slot):
                     await self._forget(slot)
                     continue
@@ -167,6 +170,14 @@ class AsyncPool:
                 continue
             self.telemetry.checked_out(self._clock() - started)
             return slot
+
+    async def _lease_alive(self, slot: Slot[AsyncSession]) -> bool:
+        if slot.lease is None:
+            return True
+        try:
+            return bool(await maybe_await(self._limiter.renew(slot.lease)))
+        except Exception:
+            return False
 
     async def _healthy(self, slot: Slot[AsyncSession]) -> bool:
         session = slot.session
@@ -233,9 +244,8 @@ class AsyncPool:
         """Give a connection back after ``sent`` messages; a broken or retired one is closed."""
         session = slot.session
         usable = session is not None and not session.closed
-        if usable and slot.lease is not None:
-            with contextlib.suppress(Exception):
-                usable = bool(await maybe_await(self._limiter.renew(slot.lease)))
+        if usable and not await self._lease_alive(slot):
+            usable = False  # the shared lease expired: another process may use the slot now
         async with self._cond:
             keep = self._book.checkin(slot, self._clock(), sent=sent, usable=usable)
             self._cond.notify()

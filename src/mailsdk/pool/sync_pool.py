@@ -154,6 +154,9 @@ class Pool:
             self._expired(expired)
             if isinstance(decision, Reuse):
                 slot = decision.slot
+                if not self._lease_alive(slot):  # a shared lease expired while it sat idle
+                    self._forget(slot, polite=True)
+                    continue
                 if decision.check and not self._healthy(slot):
                     self._forget(slot, polite=False)
                     continue
@@ -169,6 +172,14 @@ class Pool:
     def _expired(self, slots: Sequence[Slot[Session]]) -> None:
         for slot in slots:
             self._close_slot(slot, polite=True)
+
+    def _lease_alive(self, slot: Slot[Session]) -> bool:
+        if slot.lease is None:
+            return True
+        try:
+            return self._limiter.renew(slot.lease)
+        except Exception:
+            return False
 
     def _healthy(self, slot: Slot[Session]) -> bool:
         session = slot.session
@@ -231,7 +242,7 @@ class Pool:
         """Give a connection back after ``sent`` messages; a broken or retired one is closed."""
         session = slot.session
         usable = session is not None and not session.closed
-        if usable and slot.lease is not None and not self._limiter.renew(slot.lease):
+        if usable and not self._lease_alive(slot):
             usable = False  # the shared lease expired: another process may use the slot now
         with self._cond:
             keep = self._book.checkin(slot, self._clock(), sent=sent, usable=usable)
