@@ -14,7 +14,9 @@ so a test knows exactly which outcome each message must end with:
 * ``silent_rcpt``: no reply to RCPT until the client gives up (nothing handed over);
 * ``garbage_after``: the message is received, then a malformed line comes instead of the
   reply (the server lies: the client must report UNKNOWN);
-* ``perm``: ``550 5.1.1`` for every recipient (never retried).
+* ``perm``: ``550 5.1.1`` for every recipient (never retried);
+* ``rcpt_limit``: at most two recipients per transaction, ``452 4.5.3`` for the others (on
+  every try).
 
 :attr:`FaultyHandler.kept_rcpt` counts, per recipient, the deliveries the server took
 responsibility for (250 replies plus received-then-dropped ones): each must be at most 1.
@@ -77,7 +79,8 @@ class FaultyHandler:
             with self.lock:
                 first = self.tries[index] == 0
                 self.tries[index] += 1
-            envelope.fault = self.faults.get(index) if first else None
+            fault = self.faults.get(index)
+            envelope.fault = fault if first or fault == "rcpt_limit" else None
         fault: str | None = envelope.fault
         return fault
 
@@ -112,6 +115,8 @@ class FaultyHandler:
             await asyncio.sleep(self.silent_for)
             server.transport.close()
             return "250 2.1.5 too late"
+        if fault == "rcpt_limit" and len(envelope.rcpt_tos) >= 2:  # every try, not just the first
+            return "452 4.5.3 Too many recipients"
         if fault == "perm":
             return f"550 5.1.1 <{address}> unknown"
         if fault == "rcpt4xx" or (fault == "rcpt_one4xx" and address.endswith("-0@x.test")):

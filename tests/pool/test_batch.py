@@ -249,3 +249,22 @@ async def test_cancellation_gives_every_read_item_a_final_outcome(
         else:
             assert outcome.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
     assert all(n <= 1 for n in server.handler.kept_rcpt.values())
+
+
+async def test_recipients_per_transaction_limit_splits(
+    mode: Mode, faulty: Callable[..., FaultyServer]
+) -> None:
+    server = faulty({0: "rcpt_limit"})
+    outcomes, _ = await run_batch(
+        mode,
+        plain_builder(server.host, server.port),
+        [message(0, recipients=5)],
+        retry=RetryPolicy.never(),  # a split is no retry: it happens anyway
+    )
+    (outcome,) = outcomes
+    assert outcome.status is DeliveryStatus.ACCEPTED, outcome
+    assert outcome.attempts == 3  # 2 + 2 + 1 recipients
+    assert outcome.result is not None
+    assert sorted(outcome.result.accepted) == sorted(recipients_for(0, 5))
+    assert all(n == 1 for n in server.handler.kept_rcpt.values())
+    assert len(server.handler.kept_rcpt) == 5
