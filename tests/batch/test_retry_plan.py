@@ -112,3 +112,10 @@ def test_throttling_penalises_and_backs_off() -> None:
         RetryPolicy.never(), outcome(DeliveryStatus.REFUSED, error=throttled), tries=1, elapsed=0
     )
     assert not final.retry and final.throttle == 5.0  # still slows the pool down
+
+
+def test_failed_after_a_protocol_violation_is_retried() -> None:
+    broken = outcome(DeliveryStatus.FAILED, error=errors.RemoteProtocolError("bad reply line"))
+    assert plan_retry(POLICY, broken, tries=1, elapsed=0).retry
+    local = outcome(DeliveryStatus.FAILED, error=errors.InvalidInputError("CR in a header"))
+    assert not plan_retry(POLICY, local, tries=1, elapsed=0).retry

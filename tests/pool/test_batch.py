@@ -119,7 +119,10 @@ async def test_faults_every_message_one_outcome(
     assert sorted(seen) == list(range(30))
     for index, outcome in seen.items():
         status, attempts = EXPECTED.get(index, (DeliveryStatus.ACCEPTED, 1))
-        assert (outcome.status, outcome.attempts) == (status, attempts), (index, outcome)
+        assert outcome.status is status, (index, outcome)
+        # A message pipelined behind a fault that broke the connection was in flight: it takes
+        # one more try (and its own fault may only play on that one).
+        assert outcome.attempts in (attempts, attempts + 1), (index, outcome)
     assert seen[6].result is not None and set(seen[6].result.accepted) == set(recipients_for(6, 2))
     assert seen[5].error is not None and not seen[5].error.is_retryable
     kept = server.handler.kept

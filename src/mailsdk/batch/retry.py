@@ -8,7 +8,8 @@ the reply table of :mod:`mailsdk.protocol.retry`:
 
 * ACCEPTED: done.
 * UNKNOWN: done (the server may have the message) unless the policy says ``resend_unknown``.
-* FAILED (never handed over): the whole message again when the error is retryable.
+* FAILED (never handed over): the whole message again when the error is retryable (or the
+  server broke the protocol: the next connection may behave).
 * REFUSED and PARTIAL: only the recipients refused with a retryable (4xx) reply, in a new
   transaction with just them; a refused sender or data (4xx) sends the whole message again.
 * 452 4.5.3 (too many recipients per transaction): the rest go at once, in another transaction,
@@ -24,7 +25,13 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from mailsdk.errors import DataRefused, MailError, RecipientsRefused, ReplyError
+from mailsdk.errors import (
+    DataRefused,
+    MailError,
+    RecipientsRefused,
+    RemoteProtocolError,
+    ReplyError,
+)
 from mailsdk.flows import DeliveryStatus, SendOutcome
 from mailsdk.protocol.reply import Reply
 from mailsdk.protocol.retry import RetryAdvice
@@ -153,7 +160,7 @@ def plan_retry(
 
     whole = _whole_message(status, error, refused)
     if whole:
-        if status is not DeliveryStatus.UNKNOWN and not (error is not None and error.is_retryable):
+        if status is not DeliveryStatus.UNKNOWN and not _transient(status, error):
             return final
         return _schedule(
             policy, None, tries=tries, elapsed=elapsed, rand=rand, throttle=throttle,
@@ -172,6 +179,16 @@ def plan_retry(
             True, split, 0.0, counts=not progressed, throttle=throttle, reconnect=reconnect
         ) if progressed or tries < policy.attempts else final  # fmt: skip
     return final
+
+
+def _transient(status: DeliveryStatus, error: MailError | None) -> bool:
+    """True when a failure may pass on another try. A FAILED message was never handed over, so
+    a server that broke the protocol mid-run (its connection is gone) is worth another one."""
+    if error is None:
+        return False
+    if status is DeliveryStatus.FAILED and isinstance(error, RemoteProtocolError):
+        return True
+    return error.is_retryable
 
 
 def _whole_message(
