@@ -1,7 +1,8 @@
 """The blocking and asyncio facades expose the same names with the same signatures.
 
 ``Client`` ↔ ``AsyncClient`` and ``Session`` ↔ ``AsyncSession``: every public method of one
-exists on the other with an identical signature; the async ones are coroutine functions;
+exists on the other with an identical signature; the async ones are coroutine functions
+(``send_many`` returns an iterator, its twin an asynchronous iterator);
 ``close`` ↔ ``aclose`` and ``__enter__/__exit__`` ↔ ``__aenter__/__aexit__`` are the only
 renames (DESIGN.md §6.2).
 """
@@ -17,6 +18,9 @@ from mailsdk import AsyncClient, AsyncLMTPClient, AsyncSession, Client, LMTPClie
 RENAMES = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 #: Plain functions in both facades: they build an (async) context manager, e.g. ``pool``.
 FACTORIES = {"pool"}
+#: Methods returning an iterator: the async twin returns an async iterator (a plain function,
+#: not a coroutine) and also accepts asynchronous input.
+ITERATORS = {"send_many"}
 PAIRS = [(Client, AsyncClient), (Session, AsyncSession), (LMTPClient, AsyncLMTPClient)]
 
 
@@ -61,6 +65,13 @@ def test_same_signatures_and_async_methods_are_coroutines(sync_cls: type, async_
             assert [(p.name, p.kind, p.default) for p in sync_params] == [
                 (p.name, p.kind, p.default) for p in async_params
             ], name
+            continue
+        if name in ITERATORS:
+            assert not inspect.iscoroutinefunction(async_fn), name
+            sync_sig, async_sig = inspect.signature(sync_fn), inspect.signature(async_fn)
+            assert list(sync_sig.parameters) == list(async_sig.parameters), name
+            assert str(async_sig.return_annotation) == "Async" + str(sync_sig.return_annotation)
+            checked += 1
             continue
         if isinstance(member, classmethod | staticmethod):
             assert not inspect.iscoroutinefunction(async_fn), name
