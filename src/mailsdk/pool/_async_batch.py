@@ -232,10 +232,16 @@ class AsyncBatchRun:
                     else:
                         await self._record(work, outcome)
                     reported.add(outcome.index)
-        except Exception as exc:
+        except MailError as exc:
+            # send_many refuses up front (a closed session): nothing of the chunk was sent.
+            # Raised later, it is a bug below, and the unreported items may have been sent.
+            crashed = bool(reported)
+            await session.aclose()
+            error: MailError = exc if not crashed else ConnectionLost(f"sending failed: {exc}")
+        except Exception as exc:  # a bug below must not lose the chunk: unknown fate
             crashed = True
             await session.aclose()
-            error: MailError = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
+            error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
         else:
             error = ConnectionLost("not sent: the connection closed before this message")
         for index, work in enumerate(chunk):

@@ -221,10 +221,16 @@ class BatchRun(Iterator[SendOutcome]):
                     else:
                         self._record(work, outcome)
                     reported.add(outcome.index)
+        except MailError as exc:
+            # send_many refuses up front (a closed session): nothing of the chunk was sent.
+            # Raised later, it is a bug below, and the unreported items may have been sent.
+            crashed = bool(reported)
+            session.close()
+            error: MailError = exc if not crashed else ConnectionLost(f"sending failed: {exc}")
         except Exception as exc:  # a bug below must not lose the chunk: unknown fate
             crashed = True
             session.close()
-            error: MailError = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
+            error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
         else:
             error = ConnectionLost("not sent: the connection closed before this message")
         for index, work in enumerate(chunk):
