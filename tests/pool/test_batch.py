@@ -271,3 +271,22 @@ async def test_recipients_per_transaction_limit_splits(
     assert sorted(outcome.result.accepted) == sorted(recipients_for(0, 5))
     assert all(n == 1 for n in server.handler.kept_rcpt.values())
     assert len(server.handler.kept_rcpt) == 5
+
+
+async def test_messages_behind_a_421_are_sent_again_without_using_a_try(
+    mode: Mode, faulty: Callable[..., FaultyServer]
+) -> None:
+    server = faulty({0: "data421"})
+    outcomes, _ = await run_batch(
+        mode,
+        plain_builder(server.host, server.port),
+        [message(i) for i in range(10)],
+        pool={"max_connections": 1},
+        retry=RetryPolicy(attempts=1, throttle_delay=0.05),
+        ordered=True,
+    )
+    assert outcomes[0].status is DeliveryStatus.REFUSED  # the 421 itself, never retried here
+    assert outcomes[0].error is not None and outcomes[0].error.is_retryable
+    assert [o.status for o in outcomes[1:]] == [DeliveryStatus.ACCEPTED] * 9
+    assert all(o.attempts == 1 for o in outcomes[1:])
+    assert server.handler.connections == 2
