@@ -11,6 +11,8 @@ so a test knows exactly which outcome each message must end with:
   (the server *has* it: the client must report UNKNOWN and never resend);
 * ``silent``: the message is received and no reply comes until the client gives up;
 * ``slow``: the end-of-data reply comes after a pause;
+* ``double_reply``: the message is accepted, then a second, unsolicited 250 follows (a lying
+  server: nothing after it may be trusted);
 * ``silent_rcpt``: no reply to RCPT until the client gives up (nothing handed over);
 * ``garbage_after``: the message is received, then a malformed line comes instead of the
   reply (the server lies: the client must report UNKNOWN);
@@ -146,6 +148,10 @@ class FaultyHandler:
             server.transport.write(b"2x0 what?\r\n")
             server.transport.close()
             return "250 2.0.0 hidden"
+        if fault == "double_reply":  # a lying server: one extra 250 after the real one
+            self._keep(index, envelope)
+            await server.push(f"250 2.0.0 OK: queued as Q{index}")
+            return "250 2.0.0 and once more"
         if fault == "slow":
             await asyncio.sleep(self.slow_for)
         self._keep(index, envelope)

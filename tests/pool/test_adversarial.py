@@ -19,7 +19,13 @@ from mailsdk.batch import Progress, RetryPolicy
 
 
 async def test_stalls_and_lies_mid_batch(mode: Mode, faulty: Callable[..., FaultyServer]) -> None:
-    faults = {2: "silent_rcpt", 5: "garbage_after", 9: "silent", 13: "drop_after"}
+    faults = {
+        2: "silent_rcpt",
+        5: "garbage_after",
+        9: "silent",
+        13: "drop_after",
+        16: "double_reply",
+    }
     server = faulty(faults, silent_for=1.2)
     outcomes, report = await run_batch(
         mode,
@@ -34,6 +40,7 @@ async def test_stalls_and_lies_mid_batch(mode: Mode, faulty: Callable[..., Fault
     for index in (5, 9, 13):  # the server had the message: never resent
         assert seen[index].status is DeliveryStatus.UNKNOWN, seen[index]
         assert isinstance(seen[index].error, mailsdk.DeliveryUnknown)
+    assert seen[16].status is DeliveryStatus.ACCEPTED and seen[16].attempts == 1
     assert all(n == 1 for n in server.handler.kept_rcpt.values())
     assert report.counts[DeliveryStatus.ACCEPTED] == 17
 
