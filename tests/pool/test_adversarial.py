@@ -199,3 +199,51 @@ async def test_a_session_cancelled_mid_send_is_never_reused(
         )
     assert result.ok
     assert server.handler.connections == 2
+
+
+async def test_close_while_sending_never_hangs_or_leaks(
+    mode: Mode, faulty: Callable[..., FaultyServer]
+) -> None:
+    server = faulty({i: "slow" for i in range(100)}, slow_for=0.02)
+    client = mode.build(plain_builder(server.host, server.port))
+    pool = client.pool(max_connections=3)
+    outcomes: list[object] = []
+    msg = b"Subject: c\r\n\r\nx\r\n"
+    if mode.is_async:
+
+        async def one(i: int) -> None:
+            try:
+                outcomes.append(
+                    await pool.send_message(msg, sender="s@x.test", recipients=[f"m{i}-0@x.test"])
+                )
+            except mailsdk.MailError as exc:
+                outcomes.append(exc)
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(30)]
+        await asyncio.sleep(0.05)
+        await pool.aclose()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    else:
+
+        def one(i: int) -> None:
+            try:
+                outcomes.append(
+                    pool.send_message(msg, sender="s@x.test", recipients=[f"m{i}-0@x.test"])
+                )
+            except mailsdk.MailError as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        await asyncio.sleep(0.05)
+        pool.close()
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads)
+    assert len(outcomes) == 30
+    refused = [o for o in outcomes if isinstance(o, mailsdk.MailError)]
+    assert all("closed" in str(e) for e in refused)
+    assert pool.stats() == {"open": 0, "idle": 0, "busy": 0}
+    delivered = [o for o in outcomes if isinstance(o, mailsdk.SendResult)]
+    assert len(server.handler.kept_rcpt) == len(delivered)
