@@ -204,7 +204,7 @@ async def test_a_session_cancelled_mid_send_is_never_reused(
 async def test_close_while_sending_never_hangs_or_leaks(
     mode: Mode, faulty: Callable[..., FaultyServer]
 ) -> None:
-    server = faulty({i: "slow" for i in range(100)}, slow_for=0.02)
+    server = faulty(dict.fromkeys(range(100), "slow"), slow_for=0.02)
     client = mode.build(plain_builder(server.host, server.port))
     pool = client.pool(max_connections=3)
     outcomes: list[object] = []
