@@ -23,10 +23,9 @@ from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import SendOutcome
-from mailsdk.pool._sending import never_sent, outcome_of_error, send_items_async
 from mailsdk.pool._sync_batch import CHUNK
 from mailsdk.pool._telemetry import end_batch_span
-from mailsdk.pool._work import Scheduler, Work, recipient_count
+from mailsdk.pool._work import Scheduler, Work, never_sent, outcome_of_error, recipient_count
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.async_pool import AsyncPool
@@ -223,7 +222,7 @@ class AsyncBatchRun:
         skipped: set[int] = set()
         crashed = False
         try:
-            async for outcome in send_items_async(session, [w.send for w in chunk]):
+            async for outcome in session.send_many([w.send for w in chunk]):
                 if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
                     work = chunk[outcome.index]
                     if reported and never_sent(outcome):  # behind a break: no try was used

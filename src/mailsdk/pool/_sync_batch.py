@@ -22,11 +22,11 @@ from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import RateLimiter
 from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
+from mailsdk.client import Session
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import SendOutcome
-from mailsdk.pool._sending import never_sent, outcome_of_error, send_items
 from mailsdk.pool._telemetry import end_batch_span
-from mailsdk.pool._work import Scheduler, Work, recipient_count
+from mailsdk.pool._work import Scheduler, Work, never_sent, outcome_of_error, recipient_count
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.sync_pool import Pool
@@ -197,13 +197,14 @@ class BatchRun(Iterator[SendOutcome]):
                     carry = chunk.pop()
                     break
             self._hands[me] = (chunk, True)
+            assert slot.session is not None
             sent = self._send(slot.session, chunk)
             self._pool.checkin(slot, sent=sent)
             self._hands.pop(me, None)
         if carry is not None:
             self._hands[me] = ([carry], False)
 
-    def _send(self, session: typing.Any, chunk: list[Work]) -> int:
+    def _send(self, session: Session, chunk: list[Work]) -> int:
         now = time.monotonic()
         for work in chunk:
             if work.started is None:
@@ -212,7 +213,7 @@ class BatchRun(Iterator[SendOutcome]):
         skipped: set[int] = set()
         crashed = False
         try:
-            for outcome in send_items(session, [w.send for w in chunk]):
+            for outcome in session.send_many([w.send for w in chunk]):
                 if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
                     work = chunk[outcome.index]
                     if reported and never_sent(outcome):  # behind a break: no try was used

@@ -1,5 +1,9 @@
 """The work of one batch: items read lazily, retries scheduled, outcomes merged (no I/O).
 
+Each pooled connection sends a run of items through ``send_many`` (pipelined across messages),
+which reports every item it was given: ACCEPTED, PARTIAL, REFUSED, FAILED (never handed over)
+or UNKNOWN (end of data sent, no reply); the helpers here classify what else can happen.
+
 Layer: L5c (pool). Shared by the sync and the async batch runners, which serialise calls (a lock
 or the event loop) and do the sending and sleeping themselves.
 """
@@ -17,11 +21,24 @@ from collections.abc import Callable, Iterable, Iterator
 import attrs
 
 from mailsdk.batch.retry import RetryDecision, RetryPolicy, plan_retry
-from mailsdk.errors import ConnectionLost, DeliveryUnknown, MailError, RecipientsRefused
+from mailsdk.errors import (
+    ConnectionLost,
+    DeliveryUnknown,
+    MailError,
+    RecipientsRefused,
+    ReplyError,
+)
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
 from mailsdk.protocol.reply import Reply
 
-__all__ = ["Scheduler", "Work", "as_outgoing", "recipient_count"]
+__all__ = [
+    "Scheduler",
+    "Work",
+    "as_outgoing",
+    "never_sent",
+    "outcome_of_error",
+    "recipient_count",
+]
 
 
 def as_outgoing(item: object) -> Outgoing:
@@ -42,6 +59,33 @@ def recipient_count(item: Outgoing) -> int:
         fields = [str(v) for k in ("To", "Cc", "Bcc") for v in message.get_all(k, [])]
         return max(1, len(email.utils.getaddresses(fields)))
     return 1
+
+
+def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> SendOutcome:
+    """REFUSED for a server refusal, UNKNOWN when the end of data may have been sent (or the
+    error says so), FAILED otherwise."""
+    if unknown or isinstance(error, DeliveryUnknown):
+        if not isinstance(error, DeliveryUnknown):
+            error = DeliveryUnknown(f"the end of data may have been sent, no reply came: {error}")
+        return SendOutcome(index=index, status=DeliveryStatus.UNKNOWN, error=error)
+    if isinstance(error, ReplyError):
+        return SendOutcome(index=index, status=DeliveryStatus.REFUSED, error=error)
+    return SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+
+
+def never_sent(outcome: SendOutcome) -> bool:
+    """True for a FAILED outcome of an item the session never started (a connection broken or
+    closing by 421 before it): sending it elsewhere is no new try.
+
+    ``send_many`` reports such items with a plain :class:`ConnectionLost` whose message starts
+    with ``"not sent:"``.
+    """
+    error = outcome.error
+    return (
+        outcome.status is DeliveryStatus.FAILED
+        and type(error) is ConnectionLost
+        and str(error).startswith("not sent:")
+    )
 
 
 @attrs.define(eq=False)

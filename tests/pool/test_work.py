@@ -1,10 +1,10 @@
-"""The outcome helpers of pool/_sending.py: which FAILED outcomes used no try."""
+"""The outcome helpers of pool/_work.py: which FAILED outcomes used no try."""
 
 from __future__ import annotations
 
 from mailsdk import errors
 from mailsdk.flows import DeliveryStatus, SendOutcome
-from mailsdk.pool._sending import never_sent, outcome_of_error
+from mailsdk.pool._work import never_sent, outcome_of_error
 from mailsdk.protocol.reply import Reply
 
 
