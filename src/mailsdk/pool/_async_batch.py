@@ -14,7 +14,7 @@ import contextlib
 import time
 import types
 import typing
-from collections.abc import AsyncGenerator, Callable, Iterable, Sized
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sized
 
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import AsyncRateLimiter, RateLimiter
@@ -22,10 +22,17 @@ from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
-from mailsdk.flows import SendOutcome
-from mailsdk.pool._sync_batch import CHUNK
+from mailsdk.flows import Outgoing, SendOutcome
+from mailsdk.pool._sync_batch import _Hand
 from mailsdk.pool._telemetry import end_batch_span
-from mailsdk.pool._work import Scheduler, Work, never_sent, outcome_of_error, recipient_count
+from mailsdk.pool._work import (
+    Scheduler,
+    Work,
+    halts,
+    never_sent,
+    outcome_of_error,
+    recipient_count,
+)
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.async_pool import AsyncPool
@@ -65,7 +72,7 @@ class AsyncBatchRun:
         self._out: asyncio.Queue[tuple[SendOutcome, float] | None] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._final: set[int] = set()
-        self._hands: dict[int, tuple[list[Work], bool]] = {}
+        self._hands: dict[int, _Hand] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._crash: BaseException | None = None
         self._gen: AsyncGenerator[SendOutcome, None] = self._run()
@@ -162,88 +169,114 @@ class AsyncBatchRun:
             self._crash = exc
             self._out.put_nowait(None)
 
+    async def _pace(self, work: Work, first: bool) -> bool:
+        """Wait for the rate limit; ``False`` when the wait should end the current run."""
+        wait = await self._reserve(work)
+        if wait <= _INLINE_WAIT or first:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return True
+        work.ready = time.monotonic() + wait
+        return False
+
     async def _worker(self, me: int) -> None:
+        hand = _Hand()
+        self._hands[me] = hand
         carry: Work | None = None
         while not self._stop.is_set():
             work = carry or await self._take(block=True)
             carry = None
             if work is None:
                 return
-            self._hands[me] = ([work], False)
+            hand.holding = [work]
             delay = work.ready - time.monotonic()
-            if delay <= 0:
-                delay = await self._reserve(work)
             if delay > 0:
                 await asyncio.sleep(delay)
+            else:
+                await self._pace(work, first=True)
             if self._stop.is_set():
-                return
+                return  # still held: the shutdown reports it FAILED (never sent)
             try:
                 slot = await self._pool.checkout()
             except MailError as exc:
-                self._hands.pop(me, None)
+                hand.holding = []
                 await self._record(work, outcome_of_error(0, exc))
                 continue
-            chunk = [work]
-            allowance = self._pool.allowance(slot)
-            limit = CHUNK if allowance is None else max(1, min(CHUNK, allowance))
-            while len(chunk) < limit and not self._stop.is_set():
-                more = await self._take(block=False)
-                if more is None:
-                    break
-                chunk.append(more)
-                wait = await self._reserve(more)
-                if wait > _INLINE_WAIT:
-                    more.ready = time.monotonic() + wait
-                    carry = chunk.pop()
-                    break
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            self._hands[me] = (chunk, True)
-            sent = [0]
             session = slot.session
             assert session is not None
+            carried: list[Work] = []
+            sent = [0]
             try:
-                sent[0] = await self._send(session, chunk)
+                sent[0] = await self._send(session, work, self._pool.allowance(slot), hand, carried)
             except BaseException:  # cancelled mid-send: never hand this session out again
                 await asyncio.shield(session.aclose())
                 raise
             finally:
                 await self._pool.checkin(slot, sent=sent[0])
-            self._hands.pop(me, None)
-        if carry is not None:
-            self._hands[me] = ([carry], False)
+            carry = carried[0] if carried else None
+            hand.handed = []
+            hand.holding = [carry] if carry is not None else []
 
-    async def _send(self, session: AsyncSession, chunk: list[Work]) -> int:
-        now = time.monotonic()
-        for work in chunk:
-            if work.started is None:
-                work.started = now
+    async def _send(
+        self,
+        session: AsyncSession,
+        first: Work,
+        allowance: int | None,
+        hand: _Hand,
+        carried: list[Work],
+    ) -> int:
+        """One ``send_many`` run (see the blocking runner's ``_send``)."""
+        handed: list[Work] = []
+        hand.handed = handed
+        halt = [False]
+
+        async def feed() -> AsyncIterator[Outgoing]:
+            work: Work | None = first
+            while work is not None:
+                if work.started is None:
+                    work.started = time.monotonic()
+                handed.append(work)
+                hand.holding = []
+                yield work.send
+                if halt[0] or session.closed or self._stop.is_set():
+                    return  # never feed a broken session: it would report the rest unsent
+                if allowance is not None and len(handed) >= allowance:
+                    return
+                work = await self._take(block=False)
+                if work is not None:
+                    hand.holding = [work]
+                    if not await self._pace(work, first=False):
+                        carried.append(work)
+                        return
+
         reported: set[int] = set()
         skipped: set[int] = set()
         crashed = False
         try:
-            async for outcome in session.send_many([w.send for w in chunk]):
-                if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
-                    work = chunk[outcome.index]
-                    if reported and never_sent(outcome):  # behind a break: no try was used
-                        skipped.add(outcome.index)
-                        await self._requeue(work)
-                    else:
-                        await self._record(work, outcome)
-                    reported.add(outcome.index)
+            async for outcome in session.send_many(feed()):
+                if not 0 <= outcome.index < len(handed) or outcome.index in reported:
+                    continue
+                work = handed[outcome.index]
+                if reported and never_sent(outcome):  # behind a break: no try was used
+                    skipped.add(outcome.index)
+                    await self._requeue(work)
+                else:
+                    await self._record(work, outcome)
+                reported.add(outcome.index)
+                halt[0] = halt[0] or halts(outcome)
         except MailError as exc:
-            # send_many refuses up front (a closed session): nothing of the chunk was sent.
+            # send_many refuses up front (a closed session): nothing of the run was sent.
             # Raised later, it is a bug below, and the unreported items may have been sent.
             crashed = bool(reported)
             await session.aclose()
             error: MailError = exc if not crashed else ConnectionLost(f"sending failed: {exc}")
-        except Exception as exc:  # a bug below must not lose the chunk: unknown fate
+        except Exception as exc:  # a bug below must not lose the run: unknown fate
             crashed = True
             await session.aclose()
             error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
         else:
             error = ConnectionLost("not sent: the connection closed before this message")
-        for index, work in enumerate(chunk):
+        for index, work in enumerate(handed):
             if index in reported:
                 continue
             if reported and not crashed:  # the session closed before it: never sent, no try used
@@ -315,13 +348,14 @@ class AsyncBatchRun:
         finally:  # also when this wait is itself cancelled
             for task in self._tasks:
                 task.cancel()
-            for chunk, handed in list(self._hands.values()):
-                for work in chunk:
-                    if work.index not in self._final:
-                        outcome = self._sched.abandon(
-                            work, handed_over=handed, reason="the batch was interrupted"
-                        )
-                        self._emit(outcome, work.started)
+            for hand in list(self._hands.values()):
+                for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
+                    for work in works:
+                        if work.index not in self._final:
+                            outcome = self._sched.abandon(
+                                work, handed_over=handed, reason="the batch was interrupted"
+                            )
+                            self._emit(outcome, work.started)
             while not self._out.empty():
                 entry = self._out.get_nowait()
                 if entry is not None:

@@ -18,26 +18,42 @@ import types
 import typing
 from collections.abc import Callable, Generator, Iterable, Iterator, Sized
 
+import attrs
+
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import RateLimiter
 from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import Session
 from mailsdk.errors import ConnectionLost, MailError
-from mailsdk.flows import SendOutcome
+from mailsdk.flows import Outgoing, SendOutcome
 from mailsdk.pool._telemetry import end_batch_span
-from mailsdk.pool._work import Scheduler, Work, never_sent, outcome_of_error, recipient_count
+from mailsdk.pool._work import (
+    Scheduler,
+    Work,
+    halts,
+    never_sent,
+    outcome_of_error,
+    recipient_count,
+)
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.sync_pool import Pool
 
 __all__ = ["BatchRun"]
 
-#: The most items one connection takes at a time (one ``send_many`` call).
-CHUNK: typing.Final = 32
 #: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
 _INLINE_WAIT: typing.Final = 0.002
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
+
+
+@attrs.define
+class _Hand:
+    """What one worker holds: work handed to its session (fate unknown if interrupted) and
+    work taken but not sent yet."""
+
+    handed: list[Work] = attrs.Factory(list)
+    holding: list[Work] = attrs.Factory(list)
 
 
 class BatchRun(Iterator[SendOutcome]):
@@ -68,7 +84,7 @@ class BatchRun(Iterator[SendOutcome]):
         self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._final: set[int] = set()
-        self._hands: dict[int, tuple[list[Work], bool]] = {}
+        self._hands: dict[int, _Hand] = {}
         self._threads: list[threading.Thread] = []
         self._crash: BaseException | None = None
         self._gen: Generator[SendOutcome, None, None] = self._run()
@@ -165,76 +181,97 @@ class BatchRun(Iterator[SendOutcome]):
             self._out.put(None)
 
     def _worker(self) -> None:
-        me = threading.get_ident()
+        hand = _Hand()
+        self._hands[threading.get_ident()] = hand
         carry: Work | None = None
         while not self._stop.is_set():
             work = carry or self._take(block=True)
             carry = None
             if work is None:
                 return
-            self._hands[me] = ([work], False)
+            hand.holding = [work]
             if work.ready > time.monotonic():
                 self._stop.wait(work.ready - time.monotonic())
             else:
                 self._pace(work, first=True)
             if self._stop.is_set():
-                break
+                return  # still held: the shutdown reports it FAILED (never sent)
             try:
                 slot = self._pool.checkout()
             except MailError as exc:
-                self._hands.pop(me, None)
+                hand.holding = []
                 self._record(work, outcome_of_error(0, exc))
                 continue
-            chunk = [work]
-            allowance = self._pool.allowance(slot)
-            limit = CHUNK if allowance is None else max(1, min(CHUNK, allowance))
-            while len(chunk) < limit and not self._stop.is_set():
-                more = self._take(block=False)
-                if more is None:
-                    break
-                chunk.append(more)
-                if not self._pace(more, first=False):
-                    carry = chunk.pop()
-                    break
-            self._hands[me] = (chunk, True)
             assert slot.session is not None
-            sent = self._send(slot.session, chunk)
+            carried: list[Work] = []
+            sent = self._send(slot.session, work, self._pool.allowance(slot), hand, carried)
             self._pool.checkin(slot, sent=sent)
-            self._hands.pop(me, None)
-        if carry is not None:
-            self._hands[me] = ([carry], False)
+            carry = carried[0] if carried else None
+            hand.handed = []
+            hand.holding = [carry] if carry is not None else []
 
-    def _send(self, session: Session, chunk: list[Work]) -> int:
-        now = time.monotonic()
-        for work in chunk:
-            if work.started is None:
-                work.started = now
+    def _send(
+        self,
+        session: Session,
+        first: Work,
+        allowance: int | None,
+        hand: _Hand,
+        carried: list[Work],
+    ) -> int:
+        """One ``send_many`` run on ``session``: ``first``, then whatever work is due, pulled
+        one item at a time as the pipeline asks for it (so every connection stays busy and the
+        work spreads evenly). Returns the messages the session attempted."""
+        handed: list[Work] = []
+        hand.handed = handed
+        halt = [False]
+
+        def feed() -> Iterator[Outgoing]:
+            work: Work | None = first
+            while work is not None:
+                if work.started is None:
+                    work.started = time.monotonic()
+                handed.append(work)
+                hand.holding = []
+                yield work.send
+                if halt[0] or session.closed or self._stop.is_set():
+                    return  # never feed a broken session: it would report the rest unsent
+                if allowance is not None and len(handed) >= allowance:
+                    return
+                work = self._take(block=False)
+                if work is not None:
+                    hand.holding = [work]
+                    if not self._pace(work, first=False):
+                        carried.append(work)  # a longer rate wait: end this run, send it next
+                        return
+
         reported: set[int] = set()
         skipped: set[int] = set()
         crashed = False
         try:
-            for outcome in session.send_many([w.send for w in chunk]):
-                if 0 <= outcome.index < len(chunk) and outcome.index not in reported:
-                    work = chunk[outcome.index]
-                    if reported and never_sent(outcome):  # behind a break: no try was used
-                        skipped.add(outcome.index)
-                        self._requeue(work)
-                    else:
-                        self._record(work, outcome)
-                    reported.add(outcome.index)
+            for outcome in session.send_many(feed()):
+                if not 0 <= outcome.index < len(handed) or outcome.index in reported:
+                    continue
+                work = handed[outcome.index]
+                if reported and never_sent(outcome):  # behind a break: no try was used
+                    skipped.add(outcome.index)
+                    self._requeue(work)
+                else:
+                    self._record(work, outcome)
+                reported.add(outcome.index)
+                halt[0] = halt[0] or halts(outcome)
         except MailError as exc:
-            # send_many refuses up front (a closed session): nothing of the chunk was sent.
+            # send_many refuses up front (a closed session): nothing of the run was sent.
             # Raised later, it is a bug below, and the unreported items may have been sent.
             crashed = bool(reported)
             session.close()
             error: MailError = exc if not crashed else ConnectionLost(f"sending failed: {exc}")
-        except Exception as exc:  # a bug below must not lose the chunk: unknown fate
+        except Exception as exc:  # a bug below must not lose the run: unknown fate
             crashed = True
             session.close()
             error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
         else:
             error = ConnectionLost("not sent: the connection closed before this message")
-        for index, work in enumerate(chunk):
+        for index, work in enumerate(handed):
             if index in reported:
                 continue
             if reported and not crashed:  # the session closed before it: never sent, no try used
@@ -316,13 +353,14 @@ class BatchRun(Iterator[SendOutcome]):
                 thread.join()
         finally:  # also when the join itself is interrupted (a second Ctrl-C)
             with self._cond:
-                for chunk, handed in list(self._hands.values()):
-                    for work in chunk:
-                        if work.index not in self._final:
-                            outcome = self._sched.abandon(
-                                work, handed_over=handed, reason="the batch was interrupted"
-                            )
-                            self._emit(outcome, work.started)
+                for hand in list(self._hands.values()):
+                    for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
+                        for work in works:
+                            if work.index not in self._final:
+                                outcome = self._sched.abandon(
+                                    work, handed_over=handed, reason="the batch was interrupted"
+                                )
+                                self._emit(outcome, work.started)
             self._drain()
 
     def _drain(self) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "Scheduler",
     "Work",
     "as_outgoing",
+    "halts",
     "never_sent",
     "outcome_of_error",
     "recipient_count",
@@ -86,6 +87,15 @@ def never_sent(outcome: SendOutcome) -> bool:
         and type(error) is ConnectionLost
         and str(error).startswith("not sent:")
     )
+
+
+def halts(outcome: SendOutcome) -> bool:
+    """True when an outcome means its connection is done (broken, silent, or closing by 421):
+    no more work is fed to that session."""
+    if outcome.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+        return True
+    error = outcome.error
+    return isinstance(error, ReplyError) and error.reply.code == 421
 
 
 @attrs.define(eq=False)
