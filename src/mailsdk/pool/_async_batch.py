@@ -318,13 +318,15 @@ class AsyncBatchRun:
             error = exc
             raise
         finally:
-            await self._shutdown()
-            end_batch_span(
-                span,
-                {s.value: n for s, n in self._tracker.report().counts.items()},
-                cancelled=self._tracker.cancelled,
-                error=error if not isinstance(error, GeneratorExit) else None,
-            )
+            try:
+                await self._shutdown()
+            finally:
+                end_batch_span(
+                    span,
+                    {s.value: n for s, n in self._tracker.report().counts.items()},
+                    cancelled=self._tracker.cancelled,
+                    error=error if not isinstance(error, GeneratorExit) else None,
+                )
         if self._sched.input_error is not None:
             raise self._sched.input_error
 
@@ -356,9 +358,12 @@ class AsyncBatchRun:
                                 work, handed_over=handed, reason="the batch was interrupted"
                             )
                             self._emit(outcome, work.started)
+            drained = False
             while not self._out.empty():
                 entry = self._out.get_nowait()
                 if entry is not None:
                     self._tracker.finished(*entry)
-                    if self._on_progress is not None:
-                        self._on_progress(self._tracker.progress())
+                    drained = True
+            if drained and self._on_progress is not None:  # one last event, after the report
+                with contextlib.suppress(Exception):
+                    self._on_progress(self._tracker.progress())

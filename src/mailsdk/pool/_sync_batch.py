@@ -11,6 +11,7 @@ answer).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -328,13 +329,15 @@ class BatchRun(Iterator[SendOutcome]):
             error = exc
             raise
         finally:
-            self._shutdown()
-            end_batch_span(
-                span,
-                {s.value: n for s, n in self._tracker.report().counts.items()},
-                cancelled=self._tracker.cancelled,
-                error=error if not isinstance(error, GeneratorExit) else None,
-            )
+            try:
+                self._shutdown()
+            finally:
+                end_batch_span(
+                    span,
+                    {s.value: n for s, n in self._tracker.report().counts.items()},
+                    cancelled=self._tracker.cancelled,
+                    error=error if not isinstance(error, GeneratorExit) else None,
+                )
         if self._sched.input_error is not None:
             raise self._sched.input_error
 
@@ -364,12 +367,17 @@ class BatchRun(Iterator[SendOutcome]):
             self._drain()
 
     def _drain(self) -> None:
+        """Record the outcomes not yielded yet; then one last progress event (a failing
+        callback cannot lose an outcome from the report any more)."""
+        drained = False
         while True:
             try:
                 entry = self._out.get_nowait()
             except queue.Empty:
-                return
+                break
             if entry is not None:
                 self._tracker.finished(*entry)
-                if self._on_progress is not None:
-                    self._on_progress(self._tracker.progress())
+                drained = True
+        if drained and self._on_progress is not None:
+            with contextlib.suppress(Exception):
+                self._on_progress(self._tracker.progress())
