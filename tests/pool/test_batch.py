@@ -290,3 +290,25 @@ async def test_messages_behind_a_421_are_sent_again_without_using_a_try(
     assert [o.status for o in outcomes[1:]] == [DeliveryStatus.ACCEPTED] * 9
     assert all(o.attempts == 1 for o in outcomes[1:])
     assert server.handler.connections == 2
+
+
+async def test_a_failing_input_generator_is_reported_after_the_items_read(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
+    def broken() -> typing.Iterator[Outgoing]:
+        yield message(0)
+        yield message(1)
+        raise ValueError("the caller's data source failed")
+
+    client = mode.build(plain_builder(smtpd.host, smtpd.port))
+    got = []
+    with pytest.raises(ValueError, match="data source failed"):
+        if mode.is_async:
+            async with client.pool() as apool:  # type: ignore[union-attr]
+                async for outcome in apool.send_batch(broken()):
+                    got.append(outcome)
+        else:
+            with client.pool() as spool:  # type: ignore[union-attr]
+                got.extend(spool.send_batch(broken()))
+    assert sorted(o.index for o in got) == [0, 1]
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in got)
