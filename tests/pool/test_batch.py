@@ -301,8 +301,9 @@ async def test_a_failing_input_generator_is_reported_after_the_items_read(
         raise ValueError("the caller's data source failed")
 
     client = mode.build(plain_builder(smtpd.host, smtpd.port))
-    got = []
-    with pytest.raises(ValueError, match="data source failed"):
+    got: list[typing.Any] = []
+
+    async def consume() -> None:
         if mode.is_async:
             async with client.pool() as apool:  # type: ignore[union-attr]
                 async for outcome in apool.send_batch(broken()):
@@ -310,5 +311,8 @@ async def test_a_failing_input_generator_is_reported_after_the_items_read(
         else:
             with client.pool() as spool:  # type: ignore[union-attr]
                 got.extend(spool.send_batch(broken()))
+
+    with pytest.raises(ValueError, match="data source failed"):
+        await consume()
     assert sorted(o.index for o in got) == [0, 1]
     assert all(o.status is DeliveryStatus.ACCEPTED for o in got)
