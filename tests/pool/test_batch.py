@@ -316,3 +316,21 @@ async def test_a_failing_input_generator_is_reported_after_the_items_read(
         await consume()
     assert sorted(o.index for o in got) == [0, 1]
     assert all(o.status is DeliveryStatus.ACCEPTED for o in got)
+
+
+async def test_lmtp_retries_only_the_recipients_that_failed_after_the_data(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer]
+) -> None:
+    server = smtpd_factory(lmtp=True, lmtp_fail=["full@x.test"])
+    builder = plain_builder(server.host, server.port).with_lmtp()
+    item = Outgoing(b"Subject: l\r\n\r\nx\r\n", sender="s@x.test",
+                    recipients=("ok@x.test", "full@x.test"))  # fmt: skip
+    outcomes, _ = await run_batch(mode, builder, [item], retry=FAST_RETRY)
+    (outcome,) = outcomes
+    assert outcome.status is DeliveryStatus.PARTIAL and outcome.attempts == 3
+    assert outcome.result is not None
+    assert outcome.result.accepted == ("ok@x.test",)
+    assert list(outcome.result.refused) == ["full@x.test"]
+    assert outcome.result.refused["full@x.test"].code == 452
+    rcpts = [m.rcpt_tos for m in server.recorder.messages]
+    assert rcpts == [["ok@x.test", "full@x.test"], ["full@x.test"], ["full@x.test"]]
