@@ -23,13 +23,14 @@ from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import Outgoing, SendOutcome
-from mailsdk.pool._sync_batch import _Hand
+from mailsdk.pool._sync_batch import MAX_CONNECT_FAILURES, _Hand
 from mailsdk.pool._telemetry import end_batch_span
 from mailsdk.pool._work import (
     Scheduler,
     Work,
     halts,
     never_sent,
+    out_of_step,
     outcome_of_error,
     recipient_count,
 )
@@ -75,6 +76,7 @@ class AsyncBatchRun:
         self._hands: dict[int, _Hand] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._crash: BaseException | None = None
+        self._connect_failures = 0
         self._gen: AsyncGenerator[SendOutcome, None] = self._run()
 
     @property
@@ -160,6 +162,17 @@ class AsyncBatchRun:
                     await asyncio.wait_for(self._cond.wait(), timeout)
         return None
 
+    async def _connect_failed(self, error: MailError) -> None:
+        """Abort the batch when connecting cannot succeed (see the blocking runner)."""
+        self._connect_failures += 1
+        if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
+            if self._crash is None:
+                self._crash = error
+            self._stop.set()
+            async with self._cond:
+                self._cond.notify_all()
+        self._out.put_nowait(None)
+
     async def _worker_main(self, me: int) -> None:
         try:
             await self._worker(me)
@@ -201,7 +214,9 @@ class AsyncBatchRun:
             except MailError as exc:
                 hand.holding = []
                 await self._record(work, outcome_of_error(0, exc))
+                await self._connect_failed(exc)
                 continue
+            self._connect_failures = 0
             session = slot.session
             assert session is not None
             carried: list[Work] = []
@@ -257,6 +272,10 @@ class AsyncBatchRun:
                 if not 0 <= outcome.index < len(handed) or outcome.index in reported:
                     continue
                 work = handed[outcome.index]
+                broken = out_of_step(outcome)
+                if broken is not None:  # a lying server: retry elsewhere, drop this session
+                    outcome, halt[0] = broken, True
+                    await session.aclose()
                 if reported and never_sent(outcome):  # behind a break: no try was used
                     skipped.add(outcome.index)
                     await self._requeue(work)
@@ -297,13 +316,16 @@ class AsyncBatchRun:
         try:
             while True:
                 entry = await self._out.get()
-                if self._crash is not None:
-                    raise self._crash
                 if entry is None:
+                    if self._crash is not None:
+                        raise self._crash
                     if self._sched.finished and self._out.empty():
                         break
                     continue
                 outcome, latency = entry
+                if self._crash is not None:
+                    self._tracker.finished(outcome, latency)  # in the report, not yielded
+                    raise self._crash
                 progress = self._tracker.finished(outcome, latency)
                 if self._on_progress is not None:
                     self._on_progress(progress)

@@ -34,6 +34,7 @@ from mailsdk.pool._work import (
     Work,
     halts,
     never_sent,
+    out_of_step,
     outcome_of_error,
     recipient_count,
 )
@@ -43,6 +44,8 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["BatchRun"]
 
+#: Consecutive failures to get a connection after which the batch gives up (and raises).
+MAX_CONNECT_FAILURES: typing.Final = 10
 #: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
 _INLINE_WAIT: typing.Final = 0.002
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
@@ -88,6 +91,7 @@ class BatchRun(Iterator[SendOutcome]):
         self._hands: dict[int, _Hand] = {}
         self._threads: list[threading.Thread] = []
         self._crash: BaseException | None = None
+        self._connect_failures = 0
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
@@ -174,6 +178,19 @@ class BatchRun(Iterator[SendOutcome]):
         work.ready = time.monotonic() + wait
         return False
 
+    def _connect_failed(self, error: MailError) -> None:
+        """Abort the batch when connecting cannot succeed: a permanent failure (credentials,
+        TLS, a 5xx greeting) or too many in a row. Every message would otherwise try its own
+        connection, and a wrong password would be tried once per message."""
+        with self._cond:
+            self._connect_failures += 1
+            if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
+                if self._crash is None:
+                    self._crash = error
+                self._stop.set()
+                self._cond.notify_all()
+        self._out.put(None)
+
     def _worker_main(self) -> None:
         try:
             self._worker()
@@ -202,7 +219,9 @@ class BatchRun(Iterator[SendOutcome]):
             except MailError as exc:
                 hand.holding = []
                 self._record(work, outcome_of_error(0, exc))
+                self._connect_failed(exc)
                 continue
+            self._connect_failures = 0
             assert slot.session is not None
             carried: list[Work] = []
             sent = self._send(slot.session, work, self._pool.allowance(slot), hand, carried)
@@ -253,6 +272,10 @@ class BatchRun(Iterator[SendOutcome]):
                 if not 0 <= outcome.index < len(handed) or outcome.index in reported:
                     continue
                 work = handed[outcome.index]
+                broken = out_of_step(outcome)
+                if broken is not None:  # a lying server: retry elsewhere, drop this session
+                    outcome, halt[0] = broken, True
+                    session.close()
                 if reported and never_sent(outcome):  # behind a break: no try was used
                     skipped.add(outcome.index)
                     self._requeue(work)
@@ -297,6 +320,8 @@ class BatchRun(Iterator[SendOutcome]):
                 try:
                     entry = self._out.get(timeout=_POLL)
                 except queue.Empty:
+                    if self._crash is not None:
+                        raise self._crash from None
                     if not any(t.is_alive() for t in self._threads):
                         with self._cond:
                             if self._sched.finished:
@@ -312,9 +337,10 @@ class BatchRun(Iterator[SendOutcome]):
                     if self._out.empty():
                         break
                     continue
-                if self._crash is not None:
-                    raise self._crash
                 outcome, latency = entry
+                if self._crash is not None:
+                    self._tracker.finished(outcome, latency)  # in the report, not yielded
+                    raise self._crash
                 progress = self._tracker.finished(outcome, latency)
                 if self._on_progress is not None:
                     self._on_progress(progress)

@@ -26,6 +26,7 @@ from mailsdk.errors import (
     DeliveryUnknown,
     MailError,
     RecipientsRefused,
+    RemoteProtocolError,
     ReplyError,
 )
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
@@ -37,6 +38,7 @@ __all__ = [
     "as_outgoing",
     "halts",
     "never_sent",
+    "out_of_step",
     "outcome_of_error",
     "recipient_count",
 ]
@@ -87,6 +89,21 @@ def never_sent(outcome: SendOutcome) -> bool:
         and type(error) is ConnectionLost
         and str(error).startswith("not sent:")
     )
+
+
+def out_of_step(outcome: SendOutcome) -> SendOutcome | None:
+    """A refusal carried by a 2xx/3xx reply means the server's replies no longer match the
+    commands (a server that sent an extra reply): nothing more on that session can be trusted.
+    Returns the outcome as FAILED (the message was not handed over), or ``None`` if in step."""
+    error = outcome.error
+    if outcome.status is not DeliveryStatus.REFUSED or not isinstance(error, ReplyError):
+        return None
+    if error.reply.code >= 400:
+        return None
+    broken = RemoteProtocolError(
+        f"the server's replies are out of step with the commands ({error})"
+    )
+    return attrs.evolve(outcome, status=DeliveryStatus.FAILED, result=None, error=broken)
 
 
 def halts(outcome: SendOutcome) -> bool:
