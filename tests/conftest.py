@@ -24,7 +24,11 @@ from tests._support.smtpd import SmtpdServer, start_smtpd
 
 from mailsdk.transport import TlsSettings
 
-# Hypothesis profiles (DESIGN.md §6.6): CI is deterministic and has no per-example deadline (a
+# mailsdk's own test kit (opt-in for users; mailsdk's suite opts in) and pytest's pytester,
+# which runs the kit's documented pytest examples.
+pytest_plugins = ["mailsdk.testing.pytest_plugin", "pytester"]
+
+# Hypothesis profiles (docs/architecture.md, "Decisions"): CI is deterministic and has no per-example deadline (a
 # loaded 2-core machine must not turn slowness into failures); "dev" explores new examples.
 settings.register_profile(
     "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -25,6 +25,9 @@ PUBLIC_MODULES = [
     "mailsdk.cli",
     "mailsdk.batch",
     "mailsdk.pool",
+    "mailsdk.dkim",
+    "mailsdk.url",
+    "mailsdk.testing",
 ]
 
 
@@ -33,7 +36,7 @@ def test_import_in_a_fresh_interpreter() -> None:
         [
             sys.executable,
             "-c",
-            "import mailsdk, sys; print(mailsdk.__version__); assert 'aiosmtpd' not in sys.modules",
+            "import mailsdk, sys; print(mailsdk.__version__); assert 'aiosmtpd' not in sys.modules; assert 'dkim' not in sys.modules",
         ],
         capture_output=True,
         text=True,

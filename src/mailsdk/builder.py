@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import socket
 import typing
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from mailsdk.auth.tokens import (
 )
 from mailsdk.client import AsyncClient, AsyncLMTPClient, Client, LMTPClient
 from mailsdk.config import AuthSettings, ClientConfig, Endpoint, Timeouts
+from mailsdk.dkim import DkimKey, DkimSigner
 from mailsdk.errors import ConfigurationError
 from mailsdk.esmtp import Extension, ExtensionRegistry, MailOptions, RcptOptions
 from mailsdk.flows import TlsMode, TransactionOptions
@@ -45,6 +47,7 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation, OpenTelemetryInstrumentation
 from mailsdk.transport import TlsSettings, parse_host_port
+from mailsdk.url import parse_mail_url
 
 __all__ = ["ClientBuilder"]
 
@@ -77,22 +80,43 @@ class ClientBuilder:
     mechanisms: tuple[Mechanism, ...] = ()
     entry_points: bool = False
     instrumentation: Instrumentation | None = attrs.field(default=None, repr=False)
+    dkim: tuple[DkimSigner, ...] = ()
 
     # -- starting points ------------------------------------------------------------------------
 
     @classmethod
-    def smtp(cls, host: str, port: int | None = None) -> ClientBuilder:
-        """A TCP server. ``host`` may be ``"host:port"`` or ``"[v6]:port"``.
+    def smtp(cls, host: str, port: int | str | None = None) -> ClientBuilder:
+        """A TCP server. ``host`` may be ``"host:port"`` or ``"[v6]:port"``; ``port`` may be a
+        decimal string (e.g. from an environment variable).
 
         Port 465 selects implicit TLS; anything else STARTTLS (required) unless changed with
-        :meth:`with_tls`.
+        :meth:`with_tls`. Without a port: 587 for STARTTLS, 465 for implicit TLS, 25 with TLS
+        off or opportunistic (see :attr:`ClientConfig.port`).
         """
+        given: object = host  # checked: it often comes from os.environ.get()
+        if not isinstance(given, str) or not given:
+            raise ConfigurationError(f"host must be a non-empty str, not {given!r}")
         if port is None and ":" in host:
             # Parse twice with different defaults: equal ports mean the text named one.
             text = host
             host, parsed = parse_host_port(text, 1)
             port = parsed if parse_host_port(text, 2)[1] == parsed else None
-        return cls(endpoint=Endpoint(host=host, port=port))
+        return cls(endpoint=Endpoint(host=host, port=port))  # Endpoint converts/validates port
+
+    @classmethod
+    def from_url(cls, url: str, *, password: str | Secret | None = None) -> ClientBuilder:
+        """A builder from a URL: ``smtp://user@host:587?tls=starttls``, ``smtps://``,
+        ``lmtp://``, ``lmtp+unix:///run/dovecot/lmtp``, with options as query parameters
+        (see :mod:`mailsdk.url` for every option).
+
+        The password comes from ``password``, from the variable named by ``?password_env=``,
+        or from the URL itself; it is never shown in a ``repr``, log or error.
+
+        Raises:
+            ConfigurationError: an unknown scheme or option (named), a malformed URL, or a
+                user without a password.
+        """
+        return parse_mail_url(url, password=password).builder(cls)
 
     @classmethod
     def unix(cls, path: str, *, lmtp: bool = True) -> ClientBuilder:
@@ -115,12 +139,16 @@ class ClientBuilder:
         *,
         token_provider: TokenProvider | AsyncTokenProvider | None = None,
         password: str | Secret | None = None,
+        endpoint: str | None = None,
     ) -> ClientBuilder:
         """Exchange Online: ``smtp.office365.com:587``, STARTTLS required, XOAUTH2 with a token
         provider (see :mod:`mailsdk.auth.msal`), or basic AUTH with a password where the
         tenant still allows it.
+
+        ``endpoint`` (``"host[:port]"``) replaces the server, e.g. a test relay; the rest of the
+        preset stays.
         """
-        base = cls(endpoint=Endpoint(host=OFFICE365_HOST, port=587), tls_mode=TlsMode.STARTTLS)
+        base = cls._preset(endpoint or f"{OFFICE365_HOST}:587")
         return base._preset_auth(username, token_provider, password)
 
     @classmethod
@@ -130,12 +158,20 @@ class ClientBuilder:
         *,
         token_provider: TokenProvider | AsyncTokenProvider | None = None,
         password: str | Secret | None = None,
+        endpoint: str | None = None,
     ) -> ClientBuilder:
         """Gmail / Google Workspace: ``smtp.gmail.com:587``, STARTTLS required, XOAUTH2 with a
         token provider (see :mod:`mailsdk.auth.google`) or an app password.
+
+        ``endpoint`` (``"host[:port]"``) replaces the server, e.g. a test relay.
         """
-        base = cls(endpoint=Endpoint(host=GMAIL_HOST, port=587), tls_mode=TlsMode.STARTTLS)
+        base = cls._preset(endpoint or f"{GMAIL_HOST}:587")
         return base._preset_auth(username, token_provider, password)
+
+    @classmethod
+    def _preset(cls, endpoint: str) -> ClientBuilder:
+        # STARTTLS required whatever the port (a test relay on another port included).
+        return attrs.evolve(cls.smtp(endpoint), tls_mode=TlsMode.STARTTLS)
 
     def _preset_auth(
         self,
@@ -190,8 +226,8 @@ class ClientBuilder:
             self,
             auth=AuthSettings(
                 username=username,
-                password=Secret(password),
-                mechanisms=tuple(mechanisms) if mechanisms else None,
+                password=password,  # AuthSettings wraps it in a Secret
+                mechanisms=mechanisms,  # AuthSettings converts and checks
                 authzid=authzid,
                 allow_plaintext=allow_plaintext,
             ),
@@ -215,7 +251,7 @@ class ClientBuilder:
             auth=AuthSettings(
                 username=username,
                 token_provider=provider,
-                mechanisms=tuple(mechanisms),
+                mechanisms=mechanisms,
                 allow_plaintext=allow_plaintext,
             ),
         )
@@ -298,6 +334,36 @@ class ClientBuilder:
         """
         return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
 
+    def with_dkim(
+        self,
+        domain: str,
+        selector: str,
+        key: DkimKey | Secret | bytes | str | os.PathLike[str],
+        **options: typing.Any,
+    ) -> ClientBuilder:
+        """Sign every message with DKIM (RFC 6376 RSA-SHA256, RFC 8463 Ed25519-SHA256).
+
+        Call it again to add another signature (e.g. RSA and Ed25519). The signature is the
+        last preparation step, after the trace headers (docs/dkim.md). Needs the ``dkim``
+        extra.
+
+        Args:
+            domain: the signing domain (``d=``).
+            selector: the key's selector (``s=``).
+            key: a key file path, a :class:`~mailsdk.Secret` or ``bytes`` with the PEM text,
+                or a :class:`~mailsdk.dkim.DkimKey`.
+            **options: :class:`~mailsdk.dkim.DkimSigner` options: ``headers``, ``oversign``,
+                ``canonicalization``, ``identity``, ``expire_after``.
+
+        Raises:
+            ConfigurationError: an unusable key or option (never quoting the key).
+        """
+        try:
+            signer = DkimSigner(domain=domain, selector=selector, key=DkimKey.load(key), **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"with_dkim: {exc}") from None
+        return attrs.evolve(self, dkim=(*self.dkim, signer))
+
     # -- building -------------------------------------------------------------------------------
 
     def config(self) -> ClientConfig:
@@ -334,6 +400,7 @@ class ClientBuilder:
             esmtp_registry=esmtp,
             sasl_registry=sasl,
             instrumentation=self.instrumentation or NoopInstrumentation(),
+            dkim=self.dkim,
         ).validate()
 
     def build(self) -> Client:

@@ -5,13 +5,13 @@ Layer: L5 client (private, pure: no I/O). May import L0-L4.
 
 from __future__ import annotations
 
-import copy
-import email.message
 import typing
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 
-from mailsdk._types import MessageLike, MessageSource
-from mailsdk.errors import ConnectionLost, InvalidInputError, MailError
+from mailsdk._types import MessageSource
+from mailsdk.client._dkim import signing_step
+from mailsdk.client._prepare import prepare
+from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
@@ -21,68 +21,32 @@ from mailsdk.flows import (
     Pull,
     SendOutcome,
     SendResult,
-    prepare_message,
-    prepare_raw,
     transaction,
 )
 
 if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig
+    from mailsdk.dkim import DkimSigner
     from mailsdk.telemetry import SessionObserver, TransactionObserver
 
 __all__ = ["Feed", "begin_send", "finish_send", "send_flow"]
 
 
-def _with_trace_headers(message: MessageLike, headers: Mapping[str, str]) -> MessageLike:
-    if not headers:
-        return message
-    if isinstance(message, email.message.Message):
-        message = copy.copy(message)
-        for name, value in headers.items():
-            del message[name]
-            message[name] = value
-        return message
-    raw = message.encode("utf-8") if isinstance(message, str) else message
-    prefix = b"".join(f"{k}: {v}\r\n".encode("ascii") for k, v in headers.items())
-    return prefix + raw
-
-
 def begin_send(
     observer: SessionObserver,
-    message: MessageSource,
+    message: object,
     sender: str | None,
     recipients: Sequence[str] | str | None,
+    dkim: Sequence[DkimSigner] = (),
 ) -> tuple[PreparedMessage, TransactionObserver]:
-    """Prepare a message (envelope, flattening, trace headers) and open the ``smtp.send`` span.
+    """Prepare a message (the pipeline of ``_prepare.py``; DKIM, when configured, is its step
+    after the trace headers) and open its ``smtp.send`` span.
 
     Raises:
-        InvalidInputError: no envelope could be derived, or a raw message without envelope.
+        InvalidInputError: see :func:`mailsdk.client._prepare.prepare`.
     """
-    if isinstance(recipients, str):
-        recipients = [recipients]
-    if not isinstance(message, email.message.Message | bytes | str):
-        raise InvalidInputError(
-            f"a message is an email.message.Message, bytes or str, not {type(message).__name__}"
-        )
-    if isinstance(message, email.message.Message):
-        prepared = prepare_message(message, sender=sender, recipients=recipients)
-    else:
-        if sender is None or recipients is None:
-            raise InvalidInputError("a raw message needs an explicit sender and recipients")
-        prepared = prepare_raw(sender, recipients, message)
-    tx = observer.transaction(
-        sender=prepared.envelope.sender, recipients=prepared.envelope.recipients, size=prepared.size
-    )
-    headers = tx.trace_headers()
-    if headers:
-        traced = _with_trace_headers(message, headers)
-        if isinstance(traced, email.message.Message):
-            prepared = prepare_message(
-                traced, sender=prepared.envelope.sender, recipients=prepared.envelope.recipients
-            )
-        else:
-            prepared = prepare_raw(prepared.envelope.sender, prepared.envelope.recipients, traced)
-    return prepared, tx
+    steps = (signing_step(dkim),) if dkim else ()
+    return prepare(observer, message, sender, recipients, steps)
 
 
 def send_flow(
@@ -91,6 +55,8 @@ def send_flow(
     prepared: PreparedMessage,
     mail_options: MailOptions | None,
     rcpt_options: RcptOptions | None,
+    *,
+    tls_active: bool = False,
 ) -> Generator[Action, object, SendResult]:
     """The transaction flow for ``prepared`` with the config's defaults."""
     return transaction(
@@ -100,6 +66,7 @@ def send_flow(
         rcpt_options=rcpt_options or config.rcpt_options,
         dialect=config.dialect,
         options=config.transaction,
+        tls_active=tls_active,
     )
 
 
@@ -164,7 +131,7 @@ class Feed:
         return None if item is _END else self.delivery(item, prepare=action.prepare)
 
     def delivery(self, item: object, *, prepare: bool) -> Delivery:
-        """Prepare one item (envelope, trace headers, encoding) and open its span."""
+        """Prepare one item (envelope, trace headers, DKIM, encoding) and open its span."""
         index = self._index
         self._index += 1
         outgoing = item if isinstance(item, Outgoing) else None
@@ -175,7 +142,11 @@ class Feed:
             if outgoing is None:
                 outgoing = Outgoing(typing.cast("MessageSource", item))
             prepared, tx = begin_send(
-                self._observer, outgoing.message, outgoing.sender, outgoing.recipients
+                self._observer,
+                outgoing.message,
+                outgoing.sender,
+                outgoing.recipients,
+                self._config.dkim,
             )
         except MailError as exc:
             return Delivery(index=index, key=key, error=exc)

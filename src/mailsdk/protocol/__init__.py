@@ -21,6 +21,7 @@ from mailsdk.protocol.body import (
     canonicalize_line_endings,
     decode_data,
     encode_data,
+    scan_content,
 )
 from mailsdk.protocol.commands import (
     Auth,
@@ -59,8 +60,6 @@ from mailsdk.protocol.retry import ReplyVerdict, RetryAdvice, classify_reply
 from mailsdk.protocol.state import ClientState, Outcome, Trigger
 
 __all__ = [
-    "DEFAULT_LIMITS",
-    "NEED_DATA",
     "Auth",
     "AuthResponse",
     "Bdat",
@@ -70,6 +69,7 @@ __all__ = [
     "Command",
     "CommandReplied",
     "ConnectionClosed",
+    "DEFAULT_LIMITS",
     "Data",
     "DataEncoder",
     "Dialect",
@@ -83,6 +83,7 @@ __all__ = [
     "Help",
     "Lhlo",
     "MailFrom",
+    "NEED_DATA",
     "NeedData",
     "Noop",
     "Outcome",
@@ -107,6 +108,7 @@ __all__ = [
     "encode_data",
     "needs_smtputf8",
     "quote_path",
+    "scan_content",
     "split_mailbox",
     "validate_address",
 ]
