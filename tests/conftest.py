@@ -28,7 +28,7 @@ from mailsdk.transport import TlsSettings
 # which runs the kit's documented pytest examples.
 pytest_plugins = ["mailsdk.testing.pytest_plugin", "pytester"]
 
-# Hypothesis profiles (DESIGN.md §6.6): CI is deterministic and has no per-example deadline (a
+# Hypothesis profiles (docs/architecture.md, "Decisions"): CI is deterministic and has no per-example deadline (a
 # loaded 2-core machine must not turn slowness into failures); "dev" explores new examples.
 settings.register_profile(
     "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -43,7 +43,7 @@ def test_smtp_with_options() -> None:
     [
         ("smtps://mail.example.com", TlsMode.IMPLICIT, 465, Dialect.SMTP),
         ("smtp://mail.example.com:465", TlsMode.IMPLICIT, 465, Dialect.SMTP),
-        ("smtp://mail.example.com", TlsMode.STARTTLS, 25, Dialect.SMTP),
+        ("smtp://mail.example.com", TlsMode.STARTTLS, 587, Dialect.SMTP),
         ("smtp://mail.example.com?tls=opportunistic", TlsMode.OPPORTUNISTIC, 25, Dialect.SMTP),
         ("lmtp://[::1]:24?tls=none", TlsMode.NONE, 24, Dialect.LMTP),
         ("lmtp://10.0.0.5", TlsMode.STARTTLS, 2003, Dialect.LMTP),
