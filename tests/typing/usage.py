@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from typing import assert_type
 
 import mailsdk
+import mailsdk.batch
 from mailsdk import (
     AsyncClient,
     AsyncLMTPClient,
@@ -40,8 +41,10 @@ from mailsdk import (
     TlsSettings,
 )
 from mailsdk.auth.tokens import AccessToken, CachingTokenProvider, StaticTokenProvider
+from mailsdk.dkim import DkimKey, DkimSigner, sign_bytes
 from mailsdk.flows import TlsInfo
 from mailsdk.protocol.reply_parser import ReplyLimits
+from mailsdk.testing import MailServer, ReceivedMessage, serve
 
 
 def message() -> EmailMessage:
@@ -203,6 +206,62 @@ async def async_usage() -> None:
     use_result(await mailsdk.asend(message(), builder=builder))
 
 
+def pool_usage() -> None:
+    from mailsdk.pool import AsyncPool, Pool
+
+    client = builders()[2].build()
+    bucket: mailsdk.batch.RateLimiter = mailsdk.batch.TokenBucket(messages_per_second=10)
+    with client.pool(max_connections=2) as pool:
+        assert_type(pool, Pool)
+        use_result(pool.send_message(message()))
+        with pool.send_batch(
+            [mailsdk.Outgoing(message(), key="k")],
+            rate=bucket,
+            retry=mailsdk.batch.RetryPolicy(attempts=2),
+            ordered=True,
+        ) as run:
+            for outcome in run:
+                assert_type(outcome, mailsdk.SendOutcome)
+        assert_type(run.report, mailsdk.batch.BatchReport)
+        assert_type(run.report.p95, float | None)
+
+    async def apool() -> None:
+        async with builders()[2].build_async().pool() as pool:
+            assert_type(pool, AsyncPool)
+            use_result(await pool.send_message(message()))
+            async for outcome in pool.send_batch([message()]):
+                assert_type(outcome.status, mailsdk.DeliveryStatus)
+
+    asyncio.run(apool())
+
+
+def dkim_url_and_kit_usage() -> None:
+    key = DkimKey.load(Secret("-----BEGIN PRIVATE KEY-----..."))
+    assert_type(key, DkimKey)
+    assert_type(key.dns_record(), str)
+    signer = DkimSigner(domain="example.com", selector="s1", key=key, oversign=("From", "To"))
+    assert_type(sign_bytes([signer], b"From: a@example.com\r\n\r\nx", timestamp=None), bytes)
+    builder = (
+        ClientBuilder.from_url("smtp://me@mail.example.com:587?tls=starttls", password=Secret("p"))
+        .with_dkim("example.com", "s1", "/etc/dkim/s1.pem", canonicalization="relaxed/simple")
+        .with_dkim("example.com", "s2", key)
+    )
+    assert_type(builder, ClientBuilder)
+    with serve(tls="starttls", users={"me": "pw"}, chunking=True) as server:
+        assert_type(server, MailServer)
+        server.refuse_recipient("nobody@example.com")
+        server.transient("MAIL", times=2)
+        assert_type(server.client(username="me", password="pw"), Client)
+        assert_type(server.async_client(), AsyncClient)
+        assert_type(server.client_builder(), ClientBuilder)
+        for received in server.messages:
+            assert_type(received, ReceivedMessage)
+            assert_type(received.data, bytes)
+            assert_type(received.message, EmailMessage)
+            assert_type(received.rcpt_tos, tuple[str, ...])
+
+
 if __name__ == "__main__":  # pragma: no cover - type-checked only
     sync_usage()
     asyncio.run(async_usage())
+    pool_usage()
