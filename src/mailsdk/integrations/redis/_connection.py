@@ -16,17 +16,9 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
-from mailsdk.errors import TransportError
+from mailsdk.integrations._errors import CoordinationUnavailable
 
 __all__ = ["CoordinationUnavailable", "Script", "describe", "from_url", "run"]
-
-
-class CoordinationUnavailable(TransportError):
-    """Redis, which holds the shared limits or the ledger, could not be reached or failed.
-
-    Nothing was sent because of the failed call: limiters and the ledger are consulted before a
-    send, so a caller that gets this error can retry later or give up without losing track.
-    """
 
 
 def describe(client: redis.Redis | redis.asyncio.Redis) -> str:

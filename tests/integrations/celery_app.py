@@ -1,0 +1,56 @@
+"""The Celery app the real workers of the integration tests run (``celery -A`` this module).
+
+Configured from ``MAILSDK_TEST_*`` environment variables set by the test that starts the
+workers: the Redis URL (broker, results, limits, ledger), the SMTP server (the real Postfix,
+through the counting relay) and the limits under test.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from mailsdk import Client, ClientBuilder
+from mailsdk.integrations.celery import install
+from mailsdk.integrations.redis import Rate
+
+_env = os.environ.get
+_url = _env("MAILSDK_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+
+app = Celery("mailsdk_test", broker=_url, backend=_url)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    broker_transport_options={"visibility_timeout": 30},
+    broker_connection_retry_on_startup=True,
+    result_expires=600,
+    worker_hijack_root_logger=False,
+    mailsdk_client="tests.integrations.celery_app:build_client",
+    mailsdk_ledger="itest",
+    mailsdk_claim_ttl=float(_env("MAILSDK_TEST_CLAIM_TTL", "30")),
+    mailsdk_lease_ttl=float(_env("MAILSDK_TEST_LEASE_TTL", "5")),
+    mailsdk_idle_timeout=float(_env("MAILSDK_TEST_IDLE", "2")),
+    mailsdk_retry={"max_attempts": 8, "base": 0.5, "max_delay": 4.0},
+)
+if _env("MAILSDK_TEST_RATE"):
+    app.conf.mailsdk_message_rates = [
+        Rate.per_second(
+            float(_env("MAILSDK_TEST_RATE", "0")), burst=float(_env("MAILSDK_TEST_BURST", "10"))
+        )
+    ]
+if _env("MAILSDK_TEST_MAX_CONN"):
+    app.conf.mailsdk_max_connections = int(_env("MAILSDK_TEST_MAX_CONN", "0"))
+
+tasks = install(app)
+
+
+def build_client() -> Client:
+    """The worker's client: plain SMTP to the test server (no credentials needed there)."""
+    host = _env("MAILSDK_TEST_SMTP_HOST", "127.0.0.1")
+    port = int(_env("MAILSDK_TEST_SMTP_PORT", "25"))
+    return ClientBuilder.smtp(host, port).with_tls("none").with_timeouts(30).build()
