@@ -29,6 +29,8 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 30},
     broker_connection_retry_on_startup=True,
     result_expires=600,
+    result_backend_always_retry=True,
+    result_backend_max_retries=20,
     worker_hijack_root_logger=False,
     mailsdk_client="tests.integrations.celery_app:build_client",
     mailsdk_ledger="itest",

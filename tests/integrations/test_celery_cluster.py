@@ -19,7 +19,7 @@ from tests._support.mta import MtaEnvironment
 
 from mailsdk import Outgoing
 from mailsdk.integrations.celery import ClusterReport, send_batch
-from mailsdk.integrations.redis import DeliveryLedger
+from mailsdk.integrations.redis import DeliveryLedger, LedgerState
 
 from .conftest import Cluster
 
@@ -91,3 +91,171 @@ def test_batch_fans_out_and_every_message_arrives_once(
     assert sorted(_delivered(integration_mta, run).values()) == [1] * 40
     # One connection per process, reused across tasks (never one per message).
     assert cluster.relay.total <= 4, cluster.relay.total
+
+
+def _max_in_window(stamps: list[float], window: float) -> int:
+    stamps = sorted(stamps)
+    best, j = 0, 0
+    for i, start in enumerate(stamps):
+        while j < len(stamps) and stamps[j] < start + window:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+class _Background:
+    """Run ``send_batch`` in a thread so the test can break things meanwhile."""
+
+    def __init__(self, cluster: Cluster, items: list[Outgoing], **kwargs: object) -> None:
+        self.report: ClusterReport | None = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.report = send_batch(cluster.tasks, items, **kwargs)  # type: ignore[arg-type]
+            except BaseException as exc:
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float) -> ClusterReport:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "send_batch did not finish"
+        assert self.error is None, repr(self.error)
+        assert self.report is not None
+        return self.report
+
+
+def _wait_accepted(cluster: Cluster, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(cluster.relay.accepted_at) < count:
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_cluster_wide_rate_limit_holds_over_2000_messages(
+    cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    rate, burst, window = 100.0, 10, 5.0
+    cluster.start(2, concurrency=2, rate=str(rate), burst=str(burst))
+    run = uuid.uuid4().hex[:12]
+    started = time.monotonic()
+    report = send_batch(cluster.tasks, _items(run, 2000), chunk_size=50, timeout=150)
+    elapsed = time.monotonic() - started
+    assert report.ok, (report.counts, cluster.logs())
+    stamps = cluster.relay.accepted_at
+    assert len(stamps) == 2000
+    # Counted on the server side: at most rate x window + burst in every 5 s window. The
+    # limiter spaces the *starts* of the sends; a send that was scheduling-delayed on a loaded
+    # machine may land in the next window, so allow a quarter second of lateness.
+    peak = _max_in_window(stamps, window)
+    assert peak <= rate * window + burst + rate * 0.25, peak
+    assert elapsed >= (2000 - burst) / rate * 0.98
+    overall = (len(stamps) - 1) / (max(stamps) - min(stamps))
+    assert overall <= rate * 1.02, overall
+    got = _wait_delivered(integration_mta, run, 2000, timeout=90)
+    assert len(got) == 2000 and set(got.values()) == {1}
+
+
+@pytest.mark.slow
+def test_connection_cap_of_4_holds_across_workers(
+    cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    # 3 workers x 2 processes = 6 would-be connections; the cap is 4 cluster-wide.
+    cluster.start(3, concurrency=2, max_conn="4")
+    run = uuid.uuid4().hex[:12]
+    report = send_batch(cluster.tasks, _items(run, 360), chunk_size=6, timeout=150)
+    assert report.ok, (report.counts, cluster.logs())
+    assert cluster.relay.peak <= 4, cluster.relay.peak  # what the server saw
+    assert cluster.relay.peak >= 3  # and the workers did use the connections side by side
+    got = _wait_delivered(integration_mta, run, 360)
+    assert len(got) == 360 and set(got.values()) == {1}
+    client = redis.Redis.from_url(cluster.redis.url)
+    try:
+        assert client.zcard("mailsdk:conn:{default}") <= 4
+    finally:
+        client.close()
+
+
+def _check_exactly_once_or_unknown(
+    report: ClusterReport, got: dict[str, int], ledger: DeliveryLedger, count: int
+) -> list[str]:
+    assert len(report.results) == count
+    assert all(n == 1 for n in got.values()), {k: n for k, n in got.items() if n > 1}
+    unknown = {e.key for e in ledger.unknown()}
+    missing = []
+    for result in report.results:
+        key = result["key"]
+        if key in got:
+            continue
+        missing.append(key)
+        entry = ledger.get(key)
+        # Not in the Maildir: the ledger must say UNKNOWN (parked for review), and the report
+        # must not claim it was delivered.
+        assert entry is not None and entry.state is LedgerState.UNKNOWN, (key, entry, result)
+        assert key in unknown
+        assert result["status"] != "accepted", result
+    return missing
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_process_mid_batch_loses_and_duplicates_nothing(
+    cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    cluster.start(2, concurrency=2, rate="80", burst="5", claim_ttl="3")
+    run = uuid.uuid4().hex[:12]
+    batch = _Background(cluster, _items(run, 600), chunk_size=20, timeout=150)
+    _wait_accepted(cluster, 150)
+    victims = cluster.workers[0].children()
+    assert victims, cluster.logs()
+    os.kill(victims[0], signal.SIGKILL)  # mid-chunk: it holds claims and a connection
+    report = batch.join(160)
+    got = _wait_delivered(integration_mta, run, 600)
+    client = redis.Redis.from_url(cluster.redis.url)
+    try:
+        ledger = DeliveryLedger(client, "itest")
+        missing = _check_exactly_once_or_unknown(report, got, ledger, 600)
+    finally:
+        client.close()
+    assert len(missing) <= 1, missing  # at most the one message that was on the wire
+    full = "".join(w.text() for w in cluster.workers)
+    assert "signal 9" in full or "SIGKILL" in full or "WorkerLostError" in full
+    # The killed process's chunk was delivered again and the ledger skipped what it had sent.
+    assert any(r.get("duplicate") for r in report.results), report.counts
+
+
+@pytest.mark.slow
+def test_redis_restart_mid_run_is_survived_without_silent_loss(
+    cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    cluster.start(2, concurrency=2, rate="100", burst="5")
+    cluster.app.conf.result_backend_always_retry = True
+    client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
+    ledger = DeliveryLedger(client, "itest")
+    run = uuid.uuid4().hex[:12]
+    batch = _Background(cluster, _items(run, 400), chunk_size=20, timeout=90, ledger=ledger)
+    _wait_accepted(cluster, 120)
+    cluster.redis.restart(down_for=2.0)  # broker, results, limits and ledger all go away
+    report = batch.join(170)
+    got = _wait_delivered(integration_mta, run, 400)
+    try:
+        assert len(report.results) == 400
+        assert all(n == 1 for n in got.values())
+        for result in report.results:
+            key = result["key"]
+            if result["status"] in ("accepted", "partial"):
+                assert key in got, result  # reported delivered: it really is there
+            elif key in got:
+                assert result["status"] == "unknown", result  # never "not sent" when it was
+            else:
+                # Not delivered: never silently; the report says why, the ledger agrees.
+                assert result["status"] in ("unknown", "lost", "deferred", "failed"), result
+                assert result.get("error") or result.get("reason"), result
+                entry = ledger.get(key)
+                assert entry is None or entry.state is not LedgerState.ACCEPTED
+        # The outage was ridden out: (nearly) everything went through after the restart.
+        assert report.counts.get("accepted", 0) >= 390, (report.counts, report.chunk_errors)
+    finally:
+        client.close()

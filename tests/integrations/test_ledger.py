@@ -154,3 +154,12 @@ def test_redis_restart_keeps_the_ledger(redis_server: RedisServer) -> None:
     redis_server.start()
     assert ledger.claim("kept").verdict == "accepted"  # the AOF kept it
     client.close()
+
+
+def test_repeating_a_call_whose_reply_was_lost_is_harmless(redis_client: redis.Redis) -> None:
+    ledger = DeliveryLedger(redis_client, "t")
+    claim = ledger.claim("k", owner="token-1")
+    assert ledger.claim("k", owner="token-1").may_send  # the same owner again: still ours
+    assert ledger.sending("k", claim.owner)
+    assert ledger.sending("k", claim.owner)  # repeated: still allowed, still one sender
+    assert ledger.claim("k").verdict == "busy"

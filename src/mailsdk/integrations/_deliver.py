@@ -19,9 +19,11 @@ Per item, in this order (each step can only make the item *not* go out, never go
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import typing
+import uuid
 from collections.abc import Sequence
 
 from mailsdk.errors import (
@@ -108,23 +110,39 @@ def is_retryable(result: JsonDict) -> bool:
     return status == DeliveryStatus.REFUSED.value and bool(result.get("transient"))
 
 
-def _record(
-    ledger: DeliveryLedger, key: str, owner: str, status: DeliveryStatus, detail: JsonDict
-) -> str | None:
-    """Record with retries across a Redis restart; the error text when it never got through."""
-    deadline = time.monotonic() + 20.0
+_T = typing.TypeVar("_T")
+
+
+def _patient(call: typing.Callable[[], _T], patience: float) -> _T:
+    """Run a Redis call, retrying for ``patience`` seconds while Redis is down (a restart)."""
+    deadline = time.monotonic() + patience
     delay = 0.1
     while True:
         try:
-            ledger.record(key, owner, status, detail)
-        except CoordinationUnavailable as exc:
-            if time.monotonic() >= deadline:
-                _log.error("ledger write for %s failed; it will be parked as UNKNOWN", key)
-                return str(exc)
+            return call()
+        except CoordinationUnavailable:
+            if time.monotonic() + delay >= deadline:
+                raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-        else:
-            return None
+
+
+def _record(
+    ledger: DeliveryLedger,
+    key: str,
+    owner: str,
+    status: DeliveryStatus,
+    detail: JsonDict,
+    *,
+    patience: float,
+) -> str | None:
+    """Record, waiting out a Redis restart; the error text when it never got through."""
+    try:
+        _patient(lambda: ledger.record(key, owner, status, detail), patience)
+    except CoordinationUnavailable as exc:
+        _log.error("ledger write for %s failed; it will be parked as UNKNOWN", key)
+        return str(exc)
+    return None
 
 
 def _unclaim(ledger: DeliveryLedger | None, key: str, owner: str) -> None:
@@ -144,12 +162,14 @@ def deliver_chunk(
     first_index: int = 0,
     indexes: Sequence[int] | None = None,
     penalty: float = 10.0,
+    patience: float = 30.0,
 ) -> list[JsonDict]:
     """Send ``items`` one transaction each over the process's session; one JSON result each.
 
     A result is :func:`~mailsdk.integrations._wire.outcome_to_json`'s dict plus ``ledger`` (the
     ledger's verdict), or ``status: "deferred"`` for an item not attempted now. Items after a
-    Redis failure are deferred (nothing is sent without the ledger's claim).
+    Redis failure that outlasts ``patience`` seconds are deferred (nothing is sent without the
+    ledger's claim); shorter outages (a restart) are waited out.
     """
     results: list[JsonDict] = []
     broken: str | None = None
@@ -162,7 +182,10 @@ def deliver_chunk(
         attempts = 1
         try:
             if ledger is not None:
-                claim = ledger.claim(item.key)
+                # One owner token for every try: a claim that Redis executed but whose reply
+                # was lost (a restart) is found again as ours, not as someone else's.
+                token = uuid.uuid4().hex
+                claim = _patient(functools.partial(ledger.claim, item.key, owner=token), patience)
                 if not claim.may_send:
                     if claim.verdict == "busy":
                         results.append(_deferred(index, item.key, "claimed by another worker"))
@@ -180,11 +203,16 @@ def deliver_chunk(
                     continue
                 owner, attempts = claim.owner, claim.attempts
             if rate is not None:
-                wait = rate.reserve(messages=1, recipients=len(item.recipients))
+                reserve = functools.partial(
+                    rate.reserve, messages=1, recipients=len(item.recipients)
+                )
+                wait = _patient(reserve, patience)
                 if wait > 0:
                     time.sleep(wait)
             with sessions.use() as session:
-                if ledger is not None and not ledger.sending(item.key, owner):
+                if ledger is not None and not _patient(
+                    functools.partial(ledger.sending, item.key, owner), patience
+                ):
                     results.append(_deferred(index, item.key, "claim lost before sending"))
                     continue
                 try:
@@ -215,7 +243,7 @@ def deliver_chunk(
             state = outcome.status
             if state is DeliveryStatus.REFUSED and summary.get("transient"):
                 state = DeliveryStatus.FAILED  # a 4xx: nothing accepted, may be tried again
-            error = _record(ledger, item.key, owner, state, summary)
+            error = _record(ledger, item.key, owner, state, summary, patience=patience)
             summary["ledger"] = state.value if error is None else "unrecorded"
             if error is not None:
                 summary["ledger_error"] = error

@@ -14,6 +14,8 @@ what was sent).
 from __future__ import annotations
 
 import collections
+import contextlib
+import time
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -21,10 +23,13 @@ import attrs
 import celery
 from opentelemetry import propagate
 
-from mailsdk.errors import InvalidInputError
+from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.flows import Outgoing
 from mailsdk.integrations._wire import JsonDict, encode_item
 from mailsdk.integrations.celery._worker import TRACE_HEADER, MailTasks
+
+if typing.TYPE_CHECKING:
+    from mailsdk.integrations.redis import DeliveryLedger
 
 __all__ = ["ClusterReport", "send_batch"]
 
@@ -74,6 +79,7 @@ def send_batch(
     chunk_size: int = 100,
     timeout: float | None = 3600.0,
     queue: str | None = None,
+    ledger: DeliveryLedger | None = None,
 ) -> ClusterReport:
     """Send ``items`` through the workers in chunks and wait for every chunk.
 
@@ -83,6 +89,8 @@ def send_batch(
         chunk_size: items per task.
         timeout: seconds to wait for all chunks (``None``: forever).
         queue: the Celery queue to publish to (default: the task's).
+        ledger: the workers' ledger; when a chunk's result is lost (its task failed as a whole),
+            each of its items is reported with what the ledger knows about it.
 
     Raises:
         InvalidInputError: an item cannot be encoded (nothing was published).
@@ -106,29 +114,71 @@ def send_batch(
         tasks.send_chunk.apply_async(kwargs={"items": chunk}, **options)
         for chunk in _chunks(encoded, chunk_size)
     ]
+    deadline = None if timeout is None else time.monotonic() + timeout
     by_index: dict[int, JsonDict] = {}
     errors: list[str] = []
     for chunk, handle in zip(_chunks(encoded, chunk_size), pending, strict=True):
         try:
-            answer = handle.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+            answer = _get(handle, deadline)
             for result in answer["results"]:
                 by_index[int(result["index"])] = result
         except Exception as exc:  # the chunk as a whole: report it, item by item
             errors.append(f"{type(exc).__name__}: {exc}")
             for payload in chunk:
-                by_index.setdefault(
-                    int(payload["index"]),
-                    {
-                        "index": payload["index"],
-                        "key": payload["key"],
-                        "status": "lost",
-                        "error": {"type": type(exc).__name__, "message": str(exc)},
-                    },
-                )
+                by_index.setdefault(int(payload["index"]), _lost(payload, exc, ledger))
         finally:
             if _has_backend(tasks.app):
-                handle.forget()
+                with contextlib.suppress(Exception):
+                    handle.forget()
     return ClusterReport([by_index[i] for i in sorted(by_index)], tuple(errors))
+
+
+def _transient_backend_error(exc: Exception) -> bool:
+    import kombu.exceptions
+    import redis.exceptions
+
+    connection_errors = (
+        OSError,
+        kombu.exceptions.OperationalError,
+        redis.exceptions.ConnectionError,
+    )
+    return isinstance(exc, connection_errors)
+
+
+def _get(handle: typing.Any, deadline: float | None) -> JsonDict:
+    """Wait for one chunk's result, riding out a result backend that restarts meanwhile."""
+    while True:
+        left = None if deadline is None else max(0.1, deadline - time.monotonic())
+        try:
+            answer = handle.get(timeout=left, propagate=True, disable_sync_subtasks=False)
+        except Exception as exc:
+            if not _transient_backend_error(exc):
+                raise
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+            raise InvalidInputError("a chunk task returned something that is not its results")
+        return answer
+
+
+def _lost(payload: JsonDict, exc: Exception, ledger: DeliveryLedger | None) -> JsonDict:
+    result: JsonDict = {
+        "index": payload["index"],
+        "key": payload["key"],
+        "status": "lost",
+        "error": {"type": type(exc).__name__, "message": str(exc)},
+    }
+    if ledger is not None:
+        try:
+            entry = ledger.get(str(payload["key"]))
+        except MailError:
+            entry = None
+        if entry is not None and entry.state.value in ("accepted", "partial", "refused", "unknown"):
+            result["status"] = entry.state.value
+            result["ledger"] = entry.state.value
+    return result
 
 
 def _has_backend(app: celery.Celery) -> bool:

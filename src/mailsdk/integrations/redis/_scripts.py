@@ -132,10 +132,12 @@ return {'unknown', attempts}
 
 #: ``claimed`` -> ``sending`` for the owner of a live claim. KEYS[1] = entry; ARGV = owner,
 #: claim_ttl_ms. 1 when the owner may send now; 0 when the claim was lost (do not send).
+#: Idempotent for the owner, so a call whose reply was lost (Redis restarting) can be repeated.
 LEDGER_MARK_SENDING = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local e = redis.call('HMGET', KEYS[1], 'state', 'owner', 'expires')
+if e[1] == 'sending' and e[2] == ARGV[1] then return 1 end
 if e[1] ~= 'claimed' or e[2] ~= ARGV[1] or tonumber(e[3] or '0') <= now then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'sending', 'expires', now + tonumber(ARGV[2]), 'updated', now)
 return 1
