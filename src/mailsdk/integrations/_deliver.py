@@ -42,7 +42,13 @@ from mailsdk.integrations._wire import JsonDict, WireItem, outcome_to_json
 if typing.TYPE_CHECKING:
     from mailsdk.integrations.redis import DeliveryLedger
 
-__all__ = ["DEFERRED", "RateLimiterLike", "deliver_chunk", "is_retryable"]
+__all__ = [
+    "DEFERRED",
+    "RateLimiterLike",
+    "classify_error",
+    "deliver_chunk",
+    "is_retryable",
+]
 
 _log = logging.getLogger("mailsdk.integrations")
 
@@ -73,7 +79,8 @@ def _deferred(index: int, key: str, reason: str, ledger: str | None = None) -> J
     }
 
 
-def _classify(index: int, key: str, exc: MailError) -> SendOutcome:
+def classify_error(index: int, key: str | None, exc: MailError) -> SendOutcome:
+    """The outcome of a transaction that raised ``exc`` (UNKNOWN whenever it cannot tell)."""
     if isinstance(exc, DeliveryUnknown):
         status = DeliveryStatus.UNKNOWN
     elif isinstance(exc, ReplyError):
@@ -220,7 +227,7 @@ def deliver_chunk(
                         item.data, sender=item.sender, recipients=list(item.recipients)
                     )
                 except MailError as exc:
-                    outcome = _classify(index, item.key, exc)
+                    outcome = classify_error(index, item.key, exc)
                     if rate is not None and _throttled(exc):
                         rate.penalize(penalty)
                     raise _Sent(outcome) from exc

@@ -1,0 +1,167 @@
+"""The Django backend with Django's own APIs (send_mail, send_mass_mail, EmailMessage,
+EmailMultiAlternatives, get_connection) against aiosmtpd on loopback."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import ssl
+import typing
+from collections.abc import Callable, Iterator
+
+import pytest
+import trustme
+from tests._support.django_setup import ensure_django
+from tests._support.smtpd import SmtpdServer
+
+pytest.importorskip("django", reason="the django extra is not installed")
+
+from django.core import mail  # noqa: E402
+from django.test import override_settings  # noqa: E402
+
+from mailsdk.errors import ConfigurationError, RecipientsRefused  # noqa: E402
+from mailsdk.integrations.django import EmailBackend  # noqa: E402
+
+ensure_django()
+
+
+@pytest.fixture
+def server(smtpd_factory: Callable[..., SmtpdServer]) -> Iterator[SmtpdServer]:
+    srv = smtpd_factory(pipelining=True, refuse_rcpt=["nobody@example.test"])
+    with override_settings(EMAIL_HOST=srv.host, EMAIL_PORT=srv.port, EMAIL_TIMEOUT=10):
+        yield srv
+
+
+def _parsed(content: bytes) -> email.message.EmailMessage:
+    return typing.cast(
+        email.message.EmailMessage, email.message_from_bytes(content, policy=email.policy.default)
+    )
+
+
+def _sessions(server: SmtpdServer) -> int:
+    return server.recorder.verbs.count("EHLO")
+
+
+def test_send_mail_goes_through_mailsdk(server: SmtpdServer) -> None:
+    sent = mail.send_mail("Grüße", "Hallo Welt.", "Alice <alice@client.test>", ["bob@example.test"])
+    assert sent == 1
+    [message] = server.recorder.messages
+    assert message.mail_from == "alice@client.test"
+    assert message.rcpt_tos == ["bob@example.test"]
+    parsed = _parsed(message.content)
+    assert parsed["Subject"] == "Grüße"
+    assert parsed.get_content().strip() == "Hallo Welt."
+    assert parsed["Message-ID"]
+
+
+def test_send_mass_mail_uses_one_connection(server: SmtpdServer) -> None:
+    datatuples = [
+        (f"subject {n}", f"body {n}", "alice@client.test", [f"r{n}@example.test"]) for n in range(3)
+    ]
+    assert mail.send_mass_mail(datatuples) == 3
+    assert [m.rcpt_tos for m in server.recorder.messages] == [
+        ["r0@example.test"],
+        ["r1@example.test"],
+        ["r2@example.test"],
+    ]
+    assert _sessions(server) == 1
+    assert server.recorder.verbs.count("QUIT") == 1
+
+
+def test_attachments_alternatives_cc_and_bcc(server: SmtpdServer) -> None:
+    msg = mail.EmailMultiAlternatives(
+        "report",
+        "plain text",
+        "alice@client.test",
+        ["bob@example.test"],
+        cc=["carol@example.test"],
+        bcc=["hidden@example.test"],
+    )
+    msg.attach_alternative("<p>html</p>", "text/html")
+    msg.attach("data.bin", bytes(range(256)), "application/octet-stream")
+    assert msg.send() == 1
+    [message] = server.recorder.messages
+    assert sorted(message.rcpt_tos) == sorted(
+        ["bob@example.test", "carol@example.test", "hidden@example.test"]
+    )
+    assert b"hidden@example.test" not in message.content  # Bcc is envelope-only
+    parsed = _parsed(message.content)
+    assert parsed["Cc"] == "carol@example.test"
+    html = parsed.get_body(("html",))
+    assert html is not None and "<p>html</p>" in html.get_content()
+    [attachment] = list(parsed.iter_attachments())
+    assert attachment.get_filename() == "data.bin"
+    assert attachment.get_content() == bytes(range(256))
+
+
+def test_get_connection_reuses_one_session_across_calls(server: SmtpdServer) -> None:
+    with mail.get_connection() as connection:
+        assert isinstance(connection, EmailBackend)
+        for n in range(3):
+            mail.EmailMessage(
+                f"s{n}", "b", "alice@client.test", ["bob@example.test"], connection=connection
+            ).send()
+    assert len(server.recorder.messages) == 3
+    assert _sessions(server) == 1
+
+
+def test_a_refused_message_raises_after_the_others_went_out(server: SmtpdServer) -> None:
+    messages = [
+        mail.EmailMessage("ok1", "b", "alice@client.test", ["bob@example.test"]),
+        mail.EmailMessage("bad", "b", "alice@client.test", ["nobody@example.test"]),
+        mail.EmailMessage("ok2", "b", "alice@client.test", ["carol@example.test"]),
+    ]
+    with pytest.raises(RecipientsRefused):
+        mail.get_connection().send_messages(messages)
+    assert [m.rcpt_tos for m in server.recorder.messages] == [
+        ["bob@example.test"],
+        ["carol@example.test"],
+    ]
+    # fail_silently: no exception, and the count says what the server accepted.
+    assert mail.get_connection(fail_silently=True).send_messages(messages) == 2
+
+
+def test_server_down_raises_unless_silent(server: SmtpdServer) -> None:
+    server.stop()
+    with pytest.raises(OSError):
+        mail.send_mail("s", "b", "alice@client.test", ["bob@example.test"])
+    assert (
+        mail.send_mail("s", "b", "alice@client.test", ["bob@example.test"], fail_silently=True) == 0
+    )
+
+
+def test_contradictory_settings_are_configuration_errors() -> None:
+    with (
+        override_settings(EMAIL_USE_TLS=True, EMAIL_USE_SSL=True),
+        pytest.raises(ConfigurationError),
+    ):
+        mail.get_connection()
+    with override_settings(MAILSDK_POOL_SIZE=0), pytest.raises(ConfigurationError):
+        mail.get_connection()
+    with override_settings(MAILSDK_CLIENT="no-colon"), pytest.raises(ConfigurationError):
+        mail.get_connection()
+
+
+def test_starttls_with_a_ca_file_and_auth_and_no_password_in_repr(
+    smtpd_factory: Callable[..., SmtpdServer],
+    server_ssl_context: ssl.SSLContext,
+    tls_ca: trustme.CA,
+    tmp_path: typing.Any,
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    srv = smtpd_factory(starttls=server_ssl_context, users={"alice": "s3cr3t-pw"})
+    with override_settings(
+        EMAIL_HOST="localhost",
+        EMAIL_PORT=srv.port,
+        EMAIL_USE_TLS=True,
+        EMAIL_HOST_USER="alice",
+        EMAIL_HOST_PASSWORD="s3cr3t-pw",
+        MAILSDK_CA_FILE=str(ca_file),
+    ):
+        connection = mail.get_connection()
+        assert "s3cr3t-pw" not in repr(connection)
+        assert "s3cr3t-pw" not in repr(connection.client.config)
+        assert mail.send_mail("s", "b", "alice@client.test", ["bob@example.test"]) == 1
+    assert srv.recorder.auth_logins == [b"alice"]
+    assert "STARTTLS" in srv.recorder.verbs
