@@ -8,6 +8,7 @@ through the counting relay) and the limits under test.
 from __future__ import annotations
 
 import os
+import typing
 
 from celery import Celery
 
@@ -50,9 +51,46 @@ if _env("MAILSDK_TEST_MAX_CONN"):
 
 tasks = install(app)
 
+if _env("MAILSDK_TEST_SPAN_FILE"):
+    # Real OpenTelemetry SDK in the worker: every finished span is appended to a JSON-lines
+    # file, so the test can check that producer and worker spans share one trace.
+    import json
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    def _line(span: typing.Any) -> str:
+        ctx, parent = span.get_span_context(), span.parent
+        return (
+            json.dumps(
+                {
+                    "name": span.name,
+                    "trace_id": f"{ctx.trace_id:032x}",
+                    "span_id": f"{ctx.span_id:016x}",
+                    "parent_id": f"{parent.span_id:016x}" if parent else None,
+                }
+            )
+            + "\n"
+        )
+
+    _provider = TracerProvider()
+    _provider.add_span_processor(
+        SimpleSpanProcessor(
+            ConsoleSpanExporter(
+                out=open(_env("MAILSDK_TEST_SPAN_FILE", ""), "a", encoding="utf-8"),  # noqa: SIM115
+                formatter=_line,
+            )
+        )
+    )
+    trace.set_tracer_provider(_provider)
+
 
 def build_client() -> Client:
     """The worker's client: plain SMTP to the test server (no credentials needed there)."""
     host = _env("MAILSDK_TEST_SMTP_HOST", "127.0.0.1")
     port = int(_env("MAILSDK_TEST_SMTP_PORT", "25"))
-    return ClientBuilder.smtp(host, port).with_tls("none").with_timeouts(30).build()
+    builder = ClientBuilder.smtp(host, port).with_tls("none").with_timeouts(30)
+    if _env("MAILSDK_TEST_SPAN_FILE"):
+        builder = builder.with_opentelemetry()
+    return builder.build()

@@ -11,6 +11,7 @@ import re
 import signal
 import threading
 import time
+import types
 import uuid
 
 import pytest
@@ -259,3 +260,69 @@ def test_redis_restart_mid_run_is_survived_without_silent_loss(
         assert report.counts.get("accepted", 0) >= 390, (report.counts, report.chunk_errors)
     finally:
         client.close()
+
+
+def test_trace_context_flows_from_the_producer_into_the_worker_spans(
+    cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    import json
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    span_file = cluster.log_dir / "spans.jsonl"
+    cluster.start(1, concurrency=2, span_file=str(span_file))
+    tracer = TracerProvider().get_tracer("test-producer")
+    run = uuid.uuid4().hex[:12]
+    with tracer.start_as_current_span("producer") as producer:
+        report = send_batch(cluster.tasks, _items(run, 3), chunk_size=3, timeout=60)
+    assert report.ok, cluster.logs()
+    trace_id = f"{producer.get_span_context().trace_id:032x}"
+    deadline = time.monotonic() + 10
+    while True:
+        spans = (
+            [json.loads(line) for line in span_file.read_text().splitlines()]
+            if span_file.exists()
+            else []
+        )
+        task_spans = [s for s in spans if s["name"] == "mailsdk.celery.send_chunk"]
+        if task_spans or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert task_spans, spans
+    [task_span] = task_spans
+    assert task_span["trace_id"] == trace_id
+    assert task_span["parent_id"] == f"{producer.get_span_context().span_id:016x}"
+    # mailsdk's own session/command spans in the worker are children in the same trace.
+    ours = [s for s in spans if s["trace_id"] == trace_id and s is not task_span]
+    assert ours, spans
+
+
+def test_django_hands_messages_to_the_celery_workers(
+    cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    pytest.importorskip("django", reason="the django extra is not installed")
+    from django.core import mail
+    from django.test import override_settings
+    from tests._support.django_setup import ensure_django
+
+    ensure_django()
+    cluster.start(1, concurrency=2)
+    run = uuid.uuid4().hex[:12]
+    _HANDOFF.tasks = cluster.tasks
+    with override_settings(MAILSDK_CELERY_TASKS=f"{__name__}:_HANDOFF.tasks"):
+        messages = [
+            mail.EmailMessage(
+                f"{run} {n}",
+                "body",
+                "sender@client.test",
+                ["alice@example.test"],
+                headers={"Message-ID": f"<{run}.{n}@client.test>"},
+            )
+            for n in range(5)
+        ]
+        assert mail.get_connection().send_messages(messages) == 5  # queued
+    got = _wait_delivered(integration_mta, run, 5)
+    assert len(got) == 5 and set(got.values()) == {1}
+
+
+_HANDOFF = types.SimpleNamespace(tasks=None)

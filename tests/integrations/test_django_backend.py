@@ -16,11 +16,11 @@ from tests._support.smtpd import SmtpdServer
 
 pytest.importorskip("django", reason="the django extra is not installed")
 
-from django.core import mail  # noqa: E402
-from django.test import override_settings  # noqa: E402
+from django.core import mail
+from django.test import override_settings
 
-from mailsdk.errors import ConfigurationError, RecipientsRefused  # noqa: E402
-from mailsdk.integrations.django import EmailBackend  # noqa: E402
+from mailsdk.errors import ConfigurationError, RecipientsRefused
+from mailsdk.integrations.django import EmailBackend
 
 ensure_django()
 

@@ -31,10 +31,10 @@ from mailsdk.integrations.celery._worker import TRACE_HEADER, MailTasks, install
 from mailsdk.integrations.celery.fanout import ClusterReport, send_batch
 
 __all__ = [
-    "TRACE_HEADER",
     "ClusterReport",
     "MailTasks",
     "RetrySchedule",
+    "TRACE_HEADER",
     "WorkerSettings",
     "install",
     "send_batch",

@@ -28,7 +28,12 @@ from mailsdk.integrations._sessions import LeasedSession
 from mailsdk.integrations._wire import JsonDict, decode_item
 from mailsdk.integrations.celery._config import WorkerSettings, load_factory, settings_from
 
-__all__ = ["TRACE_HEADER", "MailTasks", "install", "worker_state"]
+__all__ = [
+    "MailTasks",
+    "TRACE_HEADER",
+    "install",
+    "worker_state",
+]
 
 _log = logging.getLogger("mailsdk.integrations.celery")
 _tracer = trace.get_tracer("mailsdk.integrations.celery")
