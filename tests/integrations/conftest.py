@@ -7,6 +7,7 @@ When ``redis-server`` is missing every test needing it skips with the reason; wi
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from tests._support.tcp_relay import CountingRelay
 
 ROOT = Path(__file__).resolve().parents[2]
 
-redis = pytest.importorskip("redis", reason="the redis extra is not installed")
 
 _REQUIRED = os.environ.get("MAILSDK_REQUIRE_REDIS", "") not in ("", "0")
 
@@ -39,8 +39,9 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def redis_client(redis_server: RedisServer) -> Iterator[typing.Any]:
     """A client of :func:`redis_server` with an empty database."""
+    redis = pytest.importorskip("redis", reason="the redis extra is not installed")
     client = redis.Redis.from_url(redis_server.url, socket_timeout=5, socket_connect_timeout=5)
     client.flushdb()
     yield client

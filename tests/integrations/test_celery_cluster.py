@@ -15,6 +15,10 @@ import types
 import uuid
 
 import pytest
+
+pytest.importorskip("redis", reason="the redis extra is not installed")
+pytest.importorskip("celery", reason="the celery extra is not installed")
+
 import redis
 from tests._support.mta import MtaEnvironment
 

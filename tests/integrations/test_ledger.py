@@ -7,6 +7,9 @@ import threading
 import time
 
 import pytest
+
+pytest.importorskip("redis", reason="the redis extra is not installed")
+
 import redis
 from tests._support.redis_server import RedisServer
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+
+pytest.importorskip("redis", reason="the redis extra is not installed")
+
 import redis
 from tests._support.redis_server import RedisServer, free_port
 
