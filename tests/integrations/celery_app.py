@@ -15,6 +15,7 @@ from celery import Celery
 from mailsdk import Client, ClientBuilder
 from mailsdk.integrations.celery import install
 from mailsdk.integrations.redis import Rate
+from mailsdk.transport import TlsSettings
 
 _env = os.environ.get
 _url = _env("MAILSDK_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
@@ -91,6 +92,14 @@ def build_client() -> Client:
     host = _env("MAILSDK_TEST_SMTP_HOST", "127.0.0.1")
     port = int(_env("MAILSDK_TEST_SMTP_PORT", "25"))
     builder = ClientBuilder.smtp(host, port).with_tls("none").with_timeouts(30)
+    if _env("MAILSDK_TEST_SMTP_USER"):
+        # STARTTLS + AUTH against Postfix; the password comes from the worker's environment,
+        # the way a deployment would keep it (never from a task).
+        builder = builder.with_tls(
+            "starttls", settings=TlsSettings(ca_file=_env("MAILSDK_TEST_CA_FILE"))
+        ).with_credentials(
+            _env("MAILSDK_TEST_SMTP_USER", ""), _env("MAILSDK_TEST_SMTP_PASSWORD", "")
+        )
     if _env("MAILSDK_TEST_SPAN_FILE"):
         builder = builder.with_opentelemetry()
     return builder.build()

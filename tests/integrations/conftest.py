@@ -6,6 +6,7 @@ When ``redis-server`` is missing every test needing it skips with the reason; wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import typing
 from collections.abc import Iterator
@@ -125,16 +126,37 @@ class Cluster:
         self.app.close()
 
 
-@pytest.fixture
-def cluster(
-    integration_mta: MtaEnvironment, fresh_redis: RedisServer, tmp_path: Path
-) -> Iterator[Cluster]:
-    """Celery workers (started by the test with :meth:`Cluster.start`) in front of Postfix."""
+@contextlib.contextmanager
+def _cluster(mta: MtaEnvironment, server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
     pytest.importorskip("celery", reason="the celery extra is not installed")
-    relay = CountingRelay(integration_mta.host, integration_mta.smtp_port)
-    cluster = Cluster(fresh_redis, relay, tmp_path)
+    relay = CountingRelay(mta.host, mta.smtp_port)
+    cluster = Cluster(server, relay, tmp_path)
     try:
         yield cluster
     finally:
         cluster.stop()
         relay.close()
+
+
+@pytest.fixture
+def cluster(
+    integration_mta: MtaEnvironment, fresh_redis: RedisServer, tmp_path: Path
+) -> Iterator[Cluster]:
+    """Celery workers (started by the test with :meth:`Cluster.start`) in front of Postfix."""
+    with _cluster(integration_mta, fresh_redis, tmp_path) as cluster:
+        yield cluster
+
+
+#: The Redis password of :func:`secure_cluster` (tests assert it never shows up anywhere).
+REDIS_PASSWORD = "redis-Secr3t-pw-9f2"
+
+
+@pytest.fixture
+def secure_cluster(integration_mta: MtaEnvironment, tmp_path: Path) -> Iterator[Cluster]:
+    """Like :func:`cluster`, with a password-protected Redis (``requirepass``)."""
+    _need_redis()
+    with (
+        start_redis(password=REDIS_PASSWORD) as server,
+        _cluster(integration_mta, server, tmp_path) as cluster,
+    ):
+        yield cluster

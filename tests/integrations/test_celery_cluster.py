@@ -26,7 +26,7 @@ from mailsdk import Outgoing
 from mailsdk.integrations.celery import ClusterReport, send_batch
 from mailsdk.integrations.redis import DeliveryLedger, LedgerState
 
-from .conftest import Cluster
+from .conftest import REDIS_PASSWORD, Cluster
 
 pytestmark = [pytest.mark.celery, pytest.mark.mta, pytest.mark.timeout(170)]
 
@@ -330,3 +330,41 @@ def test_django_hands_messages_to_the_celery_workers(
 
 
 _HANDOFF = types.SimpleNamespace(tasks=None)
+
+
+def test_no_password_in_logs_task_arguments_or_results(
+    secure_cluster: Cluster, integration_mta: MtaEnvironment
+) -> None:
+    alice = integration_mta.users["alice"]
+    secure_cluster.start(
+        1,
+        concurrency=2,
+        max_conn="2",
+        smtp_user=alice.username,
+        smtp_password=alice.password,
+        ca_file=str(integration_mta.ca_file),
+    )
+    run = uuid.uuid4().hex[:12]
+    items = _items(run, 4)
+    report = send_batch(secure_cluster.tasks, items, chunk_size=2, timeout=60)
+    assert report.ok, (report.results, secure_cluster.logs())
+    assert len(_wait_delivered(integration_mta, run, 4)) == 4
+    assert f"sasl_username={alice.username}" in integration_mta.logs(tail=2000)  # it did AUTH
+    # What a task carries and returns, and everything the workers logged.
+    from mailsdk.integrations._wire import encode_item
+
+    published = repr([encode_item(i) for i in items])
+    texts = [published, repr(report), "".join(w.text() for w in secure_cluster.workers)]
+    for text in texts:
+        assert REDIS_PASSWORD not in text
+        assert alice.password not in text
+    # A wrong Redis password: a clear error that does not echo it.
+    from mailsdk.integrations.redis import CoordinationUnavailable, Rate, RedisRateLimiter
+
+    wrong = redis.Redis.from_url(
+        secure_cluster.redis.url.replace(REDIS_PASSWORD, "wrong-pw-123"), socket_timeout=5
+    )
+    with pytest.raises(CoordinationUnavailable) as info:
+        RedisRateLimiter(wrong, "x", messages=[Rate(1)]).reserve()
+    assert "wrong-pw-123" not in str(info.value) and REDIS_PASSWORD not in str(info.value)
+    wrong.close()

@@ -102,7 +102,7 @@ class WorkerSettings:
     """The validated ``mailsdk_*`` settings of one Celery app."""
 
     client: str
-    redis_url: str | None
+    redis_url: str | None = attrs.field(repr=False)  # may carry a password
     message_rates: Sequence[Rate]
     recipient_rates: Sequence[Rate]
     max_connections: int | None
