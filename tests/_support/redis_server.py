@@ -85,6 +85,8 @@ class RedisServer:
             "",
             "--protected-mode",
             "yes",
+            "--enable-debug-command",
+            "local",  # DEBUG SLEEP: the slow-Redis tests
             "--logfile",
             str(self.root / "redis.log"),
         ]

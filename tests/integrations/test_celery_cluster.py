@@ -209,7 +209,8 @@ def _check_exactly_once_or_unknown(
 def test_sigkill_of_a_worker_process_mid_batch_loses_and_duplicates_nothing(
     cluster: Cluster, integration_mta: MtaEnvironment
 ) -> None:
-    cluster.start(2, concurrency=2, rate="80", burst="5", claim_ttl="3")
+    # 4 processes share 2 connection slots: the killed one's lease must lapse on its own.
+    cluster.start(2, concurrency=2, rate="80", burst="5", claim_ttl="3", max_conn="2")
     run = uuid.uuid4().hex[:12]
     batch = _Background(cluster, _items(run, 600), chunk_size=20, timeout=150)
     _wait_accepted(cluster, 150)
@@ -225,6 +226,7 @@ def test_sigkill_of_a_worker_process_mid_batch_loses_and_duplicates_nothing(
     finally:
         client.close()
     assert len(missing) <= 1, missing  # at most the one message that was on the wire
+    assert cluster.relay.peak <= 2, cluster.relay.peak
     full = "".join(w.text() for w in cluster.workers)
     assert "signal 9" in full or "SIGKILL" in full or "WorkerLostError" in full
     # The killed process's chunk was delivered again and the ledger skipped what it had sent.

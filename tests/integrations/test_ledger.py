@@ -166,3 +166,21 @@ def test_repeating_a_call_whose_reply_was_lost_is_harmless(redis_client: redis.R
     assert ledger.sending("k", claim.owner)
     assert ledger.sending("k", claim.owner)  # repeated: still allowed, still one sender
     assert ledger.claim("k").verdict == "busy"
+
+
+def test_a_slow_redis_is_a_bounded_clear_error_and_the_claim_can_be_repeated(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    impatient = redis.Redis.from_url(redis_server.url, socket_timeout=0.3)
+    ledger = DeliveryLedger(impatient, "slow")
+    blocker = threading.Thread(target=redis_client.execute_command, args=("DEBUG", "SLEEP", "1.5"))
+    blocker.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(CoordinationUnavailable):
+        ledger.claim("k", owner="tok")  # Redis runs it after the sleep; the reply is too late
+    assert time.monotonic() - started < 1.2  # bounded by the socket timeout, never a hang
+    blocker.join()
+    # Whether or not the timed-out claim ran, repeating it with the same owner is ours.
+    assert ledger.claim("k", owner="tok").may_send
+    impatient.close()

@@ -1,0 +1,127 @@
+"""Without Celery: plain senders sharing one account through Redis (limits, cap, ledger), against
+aiosmtpd behind a counting relay."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+pytest.importorskip("redis", reason="the redis extra is not installed")
+
+import redis
+from tests._support.redis_server import RedisServer
+from tests._support.smtpd import SmtpdServer
+from tests._support.tcp_relay import CountingRelay
+
+from mailsdk import Client, ClientBuilder, PoolTimeout
+from mailsdk.integrations._deliver import deliver_chunk
+from mailsdk.integrations._sessions import LeasedSession
+from mailsdk.integrations._wire import WireItem
+from mailsdk.integrations.redis import (
+    DeliveryLedger,
+    Rate,
+    RedisConnectionLimiter,
+    RedisRateLimiter,
+)
+
+pytestmark = pytest.mark.redis
+
+
+def _item(n: int, to: str = "bob@example.test") -> WireItem:
+    data = f"From: a@client.test\r\nTo: {to}\r\nMessage-ID: <{n}@t>\r\n\r\nbody {n}\r\n".encode()
+    return WireItem(data, "a@client.test", (to,), f"<{n}@t>")
+
+
+def _factory(port: int) -> Callable[[], Client]:
+    return lambda: ClientBuilder.smtp("127.0.0.1", port).with_tls("none").with_timeouts(10).build()
+
+
+def test_senders_share_the_cap_the_ledger_and_idle_connections_free_their_slot(
+    smtpd_factory: Callable[..., SmtpdServer], redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory(refuse_rcpt=["nobody@example.test"])
+    relay = CountingRelay(server.host, server.port)
+    results: list[dict[str, object]] = []
+    lock = threading.Lock()
+
+    def sender(offset: int) -> None:
+        client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+        sessions = LeasedSession(
+            _factory(relay.port),
+            RedisConnectionLimiter(client, "acct", limit=1, lease_ttl=2),
+            idle_timeout=0.2,
+            acquire_timeout=20,
+        )
+        ledger = DeliveryLedger(client, "plain")
+        items = [_item(n) for n in range(offset, offset + 5)] + [_item(0)]  # <0@t> twice
+        got = deliver_chunk(items, sessions=sessions, ledger=ledger)
+        sessions.close()
+        client.close()
+        with lock:
+            results.extend(got)
+
+    threads = [threading.Thread(target=sender, args=(k * 10,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert relay.peak == 1  # cap 1, seen by the server, across three senders
+        assert relay.total >= 2  # ... and the slot moved between them
+        sent = sorted(
+            m.content.split(b"Message-ID: ")[1].split(b"\r\n")[0] for m in server.recorder.messages
+        )
+        assert sent == sorted(
+            {f"<{n}@t>".encode() for k in range(3) for n in range(k * 10, k * 10 + 5)}
+        )
+        # <0@t> was offered four times: sent once, the others are duplicates or deferrals.
+        zero = [r for r in results if r["key"] == "<0@t>"]
+        assert sum(1 for r in zero if r["status"] == "accepted" and not r.get("duplicate")) == 1
+        assert RedisConnectionLimiter(redis_client, "acct", limit=1).holders() == 0
+    finally:
+        relay.close()
+
+
+def test_no_slot_within_the_wait_is_a_pool_timeout_and_nothing_is_sent(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory()
+    cap = RedisConnectionLimiter(redis_client, "acct", limit=1)
+    squatter = cap.try_acquire()
+    assert squatter is not None
+    sessions = LeasedSession(_factory(server.port), cap, acquire_timeout=0.3)
+    with pytest.raises(PoolTimeout), sessions.use():
+        pass
+    ledger = DeliveryLedger(redis_client, "plain")
+    [result] = deliver_chunk([_item(1)], sessions=sessions, ledger=ledger)
+    assert result["status"] == "deferred" and "PoolTimeout" in str(result["reason"])
+    assert server.recorder.messages == []
+    assert ledger.claim("<1@t>").may_send  # the claim was given back: a retry need not wait
+    sessions.close()
+
+
+def test_refusals_partial_and_rate_waits_are_reported(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory(refuse_rcpt=["nobody@example.test"])
+    sessions = LeasedSession(_factory(server.port))
+    rate = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(20, burst=1)])
+    partial = WireItem(
+        b"From: a@client.test\r\nMessage-ID: <p@t>\r\n\r\nx\r\n",
+        "a@client.test",
+        ("bob@example.test", "nobody@example.test"),
+        "<p@t>",
+    )
+    started = time.monotonic()
+    results = deliver_chunk(
+        [_item(1), _item(2, to="nobody@example.test"), partial], sessions=sessions, rate=rate
+    )
+    assert time.monotonic() - started >= 0.09  # 3 sends at 20/s with a burst of 1: 2 waits
+    assert [r["status"] for r in results] == ["accepted", "refused", "partial"]
+    assert results[1]["reply"]["code"] == 550 and results[1]["transient"] is False
+    assert list(results[2]["refused"]) == ["nobody@example.test"]
+    assert results[0]["reply"]["code"] == 250
+    sessions.close()
