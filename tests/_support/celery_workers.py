@@ -79,6 +79,25 @@ class Worker:
             return [int(p) for p in path.read_text().split()]
         return []
 
+    def connected_children(self, port: int) -> list[int]:
+        """Pool processes with an open TCP connection to 127.0.0.1:``port`` (Linux /proc)."""
+        wanted = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                    if remote_port == port and fields[3] == "01":  # ESTABLISHED
+                        wanted.add(fields[9])
+        found = []
+        for pid in self.children():
+            with suppress(OSError):
+                fds = Path(f"/proc/{pid}/fd")
+                links = {os.readlink(fd) for fd in fds.iterdir()}
+                if any(f"socket:[{inode}]" in links for inode in wanted):
+                    found.append(pid)
+        return found
+
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL whatever is left of the process group."""
         if self.proc.poll() is None:

@@ -212,25 +212,30 @@ def test_sigkill_of_a_worker_process_mid_batch_loses_and_duplicates_nothing(
     # 4 processes share 2 connection slots: the killed one's lease must lapse on its own.
     cluster.start(2, concurrency=2, rate="80", burst="5", claim_ttl="3", max_conn="2")
     run = uuid.uuid4().hex[:12]
-    batch = _Background(cluster, _items(run, 600), chunk_size=20, timeout=150)
-    _wait_accepted(cluster, 150)
-    victims = cluster.workers[0].children()
-    assert victims, cluster.logs()
-    os.kill(victims[0], signal.SIGKILL)  # mid-chunk: it holds claims and a connection
+    batch = _Background(cluster, _items(run, 400), chunk_size=20, timeout=150)
+    _wait_accepted(cluster, 100)
+    deadline = time.monotonic() + 20
+    while not (
+        victims := [p for w in cluster.workers for p in w.connected_children(cluster.relay.port)]
+    ):
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.05)
+    os.kill(victims[0], signal.SIGKILL)  # mid-chunk: it holds claims, a lease and a connection
     report = batch.join(160)
-    got = _wait_delivered(integration_mta, run, 600)
+    got = _wait_delivered(integration_mta, run, 400)
     client = redis.Redis.from_url(cluster.redis.url)
     try:
         ledger = DeliveryLedger(client, "itest")
-        missing = _check_exactly_once_or_unknown(report, got, ledger, 600)
+        missing = _check_exactly_once_or_unknown(report, got, ledger, 400)
     finally:
         client.close()
     assert len(missing) <= 1, missing  # at most the one message that was on the wire
     assert cluster.relay.peak <= 2, cluster.relay.peak
     full = "".join(w.text() for w in cluster.workers)
     assert "signal 9" in full or "SIGKILL" in full or "WorkerLostError" in full
-    # The killed process's chunk was delivered again and the ledger skipped what it had sent.
-    assert any(r.get("duplicate") for r in report.results), report.counts
+    # The killed process's chunk was delivered again: the ledger skipped what it had sent, or
+    # took over its expired claims.
+    assert any(r.get("duplicate") or r.get("attempts", 1) > 1 for r in report.results)
 
 
 @pytest.mark.slow
