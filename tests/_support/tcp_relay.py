@@ -99,5 +99,7 @@ class CountingRelay:
 
     def close(self) -> None:
         """Stop accepting (open relayed connections end when either side closes)."""
+        with suppress(OSError):  # wakes the blocked accept() (close alone does not, on Linux)
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)

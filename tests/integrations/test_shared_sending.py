@@ -3,6 +3,8 @@ aiosmtpd behind a counting relay."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -125,3 +127,75 @@ def test_refusals_partial_and_rate_waits_are_reported(
     assert list(results[2]["refused"]) == ["nobody@example.test"]
     assert results[0]["reply"]["code"] == 250
     sessions.close()
+
+
+def _server_that_drops_after_end_of_data() -> tuple[int, list[bytes], Callable[[], None]]:
+    """Accept one transaction, read up to end-of-data, then close without a reply."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"220 drop.test ESMTP\r\n")
+                buf = b""
+                in_data = False
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    if in_data:
+                        if b"\r\n.\r\n" in buf:
+                            seen.append(buf)
+                            break  # end-of-data read; close without the final reply
+                        continue
+                    while b"\r\n" in buf:
+                        line, buf = buf.split(b"\r\n", 1)
+                        verb = line[:4].upper()
+                        if verb in (b"EHLO", b"HELO"):
+                            conn.sendall(b"250 drop.test\r\n")
+                        elif verb == b"DATA":
+                            conn.sendall(b"354 go\r\n")
+                            in_data = True
+                            break
+                        elif verb == b"QUIT":
+                            conn.sendall(b"221 bye\r\n")
+                        else:
+                            conn.sendall(b"250 ok\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        listener.close()
+        thread.join(5)
+
+    return listener.getsockname()[1], seen, stop
+
+
+def test_no_reply_after_end_of_data_is_parked_unknown_and_never_resent(
+    redis_client: redis.Redis,
+) -> None:
+    port, seen, stop = _server_that_drops_after_end_of_data()
+    try:
+        sessions = LeasedSession(_factory(port))
+        ledger = DeliveryLedger(redis_client, "plain")
+        [first] = deliver_chunk([_item(7)], sessions=sessions, ledger=ledger)
+        assert first["status"] == "unknown"
+        assert first["ledger"] == "unknown"
+        assert len(seen) == 1
+        assert [e.key for e in ledger.unknown()] == ["<7@t>"]
+        # Delivered again (a retry, a redelivered task): parked, not sent a second time.
+        [again] = deliver_chunk([_item(7)], sessions=sessions, ledger=ledger)
+        assert again["status"] == "unknown" and again["duplicate"] is True
+        assert len(seen) == 1
+        sessions.close()
+    finally:
+        stop()
