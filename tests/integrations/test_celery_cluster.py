@@ -160,6 +160,9 @@ def test_cluster_wide_rate_limit_holds_over_2000_messages(
     assert elapsed >= (2000 - burst) / rate * 0.98
     overall = (len(stamps) - 1) / (max(stamps) - min(stamps))
     assert overall <= rate * 1.02, overall
+    print(
+        f"rate test: peak {peak} per {window:g} s window, {overall:.1f} msg/s overall, {elapsed:.1f} s"
+    )
     got = _wait_delivered(integration_mta, run, 2000, timeout=90)
     assert len(got) == 2000 and set(got.values()) == {1}
 
@@ -174,6 +177,7 @@ def test_connection_cap_of_4_holds_across_workers(
     report = send_batch(cluster.tasks, _items(run, 360), chunk_size=6, timeout=150)
     assert report.ok, (report.counts, cluster.logs())
     assert cluster.relay.peak <= 4, cluster.relay.peak  # what the server saw
+    print(f"cap test: peak {cluster.relay.peak} concurrent, {cluster.relay.total} connections")
     assert cluster.relay.peak >= 3  # and the workers did use the connections side by side
     got = _wait_delivered(integration_mta, run, 360)
     assert len(got) == 360 and set(got.values()) == {1}

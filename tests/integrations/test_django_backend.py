@@ -165,3 +165,35 @@ def test_starttls_with_a_ca_file_and_auth_and_no_password_in_repr(
         assert mail.send_mail("s", "b", "alice@client.test", ["bob@example.test"]) == 1
     assert srv.recorder.auth_logins == [b"alice"]
     assert "STARTTLS" in srv.recorder.verbs
+
+
+def office365_tokens() -> object:
+    """What a project's MAILSDK_TOKEN_PROVIDER names: a callable returning a provider."""
+    from mailsdk.auth import StaticTokenProvider
+
+    return StaticTokenProvider("tok-very-secret")
+
+
+def test_oauth_token_provider_and_tls_mode_settings() -> None:
+    from mailsdk.auth import StaticTokenProvider
+    from mailsdk.flows import TlsMode
+
+    with override_settings(
+        EMAIL_HOST="smtp.office365.com",
+        EMAIL_PORT=587,
+        EMAIL_HOST_USER="sender@contoso.test",
+        MAILSDK_TLS_MODE="starttls",
+        MAILSDK_TOKEN_PROVIDER=f"{__name__}:office365_tokens",
+    ):
+        connection = mail.get_connection()
+        config = connection.client.config
+        assert config.tls_mode is TlsMode.STARTTLS
+        assert config.auth is not None and config.auth.username == "sender@contoso.test"
+        assert "StaticTokenProvider" in repr(config.auth.token_provider)  # wrapped in a cache
+        assert StaticTokenProvider is not None
+        assert "tok-very-secret" not in repr(connection) + repr(config)
+    with override_settings(
+        MAILSDK_TOKEN_PROVIDER=f"{__name__}:office365_tokens", EMAIL_HOST_USER=""
+    ):
+        with pytest.raises(ConfigurationError):
+            mail.get_connection()
