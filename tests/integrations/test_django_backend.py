@@ -197,3 +197,73 @@ def test_oauth_token_provider_and_tls_mode_settings() -> None:
     ):
         with pytest.raises(ConfigurationError):
             mail.get_connection()
+
+
+def _one_message_per_connection_server() -> tuple[int, list[bytes], Callable[[], None]]:
+    """A server that answers one full transaction per connection, then hangs up (as an idle
+    timeout would): a kept-open client session finds it dead on the next send."""
+    import contextlib
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    messages: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(b"220 one.test ESMTP\r\n")
+            buf = b""
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        conn.sendall(b"354 go\r\n")
+                        while b"\r\n.\r\n" not in buf:
+                            more = conn.recv(65536)
+                            if not more:
+                                return
+                            buf += more
+                        body, buf = buf.split(b"\r\n.\r\n", 1)
+                        messages.append(body)
+                        conn.sendall(b"250 2.0.0 Ok: queued as Q1\r\n")
+                        return  # hang up after one message
+                    conn.sendall(
+                        b"250 one.test\r\n" if verb in (b"EHLO", b"HELO") else b"250 ok\r\n"
+                    )
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+
+    return listener.getsockname()[1], messages, stop
+
+
+def test_a_kept_connection_the_server_dropped_is_reopened_once() -> None:
+    port, messages, stop = _one_message_per_connection_server()
+    try:
+        with override_settings(EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_TIMEOUT=5):
+            with mail.get_connection() as connection:
+                for n in range(3):
+                    message = mail.EmailMessage(f"m{n}", "b", "a@client.test", ["b@example.test"])
+                    assert connection.send_messages([message]) == 1
+        assert [b"Subject: m%d" % n in m for n, m in enumerate(messages)] == [True] * 3
+    finally:
+        stop()

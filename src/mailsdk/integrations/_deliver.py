@@ -26,14 +26,7 @@ import typing
 import uuid
 from collections.abc import Sequence
 
-from mailsdk.errors import (
-    ConnectError,
-    DeliveryUnknown,
-    MailError,
-    PoolTimeout,
-    ReplyError,
-    TransportError,
-)
+from mailsdk.errors import DeliveryUnknown, MailError, ReplyError, TransportError
 from mailsdk.flows import DeliveryStatus, SendOutcome
 from mailsdk.integrations._errors import CoordinationUnavailable
 from mailsdk.integrations._sessions import LeasedSession
@@ -80,15 +73,15 @@ def _deferred(index: int, key: str, reason: str, ledger: str | None = None) -> J
 
 
 def classify_error(index: int, key: str | None, exc: MailError) -> SendOutcome:
-    """The outcome of a transaction that raised ``exc`` (UNKNOWN whenever it cannot tell)."""
+    """The outcome of a transaction that raised ``exc``.
+
+    ``DeliveryUnknown`` (end-of-data written, no reply) is UNKNOWN; a server refusal is REFUSED;
+    anything else stopped the message before its end-of-data and is FAILED (never sent).
+    """
     if isinstance(exc, DeliveryUnknown):
         status = DeliveryStatus.UNKNOWN
     elif isinstance(exc, ReplyError):
         status = DeliveryStatus.REFUSED
-    elif isinstance(exc, TransportError) and not isinstance(exc, ConnectError | PoolTimeout):
-        # The connection broke during the transaction and the client cannot tell whether
-        # end-of-data was written: never report it as not-sent (that could send it twice).
-        status = DeliveryStatus.UNKNOWN
     else:
         status = DeliveryStatus.FAILED
     return SendOutcome(index=index, status=status, error=exc, key=key)
@@ -109,11 +102,7 @@ def is_retryable(result: JsonDict) -> bool:
     if status == DEFERRED:
         return True
     if status == DeliveryStatus.FAILED.value:
-        error = result.get("error") or {}
-        return error.get("type") in {"ConnectError", "ConnectTimeout", "PoolTimeout"} | {
-            "CoordinationUnavailable",
-            "ConnectionLost",
-        }
+        return bool(result.get("retryable"))
     return status == DeliveryStatus.REFUSED.value and bool(result.get("transient"))
 
 
@@ -246,6 +235,9 @@ def deliver_chunk(
             continue
         summary = outcome_to_json(outcome)
         summary["attempts"] = attempts
+        if outcome.status is DeliveryStatus.FAILED:
+            # The connection broke before end-of-data: nothing was handed over, try again.
+            summary["retryable"] = isinstance(outcome.error, TransportError)
         if ledger is not None:
             state = outcome.status
             if state is DeliveryStatus.REFUSED and summary.get("transient"):

@@ -16,15 +16,14 @@ from __future__ import annotations
 import email.utils
 import threading
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 
 from mailsdk.client import Client, Session
-from mailsdk.errors import ConfigurationError, InvalidInputError, MailError
-from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
-from mailsdk.integrations._deliver import classify_error
+from mailsdk.errors import ConfigurationError, InvalidInputError, MailError, TransportError
+from mailsdk.flows import DeliveryStatus, Outgoing
 from mailsdk.integrations._wire import encode_item
 from mailsdk.integrations.django._settings import BackendOptions, build_client, load_object
 
@@ -40,29 +39,6 @@ def _address(value: str) -> str:
     if not addr:
         raise InvalidInputError("an email address of the message is empty or malformed")
     return addr
-
-
-def _send_many(session: Session, items: Sequence[Outgoing]) -> Iterator[SendOutcome]:
-    """``session.send_many(items)``, or the same contract one transaction at a time."""
-    many = getattr(session, "send_many", None)
-    if many is not None:
-        yield from typing.cast(Iterator[SendOutcome], many(items))
-        return
-    for index, item in enumerate(items):
-        if session.closed:
-            yield SendOutcome(index=index, status=DeliveryStatus.FAILED, key=item.key)
-            continue
-        try:
-            result = session.send_message(
-                typing.cast(bytes, item.message),
-                sender=item.sender,
-                recipients=list(item.recipients or ()),
-            )
-        except MailError as exc:
-            yield classify_error(index, item.key, exc)
-            continue
-        status = DeliveryStatus.PARTIAL if result.refused else DeliveryStatus.ACCEPTED
-        yield SendOutcome(index=index, status=status, result=result, key=item.key)
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
@@ -144,7 +120,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             return True
 
     def close(self) -> None:
-        """QUIT and close the connection (errors are swallowed: the connection is over)."""
+        """QUIT and close the connection (a connection the server already dropped is fine)."""
         with self._lock:
             session, self._session = self._session, None
             if session is None:
@@ -152,6 +128,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             try:
                 if not session.closed:
                     session.quit()
+            except TransportError:
+                session.close()  # the server hung up first: the connection is over anyway
             except MailError:
                 session.close()
                 if not self.fail_silently:
@@ -192,23 +170,39 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             if self._session is None:
                 return 0  # opening failed silently
             try:
-                return self._send(self._session, items)
+                return self._send(self._session, items, reused=not new)
             finally:
                 if new:
                     self.close()
 
-    def _send(self, session: Session, items: Sequence[Outgoing]) -> int:
-        sent = 0
-        first_error: MailError | None = None
-        for outcome in _send_many(session, items):
-            if outcome.status.delivered:
-                sent += 1
-            elif first_error is None:
-                first_error = outcome.error or MailError(f"message {outcome.index} not sent")
+    def _reopen(self) -> Session | None:
+        self.open()
+        return self._session
+
+    def _send(self, session: Session, items: Sequence[Outgoing], *, reused: bool) -> int:
+        outcomes = list(session.send_many(items))
         if session.closed:
             self._session = None
-        if first_error is not None and not self.fail_silently:
-            raise first_error
+        never_sent = [
+            n
+            for n, o in enumerate(outcomes)
+            if o.status is DeliveryStatus.FAILED and isinstance(o.error, TransportError)
+        ]
+        if reused and never_sent and self._session is None:
+            # A kept-open connection the server had dropped meanwhile: those messages never
+            # reached end-of-data (FAILED), so one fresh connection may send them, once.
+            fresh = self._reopen()
+            if fresh is not None:
+                retried = list(fresh.send_many([items[n] for n in never_sent]))
+                for n, outcome in zip(never_sent, retried, strict=True):
+                    outcomes[n] = outcome
+                if fresh.closed:
+                    self._session = None
+        sent = sum(1 for o in outcomes if o.status.delivered)
+        failed = [o for o in outcomes if not o.status.delivered]
+        if failed and not self.fail_silently:
+            first = failed[0]
+            raise first.error or MailError(f"message {first.index} was not sent")
         return sent
 
     def _hand_off(self, items: Sequence[Outgoing]) -> int:
