@@ -199,3 +199,34 @@ def test_no_reply_after_end_of_data_is_parked_unknown_and_never_resent(
         sessions.close()
     finally:
         stop()
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.05)
+
+
+def test_the_keeper_renews_an_open_connections_lease_and_frees_it_when_idle(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory()
+    cap = RedisConnectionLimiter(redis_client, "acct", limit=1, lease_ttl=0.3)
+    sessions = LeasedSession(_factory(server.port), cap, idle_timeout=1.5)
+    with sessions.use() as session:
+        session.noop()
+    # Three lease lifetimes later the connection is still open, so its lease is still alive
+    # (renewed by the keeper): nobody else gets the slot.
+    time.sleep(0.9)
+    assert cap.try_acquire() is None
+    # Idle for longer than idle_timeout: closed, and the slot is free for others.
+    _wait_until(lambda: cap.holders() == 0)
+    assert server.recorder.verbs.count("QUIT") == 1
+    # Used again: a new connection under a new lease, renewed by the same keeper.
+    with sessions.use() as session:
+        session.noop()
+    time.sleep(0.9)
+    assert cap.try_acquire() is None
+    sessions.close()
+    assert cap.holders() == 0

@@ -51,7 +51,8 @@ class LeasedSession:
         limiter: the cross-process connection cap, or ``None``.
         idle_timeout: seconds without a send after which the session is closed.
         acquire_timeout: how long :meth:`use` waits for a connection slot.
-        renew_every: how often the keeper renews the lease (default: idle_timeout / 2).
+        renew_every: how often the keeper renews the lease and checks for idleness (default:
+            the smaller of ``idle_timeout / 2`` and the limiter's ``lease_ttl / 3``).
     """
 
     def __init__(
@@ -68,7 +69,13 @@ class LeasedSession:
         self._limiter = limiter
         self._idle_timeout = idle_timeout
         self._acquire_timeout = acquire_timeout
-        self._renew_every = renew_every or max(0.05, idle_timeout / 2)
+        if renew_every is None:
+            # Renew well inside the lease's life, and check for idleness twice per timeout.
+            lease_ttl = getattr(limiter, "lease_ttl", None)
+            renew_every = idle_timeout / 2
+            if isinstance(lease_ttl, int | float) and lease_ttl > 0:
+                renew_every = min(renew_every, lease_ttl / 3)
+        self._renew_every = max(0.05, renew_every)
         self._lock = threading.Lock()  # guards the fields below; never held across I/O
         self._session: Session | None = None
         self._lease: str | None = None
@@ -155,7 +162,7 @@ class LeasedSession:
                 idle = not self._busy and time.monotonic() - self._last_used > self._idle_timeout
                 lease, has_session = self._lease, self._session is not None
             if not has_session:
-                return
+                continue  # the keeper lives until close(): a session opened later needs it
             if idle:
                 with self._lock:
                     if self._busy:
@@ -166,7 +173,7 @@ class LeasedSession:
                 finally:
                     with self._lock:
                         self._busy = False
-                return
+                continue
             if lease is not None and self._limiter is not None:
                 try:
                     alive = self._limiter.renew(lease)
