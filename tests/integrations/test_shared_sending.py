@@ -230,3 +230,23 @@ def test_the_keeper_renews_an_open_connections_lease_and_frees_it_when_idle(
     assert cap.try_acquire() is None
     sessions.close()
     assert cap.holders() == 0
+
+
+def test_a_throttling_reply_penalizes_every_sender_and_is_retryable(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    from mailsdk.integrations._deliver import is_retryable
+
+    server = smtpd_factory(data_reply="451 4.7.0 Too many messages, slow down")
+    sessions = LeasedSession(_factory(server.port))
+    rate = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(100)])
+    ledger = DeliveryLedger(redis_client, "plain")
+    [result] = deliver_chunk([_item(1)], sessions=sessions, rate=rate, ledger=ledger, penalty=30)
+    assert result["status"] == "refused" and result["transient"] is True
+    assert result["reply"]["enhanced"] == "4.7.0"
+    assert is_retryable(result)
+    assert result["ledger"] == "failed"  # nothing was accepted: a retry may claim it again
+    peer = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(100)])
+    assert peer.reserve() > 29  # another sender of the same budget waits out the penalty
+    assert ledger.claim("<1@t>").may_send
+    sessions.close()

@@ -218,7 +218,8 @@ def deliver_chunk(
                 except MailError as exc:
                     outcome = classify_error(index, item.key, exc)
                     if rate is not None and _throttled(exc):
-                        rate.penalize(penalty)
+                        with contextlib.suppress(CoordinationUnavailable):  # best effort
+                            rate.penalize(penalty)
                     raise _Sent(outcome) from exc
                 status = DeliveryStatus.PARTIAL if result.refused else DeliveryStatus.ACCEPTED
                 outcome = SendOutcome(index=index, status=status, result=result, key=item.key)
