@@ -15,7 +15,7 @@ The keys (all optional except ``mailsdk_client``)::
     mailsdk_claim_ttl = 300.0                         # seconds (see DeliveryLedger)
     mailsdk_lease_ttl = 30.0                          # seconds (see RedisConnectionLimiter)
     mailsdk_idle_timeout = 5.0                        # close an idle connection after this
-    mailsdk_retry = {"max_attempts": 5, "base": 2.0, "max_delay": 300.0}
+    mailsdk_retry = {"attempts": 5, "backoff": 2.0, "max_delay": 300.0}  # or a RetryPolicy
 """
 
 from __future__ import annotations
@@ -34,26 +34,55 @@ from mailsdk.errors import ConfigurationError
 if typing.TYPE_CHECKING:
     from mailsdk.integrations.redis import Rate
 
-__all__ = ["RetrySchedule", "WorkerSettings", "load_factory", "settings_from"]
+__all__ = [
+    "RetryPolicyLike",
+    "RetrySchedule",
+    "WorkerSettings",
+    "load_factory",
+    "settings_from",
+]
+
+
+class RetryPolicyLike(typing.Protocol):
+    """The batch engine's ``RetryPolicy`` shape: ``attempts`` and ``delay(tries)``."""
+
+    @property
+    def attempts(self) -> int:
+        """The most tries per message, the first one included."""
+        ...
+
+    def delay(self, tries: int) -> float:
+        """Seconds before the next try, after ``tries`` tries."""
+        ...
 
 
 @attrs.frozen
 class RetrySchedule:
-    """Exponential backoff for transient failures (the batch engine's ``RetryPolicy`` shape).
+    """Exponential backoff for transient failures (the batch engine's ``RetryPolicy`` shape;
+    a ``RetryPolicy`` can be given as ``mailsdk_retry`` instead).
 
     Attributes:
-        max_attempts: attempts in all (the first included).
-        base: the first retry's delay in seconds; each next one doubles it.
-        max_delay: the longest delay.
+        attempts: tries in all (the first included).
+        backoff: the delay before the first retry, in seconds.
+        multiplier: each further retry waits this many times longer...
+        max_delay: ...up to this many seconds.
     """
 
-    max_attempts: int = 5
-    base: float = 2.0
+    attempts: int = 5
+    backoff: float = 2.0
+    multiplier: float = 2.0
     max_delay: float = 300.0
 
-    def delay(self, retry: int) -> float:
-        """Seconds before retry number ``retry`` (0-based)."""
-        return float(min(self.max_delay, self.base * (2**retry)))
+    def __attrs_post_init__(self) -> None:
+        numbers = (self.backoff, self.multiplier, self.max_delay)
+        if isinstance(self.attempts, bool) or self.attempts < 1:
+            raise ConfigurationError("mailsdk_retry attempts must be an int >= 1")
+        if not all(math.isfinite(n) and n >= 0 for n in numbers):
+            raise ConfigurationError("mailsdk_retry delays must be finite and >= 0")
+
+    def delay(self, tries: int) -> float:
+        """Seconds before the next try, after ``tries`` tries."""
+        return float(min(self.max_delay, self.backoff * self.multiplier ** max(0, tries - 1)))
 
 
 def load_factory(path: str) -> Callable[[], Client]:
@@ -111,7 +140,7 @@ class WorkerSettings:
     claim_ttl: float
     lease_ttl: float
     idle_timeout: float
-    retry: RetrySchedule = attrs.field(repr=False)
+    retry: RetryPolicyLike = attrs.field(repr=False)
 
 
 def _redis_url(conf: Mapping[str, typing.Any]) -> str | None:
@@ -136,12 +165,18 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
     if not isinstance(client, str):
         raise ConfigurationError("set mailsdk_client = 'module:callable' in the Celery config")
     retry = conf.get("mailsdk_retry") or {}
-    if not isinstance(retry, Mapping):
-        raise ConfigurationError("mailsdk_retry must be a mapping")
-    try:
-        schedule = RetrySchedule(**retry)
-    except TypeError:
-        raise ConfigurationError("mailsdk_retry takes max_attempts, base and max_delay") from None
+    schedule: RetryPolicyLike
+    if isinstance(retry, Mapping):
+        try:
+            schedule = RetrySchedule(**retry)
+        except TypeError:
+            raise ConfigurationError(
+                "mailsdk_retry takes attempts, backoff, multiplier and max_delay"
+            ) from None
+    elif hasattr(retry, "attempts") and callable(getattr(retry, "delay", None)):
+        schedule = retry  # a RetryPolicy
+    else:
+        raise ConfigurationError("mailsdk_retry must be a mapping or a RetryPolicy")
     cap = conf.get("mailsdk_max_connections")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigurationError("mailsdk_max_connections must be an int >= 1")

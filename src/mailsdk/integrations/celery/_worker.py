@@ -167,15 +167,15 @@ def _run(task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict]) -> l
             final.append(result)
     retries = int(task.request.retries or 0)
     schedule = state.settings.retry
-    if again and retries + 1 < schedule.max_attempts:
+    if again and retries + 1 < schedule.attempts:
         raise task.retry(
             args=(),
             kwargs={
                 "items": [{**item, "index": result["index"]} for item, result in again],
                 "done": final,
             },
-            countdown=schedule.delay(retries),
-            max_retries=schedule.max_attempts - 1,
+            countdown=schedule.delay(retries + 1),
+            max_retries=schedule.attempts - 1,
         )
     final.extend(result for _item, result in again)
     return sorted(final, key=lambda r: int(r.get("index", 0)))
