@@ -96,6 +96,20 @@ def test_batch_fans_out_and_every_message_arrives_once(
     assert sorted(_delivered(integration_mta, run).values()) == [1] * 40
     # One connection per process, reused across tasks (never one per message).
     assert cluster.relay.total <= 4, cluster.relay.total
+    # The same chunk published twice at once (a duplicate publish, a visibility-timeout
+    # redelivery): both run concurrently on different processes; each message goes out once.
+    from mailsdk.integrations._wire import encode_item
+
+    dup_run = uuid.uuid4().hex[:12]
+    chunk = [{**encode_item(item), "index": n} for n, item in enumerate(_items(dup_run, 30))]
+    handles = [cluster.tasks.send_chunk.apply_async(kwargs={"items": chunk}) for _ in range(2)]
+    answers = [h.get(timeout=120) for h in handles]
+    for answer in answers:
+        assert [r["status"] for r in answer["results"]] == ["accepted"] * 30
+    firsts = [r for a in answers for r in a["results"] if not r.get("duplicate")]
+    assert len(firsts) == 30  # each message sent by exactly one of the two tasks
+    got = _wait_delivered(integration_mta, dup_run, 30)
+    assert len(got) == 30 and set(got.values()) == {1}
 
 
 def _max_in_window(stamps: list[float], window: float) -> int:
