@@ -184,3 +184,49 @@ def test_a_slow_redis_is_a_bounded_clear_error_and_the_claim_can_be_repeated(
     # Whether or not the timed-out claim ran, repeating it with the same owner is ours.
     assert ledger.claim("k", owner="tok").may_send
     impatient.close()
+
+
+def test_the_review_command_lists_and_resolves_parked_messages(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ledger = DeliveryLedger(redis_client, "ops")
+    claim = ledger.claim("<lost@x>")
+    ledger.sending("<lost@x>", claim.owner)
+    ledger.record("<lost@x>", claim.owner, DeliveryStatus.UNKNOWN, {"error": "DeliveryUnknown"})
+    env = {**os.environ, "MAILSDK_REDIS_URL": redis_server.url}
+    base = [sys.executable, "-m", "mailsdk.integrations.redis"]
+    listed = subprocess.run(
+        [*base, "unknown", "--ledger", "ops"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    [line] = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert line["key"] == "<lost@x>" and line["detail"] == {"error": "DeliveryUnknown"}
+    done = subprocess.run(
+        [*base, "resolve", "--ledger", "ops", "--delivered", "<lost@x>"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ledger.unknown() == [] and ledger.claim("<lost@x>").verdict == "accepted"
+    down = subprocess.run(
+        [*base, "unknown"],
+        env={**env, "MAILSDK_REDIS_URL": "redis://:pw-x1@127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 1 and "pw-x1" not in down.stderr + down.stdout
