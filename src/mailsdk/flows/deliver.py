@@ -49,6 +49,7 @@ from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
     EnvelopePlan,
     EnvelopeVerdict,
+    ParameterCache,
     TransactionOptions,
     judge_data,
     judge_envelope,
@@ -196,6 +197,7 @@ class _Run:
         self.exhausted = False
         self.closing = False
         self.held: _Group | None = None  # a judged final reply not reported yet (see run)
+        self.parameters: ParameterCache = {}
 
     def release(self) -> Generator[Action, object, None]:
         """Report the held outcome: the replies after it came in step."""
@@ -225,6 +227,7 @@ class _Run:
                 rcpt_options=item.rcpt_options,
                 options=self.options,
                 tls_active=self.tls_active,
+                cache=self.parameters,
             )
         except MailError as exc:  # a capability or input check: nothing was written
             return exc
