@@ -150,9 +150,9 @@ def plan_envelope(
         rcpt_options: RCPT parameters asked for (every recipient).
         options: the transaction policy.
         tls_active: whether the session is encrypted: ``REQUIRETLS`` is refused without it.
-        cache: a dict kept for a run of messages with the same ``caps`` and ``options``: the
-            parameters depend only on the option objects and the message's size and flags, so
-            a bulk run computes them once.
+        cache: a dict kept across messages (a session's, or a run's): the parameters depend
+            only on ``caps``, the option objects and the message's size and flags, so a bulk
+            run computes them once.
 
     Raises:
         InvalidInputError: no recipients.
@@ -172,6 +172,8 @@ def plan_envelope(
             extension="REQUIRETLS",
         )
     key = (
+        id(caps),
+        id(opts),
         id(mail_options),
         id(rcpt_options),
         prepared.declared_size,
@@ -186,8 +188,8 @@ def plan_envelope(
         if cache is not None:
             if len(cache) >= 256:  # sizes vary: stay bounded
                 cache.clear()
-            # The option objects are kept so that their ids cannot be reused meanwhile.
-            cache[key] = (mparams, rparams, use_bdat, mail_options, rcpt_options)
+            # The objects are kept so that their ids cannot be reused meanwhile.
+            cache[key] = (mparams, rparams, use_bdat, caps, opts, mail_options, rcpt_options)
     else:
         mparams = typing.cast("tuple[str, ...]", hit[0])
         rparams = typing.cast("tuple[str, ...]", hit[1])
