@@ -16,7 +16,7 @@ import attrs
 from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
-from mailsdk.client._connectors import connector
+from mailsdk.client._connectors import open_stream
 from mailsdk.client._hostname import local_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
@@ -209,7 +209,9 @@ class Session:
             DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
             data was written and no reply came: the message may have been delivered.
         """
-        prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
+        prepared, tx = _sending.begin_send(
+            self._observer, message, sender, recipients, self._config.dkim
+        )
         try:
             result = self._driver.run(
                 _sending.send_flow(
@@ -398,7 +400,7 @@ class Client:
         observer = _setup.session_observer(cfg)
         try:
             context = self._tls.get()
-            stream = connector(cfg, context).connect(cfg.timeouts.connect)
+            stream = open_stream(self, cfg, context)
         except BaseException as exc:
             observer.end(exc)
             explained = _setup.explain_connect_failure(exc, cfg)
