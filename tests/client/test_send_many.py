@@ -232,3 +232,15 @@ async def test_async_stopping_between_messages_keeps_the_session(
         await outcomes.aclose()  # type: ignore[attr-defined]
         assert not session.closed
         assert (await session.noop()).code == 250
+
+
+async def test_items_with_a_bad_envelope_fail_alone(mode: Mode, smtpd: SmtpdServer) -> None:
+    items = [
+        Outgoing(raw(0), sender="a@example.org", recipients=[1, 2]),  # type: ignore[list-item]
+        Outgoing(raw(1), sender=b"a@example.org", recipients=["b@example.com"]),  # type: ignore[arg-type]
+        item(2),
+    ]
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [F, F, A]
+    assert all(isinstance(o.error, mailsdk.InvalidInputError) for o in outcomes[:2])
