@@ -15,16 +15,24 @@ from __future__ import annotations
 
 import enum
 
-from mailsdk.errors import AuthError, CapabilityError, InvalidInputError, ReplyError
+from mailsdk.errors import (
+    AuthError,
+    CapabilityError,
+    ConfigurationError,
+    InvalidInputError,
+    ReplyError,
+)
 
 __all__ = ["SAFE_TO_QUIT", "Verdict", "after"]
 
-#: Failures after which the connection is still in step and a polite QUIT makes sense.
+#: Failures after which the connection is still in step and a polite QUIT makes sense (a
+#: ConfigurationError, e.g. an unknown mechanism name, is found before anything is written).
 SAFE_TO_QUIT: tuple[type[BaseException], ...] = (
     ReplyError,
     AuthError,
     CapabilityError,
     InvalidInputError,
+    ConfigurationError,
 )
 
 

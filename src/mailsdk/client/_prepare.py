@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from mailsdk.client._sources import content_of
 from mailsdk.errors import InvalidInputError
 from mailsdk.flows import Envelope, PreparedMessage, prepare_message, prepare_raw
+from mailsdk.flows.headers import check_header_block
 from mailsdk.protocol.address import needs_smtputf8
 
 if typing.TYPE_CHECKING:
@@ -69,7 +70,9 @@ def _content(
 
 
 def _header_lines(headers: Mapping[str, str]) -> bytes:
-    return b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in headers.items())
+    return b"".join(
+        f"{name}: {value}\r\n".encode("ascii", "replace") for name, value in headers.items()
+    )
 
 
 def _traced(
@@ -89,7 +92,9 @@ def _traced(
             replaced[name] = value
         env = prepared.envelope
         return prepare_message(replaced, sender=env.sender, recipients=env.recipients)
-    return prepared.with_headers(_header_lines(headers))
+    lines = _header_lines(headers)
+    check_header_block(lines)  # a propagator's values must not inject header lines either
+    return prepared.with_headers(lines)
 
 
 def prepare(

@@ -50,6 +50,8 @@ def send_flow(
     prepared: PreparedMessage,
     mail_options: MailOptions | None,
     rcpt_options: RcptOptions | None,
+    *,
+    tls_active: bool = False,
 ) -> Generator[Action, object, SendResult]:
     """The transaction flow for ``prepared`` with the config's defaults."""
     return transaction(
@@ -59,6 +61,7 @@ def send_flow(
         rcpt_options=rcpt_options or config.rcpt_options,
         dialect=config.dialect,
         options=config.transaction,
+        tls_active=tls_active,
     )
 
 

@@ -16,7 +16,14 @@ from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import obtain_token
-from mailsdk.errors import ConnectionLost, LocalProtocolError, MailError, TLSError
+from mailsdk.errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    MailError,
+    ReadTimeout,
+    TLSError,
+    WriteTimeout,
+)
 from mailsdk.flows import (
     Action,
     AwaitGreeting,
@@ -129,7 +136,18 @@ class SyncDriver:
 
     def _write(self, block: bytes) -> None:
         sys.audit("mailsdk.send", self.stream, block)  # smtplib.send's shape: (self, data)
-        self.stream.send_all(block, self.pump.write_timeout(len(block)))
+        pump = self.pump
+        try:
+            self.stream.send_all(block, pump.write_timeout(len(block)), stall=pump.stall_timeout)
+        except WriteTimeout as exc:
+            raise pump.write_timed_out(exc) from exc
+
+    def _read(self) -> None:
+        try:
+            data = self.stream.receive(RECEIVE_SIZE, self.pump.remaining())
+        except ReadTimeout as exc:  # the transport's own says "read": name the phase
+            raise self.pump.read_timed_out() from exc
+        self.pump.feed(data)
 
     def _flush(self) -> None:
         if self.pump.buffered and not self.closed:
@@ -144,14 +162,14 @@ class SyncDriver:
             if action.replies == 0:
                 return ()
             while (events := self.pump.poll()) is None:
-                self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                self._read()
             return events
         self._flush()
         match action:
             case AwaitGreeting():
                 self.pump.greeting()
                 while (greeting := self.pump.poll_greeting()) is None:
-                    self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                    self._read()
                 return greeting
             case StartTls():
                 return self._start_tls()

@@ -82,9 +82,7 @@ class AsyncSession:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return (
-            f"<AsyncSession {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
-        )
+        return f"<AsyncSession {self._config.describe()} {state} tls={self.tls is not None}>"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -160,8 +158,8 @@ class AsyncSession:
         """
         settings = AuthSettings(
             username=username,
-            password=Secret(password),
-            mechanisms=tuple(mechanisms) if mechanisms else None,
+            password=password,  # AuthSettings wraps it in a Secret
+            mechanisms=mechanisms,  # AuthSettings converts and checks
             allow_plaintext=allow_plaintext,
         )
         return await self.authenticate(settings)
@@ -219,7 +217,12 @@ class AsyncSession:
         try:
             result = await self._driver.run(
                 _sending.send_flow(
-                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                    self._config,
+                    self.capabilities,
+                    prepared,
+                    mail_options,
+                    rcpt_options,
+                    tls_active=self.tls is not None,
                 )
             )
         except BaseException as exc:
@@ -270,7 +273,12 @@ class AsyncSession:
 
     async def _send_many(self, feed: _sending.Feed) -> AsyncIterator[SendOutcome]:
         cfg = self._config
-        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        flow = deliver_many(
+            self.capabilities,
+            dialect=cfg.dialect,
+            options=cfg.transaction,
+            tls_active=self.tls is not None,
+        )
         box: list[None] = []
         steps = self._driver.steps(flow, box, feed.apull, flush_before_pull=feed.asynchronous)
         try:
@@ -387,7 +395,7 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         cfg = self._config
-        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
+        return f"<{type(self).__name__} {cfg.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
@@ -408,10 +416,16 @@ class AsyncClient:
             stream = await open_stream_async(self, cfg, context)
         except BaseException as exc:
             observer.end(exc)
-            raise
+            explained = _setup.explain_connect_failure(exc, cfg)
+            if explained is exc:
+                raise
+            raise explained from exc
         observer.connected(**_setup.peer_of(stream.info))
         pump = Pump(
-            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits),
+            observer,
+            cfg.timeouts,
+            greeting_hint=_setup.port_hint(cfg),
         )
         provider = cfg.auth.token_provider if cfg.auth else None
         driver = AsyncDriver(

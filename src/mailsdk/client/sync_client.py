@@ -75,7 +75,7 @@ class Session:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<Session {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
+        return f"<Session {self._config.describe()} {state} tls={self.tls is not None}>"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -151,8 +151,8 @@ class Session:
         """
         settings = AuthSettings(
             username=username,
-            password=Secret(password),
-            mechanisms=tuple(mechanisms) if mechanisms else None,
+            password=password,  # AuthSettings wraps it in a Secret
+            mechanisms=mechanisms,  # AuthSettings converts and checks
             allow_plaintext=allow_plaintext,
         )
         return self.authenticate(settings)
@@ -210,7 +210,12 @@ class Session:
         try:
             result = self._driver.run(
                 _sending.send_flow(
-                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                    self._config,
+                    self.capabilities,
+                    prepared,
+                    mail_options,
+                    rcpt_options,
+                    tls_active=self.tls is not None,
                 )
             )
         except BaseException as exc:
@@ -252,7 +257,12 @@ class Session:
 
     def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
         cfg = self._config
-        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        flow = deliver_many(
+            self.capabilities,
+            dialect=cfg.dialect,
+            options=cfg.transaction,
+            tls_active=self.tls is not None,
+        )
         try:
             for value in self._driver.steps(flow, feed.pull):
                 yield feed.settle(value)
@@ -366,7 +376,7 @@ class Client:
 
     def __repr__(self) -> str:
         cfg = self._config
-        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
+        return f"<{type(self).__name__} {cfg.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
@@ -387,10 +397,16 @@ class Client:
             stream = open_stream(self, cfg, context)
         except BaseException as exc:
             observer.end(exc)
-            raise
+            explained = _setup.explain_connect_failure(exc, cfg)
+            if explained is exc:
+                raise
+            raise explained from exc
         observer.connected(**_setup.peer_of(stream.info))
         pump = Pump(
-            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits),
+            observer,
+            cfg.timeouts,
+            greeting_hint=_setup.port_hint(cfg),
         )
         provider = cfg.auth.token_provider if cfg.auth else None
         driver = SyncDriver(

@@ -29,6 +29,12 @@ from collections.abc import Iterator, Sequence
 import attrs
 
 from mailsdk.errors import InvalidInputError
+from mailsdk.flows.headers import (
+    check_header_block,
+    check_message_headers,
+    check_raw_header_block,
+    email_errors,
+)
 from mailsdk.protocol.address import needs_smtputf8
 from mailsdk.protocol.body import canonicalize_line_endings
 
@@ -216,8 +222,18 @@ def prepare_message(
 
     Raises:
         InvalidInputError: the envelope cannot be derived (see :func:`envelope_from_message`),
-            or the message holds non-ASCII text the generator cannot encode.
+            the message holds non-ASCII text the generator cannot encode, a header would inject
+            lines or a NUL (see :mod:`mailsdk.flows.headers`), or the stdlib ``email`` package
+            cannot handle the message.
     """
+    check_message_headers(msg)
+    with email_errors("the envelope cannot be derived from the headers"):
+        return _prepare_checked(msg, sender, recipients)
+
+
+def _prepare_checked(
+    msg: email.message.Message, sender: str | None, recipients: Sequence[str] | None
+) -> PreparedMessage:
     if sender is None or recipients is None:
         # Derive only what the caller did not give: a message without To/Cc/Bcc is fine when
         # the recipients are passed explicitly (and likewise for the sender).
@@ -235,6 +251,8 @@ def prepare_message(
         # ASCII generator cannot write; RFC 6532 (SMTPUTF8) is the faithful form, exactly what
         # message_from_bytes of the same text gives.
         data = _flatten_utf8(msg)
+    if not data.startswith(b"\r\n"):  # the header block actually written, checked once more
+        check_header_block(data[: data.find(b"\r\n\r\n") + 2])
     smtputf8 = international or _has_raw_utf8_headers(data)
     return PreparedMessage(envelope, data, smtputf8, _eight_bit(data))
 
@@ -258,5 +276,6 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     if isinstance(message, str):
         message = message.encode("utf-8")
     data = canonicalize_line_endings(message)
+    check_raw_header_block(data)
     smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
     return PreparedMessage(Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data))
