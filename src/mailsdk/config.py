@@ -18,6 +18,7 @@ import attrs
 from mailsdk._secret import Secret
 from mailsdk.auth import CredentialKind, MechanismRegistry
 from mailsdk.auth.tokens import AsyncTokenProvider, TokenProvider
+from mailsdk.dkim import DkimSigner
 from mailsdk.errors import ConfigurationError
 from mailsdk.esmtp import ExtensionRegistry, MailOptions, RcptOptions
 from mailsdk.flows import Phase, TlsMode, TransactionOptions
@@ -278,6 +279,7 @@ class ClientConfig:
             *plaintext* stream; the client still starts TLS on it (implicit or STARTTLS) and
             verifies :attr:`verify_name`. ``None`` builds the TCP, unix, socket or proxy
             connector from ``endpoint`` and ``proxy``.
+        dkim: DKIM signatures added to every message, last, after the trace headers.
     """
 
     endpoint: Endpoint
@@ -303,6 +305,7 @@ class ClientConfig:
     )
     proxy: ProxyUrl | None = None
     connector: Connector | AsyncConnector | None = attrs.field(default=None, eq=False, repr=False)
+    dkim: tuple[DkimSigner, ...] = ()
 
     @property
     def port(self) -> int:
