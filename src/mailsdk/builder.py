@@ -88,10 +88,10 @@ class ClientBuilder:
     mechanisms: tuple[Mechanism, ...] = ()
     entry_points: bool = False
     instrumentation: Instrumentation | None = attrs.field(default=None, repr=False)
+    dkim: tuple[DkimSigner, ...] = ()
     proxy: ProxyUrl | None = None
     proxy_from_env: bool = False
     connector: Connector | AsyncConnector | None = attrs.field(default=None, repr=False)
-    dkim: tuple[DkimSigner, ...] = ()
 
     # -- starting points ------------------------------------------------------------------------
 
@@ -345,6 +345,36 @@ class ClientBuilder:
         """
         return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
 
+    def with_dkim(
+        self,
+        domain: str,
+        selector: str,
+        key: DkimKey | Secret | bytes | str | os.PathLike[str],
+        **options: typing.Any,
+    ) -> ClientBuilder:
+        """Sign every message with DKIM (RFC 6376 RSA-SHA256, RFC 8463 Ed25519-SHA256).
+
+        Call it again to add another signature (e.g. RSA and Ed25519). The signature is the
+        last preparation step, after the trace headers (docs/dkim.md). Needs the ``dkim``
+        extra.
+
+        Args:
+            domain: the signing domain (``d=``).
+            selector: the key's selector (``s=``).
+            key: a key file path, a :class:`~mailsdk.Secret` or ``bytes`` with the PEM text,
+                or a :class:`~mailsdk.dkim.DkimKey`.
+            **options: :class:`~mailsdk.dkim.DkimSigner` options: ``headers``, ``oversign``,
+                ``canonicalization``, ``identity``, ``expire_after``.
+
+        Raises:
+            ConfigurationError: an unusable key or option (never quoting the key).
+        """
+        try:
+            signer = DkimSigner(domain=domain, selector=selector, key=DkimKey.load(key), **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"with_dkim: {exc}") from None
+        return attrs.evolve(self, dkim=(*self.dkim, signer))
+
     def with_proxy(
         self, url: str | ProxyUrl | None = None, *, from_env: bool = False
     ) -> ClientBuilder:
@@ -379,36 +409,6 @@ class ClientBuilder:
         :class:`~mailsdk.transport.AsyncConnector` with :meth:`build_async`.
         """
         return attrs.evolve(self, connector=connector)
-
-    def with_dkim(
-        self,
-        domain: str,
-        selector: str,
-        key: DkimKey | Secret | bytes | str | os.PathLike[str],
-        **options: typing.Any,
-    ) -> ClientBuilder:
-        """Sign every message with DKIM (RFC 6376 RSA-SHA256, RFC 8463 Ed25519-SHA256).
-
-        Call it again to add another signature (e.g. RSA and Ed25519). The signature is the
-        last preparation step, after the trace headers (docs/dkim.md). Needs the ``dkim``
-        extra.
-
-        Args:
-            domain: the signing domain (``d=``).
-            selector: the key's selector (``s=``).
-            key: a key file path, a :class:`~mailsdk.Secret` or ``bytes`` with the PEM text,
-                or a :class:`~mailsdk.dkim.DkimKey`.
-            **options: :class:`~mailsdk.dkim.DkimSigner` options: ``headers``, ``oversign``,
-                ``canonicalization``, ``identity``, ``expire_after``.
-
-        Raises:
-            ConfigurationError: an unusable key or option (never quoting the key).
-        """
-        try:
-            signer = DkimSigner(domain=domain, selector=selector, key=DkimKey.load(key), **options)
-        except TypeError as exc:
-            raise ConfigurationError(f"with_dkim: {exc}") from None
-        return attrs.evolve(self, dkim=(*self.dkim, signer))
 
     # -- building -------------------------------------------------------------------------------
 
@@ -446,9 +446,9 @@ class ClientBuilder:
             esmtp_registry=esmtp,
             sasl_registry=sasl,
             instrumentation=self.instrumentation or NoopInstrumentation(),
+            dkim=self.dkim,
             proxy=self._proxy(),
             connector=self.connector,
-            dkim=self.dkim,
         ).validate()
 
     def _proxy(self) -> ProxyUrl | None:

@@ -50,8 +50,8 @@ class Timeouts:
 
     Defaults, what each bounds, and RFC 5321's recommendation beside it:
 
-    * ``connect`` 120 s: name resolution, the TCP connect (Happy Eyeballs), a proxy handshake
-      and the implicit TLS handshake, together (RFC 5321: none).
+    * ``connect`` 120 s: name resolution, the TCP connect, a proxy's handshake and the implicit
+      TLS handshake, together (RFC 5321: none).
     * ``greeting`` 30 s: the 220 greeting, from the connect (RFC 5321: 5 min).
     * ``command`` 300 s: each command's reply, from its write (MAIL 5 min, RCPT 5 min, DATA
       initiation 2 min); also a write during which the server accepts no bytes at all.
@@ -273,13 +273,13 @@ class ClientConfig:
         mail_options, rcpt_options: default DSN/REQUIRETLS/... options for every send.
         esmtp_registry, sasl_registry: the extension and mechanism registries.
         instrumentation: telemetry (no-op by default).
+        dkim: DKIM signatures added to every message, last, after the trace headers.
         proxy: a SOCKS5/SOCKS4a/HTTP CONNECT proxy to tunnel through (TCP endpoints only).
         connector: a custom :class:`~mailsdk.transport.Connector` (blocking clients) or
             :class:`~mailsdk.transport.AsyncConnector` (asyncio clients) that opens the
             *plaintext* stream; the client still starts TLS on it (implicit or STARTTLS) and
             verifies :attr:`verify_name`. ``None`` builds the TCP, unix, socket or proxy
             connector from ``endpoint`` and ``proxy``.
-        dkim: DKIM signatures added to every message, last, after the trace headers.
     """
 
     endpoint: Endpoint
@@ -303,9 +303,9 @@ class ClientConfig:
     instrumentation: Instrumentation = attrs.field(
         factory=NoopInstrumentation, eq=False, repr=False
     )
+    dkim: tuple[DkimSigner, ...] = ()
     proxy: ProxyUrl | None = None
     connector: Connector | AsyncConnector | None = attrs.field(default=None, eq=False, repr=False)
-    dkim: tuple[DkimSigner, ...] = ()
 
     @property
     def port(self) -> int:
@@ -341,9 +341,9 @@ class ClientConfig:
 
         Raises:
             ConfigurationError: credentials with TLS off (unless ``allow_plaintext``); implicit
-                TLS or STARTTLS with no host name to verify while verification is on; a
-                mechanism name that is not registered, or is for another kind of credential; a
-                proxy for a unix or socket endpoint, or together with a custom connector.
+                TLS or STARTTLS with no host name to verify while verification is on; a proxy
+                for a unix or socket endpoint, or together with a custom connector; a mechanism
+                name that is not registered, or is for another kind of credential.
         """
         plaintext_possible = self.tls_mode in (TlsMode.NONE, TlsMode.OPPORTUNISTIC)
         if self.auth is not None and plaintext_possible and not self.auth.allow_plaintext:
