@@ -151,9 +151,11 @@ def big_path(spec: dict[str, Any], phase: Phase) -> int:
     client = _builder(spec).build()
     with client.connect() as session, phase:
         if has_send_many():
+            phase.notes = {"source": "path (streamed)"}
             source: Any = path
             result = session.send_message(source, sender=SENDER, recipients=rcpts)
         else:
+            phase.notes = {"source": "bytes (read whole: no streamed sources yet)"}
             result = session.sendmail(SENDER, rcpts, path.read_bytes())
         return int(not result.refused)
 

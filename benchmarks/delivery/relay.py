@@ -70,6 +70,8 @@ async def _serve(upstream: tuple[str, int], delay: float, ready: socket.socket) 
                 _forward(s_reader, c_writer, delay),
                 return_exceptions=True,
             )
+        except asyncio.CancelledError:
+            pass  # shutting down
         finally:
             for w in (c_writer, s_writer):
                 w.close()

@@ -31,6 +31,7 @@ class Sample:
     maxrss_kb: int
     delivered: int  # what the client says the server confirmed
     received: int  # what the server counted
+    extra: dict[str, Any] = field(default_factory=dict)  # what else the worker reported
 
     @property
     def rate(self) -> float:
@@ -70,8 +71,30 @@ class Series:
         }
 
 
+class _HwmWatch:
+    """Polls a running child's VmHWM (a C program cannot report its own; see worker)."""
+
+    def __init__(self, pid: int) -> None:
+        self.kb = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def _poll(self, pid: int) -> None:
+        from benchmarks.delivery.worker import peak_rss_kb
+
+        while True:
+            self.kb = max(self.kb, peak_rss_kb(str(pid)))
+            if self._done.wait(0.01):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, Any]:
-    """Read the child's stdout, then reap it with ``wait4`` to get its own rusage."""
+    """Read the child's stdout, then reap it with ``wait4`` to get its own CPU time."""
     killer = threading.Timer(timeout, proc.kill)
     killer.start()
     try:
@@ -79,6 +102,8 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, Any]:
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         killer.cancel()
+        if proc.stdout:
+            proc.stdout.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
@@ -101,16 +126,17 @@ def run_worker(sink: SmtpSink, spec: dict[str, Any]) -> Sample:
         stdout=subprocess.PIPE,
         cwd=ROOT,
     )
-    out, usage = _reap(proc, WORKER_TIMEOUT)
+    out, _ = _reap(proc, WORKER_TIMEOUT)
     result = json.loads(out.splitlines()[-1])
     return Sample(
         client=spec["client"],
         messages=spec["messages"],
         seconds=result["seconds"],
         cpu=result["cpu"],
-        maxrss_kb=usage.ru_maxrss,
+        maxrss_kb=result["vmhwm_kb"],
         delivered=result["delivered"],
         received=_settle(sink, before, spec["messages"]),
+        extra={k: v for k, v in result.items() if k not in ("delivered", "seconds", "cpu")},
     )
 
 
@@ -125,15 +151,17 @@ def run_smtp_source(sink: SmtpSink, spec: dict[str, Any], message_file: Path) ->
     before = sink.received()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    peak = _HwmWatch(proc.pid)
     _, usage = _reap(proc, WORKER_TIMEOUT)
     seconds = time.perf_counter() - t0
+    peak.stop()
     received = _settle(sink, before, spec["messages"])
     return Sample(
         client="smtp-source",
         messages=spec["messages"],
         seconds=seconds,
         cpu=usage.ru_utime + usage.ru_stime,
-        maxrss_kb=usage.ru_maxrss,
+        maxrss_kb=peak.kb,
         delivered=spec["messages"],  # it exits non-zero on any unexpected reply
         received=received,
     )

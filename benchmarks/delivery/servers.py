@@ -81,8 +81,12 @@ class SmtpSink:
         self.stamps: list[float] = []
         if watch:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
-            threading.Thread(target=self._read_pipe, daemon=True).start()
+            self._reader: threading.Thread | None = threading.Thread(
+                target=self._read_pipe, daemon=True
+            )
+            self._reader.start()
         else:
+            self._reader = None
             with self._counter.open("wb") as out:
                 self.proc = subprocess.Popen(argv, stdout=out)
         _wait_listening(self.port, self.proc, "smtp-sink")
@@ -90,7 +94,10 @@ class SmtpSink:
     def _read_pipe(self) -> None:
         assert self.proc.stdout is not None
         last = 0
-        while chunk := self.proc.stdout.read1(1 << 16):
+        while True:
+            chunk = self.proc.stdout.read1(1 << 16)
+            if not chunk:  # smtp-sink exited
+                return
             now = time.monotonic()
             for match in _MESG.finditer(chunk):
                 count = int(match.group(1))
@@ -110,6 +117,10 @@ class SmtpSink:
 
     def close(self) -> None:
         _stop(self.proc)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._dir.cleanup()
 
     def __enter__(self) -> SmtpSink:
@@ -140,13 +151,15 @@ class Relay:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.strip().isdigit():
-            _stop(self.proc)
+            self.close()
             raise RuntimeError("the relay did not start")
         self.port = int(line)
         _wait_listening(self.port, self.proc, "relay")
 
     def close(self) -> None:
         _stop(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def __enter__(self) -> Relay:
         return self

@@ -4,8 +4,8 @@
 workload (host, port, messages, recipients, connections, ...). The timed phase covers sending
 only: connections are opened before it and closed after it (the pool opens its connections
 inside it, as a pool does). CPU is ``getrusage(RUSAGE_SELF)`` user+system over the phase, so
-it counts every thread of the client and nothing of the server, the relay or another peer; the
-parent adds the process's peak RSS from ``wait4``.
+it counts every thread of the client and nothing of the server, the relay or another peer.
+Peak RSS is the process's VmHWM (see :func:`peak_rss_kb`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from typing import Any
 class Phase:
     """Wall time and process CPU between ``__enter__`` and ``__exit__``."""
 
-    seconds = 0.0
-    cpu = 0.0
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.cpu = 0.0
+        self.notes: dict[str, Any] = {}
 
     def __enter__(self) -> Phase:
         self._cpu0 = self._cpu()
@@ -38,6 +40,22 @@ class Phase:
         return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_kb(pid: str) -> int:
+    """VmHWM: the peak resident set of the process's address space since its exec.
+
+    Not ``ru_maxrss`` from ``wait4``: Linux carries the forking parent's high-water mark into an
+    exec'd child's ``ru_maxrss``, so every child of the (40 MB) harness would report >= 40 MB.
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def clients() -> dict[str, Any]:
     from benchmarks.delivery.mailsdk_clients import CLIENTS as OURS
     from benchmarks.delivery.peers import CLIENTS as PEERS
@@ -50,17 +68,11 @@ def main(argv: list[str]) -> None:
     run = clients()[spec["client"]]
     phase = Phase()
     delivered = run(spec, phase)
-    print(
-        json.dumps(
-            {
-                "delivered": delivered,
-                "seconds": phase.seconds,
-                "cpu": phase.cpu,
-                "otel_sdk_loaded": "opentelemetry.sdk" in sys.modules,
-            }
-        ),
-        flush=True,
-    )
+    report = {"delivered": delivered, "seconds": phase.seconds, "cpu": phase.cpu}
+    report["vmhwm_kb"] = peak_rss_kb("self")
+    report["otel_sdk_loaded"] = any(m.startswith("opentelemetry.sdk") for m in sys.modules)
+    report.update(phase.notes)
+    print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
