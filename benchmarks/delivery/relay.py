@@ -6,6 +6,10 @@ passed, in arrival order (one FIFO per direction, so byte order is kept and a la
 never written before an earlier one). The delay applies per direction, so ``--delay 0.010``
 gives a 20 ms round trip. End of stream is forwarded (half-close) after the same delay.
 
+Each direction of each connection is a reader thread and a writer thread: ``time.sleep`` wakes
+within tens of microseconds, where an event loop's timers (epoll's millisecond resolution,
+rounded up) would add up to a millisecond per hop.
+
 Run as its own process: ``python -m benchmarks.delivery.relay --upstream 127.0.0.1:PORT
 --delay 0.010`` prints the port it listens on, then relays until SIGTERM.
 """
@@ -13,90 +17,80 @@ Run as its own process: ``python -m benchmarks.delivery.relay --upstream 127.0.0
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import queue
 import signal
 import socket
 import sys
+import threading
+import time
 
 
-async def _forward(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
-) -> None:
-    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds after it was read."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+def _pipe(src: socket.socket, dst: socket.socket, delay: float) -> None:
+    """Copy ``src`` to ``dst``, each chunk ``delay`` seconds after it was read."""
+    fifo: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
 
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not data:
-                with contextlib.suppress(OSError):
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
-
-    sender = asyncio.create_task(deliver())
-    try:
-        while True:
-            try:
-                data = await reader.read(1 << 16)
-            except OSError:
-                data = b""
-            queue.put_nowait((loop.time() + delay, data))
-            if not data:
-                break
-        await sender
-    except (OSError, asyncio.CancelledError):
-        sender.cancel()
-        raise
-
-
-async def _serve(upstream: tuple[str, int], delay: float, ready: socket.socket) -> None:
-    async def handle(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+    def deliver() -> None:
         try:
-            s_reader, s_writer = await asyncio.open_connection(*upstream)
+            while True:
+                due, data = fifo.get()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
         except OSError:
-            c_writer.close()
-            return
-        try:
-            await asyncio.gather(
-                _forward(c_reader, s_writer, delay),
-                _forward(s_reader, c_writer, delay),
-                return_exceptions=True,
-            )
-        except asyncio.CancelledError:
-            pass  # shutting down
-        finally:
-            for w in (c_writer, s_writer):
-                w.close()
+            pass
 
-    server = await asyncio.start_server(handle, sock=ready)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    async with server:
-        await stop.wait()
+    writer = threading.Thread(target=deliver, daemon=True)
+    writer.start()
+    while True:
+        try:
+            data = src.recv(1 << 16)
+        except OSError:
+            data = b""
+        fifo.put((time.monotonic() + delay, data))
+        if not data:
+            break
+    writer.join()
+
+
+def _connection(client: socket.socket, upstream: tuple[str, int], delay: float) -> None:
+    try:
+        server = socket.create_connection(upstream)
+    except OSError:
+        client.close()
+        return
+    for s in (client, server):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    up = threading.Thread(target=_pipe, args=(client, server, delay), daemon=True)
+    up.start()
+    _pipe(server, client, delay)
+    up.join()
+    for s in (client, server):
+        with contextlib.suppress(OSError):
+            s.close()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--upstream", required=True, help="host:port of the real server")
     parser.add_argument("--delay", type=float, default=0.010, help="seconds, each direction")
     args = parser.parse_args(argv)
     host, _, port = args.upstream.rpartition(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    print(sock.getsockname()[1], flush=True)
-    asyncio.run(_serve((host, int(port)), args.delay, sock))
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(listener.getsockname()[1], flush=True)
+    while True:
+        client, _ = listener.accept()
+        threading.Thread(
+            target=_connection, args=(client, (host, int(port)), args.delay), daemon=True
+        ).start()
 
 
 if __name__ == "__main__":
