@@ -151,12 +151,17 @@ def big_path(spec: dict[str, Any], phase: Phase) -> int:
     client = _builder(spec).build()
     with client.connect() as session, phase:
         if has_send_many():
-            phase.notes = {"source": "path (streamed)"}
-            source: Any = path
-            result = session.send_message(source, sender=SENDER, recipients=rcpts)
+            try:
+                source: Any = path
+                result = session.send_message(source, sender=SENDER, recipients=rcpts)
+                phase.notes = {"source": "path (streamed)"}
+                return int(not result.refused)
+            except (mailsdk.InvalidInputError, TypeError) as exc:
+                reason = f"path refused: {type(exc).__name__}"
         else:
-            phase.notes = {"source": "bytes (read whole: no streamed sources yet)"}
-            result = session.sendmail(SENDER, rcpts, path.read_bytes())
+            reason = "no streamed sources yet"
+        phase.notes = {"source": f"bytes (read whole: {reason})"}
+        result = session.sendmail(SENDER, rcpts, path.read_bytes())
         return int(not result.refused)
 
 
