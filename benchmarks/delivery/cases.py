@@ -110,7 +110,7 @@ def ratelimit_case(
         return {"status": "skipped", "reason": "mailsdk.batch.TokenBucket not available"}
     messages = int(rate * duration)
     with SmtpSink(watch=True) as sink:
-        spec = _spec("mailsdk-pool", sink.port, messages, connections=connections)
+        spec = _spec("mailsdk-pool", sink.port, messages, connections=connections, warmup=False)
         spec["rate"] = {"messages_per_second": rate, "burst": burst}
         s = run_worker(sink, spec)
         stamps = list(sink.stamps)

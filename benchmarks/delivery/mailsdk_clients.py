@@ -123,12 +123,23 @@ def _rate(spec: dict[str, Any]) -> Any:
     return TokenBucket(**spec["rate"])
 
 
+def _warmup(spec: dict[str, Any]) -> int:
+    """Messages sent through the pool before the timed phase, so that it has opened its
+    connections (the peers open theirs before the phase too): one per connection."""
+    return spec["connections"] if spec.get("warmup", True) else 0
+
+
 def pool_sync(spec: dict[str, Any], phase: Phase) -> int:
     item, rate = _item(spec), _rate(spec)
     client: Any = _builder(spec).build()
-    with client.pool(max_connections=spec["connections"]) as pool, phase:
-        batch = pool.send_batch(itertools.repeat(item, spec["messages"]), rate=rate)
-        return sum(_accepted(o) for o in batch)
+    with client.pool(max_connections=spec["connections"]) as pool:
+        if warm := _warmup(spec):
+            phase.notes["warmup"] = sum(
+                _accepted(o) for o in pool.send_batch(itertools.repeat(item, warm))
+            )
+        with phase:
+            batch = pool.send_batch(itertools.repeat(item, spec["messages"]), rate=rate)
+            return sum(_accepted(o) for o in batch)
 
 
 def pool_async(spec: dict[str, Any], phase: Phase) -> int:
@@ -137,6 +148,9 @@ def pool_async(spec: dict[str, Any], phase: Phase) -> int:
     async def main() -> int:
         client: Any = _builder(spec).build_async()
         async with client.pool(max_connections=spec["connections"]) as pool:
+            if warm := _warmup(spec):
+                warmup = pool.send_batch(itertools.repeat(item, warm))
+                phase.notes["warmup"] = sum([_accepted(o) async for o in warmup])
             with phase:
                 batch = pool.send_batch(itertools.repeat(item, spec["messages"]), rate=rate)
                 return sum([_accepted(o) async for o in batch])

@@ -128,6 +128,7 @@ def run_worker(sink: SmtpSink, spec: dict[str, Any]) -> Sample:
     )
     out, _ = _reap(proc, WORKER_TIMEOUT)
     result = json.loads(out.splitlines()[-1])
+    warmup = int(result.get("warmup", 0))  # sent before the timed phase (the pool's)
     return Sample(
         client=spec["client"],
         messages=spec["messages"],
@@ -135,7 +136,7 @@ def run_worker(sink: SmtpSink, spec: dict[str, Any]) -> Sample:
         cpu=result["cpu"],
         maxrss_kb=result["vmhwm_kb"],
         delivered=result["delivered"],
-        received=_settle(sink, before, spec["messages"]),
+        received=_settle(sink, before, spec["messages"] + warmup) - warmup,
         extra={k: v for k, v in result.items() if k not in ("delivered", "seconds", "cpu")},
     )
 

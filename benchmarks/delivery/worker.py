@@ -2,8 +2,8 @@
 
 ``python -m benchmarks.delivery.worker '<spec JSON>'``. The spec names the client and the
 workload (host, port, messages, recipients, connections, ...). The timed phase covers sending
-only: connections are opened before it and closed after it (the pool opens its connections
-inside it, as a pool does). CPU is ``getrusage(RUSAGE_SELF)`` user+system over the phase, so
+only: connections are opened before it and closed after it (the pool gets one warm-up message
+per connection before it). CPU is ``getrusage(RUSAGE_SELF)`` user+system over the phase, so
 it counts every thread of the client and nothing of the server, the relay or another peer.
 Peak RSS is the process's VmHWM (see :func:`peak_rss_kb`).
 """
