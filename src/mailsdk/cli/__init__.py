@@ -46,8 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from mailsdk.cli.demo import run_demo
+        from mailsdk.errors import ConfigurationError
 
-        return run_demo(use_async=args.use_async, wire=args.wire, out=sys.stdout)
+        try:
+            return run_demo(use_async=args.use_async, wire=args.wire, out=sys.stdout)
+        except ConfigurationError as exc:  # e.g. aiosmtpd missing: one line, no traceback
+            sys.stderr.write(f"mailsdk demo: {exc}\n")
+            return 1
     _parser().print_help()
     return 2
 
