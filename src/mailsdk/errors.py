@@ -10,7 +10,9 @@ The tree::
     │   ├── LocalProtocolError        the API was misused for the current state
     │   └── RemoteProtocolError       malformed / mixed-code / oversized reply, unexpected bytes
     ├── TransportError
-    │   ├── ConnectError (ConnectionError)
+    │   ├── ConnectError (ConnectionError)   ``.attempts``: every address tried and why it failed
+    │   │   └── ProxyError            the proxy refused, or could not reach the target (``.side``)
+    │   │       └── ProxyTimeout      the proxy stalled (also a ConnectTimeout)
     │   ├── ConnectionLost (ConnectionError)   includes a disconnect mid-DATA
     │   │   └── DeliveryUnknown       end-of-data was written, its reply never came
     │   ├── TLSError
@@ -72,6 +74,8 @@ __all__ = [
     "MailTimeout",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
+    "ProxyTimeout",
     "ReadTimeout",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -112,6 +116,17 @@ class MailError(OSError):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def is_retryable(self) -> bool:
+        """True when sending the same message again may succeed and cannot duplicate it.
+
+        Local conditions (bad input, configuration, capabilities, SASL) and protocol errors are
+        not retryable; transport failures before the end of data are (a connection that could
+        not be opened, was lost or timed out); :class:`DeliveryUnknown` is not (the server may
+        have the message); replies follow the reply table (4xx yes, 5xx never).
+        """
+        return False
+
     def __reduce__(self) -> tuple[typing.Any, ...]:
         return (_restore, (type(self), self.message), dict(self.__dict__))
 
@@ -145,9 +160,22 @@ class TransportError(MailError):
 
     recipient_replies: Mapping[str, Reply] = _NO_REPLIES
 
+    @property
+    def is_retryable(self) -> bool:
+        """True: the message was not handed over, a new connection may succeed."""
+        return True
+
 
 class ConnectError(TransportError, ConnectionError):
-    """The connection could not be established."""
+    """The connection could not be established.
+
+    Attributes:
+        attempts: every address that was tried, in order, as ``(address, reason)`` pairs, e.g.
+            ``(("[2001:db8::1]:587", "timed out"), ("192.0.2.1:587", "Connection refused"))``;
+            empty when no address was tried (the name did not resolve).
+    """
+
+    attempts: tuple[tuple[str, str], ...] = ()
 
 
 class ConnectionLost(TransportError, ConnectionError):
@@ -178,9 +206,19 @@ class DeliveryUnknown(ConnectionLost):
         if recipient_replies:
             self.recipient_replies = dict(recipient_replies)
 
+    @property
+    def is_retryable(self) -> bool:
+        """False: the server may have queued the message; sending it again may duplicate it."""
+        return False
+
 
 class TLSError(TransportError):
     """The TLS handshake or certificate verification failed."""
+
+    @property
+    def is_retryable(self) -> bool:
+        """False: a certificate or protocol mismatch fails the same way again."""
+        return False
 
 
 class MailTimeout(TransportError, TimeoutError):
@@ -204,6 +242,41 @@ class MailTimeout(TransportError, TimeoutError):
 
 class ConnectTimeout(MailTimeout, ConnectError):
     """Connecting (TCP and, for implicit TLS, the handshake) took longer than the deadline."""
+
+
+#: Which side of a proxy tunnel failed: the proxy itself, or its connection to the target.
+ProxySide: typing.TypeAlias = typing.Literal["proxy", "target"]
+
+
+class ProxyError(ConnectError):
+    """A proxy (SOCKS5, SOCKS4a, HTTP CONNECT) could not open the tunnel.
+
+    The message and attributes name the proxy without its password.
+
+    Args:
+        message: the description.
+        side: ``"proxy"`` when the proxy itself failed (unreachable, refused our credentials,
+            broke its protocol, stalled), ``"target"`` when the proxy worked but could not reach
+            the mail server (SOCKS5 "host unreachable", "connection refused", HTTP 502/504...).
+        proxy: the proxy URL with any password removed.
+        reply_code: the proxy's status (a SOCKS reply code or an HTTP status), if it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, side: ProxySide, proxy: str = "", reply_code: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.side: ProxySide = side
+        self.proxy = proxy
+        self.reply_code = reply_code
+
+
+class ProxyTimeout(ProxyError, ConnectTimeout):
+    """The proxy did not finish its handshake before the connect deadline (``side="proxy"``)."""
+
+    def __init__(self, message: str, *, proxy: str = "", phase: str | None = "proxy") -> None:
+        ProxyError.__init__(self, message, side="proxy", proxy=proxy)
+        self.phase = phase
 
 
 class ReadTimeout(MailTimeout):
@@ -263,6 +336,11 @@ class ReplyError(MailError):
     def is_transient(self) -> bool:
         """True for 4xx replies: the same request may succeed later."""
         return self.reply.is_transient
+
+    @property
+    def is_retryable(self) -> bool:
+        """The reply's classification (4xx retryable, 5xx never; see ``Reply.is_retryable``)."""
+        return self.reply.is_retryable
 
     @property
     def is_permanent(self) -> bool:
@@ -342,6 +420,11 @@ class RecipientsRefused(ReplyError):
             message = f"all recipients refused: {parts}"
         super().__init__(last, command, message)
         self.refused: dict[str, Reply] = dict(refused)
+
+    @property
+    def is_retryable(self) -> bool:
+        """True when at least one recipient was refused with a retryable (4xx) reply."""
+        return any(reply.is_retryable for reply in self.refused.values())
 
 
 class DataRefused(ReplyError):
