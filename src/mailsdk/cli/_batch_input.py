@@ -6,7 +6,7 @@ nothing.
 
 Rows: ``to`` (required; several addresses separated by ``,`` or ``;``, or a JSON list), optional
 ``cc``, ``bcc``, ``subject``, ``from`` and ``key`` (the idempotency key echoed in the report;
-default ``row-N``); every other column is a template variable. Templates use ``$name`` or
+default ``row-N``); every column but ``bcc`` is also a template variable. Templates use ``$name`` or
 ``${name}`` (:class:`string.Template`); ``$$`` is a literal dollar.
 """
 
@@ -27,8 +27,6 @@ from mailsdk.errors import ConfigurationError
 from mailsdk.flows import Outgoing
 
 __all__ = ["load_items"]
-
-_RESERVED: typing.Final = frozenset({"to", "cc", "bcc", "subject", "from", "key"})
 
 
 def _addresses(value: object) -> list[str]:
@@ -58,7 +56,8 @@ def _row_item(
     to, cc, bcc = (_addresses(row.get(k)) for k in ("to", "cc", "bcc"))
     if not (to or cc or bcc):
         raise ConfigurationError(f"{where}: no recipient (a 'to' column is required)")
-    variables = {k: "" if v is None else str(v) for k, v in row.items() if k not in _RESERVED}
+    # every column is a variable except bcc (hidden recipients stay out of the text)
+    variables = {k: "" if v is None else str(v) for k, v in row.items() if k != "bcc"}
     variables.update({k: ", ".join(_addresses(row.get(k))) for k in ("to", "cc") if row.get(k)})
     from_ = str(row.get("from") or sender or "")
     if not from_:

@@ -28,14 +28,13 @@ import attrs
 
 from mailsdk._types import MessageLike, MessageSource
 from mailsdk.builder import ClientBuilder
+from mailsdk.cli._exit import status_of_error
 from mailsdk.client import Session
 from mailsdk.errors import (
     ConfigurationError,
     ConnectionLost,
-    DeliveryUnknown,
     InvalidInputError,
     MailError,
-    ReplyError,
     TransportError,
 )
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
@@ -100,12 +99,7 @@ def outcome_of(index: int, item: Outgoing, result: SendResult | MailError) -> Se
     if isinstance(result, SendResult):
         status = DeliveryStatus.ACCEPTED if result.ok else DeliveryStatus.PARTIAL
         return SendOutcome(index=index, status=status, result=result, key=item.key)
-    if isinstance(result, DeliveryUnknown):
-        status = DeliveryStatus.UNKNOWN
-    elif isinstance(result, ReplyError):
-        status = DeliveryStatus.REFUSED
-    else:
-        status = DeliveryStatus.FAILED
+    status = status_of_error(result)
     return SendOutcome(index=index, status=status, error=result, key=item.key)
 
 

@@ -39,10 +39,19 @@ from mailsdk.errors import (
     StartTLSRefused,
     TLSError,
     TokenError,
+    TransportError,
 )
 from mailsdk.flows import DeliveryStatus
 
-__all__ = ["ExitCode", "exit_code_for", "exit_code_for_statuses", "describe", "hint_for"]
+__all__ = [
+    "ExitCode",
+    "describe",
+    "exit_code_for",
+    "exit_code_for_statuses",
+    "hint_for",
+    "is_unknown_outcome",
+    "status_of_error",
+]
 
 
 class ExitCode(enum.IntEnum):
@@ -56,11 +65,22 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+def is_unknown_outcome(error: BaseException) -> bool:
+    """True when a message's end-of-data was written and its reply never came.
+
+    :class:`~mailsdk.DeliveryUnknown` says so; a transport error that names the end-of-data
+    reply it was waiting for means the same (the client's wording for a lost final reply).
+    """
+    if isinstance(error, DeliveryUnknown):
+        return True
+    return isinstance(error, TransportError) and "DATA-END" in str(error)
+
+
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code for an error that ended a command."""
     if isinstance(error, ConfigurationError | InvalidInputError):
         return ExitCode.USAGE
-    if isinstance(error, DeliveryUnknown):
+    if is_unknown_outcome(error):
         return ExitCode.TEMPORARY
     if isinstance(error, ReplyError):
         return ExitCode.TEMPORARY if error.is_transient else ExitCode.PERMANENT
@@ -93,6 +113,8 @@ def hint_for(
 ) -> str | None:
     """A short explanation of the usual cause of ``error``, when one is known."""
     text = str(error).lower()
+    if is_unknown_outcome(error):
+        return "the message may have been delivered: check before sending it again"
     if isinstance(error, AuthenticationFailed):
         return error.hint or "check the user name and password (or the OAuth app's permissions)"
     if isinstance(error, TokenError):
@@ -153,7 +175,7 @@ def describe(error: BaseException, *, port: int | None = None, tls: str | None =
 
 def status_of_error(error: MailError) -> DeliveryStatus:
     """The delivery status a failed single send counts as."""
-    if isinstance(error, DeliveryUnknown):
+    if is_unknown_outcome(error):
         return DeliveryStatus.UNKNOWN
     if isinstance(error, ReplyError):
         return DeliveryStatus.REFUSED
