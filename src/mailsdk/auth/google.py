@@ -1,6 +1,6 @@
 """google-auth token provider for Gmail / Google Workspace SMTP AUTH (XOAUTH2).
 
-Layer: L2 ``mailsdk.auth``, an *I/O edge* module (DESIGN.md §6.1): refreshing performs HTTP
+Layer: L2 ``mailsdk.auth``, an *I/O edge* module (docs/architecture.md): refreshing performs HTTP
 through google-auth. It may import ``threading``, ``datetime`` and, lazily, ``google.auth`` and
 ``google.oauth2`` (the optional extra ``mailsdk[google]``); it may import L0 and
 :mod:`mailsdk.auth.tokens`. It must never import ``msal``, ``mailsdk.protocol``, ``esmtp``,

@@ -1,7 +1,7 @@
 """The blocking driver: runs a flow on a :class:`~mailsdk.transport.Stream`.
 
 Layer: L5 client (private). May import L0-L4. This and ``_async_driver.py`` are the only code
-written twice (DESIGN.md §6.2); everything they decide is in ``_common.Pump`` and the flows.
+written twice (docs/architecture.md); everything they decide is in ``_common.Pump`` and the flows.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Why not ``sock.makefile('rb')`` as smtplib does? A buffered file restarts the so
 on every ``recv``, so a server trickling one byte at a time keeps a single ``readline`` alive
 for ``8192 x timeout`` seconds. :class:`SocketLineReader` reads with ``sock.recv`` and re-arms
 the socket timeout with the time *left* before each call, so a whole reply is bounded by one
-deadline (DESIGN.md "Decisions": deadlines are total per command). It only needs ``recv``,
+deadline (deadlines are total per command). It only needs ``recv``,
 ``gettimeout`` and ``settimeout``, which CPython's ``test.mock_socket`` double also provides.
 
 Replies are assembled by :class:`ReplyAssembler`:

@@ -71,7 +71,7 @@ __all__ = [
     "SMTP_SSL",
 ]
 
-# The standard library's own exception classes: the very same objects (DESIGN.md "Decisions").
+# The standard library's own exception classes: the very same objects.
 SMTPException = _std.SMTPException
 SMTPNotSupportedError = _std.SMTPNotSupportedError
 SMTPServerDisconnected = _std.SMTPServerDisconnected

@@ -2,7 +2,7 @@
 
 Layer: L3 flows (sans-IO, pure values). May import ``mailsdk.protocol`` and L0 only.
 
-Partial acceptance is a *result*, not an exception (DESIGN.md §6.5): a message delivered to two of
+Partial acceptance is a *result*, not an exception (docs/errors.md): a message delivered to two of
 three recipients returns a :class:`SendResult` whose ``refused`` names the third with its reply.
 """
 

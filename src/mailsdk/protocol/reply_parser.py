@@ -17,7 +17,7 @@ server is caught on the first bad line:
   on each line");
 * bare LF is accepted as a line end (lenient, as smtplib and most MTAs are).
 
-Limits (DESIGN.md "Decisions": lenient per line, strict per reply). A line longer than
+Limits (lenient per line, strict per reply). A line longer than
 ``max_line_length`` (8 KiB like smtplib's ``_MAXLINE``) fails *as soon as the buffered tail
 exceeds it*, even before its newline arrives, so the client can never be made to buffer without
 bound; so do more than ``max_lines`` lines or more than ``max_reply_bytes`` bytes in one reply.

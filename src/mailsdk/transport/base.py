@@ -5,8 +5,8 @@ never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry``
 
 The shape follows httpcore's network backends: ``receive(max_bytes, timeout)``,
 ``send_all(data, timeout)``, ``start_tls(...)`` returning a *new* stream, ``close()``. Timeouts
-are the remaining time of a total deadline that the caller computes (DESIGN.md "Deadlines are
-total per command"); ``None`` (or ``math.inf``) waits forever; NaN is an
+are the remaining time of a total deadline that the caller computes (deadlines are total per
+command, see docs/architecture.md); ``None`` (or ``math.inf``) waits forever; NaN is an
 :class:`~mailsdk.errors.InvalidInputError`.
 """
 
