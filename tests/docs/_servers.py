@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests._support.oauth_authority import OAuthAuthority
 from tests._support.smtpd import SmtpdServer, start_smtpd
 
-PASSWORD = "docs-example-password"  # noqa: S105 - test credential
+PASSWORD = "docs-example-password"
 REFUSED = "nobody@example.net"
 NAMES = ("mail.example.com", "smtp.office365.com", "smtp.gmail.com", "lmtp.example.com")
 IDP_NAMES = ("login.microsoftonline.com", "oauth2.googleapis.com", "127.0.0.1", "localhost")

@@ -52,7 +52,7 @@ def run_page(page: pathlib.Path, servers: DocsServers, cwd: pathlib.Path) -> str
         REQUESTS_CA_BUNDLE=str(servers.ca_file),
         SMTP_PASSWORD=PASSWORD,
         O365_CLIENT_ID="11111111-0000-0000-0000-000000000001",
-        O365_CLIENT_SECRET="docs-client-secret",  # noqa: S106 - test credential
+        O365_CLIENT_SECRET="docs-client-secret",
         PYTHONDONTWRITEBYTECODE="1",
         HOME=str(cwd),
     )

@@ -1,7 +1,7 @@
 """msal-backed token providers for Office 365 / Exchange Online SMTP AUTH (XOAUTH2).
 
-Layer: L2 ``mailsdk.auth``, an *I/O edge* module (docs/architecture.md): it performs HTTP through msal
-and file I/O for the token cache, and may import ``os``, ``threading``, ``time``, ``msal``,
+Layer: L2 ``mailsdk.auth``, an *I/O edge* module (docs/architecture.md): it performs HTTP through
+msal and file I/O for the token cache, and may import ``os``, ``threading``, ``time``, ``msal``,
 ``requests`` (msal's transport) and ``cryptography``. It is the ONLY mailsdk module that imports
 ``msal``. It may import L0 and :mod:`mailsdk.auth.tokens`; it must never import
 ``mailsdk.protocol``, ``esmtp``, ``flows``, ``transport`` or ``client``.

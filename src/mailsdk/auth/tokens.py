@@ -1,7 +1,7 @@
 """OAuth access tokens for XOAUTH2/OAUTHBEARER: the provider protocols and a refresh-ahead cache.
 
-Layer: L2 ``mailsdk.auth``, an *I/O edge* module (docs/architecture.md): unlike the pure SASL modules it
-may import ``time``, ``threading``, ``asyncio`` and ``inspect``. It may import L0 only
+Layer: L2 ``mailsdk.auth``, an *I/O edge* module (docs/architecture.md): unlike the pure SASL
+modules it may import ``time``, ``threading``, ``asyncio`` and ``inspect``. It may import L0 only
 (``mailsdk.errors``, ``mailsdk._secret``) and must never import ``mailsdk.protocol``, ``esmtp``,
 ``flows``, ``transport``, ``client``, ``msal`` or ``google``.
 
