@@ -31,10 +31,15 @@ __all__ = ["Conversation", "replied"]
 
 
 def replied(
-    command: Command, code: int, *texts: str, recipient: str | None = None
+    command: Command,
+    code: int,
+    *texts: str,
+    recipient: str | None = None,
+    final: bool = True,
 ) -> CommandReplied:
-    """Build the expected ``CommandReplied`` for ``command`` answered by ``code texts``."""
-    return CommandReplied(command, Reply.build(code, *texts), recipient)
+    """Build the expected ``CommandReplied`` for ``command`` answered by ``code texts``
+    (``final=False`` for an LMTP per-recipient reply that is not the command's last)."""
+    return CommandReplied(command, Reply.build(code, *texts), recipient, final)
 
 
 class Conversation:

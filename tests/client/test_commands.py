@@ -22,7 +22,7 @@ from tests._support.scripted_server import (
 from tests._support.smtpd import SmtpdServer
 
 from mailsdk import CommandRefused, ConnectionLost, HeloRefused, MailError
-from mailsdk.client._common import default_local_hostname
+from mailsdk.client._hostname import default_local_hostname
 
 
 async def test_ehlo_is_sent_and_capabilities_parsed(mode: Mode, smtpd: SmtpdServer) -> None:

@@ -32,11 +32,11 @@ from mailsdk.flows import (
     Action,
     AuthRequest,
     AwaitGreeting,
+    BdatChunk,
+    BodyChunk,
+    Exchange,
     ObtainToken,
-    SendBdat,
-    SendBody,
     StartTls,
-    Submit,
     TlsInfo,
     TlsMode,
     TransactionOptions,
@@ -91,11 +91,29 @@ class Script:
         return self.action
 
     def replies(self, *replies: Reply) -> Action | None:
-        assert isinstance(self.action, Submit)
-        assert len(self.action.commands) == len(replies)
+        assert isinstance(self.action, Exchange)
+        assert len(self.action.frames) == len(replies) == self.action.replies
+        commands = [f for f in self.action.frames if not isinstance(f, BodyChunk | BdatChunk)]
         return self.answer(
-            tuple(CommandReplied(c, r) for c, r in zip(self.action.commands, replies, strict=True))
+            tuple(CommandReplied(c, r) for c, r in zip(commands, replies, strict=True))
         )
+
+
+def body_of(action: Action | None) -> bytes | None:
+    """The DATA content an exchange sends (body pieces then end-of-data), else None."""
+    if not isinstance(action, Exchange) or not action.frames:
+        return None
+    if not isinstance(action.frames[-1], EndOfData):
+        return None
+    return b"".join(f.data for f in action.frames if isinstance(f, BodyChunk))
+
+
+def bdat_of(action: Action | None) -> BdatChunk | None:
+    """The BDAT chunk an exchange sends, else None."""
+    if isinstance(action, Exchange) and len(action.frames) == 1:
+        frame = action.frames[0]
+        return frame if isinstance(frame, BdatChunk) else None
+    return None
 
 
 RAW = b"Subject: hi\r\n\r\nbody\r\n"
@@ -106,13 +124,12 @@ def test_pipelined_transaction_partial_acceptance() -> None:
         "a@example.org", ["b@example.com", "x@example.com", "c@example.com"], RAW
     )
     s = Script(transaction(prepared, caps("PIPELINING", "SIZE 1000")))
-    assert isinstance(s.action, Submit)
-    cmds = s.action.commands
+    assert isinstance(s.action, Exchange)
+    cmds = s.action.frames
     assert [type(c) for c in cmds] == [MailFrom, RcptTo, RcptTo, RcptTo, Data]
     assert cmds[0].to_bytes() == f"MAIL FROM:<a@example.org> SIZE={len(RAW)}\r\n".encode()
     s.replies(ok(), ok(), Reply.build(550, "5.1.1 no such user"), ok(), ok(354, "go ahead"))
-    assert isinstance(s.action, SendBody)
-    assert s.action.body == RAW
+    assert body_of(s.action) == RAW
     s.answer((CommandReplied(EndOfData(), Reply.build(250, "2.0.0 Ok: queued as ABC123")),))
     assert s.done
     result = s.value
@@ -129,11 +146,10 @@ def test_all_refused_with_pipelined_354_sends_empty_body_then_rset() -> None:
     s = Script(transaction(prepared, caps("PIPELINING")))
     s.replies(ok(), Reply.build(550, "5.1.1 nope"), ok(354, "go"))
     # RFC 2920 §3.1: DATA accepted though no RCPT was: end it with an empty body.
-    assert isinstance(s.action, SendBody)
-    assert s.action.body == b""
+    assert body_of(s.action) == b""
     s.answer((CommandReplied(EndOfData(), Reply.build(554, "5.5.1 no valid recipients")),))
-    assert isinstance(s.action, Submit)
-    assert isinstance(s.action.commands[0], Rset)
+    assert isinstance(s.action, Exchange)
+    assert isinstance(s.action.frames[0], Rset)
     with pytest.raises(RecipientsRefused) as info:
         s.replies(ok())
     assert info.value.refused["x@example.com"].code == 550
@@ -142,9 +158,9 @@ def test_all_refused_with_pipelined_354_sends_empty_body_then_rset() -> None:
 def test_sender_refused_resets_and_raises() -> None:
     prepared = prepare_raw("a@example.org", ["b@example.com"], RAW)
     s = Script(transaction(prepared, caps()))  # no PIPELINING: one command at a time
-    assert isinstance(s.action, Submit) and len(s.action.commands) == 1
+    assert isinstance(s.action, Exchange) and len(s.action.frames) == 1
     s.replies(Reply.build(553, "5.7.1 sender rejected"))
-    assert isinstance(s.action, Submit) and isinstance(s.action.commands[0], Rset)
+    assert isinstance(s.action, Exchange) and isinstance(s.action.frames[0], Rset)
     with pytest.raises(SenderRefused) as info:
         s.replies(ok())
     assert info.value.sender == "a@example.org"
@@ -164,9 +180,9 @@ def test_data_refused() -> None:
     s = Script(transaction(prepared, caps()))
     s.replies(ok())
     s.replies(ok())
-    assert isinstance(s.action, Submit) and isinstance(s.action.commands[0], Data)
+    assert isinstance(s.action, Exchange) and isinstance(s.action.frames[0], Data)
     s.replies(Reply.build(451, "4.3.0 try later"))
-    assert isinstance(s.action.commands[0], Rset)
+    assert isinstance(s.action.frames[0], Rset)
     with pytest.raises(DataRefused):
         s.replies(ok())
 
@@ -190,12 +206,12 @@ def test_8bit_needs_8bitmime_and_announces_it() -> None:
     with pytest.raises(CapabilityError):
         next(transaction(prepared, caps()))
     s = Script(transaction(prepared, caps("8BITMIME")))
-    assert isinstance(s.action, Submit)
-    assert b"BODY=8BITMIME" in s.action.commands[0].to_bytes()
+    assert isinstance(s.action, Exchange)
+    assert b"BODY=8BITMIME" in s.action.frames[0].to_bytes()
     relaxed = Script(
         transaction(prepared, caps(), options=TransactionOptions(require_8bitmime=False))
     )
-    assert isinstance(relaxed.action, Submit)
+    assert isinstance(relaxed.action, Exchange)
 
 
 def test_dsn_options_reach_the_wire() -> None:
@@ -203,8 +219,8 @@ def test_dsn_options_reach_the_wire() -> None:
     s = Script(
         transaction(prepared, caps("DSN"), mail_options=MailOptions(ret="HDRS", envid="id+1"))
     )
-    assert isinstance(s.action, Submit)
-    assert s.action.commands[0].to_bytes() == b"MAIL FROM:<a@example.org> RET=HDRS ENVID=id+2B1\r\n"
+    assert isinstance(s.action, Exchange)
+    assert s.action.frames[0].to_bytes() == b"MAIL FROM:<a@example.org> RET=HDRS ENVID=id+2B1\r\n"
 
 
 def test_no_recipients() -> None:
@@ -221,12 +237,12 @@ def test_bdat_chunks() -> None:
             prepared, caps("CHUNKING", "PIPELINING"), options=TransactionOptions(chunk_size=5)
         )
     )
-    assert isinstance(s.action, Submit)
-    assert [type(c) for c in s.action.commands] == [MailFrom, RcptTo]  # no DATA with BDAT
+    assert isinstance(s.action, Exchange)
+    assert [type(c) for c in s.action.frames] == [MailFrom, RcptTo]  # no DATA with BDAT
     s.replies(ok(), ok())
     chunks = []
-    while isinstance(s.action, SendBdat):
-        chunks.append((s.action.chunk, s.action.last))
+    while (chunk := bdat_of(s.action)) is not None:
+        chunks.append((chunk.data, chunk.last))
         s.answer((CommandReplied(EndOfData(), ok()),))
     assert chunks == [(b"aaaaa", False), (b"aaaaa", False), (b"\r\n", True)]
     assert s.done and s.value.accepted == ("b@example.com",)
@@ -242,7 +258,7 @@ def test_lmtp_per_recipient_results() -> None:
     prepared = prepare_raw("a@example.org", ["b@example.com", "c@example.com"], RAW)
     s = Script(transaction(prepared, caps("PIPELINING"), dialect=Dialect.LMTP))
     s.replies(ok(), ok(), ok(), ok(354, "go"))
-    assert isinstance(s.action, SendBody)
+    assert body_of(s.action) is not None
     s.answer(
         (
             CommandReplied(EndOfData(), ok(250, "2.0.0 delivered"), "b@example.com"),
@@ -266,7 +282,7 @@ def test_greeting_refused() -> None:
 def test_ehlo_falls_back_to_helo() -> None:
     s = Script(hello("client.example"))
     s.replies(Reply.build(502, "5.5.2 EHLO not implemented"))
-    assert isinstance(s.action, Submit) and isinstance(s.action.commands[0], Helo)
+    assert isinstance(s.action, Exchange) and isinstance(s.action.frames[0], Helo)
     s.replies(ok(250, "mx.example.com"))
     assert s.done and s.value.esmtp is False
 
@@ -322,8 +338,8 @@ def _auth(request: AuthRequest, *lines: str, tls: bool = True) -> Script:
 
 def test_auth_plain_initial_response() -> None:
     s = _auth(AuthRequest(username="alice", password=Secret("s3cret")), "AUTH PLAIN LOGIN")
-    assert isinstance(s.action, Submit)
-    cmd = s.action.commands[0]
+    assert isinstance(s.action, Exchange)
+    cmd = s.action.frames[0]
     assert isinstance(cmd, Auth) and cmd.mechanism == "PLAIN"
     assert base64.b64decode(cmd.initial_response or b"") == b"\0alice\0s3cret"
     assert b"s3cret" not in cmd.redacted()
@@ -347,8 +363,8 @@ def test_auth_round_cap_and_malformed_challenge() -> None:
     s.replies(ok(334, base64.b64encode(b"Username:").decode()))
     s.replies(ok(334, "!!!not-base64!!!"))
     # A malformed challenge cancels the exchange with "*".
-    assert isinstance(s.action, Submit)
-    cancel = s.action.commands[0]
+    assert isinstance(s.action, Exchange)
+    cancel = s.action.frames[0]
     assert isinstance(cancel, AuthResponse) and cancel.payload == b"*"
     with pytest.raises(AuthError):
         s.replies(Reply.build(501, "5.7.0 cancelled"))
@@ -373,7 +389,7 @@ def test_oauth_retries_exactly_once_with_a_fresh_token() -> None:
     s.replies(Reply.build(535, "5.7.3 Authentication unsuccessful"))
     assert isinstance(s.action, ObtainToken) and s.action.force_refresh
     s.answer(AccessToken(Secret("fresh-token"), None))
-    cmd = s.action.commands[0]
+    cmd = s.action.frames[0]
     assert b"fresh-token" in base64.b64decode(cmd.initial_response)
     with pytest.raises(AuthenticationFailed):
         s.replies(Reply.build(535, "5.7.3 Authentication unsuccessful"))  # no third attempt
@@ -386,8 +402,8 @@ def test_xoauth2_error_challenge_is_acknowledged_and_surfaced() -> None:
         b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}'
     ).decode()
     s.replies(ok(334, err))
-    assert isinstance(s.action, Submit)
-    assert s.action.commands[0].payload == b""  # the empty acknowledgement
+    assert isinstance(s.action, Exchange)
+    assert s.action.frames[0].payload == b""  # the empty acknowledgement
     s.replies(Reply.build(535, "5.7.8 Username and Password not accepted"))
     assert isinstance(s.action, ObtainToken) and s.action.force_refresh
     s.answer(AccessToken(Secret("tok2"), None))
@@ -415,9 +431,9 @@ def test_lmtp_all_refused_after_bdat_names_bdat() -> None:
     prepared = prepare_raw("a@example.org", ["b@example.com"], RAW)
     s = Script(transaction(prepared, caps("CHUNKING", "PIPELINING"), dialect=Dialect.LMTP))
     s.replies(ok(), ok())
-    assert isinstance(s.action, SendBdat)
+    assert bdat_of(s.action) is not None
     s.answer((CommandReplied(EndOfData(), Reply.build(550, "5.1.1 gone"), "b@example.com"),))
-    assert isinstance(s.action, Submit)  # RSET
+    assert isinstance(s.action, Exchange)  # RSET
     with pytest.raises(RecipientsRefused) as info:
         s.replies(ok())
     assert info.value.command == "BDAT"

@@ -53,7 +53,13 @@ def test_one_reply_per_accepted_recipient_after_data() -> None:
     assert conv.conn.pending == 1
     conv.server(
         b"250 2.0.0 <b@y.example> delivered\r\n",
-        replied(EndOfData(), 250, "2.0.0 <b@y.example> delivered", recipient="b@y.example"),
+        replied(
+            EndOfData(),
+            250,
+            "2.0.0 <b@y.example> delivered",
+            recipient="b@y.example",
+            final=False,
+        ),
     )
     assert conv.conn.pending == 1  # still owed: d@y.example
     conv.server(
@@ -76,7 +82,7 @@ def test_lmtp_replies_in_one_packet() -> None:
     conv.end_body(b"\r\n.\r\n")
     conv.server(
         b"250 one\r\n250 two\r\n",
-        replied(EndOfData(), 250, "one", recipient="b@y.example"),
+        replied(EndOfData(), 250, "one", recipient="b@y.example", final=False),
         replied(EndOfData(), 250, "two", recipient="c@y.example"),
     )
 
@@ -92,7 +98,7 @@ def test_lmtp_bdat_last_gets_per_recipient_replies() -> None:
         replied(MAIL, 250, "ok"),
         replied(R1, 250, "ok"),
         replied(R2, 250, "ok"),
-        replied(Bdat(7, True), 250, "b done", recipient="b@y.example"),
+        replied(Bdat(7, True), 250, "b done", recipient="b@y.example", final=False),
         replied(Bdat(7, True), 550, "c failed", recipient="c@y.example"),
     )
     assert conv.conn.pending == 0
@@ -135,7 +141,7 @@ def test_lmtp_cross_transaction() -> None:
     conv.end_body(b".\r\n")
     conv.server(
         b"250 c\r\n250 d\r\n",
-        replied(EndOfData(), 250, "c", recipient="c@y.example"),
+        replied(EndOfData(), 250, "c", recipient="c@y.example", final=False),
         replied(EndOfData(), 250, "d", recipient="d@y.example"),
     )
 

@@ -288,7 +288,7 @@ class _SlowLinkStream:
 
 
 def test_data_reply_deadline_is_not_eaten_by_a_slow_but_allowed_body_write() -> None:
-    from mailsdk.client._common import Pump
+    from mailsdk.client._pump import Pump
     from mailsdk.client._sync_driver import SyncDriver
     from mailsdk.flows import greet, hello, prepare_raw, transaction
     from mailsdk.protocol.connection import ClientConnection
@@ -383,9 +383,9 @@ class _RecordingSession:
 
 
 def test_lmtp_end_of_data_replies_are_not_paired_with_commands_pipelined_behind_the_body() -> None:
-    from mailsdk.client._common import Pump
-    from mailsdk.flows import Phase
-    from mailsdk.protocol.commands import Data, Lhlo, MailFrom, RcptTo
+    from mailsdk.client._pump import Pump
+    from mailsdk.flows import BodyChunk, Exchange
+    from mailsdk.protocol.commands import Data, EndOfData, Lhlo, MailFrom, RcptTo
     from mailsdk.protocol.connection import ClientConnection
     from mailsdk.protocol.dialect import Dialect
 
@@ -394,19 +394,20 @@ def test_lmtp_end_of_data_replies_are_not_paired_with_commands_pipelined_behind_
         ClientConnection(dialect=Dialect.LMTP), typing.cast(typing.Any, observer), Timeouts()
     )
 
-    def exchange(_written: bytes, replies: bytes) -> None:
+    def exchange(action: Exchange, replies: bytes) -> None:
+        assert b"".join(pump.encode(action))
         pump.feed(replies)
         assert pump.poll() is not None
 
     pump.greeting()
     pump.feed(b"220 lmtp\r\n")
     assert pump.poll_greeting() is not None
-    exchange(pump.submit([Lhlo("c.test")], Phase.COMMAND), b"250 PIPELINING\r\n")
-    commands = [MailFrom("a@x.test"), RcptTo("b@y.test"), RcptTo("c@y.test"), Data()]
-    exchange(pump.submit(commands, Phase.COMMAND), b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    exchange(Exchange((Lhlo("c.test"),)), b"250 PIPELINING\r\n")
+    commands = (MailFrom("a@x.test"), RcptTo("b@y.test"), RcptTo("c@y.test"), Data())
+    exchange(Exchange(commands), b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
     observer.log.clear()
     exchange(
-        pump.body(b"hi\r\n", [MailFrom("next@x.test")]),
+        Exchange((BodyChunk(b"hi\r\n"), EndOfData(), MailFrom("next@x.test"))),
         b"250 2.0.0 b delivered\r\n452 4.2.2 c over quota\r\n250 2.1.0 next ok\r\n",
     )
     assert observer.log == [
@@ -612,7 +613,7 @@ async def test_async_connect_resolves_the_fqdn_off_the_event_loop(
     import socket
     import threading
 
-    from mailsdk.client import _common
+    from mailsdk.client import _hostname as _common
 
     threads: list[threading.Thread] = []
 

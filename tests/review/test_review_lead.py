@@ -23,7 +23,7 @@ from mailsdk.auth import MechanismRegistry, SaslCredentials
 from mailsdk.auth.tokens import AccessToken
 from mailsdk.errors import AuthenticationFailed, AuthError, LocalProtocolError
 from mailsdk.esmtp import parse_ehlo
-from mailsdk.flows import AuthRequest, Submit, authenticate
+from mailsdk.flows import AuthRequest, Exchange, authenticate
 from mailsdk.flows import Close as CloseAction
 from mailsdk.protocol import ClientConnection, Raw
 from mailsdk.protocol.events import CommandReplied
@@ -77,15 +77,15 @@ def test_token_echoed_in_the_refusal_is_scrubbed() -> None:
     flow = _auth_flow(AuthRequest(username="alice@example.com", use_token=True), "AUTH XOAUTH2")
     next(flow)  # ObtainToken
     action = flow.send(AccessToken(Secret("ya29.SECRET-TOKEN"), None))
-    assert isinstance(action, Submit)
-    sent = action.commands[0].initial_response
+    assert isinstance(action, Exchange)
+    sent = action.frames[0].initial_response
     assert sent is not None
     refusal = Reply.build(535, "5.7.8 token ya29.SECRET-TOKEN rejected; you sent " + sent.decode())
-    action = flow.send((CommandReplied(action.commands[0], refusal),))
+    action = flow.send((CommandReplied(action.frames[0], refusal),))
     assert action.force_refresh  # the one retry
     action = flow.send(AccessToken(Secret("ya29.SECRET-TOKEN"), None))
     with pytest.raises(AuthenticationFailed) as info:
-        flow.send((CommandReplied(action.commands[0], refusal),))
+        flow.send((CommandReplied(action.frames[0], refusal),))
     exc = info.value
     for text in (str(exc), repr(exc), exc.smtp_error.decode(), repr(exc.args)):
         assert "SECRET-TOKEN" not in text
@@ -99,7 +99,7 @@ def test_password_echoed_in_the_refusal_is_scrubbed() -> None:
     action = next(flow)
     with pytest.raises(AuthenticationFailed) as info:
         flow.send(
-            (CommandReplied(action.commands[0], Reply.build(535, "5.7.8 bad password hunter2-pw")),)
+            (CommandReplied(action.frames[0], Reply.build(535, "5.7.8 bad password hunter2-pw")),)
         )
     assert "hunter2-pw" not in str(info.value)
     assert "hunter2-pw" not in info.value.reply.text
@@ -144,7 +144,7 @@ def test_unverified_scram_server_gets_the_connection_closed() -> None:
         tls_active=True,
     )
     action = next(flow)
-    action = flow.send((CommandReplied(action.commands[0], Reply.build(235, "2.7.0 ok")),))
+    action = flow.send((CommandReplied(action.frames[0], Reply.build(235, "2.7.0 ok")),))
     assert isinstance(action, CloseAction)
     with pytest.raises(AuthError):
         flow.send(None)
@@ -160,7 +160,7 @@ def test_nan_timeouts_are_refused(field: str) -> None:
 
 
 def test_server_text_cannot_forge_wire_log_lines(caplog: pytest.LogCaptureFixture) -> None:
-    from mailsdk.client._common import _printable
+    from mailsdk.client._pump import _printable
 
     assert _printable(b"hello\r\nS: 250 forged") == "hello\\r\\nS: 250 forged"
     assert _printable("café".encode()) == "café"

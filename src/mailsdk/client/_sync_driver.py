@@ -1,35 +1,30 @@
 """The blocking driver: runs a flow on a :class:`~mailsdk.transport.Stream`.
 
 Layer: L5 client (private). May import L0-L4. This and ``_async_driver.py`` are the only code
-written twice (docs/architecture.md); everything they decide is in ``_common.Pump`` and the flows.
+written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_policy.after``
+(what a failure leaves of the session) and the flows.
 """
 
 from __future__ import annotations
 
-import inspect
 import ssl
 import typing
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
-from mailsdk.auth.tokens import AccessToken, TokenProvider
-from mailsdk.client._common import RECEIVE_SIZE, SAFE_TO_QUIT, Pump, tls_info_of
-from mailsdk.errors import (
-    ConfigurationError,
-    ConnectionLost,
-    LocalProtocolError,
-    MailError,
-    ReplyError,
-    TLSError,
-)
+from mailsdk.client._policy import Verdict, after
+from mailsdk.client._pump import RECEIVE_SIZE, Pump
+from mailsdk.client._setup import tls_info_of
+from mailsdk.client._tokens import obtain_token
+from mailsdk.errors import ConnectionLost, LocalProtocolError, MailError, TLSError
 from mailsdk.flows import (
     Action,
     AwaitGreeting,
     Close,
+    Exchange,
     ObtainToken,
-    SendBdat,
-    SendBody,
+    Pull,
+    Report,
     StartTls,
-    Submit,
     TlsInfo,
 )
 from mailsdk.transport import Stream
@@ -62,14 +57,23 @@ class SyncDriver:
         self._busy = False
 
     def run(self, flow: Generator[Action, object, T]) -> T:
-        """Run ``flow`` to completion and return its value.
+        """Run ``flow`` to completion and return its value (``Report`` values are dropped).
 
         Raises:
             MailError: whatever the flow or the I/O raised (an I/O failure is thrown into the
-                flow first). Transport and protocol failures, any other exception (e.g. a
-                cancellation), and a 421 from the server close the stream (the session is
-                unusable).
+                flow first); ``_policy.after`` decides what it leaves of the session.
         """
+        steps = self.steps(flow)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return typing.cast("T", stop.value)
+
+    def steps(
+        self, flow: Generator[Action, object, T], pull: Callable[[], object] | None = None
+    ) -> Generator[object, None, T]:
+        """Run ``flow``, yielding each ``Report``'s value; ``pull`` performs ``Pull``."""
         if self.closed:
             raise ConnectionLost("the session is closed")
         if self._busy:
@@ -85,67 +89,76 @@ class SyncDriver:
                 try:
                     action = flow.send(result) if failure is None else flow.throw(failure)
                 except StopIteration as stop:
-                    if self.pump.server_closing:  # e.g. a 421 returned by a raw command
-                        self.close()
+                    self._flush()
+                    self._settle(None)
                     return typing.cast("T", stop.value)
+                result, failure = None, None
+                if isinstance(action, Report):
+                    self._flush()
+                    yield action.value
+                    continue
                 try:
-                    result, failure = self._perform(action), None
+                    result = pull() if pull and isinstance(action, Pull) else self._perform(action)
                 except MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
-                    if not isinstance(exc, SAFE_TO_QUIT):
+                    if after(exc, server_closing=self.pump.server_closing) is Verdict.GIVE_UP:
                         self._give_up(exc)
-                    result, failure = None, exc
-        except SAFE_TO_QUIT as exc:
-            # The conversation is still in step (a refusal, or a local check before anything
-            # was written): the session stays usable, unless the server said 421 (closing).
-            if self.pump.server_closing or (isinstance(exc, ReplyError) and exc.reply.code == 421):
-                self.close()
-            raise
+                    failure = exc
         except BaseException as exc:
-            # A transport or protocol failure, or anything else in the middle of an exchange
-            # (a cancellation, KeyboardInterrupt): replies may still be owed, so the next
-            # command could be paired with a stale reply. The connection is given up.
-            self._give_up(exc)
+            self._settle(exc)
             raise
         finally:
             self._busy = False
             flow.close()
 
+    def _settle(self, error: BaseException | None) -> None:
+        verdict = after(error, server_closing=self.pump.server_closing, idle=self.pump.idle)
+        if verdict is Verdict.CLOSE:
+            self.close()
+        elif verdict is Verdict.GIVE_UP:
+            self._give_up(typing.cast("BaseException", error))
+
     def _give_up(self, error: BaseException) -> None:
         self.pump.fail(error)
         self.close()
 
+    def _write(self, block: bytes) -> None:
+        self.stream.send_all(block, self.pump.write_timeout(len(block)))
+
+    def _flush(self) -> None:
+        if self.pump.buffered and not self.closed:
+            self._write(self.pump.take())
+
     def _perform(self, action: Action) -> object:
         if self.closed and not isinstance(action, Close):
             raise ConnectionLost("the connection was closed")
+        if isinstance(action, Exchange):
+            for block in self.pump.encode(action):
+                self._write(block)
+            if action.replies == 0:
+                return ()
+            while (events := self.pump.poll()) is None:
+                self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+            return events
+        self._flush()
         match action:
             case AwaitGreeting():
                 self.pump.greeting()
                 while (greeting := self.pump.poll_greeting()) is None:
                     self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
                 return greeting
-            case Submit(commands, phase):
-                return self._exchange(self.pump.submit(commands, phase))
-            case SendBody(body, then):
-                return self._exchange(self.pump.body(body, then))
-            case SendBdat(chunk, last):
-                return self._exchange(self.pump.bdat(chunk, last))
             case StartTls():
                 return self._start_tls()
             case ObtainToken(force_refresh):
-                return self._token(force_refresh)
+                return obtain_token(self.token_provider, force_refresh=force_refresh)
             case Close():
                 self.close()
                 return None
+            case Pull() | Report():  # nothing to pull from (Report is handled by steps)
+                return None
         typing.assert_never(action)
-
-    def _exchange(self, data: bytes) -> object:
-        self.stream.send_all(data, self.pump.write_timeout(len(data)))
-        while (events := self.pump.poll()) is None:
-            self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
-        return events
 
     def _start_tls(self) -> TlsInfo:
         if self.tls_context is None:
@@ -159,29 +172,9 @@ class SyncDriver:
             raise TLSError("the stream is not encrypted after STARTTLS")
         return info
 
-    def _binding(self) -> tuple[str, bytes] | None:
-        for kind in ("tls-exporter", "tls-server-end-point"):
-            data = self.stream.channel_binding(kind)
-            if data is not None:
-                return kind, data
-        return None
-
-    def _token(self, force_refresh: bool) -> AccessToken:
-        get = getattr(self.token_provider, "get_token", None)
-        if get is None or inspect.iscoroutinefunction(get):
-            raise ConfigurationError(
-                "OAuth needs a synchronous token provider for the blocking client"
-            )
-        return typing.cast("TokenProvider", self.token_provider).get_token(
-            force_refresh=force_refresh
-        )
-
     def tls_info(self) -> TlsInfo | None:
         """The TLS details of the current stream, or ``None`` when it is plaintext."""
-        if not self.stream.is_tls:
-            return None
-        info = self.stream.info
-        return tls_info_of(info.tls_version, info.tls_cipher, self._binding())
+        return tls_info_of(self.stream)
 
     def close(self) -> None:
         """Close the stream (idempotent)."""

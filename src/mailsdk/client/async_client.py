@@ -6,23 +6,29 @@ driver; the blocking twin in ``sync_client.py`` has the same names and signature
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import types
-from collections.abc import Sequence
+import typing
+from collections.abc import Generator, Sequence
 
 import attrs
 
 from mailsdk._secret import Secret
 from mailsdk._types import MessageLike
-from mailsdk.client import _common as common
+from mailsdk.client import _sending, _setup
 from mailsdk.client._async_driver import AsyncDriver
+from mailsdk.client._connectors import async_connector
+from mailsdk.client._hostname import alocal_hostname
+from mailsdk.client._policy import SAFE_TO_QUIT
+from mailsdk.client._pump import Pump
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
+    Action,
     OpenedSession,
     SendResult,
+    SessionPlan,
     TlsInfo,
     TlsMode,
     authenticate,
@@ -39,6 +45,8 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply import Reply
 from mailsdk.telemetry import SessionObserver
 
+T = typing.TypeVar("T")
+
 __all__ = ["AsyncClient", "AsyncLMTPClient", "AsyncSession"]
 
 
@@ -54,11 +62,13 @@ class AsyncSession:
         config: ClientConfig,
         opened: OpenedSession,
         observer: SessionObserver,
+        local_hostname: str,
     ) -> None:
         self._driver = driver
         self._config = config
         self._opened = opened
         self._observer = observer
+        self._local_hostname = local_hostname
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -105,7 +115,7 @@ class AsyncSession:
             return self._opened.tls
         if self._driver.tls_context is None:
             # A session opened with TLS off has no context yet: build it from the settings now.
-            self._driver.tls_context = common.tls_context(
+            self._driver.tls_context = _setup.tls_context(
                 attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS)
             )
         plan = self._plan()
@@ -149,7 +159,7 @@ class AsyncSession:
     async def authenticate(self, settings: AuthSettings) -> str:
         """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
         self._driver.token_provider = settings.token_provider
-        request = common.auth_request(settings)
+        request = _setup.auth_request(settings)
         plan = self._plan()
         mech = await self._driver.run(
             authenticate(
@@ -184,17 +194,17 @@ class AsyncSession:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
             DataRefused, TransportError.
         """
-        prepared, tx = common.begin_send(self._observer, message, sender, recipients)
+        prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
         try:
             result = await self._driver.run(
-                common.send_flow(
+                _sending.send_flow(
                     self._config, self.capabilities, prepared, mail_options, rcpt_options
                 )
             )
         except BaseException as exc:
             tx.failed(exc)
             raise
-        return common.finish_send(tx, result)
+        return _sending.finish_send(tx, result)
 
     async def sendmail(
         self,
@@ -213,6 +223,20 @@ class AsyncSession:
             mail_options=mail_options,
             rcpt_options=rcpt_options,
         )
+
+    async def run(self, flow: Generator[Action, object, T]) -> T:
+        """Run a sans-IO flow (see :mod:`mailsdk.flows`) on this session; return its value.
+
+        The supported way to drive a conversation of your own (or a flow of mailsdk's, such as
+        :func:`mailsdk.flows.checked`) over the session's connection, with its deadlines,
+        telemetry, wire log and failure policy: a refusal leaves the session usable, a
+        transport or protocol failure (or a 421) closes it. What the flow negotiates (a new
+        EHLO) is not copied into :attr:`capabilities`; use :meth:`ehlo` for that.
+
+        Raises:
+            MailError: whatever the flow raised.
+        """
+        return await self._driver.run(flow)
 
     async def noop(self) -> Reply:
         """NOOP (RFC 5321 §4.1.1.9). Raises :class:`CommandRefused` on a refusal."""
@@ -251,8 +275,8 @@ class AsyncSession:
             await self._driver.aclose()
         self._observer.end(None)
 
-    def _plan(self) -> common.SessionPlan:
-        return common.plan_for(self._config, self._driver.stream.info.local_address)
+    def _plan(self) -> SessionPlan:
+        return _setup.plan_for(self._config, self._local_hostname)
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -267,11 +291,7 @@ class AsyncSession:
             self._observer.end(exc)
             return
         try:
-            if (
-                exc is None
-                or not isinstance(exc, MailError)
-                or isinstance(exc, common.SAFE_TO_QUIT)
-            ):
+            if exc is None or not isinstance(exc, MailError) or isinstance(exc, SAFE_TO_QUIT):
                 with contextlib.suppress(MailError):
                     await self._driver.run(quit_session())
             await self._driver.aclose()
@@ -289,7 +309,7 @@ class AsyncClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config.validate()
-        self._tls = common.TlsContextCache(self._config)
+        self._tls = _setup.TlsContextCache(self._config)
 
     def __repr__(self) -> str:
         cfg = self._config
@@ -308,18 +328,15 @@ class AsyncClient:
             StartTLSRefused, CapabilityError, AuthError, AuthenticationFailed.
         """
         cfg = self._config
-        observer = common.session_observer(cfg)
+        observer = _setup.session_observer(cfg)
         try:
-            if cfg.local_hostname is None:
-                # The default EHLO name needs a DNS lookup: keep it off the event loop.
-                await asyncio.to_thread(common.local_fqdn)
             context = self._tls.get()
-            stream = await common.async_connector(cfg, context).connect(cfg.timeouts.connect)
+            stream = await async_connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
             raise
-        observer.connected(**common.peer_of(stream.info))
-        pump = common.Pump(
+        observer.connected(**_setup.peer_of(stream.info))
+        pump = Pump(
             ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
         )
         provider = cfg.auth.token_provider if cfg.auth else None
@@ -332,18 +349,20 @@ class AsyncClient:
         )
         implicit = driver.tls_info()
         try:
-            opened = await driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
+            # The default EHLO name needs a DNS lookup: the first runs off the event loop.
+            hostname = await alocal_hostname(cfg.local_hostname, stream.info.local_address)
+            opened = await driver.run(_setup.open_flow(cfg, hostname, implicit))
         except BaseException as exc:
             try:
-                if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
+                if not driver.closed and isinstance(exc, SAFE_TO_QUIT):
                     with contextlib.suppress(MailError):
                         await driver.run(quit_session())
                 await driver.aclose()
             finally:
                 observer.end(exc)
             raise
-        common.report_opened(pump, opened, implicit is not None)
-        return AsyncSession(driver, cfg, opened, observer)
+        _setup.report_opened(pump, opened, implicit is not None)
+        return AsyncSession(driver, cfg, opened, observer, hostname)
 
     async def send_message(
         self,

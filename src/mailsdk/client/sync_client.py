@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import types
-from collections.abc import Sequence
+import typing
+from collections.abc import Generator, Sequence
 
 import attrs
 
 from mailsdk._secret import Secret
 from mailsdk._types import MessageLike
-from mailsdk.client import _common as common
+from mailsdk.client import _sending, _setup
+from mailsdk.client._connectors import connector
+from mailsdk.client._hostname import local_hostname
+from mailsdk.client._policy import SAFE_TO_QUIT
+from mailsdk.client._pump import Pump
 from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
+    Action,
     OpenedSession,
     SendResult,
+    SessionPlan,
     TlsInfo,
     TlsMode,
     authenticate,
@@ -38,6 +45,8 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply import Reply
 from mailsdk.telemetry import SessionObserver
 
+T = typing.TypeVar("T")
+
 __all__ = ["Client", "LMTPClient", "Session"]
 
 
@@ -53,11 +62,13 @@ class Session:
         config: ClientConfig,
         opened: OpenedSession,
         observer: SessionObserver,
+        local_hostname: str,
     ) -> None:
         self._driver = driver
         self._config = config
         self._opened = opened
         self._observer = observer
+        self._local_hostname = local_hostname
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -102,7 +113,7 @@ class Session:
             return self._opened.tls
         if self._driver.tls_context is None:
             # A session opened with TLS off has no context yet: build it from the settings now.
-            self._driver.tls_context = common.tls_context(
+            self._driver.tls_context = _setup.tls_context(
                 attrs.evolve(self._config, tls_mode=TlsMode.STARTTLS)
             )
         plan = self._plan()
@@ -146,7 +157,7 @@ class Session:
     def authenticate(self, settings: AuthSettings) -> str:
         """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
         self._driver.token_provider = settings.token_provider
-        request = common.auth_request(settings)
+        request = _setup.auth_request(settings)
         plan = self._plan()
         mech = self._driver.run(
             authenticate(
@@ -181,17 +192,17 @@ class Session:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
             DataRefused, TransportError.
         """
-        prepared, tx = common.begin_send(self._observer, message, sender, recipients)
+        prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
         try:
             result = self._driver.run(
-                common.send_flow(
+                _sending.send_flow(
                     self._config, self.capabilities, prepared, mail_options, rcpt_options
                 )
             )
         except BaseException as exc:
             tx.failed(exc)
             raise
-        return common.finish_send(tx, result)
+        return _sending.finish_send(tx, result)
 
     def sendmail(
         self,
@@ -210,6 +221,20 @@ class Session:
             mail_options=mail_options,
             rcpt_options=rcpt_options,
         )
+
+    def run(self, flow: Generator[Action, object, T]) -> T:
+        """Run a sans-IO flow (see :mod:`mailsdk.flows`) on this session; return its value.
+
+        The supported way to drive a conversation of your own (or a flow of mailsdk's, such as
+        :func:`mailsdk.flows.checked`) over the session's connection, with its deadlines,
+        telemetry, wire log and failure policy: a refusal leaves the session usable, a
+        transport or protocol failure (or a 421) closes it. What the flow negotiates (a new
+        EHLO) is not copied into :attr:`capabilities`; use :meth:`ehlo` for that.
+
+        Raises:
+            MailError: whatever the flow raised.
+        """
+        return self._driver.run(flow)
 
     def noop(self) -> Reply:
         """NOOP (RFC 5321 §4.1.1.9). Raises :class:`CommandRefused` on a refusal."""
@@ -248,8 +273,8 @@ class Session:
             self._driver.close()
         self._observer.end(None)
 
-    def _plan(self) -> common.SessionPlan:
-        return common.plan_for(self._config, self._driver.stream.info.local_address)
+    def _plan(self) -> SessionPlan:
+        return _setup.plan_for(self._config, self._local_hostname)
 
     def __enter__(self) -> Session:
         return self
@@ -264,11 +289,7 @@ class Session:
             self._observer.end(exc)
             return
         try:
-            if (
-                exc is None
-                or not isinstance(exc, MailError)
-                or isinstance(exc, common.SAFE_TO_QUIT)
-            ):
+            if exc is None or not isinstance(exc, MailError) or isinstance(exc, SAFE_TO_QUIT):
                 with contextlib.suppress(MailError):
                     self._driver.run(quit_session())
             self._driver.close()
@@ -286,7 +307,7 @@ class Client:
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config.validate()
-        self._tls = common.TlsContextCache(self._config)
+        self._tls = _setup.TlsContextCache(self._config)
 
     def __repr__(self) -> str:
         cfg = self._config
@@ -305,15 +326,15 @@ class Client:
             StartTLSRefused, CapabilityError, AuthError, AuthenticationFailed.
         """
         cfg = self._config
-        observer = common.session_observer(cfg)
+        observer = _setup.session_observer(cfg)
         try:
             context = self._tls.get()
-            stream = common.connector(cfg, context).connect(cfg.timeouts.connect)
+            stream = connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
             raise
-        observer.connected(**common.peer_of(stream.info))
-        pump = common.Pump(
+        observer.connected(**_setup.peer_of(stream.info))
+        pump = Pump(
             ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
         )
         provider = cfg.auth.token_provider if cfg.auth else None
@@ -326,18 +347,19 @@ class Client:
         )
         implicit = driver.tls_info()
         try:
-            opened = driver.run(common.open_flow(cfg, stream.info.local_address, implicit))
+            hostname = local_hostname(cfg.local_hostname, stream.info.local_address)
+            opened = driver.run(_setup.open_flow(cfg, hostname, implicit))
         except BaseException as exc:
             try:
-                if not driver.closed and isinstance(exc, common.SAFE_TO_QUIT):
+                if not driver.closed and isinstance(exc, SAFE_TO_QUIT):
                     with contextlib.suppress(MailError):
                         driver.run(quit_session())
                 driver.close()
             finally:
                 observer.end(exc)
             raise
-        common.report_opened(pump, opened, implicit is not None)
-        return Session(driver, cfg, opened, observer)
+        _setup.report_opened(pump, opened, implicit is not None)
+        return Session(driver, cfg, opened, observer, hostname)
 
     def send_message(
         self,

@@ -6,18 +6,21 @@ module of the standard library.
 
 A *flow* is a generator ``Generator[Action, object, T]``: it yields an :data:`Action`, the driver
 performs it and sends the result back (the result type for each action is documented on it), and
-the flow finally returns ``T``. When performing an action fails with a
-:class:`~mailsdk.errors.MailError`, the driver throws it into the flow (``generator.throw``) so a
-best-effort step can keep the error that caused it; after a transport or protocol failure the
-driver has already given the connection up. Flows never see sockets or clocks; drivers never make
-protocol decisions. This is httpx's ``Auth.auth_flow`` pattern applied to the whole SMTP session.
+the flow finally returns ``T``. All SMTP traffic is one action, :class:`Exchange`: "write these
+frames, then give me the replies to the next K commands", so a flow decides how much is in flight
+(a PIPELINING group, a body with the next envelope behind it, pipelined BDAT chunks). When
+performing an action fails with a :class:`~mailsdk.errors.MailError`, the driver throws it
+into the flow (``generator.throw``) so a best-effort step can keep the error that caused it;
+after a transport or protocol failure the driver has already given the connection up. Flows
+never see sockets or clocks; drivers never make protocol decisions. This is httpx's
+``Auth.auth_flow`` pattern applied to the whole SMTP session.
 """
 
 from __future__ import annotations
 
 import enum
 import typing
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 
 import attrs
 
@@ -32,19 +35,22 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "Action",
     "AwaitGreeting",
+    "BdatChunk",
+    "BodyChunk",
     "Close",
+    "Exchange",
     "Flow",
+    "Frame",
     "ObtainToken",
     "Phase",
-    "SendBdat",
-    "SendBody",
+    "Pull",
+    "Report",
     "StartTls",
-    "Submit",
     "TlsInfo",
     "await_greeting",
+    "exchange",
     "obtain_token",
-    "send_bdat",
-    "send_body",
+    "report",
     "start_tls",
     "submit",
     "submit_events",
@@ -68,34 +74,70 @@ class AwaitGreeting:
 
 
 @attrs.frozen
-class Submit:
-    """Send ``commands`` in one write (a pipelining group when more than one) and wait for every
-    outstanding reply. Result: ``tuple[CommandReplied, ...]`` in wire order.
-    """
+class BodyChunk:
+    """A piece of DATA content, after the 354 (the connection canonicalises line endings and
+    dot-stuffs it, RFC 5321 §4.5.2). An ``EndOfData()`` frame ends the body."""
 
-    commands: tuple[Command, ...]
-    phase: Phase = Phase.COMMAND
+    data: bytes
 
 
 @attrs.frozen
-class SendBody:
-    """After a 354: stream ``body`` (canonicalised and dot-stuffed by the connection), the
-    end-of-data terminator, then ``then`` (commands pipelined behind the body, RFC 2920 §3.1),
-    and wait for every reply. Result: ``tuple[CommandReplied, ...]`` (LMTP: one per recipient).
-    """
+class BdatChunk:
+    """One BDAT chunk (RFC 3030 §2): the ``BDAT n [LAST]`` header and its payload. It is a
+    command: it gets one reply (per accepted recipient for LMTP's ``LAST``)."""
 
-    body: bytes
-    then: tuple[Command, ...] = ()
-
-
-@attrs.frozen
-class SendBdat:
-    """Send one BDAT chunk (RFC 3030) and wait for its reply(s).
-    Result: ``tuple[CommandReplied, ...]``.
-    """
-
-    chunk: bytes
+    data: bytes
     last: bool
+
+
+#: What an :class:`Exchange` writes: commands (``EndOfData()`` ends a DATA body), body pieces
+#: and BDAT chunks, in wire order.
+Frame: typing.TypeAlias = Command | BodyChunk | BdatChunk
+
+
+@attrs.frozen
+class Exchange:
+    """Write ``frames`` (in order), then read the replies to the next ``replies`` commands.
+
+    The one instruction for all SMTP traffic. ``replies`` counts *commands*, oldest first,
+    including ones written by earlier exchanges; ``None`` means every reply still owed, ``0``
+    means none. With ``0`` the frames may stay buffered: they go out, in the same write, with
+    the next exchange that waits (or before any other action). That is how a flow puts message
+    N's body, its end-of-data and message N+1's MAIL, RCPT and DATA into one write (RFC 2920
+    §3.1) while keeping each frame's ``owner`` apart.
+
+    Result: ``tuple[CommandReplied, ...]`` in wire order; a command's last event has
+    ``final`` set (an LMTP end-of-data gets one event per accepted recipient).
+
+    Attributes:
+        frames: what to write.
+        replies: how many commands' replies to wait for.
+        phase: which deadline applies to the replies of these commands (the end of a body,
+            ``EndOfData()`` or a ``LAST`` chunk, always waits under :attr:`Phase.DATA`).
+        owner: opaque to flows and drivers alike: the transaction these frames belong to, as
+            given by the caller who prepared the message (telemetry parents the commands'
+            spans to it).
+    """
+
+    frames: tuple[Frame, ...]
+    replies: int | None = None
+    phase: Phase = Phase.COMMAND
+    owner: object = None
+
+
+@attrs.frozen
+class Pull:
+    """Ask whoever runs the flow for its next input (``send_many``: the next prepared message,
+    so an asynchronous source can be awaited). Result: the input, or ``None`` when there is
+    no more."""
+
+
+@attrs.frozen
+class Report:
+    """Hand ``value`` to whoever runs the flow, and carry on (``send_many`` yields each
+    outcome this way as soon as it is known). Result: ``None``."""
+
+    value: object
 
 
 @attrs.frozen
@@ -124,9 +166,7 @@ class Close:
     """Close the stream (after QUIT or a 421). Result: ``None``."""
 
 
-Action: typing.TypeAlias = (
-    AwaitGreeting | Submit | SendBody | SendBdat | StartTls | ObtainToken | Close
-)
+Action: typing.TypeAlias = AwaitGreeting | Exchange | Pull | Report | StartTls | ObtainToken | Close
 
 T = typing.TypeVar("T")
 
@@ -135,48 +175,46 @@ Flow: typing.TypeAlias = Generator[Action, object, T]
 
 
 def _replies(result: object) -> tuple[CommandReplied, ...]:
-    if isinstance(result, tuple) and all(isinstance(e, CommandReplied) for e in result):
+    if isinstance(result, tuple):
         return typing.cast("tuple[CommandReplied, ...]", result)
-    raise LocalProtocolError(f"driver returned {type(result).__name__} for a command submission")
+    raise LocalProtocolError(f"driver returned {type(result).__name__} for an exchange")
+
+
+def exchange(
+    *frames: Frame,
+    replies: int | None = None,
+    phase: Phase = Phase.COMMAND,
+    owner: object = None,
+) -> Generator[Action, object, tuple[CommandReplied, ...]]:
+    """Yield one :class:`Exchange` and return its reply events."""
+    result = yield Exchange(frames, replies, phase, owner)
+    return _replies(result)
 
 
 def submit(
     *commands: Command, phase: Phase = Phase.COMMAND
 ) -> Generator[Action, object, tuple[Reply, ...]]:
-    """Send ``commands`` (pipelined when several) and return one reply per command.
-
-    For an LMTP end-of-data the per-recipient replies are available through :func:`submit_events`.
-    """
-    events = yield from submit_events(*commands, phase=phase)
-    return tuple(e.reply for e in events)
+    """Send ``commands`` (pipelined when several) and return one reply per command."""
+    events = yield Exchange(commands, len(commands), phase)
+    return tuple(e.reply for e in _replies(events) if e.final)
 
 
 def submit_events(
     *commands: Command, phase: Phase = Phase.COMMAND
 ) -> Generator[Action, object, tuple[CommandReplied, ...]]:
     """Like :func:`submit` but returns the raw :class:`CommandReplied` events."""
-    result = yield Submit(tuple(commands), phase)
-    return _replies(result)
+    return (yield from exchange(*commands, replies=len(commands), phase=phase))
 
 
 def submit_one(command: Command, phase: Phase = Phase.COMMAND) -> Generator[Action, object, Reply]:
     """Send one command and return its reply."""
-    (reply,) = yield from submit(command, phase=phase)
-    return reply
+    events = yield Exchange((command,), 1, phase)
+    return _replies(events)[-1].reply
 
 
-def send_body(
-    body: bytes, then: Iterable[Command] = ()
-) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-    """Send the message content after a 354 and return the end-of-data reply event(s)."""
-    result = yield SendBody(body, tuple(then))
-    return _replies(result)
-
-
-def send_bdat(chunk: bytes, *, last: bool) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-    """Send one BDAT chunk and return its reply event(s)."""
-    result = yield SendBdat(chunk, last)
-    return _replies(result)
+def report(value: object) -> Generator[Action, object, None]:
+    """Hand ``value`` to the flow's runner (see :class:`Report`)."""
+    yield Report(value)
 
 
 def await_greeting() -> Generator[Action, object, Reply]:

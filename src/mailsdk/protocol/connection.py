@@ -37,7 +37,14 @@ transaction never rewind a newer one.
 once per *accepted* RCPT of the transaction, in RCPT order (RFC 2033 §4.2). Each is reported as
 ``CommandReplied(command, reply, recipient=address)`` where ``command`` is ``EndOfData()`` (DATA)
 or the final :class:`Bdat` (CHUNKING). The count is fixed when the first of those replies is
-paired; all RCPT replies precede it on the wire.
+paired; all RCPT replies precede it on the wire. ``CommandReplied.final`` is true on a
+command's last reply only, so a driver never has to guess when an LMTP run ends.
+
+*Tags and closing.* ``send``/``end_body``/``send_bdat`` take an opaque ``tag`` that comes back
+on the command's :class:`CommandReplied` (drivers attach their telemetry observer); ``outstanding``
+lists the tags still owed a reply (to fail them when the connection breaks). Any ``421`` reply
+(RFC 5321 §3.8: the server "is closing the transmission channel") sets :attr:`closing`, whatever
+command it answered: replies still owed after it will never come.
 
 *STARTTLS.* After the 220 to STARTTLS the state is ``TLS_READY``. Any byte already buffered or
 received before ``tls_started()`` is a :class:`~mailsdk.errors.RemoteProtocolError`: it was sent
@@ -123,6 +130,7 @@ class _Pending:
     txn: _Transaction | None
     recipients: list[str] | None = None
     replied: int = 0
+    tag: object = None
 
 
 class ClientConnection:
@@ -151,6 +159,7 @@ class ClientConnection:
         self._bdat_encoder: BdatEncoder | None = None
         self._eof = False
         self._overflow = False  # an over-long line is buffered behind complete replies
+        self._closing = False
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -163,6 +172,21 @@ class ClientConnection:
     def pending(self) -> int:
         """Replies still owed: queued commands (and the greeting, before it arrives)."""
         return len(self._queue)
+
+    @property
+    def closing(self) -> bool:
+        """True once the server answered ``421``: it is closing the channel (RFC 5321 §3.8)."""
+        return self._closing
+
+    @property
+    def outstanding(self) -> tuple[object, ...]:
+        """The tags of the commands still owed a reply, oldest first (the greeting's is None)."""
+        return tuple(p.tag for p in self._queue)
+
+    @property
+    def oldest_tag(self) -> object:
+        """The tag of the command whose reply comes next (``None`` if nothing is queued)."""
+        return self._queue[0].tag if self._queue else None
 
     @property
     def enhanced_status_codes(self) -> bool:
@@ -213,13 +237,14 @@ class ClientConnection:
                 f"{buffered[:60]!r}"
             )
 
-    def send(self, command: Command) -> bytes:
+    def send(self, command: Command, tag: object = None) -> bytes:
         """Queue ``command`` for its reply and return its wire bytes.
 
         Args:
             command: any command except :class:`EndOfData` (use :meth:`end_body`). A
                 :class:`Bdat` sent this way carries no payload: write exactly ``size`` bytes
                 after it yourself, or use :meth:`send_bdat`.
+            tag: returned on the command's reply event(s) (``CommandReplied.tag``).
 
         Returns:
             The bytes to write (the command line with CRLF).
@@ -242,7 +267,7 @@ class ClientConnection:
         elif trigger in (Trigger.RSET, Trigger.BDAT_LAST):
             self._bdat_encoder = None
         txn = self._txn if trigger in TRANSACTION_TRIGGERS or trigger is Trigger.BDAT_LAST else None
-        self._queue.append(_Pending(command, trigger, txn))
+        self._queue.append(_Pending(command, trigger, txn, tag=tag))
         self._state = new_state
         return data
 
@@ -263,8 +288,11 @@ class ClientConnection:
             raise LocalProtocolError(f"cannot send body data in state {self._state.name}")
         return self._data_encoder.encode(chunk)
 
-    def end_body(self) -> bytes:
+    def end_body(self, tag: object = None) -> bytes:
         """Finish the DATA body and queue :class:`EndOfData` for the final reply(ies).
+
+        Args:
+            tag: returned on the end-of-data reply event(s).
 
         Returns:
             The remaining bytes including the ``.\\r\\n`` terminator.
@@ -279,11 +307,13 @@ class ClientConnection:
         self._check_in_step()
         tail = self._data_encoder.finish()
         self._data_encoder = None
-        self._queue.append(_Pending(EndOfData(), Trigger.END_OF_DATA, self._txn))
+        self._queue.append(_Pending(EndOfData(), Trigger.END_OF_DATA, self._txn, tag=tag))
         self._state = new_state
         return tail
 
-    def send_bdat(self, chunk: bytes, *, last: bool, canonicalize: bool = True) -> bytes:
+    def send_bdat(
+        self, chunk: bytes, *, last: bool, canonicalize: bool = True, tag: object = None
+    ) -> bytes:
         """Frame one BDAT chunk (RFC 3030): header line plus payload; queues the :class:`Bdat`.
 
         Args:
@@ -291,6 +321,7 @@ class ClientConnection:
             last: mark the final chunk (``BDAT n LAST``).
             canonicalize: convert bare CR/LF to CRLF (carried across chunks); pass ``False``
                 for ``BODY=BINARYMIME`` content.
+            tag: returned on the chunk's reply event(s).
 
         Returns:
             ``b"BDAT n[ LAST]\\r\\n"`` followed by the ``n`` payload bytes.
@@ -308,7 +339,7 @@ class ClientConnection:
         command, payload = self._bdat_encoder.frame(chunk, last=last)
         if last:
             self._bdat_encoder = None
-        self._queue.append(_Pending(command, trigger, self._txn))
+        self._queue.append(_Pending(command, trigger, self._txn, tag=tag))
         self._state = new_state
         return command.to_bytes() + payload
 
@@ -416,11 +447,14 @@ class ClientConnection:
     def _pair(self, entry: _Pending, reply: Reply) -> Event:
         trigger = entry.trigger
         outcome = outcome_of(trigger, reply.code)
+        if reply.code == 421:
+            self._closing = True
         if entry.command is None:  # the greeting
             self._queue.popleft()
             self._state = state_after_reply(self._state, trigger, outcome)
             return GreetingReceived(reply)
         recipient: str | None = None
+        final = True
         if self.dialect.replies_per_recipient and trigger in (
             Trigger.END_OF_DATA,
             Trigger.BDAT_LAST,
@@ -434,7 +468,8 @@ class ClientConnection:
             if entry.recipients:
                 recipient = entry.recipients[entry.replied]
             entry.replied += 1
-            if entry.replied >= max(1, len(entry.recipients)):
+            final = entry.replied >= max(1, len(entry.recipients))
+            if final:
                 self._queue.popleft()
         else:
             self._queue.popleft()
@@ -453,4 +488,4 @@ class ClientConnection:
             raise RemoteProtocolError(
                 "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
             )
-        return CommandReplied(entry.command, reply, recipient)
+        return CommandReplied(entry.command, reply, recipient, final, entry.tag)

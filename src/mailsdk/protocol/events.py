@@ -55,11 +55,19 @@ class CommandReplied:
         reply: the server's reply.
         recipient: in LMTP, the accepted recipient this end-of-data reply belongs to
             (RFC 2033 §4.2); ``None`` otherwise.
+        final: whether this is the command's last reply. Always true except for the
+            per-recipient replies of an LMTP end-of-data before the last one: the connection,
+            not its user, knows how many replies a command gets.
+        tag: whatever the sender attached to the command (``ClientConnection.send(...,
+            tag=...)``); drivers use it to find the command's telemetry observer. Not part of
+            equality.
     """
 
     command: Command
     reply: Reply
     recipient: str | None = None
+    final: bool = True
+    tag: object = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen

@@ -1,0 +1,58 @@
+"""The failure policy: what a failure leaves of a session. One pure decision for both drivers.
+
+Layer: L5 client (private, pure: no I/O). May import L0-L4.
+
+A session is only usable while every reply is paired with its command. A refusal, or a local
+check that failed before anything was written, leaves the conversation in step: the session
+stays open (unless the server said 421, RFC 5321 §3.8: it is closing the channel). A transport
+or protocol failure, or anything else in the middle of an exchange (a cancellation,
+KeyboardInterrupt), may leave replies owed, so the next command could be paired with a stale
+reply: the connection is given up.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from mailsdk.errors import AuthError, CapabilityError, InvalidInputError, ReplyError
+
+__all__ = ["SAFE_TO_QUIT", "Verdict", "after"]
+
+#: Failures after which the connection is still in step and a polite QUIT makes sense.
+SAFE_TO_QUIT: tuple[type[BaseException], ...] = (
+    ReplyError,
+    AuthError,
+    CapabilityError,
+    InvalidInputError,
+)
+
+
+class Verdict(enum.Enum):
+    """What to do with the connection."""
+
+    #: In step: the session stays usable.
+    KEEP = "keep"
+    #: The server is closing (421): close the stream; nothing is owed.
+    CLOSE = "close"
+    #: Out of step or broken: fail what is still open, close the stream.
+    GIVE_UP = "give up"
+
+
+def after(error: BaseException | None, *, server_closing: bool, idle: bool = False) -> Verdict:
+    """Decide what ``error`` (``None``: the call succeeded) leaves of the session.
+
+    Args:
+        error: what ended the call or the action, if anything.
+        server_closing: the server answered 421 at some point.
+        idle: nothing is owed and nothing half-written: a caller abandoning an iterator
+            (``GeneratorExit``) between messages leaves the session in step.
+    """
+    if error is None:
+        return Verdict.CLOSE if server_closing else Verdict.KEEP
+    if isinstance(error, SAFE_TO_QUIT):
+        if server_closing or (isinstance(error, ReplyError) and error.reply.code == 421):
+            return Verdict.CLOSE
+        return Verdict.KEEP
+    if idle and isinstance(error, GeneratorExit):
+        return Verdict.CLOSE if server_closing else Verdict.KEEP
+    return Verdict.GIVE_UP

@@ -1,0 +1,328 @@
+"""The reply pump: turns a flow's frames into write blocks and bytes read into reply events.
+
+Layer: L5 client (private). May import L0-L4. No I/O happens here: the drivers write the blocks
+this module produces and feed it what they read; it decides what to write, which deadline
+applies, what the replies mean to telemetry and what goes into the wire log.
+
+Who keeps what: :class:`~mailsdk.protocol.connection.ClientConnection` owns the only queue of
+commands awaiting a reply, tells when a command's last reply arrived (LMTP runs included) and
+whether the server said 421. The pump attaches a small tag to each command it queues (verb,
+owning transaction, deadline phase, telemetry observer once written) and reads it back from the
+reply events; it keeps no second queue and makes no guess about reply counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+from collections.abc import Callable, Iterator
+
+from mailsdk.errors import (
+    CommandRefused,
+    ConnectionLost,
+    LocalProtocolError,
+    MailError,
+    ReadTimeout,
+    RemoteProtocolError,
+)
+from mailsdk.esmtp import Capabilities
+from mailsdk.flows import BdatChunk, BodyChunk, Exchange, Phase
+from mailsdk.protocol.commands import Auth, AuthResponse, Command, EndOfData, Raw
+from mailsdk.protocol.connection import ClientConnection
+from mailsdk.protocol.events import NEED_DATA, CommandReplied, ConnectionClosed, GreetingReceived
+from mailsdk.protocol.reply import Reply
+from mailsdk.protocol.state import ClientState
+
+if typing.TYPE_CHECKING:
+    from mailsdk.config import Timeouts
+    from mailsdk.telemetry import CommandObserver, SessionObserver, TransactionObserver
+
+__all__ = ["RECEIVE_SIZE", "WRITE_BLOCK", "Pump", "wire_log"]
+
+#: The protocol log. DEBUG shows every command and reply; AUTH payloads are redacted.
+wire_log = logging.getLogger("mailsdk.wire")
+
+#: How much a driver asks the stream for at a time.
+RECEIVE_SIZE: typing.Final = 65536
+#: Encoded output is written once this much is buffered (bounded memory for streamed bodies);
+#: smaller exchanges go out in one write.
+WRITE_BLOCK: typing.Final = 128 * 1024
+
+
+def _label(command: Command) -> str:
+    """The command's verb for a message, or its redacted form for a raw line that is no
+    command (a SASL response sent with ``execute()``: its first word would be the secret)."""
+    if isinstance(command, Raw):
+        return command.redacted().decode("utf-8", "replace").split(None, 1)[0]
+    return command.verb
+
+
+def _printable(line: bytes) -> str:
+    """Reply text for the log: a server must not be able to forge log lines with CR, LF or
+    other controls, so they are shown escaped (``\\r``)."""
+    text = line.decode("utf-8", "replace")
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+class _Tag:
+    """What the pump attaches to each queued command (``CommandReplied.tag``)."""
+
+    __slots__ = ("label", "observer", "owner", "phase", "verb")
+
+    def __init__(self, verb: str, label: str, owner: object, phase: Phase) -> None:
+        self.verb = verb
+        self.label = label
+        self.owner = owner
+        self.phase = phase
+        self.observer: CommandObserver | None = None  # set when the bytes are written
+
+
+class Pump:
+    """Pairs bytes read with the commands written, for one session.
+
+    A driver writes every block :meth:`encode` yields for an :class:`Exchange`, then (when the
+    exchange waits) alternates :meth:`poll` and :meth:`feed` until ``poll`` returns the reply
+    events. :meth:`remaining` gives the time left on the current reply deadline, which starts
+    when the driver first waits, i.e. once the bytes are written (the write has its own
+    deadline, scaled by size); each reply restarts it for the next command (deadlines are per
+    command and total, never per recv).
+    """
+
+    def __init__(
+        self,
+        connection: ClientConnection,
+        observer: SessionObserver,
+        timeouts: Timeouts,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.connection = connection
+        self.observer = observer
+        self.timeouts = timeouts
+        self._clock = clock
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._content_size = 0  # for the wire log
+        self._unwritten: list[_Tag] = []
+        self._events: list[CommandReplied] = []
+        self._want: int | None = None
+        self._phase = Phase.COMMAND
+        self._deadline: float | None = None
+        self._waiting = False
+        self._in_auth = False
+        self._closing_event: CommandReplied | None = None
+
+    @property
+    def server_closing(self) -> bool:
+        """The server answered 421: it is closing the channel (RFC 5321 §3.8)."""
+        return self.connection.closing
+
+    @property
+    def buffered(self) -> bool:
+        """Encoded output is waiting to be written."""
+        return bool(self._out)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is owed, buffered or half-written: the conversation is in step."""
+        conn = self.connection
+        return not self._out and conn.pending == 0 and conn.state is ClientState.READY
+
+    def use_capabilities(self, capabilities: Capabilities) -> None:
+        """Apply what an EHLO reply negotiated to the connection (ENHANCEDSTATUSCODES)."""
+        self.connection.enhanced_status_codes = capabilities.enhanced_status_codes
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _queue(self, verb: str, label: str, owner: object, phase: Phase) -> _Tag:
+        tag = _Tag(verb, label, owner, phase)
+        self._unwritten.append(tag)
+        return tag
+
+    def _put(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def encode(self, action: Exchange) -> Iterator[bytes]:
+        """Encode ``action``'s frames; yield each block to write, in order.
+
+        Full blocks are yielded as the buffer fills; the rest is yielded at the end when the
+        exchange waits for replies, else kept for the next exchange's write.
+        """
+        conn = self.connection
+        debug = wire_log.isEnabledFor(logging.DEBUG)
+        owner, phase = action.owner, action.phase
+        for frame in action.frames:
+            if isinstance(frame, BodyChunk):
+                self._put(conn.send_body(frame.data))
+                self._content_size += len(frame.data)
+            elif isinstance(frame, BdatChunk):
+                data_phase = Phase.DATA if frame.last else phase
+                tag = self._queue("BDAT", "BDAT", owner, data_phase)
+                self._put(conn.send_bdat(frame.data, last=frame.last, tag=tag))
+                if debug:
+                    last = " LAST" if frame.last else ""
+                    wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)
+            elif isinstance(frame, EndOfData):
+                tag = self._queue("DATA.END", "DATA.END", owner, Phase.DATA)
+                self._put(conn.end_body(tag))
+                if debug:
+                    wire_log.debug("C: <message content, %d bytes> .", self._content_size)
+                self._content_size = 0
+            else:
+                self._in_auth = isinstance(frame, Auth | AuthResponse)
+                tag = self._queue(frame.verb, _label(frame), owner, phase)
+                self._put(conn.send(frame, tag))
+                if debug:
+                    wire_log.debug("C: %s", frame.redacted().decode("utf-8", "replace").rstrip())
+            if self._out_size >= WRITE_BLOCK:
+                yield self.take()
+        if action.replies != 0:
+            if self._out:
+                yield self.take()
+            self._want = action.replies
+            self._events = []
+            self._waiting = False  # the deadline starts at the first wait, after the write
+
+    def take(self) -> bytes:
+        """The buffered output, to be written now; starts the spans of the commands in it."""
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        size = len(self._unwritten)
+        for tag in self._unwritten:
+            if tag.owner is None:
+                tag.observer = self.observer.command(tag.verb, pipeline_size=size)
+            else:
+                owner = typing.cast("TransactionObserver", tag.owner)
+                tag.observer = self.observer.command(
+                    tag.verb, pipeline_size=size, transaction=owner
+                )
+        self._unwritten.clear()
+        return data
+
+    def write_timeout(self, size: int) -> float | None:
+        """Deadline for writing ``size`` bytes."""
+        return self.timeouts.for_write(size)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def greeting(self) -> None:
+        """Prepare to read the greeting."""
+        self._phase = Phase.GREETING
+        self._waiting = False
+
+    def _restart_deadline(self) -> None:
+        tag = self.connection.oldest_tag
+        if isinstance(tag, _Tag):
+            self._phase = tag.phase
+        limit = self.timeouts.for_phase(self._phase)
+        self._deadline = None if limit is None else self._clock() + limit
+        self._waiting = True
+
+    def remaining(self) -> float | None:
+        """Seconds left before the current reply deadline.
+
+        Raises:
+            ReadTimeout: the deadline has passed.
+        """
+        if not self._waiting:
+            self._restart_deadline()
+        if self._deadline is None:
+            return None
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise ReadTimeout(
+                f"no complete reply within the {self._phase.value} deadline",
+                phase=self._phase.value,
+            )
+        return left
+
+    def feed(self, data: bytes) -> None:
+        """Give the connection bytes read from the stream (``b""`` for EOF)."""
+        self.connection.receive_data(data)
+
+    def poll_greeting(self) -> GreetingReceived | None:
+        """The greeting once complete, else ``None`` (read more)."""
+        event = self.connection.next_event()
+        if event is NEED_DATA:
+            return None
+        if isinstance(event, GreetingReceived):
+            self._log_reply(event.reply)
+            return event
+        if isinstance(event, ConnectionClosed):
+            raise ConnectionLost("the server closed the connection before its greeting")
+        raise RemoteProtocolError(f"unexpected {type(event).__name__} before the greeting")
+
+    def poll(self) -> tuple[CommandReplied, ...] | None:
+        """The events of the awaited replies once all arrived, else ``None`` (read more)."""
+        conn = self.connection
+        while (conn.pending > 0) if self._want is None else (self._want > 0):
+            event = conn.next_event()
+            if event is NEED_DATA:
+                return None
+            if isinstance(event, CommandReplied):
+                self._on_reply(event)
+            elif isinstance(event, ConnectionClosed):
+                raise self._closed()
+            else:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__}")
+        events = tuple(self._events)
+        self._events = []
+        return events
+
+    def _closed(self) -> MailError:
+        tags = [t for t in self.connection.outstanding if isinstance(t, _Tag)]
+        waiting = ", ".join(t.label for t in tags) or "a reply"
+        closing = self._closing_event
+        if closing is None:
+            return ConnectionLost(f"the server closed the connection while waiting for {waiting}")
+        # RFC 5321 §3.8: a 421 says the server is closing; in a pipelined group the later
+        # commands get no reply. The 421 is the news, not the EOF.
+        error = CommandRefused(
+            closing.reply,
+            closing.tag.label if isinstance(closing.tag, _Tag) else closing.command.verb,
+            f"the server is closing the connection ({closing.reply}); no reply came for {waiting}",
+        )
+        self.fail(error)
+        return error
+
+    def _on_reply(self, event: CommandReplied) -> None:
+        self._log_reply(event.reply)
+        if event.reply.code == 421:
+            self._closing_event = event
+        self._events.append(event)
+        tag = event.tag
+        if not isinstance(tag, _Tag) or tag.observer is None:
+            raise LocalProtocolError("a reply arrived for no tracked command")
+        if event.recipient is not None:
+            tag.observer.recipient_replied(event.recipient, event.reply)
+        if event.final:
+            tag.observer.replied(event.reply)
+            if self._want is not None:
+                self._want -= 1
+        self._restart_deadline()
+
+    def _log_reply(self, reply: Reply) -> None:
+        if not wire_log.isEnabledFor(logging.DEBUG):
+            return
+        if self._in_auth and reply.code == 334:
+            wire_log.debug("S: 334 <challenge redacted>")
+            return
+        for i, line in enumerate(reply.lines or (b"",)):
+            sep = " " if i == len(reply.lines) - 1 or not reply.lines else "-"
+            wire_log.debug("S: %d%s%s", reply.code, sep, _printable(line))
+
+    def fail(self, error: BaseException) -> None:
+        """Mark every written, unanswered command as failed and the connection as broken."""
+        for tag in self.connection.outstanding:
+            if isinstance(tag, _Tag) and tag.observer is not None:
+                tag.observer.failed(error)
+                tag.observer = None
+        self._out.clear()
+        self._out_size = 0
+        self._unwritten.clear()
+        if isinstance(error, MailError) and not isinstance(error, LocalProtocolError):
+            self.connection.send_failed()
