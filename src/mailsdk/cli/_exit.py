@@ -20,6 +20,7 @@ code   meaning
 from __future__ import annotations
 
 import enum
+import re
 import typing
 
 from mailsdk.cli._terminal import safe
@@ -65,6 +66,10 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+#: How the client names the end-of-data reply it was waiting for when the connection dropped.
+_FINAL_REPLY: typing.Final = re.compile(r"DATA[.-]END|BDAT \d+ LAST")
+
+
 def is_unknown_outcome(error: BaseException) -> bool:
     """True when a message's end-of-data was written and its reply never came.
 
@@ -73,7 +78,7 @@ def is_unknown_outcome(error: BaseException) -> bool:
     """
     if isinstance(error, DeliveryUnknown):
         return True
-    return isinstance(error, TransportError) and "DATA-END" in str(error)
+    return isinstance(error, TransportError) and _FINAL_REPLY.search(str(error)) is not None
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
