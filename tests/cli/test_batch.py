@@ -180,3 +180,52 @@ def test_interrupted_run_writes_a_complete_report(
     # what the report calls accepted is exactly what the server got
     assert len(tls_server.recorder.messages) == accepted
     assert "stopping" in err and "not_sent" in out
+
+
+def test_progress_bar_on_a_terminal(
+    cli: Cli, tls_server: SmtpdServer, ca_file: str, tmp_path: pathlib.Path
+) -> None:
+    import os
+    import pty
+
+    source = _csv(tmp_path, 5)
+    master, slave = pty.openpty()
+    child = subprocess.Popen(
+        cli.argv(
+            "batch",
+            str(source),
+            "--template",
+            str(_template(tmp_path)),
+            "--from",
+            "news@example.org",
+            "--report",
+            str(tmp_path / "tty.jsonl"),
+            *server_args(tls_server, ca_file, "--user", USER),
+        ),
+        env={**cli.env, **AUTH_ENV, "TERM": "xterm-256color"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            screen += chunk
+        out, _ = child.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if child.poll() is None:  # pragma: no cover
+            child.kill()
+            child.wait()
+    assert child.returncode == 0
+    text = screen.decode("utf-8", "replace")
+    assert "5/5" in text and "msg/s" in text and "ETA" in text and "accepted=5" in text
+    assert "[1/5]" not in text  # the plain-lines mode is for pipes, not terminals
+    assert b"accepted" in out  # the summary table on stdout
