@@ -89,3 +89,10 @@ def test_no_option_takes_a_secret(cli: Cli) -> None:
         no_secret(proc)
     helptext = " ".join(cli("send", "--help").stdout.split())
     assert "Never pass secrets as arguments" in helptext
+
+
+def test_a_password_in_a_server_url_is_refused_and_not_echoed(cli: Cli) -> None:
+    proc = cli("send", "--server", f"smtp://alice:{PASSWORD}@127.0.0.1:1", "--to", "b@example.com")
+    assert proc.returncode == 4
+    assert "contains a password" in proc.stderr and "MAILSDK_PASSWORD" in proc.stderr
+    no_secret(proc)

@@ -12,6 +12,7 @@ import os
 import pathlib
 import sys
 import typing
+import urllib.parse
 
 import attrs
 import click
@@ -44,14 +45,28 @@ class ConnectionOptions:
     lmtp: bool = False
 
 
-def _base(server: str, tls: str | None) -> ClientBuilder:
+def _base(
+    server: str, tls: str | None, password_for: typing.Callable[[str], Secret]
+) -> ClientBuilder:
     if "://" in server:
+        try:
+            parts = urllib.parse.urlsplit(server)
+            user, has_password = parts.username, parts.password is not None
+        except ValueError:
+            raise ConfigurationError("the server URL is malformed") from None
+        if has_password:
+            # anyone on the machine can read a command line (ps): never take a secret there
+            raise ConfigurationError(
+                "the server URL contains a password; remove it and set "
+                f"{PASSWORD_ENV} (or a profile's password_env/password_file)"
+            )
         from_url = getattr(ClientBuilder, "from_url", None)
         if from_url is None:
             raise ConfigurationError(
                 "server URLs need ClientBuilder.from_url (not in this mailsdk); use host[:port]"
             )
-        return typing.cast("ClientBuilder", from_url(server))
+        password = password_for(urllib.parse.unquote(user)) if user else None
+        return typing.cast("ClientBuilder", from_url(server, password=password))
     builder = ClientBuilder.smtp(server)
     if tls is None and builder.endpoint.port == 465:
         return builder.with_tls("implicit")
@@ -188,7 +203,7 @@ def builder_for(
             f"no server: give --server HOST[:PORT], set {ENV_PREFIX}SERVER, or use a profile"
         )
     tls = opts.tls or profile.get("tls")
-    builder = _base(str(server), tls)
+    builder = _base(str(server), tls, lambda u: _password(opts, profile, u, prompt))
     if opts.lmtp or profile.get("lmtp"):
         builder = builder.with_lmtp()
     ca_file = opts.ca_file or profile.get("ca_file")
