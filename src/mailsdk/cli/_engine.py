@@ -211,7 +211,7 @@ class Delivery:
         workers = [_Worker(builder, self._shared) for _ in range(count)]
         self._running = count
         for n, worker in enumerate(workers):
-            threading.Thread(target=worker.run, name=f"mailsdk-batch-{n}", daemon=True).start()
+            threading.Thread(target=worker.run, name=f"mailsdk-batch-{n + 1}", daemon=True).start()
 
     def _next(self, timeout: float) -> SendOutcome | None:
         while self._running:

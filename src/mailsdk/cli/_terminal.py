@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import typing
 import unicodedata
 
@@ -69,14 +70,17 @@ class WireHandler(logging.Handler):
     """Prints the ``mailsdk.wire`` protocol log (already redacted by the client) to stderr.
 
     Consecutive ``C:`` lines without a reply in between were written together: that is
-    PIPELINING (RFC 2920) at work, and the handler marks them with ``|`` so it shows.
+    PIPELINING (RFC 2920) at work, and the handler marks them with ``|`` so it shows. Each
+    thread (one per connection in a batch) is tracked on its own, and a batch worker's lines
+    carry its connection number (``[1]``).
     """
 
     def __init__(self, stream: typing.TextIO | None = None) -> None:
         super().__init__(logging.DEBUG)
         self._stream = stream
-        self._last_client = False
-        self._pending: str | None = None
+        # per thread: was the last line a command, and the command line held back
+        self._state: dict[int | None, tuple[bool, str | None]] = {}
+        self._write_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -84,30 +88,38 @@ class WireHandler(logging.Handler):
         except Exception:  # a logging handler must never raise into the client
             self.handleError(record)
             return
-        stream = self._stream or sys.stderr
-        is_client = line.startswith("C:")
-        if is_client and self._last_client:
-            # a second command before any reply: the previous one was pipelined with this one
-            if self._pending is not None:
-                stream.write(f"  | {self._pending}\n")
-                self._pending = None
-            stream.write(f"  | {line}\n")
-        else:
-            if self._pending is not None:
-                stream.write(f"    {self._pending}\n")
-                self._pending = None
-            if is_client:
-                self._pending = line
+        name = record.threadName or ""
+        prefix = f"[{name.rsplit('-', 1)[-1]}] " if name.startswith("mailsdk-batch-") else ""
+        with self._write_lock:
+            last_client, pending = self._state.get(record.thread, (False, None))
+            out: list[str] = []
+            is_client = line.startswith("C:")
+            if is_client and last_client:
+                # a second command before any reply: the previous one went out with this one
+                if pending is not None:
+                    out.append(f"  | {prefix}{pending}")
+                out.append(f"  | {prefix}{line}")
+                pending = None
             else:
-                stream.write(f"    {line}\n")
-        self._last_client = is_client
-        stream.flush()
+                if pending is not None:
+                    out.append(f"    {prefix}{pending}")
+                pending = line if is_client else None
+                if not is_client:
+                    out.append(f"    {prefix}{line}")
+            self._state[record.thread] = (is_client, pending)
+            if out:
+                stream = self._stream or sys.stderr
+                stream.write("\n".join(out) + "\n")
+                stream.flush()
 
     def flush(self) -> None:
-        """Write a buffered command line (the last command before the end of the log)."""
-        if self._pending is not None:
-            (self._stream or sys.stderr).write(f"    {self._pending}\n")
-            self._pending = None
+        """Write the command lines still held back (the last command of each thread)."""
+        with self._write_lock:
+            stream = self._stream or sys.stderr
+            for thread, (last_client, pending) in list(self._state.items()):
+                if pending is not None:
+                    stream.write(f"    {pending}\n")
+                    self._state[thread] = (last_client, None)
 
 
 def enable_wire(stream: typing.TextIO | None = None) -> WireHandler:
