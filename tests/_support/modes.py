@@ -57,6 +57,12 @@ class SessionProxy:
 
         return call
 
+    async def send_many_list(self, items: typing.Any) -> list[mailsdk.SendOutcome]:
+        """Every outcome of ``send_many(items)`` (an iterator, or an async iterator)."""
+        if isinstance(self.inner, mailsdk.AsyncSession):
+            return [outcome async for outcome in self.inner.send_many(items)]
+        return list(self.inner.send_many(items))
+
     async def close(self) -> None:
         """``close()`` or ``aclose()``."""
         if isinstance(self.inner, mailsdk.AsyncSession):

@@ -1,7 +1,8 @@
 """The blocking and asyncio facades expose the same names with the same signatures.
 
 ``Client`` ↔ ``AsyncClient`` and ``Session`` ↔ ``AsyncSession``: every public method of one
-exists on the other with an identical signature; the async ones are coroutine functions;
+exists on the other with an identical signature; the async ones are coroutine functions
+(``send_many`` returns an iterator, its twin an asynchronous iterator);
 ``close`` ↔ ``aclose`` and ``__enter__/__exit__`` ↔ ``__aenter__/__aexit__`` are the only
 renames (DESIGN.md §6.2).
 """
@@ -15,6 +16,9 @@ import pytest
 from mailsdk import AsyncClient, AsyncLMTPClient, AsyncSession, Client, LMTPClient, Session
 
 RENAMES = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
+#: Methods returning an iterator: the async twin returns an async iterator (a plain function,
+#: not a coroutine) and also accepts asynchronous input.
+ITERATORS = {"send_many"}
 PAIRS = [(Client, AsyncClient), (Session, AsyncSession), (LMTPClient, AsyncLMTPClient)]
 
 
@@ -51,6 +55,13 @@ def test_same_signatures_and_async_methods_are_coroutines(sync_cls: type, async_
             continue
         sync_fn = getattr(sync_cls, name)
         async_fn = getattr(async_cls, RENAMES.get(name, name))
+        if name in ITERATORS:
+            assert not inspect.iscoroutinefunction(async_fn), name
+            sync_sig, async_sig = inspect.signature(sync_fn), inspect.signature(async_fn)
+            assert list(sync_sig.parameters) == list(async_sig.parameters), name
+            assert str(async_sig.return_annotation) == "Async" + str(sync_sig.return_annotation)
+            checked += 1
+            continue
         if isinstance(member, classmethod | staticmethod):
             assert not inspect.iscoroutinefunction(async_fn), name
         else:

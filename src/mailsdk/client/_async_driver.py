@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
 from mailsdk.client._policy import Verdict, after
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
@@ -72,9 +72,14 @@ class AsyncDriver:
         self,
         flow: Generator[Action, object, T],
         box: list[T],
-        pull: Callable[[], Awaitable[object]] | None = None,
-    ) -> AsyncIterator[object]:
-        """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``."""
+        pull: Callable[[Pull], Awaitable[object]] | None = None,
+        flush_before_pull: bool = False,
+    ) -> AsyncGenerator[object, None]:
+        """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``.
+
+        ``pull`` performs ``Pull``; with ``flush_before_pull`` (an asynchronous source, which
+        may take its time) buffered frames are written first instead of waiting for it.
+        """
         if self.closed:
             raise ConnectionLost("the session is closed")
         if self._busy:
@@ -101,7 +106,9 @@ class AsyncDriver:
                     continue
                 try:
                     if pull and isinstance(action, Pull):
-                        result = await pull()
+                        if flush_before_pull:
+                            await self._flush()
+                        result = await pull(action)
                     else:
                         result = await self._perform(action)
                 except MailError as exc:

@@ -8,14 +8,18 @@ from __future__ import annotations
 import copy
 import email.message
 import typing
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 
-from mailsdk._types import MessageLike
-from mailsdk.errors import InvalidInputError
+from mailsdk._types import MessageLike, MessageSource
+from mailsdk.errors import ConnectionLost, InvalidInputError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
+    Delivery,
+    Outgoing,
     PreparedMessage,
+    Pull,
+    SendOutcome,
     SendResult,
     prepare_message,
     prepare_raw,
@@ -26,7 +30,7 @@ if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig
     from mailsdk.telemetry import SessionObserver, TransactionObserver
 
-__all__ = ["begin_send", "finish_send", "send_flow"]
+__all__ = ["Feed", "begin_send", "finish_send", "send_flow"]
 
 
 def _with_trace_headers(message: MessageLike, headers: Mapping[str, str]) -> MessageLike:
@@ -45,7 +49,7 @@ def _with_trace_headers(message: MessageLike, headers: Mapping[str, str]) -> Mes
 
 def begin_send(
     observer: SessionObserver,
-    message: MessageLike,
+    message: MessageSource,
     sender: str | None,
     recipients: Sequence[str] | str | None,
 ) -> tuple[PreparedMessage, TransactionObserver]:
@@ -56,6 +60,10 @@ def begin_send(
     """
     if isinstance(recipients, str):
         recipients = [recipients]
+    if not isinstance(message, email.message.Message | bytes | str):
+        raise InvalidInputError(
+            f"a message is an email.message.Message, bytes or str, not {type(message).__name__}"
+        )
     if isinstance(message, email.message.Message):
         prepared = prepare_message(message, sender=sender, recipients=recipients)
     else:
@@ -109,3 +117,91 @@ def finish_send(tx: TransactionObserver, result: SendResult) -> SendResult:
         reply=None if result.lmtp else result.reply,
     )
     return result
+
+
+_END: typing.Final = object()
+
+
+class Feed:
+    """What ``send_many`` hands to the ``deliver_many`` flow: its items, prepared one at a time
+    when the flow pulls them (so a long or endless input is never held whole), each with its
+    ``smtp.send`` span; and the closing of those spans as outcomes come back.
+
+    Args:
+        observer: the session's telemetry.
+        config: the client configuration (default MAIL/RCPT options).
+        items: an iterator or asynchronous iterator of messages or :class:`Outgoing` items.
+    """
+
+    def __init__(
+        self,
+        observer: SessionObserver,
+        config: ClientConfig,
+        items: Iterator[object] | AsyncIterator[object],
+    ) -> None:
+        self._observer = observer
+        self._config = config
+        self._items = items
+        self._index = 0
+        self._open: dict[int, TransactionObserver] = {}
+
+    @property
+    def asynchronous(self) -> bool:
+        """The items come from an asynchronous iterator."""
+        return isinstance(self._items, AsyncIterator)
+
+    def pull(self, action: Pull) -> Delivery | None:
+        """Perform a ``Pull`` from a synchronous iterator."""
+        item = next(typing.cast("Iterator[object]", self._items), _END)
+        return None if item is _END else self.delivery(item, prepare=action.prepare)
+
+    async def apull(self, action: Pull) -> Delivery | None:
+        """Perform a ``Pull`` from either kind of iterator."""
+        if isinstance(self._items, AsyncIterator):
+            item = await anext(self._items, _END)
+        else:
+            item = next(self._items, _END)
+        return None if item is _END else self.delivery(item, prepare=action.prepare)
+
+    def delivery(self, item: object, *, prepare: bool) -> Delivery:
+        """Prepare one item (envelope, trace headers, encoding) and open its span."""
+        index = self._index
+        self._index += 1
+        outgoing = item if isinstance(item, Outgoing) else None
+        key = outgoing.key if outgoing is not None else None
+        if not prepare:
+            return Delivery(index=index, key=key)
+        try:
+            if outgoing is None:
+                outgoing = Outgoing(typing.cast("MessageSource", item))
+            prepared, tx = begin_send(
+                self._observer, outgoing.message, outgoing.sender, outgoing.recipients
+            )
+        except MailError as exc:
+            return Delivery(index=index, key=key, error=exc)
+        self._open[index] = tx
+        return Delivery(
+            index=index,
+            key=key,
+            prepared=prepared,
+            mail_options=outgoing.mail_options or self._config.mail_options,
+            rcpt_options=outgoing.rcpt_options or self._config.rcpt_options,
+            owner=tx,
+        )
+
+    def settle(self, value: object) -> SendOutcome:
+        """Close the span of the message ``value`` (a reported outcome) is about."""
+        outcome = typing.cast("SendOutcome", value)
+        tx = self._open.pop(outcome.index, None)
+        if tx is not None:
+            if outcome.result is not None and outcome.status.delivered:
+                finish_send(tx, outcome.result)
+            else:
+                tx.failed(outcome.error or MailError(outcome.status.value))
+        return outcome
+
+    def close(self) -> None:
+        """End the spans of messages whose outcome was never reported (abandoned iterator)."""
+        for tx in self._open.values():
+            tx.failed(ConnectionLost("send_many was stopped before this message's outcome"))
+        self._open.clear()

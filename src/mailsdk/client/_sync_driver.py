@@ -71,7 +71,7 @@ class SyncDriver:
                 return typing.cast("T", stop.value)
 
     def steps(
-        self, flow: Generator[Action, object, T], pull: Callable[[], object] | None = None
+        self, flow: Generator[Action, object, T], pull: Callable[[Pull], object] | None = None
     ) -> Generator[object, None, T]:
         """Run ``flow``, yielding each ``Report``'s value; ``pull`` performs ``Pull``."""
         if self.closed:
@@ -98,7 +98,9 @@ class SyncDriver:
                     yield action.value
                     continue
                 try:
-                    result = pull() if pull and isinstance(action, Pull) else self._perform(action)
+                    result = (
+                        pull(action) if pull and isinstance(action, Pull) else self._perform(action)
+                    )
                 except MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection

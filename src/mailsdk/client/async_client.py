@@ -9,12 +9,19 @@ from __future__ import annotations
 import contextlib
 import types
 import typing
-from collections.abc import Generator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike
+from mailsdk._types import MessageLike, MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._async_driver import AsyncDriver
 from mailsdk.client._connectors import async_connector
@@ -22,17 +29,20 @@ from mailsdk.client._hostname import alocal_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
 from mailsdk.config import AuthSettings, ClientConfig
-from mailsdk.errors import MailError
+from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
     OpenedSession,
+    Outgoing,
+    SendOutcome,
     SendResult,
     SessionPlan,
     TlsInfo,
     TlsMode,
     authenticate,
     checked,
+    deliver_many,
     hello,
     quit_session,
     raw,
@@ -205,6 +215,59 @@ class AsyncSession:
             tx.failed(exc)
             raise
         return _sending.finish_send(tx, result)
+
+    def send_many(
+        self,
+        items: Iterable[MessageSource | Outgoing] | AsyncIterable[MessageSource | Outgoing],
+    ) -> AsyncIterator[SendOutcome]:
+        """Send many messages on this connection, pipelined across transactions.
+
+        With PIPELINING, message N+1's MAIL, RCPT and DATA travel in the write that carries
+        message N's content (RFC 2920 §3.1): one round trip per message. Items are prepared
+        one at a time as they are needed, so ``items`` may be a long or endless generator,
+        synchronous or asynchronous (the frames already encoded are written before waiting
+        for an asynchronous source).
+
+        Args:
+            items: messages in any form :meth:`send_message` accepts (the envelope then comes
+                from the headers), or :class:`~mailsdk.Outgoing` items with their own envelope,
+                options and key.
+
+        Returns:
+            An asynchronous iterator of one :class:`~mailsdk.SendOutcome` per item, in input
+            order, each yielded as soon as it is known. A refusal affects only its own message;
+            after a 421 or a broken connection every remaining item still gets its outcome
+            (FAILED: never sent; UNKNOWN: its end of data was sent and no reply came, so it may
+            have been delivered). Stopping early closes the connection when messages are still
+            in flight.
+
+        Raises:
+            InvalidInputError: ``items`` is not iterable.
+            ConnectionLost: the session is closed.
+        """
+        source: Iterator[object] | AsyncIterator[object]
+        if isinstance(items, AsyncIterable):
+            source = aiter(items)
+        else:
+            try:
+                source = iter(items)
+            except TypeError:
+                raise InvalidInputError(
+                    f"send_many needs an iterable of messages, not {type(items).__name__}"
+                ) from None
+        return self._send_many(_sending.Feed(self._observer, self._config, source))
+
+    async def _send_many(self, feed: _sending.Feed) -> AsyncIterator[SendOutcome]:
+        cfg = self._config
+        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        box: list[None] = []
+        steps = self._driver.steps(flow, box, feed.apull, flush_before_pull=feed.asynchronous)
+        try:
+            async for value in steps:
+                yield feed.settle(value)
+        finally:
+            await steps.aclose()
+            feed.close()
 
     async def sendmail(
         self,

@@ -26,6 +26,7 @@ from mailsdk.flows.actions import (
     TlsInfo,
 )
 from mailsdk.flows.authenticate import AuthRequest, authenticate
+from mailsdk.flows.deliver import Delivery, deliver_many
 from mailsdk.flows.envelope import Envelope, PreparedMessage, prepare_message, prepare_raw
 from mailsdk.flows.handshake import TlsMode, greet, hello, negotiate_tls
 from mailsdk.flows.judge import (
@@ -49,6 +50,7 @@ __all__ = [
     "BdatChunk",
     "BodyChunk",
     "Close",
+    "Delivery",
     "DeliveryStatus",
     "Envelope",
     "EnvelopePlan",
@@ -72,6 +74,7 @@ __all__ = [
     "TransactionOptions",
     "authenticate",
     "checked",
+    "deliver_many",
     "greet",
     "hello",
     "judge_data",

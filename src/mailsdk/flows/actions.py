@@ -129,7 +129,14 @@ class Exchange:
 class Pull:
     """Ask whoever runs the flow for its next input (``send_many``: the next prepared message,
     so an asynchronous source can be awaited). Result: the input, or ``None`` when there is
-    no more."""
+    no more.
+
+    Attributes:
+        prepare: ``False`` when the flow only needs to account for the input (the connection
+            is gone and it will never be sent): the runner may skip the work of preparing it.
+    """
+
+    prepare: bool = True
 
 
 @attrs.frozen

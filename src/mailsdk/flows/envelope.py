@@ -23,7 +23,7 @@ import email.message
 import email.policy
 import email.utils
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -69,6 +69,10 @@ class PreparedMessage:
     def size(self) -> int:
         """Size of ``data`` in bytes (what SIZE= announces, RFC 1870)."""
         return len(self.data)
+
+    def pieces(self) -> Iterator[bytes]:
+        """The content, piece by piece (line endings not yet canonical for streamed sources)."""
+        yield self.data
 
 
 def _addresses(values: Sequence[str]) -> list[str]:

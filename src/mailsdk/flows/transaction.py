@@ -29,18 +29,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 
-from mailsdk.errors import DataRefused, InvalidInputError, ProtocolError, TransportError
+from mailsdk.errors import DataRefused, DeliveryUnknown, ProtocolError, TransportError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows.actions import (
     Action,
-    BdatChunk,
-    BodyChunk,
     Close,
     Phase,
     exchange,
     submit,
     submit_one,
 )
+from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
     DEFAULT_CHUNK_SIZE,
@@ -100,6 +99,9 @@ def transaction(
         SenderRefused: MAIL FROM was refused.
         RecipientsRefused: every recipient was refused (nothing was sent).
         DataRefused: DATA, a BDAT chunk or the end-of-data reply was a refusal.
+        DeliveryUnknown: the end of the content was written and its reply never came (the
+            connection broke, the deadline passed or the reply was unreadable): the message may
+            have been delivered.
     """
     opts = options or TransactionOptions()
     env = prepared.envelope
@@ -129,7 +131,7 @@ def transaction(
         raise verdict.error
 
     if plan.use_bdat:
-        final = yield from _send_bdat(prepared.data, opts.chunk_size)
+        final = yield from _send_bdat(prepared, opts.chunk_size)
     else:
         if data_reply is None:
             data_reply = yield from submit_one(Data())
@@ -137,9 +139,9 @@ def transaction(
         if refusal is not None:
             yield from reset(data_reply)
             raise refusal
-        final = yield from exchange(
-            BodyChunk(prepared.data), EndOfData(), replies=1, phase=Phase.DATA
-        )
+        for piece in body_chunks(prepared):
+            yield from exchange(piece, replies=0, phase=Phase.DATA)
+        final = yield from _end(exchange(EndOfData(), replies=1, phase=Phase.DATA))
 
     outcome = judge_final(
         env, verdict, final, size=prepared.size, dialect=dialect, bdat=plan.use_bdat
@@ -150,21 +152,28 @@ def transaction(
     return outcome
 
 
-def _send_bdat(
-    data: bytes, chunk_size: int
+def _end(
+    ending: Generator[Action, object, tuple[CommandReplied, ...]],
 ) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-    if chunk_size <= 0:
-        raise InvalidInputError("chunk_size must be positive")
-    offsets = list(range(0, len(data), chunk_size)) or [0]
-    for i, start in enumerate(offsets):
-        last = i == len(offsets) - 1
-        events = yield from exchange(
-            BdatChunk(data[start : start + chunk_size], last),
-            replies=1,
-            phase=Phase.DATA if last else Phase.COMMAND,
-        )
-        if last:
-            return events
+    """Write the end of the content and read its reply(ies): from here on, a lost connection or
+    an unreadable reply leaves the message's fate unknown (it may have been delivered)."""
+    try:
+        return (yield from ending)
+    except (TransportError, ProtocolError) as exc:
+        raise DeliveryUnknown(
+            f"the end of the message was sent but no reply came ({exc}); it may have been "
+            "delivered and is not resent",
+            cause=exc,
+        ) from exc
+
+
+def _send_bdat(
+    prepared: PreparedMessage, chunk_size: int
+) -> Generator[Action, object, tuple[CommandReplied, ...]]:
+    for chunk in bdat_chunks(prepared, chunk_size):
+        if chunk.last:
+            return (yield from _end(exchange(chunk, replies=1, phase=Phase.DATA)))
+        events = yield from exchange(chunk, replies=1)
         reply = events[-1].reply
         if not reply.is_positive:
             yield from reset(reply)
