@@ -9,7 +9,9 @@ import pathlib
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
+from tests._support.scripted_server import Close, Expect, ReadData, ScriptedServer, Send
 from tests._support.smtpd import SmtpdServer
 from tests.cli._helpers import PASSWORD, REFUSED, USER, Cli, no_secret, server_args
 
@@ -229,3 +231,31 @@ def test_progress_bar_on_a_terminal(
     assert "5/5" in text and "msg/s" in text and "ETA" in text and "accepted=5" in text
     assert "[1/5]" not in text  # the plain-lines mode is for pipes, not terminals
     assert b"accepted" in out  # the summary table on stdout
+
+
+def test_a_lost_final_reply_is_unknown_and_listed_apart(
+    cli: Cli, scripted: Callable[..., ScriptedServer], tmp_path: pathlib.Path
+) -> None:
+    envelope = [Expect(b"MAIL FROM"), Send(b"250 ok\r\n"), Expect(b"RCPT TO"),
+                Send(b"250 ok\r\n"), Expect(b"DATA"), Send(b"354 go\r\n"), ReadData()]  # fmt: skip
+    server = scripted(
+        [
+            Send(b"220 mx.test ESMTP\r\n"),
+            Expect(b"EHLO"),
+            Send(b"250 mx.test\r\n"),  # no PIPELINING: one command at a time
+            *envelope,
+            Send(b"250 2.0.0 queued as Q1\r\n"),
+            *envelope,
+            Close(),  # message 2's end-of-data reply never comes
+        ]
+    )
+    report = tmp_path / "lost.jsonl"
+    proc = cli(
+        "batch", str(_csv(tmp_path, 3)), "--template", str(_template(tmp_path)),
+        "--from", "news@example.org", "--report", str(report), "--tls", "none",
+        "--server", f"127.0.0.1:{server.port}", "--timeout", "2",
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    statuses = {line["key"]: line["status"] for line in _report(report)}
+    assert statuses == {"k1": "accepted", "k2": "unknown", "k3": "failed"}
+    assert "UNKNOWN (may have been delivered, do not resend blindly): k2" in proc.stdout

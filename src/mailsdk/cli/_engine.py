@@ -2,9 +2,11 @@
 connections, at a bounded rate, stoppable between messages.
 
 Layer: L8 command line (private). :func:`deliver` is the one function the commands call; it
-runs worker threads that each hold one session (reconnecting after a broken one) and yields one
-:class:`~mailsdk.SendOutcome` per message as they finish. When the pool and batch engine of
-``mailsdk.batch`` are available this is the single place to switch to them.
+runs worker threads that each hold one session and send with ``Session.send_many`` (message
+N+1's envelope pipelined behind message N's body), reconnecting after a broken connection, and
+yields one :class:`~mailsdk.SendOutcome` per message as they finish. When the pool and batch
+engine of ``mailsdk.pool`` / ``mailsdk.batch`` are available this is the single place to
+switch to them.
 
 Stopping (Ctrl-C): no new message is started; messages already in flight finish, so their
 outcome is known. Items never started are simply not yielded (the caller reports them as not
@@ -14,28 +16,20 @@ sent). A message whose end-of-data reply never came is ``UNKNOWN`` and is never 
 from __future__ import annotations
 
 import contextlib
-import os
-import pathlib
 import queue
 import re
 import threading
 import time
 import typing
 from collections.abc import Iterator, Sequence
-from email.message import Message
 
 import attrs
 
-from mailsdk._types import MessageLike, MessageSource
 from mailsdk.builder import ClientBuilder
 from mailsdk.cli._exit import status_of_error
-from mailsdk.client import Session
 from mailsdk.errors import (
     ConfigurationError,
-    ConnectionLost,
-    InvalidInputError,
     MailError,
-    TransportError,
 )
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
 
@@ -103,61 +97,60 @@ def outcome_of(index: int, item: Outgoing, result: SendResult | MailError) -> Se
     return SendOutcome(index=index, status=status, error=result, key=item.key)
 
 
-def _message_like(source: MessageSource) -> MessageLike:
-    """A message a session sends: file paths are read, byte chunks joined."""
-    if isinstance(source, Message | bytes | str):
-        return source
-    if isinstance(source, os.PathLike):
-        try:
-            return pathlib.Path(source).read_bytes()
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read message file {os.fspath(source)!r}") from exc
-    return b"".join(source)
-
-
 class _Worker:
+    """One connection: ``Session.send_many`` over a feed that takes items from the shared
+    queue one at a time (so cross-message pipelining works and the rate limit holds), and a
+    new connection when the old one broke."""
+
     def __init__(self, builder: ClientBuilder, shared: _Shared) -> None:
         self._client = builder.build()
         self._shared = shared
-        self._session: Session | None = None
 
     def run(self) -> None:
+        try:
+            while not self._shared.stop.is_set():
+                if not self._one_connection():
+                    return
+        finally:
+            self._shared.results.put(None)
+
+    def _one_connection(self) -> bool:
+        """Send on one connection until the input ends (False) or the connection breaks (True)."""
         shared = self._shared
         try:
-            while True:
+            session = self._client.connect()
+        except MailError as exc:
+            # The next message cannot be sent; report it and try again with the one after
+            # (a server that is down fails each message once, quickly, instead of looping).
+            index = shared.next_index()
+            if index is None:
+                return False
+            shared.results.put(outcome_of(index, shared.items[index], exc))
+            return True
+        taken: list[int] = []
+
+        def feed() -> Iterator[Outgoing]:
+            while not session.closed:
                 index = shared.next_index()
                 if index is None:
                     return
-                item = shared.items[index]
+                taken.append(index)
                 shared.in_flight.add(index)
-                try:
-                    outcome = outcome_of(index, item, self._send(item))
-                finally:
-                    shared.in_flight.discard(index)
-                shared.results.put(outcome)
-        finally:
-            if self._session is not None:
-                with contextlib.suppress(MailError):
-                    self._session.quit()
-                self._session.close()
-            shared.results.put(None)
+                yield shared.items[index]
 
-    def _send(self, item: Outgoing) -> SendResult | MailError:
         try:
-            if self._session is None or self._session.closed:
-                self._session = self._client.connect()
-            return self._session.send_message(
-                _message_like(item.message),
-                sender=item.sender,
-                recipients=item.recipients,
-                mail_options=item.mail_options,
-                rcpt_options=item.rcpt_options,
-            )
-        except MailError as exc:
-            if isinstance(exc, TransportError | ConnectionLost) and self._session is not None:
-                self._session.close()
-                self._session = None
-            return exc
+            for outcome in session.send_many(feed()):
+                index = taken[outcome.index]
+                shared.in_flight.discard(index)
+                # send_many numbers its own input; the report numbers the batch's
+                shared.results.put(attrs.evolve(outcome, index=index))
+        finally:
+            broken = session.closed
+            if not broken:
+                with contextlib.suppress(MailError):
+                    session.quit()
+            session.close()
+        return broken
 
 
 class _Shared:
