@@ -126,3 +126,14 @@ def test_clientbuilder_reference_renders(
     shot = shot / "builder.png"
     browser.screenshot(shot)
     assert shot.stat().st_size > 10_000
+
+
+def test_every_page_is_in_the_navigation() -> None:
+    """A page in docs/ that the nav of mkdocs.yml does not list would be built but unreachable."""
+    import re
+
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").split("\nnav:", 1)[1]
+    listed = set(re.findall(r"([\w./-]+\.md)\s*$", nav, re.M))
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert pages - listed == set(), "add these pages to the nav in mkdocs.yml"
+    assert listed - pages == set(), "the nav lists pages that do not exist"
