@@ -24,7 +24,7 @@ from tests._support.smtpd import SmtpdServer, start_smtpd
 
 from mailsdk.transport import TlsSettings
 
-# Hypothesis profiles (DESIGN.md §6.6): CI is deterministic and has no per-example deadline (a
+# Hypothesis profiles (docs/architecture.md, "Decisions"): CI is deterministic and has no per-example deadline (a
 # loaded 2-core machine must not turn slowness into failures); "dev" explores new examples.
 settings.register_profile(
     "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -1,4 +1,4 @@
-"""The layer rules of DESIGN.md §6.1 hold: the pure packages import no I/O, and import-linter's
+"""The layer rules of docs/architecture.md hold: the pure packages import no I/O, and import-linter's
 contracts (pyproject ``[tool.importlinter]``) pass.
 
 The AST walk covers what import-linter cannot (standard-library modules): ``protocol``,
@@ -30,7 +30,7 @@ FORBIDDEN = {
     "msal",
 }
 PURE_PACKAGES = ["protocol", "esmtp", "flows", "auth"]
-#: I/O edges of the auth package (DESIGN.md §6: exempt from the pure-module rule).
+#: I/O edges of the auth package (docs/architecture.md: exempt from the pure-module rule).
 AUTH_IO_EDGES = {"tokens.py", "msal.py", "google.py"}
 
 

@@ -35,3 +35,18 @@ def test_readme_gives_exactly_two_setup_commands() -> None:
     ]
     assert "bash scripts/test" in (ROOT / ".ci" / "run").read_text()
     assert sys.version_info >= (3, 11)
+
+
+def test_docs_and_sources_never_point_outside_the_repository() -> None:
+    # docs/architecture.md is the project's own record; no page or docstring may send a reader
+    # to a design file that is not in the repository.
+    root = ROOT
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("docs", "src")
+        for path in (root / folder).rglob("*")
+        if path.suffix in (".md", ".py", ".toml", ".txt")
+        and "DESIGN.md" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
+    assert "DESIGN.md" not in (root / "pyproject.toml").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The exception tree: pickling, messages, builtin mix-ins (DESIGN.md §6.5 pitfalls)."""
+"""The exception tree: pickling, messages, builtin mix-ins (the pitfalls in docs/architecture.md, "Decisions")."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike
+from mailsdk._types import MessageSource
 from mailsdk.builder import ClientBuilder
 from mailsdk.errors import ConfigurationError
 from mailsdk.flows import SendResult, TlsMode
@@ -20,7 +20,7 @@ __all__ = ["asend", "send"]
 def _builder(
     *,
     host: str | None,
-    port: int | None,
+    port: int | str | None,
     username: str | None,
     password: str | Secret | None,
     tls: TlsMode | str | None,
@@ -44,11 +44,21 @@ def _builder(
     return builder
 
 
+def _chosen(builder: ClientBuilder | None, *details: object) -> ClientBuilder | None:
+    """The ready builder, if given; connection details beside it would be silently ignored."""
+    if builder is not None and any(d is not None for d in details):
+        raise ConfigurationError(
+            "give either builder= or connection details (host=, port=, username=, password=, "
+            "tls=, tls_settings=, timeout=), not both: set them on the builder instead"
+        )
+    return builder
+
+
 def send(
-    message: MessageLike,
+    message: MessageSource,
     *,
     host: str | None = None,
-    port: int | None = None,
+    port: int | str | None = None,
     username: str | None = None,
     password: str | Secret | None = None,
     tls: TlsMode | str | None = None,
@@ -64,10 +74,11 @@ def send(
     required by default, implicit TLS on port 465) or a ready ``builder``.
 
     Raises:
-        ConfigurationError, TransportError, ReplyError and the other errors of
-        :meth:`mailsdk.Session.send_message`.
+        ConfigurationError: no host, half of the credentials, or both a ``builder`` and
+            connection details.
+        TransportError, ReplyError: and the other errors of :meth:`mailsdk.Session.send_message`.
     """
-    b = builder or _builder(
+    b = _chosen(builder, host, port, username, password, tls, tls_settings, timeout) or _builder(
         host=host,
         port=port,
         username=username,
@@ -80,10 +91,10 @@ def send(
 
 
 async def asend(
-    message: MessageLike,
+    message: MessageSource,
     *,
     host: str | None = None,
-    port: int | None = None,
+    port: int | str | None = None,
     username: str | None = None,
     password: str | Secret | None = None,
     tls: TlsMode | str | None = None,
@@ -94,7 +105,7 @@ async def asend(
     builder: ClientBuilder | None = None,
 ) -> SendResult:
     """The asyncio twin of :func:`send`."""
-    b = builder or _builder(
+    b = _chosen(builder, host, port, username, password, tls, tls_settings, timeout) or _builder(
         host=host,
         port=port,
         username=username,

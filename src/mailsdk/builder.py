@@ -81,18 +81,23 @@ class ClientBuilder:
     # -- starting points ------------------------------------------------------------------------
 
     @classmethod
-    def smtp(cls, host: str, port: int | None = None) -> ClientBuilder:
-        """A TCP server. ``host`` may be ``"host:port"`` or ``"[v6]:port"``.
+    def smtp(cls, host: str, port: int | str | None = None) -> ClientBuilder:
+        """A TCP server. ``host`` may be ``"host:port"`` or ``"[v6]:port"``; ``port`` may be a
+        decimal string (e.g. from an environment variable).
 
         Port 465 selects implicit TLS; anything else STARTTLS (required) unless changed with
-        :meth:`with_tls`.
+        :meth:`with_tls`. Without a port: 587 for STARTTLS, 465 for implicit TLS, 25 with TLS
+        off or opportunistic (see :attr:`ClientConfig.port`).
         """
+        given: object = host  # checked: it often comes from os.environ.get()
+        if not isinstance(given, str) or not given:
+            raise ConfigurationError(f"host must be a non-empty str, not {given!r}")
         if port is None and ":" in host:
             # Parse twice with different defaults: equal ports mean the text named one.
             text = host
             host, parsed = parse_host_port(text, 1)
             port = parsed if parse_host_port(text, 2)[1] == parsed else None
-        return cls(endpoint=Endpoint(host=host, port=port))
+        return cls(endpoint=Endpoint(host=host, port=port))  # Endpoint converts/validates port
 
     @classmethod
     def unix(cls, path: str, *, lmtp: bool = True) -> ClientBuilder:
@@ -115,12 +120,16 @@ class ClientBuilder:
         *,
         token_provider: TokenProvider | AsyncTokenProvider | None = None,
         password: str | Secret | None = None,
+        endpoint: str | None = None,
     ) -> ClientBuilder:
         """Exchange Online: ``smtp.office365.com:587``, STARTTLS required, XOAUTH2 with a token
         provider (see :mod:`mailsdk.auth.msal`), or basic AUTH with a password where the
         tenant still allows it.
+
+        ``endpoint`` (``"host[:port]"``) replaces the server, e.g. a test relay; the rest of the
+        preset stays.
         """
-        base = cls(endpoint=Endpoint(host=OFFICE365_HOST, port=587), tls_mode=TlsMode.STARTTLS)
+        base = cls._preset(endpoint or f"{OFFICE365_HOST}:587")
         return base._preset_auth(username, token_provider, password)
 
     @classmethod
@@ -130,12 +139,20 @@ class ClientBuilder:
         *,
         token_provider: TokenProvider | AsyncTokenProvider | None = None,
         password: str | Secret | None = None,
+        endpoint: str | None = None,
     ) -> ClientBuilder:
         """Gmail / Google Workspace: ``smtp.gmail.com:587``, STARTTLS required, XOAUTH2 with a
         token provider (see :mod:`mailsdk.auth.google`) or an app password.
+
+        ``endpoint`` (``"host[:port]"``) replaces the server, e.g. a test relay.
         """
-        base = cls(endpoint=Endpoint(host=GMAIL_HOST, port=587), tls_mode=TlsMode.STARTTLS)
+        base = cls._preset(endpoint or f"{GMAIL_HOST}:587")
         return base._preset_auth(username, token_provider, password)
+
+    @classmethod
+    def _preset(cls, endpoint: str) -> ClientBuilder:
+        # STARTTLS required whatever the port (a test relay on another port included).
+        return attrs.evolve(cls.smtp(endpoint), tls_mode=TlsMode.STARTTLS)
 
     def _preset_auth(
         self,
@@ -190,8 +207,8 @@ class ClientBuilder:
             self,
             auth=AuthSettings(
                 username=username,
-                password=Secret(password),
-                mechanisms=tuple(mechanisms) if mechanisms else None,
+                password=password,  # AuthSettings wraps it in a Secret
+                mechanisms=mechanisms,  # AuthSettings converts and checks
                 authzid=authzid,
                 allow_plaintext=allow_plaintext,
             ),
@@ -215,7 +232,7 @@ class ClientBuilder:
             auth=AuthSettings(
                 username=username,
                 token_provider=provider,
-                mechanisms=tuple(mechanisms),
+                mechanisms=mechanisms,
                 allow_plaintext=allow_plaintext,
             ),
         )

@@ -16,7 +16,7 @@ import typing
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk.auth import MechanismRegistry
+from mailsdk.auth import CredentialKind, MechanismRegistry
 from mailsdk.auth.tokens import AsyncTokenProvider, TokenProvider
 from mailsdk.errors import ConfigurationError
 from mailsdk.esmtp import ExtensionRegistry, MailOptions, RcptOptions
@@ -44,12 +44,26 @@ LMTP_PORT: typing.Final = 2003
 class Timeouts:
     """Per-phase deadlines in seconds; each is a *total* for the operation, never per recv.
 
-    Defaults follow RFC 5321 §4.5.3.2 (greeting 5 min, MAIL/RCPT 5 min, DATA initiation 2 min,
-    end-of-data 10 min) except ``connect`` (30 s). ``None`` means no deadline.
+    The defaults are a submission client's (nodemailer's: connection 2 min, greeting 30 s); the
+    others follow RFC 5321 §4.5.3.2. ``None`` means no deadline.
+
+    Defaults, what each bounds, and RFC 5321's recommendation beside it:
+
+    * ``connect`` 120 s: TCP connect and the implicit TLS handshake (RFC 5321: none).
+    * ``greeting`` 30 s: the 220 greeting, from the connect (RFC 5321: 5 min).
+    * ``command`` 300 s: each command's reply, from its write (MAIL 5 min, RCPT 5 min, DATA
+      initiation 2 min); also a write during which the server accepts no bytes at all.
+    * ``tls`` 60 s: the STARTTLS handshake (RFC 5321: none).
+    * ``data`` 600 s: the end-of-data reply, from the end of the body (10 min).
+    * ``data_rate`` 10 KiB/s: a write of ``n`` bytes may take ``command + n / data_rate`` in
+      total (RFC 5321: 3 min per data block, i.e. without progress).
+    * ``quit`` 10 s: QUIT's reply (nothing depends on it).
 
     Attributes:
         connect: TCP connect (and the implicit TLS handshake).
-        greeting: waiting for the 220 greeting.
+        greeting: waiting for the 220 greeting. A server that accepts the connection but
+            stays silent (often a client speaking plaintext to an implicit-TLS port, or the
+            reverse) is reported after this, not after RFC 5321's 5 minutes.
         command: any command's reply (each reply restarts it).
         tls: the STARTTLS handshake.
         data: the end-of-data reply after the body was sent.
@@ -58,8 +72,8 @@ class Timeouts:
         quit: QUIT's reply (short: nothing depends on it).
     """
 
-    connect: float | None = 30.0
-    greeting: float | None = 300.0
+    connect: float | None = 120.0
+    greeting: float | None = 30.0
     command: float | None = 300.0
     tls: float | None = 60.0
     data: float | None = 600.0
@@ -112,12 +126,26 @@ class Timeouts:
         return self.command + size / self.data_rate if self.data_rate > 0 else None
 
 
+def _port(value: object) -> int | None:
+    """A port number; a decimal string (from an environment variable) is accepted too."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"a port must be an int (or a decimal string), not {value!r}")
+    return value
+
+
 @attrs.frozen(kw_only=True)
 class Endpoint:
-    """Where to connect: a TCP host and port, a unix-domain socket path, or a ready socket."""
+    """Where to connect: a TCP host and port, a unix-domain socket path, or a ready socket.
+
+    ``port`` may be given as a decimal string (``"587"``, e.g. read from the environment).
+    """
 
     host: str | None = None
-    port: int | None = None
+    port: int | None = attrs.field(default=None, converter=_port)
     path: str | None = None
     sock: socket.socket | None = attrs.field(default=None, eq=False, repr=False)
     source_address: tuple[str, int] | None = None
@@ -126,6 +154,10 @@ class Endpoint:
         given = sum(x is not None for x in (self.host, self.path, self.sock))
         if given != 1:
             raise ConfigurationError("an endpoint needs exactly one of host, path or sock")
+        for name in ("host", "path"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{name} must be a non-empty str, not {value!r}")
         if self.port is not None and not 0 < self.port < 65536:
             raise ConfigurationError(f"port out of range: {self.port}")
 
@@ -148,6 +180,47 @@ class Endpoint:
         return "<socket>"
 
 
+def _password(value: object) -> Secret | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | Secret):
+        # Never show the value: it may be a secret of the wrong type.
+        raise ConfigurationError(f"password must be a str or Secret, not {type(value).__name__}")
+    return Secret(value)
+
+
+def _mechanisms(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)  # mechanisms="PLAIN": one name, not five letters
+    if not isinstance(value, typing.Iterable):
+        raise ConfigurationError(f"mechanisms must be a sequence of names, not {value!r}")
+    return tuple(typing.cast("typing.Iterable[str]", value)) or None  # [] = the default order
+
+
+def _check_provider(provider: object, username: str) -> None:
+    if isinstance(provider, str | Secret):
+        # Never show the value: it is the token itself.
+        raise ConfigurationError(
+            "token_provider got a token string, not a provider: wrap a fixed token in "
+            "mailsdk.auth.StaticTokenProvider(token) (it cannot be refreshed), or pass a "
+            "provider such as MsalAppOnlyProvider or GoogleTokenProvider"
+        )
+    if not callable(getattr(provider, "get_token", None)):
+        raise ConfigurationError(
+            f"token_provider must have a get_token() method (a TokenProvider), not a "
+            f"{type(provider).__name__}"
+        )
+    bound = getattr(provider, "username", None)
+    if isinstance(bound, str) and bound and bound.casefold() != username.casefold():
+        # The token would be presented for one mailbox while AUTH names another: the server
+        # refuses it with a bare 535, so say it now.
+        raise ConfigurationError(
+            f"the token provider is for {bound!r} but the username is {username!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class AuthSettings:
     """Credentials and how to use them.
@@ -158,17 +231,25 @@ class AuthSettings:
     """
 
     username: str
-    password: Secret | None = attrs.field(default=None, converter=attrs.converters.optional(Secret))
+    password: Secret | None = attrs.field(default=None, converter=_password)
     token_provider: TokenProvider | AsyncTokenProvider | None = attrs.field(
         default=None, repr=False
     )
     authzid: str | None = None
-    mechanisms: tuple[str, ...] | None = None
+    mechanisms: tuple[str, ...] | None = attrs.field(default=None, converter=_mechanisms)
     allow_plaintext: bool = False
 
     def __attrs_post_init__(self) -> None:
+        username: object = self.username  # checked: it often comes from os.environ.get()
+        authzid: object = self.authzid
+        if not isinstance(username, str) or not username:
+            raise ConfigurationError(f"username must be a non-empty str, not {username!r}")
+        if authzid is not None and not isinstance(authzid, str):
+            raise ConfigurationError("authzid must be a str or None")
         if (self.password is None) == (self.token_provider is None):
             raise ConfigurationError("give exactly one of password and token_provider")
+        if self.token_provider is not None:
+            _check_provider(self.token_provider, self.username)
 
 
 @attrs.frozen(kw_only=True)
@@ -215,14 +296,27 @@ class ClientConfig:
 
     @property
     def port(self) -> int:
-        """The effective port (defaults by TLS mode and dialect)."""
+        """The effective port: the one given, else by dialect and TLS mode.
+
+        465 for implicit TLS (RFC 8314 §3.3), 587 for STARTTLS required (submission, RFC 6409),
+        25 only when asked for: TLS off or opportunistic (relaying to an MX), 2003 for LMTP.
+        """
         if self.endpoint.port is not None:
             return self.endpoint.port
         if self.dialect is Dialect.LMTP:
             return LMTP_PORT
         if self.tls_mode is TlsMode.IMPLICIT:
             return SMTPS_PORT
-        return SUBMISSION_PORT if self.auth is not None else SMTP_PORT
+        if self.tls_mode is TlsMode.STARTTLS:
+            return SUBMISSION_PORT
+        return SMTP_PORT
+
+    def describe(self) -> str:
+        """Where the client connects, with the port it will use (``host:587``, or the path)."""
+        ep = self.endpoint
+        if ep.host is not None and ep.sock is None:
+            return attrs.evolve(ep, port=self.port).describe()
+        return ep.describe()
 
     @property
     def verify_name(self) -> str | None:
@@ -234,7 +328,8 @@ class ClientConfig:
 
         Raises:
             ConfigurationError: credentials with TLS off (unless ``allow_plaintext``); implicit
-                TLS or STARTTLS with no host name to verify while verification is on.
+                TLS or STARTTLS with no host name to verify while verification is on; a
+                mechanism name that is not registered, or is for another kind of credential.
         """
         plaintext_possible = self.tls_mode in (TlsMode.NONE, TlsMode.OPPORTUNISTIC)
         if self.auth is not None and plaintext_possible and not self.auth.allow_plaintext:
@@ -249,4 +344,11 @@ class ClientConfig:
             and self.verify_name is None
         ):
             raise ConfigurationError("TLS with host name verification needs server_hostname")
+        if self.auth is not None and self.auth.mechanisms is not None:
+            kind = (
+                CredentialKind.TOKEN
+                if self.auth.token_provider is not None
+                else CredentialKind.PASSWORD
+            )
+            self.sasl_registry.check_preference(self.auth.mechanisms, kind)
         return self

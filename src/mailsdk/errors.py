@@ -46,11 +46,11 @@ No error ever holds a password or token: messages are built from replies and add
 
 from __future__ import annotations
 
+import types
 import typing
+from collections.abc import Mapping
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from mailsdk.protocol.reply import EnhancedStatus, Reply
 
 __all__ = [
@@ -83,6 +83,10 @@ __all__ = [
     "TransportError",
     "WriteTimeout",
 ]
+
+
+#: The shared, immutable default of :attr:`TransportError.recipient_replies`.
+_NO_REPLIES: typing.Final[Mapping[str, Reply]] = types.MappingProxyType({})
 
 
 def _restore(cls: type[MailError], message: str) -> MailError:
@@ -131,7 +135,15 @@ class RemoteProtocolError(ProtocolError):
 
 
 class TransportError(MailError):
-    """The network or TLS layer failed."""
+    """The network or TLS layer failed.
+
+    Attributes:
+        recipient_replies: LMTP (RFC 2033 §4.2): the per-recipient replies to the end of the
+            data that arrived before the failure, so the caller knows who already has the
+            message; empty otherwise.
+    """
+
+    recipient_replies: Mapping[str, Reply] = _NO_REPLIES
 
 
 class ConnectError(TransportError, ConnectionError):
@@ -147,12 +159,24 @@ class DeliveryUnknown(ConnectionLost):
     final reply never arrived (the connection dropped or the reply deadline passed).
 
     The server may have accepted and queued the message. mailsdk never resends it on its own;
-    ``cause`` keeps the transport error that ended the wait.
+    ``cause`` keeps the transport error that ended the wait. With LMTP,
+    ``recipient_replies`` holds the per-recipient replies that did arrive (those recipients'
+    fates are known); by default the cause's.
     """
 
-    def __init__(self, message: str, *, cause: MailError | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        cause: MailError | None = None,
+        recipient_replies: Mapping[str, Reply] | None = None,
+    ) -> None:
         super().__init__(message)
         self.cause = cause
+        if recipient_replies is None and isinstance(cause, TransportError):
+            recipient_replies = cause.recipient_replies
+        if recipient_replies:
+            self.recipient_replies = dict(recipient_replies)
 
 
 class TLSError(TransportError):
@@ -160,11 +184,22 @@ class TLSError(TransportError):
 
 
 class MailTimeout(TransportError, TimeoutError):
-    """A deadline passed. ``phase`` names the operation (connect, greeting, command, data...)."""
+    """A deadline passed.
 
-    def __init__(self, message: str, *, phase: str | None = None) -> None:
+    Attributes:
+        phase: the deadline that passed: ``connect``, ``greeting``, ``command``, ``data``,
+            ``tls`` or ``quit`` (see :class:`mailsdk.Timeouts`); the transport alone says
+            ``read``/``write``.
+        hint: the usual cause, when one is known (e.g. plaintext against an implicit-TLS
+            port); also appended to the message.
+    """
+
+    def __init__(self, message: str, *, phase: str | None = None, hint: str | None = None) -> None:
+        if hint:
+            message = f"{message} (hint: {hint})"
         super().__init__(message)
         self.phase = phase
+        self.hint = hint
 
 
 class ConnectTimeout(MailTimeout, ConnectError):

@@ -173,6 +173,8 @@ class ScriptedServer:
         self.data: list[bytes] = []
         self.block_reads: list[int] = []
         self.errors: list[BaseException] = []
+        #: The client's address, once it connected.
+        self.peer: tuple[typing.Any, ...] | None = None
         self.done = threading.Event()
         self._buffer = b""
         self._conn: socket.socket | None = None
@@ -190,7 +192,7 @@ class ScriptedServer:
 
     def _run(self) -> None:
         try:
-            conn, _ = self.listener.accept()
+            conn, self.peer = self.listener.accept()
         except OSError as exc:
             self.errors.append(exc)
             self.done.set()

@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterable, Iterator
 import attrs
 
 from mailsdk.errors import CommandRefused, ConnectionLost, MailError, ReadTimeout
-from mailsdk.flows import Action, BdatChunk, BodyChunk, Delivery, Exchange, Pull, Report
+from mailsdk.flows import Action, BdatChunk, BodyChunk, Close, Delivery, Exchange, Pull, Report
 from mailsdk.protocol.commands import Ehlo, EndOfData, Lhlo
 from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.dialect import Dialect
@@ -53,6 +53,7 @@ class WireRun:
         self.pulled: list[bool] = []  # the ``prepare`` flag of every Pull
         self.broken = False
         self.closing: CommandReplied | None = None
+        self.closed = False  # the flow asked for the connection to be closed
 
     def run(
         self,
@@ -85,6 +86,10 @@ class WireRun:
             return next(source, None)
         if isinstance(action, Report):
             self.reported.append(action.value)
+            return None
+        if isinstance(action, Close):
+            self.broken = True
+            self.closed = True
             return None
         assert isinstance(action, Exchange), action
         if self.broken:

@@ -477,3 +477,91 @@ def test_device_code_refused_maps_to_token_error(oauth_authority: OAuthAuthority
     assert info.value.error == "expired_token"
     assert info.value.correlation_id == "corr-dc"
     assert len(prompts) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_failed_instance_discovery_is_named_not_blamed_on_the_authority(
+    oauth_authority: OAuthAuthority,
+) -> None:
+    # The authority answers; the (unreachable) instance discovery endpoint does not.
+    discovery = f"https://127.0.0.1:{_closed_port()}/common/discovery/instance"
+    provider = MsalAppOnlyProvider(
+        None,
+        CLIENT_ID,
+        SECRET,
+        authority=oauth_authority.authority_url,
+        http_client=oauth_authority.session(),
+        instance_discovery=discovery,
+    )
+    with pytest.raises(TokenError) as info:
+        provider.get_token()
+    message = str(info.value)
+    assert "instance discovery" in message
+    assert discovery in message
+    assert "instance_discovery=False" in message
+    assert "cannot reach the authority" not in message
+    assert SECRET not in message
+
+
+def test_an_unusable_instance_discovery_reply_is_named(oauth_authority: OAuthAuthority) -> None:
+    # The local authority answers 404 {"error": "not_found"} there: msal raised a bare KeyError.
+    provider = MsalAppOnlyProvider(
+        None,
+        CLIENT_ID,
+        SECRET,
+        authority=oauth_authority.authority_url,
+        http_client=oauth_authority.session(),
+        instance_discovery=f"{oauth_authority.base_url}/common/discovery/instance",
+    )
+    with pytest.raises(TokenError, match=r"instance discovery .* failed"):
+        provider.get_token()
+    # ...and instance_discovery=False makes the same authority work.
+    working = MsalAppOnlyProvider(
+        None,
+        CLIENT_ID,
+        SECRET,
+        authority=oauth_authority.authority_url,
+        http_client=oauth_authority.session(),
+        instance_discovery=False,
+    )
+    assert working.get_token().token.reveal()
+
+
+@pytest.mark.parametrize(
+    "client_id", ["", None, 42, "has space", "line\nbreak", "x" * 300, "ünïcode"], ids=repr
+)
+def test_client_id_is_validated(client_id: object) -> None:
+    with pytest.raises(ConfigurationError, match="client_id"):
+        MsalAppOnlyProvider("contoso.example", client_id, SECRET)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="client_id"):
+        MsalDeviceCodeProvider("contoso.example", client_id, prompt=print)  # type: ignore[arg-type]
+
+
+def test_certificate_credential_repr_shows_no_pem(
+    certificate: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    key, cert = certificate
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    loaded = CertificateCredential.from_pem(cert_pem + key_pem)
+    # built directly from strings too: the key must still end up in a Secret
+    direct = CertificateCredential(
+        private_key_pem=key_pem,  # type: ignore[arg-type]
+        certificate_pem=cert_pem,
+        thumbprint_sha1=loaded.thumbprint_sha1,
+        thumbprint_sha256=loaded.thumbprint_sha256,
+    )
+    for credential in (loaded, direct):
+        text = repr(credential) + str(credential)
+        assert "BEGIN" not in text
+        assert key_pem.splitlines()[1] not in text
+        assert cert_pem.splitlines()[1] not in text
+        assert loaded.thumbprint_sha256 in text
+        assert credential.private_key_pem.reveal() == key_pem

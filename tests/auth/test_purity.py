@@ -1,4 +1,4 @@
-"""The pure SASL modules import only L0 and non-I/O stdlib (DESIGN.md §6.1)."""
+"""The pure SASL modules import only L0 and non-I/O stdlib (docs/architecture.md)."""
 
 from __future__ import annotations
 

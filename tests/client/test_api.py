@@ -85,3 +85,20 @@ async def test_send_errors_are_typed(mode: Mode, smtpd_factory: SmtpdFactory) ->
 
 def test_send_is_exported() -> None:
     assert mailsdk.send.__doc__ and mailsdk.asend.__doc__
+
+
+async def test_send_with_both_a_builder_and_details_is_refused(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
+    builder = plain_builder(smtpd.host, smtpd.port)
+    for details in ({"host": "other.example"}, {"port": 2525}, {"timeout": 1.0}):
+        with pytest.raises(ConfigurationError, match="builder"):
+            await mode.send(message(), builder=builder, **details)
+    assert smtpd.recorder.verbs == []  # refused before connecting
+
+
+async def test_send_accepts_a_port_string(mode: Mode, smtpd: SmtpdServer) -> None:
+    result = await mode.send(
+        message(), host=smtpd.host, port=str(smtpd.port), tls="none", timeout=TEST_TIMEOUT
+    )
+    assert result.accepted

@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import pytest
 from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
+from tests._support.scripted_server import Expect, ScriptedServer, Send, WaitClose, ehlo_reply
 from tests._support.smtpd import SmtpdServer
 
-from mailsdk import AuthenticationFailed, AuthError, ClientBuilder, MailError
+from mailsdk import AuthenticationFailed, AuthError, ClientBuilder, ConfigurationError, MailError
 from mailsdk.transport import TlsSettings
 
+Scripted = Callable[..., ScriptedServer]
 SmtpdFactory = Callable[..., SmtpdServer]
 USER = "alice@example.org"
 PASSWORD = "s3cr3t-Pa55word!"
@@ -165,3 +167,52 @@ async def test_failed_auth_error_and_log_hold_no_secret(
     for text in (str(info.value), repr(info.value), caplog.text):
         assert bad not in text
         assert base64.b64encode(f"\0{USER}\0{bad}".encode()).decode() not in text
+
+
+async def test_login_with_an_unknown_mechanism_is_a_configuration_error(
+    mode: Mode, smtpd_factory: SmtpdFactory
+) -> None:
+    server = smtpd_factory(users={USER: PASSWORD}, auth_require_tls=False)
+    async with mode.session(plain_builder(server.host, server.port)) as s:
+        with pytest.raises(ConfigurationError, match=r"unknown SASL mechanism 'PLIAN'"):
+            await s.login(USER, PASSWORD, allow_plaintext=True, mechanisms=["PLIAN"])
+        with pytest.raises(ConfigurationError, match="username"):
+            await s.login(None, None)
+        assert "AUTH" not in server.recorder.verbs
+        assert not s.closed
+        assert await s.login(USER, PASSWORD, allow_plaintext=True, mechanisms="plain") == "PLAIN"
+
+
+async def test_wire_log_redacts_the_servers_auth_challenges(
+    mode: Mode, scripted: Scripted, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 334 challenge can carry what must not be logged (a SCRAM nonce and salt, an OAuth
+    # error with account details): the wire log shows that a challenge came, never its text.
+    challenge = base64.b64encode(b"challenge-secret-4711").decode()
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply("AUTH LOGIN")),
+            Expect(b"AUTH LOGIN " + base64.b64encode(USER.encode())),
+            Send(f"334 {challenge}\r\n".encode()),
+            Expect(base64.b64encode(PASSWORD.encode())),
+            Send(b"235 2.7.0 ok\r\n"),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    caplog.set_level(logging.DEBUG, logger="mailsdk.wire")
+    builder = plain_builder(server.host, server.port).with_credentials(
+        USER, PASSWORD, mechanisms=["LOGIN"], allow_plaintext=True
+    )
+    async with mode.session(builder) as s:
+        assert s.mechanism == "LOGIN"
+    server.check()
+    wire = [r.getMessage() for r in caplog.records if r.name == "mailsdk.wire"]
+    assert any(m.startswith("S: 334") for m in wire)
+    assert any(m.startswith("S: 235") for m in wire)
+    assert challenge not in caplog.text
+    assert "challenge-secret-4711" not in caplog.text
+    assert PASSWORD not in caplog.text

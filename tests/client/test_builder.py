@@ -5,9 +5,13 @@ Pure configuration tests (no sockets) plus one end-to-end build per mode.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
+
 import attrs
 import pytest
 from tests._support.modes import Mode, plain_builder
+from tests._support.scripted_server import Expect, ScriptedServer, Send, WaitClose, ehlo_reply
 from tests._support.smtpd import SmtpdServer
 
 from mailsdk import (
@@ -25,12 +29,15 @@ from mailsdk import (
     Timeouts,
     TlsMode,
 )
+from mailsdk.auth import BaseExchange, CredentialKind, SaslContext, SaslCredentials
 from mailsdk.auth.tokens import AccessToken, StaticTokenProvider
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.transport import TlsSettings
 
 PASSWORD = "builder-pw-123"
+Scripted = Callable[..., ScriptedServer]
+QUIT = [Expect(b"QUIT"), Send(b"221 bye\r\n"), WaitClose()]
 
 
 class AsyncOnlyProvider:
@@ -107,8 +114,12 @@ def test_host_port_parsing(text: str, host: str, port: int | None) -> None:
 
 
 def test_default_ports_and_modes() -> None:
-    assert ClientBuilder.smtp("h").config().port == 25
+    # 587 when STARTTLS is required (the default), 465 for implicit TLS, 25 only when asked.
+    assert ClientBuilder.smtp("h").config().port == 587
     assert ClientBuilder.smtp("h").with_credentials("u", PASSWORD).config().port == 587
+    assert ClientBuilder.smtp("h").with_tls("none").config().port == 25
+    assert ClientBuilder.smtp("h").with_tls("opportunistic").config().port == 25
+    assert ClientBuilder.smtp("h", 25).config().port == 25
     implicit = ClientBuilder.smtp("h").with_tls("implicit").config()
     assert implicit.port == 465 and implicit.tls_mode is TlsMode.IMPLICIT
     assert ClientBuilder.smtp("h", 465).config().tls_mode is TlsMode.IMPLICIT
@@ -234,3 +245,147 @@ async def test_built_client_sends(mode: Mode, smtpd: SmtpdServer) -> None:
         client.sendmail, "a@example.org", ["b@example.com"], b"Subject: b\r\n\r\nx\r\n"
     )
     assert result.accepted == ("b@example.com",)
+
+
+def test_client_repr_shows_the_port_it_will_use() -> None:
+    assert "h:587" in repr(ClientBuilder.smtp("h").build())
+    assert "h:465" in repr(ClientBuilder.smtp("h").with_tls("implicit").build_async())
+    assert "[::1]:25" in repr(ClientBuilder.smtp("::1").with_tls("none").build())
+    assert "None" not in repr(ClientBuilder.smtp("h").build())
+
+
+@pytest.mark.parametrize("port", ["587", " 587 ", 587])
+def test_a_port_from_the_environment_is_accepted(port: object) -> None:
+    assert ClientBuilder.smtp("h", port).config().port == 587  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("port", ["smtp", "58 7", "", 587.0, True, "-1", "٥٨٧"], ids=repr)
+def test_a_bad_port_is_a_configuration_error(port: object) -> None:
+    with pytest.raises(ConfigurationError, match="port"):
+        ClientBuilder.smtp("h", port)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", [None, "", 42])
+def test_a_missing_host_is_a_configuration_error(host: object) -> None:
+    with pytest.raises(ConfigurationError, match="host"):
+        ClientBuilder.smtp(host)  # type: ignore[arg-type]
+
+
+def test_credentials_of_the_wrong_type_are_configuration_errors() -> None:
+    base = ClientBuilder.smtp("h")
+    with pytest.raises(ConfigurationError, match="username"):
+        base.with_credentials(None, None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="username"):
+        base.with_credentials("", PASSWORD)
+    with pytest.raises(ConfigurationError, match="password") as info:
+        base.with_credentials("u", b"bytes-pw-456")  # type: ignore[arg-type]
+    assert "bytes-pw-456" not in str(info.value)
+
+
+def test_a_token_string_instead_of_a_provider_names_static_token_provider() -> None:
+    token = "ya29.a-real-looking-access-token"
+    for make in (
+        lambda: ClientBuilder.smtp("h").with_token_provider("u", token),  # type: ignore[arg-type]
+        lambda: ClientBuilder.office365("u@example.com", token_provider=token),  # type: ignore[arg-type]
+        lambda: ClientBuilder.gmail("u@example.com", token_provider=Secret(token)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ConfigurationError, match="StaticTokenProvider") as info:
+            make()
+        assert token not in str(info.value)
+    with pytest.raises(ConfigurationError, match="get_token"):
+        ClientBuilder.smtp("h").with_token_provider("u", object())  # type: ignore[arg-type]
+
+
+def test_a_provider_for_another_mailbox_is_refused() -> None:
+    provider = StaticTokenProvider("tok", username="alice@example.com")
+    with pytest.raises(ConfigurationError, match=r"alice@example\.com.*bob@example\.com"):
+        ClientBuilder.office365("bob@example.com", token_provider=provider)
+    # the same mailbox (whatever the case) is fine
+    config = ClientBuilder.gmail("Alice@Example.com", token_provider=provider).config()
+    assert config.auth is not None
+
+
+def test_unknown_or_mismatched_mechanisms_fail_at_build() -> None:
+    base = ClientBuilder.smtp("h").with_credentials
+    with pytest.raises(ConfigurationError, match=r"unknown SASL mechanism 'PLAN'.*PLAIN"):
+        base("u", PASSWORD, mechanisms=["PLAN"]).build()
+    with pytest.raises(ConfigurationError, match="needs a token"):
+        base("u", PASSWORD, mechanisms=["XOAUTH2"]).build_async()
+    with pytest.raises(ConfigurationError, match="needs a password"):
+        ClientBuilder.smtp("h").with_token_provider(
+            "u", StaticTokenProvider("t"), mechanisms=["PLAIN"]
+        ).build()
+    # one name given as a str is one name, not its letters
+    config = base("u", PASSWORD, mechanisms="plain").config()  # type: ignore[arg-type]
+    assert config.auth is not None and config.auth.mechanisms == ("plain",)
+
+
+def test_presets_accept_an_endpoint_override() -> None:
+    provider = StaticTokenProvider("tok")
+    config = ClientBuilder.office365(
+        "me@example.com", token_provider=provider, endpoint="relay.test:2525"
+    ).config()
+    assert (config.endpoint.host, config.port) == ("relay.test", 2525)
+    assert config.tls_mode is TlsMode.STARTTLS  # the preset's policy stays
+    gmail = ClientBuilder.gmail("me@example.com", password=PASSWORD, endpoint="127.0.0.1").config()
+    assert (gmail.endpoint.host, gmail.port) == ("127.0.0.1", 587)
+    assert ClientBuilder.office365("me@example.com", password=PASSWORD).config().describe() == (
+        "smtp.office365.com:587"
+    )
+
+
+# -- builder wiring, end to end: each with_* must reach the connection ----------------------------
+
+
+async def test_with_source_address_binds_the_local_end(mode: Mode, scripted: Scripted) -> None:
+    server = scripted([Send(b"220 mx.test\r\n"), Expect(b"EHLO"), Send(ehlo_reply()), *QUIT])
+    builder = plain_builder(server.host, server.port).with_source_address("127.0.0.2")
+    async with mode.session(builder):
+        pass
+    server.check()
+    assert server.peer is not None and server.peer[0] == "127.0.0.2"
+
+
+class XTestExchange(BaseExchange):
+    def __init__(self, username: str) -> None:
+        super().__init__("X-TEST")
+        self._username = username
+
+    def initial_response(self) -> bytes:
+        self.finished = True
+        return b"x-test:" + self._username.encode()
+
+
+@attrs.frozen
+class XTest:
+    """A third-party SASL mechanism: no secret on the wire, so plaintext is acceptable."""
+
+    name: str = "X-TEST"
+    credential_kind: CredentialKind = CredentialKind.PASSWORD
+    sends_reusable_secret: bool = False
+    supports_initial_response: bool = True
+
+    def start(self, credentials: SaslCredentials, context: SaslContext) -> BaseExchange:
+        return XTestExchange(credentials.username)
+
+
+async def test_with_mechanism_is_used_for_auth(mode: Mode, scripted: Scripted) -> None:
+    response = base64.b64encode(b"x-test:alice").decode()
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply("AUTH X-TEST")),
+            Expect(f"AUTH X-TEST {response}\r\n".encode()),
+            Send(b"235 2.7.0 ok\r\n"),
+            *QUIT,
+        ]
+    )
+    builder = (
+        plain_builder(server.host, server.port)
+        .with_mechanism(XTest())
+        .with_credentials("alice", PASSWORD, allow_plaintext=True)
+    )
+    async with mode.session(builder) as s:
+        assert s.mechanism == "X-TEST"
+    server.check()

@@ -39,3 +39,20 @@ def test_demo_wire_log_redacts_auth(
     text = captured.out + captured.err + caplog.text
     assert "C: EHLO demo.client.invalid" in caplog.text
     assert DEMO_PASSWORD not in text
+
+
+def test_demo_without_aiosmtpd_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    # A None entry in sys.modules makes the import fail as if aiosmtpd were not installed.
+    for name in ("aiosmtpd", "aiosmtpd.controller", "aiosmtpd.smtp"):
+        monkeypatch.setitem(sys.modules, name, None)
+    code = main(["demo"])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert "pip install 'mailsdk[demo]'" in lines[0]
+    assert "Traceback" not in captured.err + captured.out

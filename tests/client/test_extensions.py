@@ -23,7 +23,8 @@ from tests._support.scripted_server import (
 )
 from tests._support.smtpd import SmtpdServer
 
-from mailsdk import CapabilityError, DataRefused, RecipientsRefused, SenderRefused
+from mailsdk import CapabilityError, DataRefused, MailOptions, RecipientsRefused, SenderRefused
+from mailsdk.esmtp import Capabilities
 
 Scripted = Callable[..., ScriptedServer]
 SmtpdFactory = Callable[..., SmtpdServer]
@@ -229,3 +230,57 @@ async def test_chunking_off_uses_data(mode: Mode, smtpd_factory: SmtpdFactory) -
         await s.sendmail("a@example.org", ["b@example.com"], RAW)
     assert "BDAT" not in server.recorder.verbs
     assert server.recorder.messages[0].content == RAW
+
+
+class MtPriority:
+    """The extensions guide's example (RFC 6710): it never checks the capabilities itself."""
+
+    keyword = "MT-PRIORITY"
+
+    def parse(self, params: str) -> str:
+        return params or "MIXER"
+
+    def mail_parameters(self, options: MailOptions, caps: Capabilities) -> tuple[str, ...]:
+        level = options.extensions.get(self.keyword)
+        return () if level is None else (f"MT-PRIORITY={int(str(level))}",)
+
+
+async def test_with_extension_contributes_its_parameter_when_advertised(
+    mode: Mode, scripted: Scripted
+) -> None:
+    server = scripted(
+        [
+            *GREETING,
+            Send(ehlo_reply("MT-PRIORITY STANAG4406")),
+            Expect(b"MAIL FROM:<a@example.org> MT-PRIORITY=3\r\n"),
+            Send(b"250 ok\r\n"),
+            Expect(b"RCPT TO:<b@example.com>\r\n"),
+            Send(b"250 ok\r\n"),
+            Expect(b"DATA"),
+            Send(b"354 go\r\n"),
+            ReadData(),
+            Send(b"250 queued\r\n"),
+            *QUIT,
+        ]
+    )
+    builder = plain_builder(server.host, server.port).with_extension(MtPriority())
+    async with mode.session(builder) as s:
+        assert s.capabilities.get("MT-PRIORITY") == "STANAG4406"  # parsed by the extension
+        options = MailOptions(extensions={"MT-PRIORITY": 3})
+        await s.sendmail("a@example.org", ["b@example.com"], RAW, mail_options=options)
+    server.check()
+
+
+async def test_an_extension_the_server_never_offered_adds_nothing(
+    mode: Mode, smtpd: SmtpdServer
+) -> None:
+    builder = plain_builder(smtpd.host, smtpd.port).with_extension(MtPriority())
+    async with mode.session(builder) as s:
+        options = MailOptions(extensions={"MT-PRIORITY": 3})
+        with pytest.raises(CapabilityError, match="MT-PRIORITY") as info:
+            await s.sendmail("a@example.org", ["b@example.com"], RAW, mail_options=options)
+        assert info.value.extension == "MT-PRIORITY"
+        assert "MAIL" not in smtpd.recorder.verbs
+        await s.sendmail("a@example.org", ["b@example.com"], RAW)
+    (message,) = smtpd.recorder.messages
+    assert not any("MT-PRIORITY" in o for o in message.mail_options)

@@ -11,10 +11,21 @@ from email.message import EmailMessage
 
 import pytest
 from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
+from tests._support.scripted_server import Close, Expect, ReadData, ScriptedServer, Send
 from tests._support.smtpd import SmtpdServer
 
-from mailsdk import AsyncLMTPClient, ClientBuilder, LMTPClient, RecipientsRefused
+from mailsdk import (
+    AsyncLMTPClient,
+    ClientBuilder,
+    ConnectionLost,
+    DeliveryStatus,
+    DeliveryUnknown,
+    LMTPClient,
+    Outgoing,
+    RecipientsRefused,
+)
 
+Scripted = Callable[..., ScriptedServer]
 SmtpdFactory = Callable[..., SmtpdServer]
 RAW = b"Subject: lmtp\r\n\r\nlocal delivery\r\n"
 
@@ -108,3 +119,55 @@ async def test_lmtp_pipelined(mode: Mode, smtpd_factory: SmtpdFactory) -> None:
         chunk.startswith(b"MAIL FROM:") and chunk.endswith(b"DATA\r\n")
         for chunk in server.recorder.chunks
     )
+
+
+def _lmtp_drop_after_two_replies(scripted: Scripted) -> ScriptedServer:
+    return scripted(
+        [
+            Send(b"220 lmtp.test LMTP\r\n"),
+            Expect(b"LHLO"),
+            Send(b"250 lmtp.test\r\n"),
+            Expect(b"MAIL"),
+            Send(b"250 ok\r\n"),
+            *[step for _ in RECIPIENTS for step in (Expect(b"RCPT"), Send(b"250 ok\r\n"))],
+            Expect(b"DATA"),
+            Send(b"354 go\r\n"),
+            ReadData(),
+            # two of three per-recipient replies (RFC 2033 §4.2), then the connection drops
+            Send(b"250 2.1.5 <a@example.com> delivered\r\n452 4.2.2 <b@example.com> full\r\n"),
+            Close(),
+        ]
+    )
+
+
+RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com"]
+
+
+async def test_lmtp_drop_after_some_replies_says_who_has_the_message(
+    mode: Mode, scripted: Scripted
+) -> None:
+    server = _lmtp_drop_after_two_replies(scripted)
+    builder = plain_builder(server.host, server.port).with_lmtp()
+    session = await mode.connect(builder)
+    with pytest.raises(DeliveryUnknown) as info:
+        await session.sendmail("s@example.org", RECIPIENTS, b"Subject: s\r\n\r\nx\r\n")
+    replies = info.value.recipient_replies
+    assert {r: reply.code for r, reply in replies.items()} == {
+        "a@example.com": 250,
+        "b@example.com": 452,
+    }  # c@example.com's fate is the unknown part
+    assert isinstance(info.value.cause, ConnectionLost)
+    assert info.value.cause.recipient_replies == replies
+    assert session.closed
+
+
+async def test_lmtp_drop_in_send_many_keeps_the_replies_received(
+    mode: Mode, scripted: Scripted
+) -> None:
+    server = _lmtp_drop_after_two_replies(scripted)
+    session = await mode.connect(plain_builder(server.host, server.port).with_lmtp())
+    item = Outgoing(b"Subject: s\r\n\r\nx\r\n", sender="s@example.org", recipients=RECIPIENTS)
+    (outcome,) = await session.send_many_list([item])
+    assert outcome.status is DeliveryStatus.UNKNOWN
+    assert isinstance(outcome.error, DeliveryUnknown)
+    assert set(outcome.error.recipient_replies) == {"a@example.com", "b@example.com"}

@@ -4,7 +4,7 @@
 exists on the other with an identical signature; the async ones are coroutine functions
 (``send_many`` returns an iterator, its twin an asynchronous iterator);
 ``close`` ↔ ``aclose`` and ``__enter__/__exit__`` ↔ ``__aenter__/__aexit__`` are the only
-renames (DESIGN.md §6.2).
+renames (docs/architecture.md, "Decisions").
 """
 
 from __future__ import annotations

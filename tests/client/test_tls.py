@@ -15,6 +15,7 @@ import pytest
 from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
 from tests._support.scripted_server import (
     Expect,
+    ReadData,
     ScriptedServer,
     Send,
     StartTls,
@@ -23,7 +24,15 @@ from tests._support.scripted_server import (
 )
 from tests._support.smtpd import SmtpdServer
 
-from mailsdk import CapabilityError, ClientBuilder, ConfigurationError, ConnectError, TLSError
+from mailsdk import (
+    CapabilityError,
+    ClientBuilder,
+    ConfigurationError,
+    ConnectError,
+    MailOptions,
+    Outgoing,
+    TLSError,
+)
 from mailsdk.transport import TlsSettings
 
 SmtpdFactory = Callable[..., SmtpdServer]
@@ -315,3 +324,83 @@ def test_credentials_without_tls_need_allow_plaintext() -> None:
             base.with_tls(tls_mode).with_credentials("u", "p").build_async()
         client = base.with_tls(tls_mode).with_credentials("u", "p", allow_plaintext=True).build()
         assert client.config.auth is not None
+
+
+async def test_requiretls_is_refused_on_a_plaintext_session(
+    mode: Mode, scripted: Callable[..., ScriptedServer]
+) -> None:
+    # A server advertising REQUIRETLS without TLS is lying (or impersonated): RFC 8689 §4.2.
+    server = scripted(
+        [
+            Send(b"220 mx.test ESMTP\r\n"),
+            Expect(b"EHLO client.test"),
+            Send(ehlo_reply("REQUIRETLS")),
+            Expect(b"NOOP"),
+            Send(b"250 ok\r\n"),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    async with mode.session(plain_builder(server.host, server.port)) as s:
+        with pytest.raises(CapabilityError, match="REQUIRETLS") as info:
+            await s.sendmail(
+                "a@example.org",
+                ["b@example.com"],
+                b"Subject: s\r\n\r\nx\r\n",
+                mail_options=MailOptions(requiretls=True),
+            )
+        assert info.value.extension == "REQUIRETLS"
+        # send_many plans the envelope with the same rule
+        item = Outgoing(
+            b"Subject: s\r\n\r\nx\r\n",
+            sender="a@example.org",
+            recipients=("b@example.com",),
+            mail_options=MailOptions(requiretls=True),
+        )
+        (outcome,) = await s.send_many_list([item])
+        assert isinstance(outcome.error, CapabilityError)
+        assert outcome.error.extension == "REQUIRETLS"
+        assert (await s.noop()).code == 250  # refused locally: nothing was sent
+    server.check()
+
+
+async def test_requiretls_is_sent_on_an_encrypted_session(
+    mode: Mode,
+    scripted: Callable[..., ScriptedServer],
+    server_ssl_context: ssl.SSLContext,
+    client_tls: TlsSettings,
+) -> None:
+    server = scripted(
+        [
+            Send(b"220 mx.test ESMTP\r\n"),
+            Expect(b"EHLO client.test"),
+            Send(ehlo_reply("STARTTLS")),
+            Expect(b"STARTTLS"),
+            Send(b"220 2.0.0 go ahead\r\n"),
+            StartTls(server_ssl_context),
+            Expect(b"EHLO client.test"),
+            Send(ehlo_reply("REQUIRETLS")),
+            Expect(b"MAIL FROM:<a@example.org> REQUIRETLS\r\n"),
+            Send(b"250 ok\r\n"),
+            Expect(b"RCPT TO:<b@example.com>"),
+            Send(b"250 ok\r\n"),
+            Expect(b"DATA"),
+            Send(b"354 go\r\n"),
+            ReadData(),
+            Send(b"250 queued\r\n"),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    builder = (
+        ClientBuilder.smtp(server.host, server.port)
+        .with_tls("starttls", settings=client_tls, server_hostname="localhost")
+        .with_timeouts(TEST_TIMEOUT)
+        .with_local_hostname("client.test")
+        .with_mail_options(MailOptions(requiretls=True))
+    )
+    async with mode.session(builder) as s:
+        await s.sendmail("a@example.org", ["b@example.com"], b"Subject: s\r\n\r\nx\r\n")
+    server.check()

@@ -505,8 +505,21 @@ def scripted_server(scripted: Callable[..., ScriptedServer]) -> Callable[..., Sc
     return scripted
 
 
+def test_a_long_multiline_reply_is_read_like_smtplib(
+    scripted_server: Callable[..., ScriptedServer],
+) -> None:
+    lines = b"".join(b"250-line %d\r\n" % i for i in range(1999)) + b"250 last\r\n"
+    server = scripted_server([Send(b"220 hi\r\n"), Expect(b"NOOP"), Send(lines), WaitClose()])
+    smtp = smtplib.SMTP(server.host, server.port, local_hostname="c.test", timeout=5)
+    code, text = smtp.noop()
+    assert code == 250
+    assert text.split(b"\n")[-1] == b"last" and len(text.split(b"\n")) == 2000
+    smtp.close()
+
+
 def test_endless_multiline_reply_is_bounded(scripted_server: Callable[..., ScriptedServer]) -> None:
-    lines = b"".join(b"250-line %d\r\n" % i for i in range(2000))
+    # bounded in bytes (1 MiB), not in lines
+    lines = b"".join(b"250-line %d\r\n" % i for i in range(100_000))
     server = scripted_server([Send(b"220 hi\r\n"), Expect(b"NOOP"), Send(lines), WaitClose()])
     smtp = smtplib.SMTP(server.host, server.port, local_hostname="c.test", timeout=5)
     with pytest.raises(stdlib_smtplib.SMTPResponseException) as info:

@@ -303,3 +303,31 @@ def test_parse_ehlo_only_raises_mailsdk_errors(code: int, lines: list[bytes]) ->
         with pytest.raises(MailError) as info:
             parse_ehlo(reply)
         assert type(info.value) is LocalProtocolError
+
+
+def test_parse_ehlo_accepts_the_raw_reply_bytes() -> None:
+    from mailsdk.esmtp import parse_ehlo
+
+    caps = parse_ehlo(b"250-mx.example.com hi\r\n250-SIZE 1000\r\n250 PIPELINING\r\n")
+    assert caps.server_name == "mx.example.com"
+    assert caps.max_size == 1000 and caps.pipelining
+    assert parse_ehlo(b"250-mx\n250 8BITMIME").eightbitmime  # no final line end, bare LF
+
+
+@pytest.mark.parametrize("bad", ["250 mx", None, 250, ["250 mx"]], ids=repr)
+def test_parse_ehlo_refuses_other_types_with_a_typed_error(bad: object) -> None:
+    from mailsdk.errors import InvalidInputError
+    from mailsdk.esmtp import parse_ehlo
+
+    with pytest.raises(InvalidInputError, match="parse_ehlo needs a Reply"):
+        parse_ehlo(bad)  # type: ignore[arg-type]
+
+
+def test_parse_ehlo_refuses_bytes_that_are_not_one_reply() -> None:
+    from mailsdk.errors import InvalidInputError, RemoteProtocolError
+    from mailsdk.esmtp import parse_ehlo
+
+    with pytest.raises(InvalidInputError, match="exactly one reply"):
+        parse_ehlo(b"250 one\r\n250 two\r\n")
+    with pytest.raises(RemoteProtocolError):
+        parse_ehlo(b"garbage\r\n")

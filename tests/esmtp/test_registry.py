@@ -305,3 +305,42 @@ def test_load_entry_points_reports_broken_plugins(
     with pytest.raises(ConfigurationError):
         registry.load_entry_points(group="mailsdk.test.notext")
     assert registry.keywords() == BUILTINS
+
+
+@attrs.frozen
+class Unconditional:
+    """A hook like the extensions guide's example: it never checks the capabilities itself."""
+
+    keyword: str = "X-ALWAYS"
+
+    def parse(self, params: str) -> object:
+        return True
+
+    def mail_parameters(self, options: MailOptions, caps: Capabilities) -> Iterable[str]:
+        value = options.extensions.get(self.keyword, "on")
+        return (f"X-ALWAYS={value}",)
+
+    def rcpt_parameters(self, options: RcptOptions, caps: Capabilities) -> Iterable[str]:
+        return ("X-ALWAYS",)
+
+
+def test_hooks_contribute_only_for_advertised_extensions() -> None:
+    registry = ExtensionRegistry.default()
+    registry.register(Unconditional())
+    plain = parse_ehlo(Reply(250, (b"mx.example.com", b"SIZE 100")), registry)
+    assert mail_parameters(MailOptions(size=10), plain) == ("SIZE=10",)
+    assert rcpt_parameters(RcptOptions(), plain) == ()
+    offered = parse_ehlo(Reply(250, (b"mx.example.com", b"X-ALWAYS")), registry)
+    assert mail_parameters(MailOptions(), offered) == ("X-ALWAYS=on",)
+    assert rcpt_parameters(RcptOptions(), offered) == ("X-ALWAYS",)
+
+
+def test_an_option_for_an_extension_the_server_lacks_is_a_capability_error() -> None:
+    registry = ExtensionRegistry.default()
+    registry.register(Unconditional())
+    plain = parse_ehlo(Reply(250, (b"mx.example.com", b"SIZE 100")), registry)
+    with pytest.raises(CapabilityError, match="X-ALWAYS") as info:
+        mail_parameters(MailOptions(extensions={"X-ALWAYS": "1"}), plain)
+    assert info.value.extension == "X-ALWAYS"
+    with pytest.raises(CapabilityError, match="X-ALWAYS"):
+        rcpt_parameters(RcptOptions(extensions={"x-always": "1"}), plain)

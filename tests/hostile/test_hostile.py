@@ -89,6 +89,40 @@ async def test_silent_greeting_times_out(mode: Mode, scripted: Scripted) -> None
     elapsed = time.monotonic() - started
     assert DEADLINE * 0.9 <= elapsed < DEADLINE + SLACK
     assert isinstance(error, TimeoutError)
+    assert isinstance(error, MailTimeout) and error.phase == "greeting"
+    assert "the greeting did not come within the greeting deadline (1 s)" in str(error)
+    assert error.hint is None  # a loopback test port says nothing about TLS
+
+
+async def test_a_silent_greeting_on_an_implicit_tls_port_carries_a_hint(
+    mode: Mode, scripted: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An implicit-TLS server waits for a ClientHello that a plaintext client never sends.
+    from mailsdk.client import _setup
+
+    server = scripted([WaitClose()])
+    monkeypatch.setattr(_setup, "IMPLICIT_TLS_PORTS", frozenset({server.port}))
+    error = await expect_error(mode, short(server), ReadTimeout)
+    assert isinstance(error, MailTimeout) and error.phase == "greeting"
+    assert error.hint is not None and "with_tls('implicit')" in error.hint
+    assert f"port {server.port} usually expects TLS" in str(error)
+
+
+async def test_implicit_tls_against_a_plaintext_port_carries_a_hint(
+    mode: Mode,
+    scripted: Scripted,
+    monkeypatch: pytest.MonkeyPatch,
+    client_tls: TlsSettings,
+) -> None:
+    # The plaintext banner arrives where the TLS handshake expects a ServerHello.
+    from mailsdk.client import _setup
+
+    server = scripted([Send(b"220 mx.test ESMTP\r\n"), WaitClose()])
+    monkeypatch.setattr(_setup, "PLAINTEXT_FIRST_PORTS", frozenset({server.port}))
+    builder = short(server).with_tls("implicit", settings=client_tls, server_hostname="localhost")
+    with pytest.raises((TLSError, MailTimeout)) as info:
+        await mode.connect(builder)
+    assert "with_tls('starttls')" in str(info.value)
 
 
 async def test_trickling_greeting_cannot_extend_the_deadline(
@@ -106,8 +140,10 @@ async def test_trickling_reply_to_a_command(mode: Mode, scripted: Scripted) -> N
         [Send(b"220 mx.test\r\n"), Expect(b"EHLO"), Trickle(ehlo_reply("PIPELINING"), 0.2)]
     )
     started = time.monotonic()
-    await expect_error(mode, short(server), ReadTimeout)
+    error = await expect_error(mode, short(server), ReadTimeout)
     assert time.monotonic() - started < DEADLINE + SLACK
+    assert isinstance(error, MailTimeout) and error.phase == "command"
+    assert "the reply to EHLO did not come within the command deadline" in str(error)
 
 
 async def test_silent_after_data_times_out_on_the_data_deadline(
@@ -135,6 +171,10 @@ async def test_silent_after_data_times_out_on_the_data_deadline(
     assert isinstance(info.value.cause, ReadTimeout)
     assert time.monotonic() - started < DEADLINE + SLACK
     assert session.closed
+    assert info.value.cause.phase == "data"
+    assert "the end-of-data reply did not come within the data deadline (1 s)" in str(
+        info.value.cause
+    )
 
 
 @pytest.mark.parametrize("code", [421, 554])
@@ -165,6 +205,26 @@ async def test_endless_multiline_reply(mode: Mode, scripted: Scripted) -> None:
         [Send(b"220 mx.test\r\n"), Expect(b"EHLO"), Send(b"250-more\r\n" * 50_000), WaitClose()]
     )
     await expect_error(mode, short(server), RemoteProtocolError)
+
+
+async def test_an_ehlo_reply_of_2000_keywords_is_accepted(mode: Mode, scripted: Scripted) -> None:
+    # Real servers and smtplib accept it; only the total size is bounded (1 MiB).
+    keywords = [f"X-VENDOR-{i:04d} some parameters" for i in range(1998)]
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply(*keywords, "PIPELINING")),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    async with mode.session(short(server)) as s:
+        assert s.capabilities.pipelining
+        assert len(s.capabilities.keywords) == 1999
+        assert s.capabilities.raw["X-VENDOR-1997"] == "some parameters"
+    server.check()
 
 
 @pytest.mark.parametrize(
@@ -516,4 +576,66 @@ async def test_server_that_stops_reading_hits_the_write_deadline(
     with pytest.raises(WriteTimeout):
         await session.sendmail("a@example.org", "b@example.com", body)
     assert time.monotonic() - started < DEADLINE + SLACK + 0.5
+    assert session.closed
+
+
+async def test_each_reply_of_a_pipelined_group_restarts_the_deadline(
+    mode: Mode, scripted: Scripted
+) -> None:
+    # Every reply comes within the command deadline of the previous one, but the whole group
+    # takes far longer: deadlines are per reply (restarted by each), never one for the group.
+    gap = DEADLINE * 0.6
+    server = scripted(
+        [
+            Send(b"220 mx.test\r\n"),
+            Expect(b"EHLO"),
+            Send(ehlo_reply("PIPELINING")),
+            Expect(b"MAIL"),
+            Send(b"250 ok\r\n"),
+            Sleep(gap),
+            Send(b"250 ok\r\n"),
+            Sleep(gap),
+            Send(b"250 ok\r\n"),
+            Sleep(gap),
+            Send(b"354 go\r\n"),
+            ReadData(),
+            Send(b"250 queued\r\n"),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+            WaitClose(),
+        ]
+    )
+    async with mode.session(short(server)) as s:
+        started = time.monotonic()
+        result = await s.sendmail("a@example.org", ["b@example.com", "c@example.com"], RAW)
+        assert time.monotonic() - started > DEADLINE  # the group outlived one deadline
+    assert result.accepted == ("b@example.com", "c@example.com")
+    server.check()
+
+
+async def test_a_stalled_write_fails_after_the_command_deadline_whatever_the_size(
+    mode: Mode, scripted: Scripted
+) -> None:
+    # with_timeouts(1): the default data rate would stretch each 128 KiB block's deadline to
+    # 1 + 12.8 s; a server that takes no byte at all is given up after the command deadline.
+    body = (b"x" * 1000 + b"\r\n") * 24_000
+    server = scripted(
+        [
+            *HELLO,
+            Expect(b"MAIL"),
+            Send(b"250 ok\r\n"),
+            Expect(b"RCPT"),
+            Send(b"250 ok\r\n"),
+            Expect(b"DATA"),
+            Send(b"354 go\r\n"),
+            Sleep(DEADLINE * 3.5),  # never reads again (the client gives up before)
+        ]
+    )
+    session = await mode.connect(plain_builder(server.host, server.port).with_timeouts(DEADLINE))
+    started = time.monotonic()
+    with pytest.raises(WriteTimeout) as info:
+        await session.sendmail("a@example.org", "b@example.com", body)
+    assert time.monotonic() - started < DEADLINE + SLACK + 1.0
+    assert info.value.phase == "data"
+    assert "the server did not take the message content in time" in str(info.value)
     assert session.closed

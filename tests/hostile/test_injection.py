@@ -8,6 +8,7 @@ lone dots arrive as one message, canonicalised and dot-stuffed, with no early te
 
 from __future__ import annotations
 
+import email.message
 import ssl
 from collections.abc import Callable
 
@@ -142,3 +143,40 @@ async def test_smuggling_attempts_arrive_as_one_stuffed_message(
     assert b"\r" not in payload.replace(b"\r\n", b"")
     for line in payload.split(b"\r\n"):
         assert not line.startswith(b".") or line.startswith(b"..")
+
+
+HEADER_INJECTIONS = {
+    "crlf-second-address": ("To", "b@example.com\r\nBcc: c@evil.example"),
+    "lf-second-address": ("To", "b@example.com\nc@evil.example"),
+    "blank-line-ends-headers": ("Subject", "hi\n\nX-Moved: 1"),
+    "nul": ("Subject", "h\x00i"),
+}
+
+
+@pytest.mark.parametrize("header", list(HEADER_INJECTIONS.values()), ids=list(HEADER_INJECTIONS))
+async def test_header_injection_in_a_message_is_refused_before_mail(
+    mode: Mode, smtpd: SmtpdServer, header: tuple[str, str]
+) -> None:
+    name, value = header
+    msg = email.message.Message()
+    msg["From"] = "a@example.org"
+    if name != "To":
+        msg["To"] = "b@example.com"
+    msg[name] = value
+    msg.set_payload("body\n")
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        with pytest.raises(InvalidInputError, match=f"'{name}'"):
+            await s.send_message(msg)
+        assert not s.closed
+        assert (await s.noop()).code == 250
+    assert smtpd.recorder.verbs == ["EHLO", "NOOP", "QUIT"]
+    assert b"evil.example" not in smtpd.recorder.raw
+    assert smtpd.recorder.messages == []
+
+
+async def test_a_nul_in_raw_message_headers_is_refused(mode: Mode, smtpd: SmtpdServer) -> None:
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        for raw in (b"Subject: h\x00i\r\n\r\nbody\r\n", "Subject: h\x00i\n\nbody\n"):
+            with pytest.raises(InvalidInputError, match="NUL"):
+                await s.sendmail("a@example.org", ["b@example.com"], raw)
+    assert smtpd.recorder.verbs == ["EHLO", "QUIT"]

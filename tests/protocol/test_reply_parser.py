@@ -180,3 +180,26 @@ def test_many_pipelined_replies_in_one_feed() -> None:
 def test_limits_validated() -> None:
     with pytest.raises(ValueError, match="max_lines"):
         ReplyLimits(max_lines=0)
+
+
+def test_default_limits_accept_a_2000_keyword_ehlo_reply() -> None:
+    # smtplib accepts it (it bounds only the line); so must we.
+    lines = [b"250-mx.example.com"] + [
+        b"250-X-VENDOR-EXTENSION-%04d some params" % i for i in range(1999)
+    ]
+    data = b"\r\n".join(lines) + b"\r\n250 PIPELINING\r\n"
+    parser = ReplyParser()
+    parser.feed(data)
+    reply = parser.next_reply()
+    assert reply is not None and len(reply.lines) == 2001
+    assert reply.lines[-1] == b"PIPELINING"
+
+
+def test_default_limits_stay_bounded_in_bytes() -> None:
+    # few, long lines: far below the line cap, over the 1 MiB per reply
+    line = b"250-" + b"x" * 8000 + b"\r\n"
+    assert ReplyLimits().max_lines > 200
+    parser = ReplyParser()
+    parser.feed(line * 200)
+    with pytest.raises(RemoteProtocolError, match="bytes"):
+        parser.next_reply()

@@ -272,7 +272,7 @@ class _SlowLinkStream:
         self.info = StreamInfo(peer_address=None, local_address=None, transport="tcp")
         self.is_tls = False
 
-    def send_all(self, data: bytes, timeout: float | None) -> None:
+    def send_all(self, data: bytes, timeout: float | None, *, stall: float | None = None) -> None:
         cost = len(data) / self.rate
         assert timeout is None or cost < timeout, "the write itself is within its deadline"
         self.clock[0] += cost

@@ -1,4 +1,4 @@
-"""End to end: the spans and metrics a real client session exports (DESIGN.md §6.3).
+"""End to end: the spans and metrics a real client session exports (docs/architecture.md).
 
 Each scenario runs the blocking ``Client`` and the ``AsyncClient`` (``mode``) against a real
 server on 127.0.0.1 (aiosmtpd, or a scripted socket server for PIPELINING and failures), with

@@ -48,10 +48,14 @@ class CertificateCredential:
     Use :meth:`from_pem`, :meth:`from_pkcs12` or :meth:`load` rather than the constructor.
     """
 
-    private_key_pem: Secret
-    certificate_pem: str
+    private_key_pem: Secret = attrs.field(converter=as_secret, repr=False)
+    certificate_pem: str = attrs.field(repr=False)
     thumbprint_sha1: str
     thumbprint_sha256: str
+
+    def __repr__(self) -> str:
+        # Neither PEM: the key is secret, and the certificate is only noise in a log line.
+        return f"CertificateCredential(thumbprint_sha256={self.thumbprint_sha256!r})"
 
     @classmethod
     def _build(cls, key: object, cert: x509.Certificate | None) -> CertificateCredential:

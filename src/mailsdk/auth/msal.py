@@ -21,6 +21,7 @@ never reach a message.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -158,6 +159,29 @@ def _token_error(what: str, result: Mapping[str, typing.Any]) -> TokenError:
     )
 
 
+#: msal's instance discovery endpoint path (``https://<host>/common/discovery/instance``).
+_DISCOVERY_PATH: typing.Final = "/discovery/instance"
+_MAX_CLIENT_ID: typing.Final = 256
+
+
+def _check_client_id(client_id: object) -> None:
+    """An application (client) id: Entra ids are GUIDs, ADFS/B2C ones any printable token."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ConfigurationError(
+            f"client_id is required: the app registration's application id, not {client_id!r}"
+        )
+    if (
+        len(client_id) > _MAX_CLIENT_ID
+        or not client_id.isascii()
+        or not client_id.isprintable()
+        or any(ch.isspace() for ch in client_id)
+    ):
+        raise ConfigurationError(
+            "client_id must be the app registration's application id (printable ASCII without "
+            "spaces, usually a GUID)"
+        )
+
+
 class _MsalProvider:
     """Shared plumbing: authority, lazy application, result mapping, cache persistence."""
 
@@ -174,7 +198,7 @@ class _MsalProvider:
         authority: str | None,
         cache: MsalTokenCacheFile | str | os.PathLike[str] | None,
         http_client: requests.Session | None,
-        instance_discovery: bool | None,
+        instance_discovery: bool | str | None,
         validate_authority: bool,
         clock: Clock,
     ) -> None:
@@ -184,8 +208,7 @@ class _MsalProvider:
                     "tenant must be a tenant id or domain (or pass authority=)"
                 )
             authority = f"{authority_host.rstrip('/')}/{tenant}"
-        if not client_id:
-            raise ConfigurationError("client_id is required")
+        _check_client_id(client_id)
         self.authority = authority
         self.client_id = client_id
         self.scopes = list(scopes)
@@ -226,12 +249,31 @@ class _MsalProvider:
             except MailError:
                 raise
             except OSError as exc:  # requests.RequestException is an OSError too
+                url = str(getattr(getattr(exc, "request", None), "url", None) or "")
+                if _DISCOVERY_PATH in url:
+                    raise TokenError(self._discovery_failed(type(exc).__name__)) from exc
                 msg = f"cannot reach the authority {self.authority} ({type(exc).__name__})"
                 raise TokenError(msg) from exc
+            except (KeyError, json.JSONDecodeError) as exc:
+                # Only the instance discovery reply is read unchecked by msal: tenant discovery
+                # wraps its own errors in a ValueError that names the authority.
+                raise TokenError(self._discovery_failed("an unusable reply")) from exc
             except ValueError as exc:
                 # msal's messages name the authority and the discovery reply, never a credential.
                 raise ConfigurationError(f"msal rejected the configuration: {exc}") from exc
         return self._app
+
+    def _discovery_failed(self, why: str) -> str:
+        endpoint = (
+            self._instance_discovery
+            if isinstance(self._instance_discovery, str)
+            else "Microsoft's instance discovery endpoint (login.microsoftonline.com)"
+        )
+        return (
+            f"msal's instance discovery for the authority {self.authority} failed ({why}) at "
+            f"{endpoint}; the authority itself was not asked. For a private, sovereign or test "
+            "authority pass instance_discovery=False (or the URL of your discovery endpoint)"
+        )
 
     def _call(self, fn: Callable[[], typing.Any]) -> typing.Any:
         try:
@@ -276,7 +318,8 @@ class MsalAppOnlyProvider(_MsalProvider):
         authority: a full authority URL overriding ``authority_host``/``tenant``.
         cache: a :class:`MsalTokenCacheFile` or a path for one; ``None`` keeps msal's memory cache.
         http_client: a ``requests.Session`` for msal (proxies, CA bundle).
-        instance_discovery: msal's pass-through (``False`` for private/sovereign authorities).
+        instance_discovery: msal's pass-through: ``False`` for private/sovereign/test
+            authorities, or the URL of another instance discovery endpoint.
         validate_authority: msal's pass-through.
         certificate_thumbprint: ``"sha1"`` or ``"sha256"`` (see
             :meth:`CertificateCredential.to_msal`).
@@ -302,7 +345,7 @@ class MsalAppOnlyProvider(_MsalProvider):
         authority: str | None = None,
         cache: MsalTokenCacheFile | str | os.PathLike[str] | None = None,
         http_client: requests.Session | None = None,
-        instance_discovery: bool | None = None,
+        instance_discovery: bool | str | None = None,
         validate_authority: bool = True,
         certificate_thumbprint: str = "sha1",
         send_certificate_chain: bool = False,
@@ -397,7 +440,7 @@ class MsalDeviceCodeProvider(_MsalProvider):
         authority: str | None = None,
         cache: MsalTokenCacheFile | str | os.PathLike[str] | None = None,
         http_client: requests.Session | None = None,
-        instance_discovery: bool | None = None,
+        instance_discovery: bool | str | None = None,
         validate_authority: bool = True,
         allow_prompt: bool = True,
         clock: Clock = time.time,

@@ -196,6 +196,34 @@ class MechanismRegistry:
         """The order :meth:`select` uses for ``kind`` when the caller gives none."""
         return tuple(self._preference[kind])
 
+    def check_preference(self, preference: Sequence[str], kind: CredentialKind) -> None:
+        """Check that every name in ``preference`` is a registered mechanism for ``kind``.
+
+        Called when the preference is configured, so that a typo fails at once rather than as
+        "no usable mechanism" against some server later.
+
+        Raises:
+            ConfigurationError: an empty preference, a name that is no str, an unknown name (the
+                message lists the registered ones), or a mechanism for another credential.
+        """
+        if not preference:
+            raise ConfigurationError("mechanisms= is empty: give at least one name, or None")
+        for name in preference:
+            if not isinstance(name, str):
+                raise ConfigurationError(f"a SASL mechanism name must be a str, not {name!r}")
+            mechanism = self._mechanisms.get(name.upper())
+            if mechanism is None:
+                known = ", ".join(sorted(self._mechanisms)) or "none"
+                raise ConfigurationError(
+                    f"unknown SASL mechanism {name!r} in mechanisms= (registered: {known}; "
+                    "register others with ClientBuilder.with_mechanism)"
+                )
+            if mechanism.credential_kind is not kind:
+                raise ConfigurationError(
+                    f"SASL mechanism {name.upper()} needs a {mechanism.credential_kind.value}, "
+                    f"but the credential is a {kind.value}"
+                )
+
     def select(
         self,
         offered: Sequence[str],

@@ -22,8 +22,8 @@ from mailsdk.builder import ClientBuilder
 from mailsdk.cli._certs import make_certificates
 from mailsdk.cli._demo_batch import run_batch_demo
 from mailsdk.cli._demo_server import DEMO_PASSWORD, DEMO_USER, REFUSED_RECIPIENT, DemoServer
-from mailsdk.cli._terminal import disable_wire, enable_wire
-from mailsdk.errors import MailError
+from mailsdk.cli._terminal import disable_wire, enable_wire, safe
+from mailsdk.errors import ConfigurationError, MailError
 from mailsdk.flows import DeliveryStatus, SendResult
 from mailsdk.transport import TlsSettings
 
@@ -188,4 +188,8 @@ def demo_command(use_async: bool, wire: bool) -> int:
     """
     import sys
 
-    return run_demo(use_async=use_async, wire=wire, out=sys.stdout)
+    try:
+        return run_demo(use_async=use_async, wire=wire, out=sys.stdout)
+    except ConfigurationError as exc:  # e.g. aiosmtpd missing: one line, no traceback
+        sys.stderr.write(f"mailsdk demo: {safe(exc)}\n")
+        return 1

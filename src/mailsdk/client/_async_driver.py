@@ -1,7 +1,7 @@
 """The asyncio driver: runs a flow on an :class:`~mailsdk.transport.AsyncStream`.
 
 Layer: L5 client (private). May import L0-L4. This and ``_sync_driver.py`` are the only code
-written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_policy.after``
+written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``Pump.verdict``
 (what a failure leaves of the session) and the flows.
 """
 
@@ -11,11 +11,18 @@ import ssl
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
-from mailsdk.client._policy import Verdict, after
+from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import aobtain_token
-from mailsdk.errors import ConnectionLost, LocalProtocolError, MailError, TLSError
+from mailsdk.errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    MailError,
+    ReadTimeout,
+    TLSError,
+    WriteTimeout,
+)
 from mailsdk.flows import (
     Action,
     AwaitGreeting,
@@ -61,7 +68,7 @@ class AsyncDriver:
 
         Raises:
             MailError: whatever the flow or the I/O raised (an I/O failure is thrown into the
-                flow first); ``_policy.after`` decides what it leaves of the session.
+                flow first); ``Pump.verdict`` decides what it leaves of the session.
         """
         box: list[T] = []
         async for _ in self.steps(flow, box):
@@ -115,7 +122,7 @@ class AsyncDriver:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
-                    if after(exc, server_closing=self.pump.server_closing) is Verdict.GIVE_UP:
+                    if self.pump.verdict(exc) is Verdict.GIVE_UP:
                         await self._give_up(exc)
                     failure = exc
         except BaseException as exc:
@@ -126,7 +133,7 @@ class AsyncDriver:
             flow.close()
 
     async def _settle(self, error: BaseException | None) -> None:
-        verdict = after(error, server_closing=self.pump.server_closing, idle=self.pump.idle)
+        verdict = self.pump.verdict(error)
         if verdict is Verdict.CLOSE:
             await self.aclose()
         elif verdict is Verdict.GIVE_UP:
@@ -137,7 +144,20 @@ class AsyncDriver:
         await self.aclose()
 
     async def _write(self, block: bytes) -> None:
-        await self.stream.send_all(block, self.pump.write_timeout(len(block)))
+        pump = self.pump
+        try:
+            await self.stream.send_all(
+                block, pump.write_timeout(len(block)), stall=pump.stall_timeout
+            )
+        except WriteTimeout as exc:
+            raise pump.write_timed_out(exc) from exc
+
+    async def _read(self) -> None:
+        try:
+            data = await self.stream.receive(RECEIVE_SIZE, self.pump.remaining())
+        except ReadTimeout as exc:  # the transport's own says "read": name the phase
+            raise self.pump.read_timed_out() from exc
+        self.pump.feed(data)
 
     async def _flush(self) -> None:
         if self.pump.buffered and not self.closed:
@@ -152,14 +172,14 @@ class AsyncDriver:
             if action.replies == 0:
                 return ()
             while (events := self.pump.poll()) is None:
-                self.pump.feed(await self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                await self._read()
             return events
         await self._flush()
         match action:
             case AwaitGreeting():
                 self.pump.greeting()
                 while (greeting := self.pump.poll_greeting()) is None:
-                    self.pump.feed(await self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                    await self._read()
                 return greeting
             case StartTls():
                 return await self._start_tls()

@@ -7,23 +7,32 @@ check that failed before anything was written, leaves the conversation in step: 
 stays open (unless the server said 421, RFC 5321 §3.8: it is closing the channel). A transport
 or protocol failure, or anything else in the middle of an exchange (a cancellation,
 KeyboardInterrupt), may leave replies owed, so the next command could be paired with a stale
-reply: the connection is given up.
+reply: the connection is given up. The same holds for a local error raised while the
+conversation is not idle (a message source that fails in the middle of its content).
 """
 
 from __future__ import annotations
 
 import enum
 
-from mailsdk.errors import AuthError, CapabilityError, InvalidInputError, ReplyError
+from mailsdk.errors import (
+    AuthError,
+    CapabilityError,
+    ConfigurationError,
+    InvalidInputError,
+    ReplyError,
+)
 
 __all__ = ["SAFE_TO_QUIT", "Verdict", "after"]
 
-#: Failures after which the connection is still in step and a polite QUIT makes sense.
+#: Failures after which the connection is still in step and a polite QUIT makes sense (a
+#: ConfigurationError, e.g. an unknown mechanism name, is found before anything is written).
 SAFE_TO_QUIT: tuple[type[BaseException], ...] = (
     ReplyError,
     AuthError,
     CapabilityError,
     InvalidInputError,
+    ConfigurationError,
 )
 
 
@@ -44,12 +53,14 @@ def after(error: BaseException | None, *, server_closing: bool, idle: bool = Fal
     Args:
         error: what ended the call or the action, if anything.
         server_closing: the server answered 421 at some point.
-        idle: nothing is owed and nothing half-written: a caller abandoning an iterator
-            (``GeneratorExit``) between messages leaves the session in step.
+        idle: nothing is owed and nothing half-written. A refusal or local error raised
+            while, say, a message's content was being written (an unreadable source) leaves
+            the conversation out of step; a caller abandoning an iterator (``GeneratorExit``)
+            between messages leaves it in step.
     """
     if error is None:
         return Verdict.CLOSE if server_closing else Verdict.KEEP
-    if isinstance(error, SAFE_TO_QUIT):
+    if isinstance(error, SAFE_TO_QUIT) and idle:
         if server_closing or (isinstance(error, ReplyError) and error.reply.code == 421):
             return Verdict.CLOSE
         return Verdict.KEEP

@@ -18,13 +18,17 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 
+from mailsdk.client._policy import Verdict, after
 from mailsdk.errors import (
     CommandRefused,
     ConnectionLost,
     LocalProtocolError,
     MailError,
+    MailTimeout,
     ReadTimeout,
     RemoteProtocolError,
+    TransportError,
+    WriteTimeout,
 )
 from mailsdk.esmtp import Capabilities
 from mailsdk.flows import BdatChunk, BodyChunk, Exchange, Phase
@@ -39,6 +43,8 @@ if typing.TYPE_CHECKING:
     from mailsdk.telemetry import CommandObserver, SessionObserver, TransactionObserver
 
 __all__ = ["RECEIVE_SIZE", "WRITE_BLOCK", "Pump", "wire_log"]
+
+_E = typing.TypeVar("_E", bound=TransportError)
 
 #: The protocol log. DEBUG shows every command and reply; AUTH payloads are redacted.
 wire_log = logging.getLogger("mailsdk.wire")
@@ -58,6 +64,10 @@ def _label(command: Command) -> str:
     return command.verb
 
 
+def _seconds(limit: float | None) -> str:
+    return "no limit" if limit is None else f"{limit:g} s"
+
+
 def _printable(line: bytes) -> str:
     """Reply text for the log: a server must not be able to forge log lines with CR, LF or
     other controls, so they are shown escaped (``\\r``)."""
@@ -65,6 +75,10 @@ def _printable(line: bytes) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+#: States in which the conversation is not idle even with no reply owed.
+_BUSY: typing.Final = frozenset({ClientState.BODY, ClientState.ERROR})
 
 
 class _Tag:
@@ -97,8 +111,12 @@ class Pump:
         observer: SessionObserver,
         timeouts: Timeouts,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        greeting_hint: str | None = None,
     ) -> None:
         self.connection = connection
+        #: Why a greeting may never come with this configuration (see ``_setup.port_hint``).
+        self.greeting_hint = greeting_hint
         self.observer = observer
         self.timeouts = timeouts
         self._clock = clock
@@ -113,6 +131,7 @@ class Pump:
         self._waiting = False
         self._in_auth = False
         self._closing_event: CommandReplied | None = None
+        self._content_written = False  # the last block taken held message content
 
     @property
     def server_closing(self) -> bool:
@@ -128,7 +147,11 @@ class Pump:
     def idle(self) -> bool:
         """Nothing is owed, buffered or half-written: the conversation is in step."""
         conn = self.connection
-        return not self._out and conn.pending == 0 and conn.state is ClientState.READY
+        return not self._out and conn.pending == 0 and conn.state not in _BUSY
+
+    def verdict(self, error: BaseException | None) -> Verdict:
+        """What ``error`` (``None``: success) leaves of the session (``_policy.after``)."""
+        return after(error, server_closing=self.connection.closing, idle=self.idle)
 
     def use_capabilities(self, capabilities: Capabilities) -> None:
         """Apply what an EHLO reply negotiated to the connection (ENHANCEDSTATUSCODES)."""
@@ -188,6 +211,9 @@ class Pump:
 
     def take(self) -> bytes:
         """The buffered output, to be written now; starts the spans of the commands in it."""
+        self._content_written = self._content_size > 0 or any(
+            t.verb in ("BDAT", "DATA.END") for t in self._unwritten
+        )
         data = b"".join(self._out)
         self._out.clear()
         self._out_size = 0
@@ -206,6 +232,55 @@ class Pump:
     def write_timeout(self, size: int) -> float | None:
         """Deadline for writing ``size`` bytes."""
         return self.timeouts.for_write(size)
+
+    @property
+    def stall_timeout(self) -> float | None:
+        """How long a write may make no progress at all (the command deadline)."""
+        return self.timeouts.command
+
+    def write_timed_out(self, error: MailTimeout) -> WriteTimeout:
+        """The error for a write that did not finish: which phase, and what was being sent."""
+        if self._content_written:
+            phase, what = Phase.DATA, "the message content"
+        else:
+            phase, what = Phase.COMMAND, "the commands"
+        return WriteTimeout(
+            f"the server did not take {what} in time: no progress for "
+            f"{_seconds(self.stall_timeout)} or more than the total of "
+            f"{_seconds(self.timeouts.command)} + size / data_rate ({error})",
+            phase=phase.value,
+        )
+
+    def _awaited(self) -> str:
+        if self._phase is Phase.GREETING:
+            return "the greeting"
+        tag = self.connection.oldest_tag
+        label = tag.label if isinstance(tag, _Tag) else None
+        if label == "DATA.END":
+            return "the end-of-data reply"
+        if label == "BDAT" and self._phase is Phase.DATA:
+            return "the reply to BDAT LAST (the end of the data)"
+        return f"the reply to {label}" if label else "a reply"
+
+    def read_timed_out(self) -> ReadTimeout:
+        """The error for a reply deadline that passed: its phase and what was awaited."""
+        limit = self.timeouts.for_phase(self._phase)
+        hint = self.greeting_hint if self._phase is Phase.GREETING else None
+        error = ReadTimeout(
+            f"{self._awaited()} did not come within the {self._phase.value} deadline "
+            f"({_seconds(limit)})",
+            phase=self._phase.value,
+            hint=hint,
+        )
+        return self._with_partial(error)
+
+    def _with_partial(self, error: _E) -> _E:
+        """Attach the LMTP per-recipient replies that did arrive (RFC 2033 §4.2): those
+        recipients' fates are known although the exchange broke."""
+        received = {e.recipient: e.reply for e in self._events if e.recipient is not None}
+        if received:
+            error.recipient_replies = received
+        return error
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -234,10 +309,7 @@ class Pump:
             return None
         left = self._deadline - self._clock()
         if left <= 0:
-            raise ReadTimeout(
-                f"no complete reply within the {self._phase.value} deadline",
-                phase=self._phase.value,
-            )
+            raise self.read_timed_out()
         return left
 
     def feed(self, data: bytes) -> None:
@@ -278,7 +350,8 @@ class Pump:
         waiting = ", ".join(t.label for t in tags) or "a reply"
         closing = self._closing_event
         if closing is None:
-            return ConnectionLost(f"the server closed the connection while waiting for {waiting}")
+            lost = ConnectionLost(f"the server closed the connection while waiting for {waiting}")
+            return self._with_partial(lost)
         # RFC 5321 §3.8: a 421 says the server is closing; in a pipelined group the later
         # commands get no reply. The 421 is the news, not the EOF.
         error = CommandRefused(

@@ -5,13 +5,12 @@ Layer: L5 client (private, pure: no I/O). May import L0-L4.
 
 from __future__ import annotations
 
-import copy
-import email.message
 import typing
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 
-from mailsdk._types import MessageLike, MessageSource
-from mailsdk.errors import ConnectionLost, InvalidInputError, MailError
+from mailsdk._types import MessageSource
+from mailsdk.client._prepare import prepare
+from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
@@ -21,8 +20,6 @@ from mailsdk.flows import (
     Pull,
     SendOutcome,
     SendResult,
-    prepare_message,
-    prepare_raw,
     transaction,
 )
 
@@ -33,56 +30,18 @@ if typing.TYPE_CHECKING:
 __all__ = ["Feed", "begin_send", "finish_send", "send_flow"]
 
 
-def _with_trace_headers(message: MessageLike, headers: Mapping[str, str]) -> MessageLike:
-    if not headers:
-        return message
-    if isinstance(message, email.message.Message):
-        message = copy.copy(message)
-        for name, value in headers.items():
-            del message[name]
-            message[name] = value
-        return message
-    raw = message.encode("utf-8") if isinstance(message, str) else message
-    prefix = b"".join(f"{k}: {v}\r\n".encode("ascii") for k, v in headers.items())
-    return prefix + raw
-
-
 def begin_send(
     observer: SessionObserver,
-    message: MessageSource,
+    message: object,
     sender: str | None,
     recipients: Sequence[str] | str | None,
 ) -> tuple[PreparedMessage, TransactionObserver]:
-    """Prepare a message (envelope, flattening, trace headers) and open the ``smtp.send`` span.
+    """Prepare a message (the pipeline of ``_prepare.py``) and open its ``smtp.send`` span.
 
     Raises:
-        InvalidInputError: no envelope could be derived, or a raw message without envelope.
+        InvalidInputError: see :func:`mailsdk.client._prepare.prepare`.
     """
-    if isinstance(recipients, str):
-        recipients = [recipients]
-    if not isinstance(message, email.message.Message | bytes | str):
-        raise InvalidInputError(
-            f"a message is an email.message.Message, bytes or str, not {type(message).__name__}"
-        )
-    if isinstance(message, email.message.Message):
-        prepared = prepare_message(message, sender=sender, recipients=recipients)
-    else:
-        if sender is None or recipients is None:
-            raise InvalidInputError("a raw message needs an explicit sender and recipients")
-        prepared = prepare_raw(sender, recipients, message)
-    tx = observer.transaction(
-        sender=prepared.envelope.sender, recipients=prepared.envelope.recipients, size=prepared.size
-    )
-    headers = tx.trace_headers()
-    if headers:
-        traced = _with_trace_headers(message, headers)
-        if isinstance(traced, email.message.Message):
-            prepared = prepare_message(
-                traced, sender=prepared.envelope.sender, recipients=prepared.envelope.recipients
-            )
-        else:
-            prepared = prepare_raw(prepared.envelope.sender, prepared.envelope.recipients, traced)
-    return prepared, tx
+    return prepare(observer, message, sender, recipients)
 
 
 def send_flow(
@@ -91,6 +50,8 @@ def send_flow(
     prepared: PreparedMessage,
     mail_options: MailOptions | None,
     rcpt_options: RcptOptions | None,
+    *,
+    tls_active: bool = False,
 ) -> Generator[Action, object, SendResult]:
     """The transaction flow for ``prepared`` with the config's defaults."""
     return transaction(
@@ -100,6 +61,7 @@ def send_flow(
         rcpt_options=rcpt_options or config.rcpt_options,
         dialect=config.dialect,
         options=config.transaction,
+        tls_active=tls_active,
     )
 
 

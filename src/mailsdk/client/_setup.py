@@ -11,6 +11,7 @@ import ssl
 import typing
 from collections.abc import Generator
 
+from mailsdk.errors import MailTimeout, TLSError
 from mailsdk.flows import (
     Action,
     AuthRequest,
@@ -30,9 +31,11 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "TlsContextCache",
     "auth_request",
+    "explain_connect_failure",
     "open_flow",
     "peer_of",
     "plan_for",
+    "port_hint",
     "report_opened",
     "session_observer",
     "tls_context",
@@ -145,3 +148,42 @@ def peer_of(info: StreamInfo) -> dict[str, typing.Any]:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return {"peer_address": str(peer[0]), "peer_port": int(peer[1])}
     return {"peer_address": str(peer) if peer else None, "peer_port": None}
+
+
+#: Ports that by convention speak TLS from the first byte (RFC 8314 §3.3: submissions).
+IMPLICIT_TLS_PORTS: typing.Final = frozenset({465})
+#: Ports that by convention start in plaintext and upgrade with STARTTLS (or stay plain).
+PLAINTEXT_FIRST_PORTS: typing.Final = frozenset({25, 587, 2525})
+
+
+def port_hint(config: ClientConfig) -> str | None:
+    """Why a greeting (or an implicit TLS handshake) may never come: the TLS mode does not
+    match what the port conventionally speaks. ``None`` when they agree (or no TCP port)."""
+    if config.endpoint.host is None or config.endpoint.sock is not None:
+        return None
+    port = config.port
+    implicit = config.tls_mode is TlsMode.IMPLICIT
+    if port in IMPLICIT_TLS_PORTS and not implicit:
+        return (
+            f"port {port} usually expects TLS from the first byte and stays silent for a "
+            "plaintext client: use with_tls('implicit')"
+        )
+    if port in PLAINTEXT_FIRST_PORTS and implicit:
+        return (
+            f"port {port} usually starts in plaintext (STARTTLS), not with a TLS handshake: "
+            "use with_tls('starttls')"
+        )
+    return None
+
+
+def explain_connect_failure(error: BaseException, config: ClientConfig) -> BaseException:
+    """``error`` from connecting, with the port hint added when the TLS mode does not match
+    the port (an implicit TLS handshake against a plaintext-first port fails or hangs)."""
+    hint = port_hint(config)
+    if hint is None or config.tls_mode is not TlsMode.IMPLICIT:
+        return error
+    if isinstance(error, MailTimeout):
+        return type(error)(str(error), phase=error.phase, hint=hint)
+    if isinstance(error, TLSError):
+        return TLSError(f"{error} (hint: {hint})")
+    return error

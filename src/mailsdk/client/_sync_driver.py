@@ -1,7 +1,7 @@
 """The blocking driver: runs a flow on a :class:`~mailsdk.transport.Stream`.
 
 Layer: L5 client (private). May import L0-L4. This and ``_async_driver.py`` are the only code
-written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``_policy.after``
+written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``Pump.verdict``
 (what a failure leaves of the session) and the flows.
 """
 
@@ -11,11 +11,18 @@ import ssl
 import typing
 from collections.abc import Callable, Generator
 
-from mailsdk.client._policy import Verdict, after
+from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import obtain_token
-from mailsdk.errors import ConnectionLost, LocalProtocolError, MailError, TLSError
+from mailsdk.errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    MailError,
+    ReadTimeout,
+    TLSError,
+    WriteTimeout,
+)
 from mailsdk.flows import (
     Action,
     AwaitGreeting,
@@ -61,7 +68,7 @@ class SyncDriver:
 
         Raises:
             MailError: whatever the flow or the I/O raised (an I/O failure is thrown into the
-                flow first); ``_policy.after`` decides what it leaves of the session.
+                flow first); ``Pump.verdict`` decides what it leaves of the session.
         """
         steps = self.steps(flow)
         while True:
@@ -105,7 +112,7 @@ class SyncDriver:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
-                    if after(exc, server_closing=self.pump.server_closing) is Verdict.GIVE_UP:
+                    if self.pump.verdict(exc) is Verdict.GIVE_UP:
                         self._give_up(exc)
                     failure = exc
         except BaseException as exc:
@@ -116,7 +123,7 @@ class SyncDriver:
             flow.close()
 
     def _settle(self, error: BaseException | None) -> None:
-        verdict = after(error, server_closing=self.pump.server_closing, idle=self.pump.idle)
+        verdict = self.pump.verdict(error)
         if verdict is Verdict.CLOSE:
             self.close()
         elif verdict is Verdict.GIVE_UP:
@@ -127,7 +134,18 @@ class SyncDriver:
         self.close()
 
     def _write(self, block: bytes) -> None:
-        self.stream.send_all(block, self.pump.write_timeout(len(block)))
+        pump = self.pump
+        try:
+            self.stream.send_all(block, pump.write_timeout(len(block)), stall=pump.stall_timeout)
+        except WriteTimeout as exc:
+            raise pump.write_timed_out(exc) from exc
+
+    def _read(self) -> None:
+        try:
+            data = self.stream.receive(RECEIVE_SIZE, self.pump.remaining())
+        except ReadTimeout as exc:  # the transport's own says "read": name the phase
+            raise self.pump.read_timed_out() from exc
+        self.pump.feed(data)
 
     def _flush(self) -> None:
         if self.pump.buffered and not self.closed:
@@ -142,14 +160,14 @@ class SyncDriver:
             if action.replies == 0:
                 return ()
             while (events := self.pump.poll()) is None:
-                self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                self._read()
             return events
         self._flush()
         match action:
             case AwaitGreeting():
                 self.pump.greeting()
                 while (greeting := self.pump.poll_greeting()) is None:
-                    self.pump.feed(self.stream.receive(RECEIVE_SIZE, self.pump.remaining()))
+                    self._read()
                 return greeting
             case StartTls():
                 return self._start_tls()

@@ -21,7 +21,7 @@ from collections.abc import (
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike, MessageSource
+from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._async_driver import AsyncDriver
 from mailsdk.client._connectors import async_connector
@@ -82,9 +82,7 @@ class AsyncSession:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return (
-            f"<AsyncSession {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
-        )
+        return f"<AsyncSession {self._config.describe()} {state} tls={self.tls is not None}>"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -160,8 +158,8 @@ class AsyncSession:
         """
         settings = AuthSettings(
             username=username,
-            password=Secret(password),
-            mechanisms=tuple(mechanisms) if mechanisms else None,
+            password=password,  # AuthSettings wraps it in a Secret
+            mechanisms=mechanisms,  # AuthSettings converts and checks
             allow_plaintext=allow_plaintext,
         )
         return await self.authenticate(settings)
@@ -188,7 +186,7 @@ class AsyncSession:
 
     async def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -197,18 +195,34 @@ class AsyncSession:
     ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
+        Args:
+            message: an ``email.message.Message``, bytes or str, or a streamed source read in
+                bounded pieces (never held whole): a path (``os.PathLike``), a binary file
+                object or an iterable of bytes chunks. Raw and streamed messages need an
+                explicit ``sender`` and ``recipients``.
+            sender: the envelope sender (default: from the headers).
+            recipients: the envelope recipients (default: To, Cc and Bcc).
+            mail_options: MAIL parameters (default: the client's).
+            rcpt_options: RCPT parameters (default: the client's).
+
         Returns:
             The :class:`SendResult`: accepted and refused recipients, final reply, size.
 
         Raises:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
-            DataRefused, TransportError.
+            DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
+            data was written and no reply came: the message may have been delivered.
         """
         prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
         try:
             result = await self._driver.run(
                 _sending.send_flow(
-                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                    self._config,
+                    self.capabilities,
+                    prepared,
+                    mail_options,
+                    rcpt_options,
+                    tls_active=self.tls is not None,
                 )
             )
         except BaseException as exc:
@@ -259,7 +273,12 @@ class AsyncSession:
 
     async def _send_many(self, feed: _sending.Feed) -> AsyncIterator[SendOutcome]:
         cfg = self._config
-        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        flow = deliver_many(
+            self.capabilities,
+            dialect=cfg.dialect,
+            options=cfg.transaction,
+            tls_active=self.tls is not None,
+        )
         box: list[None] = []
         steps = self._driver.steps(flow, box, feed.apull, flush_before_pull=feed.asynchronous)
         try:
@@ -273,7 +292,7 @@ class AsyncSession:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,
@@ -376,7 +395,7 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         cfg = self._config
-        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
+        return f"<{type(self).__name__} {cfg.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
@@ -397,10 +416,16 @@ class AsyncClient:
             stream = await async_connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
-            raise
+            explained = _setup.explain_connect_failure(exc, cfg)
+            if explained is exc:
+                raise
+            raise explained from exc
         observer.connected(**_setup.peer_of(stream.info))
         pump = Pump(
-            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits),
+            observer,
+            cfg.timeouts,
+            greeting_hint=_setup.port_hint(cfg),
         )
         provider = cfg.auth.token_provider if cfg.auth else None
         driver = AsyncDriver(
@@ -429,7 +454,7 @@ class AsyncClient:
 
     async def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -450,7 +475,7 @@ class AsyncClient:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,

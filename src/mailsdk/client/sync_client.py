@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 import attrs
 
 from mailsdk._secret import Secret
-from mailsdk._types import MessageLike, MessageSource
+from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import connector
 from mailsdk.client._hostname import local_hostname
@@ -75,7 +75,7 @@ class Session:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<Session {self._config.endpoint.describe()} {state} tls={self.tls is not None}>"
+        return f"<Session {self._config.describe()} {state} tls={self.tls is not None}>"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -151,8 +151,8 @@ class Session:
         """
         settings = AuthSettings(
             username=username,
-            password=Secret(password),
-            mechanisms=tuple(mechanisms) if mechanisms else None,
+            password=password,  # AuthSettings wraps it in a Secret
+            mechanisms=mechanisms,  # AuthSettings converts and checks
             allow_plaintext=allow_plaintext,
         )
         return self.authenticate(settings)
@@ -179,7 +179,7 @@ class Session:
 
     def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -188,18 +188,34 @@ class Session:
     ) -> SendResult:
         """Send a message; the envelope comes from its headers unless given (smtplib's rules).
 
+        Args:
+            message: an ``email.message.Message``, bytes or str, or a streamed source read in
+                bounded pieces (never held whole): a path (``os.PathLike``), a binary file
+                object or an iterable of bytes chunks. Raw and streamed messages need an
+                explicit ``sender`` and ``recipients``.
+            sender: the envelope sender (default: from the headers).
+            recipients: the envelope recipients (default: To, Cc and Bcc).
+            mail_options: MAIL parameters (default: the client's).
+            rcpt_options: RCPT parameters (default: the client's).
+
         Returns:
             The :class:`SendResult`: accepted and refused recipients, final reply, size.
 
         Raises:
             InvalidInputError, CapabilityError, SenderRefused, RecipientsRefused (all refused),
-            DataRefused, TransportError.
+            DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
+            data was written and no reply came: the message may have been delivered.
         """
         prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
         try:
             result = self._driver.run(
                 _sending.send_flow(
-                    self._config, self.capabilities, prepared, mail_options, rcpt_options
+                    self._config,
+                    self.capabilities,
+                    prepared,
+                    mail_options,
+                    rcpt_options,
+                    tls_active=self.tls is not None,
                 )
             )
         except BaseException as exc:
@@ -241,7 +257,12 @@ class Session:
 
     def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
         cfg = self._config
-        flow = deliver_many(self.capabilities, dialect=cfg.dialect, options=cfg.transaction)
+        flow = deliver_many(
+            self.capabilities,
+            dialect=cfg.dialect,
+            options=cfg.transaction,
+            tls_active=self.tls is not None,
+        )
         try:
             for value in self._driver.steps(flow, feed.pull):
                 yield feed.settle(value)
@@ -252,7 +273,7 @@ class Session:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,
@@ -355,7 +376,7 @@ class Client:
 
     def __repr__(self) -> str:
         cfg = self._config
-        return f"<{type(self).__name__} {cfg.endpoint.describe()} tls={cfg.tls_mode.value}>"
+        return f"<{type(self).__name__} {cfg.describe()} tls={cfg.tls_mode.value}>"
 
     @property
     def config(self) -> ClientConfig:
@@ -376,10 +397,16 @@ class Client:
             stream = connector(cfg, context).connect(cfg.timeouts.connect)
         except BaseException as exc:
             observer.end(exc)
-            raise
+            explained = _setup.explain_connect_failure(exc, cfg)
+            if explained is exc:
+                raise
+            raise explained from exc
         observer.connected(**_setup.peer_of(stream.info))
         pump = Pump(
-            ClientConnection(dialect=cfg.dialect, limits=cfg.limits), observer, cfg.timeouts
+            ClientConnection(dialect=cfg.dialect, limits=cfg.limits),
+            observer,
+            cfg.timeouts,
+            greeting_hint=_setup.port_hint(cfg),
         )
         provider = cfg.auth.token_provider if cfg.auth else None
         driver = SyncDriver(
@@ -407,7 +434,7 @@ class Client:
 
     def send_message(
         self,
-        message: MessageLike,
+        message: MessageSource,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | str | None = None,
@@ -428,7 +455,7 @@ class Client:
         self,
         sender: str,
         recipients: Sequence[str] | str,
-        message: MessageLike,
+        message: MessageSource,
         *,
         mail_options: MailOptions | None = None,
         rcpt_options: RcptOptions | None = None,

@@ -8,8 +8,9 @@ Why not ``sock.makefile('rb')`` as smtplib does? A buffered file restarts the so
 on every ``recv``, so a server trickling one byte at a time keeps a single ``readline`` alive
 for ``8192 x timeout`` seconds. :class:`SocketLineReader` reads with ``sock.recv`` and re-arms
 the socket timeout with the time *left* before each call, so a whole reply is bounded by one
-deadline (deadlines are total per command). It only needs ``recv``,
-``gettimeout`` and ``settimeout``, which CPython's ``test.mock_socket`` double also provides.
+deadline (deadlines are total per command: docs/architecture.md, "Deadlines"). It only needs
+``recv``, ``gettimeout`` and ``settimeout``, which CPython's ``test.mock_socket`` double also
+provides.
 
 Replies are assembled by :class:`ReplyAssembler`:
 
@@ -35,11 +36,10 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["COMPAT_LIMITS", "ReplyAssembler", "ReplyTooLongError", "SocketLineReader"]
 
-#: Limits for compat replies: smtplib's 8 KiB per line, and (unlike smtplib) at most 1024 lines
-#: and 1 MiB per reply. Generous on purpose: EXPN of a large list is a long, legitimate reply.
-COMPAT_LIMITS: typing.Final = ReplyLimits(
-    max_line_length=8192, max_lines=1024, max_reply_bytes=1 << 20
-)
+#: Limits for compat replies: the native client's (smtplib's 8 KiB per line and, unlike smtplib,
+#: a 1 MiB bound per reply). Generous on purpose: EXPN of a large list is a long, legitimate
+#: reply, and so is an EHLO reply of thousands of keywords.
+COMPAT_LIMITS: typing.Final = ReplyLimits()
 _RECV_SIZE: typing.Final = 8192
 _STRIP: typing.Final = b" \t\r\n"
 

@@ -71,7 +71,8 @@ __all__ = [
     "SMTP_SSL",
 ]
 
-# The standard library's own exception classes: the very same objects.
+# The standard library's own exception classes: the very same objects (docs/architecture.md,
+# "Decisions").
 SMTPException = _std.SMTPException
 SMTPNotSupportedError = _std.SMTPNotSupportedError
 SMTPServerDisconnected = _std.SMTPServerDisconnected

@@ -1,7 +1,7 @@
 """Capabilities: the immutable, typed view of what a server advertised, and the EHLO parser.
 
-Layer: L2 (esmtp). May import ``mailsdk.protocol.reply`` and L0; never ``mailsdk.auth``, L3 and
-above, or I/O modules.
+Layer: L2 (esmtp). May import ``mailsdk.protocol`` (reply, reply parser) and L0; never
+``mailsdk.auth``, L3 and above, or I/O modules.
 
 RFC 5321 §4.1.1.1 / §4.2: the EHLO reply is ``250-domain [greeting]`` followed by one line per
 extension, ``ehlo-keyword *( SP ehlo-param )``. Servers in the wild add leading spaces, empty
@@ -17,11 +17,10 @@ from collections.abc import Mapping
 
 import attrs
 
-from mailsdk.errors import CapabilityError, LocalProtocolError, MailError
+from mailsdk.errors import CapabilityError, InvalidInputError, LocalProtocolError, MailError
 from mailsdk.esmtp.registry import Extension, ExtensionRegistry, is_ehlo_keyword
-
-if typing.TYPE_CHECKING:
-    from mailsdk.protocol.reply import Reply
+from mailsdk.protocol.reply import Reply
+from mailsdk.protocol.reply_parser import ReplyParser
 
 __all__ = ["Capabilities", "parse_ehlo"]
 
@@ -248,7 +247,24 @@ def _require_positive(reply: Reply, what: str) -> None:
         )
 
 
-def parse_ehlo(reply: Reply, registry: ExtensionRegistry | None = None) -> Capabilities:
+def _as_reply(reply: object) -> Reply:
+    """``reply`` itself, or the one reply its raw bytes hold (``b"250-mx\\r\\n250 SIZE 1"``)."""
+    if isinstance(reply, Reply):
+        return reply
+    if isinstance(reply, bytes | bytearray | memoryview):
+        parser = ReplyParser()
+        data = bytes(reply)
+        parser.feed(data if data.endswith(b"\n") else data + b"\r\n")
+        parsed = parser.next_reply()
+        if parsed is None or parser.next_reply() is not None:
+            raise InvalidInputError("the bytes given to parse_ehlo must hold exactly one reply")
+        return parsed
+    raise InvalidInputError(
+        f"parse_ehlo needs a Reply (or the raw reply bytes), not {type(reply).__name__}"
+    )
+
+
+def parse_ehlo(reply: Reply | bytes, registry: ExtensionRegistry | None = None) -> Capabilities:
     """Parse a positive EHLO (or LMTP LHLO) reply into :class:`Capabilities`.
 
     Wire::
@@ -259,7 +275,8 @@ def parse_ehlo(reply: Reply, registry: ExtensionRegistry | None = None) -> Capab
         S: 250 PIPELINING
 
     Args:
-        reply: the server's reply to EHLO/LHLO; must be 2xx (check it before parsing).
+        reply: the server's reply to EHLO/LHLO; must be 2xx (check it before parsing). Its raw
+            bytes are accepted too (``RemoteProtocolError`` when they are not one valid reply).
         registry: the extensions to parse with; the built-ins when ``None``.
 
     Returns:
@@ -269,7 +286,9 @@ def parse_ehlo(reply: Reply, registry: ExtensionRegistry | None = None) -> Capab
     Raises:
         LocalProtocolError: ``reply`` is not a 2xx reply (RFC 5321 §4.1.1.1 says only a 250
             reply carries capabilities).
+        InvalidInputError: ``reply`` is neither a ``Reply`` nor bytes holding exactly one.
     """
+    reply = _as_reply(reply)
     _require_positive(reply, "parse_ehlo")
     registry = registry if registry is not None else ExtensionRegistry.default()
     lines = reply.lines

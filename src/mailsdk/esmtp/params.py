@@ -5,7 +5,9 @@ or I/O modules.
 
 Asking for a parameter whose extension the server did not advertise raises
 ``CapabilityError(extension=...)`` *before* any command is sent, except ``SIZE=``, which is
-simply omitted when SIZE is absent (it is only a hint, RFC 1870 §6). Every value is validated:
+simply omitted when SIZE is absent (it is only a hint, RFC 1870 §6). Third-party hooks run only
+for extensions the server advertised; an option value for one it did not advertise is a
+``CapabilityError`` too. Every value is validated:
 CR, LF and other control characters never reach the wire (command injection).
 """
 
@@ -238,6 +240,27 @@ def _is_rcpt_hook(ext: Extension) -> typing.TypeGuard[RcptParameterHook]:
     return callable(getattr(ext, "rcpt_parameters", None))
 
 
+_H = typing.TypeVar("_H", MailParameterHook, RcptParameterHook)
+
+
+def _advertised(
+    hooks: list[_H], caps: Capabilities, wanted: Mapping[str, object], command: str
+) -> list[_H]:
+    """The hooks whose keyword the server advertised: only those contribute parameters.
+
+    An extension parameter is meaningless (and usually a 555) for a server that never offered
+    the extension (RFC 5321 §4.1.1.11); asking for one explicitly is a ``CapabilityError``.
+    """
+    for hook in hooks:
+        if hook.keyword in wanted and not caps.has(hook.keyword):
+            raise CapabilityError(
+                f"{command} option {hook.keyword} was given but the server does not offer "
+                f"{hook.keyword}",
+                extension=hook.keyword,
+            )
+    return [h for h in hooks if caps.has(h.keyword)]
+
+
 def _finish(
     built: list[str],
     *,
@@ -332,7 +355,8 @@ def mail_parameters(
         built.append("REQUIRETLS")
 
     hooks = [e for e in _hooks(caps, registry) if _is_mail_hook(e)]
-    contributed = ((h.keyword, h.mail_parameters(options, caps)) for h in hooks)
+    advertised = _advertised(hooks, caps, options.extensions, "MAIL")
+    contributed = ((h.keyword, h.mail_parameters(options, caps)) for h in advertised)
     claimed = {h.keyword for h in hooks}
     return _finish(
         built,
@@ -377,7 +401,8 @@ def rcpt_parameters(
         built.append(f"ORCPT={orcpt_value(options.orcpt)}")
 
     hooks = [e for e in _hooks(caps, registry) if _is_rcpt_hook(e)]
-    contributed = ((h.keyword, h.rcpt_parameters(options, caps)) for h in hooks)
+    advertised = _advertised(hooks, caps, options.extensions, "RCPT")
+    contributed = ((h.keyword, h.rcpt_parameters(options, caps)) for h in advertised)
     claimed = {h.keyword for h in hooks}
     return _finish(
         built,

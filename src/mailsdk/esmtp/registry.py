@@ -80,10 +80,10 @@ class MailParameterHook(Extension, typing.Protocol):
     """An extension that contributes MAIL FROM parameters (RFC 5321 §4.1.1.2 ``Mail-parameters``).
 
     The hook reads its own option value from ``options.extensions[self.keyword]`` (or anything
-    else in ``options``) and returns the parameters to add, e.g. ``("MT-PRIORITY=3",)``. When
-    the server lacks the extension it raises
-    ``CapabilityError(message, extension=self.keyword)`` (see :meth:`Capabilities.require`) or
-    returns nothing, as the extension's semantics dictate. Returned parameters are validated
+    else in ``options``) and returns the parameters to add, e.g. ``("MT-PRIORITY=3",)``. It is
+    called only when the server advertised ``self.keyword``: a value in ``options.extensions``
+    for an extension the server lacks raises ``CapabilityError(extension=keyword)`` before any
+    command is sent, and without a value nothing is added. Returned parameters are validated
     (RFC 5321 §4.1.2 ``esmtp-param``) before use.
     """
 

@@ -27,7 +27,13 @@ from mailsdk.flows.actions import (
 )
 from mailsdk.flows.authenticate import AuthRequest, authenticate
 from mailsdk.flows.deliver import Delivery, deliver_many
-from mailsdk.flows.envelope import Envelope, PreparedMessage, prepare_message, prepare_raw
+from mailsdk.flows.envelope import (
+    ContentStream,
+    Envelope,
+    PreparedMessage,
+    prepare_message,
+    prepare_raw,
+)
 from mailsdk.flows.handshake import TlsMode, greet, hello, negotiate_tls
 from mailsdk.flows.judge import (
     EnvelopePlan,
@@ -50,6 +56,7 @@ __all__ = [
     "BdatChunk",
     "BodyChunk",
     "Close",
+    "ContentStream",
     "Delivery",
     "DeliveryStatus",
     "Envelope",

@@ -207,6 +207,8 @@ def authenticate(
 
     Raises:
         InvalidInputError: a control character (CR, LF, NUL...) in the username or authzid.
+        ConfigurationError: ``request.mechanisms`` names an unregistered mechanism, or one for
+            another kind of credential.
         AuthError: no usable mechanism in common (the message names both lists), a malformed
             challenge, or too many rounds.
         AuthenticationFailed: the server rejected the credentials (with hint and OAuth error).
@@ -216,6 +218,8 @@ def authenticate(
     check_text(request.username, "the AUTH username")
     if request.authzid is not None:
         check_text(request.authzid, "the AUTH authorization identity")
+    if request.mechanisms is not None:
+        registry.check_preference(request.mechanisms, request.kind)
     server_offer = tuple(offered) if offered is not None else capabilities.auth_mechanisms
     if not server_offer:
         raise AuthError("the server does not offer AUTH")

@@ -43,7 +43,7 @@ import attrs
 
 from mailsdk.errors import ConnectionLost, DeliveryUnknown, MailError, ReplyError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows.actions import Action, Exchange, Phase, Pull, Report
+from mailsdk.flows.actions import Action, Close, Exchange, Phase, Pull, Report
 from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
@@ -180,8 +180,15 @@ def _closing(events: Sequence[CommandReplied]) -> bool:
 class _Run:
     """The state of one ``deliver_many`` run (a flow split into generator methods)."""
 
-    def __init__(self, caps: Capabilities, dialect: Dialect, options: TransactionOptions) -> None:
+    def __init__(
+        self,
+        caps: Capabilities,
+        dialect: Dialect,
+        options: TransactionOptions,
+        tls_active: bool = False,
+    ) -> None:
         self.caps = caps
+        self.tls_active = tls_active
         self.dialect = dialect
         self.options = options
         self.groups: collections.deque[_Group] = collections.deque()
@@ -210,6 +217,7 @@ class _Run:
                 mail_options=item.mail_options,
                 rcpt_options=item.rcpt_options,
                 options=self.options,
+                tls_active=self.tls_active,
             )
         except MailError as exc:  # a capability or input check: nothing was written
             return exc
@@ -247,6 +255,10 @@ class _Run:
 
     def lost(self, cause: MailError) -> Generator[Action, object, None]:
         """Report every message in flight after the connection broke, then the rest."""
+        # Usually the driver has given the connection up already; but a source that failed
+        # while its content was being written leaves a DATA transfer that cannot be ended
+        # without sending a message: only closing the connection is safe.
+        yield Close()
         pending = ([self.current] if self.current is not None else []) + list(self.groups)
         self.current = None
         self.groups.clear()
@@ -494,6 +506,7 @@ def deliver_many(
     *,
     dialect: Dialect = Dialect.SMTP,
     options: TransactionOptions | None = None,
+    tls_active: bool = False,
 ) -> Generator[Action, object, None]:
     """Deliver every message the runner hands over (``Pull``), reporting each outcome.
 
@@ -501,6 +514,7 @@ def deliver_many(
         caps: the server's capabilities (from the latest EHLO/LHLO).
         dialect: SMTP or LMTP (per-recipient results, RFC 2033 §4.2).
         options: pipelining, chunking and 8BITMIME policy.
+        tls_active: the session is encrypted (``REQUIRETLS`` is refused without it).
 
     The flow returns normally when the input is exhausted, after a 421 and after the
     connection broke (every item then has its outcome); it raises only what is no
@@ -509,9 +523,9 @@ def deliver_many(
     opts = options or TransactionOptions()
     run: _Pipelined | _LockStep
     if opts.pipelining and caps.pipelining:
-        run = _Pipelined(caps, dialect, opts)
+        run = _Pipelined(caps, dialect, opts, tls_active)
     else:
-        run = _LockStep(caps, dialect, opts)
+        run = _LockStep(caps, dialect, opts, tls_active)
     try:
         yield from run.run()
     except MailError as exc:  # the connection broke (the driver has given it up)

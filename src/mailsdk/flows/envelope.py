@@ -23,15 +23,23 @@ import email.message
 import email.policy
 import email.utils
 import io
+import typing
 from collections.abc import Iterator, Sequence
 
 import attrs
 
 from mailsdk.errors import InvalidInputError
+from mailsdk.flows.headers import (
+    check_header_block,
+    check_message_headers,
+    check_raw_header_block,
+    email_errors,
+)
 from mailsdk.protocol.address import needs_smtputf8
 from mailsdk.protocol.body import canonicalize_line_endings
 
 __all__ = [
+    "ContentStream",
     "Envelope",
     "PreparedMessage",
     "envelope_from_message",
@@ -49,30 +57,83 @@ class Envelope:
     recipients: tuple[str, ...]
 
 
+class ContentStream(typing.Protocol):
+    """Message content read piece by piece (a file, a binary stream, an iterable of chunks),
+    never held whole. Line endings need not be canonical: the connection's encoders make them
+    CRLF on the way out, carrying state across pieces."""
+
+    @property
+    def size(self) -> int | None:
+        """The size with canonical CRLF line endings, when known before sending (``SIZE=``)."""
+        ...
+
+    @property
+    def consumed(self) -> int:
+        """How many bytes the pieces read so far held."""
+        ...
+
+    def pieces(self) -> Iterator[bytes]:
+        """The content, in bounded pieces; iterated once, when the message is sent.
+
+        Raises:
+            InvalidInputError: the source cannot be read or holds something other than bytes.
+        """
+        ...
+
+
 @attrs.frozen
 class PreparedMessage:
-    """A message ready for the wire.
+    """A message ready for the wire: the output of the preparation pipeline.
 
     Attributes:
         envelope: sender and recipients.
-        data: the message bytes with CRLF line endings (not yet dot-stuffed).
+        data: the message bytes held in memory, with CRLF line endings (not yet dot-stuffed);
+            ``b""`` when the content is streamed.
         smtputf8: the envelope or headers need SMTPUTF8 (RFC 6531).
-        eight_bit: the data contains bytes over 0x7F (needs 8BITMIME, RFC 6152).
+        eight_bit: the content has bytes over 0x7F (needs 8BITMIME, RFC 6152); ``None`` when a
+            streamed source could not be scanned beforehand.
+        stream: the streamed content, if any (``data`` is then unused).
+        headers: header lines the preparation added in front of the content (trace context;
+            later a DKIM signature), CRLF-terminated: the one place they exist.
     """
 
     envelope: Envelope
     data: bytes
     smtputf8: bool
-    eight_bit: bool
+    eight_bit: bool | None
+    stream: ContentStream | None = None
+    headers: bytes = b""
+
+    @property
+    def declared_size(self) -> int | None:
+        """The size announced with ``SIZE=`` (RFC 1870), or ``None`` when unknown."""
+        if self.stream is None:
+            return len(self.headers) + len(self.data)
+        size = self.stream.size
+        return None if size is None else len(self.headers) + size
 
     @property
     def size(self) -> int:
-        """Size of ``data`` in bytes (what SIZE= announces, RFC 1870)."""
-        return len(self.data)
+        """The content size in bytes: the declared size, or for a stream of unknown size the
+        bytes read so far (all of them once it was sent)."""
+        declared = self.declared_size
+        if declared is not None:
+            return declared
+        assert self.stream is not None
+        return len(self.headers) + self.stream.consumed
 
     def pieces(self) -> Iterator[bytes]:
-        """The content, piece by piece (line endings not yet canonical for streamed sources)."""
-        yield self.data
+        """The content, piece by piece: the added headers, then the message."""
+        if self.headers:
+            yield self.headers
+        if self.stream is None:
+            yield self.data
+        else:
+            yield from self.stream.pieces()
+
+    def with_headers(self, lines: bytes) -> PreparedMessage:
+        """The same message with ``lines`` (CRLF-terminated header lines) added in front."""
+        return attrs.evolve(self, headers=lines + self.headers)
 
 
 def _addresses(values: Sequence[str]) -> list[str]:
@@ -161,8 +222,18 @@ def prepare_message(
 
     Raises:
         InvalidInputError: the envelope cannot be derived (see :func:`envelope_from_message`),
-            or the message holds non-ASCII text the generator cannot encode.
+            the message holds non-ASCII text the generator cannot encode, a header would inject
+            lines or a NUL (see :mod:`mailsdk.flows.headers`), or the stdlib ``email`` package
+            cannot handle the message.
     """
+    check_message_headers(msg)
+    with email_errors("the envelope cannot be derived from the headers"):
+        return _prepare_checked(msg, sender, recipients)
+
+
+def _prepare_checked(
+    msg: email.message.Message, sender: str | None, recipients: Sequence[str] | None
+) -> PreparedMessage:
     if sender is None or recipients is None:
         # Derive only what the caller did not give: a message without To/Cc/Bcc is fine when
         # the recipients are passed explicitly (and likewise for the sender).
@@ -180,6 +251,8 @@ def prepare_message(
         # ASCII generator cannot write; RFC 6532 (SMTPUTF8) is the faithful form, exactly what
         # message_from_bytes of the same text gives.
         data = _flatten_utf8(msg)
+    if not data.startswith(b"\r\n"):  # the header block actually written, checked once more
+        check_header_block(data[: data.find(b"\r\n\r\n") + 2])
     smtputf8 = international or _has_raw_utf8_headers(data)
     return PreparedMessage(envelope, data, smtputf8, _eight_bit(data))
 
@@ -203,5 +276,6 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     if isinstance(message, str):
         message = message.encode("utf-8")
     data = canonicalize_line_endings(message)
+    check_raw_header_block(data)
     smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
     return PreparedMessage(Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data))

@@ -100,17 +100,19 @@ def _mail_options(
     prepared: PreparedMessage, caps: Capabilities, base: MailOptions, opts: TransactionOptions
 ) -> MailOptions:
     body = base.body
-    if body is None and prepared.eight_bit:
+    # A stream that could not be scanned (eight_bit None) may hold 8-bit data: declaring
+    # 8BITMIME for 7-bit content is harmless, so it is declared whenever the server offers it.
+    if body is None and prepared.eight_bit is not False:
         if caps.eightbitmime:
             body = "8BITMIME"
-        elif opts.require_8bitmime:
+        elif prepared.eight_bit and opts.require_8bitmime:
             raise CapabilityError(
                 "the message has 8-bit data but the server does not offer 8BITMIME",
                 extension="8BITMIME",
             )
-    return attrs.evolve(
-        base, size=prepared.size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8
-    )
+    declared = prepared.declared_size
+    size = base.size if declared is None else declared
+    return attrs.evolve(base, size=size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8)
 
 
 def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
@@ -130,21 +132,30 @@ def plan_envelope(
     mail_options: MailOptions | None = None,
     rcpt_options: RcptOptions | None = None,
     options: TransactionOptions | None = None,
+    tls_active: bool = False,
 ) -> EnvelopePlan:
     """The MAIL and RCPT commands for ``prepared``, checked against the server's capabilities.
+
+    ``tls_active`` says whether the session is encrypted: ``REQUIRETLS`` is refused without it.
 
     Raises:
         InvalidInputError: no recipients.
         CapabilityError: the message needs SMTPUTF8/8BITMIME/SIZE/DSN/CHUNKING... the server
-            lacks (nothing has been written yet).
+            lacks, or REQUIRETLS on a session without TLS (nothing has been written yet).
     """
     opts = options or TransactionOptions()
     env = prepared.envelope
     if not env.recipients:
         raise InvalidInputError("a message needs at least one recipient")
-    mparams = mail_parameters(
-        _mail_options(prepared, caps, mail_options or MailOptions(), opts), caps
-    )
+    base = mail_options or MailOptions()
+    if base.requiretls and not tls_active:
+        # RFC 8689 §4.2: REQUIRETLS is for a session that is itself encrypted; a server that
+        # advertises it in plaintext is lying or being impersonated.
+        raise CapabilityError(
+            "REQUIRETLS needs an encrypted session (RFC 8689 §4.2) and this one has no TLS",
+            extension="REQUIRETLS",
+        )
+    mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
     rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
     use_bdat = _use_bdat(caps, opts)
     rcpts = tuple(RcptTo(r, rparams) for r in env.recipients)

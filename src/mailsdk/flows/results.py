@@ -2,8 +2,9 @@
 
 Layer: L3 flows (sans-IO, pure values). May import ``mailsdk.protocol`` and L0 only.
 
-Partial acceptance is a *result*, not an exception (docs/errors.md): a message delivered to two of
-three recipients returns a :class:`SendResult` whose ``refused`` names the third with its reply.
+Partial acceptance is a *result*, not an exception (docs/architecture.md, "Decisions"): a message
+delivered to two of three recipients returns a :class:`SendResult` whose ``refused`` names the third
+with its reply.
 """
 
 from __future__ import annotations

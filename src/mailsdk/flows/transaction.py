@@ -89,13 +89,16 @@ def transaction(
     rcpt_options: RcptOptions | None = None,
     dialect: Dialect = Dialect.SMTP,
     options: TransactionOptions | None = None,
+    tls_active: bool = False,
 ) -> Generator[Action, object, SendResult]:
     """Run one transaction and return its :class:`SendResult`.
 
+    ``tls_active`` says whether the session is encrypted: ``REQUIRETLS`` is refused without it.
+
     Raises:
         InvalidInputError: no recipients.
-        CapabilityError: the message needs SMTPUTF8/8BITMIME/SIZE/DSN... the server lacks
-            (raised before MAIL FROM is sent).
+        CapabilityError: the message needs SMTPUTF8/8BITMIME/SIZE/DSN... the server lacks, or
+            REQUIRETLS on a session without TLS (raised before MAIL FROM is sent).
         SenderRefused: MAIL FROM was refused.
         RecipientsRefused: every recipient was refused (nothing was sent).
         DataRefused: DATA, a BDAT chunk or the end-of-data reply was a refusal.
@@ -106,7 +109,12 @@ def transaction(
     opts = options or TransactionOptions()
     env = prepared.envelope
     plan = plan_envelope(
-        prepared, caps, mail_options=mail_options, rcpt_options=rcpt_options, options=opts
+        prepared,
+        caps,
+        mail_options=mail_options,
+        rcpt_options=rcpt_options,
+        options=opts,
+        tls_active=tls_active,
     )
     commands = plan.commands
     data_reply: Reply | None = None

@@ -21,6 +21,7 @@ from mailsdk.protocol.body import (
     canonicalize_line_endings,
     decode_data,
     encode_data,
+    scan_content,
 )
 from mailsdk.protocol.commands import (
     Auth,
@@ -58,8 +59,6 @@ from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser
 from mailsdk.protocol.state import ClientState, Outcome, Trigger
 
 __all__ = [
-    "DEFAULT_LIMITS",
-    "NEED_DATA",
     "Auth",
     "AuthResponse",
     "Bdat",
@@ -69,6 +68,7 @@ __all__ = [
     "Command",
     "CommandReplied",
     "ConnectionClosed",
+    "DEFAULT_LIMITS",
     "Data",
     "DataEncoder",
     "Dialect",
@@ -82,6 +82,7 @@ __all__ = [
     "Help",
     "Lhlo",
     "MailFrom",
+    "NEED_DATA",
     "NeedData",
     "Noop",
     "Outcome",
@@ -103,6 +104,7 @@ __all__ = [
     "encode_data",
     "needs_smtputf8",
     "quote_path",
+    "scan_content",
     "split_mailbox",
     "validate_address",
 ]

@@ -24,7 +24,7 @@ was chunked. Work is done per chunk with ``bytes.replace`` (C speed), never per 
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from mailsdk.errors import InvalidInputError
 from mailsdk.protocol.commands import Bdat
@@ -36,6 +36,7 @@ __all__ = [
     "canonicalize_line_endings",
     "decode_data",
     "encode_data",
+    "scan_content",
 ]
 
 _CRLF: typing.Final = b"\r\n"
@@ -80,6 +81,25 @@ class _Canonicalizer:
             self._pending_cr = False
             return _CRLF
         return b""
+
+
+def scan_content(chunks: Iterable[bytes]) -> tuple[int, bool]:
+    """Measure content without holding it: its size once line endings are canonical CRLF
+    (what ``SIZE=`` announces, RFC 1870) and whether it has bytes over 0x7F (8BITMIME).
+
+    Args:
+        chunks: the content, split anywhere.
+
+    Returns:
+        ``(size, eight_bit)``.
+    """
+    canon = _Canonicalizer()
+    size = 0
+    eight_bit = False
+    for chunk in chunks:
+        size += len(canon.feed(chunk))
+        eight_bit = eight_bit or not chunk.isascii()
+    return size + len(canon.flush()), eight_bit
 
 
 class DataEncoder:

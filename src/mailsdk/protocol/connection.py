@@ -109,7 +109,7 @@ from mailsdk.protocol.state import (
 
 __all__ = ["DEFAULT_LIMITS", "ClientConnection"]
 
-#: The default reply limits (8 KiB lines, 128 lines, 64 KiB per reply).
+#: The default reply limits (8 KiB lines, 16,384 lines, 1 MiB per reply).
 DEFAULT_LIMITS: typing.Final = ReplyLimits()
 
 

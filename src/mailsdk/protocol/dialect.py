@@ -3,7 +3,7 @@
 Layer: L1 (sans-IO protocol core). Imports only the stdlib ``enum``; must never import socket,
 ssl, asyncio, selectors, threading, time, logging, opentelemetry or msal.
 
-LMTP is a dialect of the same core, not a second client (docs/architecture.md):
+LMTP is a dialect of the same core, not a second client (docs/architecture.md, "Decisions"):
 
 * the hello command is ``LHLO``; ``EHLO`` and ``HELO`` are not part of LMTP (RFC 2033 §4.1:
   "The LHLO command ... replaces the EHLO command");

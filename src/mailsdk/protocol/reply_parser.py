@@ -17,8 +17,8 @@ server is caught on the first bad line:
   on each line");
 * bare LF is accepted as a line end (lenient, as smtplib and most MTAs are).
 
-Limits (lenient per line, strict per reply). A line longer than
-``max_line_length`` (8 KiB like smtplib's ``_MAXLINE``) fails *as soon as the buffered tail
+Limits (lenient per line, strict per reply: see docs/architecture.md, "Decisions"). A line longer
+than ``max_line_length`` (8 KiB like smtplib's ``_MAXLINE``) fails *as soon as the buffered tail
 exceeds it*, even before its newline arrives, so the client can never be made to buffer without
 bound; so do more than ``max_lines`` lines or more than ``max_reply_bytes`` bytes in one reply.
 Every violation raises :class:`~mailsdk.errors.RemoteProtocolError`.
@@ -53,6 +53,10 @@ def _validate_positive(_inst: object, attribute: attrs.Attribute[int], value: in
 class ReplyLimits:
     """Bounds applied to every reply the parser assembles.
 
+    The defaults accept what real servers send and smtplib accepts (smtplib bounds only the
+    line, at 8 KiB): an EHLO reply of thousands of keyword lines, an EXPN of a large list. What
+    bounds memory is ``max_reply_bytes`` (1 MiB); ``max_lines`` is a backstop above it.
+
     Attributes:
         max_line_length: longest reply line, excluding its CRLF (smtplib uses 8192).
         max_lines: most lines in one (multiline) reply.
@@ -60,8 +64,8 @@ class ReplyLimits:
     """
 
     max_line_length: int = attrs.field(default=8192, validator=_validate_positive)
-    max_lines: int = attrs.field(default=128, validator=_validate_positive)
-    max_reply_bytes: int = attrs.field(default=65536, validator=_validate_positive)
+    max_lines: int = attrs.field(default=16_384, validator=_validate_positive)
+    max_reply_bytes: int = attrs.field(default=1 << 20, validator=_validate_positive)
 
 
 def _excerpt(line: bytes | bytearray) -> str:
@@ -74,7 +78,7 @@ class ReplyParser:
     """Assemble :class:`~mailsdk.protocol.reply.Reply` objects from received bytes.
 
     Args:
-        limits: the bounds to enforce (defaults: 8 KiB lines, 128 lines, 64 KiB per reply).
+        limits: the bounds to enforce (defaults: 8 KiB lines, 16,384 lines, 1 MiB per reply).
         parse_enhanced: set when the server advertised ``ENHANCEDSTATUSCODES`` (RFC 2034); see
             :attr:`parse_enhanced`.
 

@@ -61,6 +61,26 @@ def _spent(timeout: float | None) -> None:
         raise TimeoutError("deadline passed")
 
 
+async def _drain(writer: asyncio.StreamWriter, stall: float | None) -> None:
+    """``writer.drain()``, failing (``TimeoutError``) when the buffer makes no progress at all
+    for ``stall`` seconds: drain itself would wait as long as the overall deadline allows."""
+    if stall is None or math.isinf(stall):
+        await writer.drain()
+        return
+    if not stall > 0:  # also refuses NaN
+        raise InvalidInputError(f"a stall timeout must be a positive number or None, not {stall!r}")
+    transport = writer.transport
+    while True:
+        before = transport.get_write_buffer_size()
+        try:
+            async with asyncio.timeout(stall):
+                await writer.drain()
+            return
+        except TimeoutError:
+            if transport.get_write_buffer_size() >= before:
+                raise  # not one byte taken in ``stall`` seconds
+
+
 def _address(value: typing.Any) -> PeerAddress:
     if isinstance(value, bytes):  # Linux abstract unix socket names
         value = os.fsdecode(value)
@@ -139,12 +159,16 @@ class AsyncSocketStream:
         if writer is not None:
             writer.transport.abort()
 
-    async def send_all(self, data: bytes, timeout: float | None) -> None:
+    async def send_all(
+        self, data: bytes, timeout: float | None, *, stall: float | None = None
+    ) -> None:
         """Write ``data`` and wait (``drain``) until the transport's buffer is below its limit.
 
         Args:
             data: the bytes to send.
             timeout: the remaining time of the caller's deadline (``None``: no limit).
+            stall: also fail when the transport's buffer does not shrink at all for this long
+                (a server that stopped reading), however much of ``timeout`` is left.
 
         Raises:
             WriteTimeout: the buffer did not drain in time; the transport is aborted, since a
@@ -159,7 +183,7 @@ class AsyncSocketStream:
             try:
                 async with asyncio.timeout(timeout):
                     writer.write(data)
-                    await writer.drain()
+                    await _drain(writer, stall)
             except BaseException:  # including cancellation: the wire state is unknown
                 self._abort()
                 raise

@@ -6,7 +6,7 @@ never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry``
 The shape follows httpcore's network backends: ``receive(max_bytes, timeout)``,
 ``send_all(data, timeout)``, ``start_tls(...)`` returning a *new* stream, ``close()``. Timeouts
 are the remaining time of a total deadline that the caller computes (deadlines are total per
-command, see docs/architecture.md); ``None`` (or ``math.inf``) waits forever; NaN is an
+command: docs/architecture.md, "Deadlines"); ``None`` (or ``math.inf``) waits forever; NaN is an
 :class:`~mailsdk.errors.InvalidInputError`.
 """
 
@@ -78,8 +78,9 @@ class Stream(typing.Protocol):
         """True when the stream is protected by TLS."""
         ...
 
-    def send_all(self, data: bytes, timeout: float | None) -> None:
-        """Send every byte of ``data`` within ``timeout`` seconds.
+    def send_all(self, data: bytes, timeout: float | None, *, stall: float | None = None) -> None:
+        """Send every byte of ``data`` within ``timeout`` seconds, and fail sooner when the peer
+        takes no byte at all for ``stall`` seconds (``None``: no such bound).
 
         Raises:
             WriteTimeout: the deadline passed; the stream is then closed (it may hold a partial
@@ -131,7 +132,9 @@ class AsyncStream(typing.Protocol):
         """True when the stream is protected by TLS."""
         ...
 
-    async def send_all(self, data: bytes, timeout: float | None) -> None:
+    async def send_all(
+        self, data: bytes, timeout: float | None, *, stall: float | None = None
+    ) -> None:
         """Send ``data``; wait until the transport buffer drained (see :meth:`Stream.send_all`)."""
         ...
 

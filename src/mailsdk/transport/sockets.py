@@ -65,6 +65,14 @@ def _remaining(deadline: float | None) -> float | None:
     return left
 
 
+def _stall(stall: float | None) -> float | None:
+    if stall is None or stall > _MAX_SOCKET_TIMEOUT:
+        return None
+    if not stall > 0:  # also refuses NaN
+        raise InvalidInputError(f"a stall timeout must be a positive number or None, not {stall!r}")
+    return stall
+
+
 def _address(get: typing.Callable[[], typing.Any]) -> PeerAddress:
     try:
         value = get()
@@ -145,12 +153,14 @@ class SocketStream:
             raise ConnectionLost("the stream is closed")
         return self._sock
 
-    def send_all(self, data: bytes, timeout: float | None) -> None:
+    def send_all(self, data: bytes, timeout: float | None, *, stall: float | None = None) -> None:
         """Send all of ``data`` before ``timeout`` seconds pass.
 
         Args:
             data: the bytes to send.
             timeout: the remaining time of the caller's deadline (``None``: no limit).
+            stall: also fail when the peer accepts no byte at all for this long (a server
+                that stopped reading), however much of ``timeout`` is left.
 
         Raises:
             WriteTimeout: the deadline passed. If any write had started, the stream is closed,
@@ -164,9 +174,15 @@ class SocketStream:
         with map_errors(Operation.WRITE, self._target):
             deadline = _deadline(timeout)
             _remaining(deadline)  # a spent deadline fails before anything is written
+            stall = _stall(stall)
             try:
                 while view:
-                    sock.settimeout(_remaining(deadline))
+                    left = _remaining(deadline)
+                    # One send() returns as soon as some bytes are taken: a per-call timeout
+                    # of ``stall`` is "no progress for that long".
+                    sock.settimeout(
+                        left if stall is None or (left is not None and left < stall) else stall
+                    )
                     sent = sock.send(view)
                     view = view[sent:]
             except BaseException:
