@@ -24,6 +24,10 @@ from tests._support.smtpd import SmtpdServer, start_smtpd
 
 from mailsdk.transport import TlsSettings
 
+# mailsdk's own test kit (opt-in for users; mailsdk's suite opts in) and pytest's pytester,
+# which runs the kit's documented pytest examples.
+pytest_plugins = ["mailsdk.testing.pytest_plugin", "pytester"]
+
 # Hypothesis profiles (docs/architecture.md, "Decisions"): CI is deterministic and has no per-example deadline (a
 # loaded 2-core machine must not turn slowness into failures); "dev" explores new examples.
 settings.register_profile(

@@ -23,6 +23,9 @@ PUBLIC_MODULES = [
     "mailsdk.api",
     "mailsdk.errors",
     "mailsdk.cli",
+    "mailsdk.dkim",
+    "mailsdk.url",
+    "mailsdk.testing",
 ]
 
 
@@ -31,7 +34,7 @@ def test_import_in_a_fresh_interpreter() -> None:
         [
             sys.executable,
             "-c",
-            "import mailsdk, sys; print(mailsdk.__version__); assert 'aiosmtpd' not in sys.modules",
+            "import mailsdk, sys; print(mailsdk.__version__); assert 'aiosmtpd' not in sys.modules; assert 'dkim' not in sys.modules",
         ],
         capture_output=True,
         text=True,

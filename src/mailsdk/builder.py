@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import socket
 import typing
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from mailsdk.auth.tokens import (
 )
 from mailsdk.client import AsyncClient, AsyncLMTPClient, Client, LMTPClient
 from mailsdk.config import AuthSettings, ClientConfig, Endpoint, Timeouts
+from mailsdk.dkim import DkimKey, DkimSigner
 from mailsdk.errors import ConfigurationError
 from mailsdk.esmtp import Extension, ExtensionRegistry, MailOptions, RcptOptions
 from mailsdk.flows import TlsMode, TransactionOptions
@@ -45,6 +47,7 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation, OpenTelemetryInstrumentation
 from mailsdk.transport import TlsSettings, parse_host_port
+from mailsdk.url import parse_mail_url
 
 __all__ = ["ClientBuilder"]
 
@@ -77,6 +80,7 @@ class ClientBuilder:
     mechanisms: tuple[Mechanism, ...] = ()
     entry_points: bool = False
     instrumentation: Instrumentation | None = attrs.field(default=None, repr=False)
+    dkim: tuple[DkimSigner, ...] = ()
 
     # -- starting points ------------------------------------------------------------------------
 
@@ -98,6 +102,21 @@ class ClientBuilder:
             host, parsed = parse_host_port(text, 1)
             port = parsed if parse_host_port(text, 2)[1] == parsed else None
         return cls(endpoint=Endpoint(host=host, port=port))  # Endpoint converts/validates port
+
+    @classmethod
+    def from_url(cls, url: str, *, password: str | Secret | None = None) -> ClientBuilder:
+        """A builder from a URL: ``smtp://user@host:587?tls=starttls``, ``smtps://``,
+        ``lmtp://``, ``lmtp+unix:///run/dovecot/lmtp``, with options as query parameters
+        (see :mod:`mailsdk.url` for every option).
+
+        The password comes from ``password``, from the variable named by ``?password_env=``,
+        or from the URL itself; it is never shown in a ``repr``, log or error.
+
+        Raises:
+            ConfigurationError: an unknown scheme or option (named), a malformed URL, or a
+                user without a password.
+        """
+        return parse_mail_url(url, password=password).builder(cls)
 
     @classmethod
     def unix(cls, path: str, *, lmtp: bool = True) -> ClientBuilder:
@@ -315,6 +334,36 @@ class ClientBuilder:
         """
         return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
 
+    def with_dkim(
+        self,
+        domain: str,
+        selector: str,
+        key: DkimKey | Secret | bytes | str | os.PathLike[str],
+        **options: typing.Any,
+    ) -> ClientBuilder:
+        """Sign every message with DKIM (RFC 6376 RSA-SHA256, RFC 8463 Ed25519-SHA256).
+
+        Call it again to add another signature (e.g. RSA and Ed25519). The signature is the
+        last preparation step, after the trace headers (docs/dkim.md). Needs the ``dkim``
+        extra.
+
+        Args:
+            domain: the signing domain (``d=``).
+            selector: the key's selector (``s=``).
+            key: a key file path, a :class:`~mailsdk.Secret` or ``bytes`` with the PEM text,
+                or a :class:`~mailsdk.dkim.DkimKey`.
+            **options: :class:`~mailsdk.dkim.DkimSigner` options: ``headers``, ``oversign``,
+                ``canonicalization``, ``identity``, ``expire_after``.
+
+        Raises:
+            ConfigurationError: an unusable key or option (never quoting the key).
+        """
+        try:
+            signer = DkimSigner(domain=domain, selector=selector, key=DkimKey.load(key), **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"with_dkim: {exc}") from None
+        return attrs.evolve(self, dkim=(*self.dkim, signer))
+
     # -- building -------------------------------------------------------------------------------
 
     def config(self) -> ClientConfig:
@@ -351,6 +400,7 @@ class ClientBuilder:
             esmtp_registry=esmtp,
             sasl_registry=sasl,
             instrumentation=self.instrumentation or NoopInstrumentation(),
+            dkim=self.dkim,
         ).validate()
 
     def build(self) -> Client:

@@ -18,6 +18,7 @@ import attrs
 from mailsdk._secret import Secret
 from mailsdk.auth import CredentialKind, MechanismRegistry
 from mailsdk.auth.tokens import AsyncTokenProvider, TokenProvider
+from mailsdk.dkim import DkimSigner
 from mailsdk.errors import ConfigurationError
 from mailsdk.esmtp import ExtensionRegistry, MailOptions, RcptOptions
 from mailsdk.flows import Phase, TlsMode, TransactionOptions
@@ -270,6 +271,7 @@ class ClientConfig:
         mail_options, rcpt_options: default DSN/REQUIRETLS/... options for every send.
         esmtp_registry, sasl_registry: the extension and mechanism registries.
         instrumentation: telemetry (no-op by default).
+        dkim: DKIM signatures added to every message, last, after the trace headers.
     """
 
     endpoint: Endpoint
@@ -293,6 +295,7 @@ class ClientConfig:
     instrumentation: Instrumentation = attrs.field(
         factory=NoopInstrumentation, eq=False, repr=False
     )
+    dkim: tuple[DkimSigner, ...] = ()
 
     @property
     def port(self) -> int:

@@ -259,3 +259,27 @@ def test_python_dash_m_and_help(cli: Cli) -> None:
     assert "Exit codes" in proc.stdout
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("mailsdk ")
+
+
+def test_server_urls(
+    cli: Cli,
+    tls_server: SmtpdServer,
+    smtpd_factory: Callable[..., SmtpdServer],
+    server_ssl_context: ssl.SSLContext,
+    ca_file: str,
+) -> None:
+    submission = cli(
+        "send", "--server", f"smtp://{USER}@127.0.0.1:{tls_server.port}?tls=starttls",
+        "--ca-file", ca_file, "--from", "a@example.org", "--to", "b@example.com", "--body", "x",
+        env=AUTH_ENV,
+    )  # fmt: skip
+    assert submission.returncode == 0, submission.stderr
+    assert tls_server.recorder.auth_logins == [USER.encode()]  # the URL's user, the env password
+    implicit = smtpd_factory(implicit_tls=server_ssl_context)
+    smtps = cli(
+        "send", "--server", f"smtps://127.0.0.1:{implicit.port}", "--ca-file", ca_file,
+        "--from", "a@example.org", "--to", "b@example.com", "--body", "x",
+    )  # fmt: skip
+    assert smtps.returncode == 0, smtps.stderr
+    assert len(implicit.recorder.messages) == 1
+    no_secret(submission)

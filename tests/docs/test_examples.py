@@ -98,7 +98,16 @@ def test_page_examples_run(page: pathlib.Path, servers: DocsServers) -> None:
 
 
 #: Pages whose examples send through the submission server (checked to have delivered).
-SENDING_PAGES = {"quickstart", "oauth", "tls", "errors", "extending", "index", "sending-many"}
+SENDING_PAGES = {
+    "quickstart",
+    "oauth",
+    "tls",
+    "errors",
+    "extending",
+    "index",
+    "sending-many",
+    "dkim",
+}
 
 
 def test_docs_are_self_contained() -> None:

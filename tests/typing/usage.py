@@ -40,8 +40,10 @@ from mailsdk import (
     TlsSettings,
 )
 from mailsdk.auth.tokens import AccessToken, CachingTokenProvider, StaticTokenProvider
+from mailsdk.dkim import DkimKey, DkimSigner, sign_bytes
 from mailsdk.flows import TlsInfo
 from mailsdk.protocol.reply_parser import ReplyLimits
+from mailsdk.testing import MailServer, ReceivedMessage, serve
 
 
 def message() -> EmailMessage:
@@ -201,6 +203,32 @@ async def async_usage() -> None:
     await session.aclose()
     use_result(await client.send_message(message()))
     use_result(await mailsdk.asend(message(), builder=builder))
+
+
+def dkim_url_and_kit_usage() -> None:
+    key = DkimKey.load(Secret("-----BEGIN PRIVATE KEY-----..."))
+    assert_type(key, DkimKey)
+    assert_type(key.dns_record(), str)
+    signer = DkimSigner(domain="example.com", selector="s1", key=key, oversign=("From", "To"))
+    assert_type(sign_bytes([signer], b"From: a@example.com\r\n\r\nx", timestamp=None), bytes)
+    builder = (
+        ClientBuilder.from_url("smtp://me@mail.example.com:587?tls=starttls", password=Secret("p"))
+        .with_dkim("example.com", "s1", "/etc/dkim/s1.pem", canonicalization="relaxed/simple")
+        .with_dkim("example.com", "s2", key)
+    )
+    assert_type(builder, ClientBuilder)
+    with serve(tls="starttls", users={"me": "pw"}, chunking=True) as server:
+        assert_type(server, MailServer)
+        server.refuse_recipient("nobody@example.com")
+        server.transient("MAIL", times=2)
+        assert_type(server.client(username="me", password="pw"), Client)
+        assert_type(server.async_client(), AsyncClient)
+        assert_type(server.client_builder(), ClientBuilder)
+        for received in server.messages:
+            assert_type(received, ReceivedMessage)
+            assert_type(received.data, bytes)
+            assert_type(received.message, EmailMessage)
+            assert_type(received.rcpt_tos, tuple[str, ...])
 
 
 if __name__ == "__main__":  # pragma: no cover - type-checked only

@@ -9,6 +9,7 @@ import typing
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 
 from mailsdk._types import MessageSource
+from mailsdk.client._dkim import signing_step
 from mailsdk.client._prepare import prepare
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
@@ -25,6 +26,7 @@ from mailsdk.flows import (
 
 if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig
+    from mailsdk.dkim import DkimSigner
     from mailsdk.telemetry import SessionObserver, TransactionObserver
 
 __all__ = ["Feed", "begin_send", "finish_send", "send_flow"]
@@ -35,13 +37,16 @@ def begin_send(
     message: object,
     sender: str | None,
     recipients: Sequence[str] | str | None,
+    dkim: Sequence[DkimSigner] = (),
 ) -> tuple[PreparedMessage, TransactionObserver]:
-    """Prepare a message (the pipeline of ``_prepare.py``) and open its ``smtp.send`` span.
+    """Prepare a message (the pipeline of ``_prepare.py``; DKIM, when configured, is its step
+    after the trace headers) and open its ``smtp.send`` span.
 
     Raises:
         InvalidInputError: see :func:`mailsdk.client._prepare.prepare`.
     """
-    return prepare(observer, message, sender, recipients)
+    steps = (signing_step(dkim),) if dkim else ()
+    return prepare(observer, message, sender, recipients, steps)
 
 
 def send_flow(
@@ -126,7 +131,7 @@ class Feed:
         return None if item is _END else self.delivery(item, prepare=action.prepare)
 
     def delivery(self, item: object, *, prepare: bool) -> Delivery:
-        """Prepare one item (envelope, trace headers, encoding) and open its span."""
+        """Prepare one item (envelope, trace headers, DKIM, encoding) and open its span."""
         index = self._index
         self._index += 1
         outgoing = item if isinstance(item, Outgoing) else None
@@ -137,7 +142,11 @@ class Feed:
             if outgoing is None:
                 outgoing = Outgoing(typing.cast("MessageSource", item))
             prepared, tx = begin_send(
-                self._observer, outgoing.message, outgoing.sender, outgoing.recipients
+                self._observer,
+                outgoing.message,
+                outgoing.sender,
+                outgoing.recipients,
+                self._config.dkim,
             )
         except MailError as exc:
             return Delivery(index=index, key=key, error=exc)

@@ -213,7 +213,9 @@ class AsyncSession:
             DataRefused, TransportError; DeliveryUnknown (a ConnectionLost) when the end of the
             data was written and no reply came: the message may have been delivered.
         """
-        prepared, tx = _sending.begin_send(self._observer, message, sender, recipients)
+        prepared, tx = _sending.begin_send(
+            self._observer, message, sender, recipients, self._config.dkim
+        )
         try:
             result = await self._driver.run(
                 _sending.send_flow(
