@@ -51,6 +51,8 @@ _ENV_VARS = (
     "https_proxy",
     "all_proxy",
     "no_proxy",
+    "SOCKS_PROXY",
+    "socks_proxy",
 )
 
 

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import typing
@@ -46,7 +47,14 @@ from mailsdk.flows import TlsMode, TransactionOptions
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation, OpenTelemetryInstrumentation
-from mailsdk.transport import TlsSettings, parse_host_port
+from mailsdk.transport import (
+    AsyncConnector,
+    Connector,
+    ProxyUrl,
+    TlsSettings,
+    parse_host_port,
+    proxy_from_env,
+)
 from mailsdk.url import parse_mail_url
 
 __all__ = ["ClientBuilder"]
@@ -81,6 +89,9 @@ class ClientBuilder:
     entry_points: bool = False
     instrumentation: Instrumentation | None = attrs.field(default=None, repr=False)
     dkim: tuple[DkimSigner, ...] = ()
+    proxy: ProxyUrl | None = None
+    proxy_from_env: bool = False
+    connector: Connector | AsyncConnector | None = attrs.field(default=None, repr=False)
 
     # -- starting points ------------------------------------------------------------------------
 
@@ -364,6 +375,41 @@ class ClientBuilder:
             raise ConfigurationError(f"with_dkim: {exc}") from None
         return attrs.evolve(self, dkim=(*self.dkim, signer))
 
+    def with_proxy(
+        self, url: str | ProxyUrl | None = None, *, from_env: bool = False
+    ) -> ClientBuilder:
+        """Tunnel through a proxy: SOCKS5 (with user/password), SOCKS4a or HTTP CONNECT.
+
+        TLS (implicit or STARTTLS) runs end to end through the tunnel and the certificate is
+        checked against the mail server's name, never the proxy's. ``with_proxy()`` with no
+        argument removes the proxy.
+
+        Args:
+            url: e.g. ``"socks5://user:pass@proxy.example:1080"``, ``"socks4a://proxy:1080"``,
+                ``"http://proxy:3128"`` (the password is kept as a :class:`~mailsdk.Secret`).
+            from_env: take the proxy from ``all_proxy``/``ALL_PROXY`` or
+                ``socks_proxy``/``SOCKS_PROXY`` when the client is built, unless
+                ``no_proxy``/``NO_PROXY`` exempts the host (see
+                :func:`mailsdk.transport.proxy_from_env`).
+
+        Raises:
+            ConfigurationError: both ``url`` and ``from_env``, or an unusable URL (the message
+                never shows the password).
+        """
+        if url is not None and from_env:
+            raise ConfigurationError("give a proxy URL or from_env=True, not both")
+        proxy = ProxyUrl.parse(url) if isinstance(url, str) else url
+        return attrs.evolve(self, proxy=proxy, proxy_from_env=from_env)
+
+    def with_connector(self, connector: Connector | AsyncConnector | None) -> ClientBuilder:
+        """Open connections with a custom connector (a tunnel, a test double, a pre-made socket).
+
+        The connector returns a plaintext stream; the client starts TLS on it as configured.
+        Use a :class:`~mailsdk.transport.Connector` with :meth:`build` and an
+        :class:`~mailsdk.transport.AsyncConnector` with :meth:`build_async`.
+        """
+        return attrs.evolve(self, connector=connector)
+
     # -- building -------------------------------------------------------------------------------
 
     def config(self) -> ClientConfig:
@@ -401,7 +447,16 @@ class ClientBuilder:
             sasl_registry=sasl,
             instrumentation=self.instrumentation or NoopInstrumentation(),
             dkim=self.dkim,
+            proxy=self._proxy(),
+            connector=self.connector,
         ).validate()
+
+    def _proxy(self) -> ProxyUrl | None:
+        if not self.proxy_from_env:
+            return self.proxy
+        if self.endpoint.host is None:
+            return None  # unix and socket endpoints are never proxied
+        return proxy_from_env(self.endpoint.host)
 
     def build(self) -> Client:
         """A blocking client (an :class:`~mailsdk.LMTPClient` when LMTP was chosen).
@@ -410,6 +465,7 @@ class ClientBuilder:
         every session of the client: one refresh at a time, ahead of expiry.
         """
         config = self.config()
+        _check_connector(config, asynchronous=False)
         if config.auth is not None and config.auth.token_provider is not None:
             provider = config.auth.token_provider
             if is_async_provider(provider):
@@ -428,6 +484,7 @@ class ClientBuilder:
         :class:`~mailsdk.auth.AsyncCachingTokenProvider` shared by every session.
         """
         config = self.config()
+        _check_connector(config, asynchronous=True)
         if config.auth is not None and config.auth.token_provider is not None:
             provider = config.auth.token_provider
             if not isinstance(provider, AsyncCachingTokenProvider):
@@ -440,3 +497,17 @@ def _with_provider(
 ) -> ClientConfig:
     assert config.auth is not None
     return attrs.evolve(config, auth=attrs.evolve(config.auth, token_provider=provider))
+
+
+def _check_connector(config: ClientConfig, *, asynchronous: bool) -> None:
+    """A blocking client needs a blocking connector, an asyncio client an asyncio one."""
+    connect = getattr(config.connector, "connect", None)
+    if config.connector is None:
+        return
+    if connect is None or inspect.iscoroutinefunction(connect) is not asynchronous:
+        wanted = "an AsyncConnector (async def connect)" if asynchronous else "a Connector"
+        other = "build()" if asynchronous else "build_async()"
+        raise ConfigurationError(
+            f"this client needs {wanted} as its connector; {config.connector!r} does not fit "
+            f"(or use {other})"
+        )

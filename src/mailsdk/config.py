@@ -25,7 +25,7 @@ from mailsdk.flows import Phase, TlsMode, TransactionOptions
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.reply_parser import ReplyLimits
 from mailsdk.telemetry import Instrumentation, NoopInstrumentation
-from mailsdk.transport import TlsSettings
+from mailsdk.transport import AsyncConnector, Connector, ProxyUrl, TlsSettings
 
 __all__ = [
     "AuthSettings",
@@ -50,7 +50,8 @@ class Timeouts:
 
     Defaults, what each bounds, and RFC 5321's recommendation beside it:
 
-    * ``connect`` 120 s: TCP connect and the implicit TLS handshake (RFC 5321: none).
+    * ``connect`` 120 s: name resolution, the TCP connect, a proxy's handshake and the implicit
+      TLS handshake, together (RFC 5321: none).
     * ``greeting`` 30 s: the 220 greeting, from the connect (RFC 5321: 5 min).
     * ``command`` 300 s: each command's reply, from its write (MAIL 5 min, RCPT 5 min, DATA
       initiation 2 min); also a write during which the server accepts no bytes at all.
@@ -61,7 +62,8 @@ class Timeouts:
     * ``quit`` 10 s: QUIT's reply (nothing depends on it).
 
     Attributes:
-        connect: TCP connect (and the implicit TLS handshake).
+        connect: name resolution, the TCP connect (Happy Eyeballs), a proxy's handshake and
+            the implicit TLS handshake, together.
         greeting: waiting for the 220 greeting. A server that accepts the connection but
             stays silent (often a client speaking plaintext to an implicit-TLS port, or the
             reverse) is reported after this, not after RFC 5321's 5 minutes.
@@ -272,6 +274,12 @@ class ClientConfig:
         esmtp_registry, sasl_registry: the extension and mechanism registries.
         instrumentation: telemetry (no-op by default).
         dkim: DKIM signatures added to every message, last, after the trace headers.
+        proxy: a SOCKS5/SOCKS4a/HTTP CONNECT proxy to tunnel through (TCP endpoints only).
+        connector: a custom :class:`~mailsdk.transport.Connector` (blocking clients) or
+            :class:`~mailsdk.transport.AsyncConnector` (asyncio clients) that opens the
+            *plaintext* stream; the client still starts TLS on it (implicit or STARTTLS) and
+            verifies :attr:`verify_name`. ``None`` builds the TCP, unix, socket or proxy
+            connector from ``endpoint`` and ``proxy``.
     """
 
     endpoint: Endpoint
@@ -296,6 +304,8 @@ class ClientConfig:
         factory=NoopInstrumentation, eq=False, repr=False
     )
     dkim: tuple[DkimSigner, ...] = ()
+    proxy: ProxyUrl | None = None
+    connector: Connector | AsyncConnector | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def port(self) -> int:
@@ -331,8 +341,9 @@ class ClientConfig:
 
         Raises:
             ConfigurationError: credentials with TLS off (unless ``allow_plaintext``); implicit
-                TLS or STARTTLS with no host name to verify while verification is on; a
-                mechanism name that is not registered, or is for another kind of credential.
+                TLS or STARTTLS with no host name to verify while verification is on; a proxy
+                for a unix or socket endpoint, or together with a custom connector; a mechanism
+                name that is not registered, or is for another kind of credential.
         """
         plaintext_possible = self.tls_mode in (TlsMode.NONE, TlsMode.OPPORTUNISTIC)
         if self.auth is not None and plaintext_possible and not self.auth.allow_plaintext:
@@ -354,4 +365,8 @@ class ClientConfig:
                 else CredentialKind.PASSWORD
             )
             self.sasl_registry.check_preference(self.auth.mechanisms, kind)
+        if self.proxy is not None and self.endpoint.host is None:
+            raise ConfigurationError("a proxy tunnels TCP only: it needs a host endpoint")
+        if self.proxy is not None and self.connector is not None:
+            raise ConfigurationError("give a proxy or a custom connector, not both")
         return self

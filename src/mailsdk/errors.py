@@ -10,7 +10,9 @@ The tree::
     │   ├── LocalProtocolError        the API was misused for the current state
     │   └── RemoteProtocolError       malformed / mixed-code / oversized reply, unexpected bytes
     ├── TransportError
-    │   ├── ConnectError (ConnectionError)
+    │   ├── ConnectError (ConnectionError)   ``.attempts``: every address tried and why it failed
+    │   │   └── ProxyError            the proxy refused, or could not reach the target (``.side``)
+    │   │       └── ProxyTimeout      the proxy stalled (also a ConnectTimeout)
     │   ├── ConnectionLost (ConnectionError)   includes a disconnect mid-DATA
     │   │   └── DeliveryUnknown       end-of-data was written, its reply never came
     │   ├── TLSError
@@ -72,6 +74,8 @@ __all__ = [
     "MailTimeout",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
+    "ProxyTimeout",
     "ReadTimeout",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -147,7 +151,15 @@ class TransportError(MailError):
 
 
 class ConnectError(TransportError, ConnectionError):
-    """The connection could not be established."""
+    """The connection could not be established.
+
+    Attributes:
+        attempts: every address that was tried, in order, as ``(address, reason)`` pairs, e.g.
+            ``(("[2001:db8::1]:587", "timed out"), ("192.0.2.1:587", "Connection refused"))``;
+            empty when no address was tried (the name did not resolve).
+    """
+
+    attempts: tuple[tuple[str, str], ...] = ()
 
 
 class ConnectionLost(TransportError, ConnectionError):
@@ -204,6 +216,41 @@ class MailTimeout(TransportError, TimeoutError):
 
 class ConnectTimeout(MailTimeout, ConnectError):
     """Connecting (TCP and, for implicit TLS, the handshake) took longer than the deadline."""
+
+
+#: Which side of a proxy tunnel failed: the proxy itself, or its connection to the target.
+ProxySide: typing.TypeAlias = typing.Literal["proxy", "target"]
+
+
+class ProxyError(ConnectError):
+    """A proxy (SOCKS5, SOCKS4a, HTTP CONNECT) could not open the tunnel.
+
+    The message and attributes name the proxy without its password.
+
+    Args:
+        message: the description.
+        side: ``"proxy"`` when the proxy itself failed (unreachable, refused our credentials,
+            broke its protocol, stalled), ``"target"`` when the proxy worked but could not reach
+            the mail server (SOCKS5 "host unreachable", "connection refused", HTTP 502/504...).
+        proxy: the proxy URL with any password removed.
+        reply_code: the proxy's status (a SOCKS reply code or an HTTP status), if it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, side: ProxySide, proxy: str = "", reply_code: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.side: ProxySide = side
+        self.proxy = proxy
+        self.reply_code = reply_code
+
+
+class ProxyTimeout(ProxyError, ConnectTimeout):
+    """The proxy did not finish its handshake before the connect deadline (``side="proxy"``)."""
+
+    def __init__(self, message: str, *, proxy: str = "", phase: str | None = "proxy") -> None:
+        ProxyError.__init__(self, message, side="proxy", proxy=proxy)
+        self.phase = phase
 
 
 class ReadTimeout(MailTimeout):

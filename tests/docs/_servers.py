@@ -25,10 +25,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tests._support.oauth_authority import OAuthAuthority
 from tests._support.smtpd import SmtpdServer, start_smtpd
+from tests.docs._socks import SocksProxy
 
 PASSWORD = "docs-example-password"
 REFUSED = "nobody@example.net"
-NAMES = ("mail.example.com", "smtp.office365.com", "smtp.gmail.com", "lmtp.example.com")
+NAMES = (
+    "mail.example.com",
+    "smtp.example.com",
+    "smtp.office365.com",
+    "smtp.gmail.com",
+    "lmtp.example.com",
+)
 IDP_NAMES = ("login.microsoftonline.com", "oauth2.googleapis.com", "127.0.0.1", "localhost")
 
 
@@ -105,6 +112,9 @@ def docs_servers(ca: trustme.CA, directory: pathlib.Path) -> Iterator[DocsServer
     hosts = {
         "mail.example.com:587": submission.port,
         "mail.example.com:25": submission.port,
+        "smtp.example.com:587": submission.port,
+        "mx.example:25": submission.port,
+        "127.0.0.1:10587": submission.port,  # docs/connecting.md's bastion port forward
         "smtp.office365.com:587": submission.port,
         "smtp.gmail.com:587": submission.port,
         "mail.example.com:465": implicit.port,
@@ -112,9 +122,12 @@ def docs_servers(ca: trustme.CA, directory: pathlib.Path) -> Iterator[DocsServer
         "login.microsoftonline.com:443": authority.port,
         "oauth2.googleapis.com:443": authority.port,
     }
+    proxy = SocksProxy(dict(hosts), {"proxyuser": "proxypass"})
+    hosts["proxy.internal:1080"] = proxy.port
     try:
         yield DocsServers(submission, implicit, lmtp, authority, ca_file, hosts)
     finally:
+        proxy.close()
         for server in (submission, implicit, lmtp):
             server.stop()
         authority.close()

@@ -107,6 +107,7 @@ SENDING_PAGES = {
     "index",
     "sending-many",
     "dkim",
+    "proxies",
 }
 
 

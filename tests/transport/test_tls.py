@@ -267,7 +267,7 @@ def test_map_errors_passes_non_io_errors_through():
 def test_all_is_complete_and_importable():
     exported = set(mailsdk.transport.__all__)
     public = {name for name in vars(mailsdk.transport) if not name.startswith("_")}
-    modules = {"asyncio_streams", "base", "sockets", "tls", "annotations"}
+    modules = {"asyncio_streams", "base", "proxies", "sockets", "tls", "annotations"}
     assert public - modules == exported
     for name in exported:
         assert getattr(mailsdk.transport, name) is not None

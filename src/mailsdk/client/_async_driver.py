@@ -8,6 +8,7 @@ written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``Pump
 from __future__ import annotations
 
 import ssl
+import sys
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
@@ -144,6 +145,7 @@ class AsyncDriver:
         await self.aclose()
 
     async def _write(self, block: bytes) -> None:
+        sys.audit("mailsdk.send", self.stream, block)  # smtplib.send's shape: (self, data)
         pump = self.pump
         try:
             await self.stream.send_all(

@@ -8,6 +8,7 @@ written twice; what they decide is in ``_pump.Pump`` (bytes and replies), ``Pump
 from __future__ import annotations
 
 import ssl
+import sys
 import typing
 from collections.abc import Callable, Generator
 
@@ -134,6 +135,7 @@ class SyncDriver:
         self.close()
 
     def _write(self, block: bytes) -> None:
+        sys.audit("mailsdk.send", self.stream, block)  # smtplib.send's shape: (self, data)
         pump = self.pump
         try:
             self.stream.send_all(block, pump.write_timeout(len(block)), stall=pump.stall_timeout)

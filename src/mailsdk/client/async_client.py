@@ -24,7 +24,7 @@ from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._async_driver import AsyncDriver
-from mailsdk.client._connectors import async_connector
+from mailsdk.client._connectors import open_stream_async
 from mailsdk.client._hostname import alocal_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
@@ -415,7 +415,7 @@ class AsyncClient:
         observer = _setup.session_observer(cfg)
         try:
             context = self._tls.get()
-            stream = await async_connector(cfg, context).connect(cfg.timeouts.connect)
+            stream = await open_stream_async(self, cfg, context)
         except BaseException as exc:
             observer.end(exc)
             explained = _setup.explain_connect_failure(exc, cfg)

@@ -16,7 +16,7 @@ import attrs
 from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
-from mailsdk.client._connectors import connector
+from mailsdk.client._connectors import open_stream
 from mailsdk.client._hostname import local_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
@@ -396,7 +396,7 @@ class Client:
         observer = _setup.session_observer(cfg)
         try:
             context = self._tls.get()
-            stream = connector(cfg, context).connect(cfg.timeouts.connect)
+            stream = open_stream(self, cfg, context)
         except BaseException as exc:
             observer.end(exc)
             explained = _setup.explain_connect_failure(exc, cfg)

@@ -7,11 +7,21 @@ cryptography and the standard library; must never import ``mailsdk.protocol``, `
 Drivers talk to a :class:`Stream` / :class:`AsyncStream` obtained from a :class:`Connector` /
 :class:`AsyncConnector`; every failure is a :mod:`mailsdk.errors` transport error (connect
 refused -> ``ConnectError``, deadlines -> ``ConnectTimeout``/``ReadTimeout``/``WriteTimeout``,
-resets -> ``ConnectionLost``, certificate problems -> ``TLSError``).
+resets -> ``ConnectionLost``, certificate problems -> ``TLSError``, proxies -> ``ProxyError``).
+
+TCP connectors resolve and connect with Happy Eyeballs (RFC 8305) inside one connect deadline;
+proxy connectors (SOCKS5, SOCKS4a, HTTP CONNECT) return a plaintext tunnel, on which the client
+starts TLS.
 """
 
 from __future__ import annotations
 
+from mailsdk.transport._addresses import (
+    CONNECTION_ATTEMPT_DELAY,
+    AddrInfo,
+    Resolver,
+    system_resolver,
+)
 from mailsdk.transport.asyncio_streams import (
     CLOSE_GRACE,
     AsyncSocketConnector,
@@ -29,6 +39,13 @@ from mailsdk.transport.base import (
     TransportKind,
     parse_host_port,
 )
+from mailsdk.transport.proxies import (
+    AsyncProxyConnector,
+    ProxyConnector,
+    ProxyScheme,
+    ProxyUrl,
+    proxy_from_env,
+)
 from mailsdk.transport.sockets import SocketConnector, SocketStream, TcpConnector, UnixConnector
 from mailsdk.transport.tls import (
     TLS_EXPORTER,
@@ -39,26 +56,35 @@ from mailsdk.transport.tls import (
 )
 
 __all__ = [
-    "CLOSE_GRACE",
-    "TLS_EXPORTER",
-    "TLS_SERVER_END_POINT",
+    "AddrInfo",
     "AsyncConnector",
+    "AsyncProxyConnector",
     "AsyncSocketConnector",
     "AsyncSocketStream",
     "AsyncStream",
     "AsyncTcpConnector",
     "AsyncUnixConnector",
+    "CLOSE_GRACE",
+    "CONNECTION_ATTEMPT_DELAY",
     "ClientCertificate",
     "Connector",
     "PeerAddress",
+    "ProxyConnector",
+    "ProxyScheme",
+    "ProxyUrl",
+    "Resolver",
     "SocketConnector",
     "SocketStream",
     "Stream",
     "StreamInfo",
+    "TLS_EXPORTER",
+    "TLS_SERVER_END_POINT",
     "TcpConnector",
     "TlsSettings",
     "TransportKind",
     "UnixConnector",
     "parse_host_port",
+    "proxy_from_env",
+    "system_resolver",
     "tls_server_end_point",
 ]

@@ -28,6 +28,8 @@ from mailsdk.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from mailsdk.transport._addresses import CONNECTION_ATTEMPT_DELAY, Resolver
+from mailsdk.transport._async_dialer import open_tcp_async
 from mailsdk.transport._errors import Operation, map_errors
 from mailsdk.transport.base import (
     AsyncConnector,
@@ -213,7 +215,12 @@ class AsyncSocketStream:
                 return await self._reader.read(max_bytes)
 
     async def start_tls(
-        self, context: ssl.SSLContext, server_hostname: str | None, timeout: float | None
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        timeout: float | None,
+        *,
+        implicit: bool = False,
     ) -> AsyncSocketStream:
         """Upgrade the connection to TLS (RFC 3207 §4) and return the new stream.
 
@@ -227,6 +234,9 @@ class AsyncSocketStream:
             context: the client context (see :meth:`TlsSettings.create_context`).
             server_hostname: the name (or IP literal) to verify and to send as SNI.
             timeout: the remaining time for the handshake.
+            implicit: implicit TLS (RFC 8314) on a fresh connection: the server speaks first
+                once the handshake is done, so data right after it is its greeting, not an
+                injection (and must not be consumed by the check).
 
         Returns:
             The TLS stream.
@@ -255,13 +265,16 @@ class AsyncSocketStream:
                 _spent(timeout)
                 async with asyncio.timeout(timeout):
                     await writer.start_tls(context, server_hostname=server_hostname)
-                if await _has_buffered_data(self._reader):
+                if not implicit and await _has_buffered_data(self._reader):
                     raise RemoteProtocolError(
                         "unexpected data right after the TLS handshake "
                         "(STARTTLS injection, RFC 3207 §4.2)"
                     )
         except BaseException:
             writer.transport.abort()
+            # abort() closes the socket in a loop callback: give it that turn, or a caller
+            # that ends its loop right after the failure leaves the socket unclosed.
+            await asyncio.sleep(0)
             raise
         return AsyncSocketStream(self._reader, writer, transport=self._info.transport)
 
@@ -331,8 +344,12 @@ class AsyncTcpConnector:
         host: a name, an IPv4 literal or an IPv6 literal (brackets allowed: ``"[::1]"``).
         port: the TCP port.
         source_address: a local ``(host, port)`` to bind before connecting.
-        tls_context: when given, TLS starts right after the TCP connect (implicit TLS).
+        tls_context: when given, TLS starts right after the TCP connect (implicit TLS). The
+            clients leave it unset and start TLS themselves on the plaintext stream.
         server_hostname: the name to verify and send as SNI (default: ``host``).
+        resolver: the name lookup, run in the loop's executor (default: ``getaddrinfo``).
+        attempt_delay: Happy Eyeballs' delay before the next address is tried while one is
+            still pending (RFC 8305 §5: 250 ms).
 
     Raises:
         InvalidInputError: the port is outside 1-65535 or the host is empty.
@@ -346,19 +363,23 @@ class AsyncTcpConnector:
         source_address: tuple[str, int] | None = None,
         tls_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        resolver: Resolver | None = None,
+        attempt_delay: float = CONNECTION_ATTEMPT_DELAY,
     ) -> None:
         self.host = check_tcp_target(host, port)
         self.port = port
         self.source_address = source_address
         self.tls_context = tls_context
         self.server_hostname = server_hostname or self.host
+        self.resolver = resolver
+        self.attempt_delay = attempt_delay
 
     def __repr__(self) -> str:
         tls = " tls" if self.tls_context is not None else ""
         return f"<AsyncTcpConnector {format_address((self.host, self.port))}{tls}>"
 
     async def connect(self, timeout: float | None) -> AsyncSocketStream:
-        """Open the connection (and the TLS session for implicit TLS).
+        """Resolve, connect with Happy Eyeballs (RFC 8305), and start implicit TLS if asked.
 
         Args:
             timeout: the total time for resolving, connecting and the TLS handshake.
@@ -367,23 +388,40 @@ class AsyncTcpConnector:
             The connected stream.
 
         Raises:
-            ConnectError: refused, unreachable or unresolvable.
-            ConnectTimeout: the deadline passed.
+            ConnectError: refused, unreachable or unresolvable; ``.attempts`` names every
+                address tried.
+            ConnectTimeout: the deadline passed (while resolving, too).
             TLSError: the implicit TLS handshake or verification failed.
         """
-        tls = self.tls_context
-        return await _open(
-            lambda: asyncio.open_connection(
-                self.host,
-                self.port,
-                local_addr=self.source_address,
-                ssl=tls,
-                server_hostname=self.server_hostname if tls is not None else None,
-            ),
-            format_address((self.host, self.port)),
-            timeout,
-            "tcp",
+        target = format_address((self.host, self.port))
+        async with map_errors(Operation.CONNECT, target):
+            _spent(timeout)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sock = await open_tcp_async(
+            self.host,
+            self.port,
+            timeout=timeout,
+            source_address=self.source_address,
+            resolver=self.resolver,
+            attempt_delay=self.attempt_delay,
         )
+        left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
+        tls = self.tls_context
+        try:
+            return await _open(
+                lambda: asyncio.open_connection(
+                    sock=sock,
+                    ssl=tls,
+                    server_hostname=self.server_hostname if tls is not None else None,
+                ),
+                target,
+                left,
+                "tcp",
+            )
+        except BaseException:
+            sock.close()
+            raise
 
 
 class AsyncUnixConnector:

@@ -159,10 +159,14 @@ class AsyncStream(typing.Protocol):
 
 @typing.runtime_checkable
 class Connector(typing.Protocol):
-    """Opens a :class:`Stream` (a TCP host, a unix socket, a caller's socket...)."""
+    """Opens a :class:`Stream` (a TCP host, a unix socket, a proxy tunnel, a caller's socket...).
+
+    The clients use connectors that return *plaintext* streams and start TLS themselves
+    (implicit TLS included), so a custom connector needs no TLS code of its own.
+    """
 
     def connect(self, timeout: float | None) -> Stream:
-        """Connect (and, for implicit TLS, handshake) within ``timeout`` seconds.
+        """Connect (and, if the connector was given a TLS context, handshake) in ``timeout`` s.
 
         Raises:
             ConnectError: the connection was refused or the name did not resolve.

@@ -25,6 +25,8 @@ from mailsdk.errors import (
     InvalidInputError,
     LocalProtocolError,
 )
+from mailsdk.transport._addresses import CONNECTION_ATTEMPT_DELAY, Resolver
+from mailsdk.transport._dialer import open_tcp
 from mailsdk.transport._errors import Operation, map_errors
 from mailsdk.transport.base import (
     Connector,
@@ -280,35 +282,6 @@ class SocketStream:
         self.close()
 
 
-def _open_tcp(
-    host: str, port: int, source_address: tuple[str, int] | None, deadline: float | None
-) -> socket.socket:
-    """Try each resolved address in turn within one total deadline (RFC 6724 order)."""
-    # Name resolution has no timeout in the socket API; the deadline covers the connects.
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    last: OSError | None = None
-    for family, kind, proto, _, sockaddr in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            if source_address is not None:
-                sock.bind(source_address)
-            sock.settimeout(_remaining(deadline))
-            sock.connect(sockaddr)
-        except TimeoutError:
-            sock.close()
-            raise
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    raise last if last is not None else OSError(f"no address found for {host!r}")
-
-
 class TcpConnector:
     """Connects over TCP, optionally with implicit TLS (RFC 8314 §3, port 465).
 
@@ -316,8 +289,13 @@ class TcpConnector:
         host: a name, an IPv4 literal or an IPv6 literal (brackets allowed: ``"[::1]"``).
         port: the TCP port.
         source_address: a local ``(host, port)`` to bind before connecting.
-        tls_context: when given, TLS starts right after the TCP connect (implicit TLS).
+        tls_context: when given, TLS starts right after the TCP connect (implicit TLS). The
+            clients leave it unset and start TLS themselves on the plaintext stream.
         server_hostname: the name to verify and send as SNI (default: ``host``).
+        resolver: the name lookup (default: the system's ``getaddrinfo``); see
+            :data:`~mailsdk.transport.Resolver`.
+        attempt_delay: Happy Eyeballs' delay before the next address is tried while one is
+            still pending (RFC 8305 §5: 250 ms).
 
     Raises:
         InvalidInputError: the port is outside 1-65535 or the host is empty.
@@ -331,19 +309,23 @@ class TcpConnector:
         source_address: tuple[str, int] | None = None,
         tls_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        resolver: Resolver | None = None,
+        attempt_delay: float = CONNECTION_ATTEMPT_DELAY,
     ) -> None:
         self.host = check_tcp_target(host, port)
         self.port = port
         self.source_address = source_address
         self.tls_context = tls_context
         self.server_hostname = server_hostname or self.host
+        self.resolver = resolver
+        self.attempt_delay = attempt_delay
 
     def __repr__(self) -> str:
         tls = " tls" if self.tls_context is not None else ""
         return f"<TcpConnector {format_address((self.host, self.port))}{tls}>"
 
     def connect(self, timeout: float | None) -> SocketStream:
-        """Open the connection (and the TLS session for implicit TLS).
+        """Resolve, connect with Happy Eyeballs (RFC 8305), and start implicit TLS if asked.
 
         Args:
             timeout: the total time for resolving, connecting and the TLS handshake.
@@ -352,14 +334,22 @@ class TcpConnector:
             The connected stream.
 
         Raises:
-            ConnectError: refused, unreachable or unresolvable.
-            ConnectTimeout: the deadline passed.
+            ConnectError: refused, unreachable or unresolvable; ``.attempts`` names every
+                address tried.
+            ConnectTimeout: the deadline passed (while resolving, too).
             TLSError: the implicit TLS handshake or verification failed.
         """
         deadline = _deadline(timeout)
         target = format_address((self.host, self.port))
         with map_errors(Operation.CONNECT, target):
-            sock = _open_tcp(self.host, self.port, self.source_address, deadline)
+            sock = open_tcp(
+                self.host,
+                self.port,
+                deadline=deadline,
+                source_address=self.source_address,
+                resolver=self.resolver,
+                attempt_delay=self.attempt_delay,
+            )
             if self.tls_context is not None:
                 try:
                     sock = _handshake(sock, self.tls_context, self.server_hostname, deadline)
