@@ -111,6 +111,8 @@ class OAuthAuthority:
         self.tid = "11111111-2222-3333-4444-555555555555"
         self.user_code = "WDJB-MJHT"
         self.requests: list[RecordedRequest] = []
+        #: answer msal's instance-metadata request (otherwise a 404, as a private authority does)
+        self.instance_metadata = False
         self._device_scope = ""
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
@@ -243,7 +245,7 @@ class OAuthAuthority:
             f"{prefix}/.well-known/openid-configuration",
         ):
             return 200, self._openid_configuration()
-        if method == "GET" and path == "/common/discovery/instance":
+        if self.instance_metadata and method == "GET" and path == "/common/discovery/instance":
             # msal's instance metadata (asked when it lists cached accounts): one cloud, no aliases
             return 200, {
                 "tenant_discovery_endpoint": f"{self.authority_url}/v2.0/.well-known/openid-configuration",

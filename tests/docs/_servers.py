@@ -106,6 +106,7 @@ def docs_servers(ca: trustme.CA, directory: pathlib.Path) -> Iterator[DocsServer
     implicit = start_smtpd(implicit_tls=smtp_ctx, users=users, auth_require_tls=False)
     lmtp = start_smtpd(lmtp=True)
     authority = OAuthAuthority(ca, directory, tenant="contoso.onmicrosoft.com", names=IDP_NAMES)
+    authority.instance_metadata = True  # msal asks for it when it lists cached accounts
     ca_file = directory / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     _service_account(directory)
