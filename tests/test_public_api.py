@@ -23,6 +23,8 @@ PUBLIC_MODULES = [
     "mailsdk.api",
     "mailsdk.errors",
     "mailsdk.cli",
+    "mailsdk.batch",
+    "mailsdk.pool",
     "mailsdk.dkim",
     "mailsdk.url",
     "mailsdk.testing",

@@ -116,6 +116,17 @@ class MailError(OSError):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def is_retryable(self) -> bool:
+        """True when sending the same message again may succeed and cannot duplicate it.
+
+        Local conditions (bad input, configuration, capabilities, SASL) and protocol errors are
+        not retryable; transport failures before the end of data are (a connection that could
+        not be opened, was lost or timed out); :class:`DeliveryUnknown` is not (the server may
+        have the message); replies follow the reply table (4xx yes, 5xx never).
+        """
+        return False
+
     def __reduce__(self) -> tuple[typing.Any, ...]:
         return (_restore, (type(self), self.message), dict(self.__dict__))
 
@@ -148,6 +159,11 @@ class TransportError(MailError):
     """
 
     recipient_replies: Mapping[str, Reply] = _NO_REPLIES
+
+    @property
+    def is_retryable(self) -> bool:
+        """True: the message was not handed over, a new connection may succeed."""
+        return True
 
 
 class ConnectError(TransportError, ConnectionError):
@@ -190,9 +206,19 @@ class DeliveryUnknown(ConnectionLost):
         if recipient_replies:
             self.recipient_replies = dict(recipient_replies)
 
+    @property
+    def is_retryable(self) -> bool:
+        """False: the server may have queued the message; sending it again may duplicate it."""
+        return False
+
 
 class TLSError(TransportError):
     """The TLS handshake or certificate verification failed."""
+
+    @property
+    def is_retryable(self) -> bool:
+        """False: a certificate or protocol mismatch fails the same way again."""
+        return False
 
 
 class MailTimeout(TransportError, TimeoutError):
@@ -312,6 +338,11 @@ class ReplyError(MailError):
         return self.reply.is_transient
 
     @property
+    def is_retryable(self) -> bool:
+        """The reply's classification (4xx retryable, 5xx never; see ``Reply.is_retryable``)."""
+        return self.reply.is_retryable
+
+    @property
     def is_permanent(self) -> bool:
         """True for 5xx replies: retrying the same request will fail again."""
         return self.reply.is_permanent
@@ -389,6 +420,11 @@ class RecipientsRefused(ReplyError):
             message = f"all recipients refused: {parts}"
         super().__init__(last, command, message)
         self.refused: dict[str, Reply] = dict(refused)
+
+    @property
+    def is_retryable(self) -> bool:
+        """True when at least one recipient was refused with a retryable (4xx) reply."""
+        return any(reply.is_retryable for reply in self.refused.values())
 
 
 class DataRefused(ReplyError):

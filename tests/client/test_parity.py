@@ -16,6 +16,8 @@ import pytest
 from mailsdk import AsyncClient, AsyncLMTPClient, AsyncSession, Client, LMTPClient, Session
 
 RENAMES = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
+#: Plain functions in both facades: they build an (async) context manager, e.g. ``pool``.
+FACTORIES = {"pool"}
 #: Methods returning an iterator: the async twin returns an async iterator (a plain function,
 #: not a coroutine) and also accepts asynchronous input.
 ITERATORS = {"send_many"}
@@ -55,6 +57,15 @@ def test_same_signatures_and_async_methods_are_coroutines(sync_cls: type, async_
             continue
         sync_fn = getattr(sync_cls, name)
         async_fn = getattr(async_cls, RENAMES.get(name, name))
+        if name in FACTORIES:
+            assert not inspect.iscoroutinefunction(sync_fn), name
+            assert not inspect.iscoroutinefunction(async_fn), name
+            sync_params = inspect.signature(sync_fn).parameters.values()
+            async_params = inspect.signature(async_fn).parameters.values()
+            assert [(p.name, p.kind, p.default) for p in sync_params] == [
+                (p.name, p.kind, p.default) for p in async_params
+            ], name
+            continue
         if name in ITERATORS:
             assert not inspect.iscoroutinefunction(async_fn), name
             sync_sig, async_sig = inspect.signature(sync_fn), inspect.signature(async_fn)

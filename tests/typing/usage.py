@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from typing import assert_type
 
 import mailsdk
+import mailsdk.batch
 from mailsdk import (
     AsyncClient,
     AsyncLMTPClient,
@@ -205,6 +206,35 @@ async def async_usage() -> None:
     use_result(await mailsdk.asend(message(), builder=builder))
 
 
+def pool_usage() -> None:
+    from mailsdk.pool import AsyncPool, Pool
+
+    client = builders()[2].build()
+    bucket: mailsdk.batch.RateLimiter = mailsdk.batch.TokenBucket(messages_per_second=10)
+    with client.pool(max_connections=2) as pool:
+        assert_type(pool, Pool)
+        use_result(pool.send_message(message()))
+        with pool.send_batch(
+            [mailsdk.Outgoing(message(), key="k")],
+            rate=bucket,
+            retry=mailsdk.batch.RetryPolicy(attempts=2),
+            ordered=True,
+        ) as run:
+            for outcome in run:
+                assert_type(outcome, mailsdk.SendOutcome)
+        assert_type(run.report, mailsdk.batch.BatchReport)
+        assert_type(run.report.p95, float | None)
+
+    async def apool() -> None:
+        async with builders()[2].build_async().pool() as pool:
+            assert_type(pool, AsyncPool)
+            use_result(await pool.send_message(message()))
+            async for outcome in pool.send_batch([message()]):
+                assert_type(outcome.status, mailsdk.DeliveryStatus)
+
+    asyncio.run(apool())
+
+
 def dkim_url_and_kit_usage() -> None:
     key = DkimKey.load(Secret("-----BEGIN PRIVATE KEY-----..."))
     assert_type(key, DkimKey)
@@ -234,3 +264,4 @@ def dkim_url_and_kit_usage() -> None:
 if __name__ == "__main__":  # pragma: no cover - type-checked only
     sync_usage()
     asyncio.run(async_usage())
+    pool_usage()

@@ -57,6 +57,11 @@ from mailsdk.telemetry import SessionObserver
 
 T = typing.TypeVar("T")
 
+if typing.TYPE_CHECKING:
+    from mailsdk.batch.limits import AsyncConnectionLimiter, ConnectionLimiter
+    from mailsdk.pool import AsyncPool
+
+
 __all__ = ["AsyncClient", "AsyncLMTPClient", "AsyncSession"]
 
 
@@ -453,6 +458,36 @@ class AsyncClient:
             raise
         _setup.report_opened(pump, opened, implicit is not None)
         return AsyncSession(driver, cfg, opened, observer, hostname)
+
+    def pool(
+        self,
+        *,
+        max_connections: int = 4,
+        max_messages_per_connection: int | None = 1000,
+        max_connection_age: float | None = 300.0,
+        idle_timeout: float | None = 30.0,
+        health_check_after: float = 1.0,
+        checkout_timeout: float | None = 30.0,
+        connection_limiter: ConnectionLimiter | AsyncConnectionLimiter | None = None,
+    ) -> AsyncPool:
+        """A task-safe connection pool to this client's server (:class:`mailsdk.pool.AsyncPool`).
+
+        Use it with ``async with``; ``await pool.send_message`` and ``pool.send_batch`` send.
+        """
+        # The pool layer sits above the client; this one facade import is declared in the
+        # import-linter contract (and made here, late, so importing the client stays light).
+        from mailsdk.pool import AsyncPool
+
+        return AsyncPool(
+            self,
+            max_connections=max_connections,
+            max_messages_per_connection=max_messages_per_connection,
+            max_connection_age=max_connection_age,
+            idle_timeout=idle_timeout,
+            health_check_after=health_check_after,
+            checkout_timeout=checkout_timeout,
+            connection_limiter=connection_limiter,
+        )
 
     async def send_message(
         self,

@@ -56,6 +56,7 @@ from mailsdk.protocol.events import (
 )
 from mailsdk.protocol.reply import EnhancedStatus, Reply, ReplyClass
 from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser
+from mailsdk.protocol.retry import ReplyVerdict, RetryAdvice, classify_reply
 from mailsdk.protocol.state import ClientState, Outcome, Trigger
 
 __all__ = [
@@ -93,6 +94,8 @@ __all__ = [
     "ReplyClass",
     "ReplyLimits",
     "ReplyParser",
+    "ReplyVerdict",
+    "RetryAdvice",
     "Rset",
     "StartTls",
     "Trigger",
@@ -100,6 +103,7 @@ __all__ = [
     "bdat_frames",
     "canonicalize_line_endings",
     "check_text",
+    "classify_reply",
     "decode_data",
     "encode_data",
     "needs_smtputf8",

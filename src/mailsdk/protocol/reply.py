@@ -12,6 +12,8 @@ import typing
 
 import attrs
 
+from mailsdk.protocol.retry import ReplyVerdict, classify_reply
+
 __all__ = ["EnhancedStatus", "Reply", "ReplyClass"]
 
 # RFC 3463 §2: class "." subject "." detail; class is 2, 4 or 5; subject 1-3 digits, detail 1-3.
@@ -107,6 +109,22 @@ class Reply:
     def is_permanent(self) -> bool:
         """5xx: permanent failure."""
         return 500 <= self.code < 600
+
+    @property
+    def verdict(self) -> ReplyVerdict:
+        """How a failure with this reply should be retried (:mod:`mailsdk.protocol.retry`)."""
+        status = self.enhanced
+        triple = (status.klass, status.subject, status.detail) if status is not None else None
+        return classify_reply(self.code, triple, self.text)
+
+    @property
+    def is_retryable(self) -> bool:
+        """True when the same request may succeed if sent again later (a 4xx reply).
+
+        5xx replies are never retryable; see :mod:`mailsdk.protocol.retry` for the table,
+        which also tells throttling (slow down) and too-many-recipients (split) apart.
+        """
+        return self.verdict.retryable
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}"

@@ -1,0 +1,391 @@
+"""The asyncio batch runner: :class:`AsyncBatchRun`, what ``AsyncPool.send_batch`` returns.
+
+Layer: L5c (pool). The blocking runner's design (see ``_sync_batch``) with one worker task per
+pool connection. On cancellation of the consuming task (or :meth:`AsyncBatchRun.aclose`) the
+workers get ``cancel_grace`` seconds to finish what they already sent; whatever is still in
+their hands then ends UNKNOWN (handed to a session) or FAILED (never sent), queued retries end
+FAILED, and the cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import types
+import typing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sized
+
+from mailsdk.batch.bucket import TokenBucket
+from mailsdk.batch.limits import AsyncRateLimiter, RateLimiter
+from mailsdk.batch.report import BatchReport, BatchTracker, Progress
+from mailsdk.batch.retry import RetryPolicy
+from mailsdk.client import AsyncSession
+from mailsdk.errors import ConnectionLost, MailError
+from mailsdk.flows import Outgoing, SendOutcome
+from mailsdk.pool._sync_batch import MAX_CONNECT_FAILURES, _Hand
+from mailsdk.pool._telemetry import end_batch_span
+from mailsdk.pool._work import (
+    Scheduler,
+    Work,
+    halts,
+    never_sent,
+    out_of_step,
+    outcome_of_error,
+    recipient_count,
+)
+
+if typing.TYPE_CHECKING:
+    from mailsdk.pool.async_pool import AsyncPool
+
+__all__ = ["AsyncBatchRun"]
+
+_INLINE_WAIT: typing.Final = 0.002
+
+
+class AsyncBatchRun:
+    """A running batch: ``async for outcome in run`` gives one outcome per input item.
+
+    Use ``async with`` (or call :meth:`aclose`) when you may stop early. :attr:`report` is the
+    :class:`~mailsdk.batch.BatchReport` of everything that finished, also after cancellation.
+    """
+
+    #: Seconds the workers get to finish in-flight messages when the batch is stopped.
+    cancel_grace: float = 2.0
+
+    def __init__(
+        self,
+        pool: AsyncPool,
+        items: Iterable[object],
+        *,
+        rate: RateLimiter | AsyncRateLimiter | None,
+        retry: RetryPolicy | None,
+        on_progress: Callable[[Progress], None] | None,
+        ordered: bool,
+    ) -> None:
+        self._pool = pool
+        self._rate: RateLimiter | AsyncRateLimiter = rate if rate is not None else TokenBucket()
+        self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
+        self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
+        self._on_progress = on_progress
+        self._ordered = ordered
+        self._cond = asyncio.Condition()
+        self._out: asyncio.Queue[tuple[SendOutcome, float] | None] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._final: set[int] = set()
+        self._hands: dict[int, _Hand] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._crash: BaseException | None = None
+        self._connect_failures = 0
+        self._gen: AsyncGenerator[SendOutcome, None] = self._run()
+
+    @property
+    def report(self) -> BatchReport:
+        """The report of what has finished so far (complete once the iteration ended)."""
+        return self._tracker.report()
+
+    def __aiter__(self) -> AsyncBatchRun:
+        return self
+
+    async def __anext__(self) -> SendOutcome:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the batch (see the module docstring); idempotent."""
+        await self._gen.aclose()
+
+    async def __aenter__(self) -> AsyncBatchRun:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _emit(self, outcome: SendOutcome, started: float | None) -> None:
+        if outcome.index in self._final:
+            return
+        self._final.add(outcome.index)
+        latency = time.monotonic() - started if started is not None else 0.0
+        self._out.put_nowait((outcome, latency))
+        if self._sched.finished:
+            self._out.put_nowait(None)
+
+    async def _record(self, work: Work, outcome: SendOutcome) -> None:
+        final, decision = self._sched.record(work, outcome, time.monotonic())
+        if final is not None:
+            self._emit(final, work.started)
+        async with self._cond:
+            self._cond.notify_all()
+        if decision.throttle > 0:
+            result = self._rate.penalize(decision.throttle)
+            if result is not None:
+                await result
+
+    async def _reserve(self, work: Work) -> float:
+        result = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        if not isinstance(result, int | float):
+            result = await result
+        return float(result)
+
+    async def _requeue(self, work: Work) -> None:
+        if self._stop.is_set():
+            self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
+        else:
+            self._sched.requeue(work, time.monotonic())
+        async with self._cond:
+            self._cond.notify_all()
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    async def _take(self, block: bool) -> Work | None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            work = self._sched.take(now)
+            if work is not None:
+                self._tracker.read = self._sched.read
+                return work
+            if self._sched.finished:
+                self._out.put_nowait(None)
+                return None
+            if not block:
+                return None
+            ready = self._sched.next_ready()
+            timeout = None if ready is None else max(0.0, ready - now)
+            async with self._cond:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._cond.wait(), timeout)
+        return None
+
+    async def _connect_failed(self, error: MailError) -> None:
+        """Abort the batch when connecting cannot succeed (see the blocking runner)."""
+        self._connect_failures += 1
+        if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
+            if self._crash is None:
+                self._crash = error
+            self._stop.set()
+            async with self._cond:
+                self._cond.notify_all()
+        self._out.put_nowait(None)
+
+    async def _worker_main(self, me: int) -> None:
+        try:
+            await self._worker(me)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._crash = exc
+            self._out.put_nowait(None)
+
+    async def _pace(self, work: Work, first: bool) -> bool:
+        """Wait for the rate limit; ``False`` when the wait should end the current run."""
+        wait = await self._reserve(work)
+        if wait <= _INLINE_WAIT or first:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return True
+        work.ready = time.monotonic() + wait
+        return False
+
+    async def _worker(self, me: int) -> None:
+        hand = _Hand()
+        self._hands[me] = hand
+        carry: Work | None = None
+        while not self._stop.is_set():
+            work = carry or await self._take(block=True)
+            carry = None
+            if work is None:
+                return
+            hand.holding = [work]
+            delay = work.ready - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                await self._pace(work, first=True)
+            if self._stop.is_set():
+                return  # still held: the shutdown reports it FAILED (never sent)
+            try:
+                slot = await self._pool.checkout()
+            except MailError as exc:
+                hand.holding = []
+                await self._record(work, outcome_of_error(0, exc))
+                await self._connect_failed(exc)
+                continue
+            self._connect_failures = 0
+            session = slot.session
+            assert session is not None
+            carried: list[Work] = []
+            sent = [0]
+            try:
+                sent[0] = await self._send(session, work, self._pool.allowance(slot), hand, carried)
+            except BaseException:  # cancelled mid-send: never hand this session out again
+                await asyncio.shield(session.aclose())
+                raise
+            finally:
+                await self._pool.checkin(slot, sent=sent[0])
+            carry = carried[0] if carried else None
+            hand.handed = []
+            hand.holding = [carry] if carry is not None else []
+
+    async def _send(
+        self,
+        session: AsyncSession,
+        first: Work,
+        allowance: int | None,
+        hand: _Hand,
+        carried: list[Work],
+    ) -> int:
+        """One ``send_many`` run (see the blocking runner's ``_send``)."""
+        handed: list[Work] = []
+        hand.handed = handed
+        halt = [False]
+
+        async def feed() -> AsyncIterator[Outgoing]:
+            work: Work | None = first
+            while work is not None:
+                if work.started is None:
+                    work.started = time.monotonic()
+                handed.append(work)
+                hand.holding = []
+                yield work.send
+                if halt[0] or session.closed or self._stop.is_set():
+                    return  # never feed a broken session: it would report the rest unsent
+                if allowance is not None and len(handed) >= allowance:
+                    return
+                work = await self._take(block=False)
+                if work is not None:
+                    hand.holding = [work]
+                    if not await self._pace(work, first=False):
+                        carried.append(work)
+                        return
+
+        reported: set[int] = set()
+        skipped: set[int] = set()
+        crashed = False
+        try:
+            async for outcome in session.send_many(feed()):
+                if not 0 <= outcome.index < len(handed) or outcome.index in reported:
+                    continue
+                work = handed[outcome.index]
+                broken = out_of_step(outcome)
+                if broken is not None:  # a lying server: retry elsewhere, drop this session
+                    outcome, halt[0] = broken, True
+                    await session.aclose()
+                if reported and never_sent(outcome):  # behind a break: no try was used
+                    skipped.add(outcome.index)
+                    await self._requeue(work)
+                else:
+                    await self._record(work, outcome)
+                reported.add(outcome.index)
+                halt[0] = halt[0] or halts(outcome)
+        except MailError as exc:
+            # send_many refuses up front (a closed session): nothing of the run was sent.
+            # Raised later, it is a bug below, and the unreported items may have been sent.
+            crashed = bool(reported)
+            await session.aclose()
+            error: MailError = exc if not crashed else ConnectionLost(f"sending failed: {exc}")
+        except Exception as exc:  # a bug below must not lose the run: unknown fate
+            crashed = True
+            await session.aclose()
+            error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
+        else:
+            error = ConnectionLost("not sent: the connection closed before this message")
+        for index, work in enumerate(handed):
+            if index in reported:
+                continue
+            if reported and not crashed:  # the session closed before it: never sent, no try used
+                await self._requeue(work)
+            else:
+                await self._record(work, outcome_of_error(index, error, unknown=crashed))
+        return len(reported - skipped)
+
+    # -- the consumer --------------------------------------------------------------------------
+
+    async def _run(self) -> AsyncGenerator[SendOutcome, None]:
+        span = self._pool.telemetry.batch_span()
+        for me in range(self._pool.limits.max_connections):
+            self._tasks.append(asyncio.ensure_future(self._worker_main(me)))
+        buffered: dict[int, SendOutcome] = {}
+        next_index = 0
+        error: BaseException | None = None
+        try:
+            while True:
+                entry = await self._out.get()
+                if entry is None:
+                    if self._crash is not None:
+                        raise self._crash
+                    if self._sched.finished and self._out.empty():
+                        break
+                    continue
+                outcome, latency = entry
+                if self._crash is not None:
+                    self._tracker.finished(outcome, latency)  # in the report, not yielded
+                    raise self._crash
+                progress = self._tracker.finished(outcome, latency)
+                if self._on_progress is not None:
+                    self._on_progress(progress)
+                if not self._ordered:
+                    yield outcome
+                    continue
+                buffered[outcome.index] = outcome
+                while next_index in buffered:
+                    yield buffered.pop(next_index)
+                    next_index += 1
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                await self._shutdown()
+            finally:
+                end_batch_span(
+                    span,
+                    {s.value: n for s, n in self._tracker.report().counts.items()},
+                    cancelled=self._tracker.cancelled,
+                    error=error if not isinstance(error, GeneratorExit) else None,
+                )
+        if self._sched.input_error is not None:
+            raise self._sched.input_error
+
+    async def _shutdown(self) -> None:
+        unfinished = not self._sched.finished
+        self._tracker.cancelled = unfinished
+        if unfinished:
+            for outcome in self._sched.stop("the batch was stopped"):
+                self._emit(outcome, None)
+        self._stop.set()
+        try:
+            async with self._cond:
+                self._cond.notify_all()
+            pending = [t for t in self._tasks if not t.done()]
+            if pending:
+                _, late = await asyncio.wait(pending, timeout=self.cancel_grace)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late)
+        finally:  # also when this wait is itself cancelled
+            for task in self._tasks:
+                task.cancel()
+            for hand in list(self._hands.values()):
+                for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
+                    for work in works:
+                        if work.index not in self._final:
+                            outcome = self._sched.abandon(
+                                work, handed_over=handed, reason="the batch was interrupted"
+                            )
+                            self._emit(outcome, work.started)
+            drained = False
+            while not self._out.empty():
+                entry = self._out.get_nowait()
+                if entry is not None:
+                    self._tracker.finished(*entry)
+                    drained = True
+            if drained and self._on_progress is not None:  # one last event, after the report
+                with contextlib.suppress(Exception):
+                    self._on_progress(self._tracker.progress())

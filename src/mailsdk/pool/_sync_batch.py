@@ -1,0 +1,409 @@
+"""The blocking batch runner: :class:`BatchRun`, what ``Pool.send_batch`` returns.
+
+Layer: L5c (pool). One worker thread per pool connection takes work from the shared
+:class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
+its checked-out session and reports each outcome; the consumer's thread yields them. Every item
+read from the input gets exactly one final outcome, also when the consumer stops early, raises
+(Ctrl-C) or closes the run: the workers finish what they already sent, queued retries end
+FAILED, and anything still in a worker's hands ends FAILED (never sent) or UNKNOWN (sent, no
+answer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+import types
+import typing
+from collections.abc import Callable, Generator, Iterable, Iterator, Sized
+
+import attrs
+
+from mailsdk.batch.bucket import TokenBucket
+from mailsdk.batch.limits import RateLimiter
+from mailsdk.batch.report import BatchReport, BatchTracker, Progress
+from mailsdk.batch.retry import RetryPolicy
+from mailsdk.client import Session
+from mailsdk.errors import ConnectionLost, MailError
+from mailsdk.flows import Outgoing, SendOutcome
+from mailsdk.pool._telemetry import end_batch_span
+from mailsdk.pool._work import (
+    Scheduler,
+    Work,
+    halts,
+    never_sent,
+    out_of_step,
+    outcome_of_error,
+    recipient_count,
+)
+
+if typing.TYPE_CHECKING:
+    from mailsdk.pool.sync_pool import Pool
+
+__all__ = ["BatchRun"]
+
+#: Consecutive failures to get a connection after which the batch gives up (and raises).
+MAX_CONNECT_FAILURES: typing.Final = 10
+#: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
+_INLINE_WAIT: typing.Final = 0.002
+_POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
+
+
+@attrs.define
+class _Hand:
+    """What one worker holds: work handed to its session (fate unknown if interrupted) and
+    work taken but not sent yet."""
+
+    handed: list[Work] = attrs.Factory(list)
+    holding: list[Work] = attrs.Factory(list)
+
+
+class BatchRun(Iterator[SendOutcome]):
+    """A running batch: iterate it for one :class:`~mailsdk.SendOutcome` per input item.
+
+    Use it in a ``with`` block (or call :meth:`close`) when you may stop iterating early: closing
+    stops reading the input and waits for the messages already being sent. :attr:`report` is
+    the :class:`~mailsdk.batch.BatchReport` of everything that finished, also after Ctrl-C.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        items: Iterable[object],
+        *,
+        rate: RateLimiter | None,
+        retry: RetryPolicy | None,
+        on_progress: Callable[[Progress], None] | None,
+        ordered: bool,
+    ) -> None:
+        self._pool = pool
+        self._rate: RateLimiter = rate if rate is not None else TokenBucket()
+        self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
+        self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
+        self._on_progress = on_progress
+        self._ordered = ordered
+        self._cond = threading.Condition()
+        self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._final: set[int] = set()
+        self._hands: dict[int, _Hand] = {}
+        self._threads: list[threading.Thread] = []
+        self._crash: BaseException | None = None
+        self._connect_failures = 0
+        self._gen: Generator[SendOutcome, None, None] = self._run()
+
+    @property
+    def report(self) -> BatchReport:
+        """The report of what has finished so far (complete once the iteration ended)."""
+        return self._tracker.report()
+
+    def __iter__(self) -> BatchRun:
+        return self
+
+    def __next__(self) -> SendOutcome:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop the batch (see the class docstring); idempotent."""
+        self._gen.close()
+
+    def __enter__(self) -> BatchRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- bookkeeping shared by the workers (under self._cond) -----------------------------------
+
+    def _emit(self, outcome: SendOutcome, started: float | None) -> None:
+        if outcome.index in self._final:
+            return  # already given its final outcome (abandoned at cancellation)
+        self._final.add(outcome.index)
+        latency = time.monotonic() - started if started is not None else 0.0
+        self._out.put((outcome, latency))
+        if self._sched.finished:
+            self._out.put(None)
+
+    def _record(self, work: Work, outcome: SendOutcome) -> None:
+        """Record one try's outcome (worker thread); penalise the rate on throttling."""
+        with self._cond:
+            final, decision = self._sched.record(work, outcome, time.monotonic())
+            if final is not None:
+                self._emit(final, work.started)
+            self._cond.notify_all()
+        if decision.throttle > 0:
+            self._rate.penalize(decision.throttle)
+
+    def _requeue(self, work: Work) -> None:
+        with self._cond:
+            if self._stop.is_set():
+                self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
+            else:
+                self._sched.requeue(work, time.monotonic())
+            self._cond.notify_all()
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def _take(self, block: bool) -> Work | None:
+        with self._cond:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                work = self._sched.take(now)
+                if work is not None:
+                    self._tracker.read = self._sched.read
+                    return work
+                if self._sched.finished:
+                    self._out.put(None)
+                if not block or self._sched.finished:
+                    return None
+                ready = self._sched.next_ready()
+                timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
+                self._cond.wait(timeout)
+            return None
+
+    def _pace(self, work: Work, first: bool) -> bool:
+        """Wait for the rate limit; ``False`` when the wait should end the current chunk."""
+        wait = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        if wait <= _INLINE_WAIT or first:
+            if wait > 0:
+                self._stop.wait(wait)
+            return True
+        work.ready = time.monotonic() + wait
+        return False
+
+    def _connect_failed(self, error: MailError) -> None:
+        """Abort the batch when connecting cannot succeed: a permanent failure (credentials,
+        TLS, a 5xx greeting) or too many in a row. Every message would otherwise try its own
+        connection, and a wrong password would be tried once per message."""
+        with self._cond:
+            self._connect_failures += 1
+            if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
+                if self._crash is None:
+                    self._crash = error
+                self._stop.set()
+                self._cond.notify_all()
+        self._out.put(None)
+
+    def _worker_main(self) -> None:
+        try:
+            self._worker()
+        except BaseException as exc:  # a bug or a limiter failure: report it to the consumer
+            self._crash = exc
+            self._out.put(None)
+
+    def _worker(self) -> None:
+        hand = _Hand()
+        self._hands[threading.get_ident()] = hand
+        carry: Work | None = None
+        while not self._stop.is_set():
+            work = carry or self._take(block=True)
+            carry = None
+            if work is None:
+                return
+            hand.holding = [work]
+            if work.ready > time.monotonic():
+                self._stop.wait(work.ready - time.monotonic())
+            else:
+                self._pace(work, first=True)
+            if self._stop.is_set():
+                return  # still held: the shutdown reports it FAILED (never sent)
+            try:
+                slot = self._pool.checkout()
+            except MailError as exc:
+                hand.holding = []
+                self._record(work, outcome_of_error(0, exc))
+                self._connect_failed(exc)
+                continue
+            self._connect_failures = 0
+            assert slot.session is not None
+            carried: list[Work] = []
+            sent = self._send(slot.session, work, self._pool.allowance(slot), hand, carried)
+            self._pool.checkin(slot, sent=sent)
+            carry = carried[0] if carried else None
+            hand.handed = []
+            hand.holding = [carry] if carry is not None else []
+
+    def _send(
+        self,
+        session: Session,
+        first: Work,
+        allowance: int | None,
+        hand: _Hand,
+        carried: list[Work],
+    ) -> int:
+        """One ``send_many`` run on ``session``: ``first``, then whatever work is due, pulled
+        one item at a time as the pipeline asks for it (so every connection stays busy and the
+        work spreads evenly). Returns the messages the session attempted."""
+        handed: list[Work] = []
+        hand.handed = handed
+        halt = [False]
+
+        def feed() -> Iterator[Outgoing]:
+            work: Work | None = first
+            while work is not None:
+                if work.started is None:
+                    work.started = time.monotonic()
+                handed.append(work)
+                hand.holding = []
+                yield work.send
+                if halt[0] or session.closed or self._stop.is_set():
+                    return  # never feed a broken session: it would report the rest unsent
+                if allowance is not None and len(handed) >= allowance:
+                    return
+                work = self._take(block=False)
+                if work is not None:
+                    hand.holding = [work]
+                    if not self._pace(work, first=False):
+                        carried.append(work)  # a longer rate wait: end this run, send it next
+                        return
+
+        reported: set[int] = set()
+        skipped: set[int] = set()
+        crashed = False
+        try:
+            for outcome in session.send_many(feed()):
+                if not 0 <= outcome.index < len(handed) or outcome.index in reported:
+                    continue
+                work = handed[outcome.index]
+                broken = out_of_step(outcome)
+                if broken is not None:  # a lying server: retry elsewhere, drop this session
+                    outcome, halt[0] = broken, True
+                    session.close()
+                if reported and never_sent(outcome):  # behind a break: no try was used
+                    skipped.add(outcome.index)
+                    self._requeue(work)
+                else:
+                    self._record(work, outcome)
+                reported.add(outcome.index)
+                halt[0] = halt[0] or halts(outcome)
+        except MailError as exc:
+            # send_many refuses up front (a closed session): nothing of the run was sent.
+            # Raised later, it is a bug below, and the unreported items may have been sent.
+            crashed = bool(reported)
+            session.close()
+            error: MailError = exc if not crashed else ConnectionLost(f"sending failed: {exc}")
+        except Exception as exc:  # a bug below must not lose the run: unknown fate
+            crashed = True
+            session.close()
+            error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
+        else:
+            error = ConnectionLost("not sent: the connection closed before this message")
+        for index, work in enumerate(handed):
+            if index in reported:
+                continue
+            if reported and not crashed:  # the session closed before it: never sent, no try used
+                self._requeue(work)
+            else:
+                self._record(work, outcome_of_error(index, error, unknown=crashed))
+        return len(reported - skipped)
+
+    # -- the consumer --------------------------------------------------------------------------
+
+    def _run(self) -> Generator[SendOutcome, None, None]:
+        span = self._pool.telemetry.batch_span()
+        for _ in range(self._pool.limits.max_connections):
+            thread = threading.Thread(target=self._worker_main, name="mailsdk-batch", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        buffered: dict[int, SendOutcome] = {}
+        next_index = 0
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    entry = self._out.get(timeout=_POLL)
+                except queue.Empty:
+                    if self._crash is not None:
+                        raise self._crash from None
+                    if not any(t.is_alive() for t in self._threads):
+                        with self._cond:
+                            if self._sched.finished:
+                                break
+                        raise RuntimeError("batch workers stopped unexpectedly") from None
+                    continue
+                if entry is None:
+                    if self._crash is not None:
+                        raise self._crash
+                    with self._cond:
+                        if not self._sched.finished:
+                            continue
+                    if self._out.empty():
+                        break
+                    continue
+                outcome, latency = entry
+                if self._crash is not None:
+                    self._tracker.finished(outcome, latency)  # in the report, not yielded
+                    raise self._crash
+                progress = self._tracker.finished(outcome, latency)
+                if self._on_progress is not None:
+                    self._on_progress(progress)
+                if not self._ordered:
+                    yield outcome
+                    continue
+                buffered[outcome.index] = outcome
+                while next_index in buffered:
+                    yield buffered.pop(next_index)
+                    next_index += 1
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                self._shutdown()
+            finally:
+                end_batch_span(
+                    span,
+                    {s.value: n for s, n in self._tracker.report().counts.items()},
+                    cancelled=self._tracker.cancelled,
+                    error=error if not isinstance(error, GeneratorExit) else None,
+                )
+        if self._sched.input_error is not None:
+            raise self._sched.input_error
+
+    def _shutdown(self) -> None:
+        """Stop the workers and give every unfinished item its final outcome."""
+        with self._cond:
+            unfinished = not self._sched.finished
+            self._tracker.cancelled = unfinished
+            abandoned = self._sched.stop("the batch was stopped") if unfinished else []
+            for outcome in abandoned:
+                self._emit(outcome, None)
+            self._stop.set()
+            self._cond.notify_all()
+        try:
+            for thread in self._threads:
+                thread.join()
+        finally:  # also when the join itself is interrupted (a second Ctrl-C)
+            with self._cond:
+                for hand in list(self._hands.values()):
+                    for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
+                        for work in works:
+                            if work.index not in self._final:
+                                outcome = self._sched.abandon(
+                                    work, handed_over=handed, reason="the batch was interrupted"
+                                )
+                                self._emit(outcome, work.started)
+            self._drain()
+
+    def _drain(self) -> None:
+        """Record the outcomes not yielded yet; then one last progress event (a failing
+        callback cannot lose an outcome from the report any more)."""
+        drained = False
+        while True:
+            try:
+                entry = self._out.get_nowait()
+            except queue.Empty:
+                break
+            if entry is not None:
+                self._tracker.finished(*entry)
+                drained = True
+        if drained and self._on_progress is not None:
+            with contextlib.suppress(Exception):
+                self._on_progress(self._tracker.progress())

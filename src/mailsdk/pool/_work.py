@@ -1,0 +1,299 @@
+"""The work of one batch: items read lazily, retries scheduled, outcomes merged (no I/O).
+
+Each pooled connection sends a run of items through ``send_many`` (pipelined across messages),
+which reports every item it was given: ACCEPTED, PARTIAL, REFUSED, FAILED (never handed over)
+or UNKNOWN (end of data sent, no reply); the helpers here classify what else can happen.
+
+Layer: L5c (pool). Shared by the sync and the async batch runners, which serialise calls (a lock
+or the event loop) and do the sending and sleeping themselves.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import heapq
+import itertools
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator
+
+import attrs
+
+from mailsdk.batch.retry import RetryDecision, RetryPolicy, plan_retry
+from mailsdk.errors import (
+    ConnectionLost,
+    DeliveryUnknown,
+    MailError,
+    RecipientsRefused,
+    RemoteProtocolError,
+    ReplyError,
+)
+from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
+from mailsdk.protocol.reply import Reply
+
+__all__ = [
+    "Scheduler",
+    "Work",
+    "as_outgoing",
+    "halts",
+    "never_sent",
+    "out_of_step",
+    "outcome_of_error",
+    "recipient_count",
+]
+
+
+def as_outgoing(item: object) -> Outgoing:
+    """An :class:`Outgoing` as it is, anything else as the message of one."""
+    return item if isinstance(item, Outgoing) else Outgoing(item)  # type: ignore[arg-type]
+
+
+def _replayable(source: object) -> bool:
+    return isinstance(source, bytes | str | email.message.Message | os.PathLike)
+
+
+def recipient_count(item: Outgoing) -> int:
+    """The recipients of an item, for the recipient rate (headers counted when not given)."""
+    if item.recipients is not None:
+        return len(item.recipients)
+    message = item.message
+    if isinstance(message, email.message.Message):
+        fields = [str(v) for k in ("To", "Cc", "Bcc") for v in message.get_all(k, [])]
+        return max(1, len(email.utils.getaddresses(fields)))
+    return 1
+
+
+def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> SendOutcome:
+    """REFUSED for a server refusal, UNKNOWN when the end of data may have been sent (or the
+    error says so), FAILED otherwise."""
+    if unknown or isinstance(error, DeliveryUnknown):
+        if not isinstance(error, DeliveryUnknown):
+            error = DeliveryUnknown(f"the end of data may have been sent, no reply came: {error}")
+        return SendOutcome(index=index, status=DeliveryStatus.UNKNOWN, error=error)
+    if isinstance(error, ReplyError):
+        return SendOutcome(index=index, status=DeliveryStatus.REFUSED, error=error)
+    return SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+
+
+def never_sent(outcome: SendOutcome) -> bool:
+    """True for a FAILED outcome of an item the session never started (a connection broken or
+    closing by 421 before it): sending it elsewhere is no new try.
+
+    ``send_many`` reports such items with a plain :class:`ConnectionLost` whose message starts
+    with ``"not sent:"``.
+    """
+    error = outcome.error
+    return (
+        outcome.status is DeliveryStatus.FAILED
+        and type(error) is ConnectionLost
+        and str(error).startswith("not sent:")
+    )
+
+
+def out_of_step(outcome: SendOutcome) -> SendOutcome | None:
+    """A refusal carried by a 2xx/3xx reply means the server's replies no longer match the
+    commands (a server that sent an extra reply): nothing more on that session can be trusted.
+    Returns the outcome as FAILED (the message was not handed over), or ``None`` if in step."""
+    error = outcome.error
+    if outcome.status is not DeliveryStatus.REFUSED or not isinstance(error, ReplyError):
+        return None
+    if error.reply.code >= 400:
+        return None
+    broken = RemoteProtocolError(
+        f"the server's replies are out of step with the commands ({error})"
+    )
+    return attrs.evolve(outcome, status=DeliveryStatus.FAILED, result=None, error=broken)
+
+
+def halts(outcome: SendOutcome) -> bool:
+    """True when an outcome means its connection is done (broken, silent, or closing by 421):
+    no more work is fed to that session."""
+    if outcome.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+        return True
+    error = outcome.error
+    return isinstance(error, ReplyError) and error.reply.code == 421
+
+
+@attrs.define(eq=False)
+class Work:
+    """One item of a batch, across its tries."""
+
+    index: int
+    item: Outgoing
+    send: Outgoing
+    replayable: bool
+    tries: int = 0  # tries that count against the policy's attempts
+    sends: int = 0  # every try
+    started: float | None = None
+    ready: float = 0.0
+    accepted: list[str] = attrs.Factory(list)
+    refused: dict[str, Reply] = attrs.Factory(dict)
+    result: SendResult | None = None
+
+
+def _merged(work: Work, last: SendOutcome) -> SendOutcome:
+    """The final outcome of an item tried more than once: recipients of every try merged."""
+    base = last.result or work.result
+    if not work.accepted:
+        return attrs.evolve(last, index=work.index, key=work.item.key, attempts=work.sends)
+    status = DeliveryStatus.ACCEPTED
+    if last.status is DeliveryStatus.UNKNOWN:
+        status = DeliveryStatus.UNKNOWN
+    elif work.refused or last.status is DeliveryStatus.FAILED:
+        status = DeliveryStatus.PARTIAL
+    result = base
+    if base is not None:
+        replies = dict(base.recipient_replies)
+        replies.update(work.refused)
+        result = attrs.evolve(
+            base,
+            accepted=tuple(work.accepted),
+            refused=dict(work.refused),
+            recipient_replies=replies,
+        )
+    error = None if status is DeliveryStatus.ACCEPTED else last.error
+    return SendOutcome(
+        index=work.index,
+        status=status,
+        result=result,
+        error=error,
+        key=work.item.key,
+        attempts=work.sends,
+    )
+
+
+class Scheduler:
+    """Reads the input lazily, hands out due work, and turns outcomes into final ones.
+
+    Args:
+        items: the batch input (``Outgoing`` or message forms), read only when work is taken.
+        policy: the retry policy.
+        rand: the jitter source.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[object],
+        policy: RetryPolicy,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._items: Iterator[tuple[int, object]] = enumerate(items)
+        self.policy = policy
+        self._rand = rand
+        self._retries: list[tuple[float, int, Work]] = []
+        self._seq = itertools.count()
+        self.exhausted = False
+        self.stopped = False
+        self.read = 0
+        self.outstanding = 0
+        #: an exception raised by the input iterator (re-raised to the consumer at the end).
+        self.input_error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the input is exhausted (or the batch stopped) and nothing is outstanding."""
+        return (self.exhausted or self.stopped) and self.outstanding == 0
+
+    def next_ready(self) -> float | None:
+        """When the earliest scheduled retry is due (``None``: no retry waiting)."""
+        return self._retries[0][0] if self._retries else None
+
+    def take(self, now: float) -> Work | None:
+        """Due work: a retry whose time has come, else the next input item; ``None`` if none now."""
+        if self.stopped:
+            return None
+        if self._retries and self._retries[0][0] <= now:
+            return heapq.heappop(self._retries)[2]
+        if self.exhausted:
+            return None
+        try:
+            index, raw = next(self._items)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        except Exception as exc:  # the caller's generator failed: stop reading, report it
+            self.exhausted = True
+            self.input_error = exc
+            return None
+        self.read += 1
+        self.outstanding += 1
+        item = as_outgoing(raw)
+        return Work(index, item, item, _replayable(item.message))
+
+    def record(
+        self, work: Work, outcome: SendOutcome, now: float
+    ) -> tuple[SendOutcome | None, RetryDecision]:
+        """Take the outcome of one try; return the final outcome (or ``None``: retry scheduled)."""
+        work.sends += 1
+        if work.started is None:
+            work.started = now
+        if outcome.result is not None:
+            work.result = outcome.result
+            for rcpt in outcome.result.accepted:
+                work.refused.pop(rcpt, None)
+                if rcpt not in work.accepted:
+                    work.accepted.append(rcpt)
+            work.refused.update(outcome.result.refused)
+        elif isinstance(outcome.error, RecipientsRefused):
+            work.refused.update(outcome.error.refused)
+        decision = plan_retry(
+            self.policy,
+            outcome,
+            tries=work.tries + 1,
+            elapsed=now - work.started,
+            replayable=work.replayable,
+            rand=self._rand,
+        )
+        if decision.counts:
+            work.tries += 1
+        if decision.retry and not self.stopped:
+            send = work.item
+            if decision.recipients is not None:
+                sender = outcome.result.sender if outcome.result is not None else send.sender
+                send = attrs.evolve(send, sender=sender, recipients=decision.recipients)
+            work.send = send
+            work.ready = now + decision.delay
+            heapq.heappush(self._retries, (work.ready, next(self._seq), work))
+            return None, decision
+        self.outstanding -= 1
+        if work.sends == 1:
+            final = attrs.evolve(outcome, index=work.index, key=work.item.key, attempts=1)
+        else:
+            final = _merged(work, outcome)
+        return final, decision
+
+    def requeue(self, work: Work, now: float) -> None:
+        """Put back work that was never sent (its connection closed before it): no try used."""
+        if self.stopped:
+            return
+        work.ready = now
+        heapq.heappush(self._retries, (now, next(self._seq), work))
+
+    def abandon(self, work: Work, *, handed_over: bool, reason: str) -> SendOutcome:
+        """The final outcome of work that cannot finish (the batch was cancelled).
+
+        Args:
+            handed_over: the work was given to a session whose fate is unknown (UNKNOWN);
+                otherwise it was never sent in this try (FAILED).
+        """
+        error: MailError
+        if handed_over:
+            error = DeliveryUnknown(f"batch cancelled while sending: {reason}")
+            status = DeliveryStatus.UNKNOWN
+        else:
+            error = ConnectionLost(f"not sent: {reason}")
+            status = DeliveryStatus.FAILED
+        outcome = SendOutcome(index=work.index, status=status, error=error, key=work.item.key)
+        work.sends += 1
+        self.outstanding -= 1
+        if work.sends == 1:
+            return outcome
+        return _merged(work, outcome)
+
+    def stop(self, reason: str) -> list[SendOutcome]:
+        """Stop: read no more input; the retries still waiting end FAILED (never resent)."""
+        self.stopped = True
+        waiting = [entry[2] for entry in self._retries]
+        self._retries.clear()
+        return [self.abandon(w, handed_over=False, reason=reason) for w in waiting]

@@ -1,0 +1,42 @@
+"""The outcome helpers of pool/_work.py: which FAILED outcomes used no try."""
+
+from __future__ import annotations
+
+from mailsdk import errors
+from mailsdk.flows import DeliveryStatus, SendOutcome
+from mailsdk.pool._work import never_sent, out_of_step, outcome_of_error
+from mailsdk.protocol.reply import Reply
+
+
+def failed(error: errors.MailError) -> SendOutcome:
+    return SendOutcome(index=0, status=DeliveryStatus.FAILED, error=error)
+
+
+def test_never_sent() -> None:
+    assert never_sent(failed(errors.ConnectionLost("not sent: the server closed (421)")))
+    assert not never_sent(failed(errors.ConnectionLost("connection reset by peer")))
+    assert not never_sent(failed(errors.ReadTimeout("not sent: lookalike", phase="command")))
+    unknown = SendOutcome(
+        index=0, status=DeliveryStatus.UNKNOWN, error=errors.DeliveryUnknown("not sent: no")
+    )
+    assert not never_sent(unknown)
+
+
+def test_outcome_of_error() -> None:
+    refusal = errors.DataRefused(Reply.build(554, "5.6.0 no"), "DATA")
+    assert outcome_of_error(3, refusal).status is DeliveryStatus.REFUSED
+    assert outcome_of_error(3, errors.ConnectionLost("x")).status is DeliveryStatus.FAILED
+    unknown = outcome_of_error(3, errors.ConnectionLost("x"), unknown=True)
+    assert unknown.status is DeliveryStatus.UNKNOWN
+    assert isinstance(unknown.error, errors.DeliveryUnknown) and unknown.index == 3
+
+
+def test_out_of_step_refusal_becomes_a_retryable_failure() -> None:
+    lie = errors.DataRefused(Reply.build(250, "2.1.5 OK"), "DATA")
+    outcome = SendOutcome(index=4, status=DeliveryStatus.REFUSED, error=lie)
+    failed_outcome = out_of_step(outcome)
+    assert failed_outcome is not None
+    assert failed_outcome.status is DeliveryStatus.FAILED and failed_outcome.index == 4
+    assert isinstance(failed_outcome.error, errors.RemoteProtocolError)
+    honest = errors.DataRefused(Reply.build(554, "5.6.0 no"), "DATA")
+    assert out_of_step(SendOutcome(index=0, status=DeliveryStatus.REFUSED, error=honest)) is None
