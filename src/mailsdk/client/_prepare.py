@@ -120,6 +120,12 @@ def prepare(
     """
     if isinstance(recipients, str):
         recipients = [recipients]
+    # Callers' types are not trusted (``send_many`` items come from anywhere): a wrong type is
+    # a typed refusal of that one message, never a TypeError out of the run.
+    envelope: list[object] = [sender, *(recipients or ())]
+    bad = next((a for a in envelope if a is not None and not isinstance(a, str)), None)
+    if bad is not None:
+        raise InvalidInputError(f"envelope addresses are str, not {type(bad).__name__}")
     prepared = _content(message, sender, recipients)
     env = prepared.envelope
     tx = observer.transaction(

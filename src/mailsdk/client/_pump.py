@@ -380,7 +380,7 @@ class Pump:
             tag.observer.replied(event.reply)
             if self._want is not None:
                 self._want -= 1
-        self._restart_deadline()
+        self._waiting = False  # the next command's deadline starts at the next wait
 
     def _log_reply(self, reply: Reply) -> None:
         if not wire_log.isEnabledFor(logging.DEBUG):

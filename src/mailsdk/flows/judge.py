@@ -15,6 +15,7 @@ share them and tests can check them without a conversation:
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 
 import attrs
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "EnvelopePlan",
     "EnvelopeVerdict",
+    "ParameterCache",
     "TransactionOptions",
     "judge_data",
     "judge_envelope",
@@ -129,6 +131,10 @@ def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
     return opts.chunking
 
 
+#: Parameters computed for a run, keyed by what they depend on (see :func:`plan_envelope`).
+ParameterCache: typing.TypeAlias = dict[tuple[object, ...], tuple[object, ...]]
+
+
 def plan_envelope(
     prepared: PreparedMessage,
     caps: Capabilities,
@@ -137,10 +143,20 @@ def plan_envelope(
     rcpt_options: RcptOptions | None = None,
     options: TransactionOptions | None = None,
     tls_active: bool = False,
+    cache: ParameterCache | None = None,
 ) -> EnvelopePlan:
     """The MAIL and RCPT commands for ``prepared``, checked against the server's capabilities.
 
-    ``tls_active`` says whether the session is encrypted: ``REQUIRETLS`` is refused without it.
+    Args:
+        prepared: the message.
+        caps: the server's capabilities.
+        mail_options: MAIL parameters asked for.
+        rcpt_options: RCPT parameters asked for (every recipient).
+        options: the transaction policy.
+        tls_active: whether the session is encrypted: ``REQUIRETLS`` is refused without it.
+        cache: a dict kept across messages (a session's, or a run's): the parameters depend
+            only on ``caps``, the option objects and the message's size and flags, so a bulk
+            run computes them once.
 
     Raises:
         InvalidInputError: no recipients.
@@ -166,10 +182,30 @@ def plan_envelope(
             "BODY=BINARYMIME needs BDAT (RFC 3030 §3) but chunking is turned off",
             extension="CHUNKING",
         )
-    mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
-    rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
-    # mail_parameters has required CHUNKING for BINARYMIME: BDAT is always possible here.
-    use_bdat = True if binary else _use_bdat(caps, opts)
+    key = (
+        id(caps),
+        id(opts),
+        id(mail_options),
+        id(rcpt_options),
+        prepared.declared_size,
+        prepared.eight_bit,
+        prepared.smtputf8,
+    )
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
+        rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
+        # mail_parameters has required CHUNKING for BINARYMIME: BDAT is always possible here.
+        use_bdat = True if binary else _use_bdat(caps, opts)
+        if cache is not None:
+            if len(cache) >= 256:  # sizes vary: stay bounded
+                cache.clear()
+            # The objects are kept so that their ids cannot be reused meanwhile.
+            cache[key] = (mparams, rparams, use_bdat, caps, opts, mail_options, rcpt_options)
+    else:
+        mparams = typing.cast("tuple[str, ...]", hit[0])
+        rparams = typing.cast("tuple[str, ...]", hit[1])
+        use_bdat = typing.cast("bool", hit[2])
     rcpts = tuple(RcptTo(r, rparams) for r in env.recipients)
     return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat, binary)
 

@@ -43,6 +43,7 @@ from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
     DEFAULT_CHUNK_SIZE,
+    ParameterCache,
     TransactionOptions,
     judge_data,
     judge_envelope,
@@ -90,6 +91,7 @@ def transaction(
     dialect: Dialect = Dialect.SMTP,
     options: TransactionOptions | None = None,
     tls_active: bool = False,
+    cache: ParameterCache | None = None,
 ) -> Generator[Action, object, SendResult]:
     """Run one transaction and return its :class:`SendResult`.
 
@@ -115,6 +117,7 @@ def transaction(
         rcpt_options=rcpt_options,
         options=opts,
         tls_active=tls_active,
+        cache=cache,
     )
     commands = plan.commands
     data_reply: Reply | None = None
