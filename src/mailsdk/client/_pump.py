@@ -184,7 +184,11 @@ class Pump:
             elif isinstance(frame, BdatChunk):
                 data_phase = Phase.DATA if frame.last else phase
                 tag = self._queue("BDAT", "BDAT", owner, data_phase)
-                self._put(conn.send_bdat(frame.data, last=frame.last, tag=tag))
+                self._put(
+                    conn.send_bdat(
+                        frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
+                    )
+                )
                 if debug:
                     last = " LAST" if frame.last else ""
                     wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)

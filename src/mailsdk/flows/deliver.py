@@ -247,7 +247,7 @@ class _Run:
         group.kind = _Kind.CONTENT
         if plan.use_bdat:
             count = 0
-            for chunk in bdat_chunks(prepared, self.options.chunk_size):
+            for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
                 if chunk.last:
                     group.kind = _Kind.FINAL  # from here on a failure leaves the fate unknown
                 yield Exchange((chunk,), 0, Phase.DATA, item.owner)
@@ -509,11 +509,11 @@ class _LockStep(_Run):
         return _final_outcome(item, plan, verdict, events, self.dialect)
 
     def bdat(self, group: _Group) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-        item = typing.cast("Delivery", group.item)
+        item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
         prepared = typing.cast("PreparedMessage", item.prepared)
         group.kind = _Kind.CONTENT
         events: tuple[CommandReplied, ...] = ()
-        for chunk in bdat_chunks(prepared, self.options.chunk_size):
+        for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
             if chunk.last:
                 group.kind = _Kind.FINAL
             events = yield from _exchange(Exchange((chunk,), 1, Phase.DATA, item.owner))

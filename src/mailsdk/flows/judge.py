@@ -86,11 +86,14 @@ class EnvelopePlan:
         mail: the ``MAIL FROM`` command with its ESMTP parameters.
         rcpts: one ``RCPT TO`` per envelope recipient, in order.
         use_bdat: the content goes in BDAT chunks (RFC 3030) rather than after DATA.
+        binary: ``BODY=BINARYMIME`` (RFC 3030 §3): the content is sent exactly as given, in
+            BDAT chunks, without CR/LF canonicalisation.
     """
 
     mail: MailFrom
     rcpts: tuple[RcptTo, ...]
     use_bdat: bool
+    binary: bool = False
 
     @property
     def commands(self) -> tuple[Command, ...]:
@@ -112,7 +115,8 @@ def _mail_options(
                 "the message has 8-bit data but the server does not offer 8BITMIME",
                 extension="8BITMIME",
             )
-    declared = prepared.declared_size
+    binary = body == "BINARYMIME"
+    declared = prepared.binary_declared_size if binary else prepared.declared_size
     size = base.size if declared is None else declared
     return attrs.evolve(base, size=size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8)
 
@@ -171,6 +175,13 @@ def plan_envelope(
             "REQUIRETLS needs an encrypted session (RFC 8689 §4.2) and this one has no TLS",
             extension="REQUIRETLS",
         )
+    binary = base.body == "BINARYMIME"
+    if binary and opts.chunking is False:
+        # RFC 3030 §3: BINARYMIME content can only travel in BDAT chunks, never after DATA.
+        raise CapabilityError(
+            "BODY=BINARYMIME needs BDAT (RFC 3030 §3) but chunking is turned off",
+            extension="CHUNKING",
+        )
     key = (
         id(caps),
         id(opts),
@@ -184,7 +195,8 @@ def plan_envelope(
     if hit is None:
         mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
         rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
-        use_bdat = _use_bdat(caps, opts)
+        # mail_parameters has required CHUNKING for BINARYMIME: BDAT is always possible here.
+        use_bdat = True if binary else _use_bdat(caps, opts)
         if cache is not None:
             if len(cache) >= 256:  # sizes vary: stay bounded
                 cache.clear()
@@ -195,7 +207,7 @@ def plan_envelope(
         rparams = typing.cast("tuple[str, ...]", hit[1])
         use_bdat = typing.cast("bool", hit[2])
     rcpts = tuple(RcptTo(r, rparams) for r in env.recipients)
-    return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat)
+    return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat, binary)
 
 
 @attrs.frozen

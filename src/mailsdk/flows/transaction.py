@@ -142,7 +142,7 @@ def transaction(
         raise verdict.error
 
     if plan.use_bdat:
-        final = yield from _send_bdat(prepared, opts.chunk_size)
+        final = yield from _send_bdat(prepared, opts.chunk_size, binary=plan.binary)
     else:
         if data_reply is None:
             data_reply = yield from submit_one(Data())
@@ -179,9 +179,9 @@ def _end(
 
 
 def _send_bdat(
-    prepared: PreparedMessage, chunk_size: int
+    prepared: PreparedMessage, chunk_size: int, *, binary: bool = False
 ) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-    for chunk in bdat_chunks(prepared, chunk_size):
+    for chunk in bdat_chunks(prepared, chunk_size, binary=binary):
         if chunk.last:
             return (yield from _end(exchange(chunk, replies=1, phase=Phase.DATA)))
         events = yield from exchange(chunk, replies=1)

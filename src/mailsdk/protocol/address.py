@@ -48,7 +48,7 @@ def check_text(value: str, what: str) -> str:
     Raises:
         InvalidInputError: ``value`` is not a ``str`` or contains a control character.
     """
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidInputError(f"{what} must be a str, not {type(value).__name__}")
     m = _CONTROL_RE.search(value)
     if m is not None:

@@ -113,11 +113,15 @@ __all__ = ["DEFAULT_LIMITS", "ClientConnection"]
 DEFAULT_LIMITS: typing.Final = ReplyLimits()
 
 
+def _no_names() -> list[str]:
+    return []
+
+
 @attrs.define
 class _Transaction:
     """Bookkeeping for one MAIL transaction (for LMTP reply counting and stale corrections)."""
 
-    accepted: list[str] = attrs.Factory(list)
+    accepted: list[str] = attrs.Factory(_no_names)
     failed_chunk: bool = False
 
 
