@@ -38,7 +38,13 @@ __all__ = ["batch_command"]
 @click.option("--template", type=click.Path(path_type=pathlib.Path), help="Body template.")
 @click.option("--subject", metavar="TEXT", help="Subject template for rows without a subject.")
 @click.option("--from", "sender", metavar="ADDR", help="Sender for rows without a from column.")
-@click.option("--connections", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Parallel connections (a pool).",
+)
 @click.option("--rate", metavar="N/UNIT", help="At most N messages per s, min or hour (30/min).")
 @click.option(
     "--retries",
@@ -59,8 +65,8 @@ def batch_command(common: Common, **o: typing.Any) -> int:
     """Send a batch: SOURCE is a .csv or .jsonl file (with --template) or a folder of .eml files.
 
     \b
-    Rows: to (required), cc, bcc, subject, from, key; other columns are $variables of the
-    template. The report has one JSON line per message: accepted, partial, refused, failed,
+    Rows: to (required), cc, bcc, subject, from, key; every column but bcc is a $variable
+    of the templates. The report has one JSON line per message: accepted, partial, refused, failed,
     unknown (the server may have it: never resend those blindly) or not_sent.
     """
     profile = common.profile()
