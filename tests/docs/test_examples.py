@@ -66,6 +66,7 @@ def run_page(page: pathlib.Path, servers: DocsServers, cwd: pathlib.Path) -> str
         REQUESTS_CA_BUNDLE=str(servers.ca_file),
         SMTP_PASSWORD=PASSWORD,
         O365_CLIENT_ID="11111111-0000-0000-0000-000000000001",
+        GMAIL_ACCESS_TOKEN="docs-access-token",
         O365_CLIENT_SECRET="docs-client-secret",
         PYTHONDONTWRITEBYTECODE="1",
         HOME=str(cwd),
