@@ -247,3 +247,27 @@ async def test_streamed_sources_are_signed_end_to_end(
     assert received.data.endswith(_wire(MESSAGE).split(b"\r\n\r\n", 1)[1])
     assert verify_all(received.data) == [True, True]
     assert any(o.startswith("SIZE=") for o in received.mail_options)  # known, even spooled
+
+
+def test_a_20_mb_one_shot_source_is_signed_in_bounded_memory() -> None:
+    import gc
+    import tracemalloc
+
+    line = b"x" * 998 + b"\r\n"
+    head = b"From: a@example.com\r\nTo: b@example.org\r\n\r\n"
+
+    def chunks() -> typing.Iterator[bytes]:
+        yield head
+        for _ in range(320):  # 20 MB: 320 chunks of 64 lines of 1 KB
+            yield line * 64
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        signed = sign_prepared(_prepared(stream=IterableContent(chunks())), _signers())
+        total = sum(len(piece) for piece in signed.pieces())
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total > 20_000_000
+    assert peak < 12 * 1024 * 1024, peak  # the 8 MiB in-memory spool limit, plus pieces

@@ -28,6 +28,7 @@ import os
 import tempfile
 import time
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
@@ -291,6 +292,9 @@ class SpooledContent:
     def __init__(self, signed: SignedStream) -> None:
         self._signed = signed
         self._consumed = 0
+        # A message refused before its content is sent never reads it: close the spool (and
+        # its temporary file) when the message is dropped.
+        weakref.finalize(self, signed.close)
 
     @property
     def size(self) -> int | None:
