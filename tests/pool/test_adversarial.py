@@ -48,6 +48,7 @@ async def test_stalls_and_lies_mid_batch(mode: Mode, faulty: Callable[..., Fault
     assert all(n == 1 for n in server.handler.kept_rcpt.values())
     others = {i: o.status for i, o in seen.items() if o.status is not DeliveryStatus.ACCEPTED}
     assert set(others) <= {5, 9, 13, 16}, others
+    assert report.counts[DeliveryStatus.ACCEPTED] == 20 - len(others)
 
 
 async def test_a_pooled_session_never_has_two_callers(
