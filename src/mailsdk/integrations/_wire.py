@@ -1,0 +1,183 @@
+"""JSON-safe forms of what crosses a process boundary: outgoing items, outcomes, message keys.
+
+Layer: L7 (integrations, shared helpers). Imports ``mailsdk.flows`` and L0 only; no framework.
+
+Task arguments and results travel through a broker and a result backend as JSON, so messages
+become base64 text with an explicit envelope (derived here, once, on the producer side: the
+worker never guesses), and outcomes become plain dicts. Nothing secret is ever part of either:
+credentials live in the worker's configuration, never in a task.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.message
+import email.parser
+import email.policy
+import typing
+from collections.abc import Mapping
+
+from mailsdk.errors import DeliveryUnknown, InvalidInputError, MailError, ReplyError
+from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
+from mailsdk.flows.envelope import prepare_message
+from mailsdk.protocol.reply import Reply
+
+__all__ = [
+    "JsonDict",
+    "WireItem",
+    "decode_item",
+    "encode_item",
+    "message_key",
+    "outcome_from_error",
+    "outcome_to_json",
+]
+
+#: A JSON object as produced by :func:`outcome_to_json` (str keys, JSON values).
+JsonDict: typing.TypeAlias = dict[str, typing.Any]
+
+
+class WireItem(typing.NamedTuple):
+    """An outgoing message ready for a task: bytes plus its full envelope and ledger key."""
+
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    key: str
+
+
+def _headers_of(data: bytes) -> email.message.Message:
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    return parser.parsebytes(data)
+
+
+def message_key(item: Outgoing) -> str:
+    """The ledger key of ``item``: its ``Outgoing.key``, else the message's Message-ID.
+
+    Raises:
+        InvalidInputError: the item has neither (a ledger cannot tell two sends apart then).
+    """
+    if item.key:
+        return item.key
+    message = item.message
+    msg_id: str | None = None
+    if isinstance(message, email.message.Message):
+        value = message.get("Message-ID")
+        msg_id = str(value) if value is not None else None
+    elif isinstance(message, bytes | str):
+        raw = message.encode("utf-8", "surrogateescape") if isinstance(message, str) else message
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        value = _headers_of(head + b"\r\n\r\n").get("Message-ID")
+        msg_id = str(value) if value is not None else None
+    if not msg_id or not msg_id.strip():
+        raise InvalidInputError("a ledger needs Outgoing.key or a Message-ID header to key by")
+    return msg_id.strip()
+
+
+def encode_item(item: Outgoing) -> JsonDict:
+    """Turn ``item`` into a JSON-safe task argument (message as base64, explicit envelope).
+
+    Only ``bytes``, ``str`` and ``email.message.Message`` messages can travel; the envelope is
+    derived here when the item does not give it (Bcc is stripped from the bytes).
+
+    Raises:
+        InvalidInputError: a streamed message source, or no envelope or key can be derived.
+    """
+    message = item.message
+    recipients = list(item.recipients) if item.recipients is not None else None
+    if isinstance(message, email.message.Message):
+        prepared = prepare_message(message, sender=item.sender, recipients=recipients)
+        data, sender = prepared.data, prepared.envelope.sender
+        rcpts = prepared.envelope.recipients
+    elif isinstance(message, bytes | str):
+        data = message.encode("utf-8") if isinstance(message, str) else message
+        if item.sender is None or recipients is None:
+            parsed = email.message_from_bytes(data, policy=email.policy.default)
+            derived = prepare_message(parsed, sender=item.sender, recipients=recipients)
+            sender, rcpts = derived.envelope.sender, derived.envelope.recipients
+        else:
+            sender, rcpts = item.sender, tuple(recipients)
+    else:
+        raise InvalidInputError(
+            "only bytes, str and email.message.Message messages can be sent through a task "
+            "(read streamed sources into bytes first)"
+        )
+    if item.mail_options is not None or item.rcpt_options is not None:
+        raise InvalidInputError("per-item MAIL/RCPT options cannot travel through a task yet")
+    return {
+        "data": base64.b64encode(data).decode("ascii"),
+        "sender": sender,
+        "recipients": list(rcpts),
+        "key": message_key(item),
+    }
+
+
+def decode_item(payload: Mapping[str, typing.Any]) -> WireItem:
+    """Inverse of :func:`encode_item`, validating every field.
+
+    Raises:
+        InvalidInputError: a malformed payload (never a bare ``KeyError``/``TypeError``).
+    """
+    try:
+        data = base64.b64decode(str(payload["data"]), validate=True)
+        sender = payload["sender"]
+        recipients = payload["recipients"]
+        key = payload["key"]
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise InvalidInputError(f"malformed task item: {type(exc).__name__}") from None
+    if not isinstance(sender, str) or not isinstance(key, str) or not key:
+        raise InvalidInputError("malformed task item: sender and key must be strings")
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise InvalidInputError("malformed task item: recipients must be a list of strings")
+    return WireItem(data, sender, tuple(recipients), key)
+
+
+def _reply_json(reply: Reply | None) -> JsonDict | None:
+    if reply is None:
+        return None
+    return {
+        "code": reply.code,
+        "enhanced": str(reply.enhanced) if reply.enhanced is not None else None,
+        "text": reply.text,
+    }
+
+
+def outcome_to_json(outcome: SendOutcome) -> JsonDict:
+    """A JSON-safe summary of ``outcome``: status, replies, enhanced codes, queue id, error.
+
+    The error is its type name and message only (mailsdk errors never carry secrets).
+    """
+    result = outcome.result
+    error = outcome.error
+    reply = result.reply if result is not None else None
+    if reply is None and isinstance(error, ReplyError):
+        reply = error.reply
+    return {
+        "index": outcome.index,
+        "key": outcome.key,
+        "status": outcome.status.value,
+        "attempts": outcome.attempts,
+        "reply": _reply_json(reply),
+        "queue_id": result.queue_id if result is not None else None,
+        "accepted": list(result.accepted) if result is not None else [],
+        "refused": {r: _reply_json(rep) for r, rep in result.refused.items()}
+        if result is not None
+        else {},
+        "error": {"type": type(error).__name__, "message": str(error)} if error else None,
+        "transient": bool(error.is_transient) if isinstance(error, ReplyError) else None,
+    }
+
+
+def outcome_from_error(index: int, key: str | None, error: MailError) -> SendOutcome:
+    """The outcome of a send that raised ``error`` (the per-message classification).
+
+    ``DeliveryUnknown`` is UNKNOWN; a reply refusal is REFUSED; anything else happened before
+    the message was handed over and is FAILED.
+    """
+    if isinstance(error, DeliveryUnknown):
+        status = DeliveryStatus.UNKNOWN
+    elif isinstance(error, ReplyError):
+        status = DeliveryStatus.REFUSED
+    else:
+        status = DeliveryStatus.FAILED
+    return SendOutcome(index=index, status=status, error=error, key=key)

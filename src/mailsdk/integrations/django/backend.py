@@ -1,0 +1,220 @@
+"""``EmailBackend``: Django's email backend protocol on a reused mailsdk session.
+
+Layer: L7 (integrations.django). Imports ``django`` (the extra), ``mailsdk.client``/``flows``
+and the private integration helpers.
+
+Django calls ``open()``, ``send_messages(messages)`` and ``close()`` (or only ``send_messages``,
+which then opens and closes around itself); ``get_connection()`` users keep one backend across
+many ``send_messages`` calls and so one SMTP connection. ``send_messages`` hands the whole list
+to ``Session.send_many`` (one outcome per message: a refused message does not stop the others)
+and returns how many the server accepted. Unless ``fail_silently``, the first failure is raised
+after every message was tried; an UNKNOWN outcome is never retried (it may have been queued).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import typing
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.core.mail.backends.base import BaseEmailBackend
+
+from mailsdk.client import Client, Session
+from mailsdk.errors import ConfigurationError, InvalidInputError, MailError, TransportError
+from mailsdk.flows import DeliveryStatus, Outgoing
+from mailsdk.integrations._wire import encode_item
+from mailsdk.integrations.django._settings import BackendOptions, build_client, load_object
+
+__all__ = ["EmailBackend"]
+
+
+def _setting(name: str, default: typing.Any = None) -> typing.Any:
+    return getattr(settings, name, default)
+
+
+def _address(value: str) -> str:
+    _name, addr = email.utils.parseaddr(value)
+    if not addr:
+        raise InvalidInputError("an email address of the message is empty or malformed")
+    return addr
+
+
+class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
+    """A Django email backend sending through mailsdk.
+
+    Args:
+        host, port, username, password, use_tls, use_ssl, timeout, ssl_keyfile, ssl_certfile:
+            Django's SMTP backend arguments; default to the ``EMAIL_*`` settings.
+        fail_silently: swallow errors (Django's contract).
+        **kwargs: passed to Django's base class.
+
+    Raises:
+        ConfigurationError: invalid settings (at construction, never mid-send).
+    """
+
+    def __init__(  # noqa: PLR0917 (Django's SMTP backend signature)
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool | None = None,
+        fail_silently: bool = False,
+        use_ssl: bool | None = None,
+        timeout: float | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_certfile: str | None = None,
+        **kwargs: typing.Any,
+    ) -> None:
+        super().__init__(fail_silently=fail_silently, **kwargs)
+        pool_size = _setting("MAILSDK_POOL_SIZE", 1)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigurationError("MAILSDK_POOL_SIZE must be an int >= 1")
+        self._options = BackendOptions(
+            host=host or _setting("EMAIL_HOST", "localhost"),
+            port=port if port is not None else _setting("EMAIL_PORT", 25),
+            username=_setting("EMAIL_HOST_USER") if username is None else username,
+            password=_setting("EMAIL_HOST_PASSWORD") if password is None else password,
+            use_tls=bool(_setting("EMAIL_USE_TLS", False) if use_tls is None else use_tls),
+            use_ssl=bool(_setting("EMAIL_USE_SSL", False) if use_ssl is None else use_ssl),
+            timeout=_setting("EMAIL_TIMEOUT") if timeout is None else timeout,
+            ssl_certfile=ssl_certfile or _setting("EMAIL_SSL_CERTFILE"),
+            ssl_keyfile=ssl_keyfile or _setting("EMAIL_SSL_KEYFILE"),
+            tls_mode=_setting("MAILSDK_TLS_MODE"),
+            ca_file=_setting("MAILSDK_CA_FILE"),
+            token_provider=_setting("MAILSDK_TOKEN_PROVIDER"),
+            client=_setting("MAILSDK_CLIENT"),
+            pool_size=pool_size,
+        )
+        self._client: Client | None = None
+        self._session: Session | None = None
+        self._lock = threading.RLock()
+        self._tasks_path: str | None = _setting("MAILSDK_CELERY_TASKS")
+        if not self.fail_silently or self._tasks_path is None:
+            self._client = build_client(self._options)
+
+    def __repr__(self) -> str:
+        opts = self._options
+        return f"<mailsdk EmailBackend {opts.host}:{opts.port} open={self._session is not None}>"
+
+    @property
+    def client(self) -> Client:
+        """The mailsdk client (built from the settings on first use)."""
+        if self._client is None:
+            self._client = build_client(self._options)
+        return self._client
+
+    def open(self) -> bool:
+        """Open the connection if it is not open; ``True`` when a new one was opened."""
+        with self._lock:
+            if self._session is not None and not self._session.closed:
+                return False
+            try:
+                self._session = self.client.connect()
+            except MailError:
+                if not self.fail_silently:
+                    raise
+                return False
+            return True
+
+    def close(self) -> None:
+        """QUIT and close the connection (a connection the server already dropped is fine)."""
+        with self._lock:
+            session, self._session = self._session, None
+            if session is None:
+                return
+            try:
+                if not session.closed:
+                    session.quit()
+            except TransportError:
+                session.close()  # the server hung up first: the connection is over anyway
+            except MailError:
+                session.close()
+                if not self.fail_silently:
+                    raise
+
+    def _items(self, messages: Sequence[typing.Any]) -> list[Outgoing]:
+        items = []
+        for message in messages:
+            recipients = [_address(r) for r in message.recipients()]
+            if not recipients:
+                continue
+            data = message.message().as_bytes(linesep="\r\n")
+            items.append(
+                Outgoing(data, sender=_address(message.from_email), recipients=tuple(recipients))
+            )
+        return items
+
+    def send_messages(self, email_messages: Sequence[typing.Any]) -> int:
+        """Send Django ``EmailMessage`` objects; return how many the server accepted.
+
+        With ``MAILSDK_CELERY_TASKS`` set, they are handed to the Celery workers instead and
+        the number queued is returned.
+        """
+        if not email_messages:
+            return 0
+        try:
+            items = self._items(email_messages)
+        except MailError:
+            if not self.fail_silently:
+                raise
+            return 0
+        if not items:
+            return 0
+        if self._tasks_path is not None:
+            return self._hand_off(items)
+        with self._lock:
+            new = self.open()
+            if self._session is None:
+                return 0  # opening failed silently
+            try:
+                return self._send(self._session, items, reused=not new)
+            finally:
+                if new:
+                    self.close()
+
+    def _reopen(self) -> Session | None:
+        self.open()
+        return self._session
+
+    def _send(self, session: Session, items: Sequence[Outgoing], *, reused: bool) -> int:
+        outcomes = list(session.send_many(items))
+        if session.closed:
+            self._session = None
+        never_sent = [
+            n
+            for n, o in enumerate(outcomes)
+            if o.status is DeliveryStatus.FAILED and isinstance(o.error, TransportError)
+        ]
+        if reused and never_sent and self._session is None:
+            # A kept-open connection the server had dropped meanwhile: those messages never
+            # reached end-of-data (FAILED), so one fresh connection may send them, once.
+            fresh = self._reopen()
+            if fresh is not None:
+                retried = list(fresh.send_many([items[n] for n in never_sent]))
+                for n, outcome in zip(never_sent, retried, strict=True):
+                    outcomes[n] = outcome
+                if fresh.closed:
+                    self._session = None
+        sent = sum(1 for o in outcomes if o.status.delivered)
+        failed = [o for o in outcomes if not o.status.delivered]
+        if failed and not self.fail_silently:
+            first = failed[0]
+            raise first.error or MailError(f"message {first.index} was not sent")
+        return sent
+
+    def _hand_off(self, items: Sequence[Outgoing]) -> int:
+        try:
+            assert self._tasks_path is not None
+            tasks = typing.cast(typing.Any, load_object(self._tasks_path, "MAILSDK_CELERY_TASKS"))
+            payloads = [encode_item(item) for item in items]
+            for index, payload in enumerate(payloads):
+                payload["index"] = index
+            tasks.send_chunk.apply_async(kwargs={"items": payloads})
+        except Exception:
+            if not self.fail_silently:
+                raise
+            return 0
+        return len(items)

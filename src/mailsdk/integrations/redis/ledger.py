@@ -1,0 +1,224 @@
+"""The delivery ledger: which message was sent, by whom, with what outcome, in Redis.
+
+Layer: L7 (integrations.redis). Imports ``redis`` (the extra), ``mailsdk.flows`` and L0.
+
+Every message is keyed by its ``Outgoing.key`` (else its Message-ID). Before a send a worker
+*claims* the message atomically; just before the transaction starts it marks it ``sending``; after
+the server's answer it *records* the outcome. So a task delivered twice (a worker crash with
+``acks_late``, a visibility timeout, a duplicate publish) never sends twice:
+
+* ``accepted``, ``partial``, ``refused``: final, never resent.
+* ``sending`` whose owner's claim expired: the owner may have written end-of-data, so the
+  message is parked as ``unknown`` for a human (see :meth:`DeliveryLedger.unknown`), never resent.
+* ``claimed`` whose owner's claim expired: nothing reached the server; another worker may take it.
+* ``failed`` (a transient failure, nothing handed over): may be claimed and sent again.
+
+The ledger must survive a Redis restart, so run Redis with persistence (``appendonly yes``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import typing
+import uuid
+
+import attrs
+import redis
+
+from mailsdk.errors import ConfigurationError
+from mailsdk.flows import DeliveryStatus
+from mailsdk.integrations.redis import _scripts
+from mailsdk.integrations.redis._connection import Script, run
+
+__all__ = ["Claim", "DeliveryLedger", "LedgerEntry", "LedgerState"]
+
+_CLAIM = Script(_scripts.LEDGER_CLAIM)
+_SENDING = Script(_scripts.LEDGER_MARK_SENDING)
+_RECORD = Script(_scripts.LEDGER_RECORD)
+
+
+class LedgerState(enum.Enum):
+    """Where a message stands in the ledger."""
+
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    ACCEPTED = "accepted"
+    PARTIAL = "partial"
+    REFUSED = "refused"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def of(cls, status: DeliveryStatus) -> LedgerState:
+        """The ledger state recording a final :class:`DeliveryStatus`."""
+        return cls(status.value)
+
+
+class Claim(typing.NamedTuple):
+    """The answer to :meth:`DeliveryLedger.claim`.
+
+    Attributes:
+        verdict: ``claimed`` (the caller owns it and may send), a final state (``accepted``,
+            ``partial``, ``refused``: do not send), ``unknown`` (parked: do not send) or
+            ``busy`` (another live owner is on it: do not send now, look again later).
+        owner: the owner token to pass to :meth:`DeliveryLedger.sending` / ``record``.
+        attempts: how many claims the message has had.
+    """
+
+    verdict: str
+    owner: str
+    attempts: int
+
+    @property
+    def may_send(self) -> bool:
+        """True when the caller owns the message and nothing says it was sent."""
+        return self.verdict == "claimed"
+
+
+@attrs.frozen
+class LedgerEntry:
+    """One message's ledger record (as listed by :meth:`DeliveryLedger.unknown`)."""
+
+    key: str
+    state: LedgerState
+    attempts: int
+    updated: float
+    detail: dict[str, typing.Any] | None
+    reason: str | None
+
+
+class DeliveryLedger:
+    """The ledger in Redis (see the module docstring for the states).
+
+    Args:
+        client: a ``redis.Redis`` client (with socket timeouts).
+        name: the ledger's namespace (one per account or application).
+        claim_ttl: seconds a claim lives; longer than one send takes, shorter than you want a
+            crashed worker's messages to wait before another worker looks at them.
+        retention: seconds an entry is kept after its last update (the duplicate window).
+        prefix: the key prefix.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        name: str = "default",
+        *,
+        claim_ttl: float = 300.0,
+        retention: float = 7 * 24 * 3600.0,
+        prefix: str = "mailsdk",
+    ) -> None:
+        if not math.isfinite(claim_ttl) or claim_ttl < 0.1:
+            raise ConfigurationError(f"claim_ttl must be >= 0.1 seconds, not {claim_ttl!r}")
+        if not math.isfinite(retention) or retention < claim_ttl:
+            raise ConfigurationError("retention must be finite and at least claim_ttl")
+        if not name or any(c.isspace() for c in name):
+            raise ConfigurationError(f"ledger name must be a non-empty word, not {name!r}")
+        self._client = client
+        self._base = f"{prefix}:ledger:{{{name}}}"
+        self._parked = f"{self._base}:unknown"
+        self._claim_ms = max(100, math.ceil(claim_ttl * 1000))
+        self._retention_s = math.ceil(retention)
+
+    def __repr__(self) -> str:
+        return f"<DeliveryLedger {self._base!r}>"
+
+    def _entry(self, key: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return f"{self._base}:m:{digest}"
+
+    def claim(self, key: str, *, owner: str | None = None) -> Claim:
+        """Atomically claim ``key`` for sending (see :class:`Claim` for the verdicts).
+
+        Args:
+            key: the message key.
+            owner: reuse an owner token (a retry of the same attempt); default a new one.
+
+        Raises:
+            CoordinationUnavailable: Redis failed (nothing was claimed or sent).
+        """
+        owner = owner or uuid.uuid4().hex
+        args: list[str | int | float] = [owner, self._claim_ms, self._retention_s, key]
+        verdict, attempts = _CLAIM(self._client, [self._entry(key), self._parked], args)
+        text = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        return Claim(text, owner, int(attempts))
+
+    def sending(self, key: str, owner: str) -> bool:
+        """Mark a claimed message as being sent (call right before the transaction starts).
+
+        Returns:
+            ``True`` if the caller still owns it; ``False`` if the claim was lost (do not send).
+        """
+        return int(_SENDING(self._client, [self._entry(key)], [owner, self._claim_ms])) == 1
+
+    def record(
+        self,
+        key: str,
+        owner: str,
+        status: DeliveryStatus,
+        detail: dict[str, typing.Any] | None = None,
+    ) -> bool:
+        """Record the outcome of a send (UNKNOWN is parked for review).
+
+        Returns:
+            ``True`` when recorded; ``False`` when the caller no longer owns the entry.
+        """
+        blob = json.dumps(detail or {}, separators=(",", ":"), default=str)
+        args: list[str | int | float] = [
+            owner,
+            LedgerState.of(status).value,
+            blob,
+            self._retention_s,
+            key,
+        ]
+        return int(_RECORD(self._client, [self._entry(key), self._parked], args)) == 1
+
+    def get(self, key: str) -> LedgerEntry | None:
+        """The entry of ``key``, or ``None`` when the ledger has never seen it."""
+        fields = run(self._client, lambda: self._client.hgetall(self._entry(key)))
+        if not fields:
+            return None
+        got = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        detail = json.loads(got["detail"]) if got.get("detail") else None
+        return LedgerEntry(
+            key=got.get("key", key),
+            state=LedgerState(got.get("state", "unknown")),
+            attempts=int(got.get("attempts", "0")),
+            updated=int(got.get("updated", "0")) / 1000,
+            detail=detail,
+            reason=got.get("reason"),
+        )
+
+    def unknown(self, limit: int = 1000) -> list[LedgerEntry]:
+        """The messages parked as UNKNOWN, oldest first: review each, then :meth:`resolve` it."""
+        keys = run(self._client, lambda: self._client.zrange(self._parked, 0, limit - 1))
+        entries = []
+        for raw in keys:
+            key = raw.decode("utf-8", "surrogateescape")
+            entry = self.get(key)
+            if entry is not None and entry.state is LedgerState.UNKNOWN:
+                entries.append(entry)
+        return entries
+
+    def resolve(self, key: str, *, delivered: bool) -> None:
+        """Close the review of a parked message.
+
+        Args:
+            key: the message key.
+            delivered: ``True`` when it did arrive (recorded as accepted, never sent again);
+                ``False`` when it did not (the entry is dropped: the next send of it goes out).
+        """
+
+        def apply() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            if delivered:
+                pipe.hset(self._entry(key), mapping={"state": "accepted", "reason": "reviewed"})
+            else:
+                pipe.delete(self._entry(key))
+            pipe.zrem(self._parked, key)
+            pipe.execute()
+
+        run(self._client, apply)

@@ -1,0 +1,81 @@
+"""The ``mailsdk_*`` settings of a Celery app: validation, defaults, secrets kept out of reprs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("celery", reason="the celery extra is not installed")
+pytest.importorskip("redis", reason="the redis extra is not installed")
+
+from mailsdk import Client, ClientBuilder
+from mailsdk.errors import ConfigurationError
+from mailsdk.integrations.celery import RetrySchedule, settings_from
+from mailsdk.integrations.celery._config import load_factory
+from mailsdk.integrations.redis import Rate
+
+BASE = {"mailsdk_client": f"{__name__}:make_builder", "mailsdk_ledger": None}
+
+
+def make_builder() -> ClientBuilder:
+    """A factory returning a builder (the worker builds it)."""
+    return ClientBuilder.smtp("127.0.0.1", 2525).with_tls("none")
+
+
+def make_nothing() -> object:
+    """A factory returning the wrong thing."""
+    return 42
+
+
+def test_a_builder_factory_gives_a_client() -> None:
+    client = load_factory(f"{__name__}:make_builder")()
+    assert isinstance(client, Client)
+    with pytest.raises(ConfigurationError, match="returned int"):
+        load_factory(f"{__name__}:make_nothing")()
+    for bad in ("nocolon", "no.such.module:x", f"{__name__}:missing"):
+        with pytest.raises(ConfigurationError):
+            load_factory(bad)
+
+
+def test_defaults_and_the_redis_url_from_the_broker() -> None:
+    settings = settings_from({**BASE, "broker_url": "redis://:pw-in-url-77@h:6379/0"})
+    assert settings.redis_url == "redis://:pw-in-url-77@h:6379/0"
+    assert "pw-in-url-77" not in repr(settings)
+    assert settings.max_connections is None and settings.ledger is None
+    assert settings.retry.attempts == 5
+    assert settings_from({**BASE, "broker_url": "amqp://h//"}).redis_url is None
+
+
+def test_limits_and_the_ledger_need_redis() -> None:
+    with pytest.raises(ConfigurationError, match="need Redis"):
+        settings_from({**BASE, "mailsdk_message_rates": [Rate(10)]})
+    with pytest.raises(ConfigurationError, match="need Redis"):
+        settings_from({"mailsdk_client": BASE["mailsdk_client"]})  # the ledger is on by default
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("mailsdk_max_connections", 0),
+        ("mailsdk_max_connections", True),
+        ("mailsdk_claim_ttl", -1),
+        ("mailsdk_idle_timeout", float("nan")),
+        ("mailsdk_retry", {"attempts": 0}),
+        ("mailsdk_retry", {"tries": 3}),
+        ("mailsdk_retry", "fast"),
+    ],
+)
+def test_invalid_values_are_configuration_errors(key: str, value: object) -> None:
+    with pytest.raises(ConfigurationError):
+        settings_from({**BASE, "mailsdk_redis_url": "redis://h/0", key: value})
+
+
+def test_missing_client_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="mailsdk_client"):
+        settings_from({})
+
+
+def test_retry_schedule_backs_off_exponentially_up_to_the_cap() -> None:
+    schedule = RetrySchedule(attempts=6, backoff=1.0, multiplier=2.0, max_delay=5.0)
+    assert [schedule.delay(t) for t in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    policy_like = settings_from({**BASE, "mailsdk_retry": schedule}).retry
+    assert policy_like is schedule

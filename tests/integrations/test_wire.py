@@ -1,0 +1,104 @@
+"""What crosses the broker: encoded items (explicit envelope, Bcc stripped) and JSON outcomes."""
+
+from __future__ import annotations
+
+import email.message
+import io
+import json
+
+import pytest
+
+from mailsdk import DeliveryStatus, EnhancedStatus, MailOptions, Outgoing, Reply, SendOutcome
+from mailsdk.errors import DeliveryUnknown, InvalidInputError, RecipientsRefused
+from mailsdk.flows import SendResult
+from mailsdk.integrations._deliver import classify_error, is_retryable
+from mailsdk.integrations._wire import decode_item, encode_item, outcome_to_json
+
+
+def _message() -> email.message.EmailMessage:
+    msg = email.message.EmailMessage()
+    msg["From"] = "Alice <alice@client.test>"
+    msg["To"] = "bob@example.test"
+    msg["Bcc"] = "hidden@example.test"
+    msg["Message-ID"] = "<m1@client.test>"
+    msg.set_content("hi")
+    return msg
+
+
+def test_an_email_message_travels_with_its_envelope_and_without_bcc() -> None:
+    payload = encode_item(Outgoing(_message()))
+    json.dumps(payload)  # JSON-safe
+    item = decode_item(payload)
+    assert item.sender == "alice@client.test"
+    assert item.recipients == ("bob@example.test", "hidden@example.test")
+    assert item.key == "<m1@client.test>"
+    assert b"hidden@example.test" not in item.data
+    assert item.data.endswith(b"hi\r\n")
+
+
+def test_raw_bytes_derive_the_missing_envelope_from_headers() -> None:
+    raw = b"From: a@client.test\r\nTo: b@example.test\r\nMessage-ID: <r@x>\r\n\r\nbody\r\n"
+    item = decode_item(encode_item(Outgoing(raw, key="k-1")))
+    assert (item.sender, item.recipients, item.key) == ("a@client.test", ("b@example.test",), "k-1")
+    assert item.data == raw
+
+
+@pytest.mark.parametrize(
+    "outgoing",
+    [
+        Outgoing(io.BytesIO(b"x"), key="k"),
+        Outgoing(b"From: a@x\r\nTo: b@x\r\n\r\n"),  # no key, no Message-ID
+        Outgoing(
+            b"Message-ID: <a@x>\r\n\r\n",
+            sender="a@x",
+            recipients=["b@x"],
+            mail_options=MailOptions(),
+        ),
+    ],
+)
+def test_what_cannot_travel_is_refused_before_publishing(outgoing: Outgoing) -> None:
+    with pytest.raises(InvalidInputError):
+        encode_item(outgoing)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"data": "!!notbase64", "sender": "a", "recipients": [], "key": "k"},
+        {"data": "", "sender": 3, "recipients": [], "key": "k"},
+        {"data": "", "sender": "a", "recipients": "b@x", "key": "k"},
+        {"data": "", "sender": "a", "recipients": [], "key": ""},
+    ],
+)
+def test_malformed_payloads_are_typed_errors(payload: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError):
+        decode_item(payload)
+
+
+def test_outcomes_as_json_carry_replies_codes_and_queue_id() -> None:
+    reply = Reply(250, [b"2.0.0 Ok: queued as ABC123"], EnhancedStatus(2, 0, 0))
+    result = SendResult(
+        sender="a@x",
+        accepted=("b@x",),
+        refused={"c@x": Reply(550, [b"5.1.1 no such user"], EnhancedStatus(5, 1, 1))},
+        reply=reply,
+        size=10,
+    )
+    doc = outcome_to_json(
+        SendOutcome(index=3, status=DeliveryStatus.PARTIAL, result=result, key="k")
+    )
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["status"] == "partial" and doc["queue_id"] == "ABC123"
+    assert doc["reply"] == {"code": 250, "enhanced": "2.0.0", "text": "2.0.0 Ok: queued as ABC123"}
+    assert doc["refused"]["c@x"]["enhanced"] == "5.1.1"
+
+
+def test_classification_of_errors() -> None:
+    unknown = classify_error(0, "k", DeliveryUnknown("no reply to end of data"))
+    assert unknown.status is DeliveryStatus.UNKNOWN
+    refusal = RecipientsRefused({"b@x": Reply(450, [b"4.2.0 busy"])})
+    refused = outcome_to_json(classify_error(1, "k", refusal))
+    assert refused["status"] == "refused" and refused["transient"] is True
+    assert is_retryable(refused)
+    assert not is_retryable(outcome_to_json(unknown))  # UNKNOWN is never retried
