@@ -621,3 +621,29 @@ def test_send_message_refuses_header_injection_before_sending(
     smtp.quit()
     assert b"evil" not in bytes(server.received)
     assert b"MAIL" not in bytes(server.received)
+
+
+def test_send_message_checks_headers_as_the_utf8_policy_writes_them(
+    scripted_server: Callable[..., ScriptedServer],
+) -> None:
+    import email.message
+
+    server = scripted_server(
+        [
+            Send(b"220 hi\r\n"),
+            Expect(b"EHLO"),
+            Send(b"250-hi\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"),
+            Expect(b"QUIT"),
+            Send(b"221 bye\r\n"),
+        ]
+    )
+    smtp = smtplib.SMTP(server.host, server.port, local_hostname="c.test", timeout=5)
+    msg = email.message.Message()  # compat32: flattened with SMTPUTF8 for a non-ASCII sender
+    msg["From"] = "jösé@example.org"
+    msg["To"] = "b@example.com"
+    msg["Subject"] = "hi\u2028Bcc: c@evil.example"
+    msg.set_payload("x\n")
+    with pytest.raises(ValueError, match="'Subject'"):
+        smtp.send_message(msg)
+    smtp.quit()
+    assert b"MAIL" not in bytes(server.received)

@@ -206,3 +206,19 @@ def test_well_formed_messages_are_unchanged() -> None:
     prepared = prepare_message(msg)
     assert prepared.data.startswith(b"From: =?utf-8?q?Jos=C3=A9?= <jose@example.org>\r\n")
     assert b"\r\n\r\nbody\r\n" in prepared.data
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+@pytest.mark.parametrize("header", ["To", "Subject"])
+def test_a_legacy_message_is_checked_as_the_utf8_policy_writes_it(
+    separator: str, header: str
+) -> None:
+    # An international envelope flattens a compat32 message with SMTPUTF8, which folds at
+    # U+2028 where compat32 RFC 2047-encodes: checked with compat32, the line got through.
+    msg = email.message.Message()
+    msg["From"] = "a@example.org"
+    msg["To"] = "b@example.com"
+    msg[header] = f"b@example.com{separator}Bcc: c@evil.example"
+    msg.set_payload("body\n")
+    with pytest.raises(InvalidInputError, match=f"'{header}'"):
+        prepare_message(msg, sender="jösé@example.org", recipients=["b@example.com"])

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from mailsdk.errors import InvalidInputError
 from mailsdk.esmtp import ExtensionRegistry, parse_ehlo
 from mailsdk.flows.envelope import resent_prefix
+from mailsdk.flows.headers import check_message_headers
 from mailsdk.protocol import (
     Raw,
     Reply,
@@ -248,5 +249,8 @@ def flatten_message(msg: email.message.Message, *, utf8: bool) -> bytes:
             )
             generator.flatten(stripped, linesep="\r\n")
         else:
+            policy = msg.policy
             email.generator.BytesGenerator(buffer).flatten(stripped, linesep="\r\n")
+        # Checked with the policy that wrote it (SMTPUTF8 folds a legacy message's U+2028).
+        check_message_headers(stripped, policy=policy)
         return buffer.getvalue()

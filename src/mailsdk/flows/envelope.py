@@ -212,6 +212,9 @@ def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
         email.generator.BytesGenerator(buf, policy=policy),
     )
     generator.flatten(stripped, linesep="\r\n")
+    # Checked again with the policy that wrote it: a legacy message flattened with SMTPUTF8
+    # (an international envelope) folds at U+2028 and friends where its own policy did not.
+    check_message_headers(stripped, policy=policy)
     return buf.getvalue()
 
 

@@ -148,16 +148,26 @@ def _check_policy(policy: email.policy.Policy) -> email.policy.Policy:
     return policy.clone(linesep="\r\n")
 
 
-def check_message_headers(msg: email.message.Message) -> None:
+def check_message_headers(
+    msg: email.message.Message, *, policy: email.policy.Policy | None = None
+) -> None:
     """Fold every header of ``msg`` and of each of its parts, and check each one.
 
     Bcc is checked too: it is stripped before sending, but its addresses join the envelope.
+
+    Args:
+        msg: the message.
+        policy: the policy the generator writes the message with, when known: the headers are
+            then folded exactly as they will be sent. A policy other than the message's own
+            folds differently (``SMTPUTF8`` splits a compat32 value at U+2028, where the
+            message's compat32 policy RFC 2047-encodes it), so a check with the wrong policy
+            can pass an injected line.
 
     Raises:
         InvalidInputError: see :func:`check_header_block`; also any stdlib ``email`` error (or
             a value of the wrong type) raised while folding a header, naming the header.
     """
-    policy = _check_policy(msg.policy)
+    policy = _check_policy(msg.policy) if policy is None else policy.clone(linesep="\r\n")
     for part in msg.walk():
         for name, value in part.raw_items():
             if _FIELD_NAME.fullmatch(str(name).encode("utf-8")) is None:
