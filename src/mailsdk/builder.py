@@ -269,8 +269,17 @@ class ClientBuilder:
 
     def with_timeouts(self, timeouts: Timeouts | float) -> ClientBuilder:
         """Per-phase deadlines, or one number for every phase."""
-        value = timeouts if isinstance(timeouts, Timeouts) else Timeouts.uniform(float(timeouts))
-        return attrs.evolve(self, timeouts=value)
+        if isinstance(timeouts, Timeouts):
+            return attrs.evolve(self, timeouts=timeouts)
+        try:
+            seconds = float(timeouts)  # a str from an environment variable is fine
+        except (TypeError, ValueError):
+            given: object = timeouts
+            given = repr(given) if isinstance(given, str) else type(given).__name__
+            raise ConfigurationError(
+                f"timeouts are a Timeouts or a number of seconds, not {given}"
+            ) from None
+        return attrs.evolve(self, timeouts=Timeouts.uniform(seconds))
 
     def with_limits(self, limits: ReplyLimits) -> ClientBuilder:
         """Reply size limits (per line, lines per reply, bytes per reply)."""
@@ -297,9 +306,9 @@ class ClientBuilder:
     ) -> ClientBuilder:
         """BDAT (RFC 3030): ``None`` = when offered (default), ``True`` = required,
         ``False`` = never; optionally the chunk size in bytes."""
-        size = self.transaction.chunk_size if chunk_size is None else chunk_size
-        if size <= 0:
-            raise ConfigurationError("chunk_size must be positive")
+        size: object = self.transaction.chunk_size if chunk_size is None else chunk_size
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ConfigurationError(f"chunk_size must be a positive int, not {size!r}")
         return attrs.evolve(
             self, transaction=attrs.evolve(self.transaction, chunking=mode, chunk_size=size)
         )

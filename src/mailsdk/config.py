@@ -85,12 +85,25 @@ class Timeouts:
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(Timeouts):
-            value = getattr(self, field.name)
+            value: object = getattr(self, field.name)
+            if (value is not None or field.name == "data_rate") and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                # A str from an environment variable (or None for data_rate) would escape
+                # the comparisons below as a bare TypeError.
+                raise ConfigurationError(
+                    f"timeout {field.name} must be a number of seconds"
+                    f"{'' if field.name == 'data_rate' else ' or None'}, "
+                    f"not {type(value).__name__}"
+                )
+            if value is None:
+                continue
+            assert isinstance(value, int | float)
             if field.name == "data_rate":
                 if not value >= 0:  # also refuses NaN
                     raise ConfigurationError(f"data_rate must be >= 0, not {value!r}")
                 continue
-            if value is not None and not value > 0:  # also refuses NaN
+            if not value > 0:  # also refuses NaN
                 raise ConfigurationError(
                     f"timeout {field.name} must be positive or None, not {value!r}"
                 )
@@ -255,6 +268,24 @@ class AuthSettings:
             _check_provider(self.token_provider, self.username)
 
 
+def _kind_names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+
+
+#: The fields a builder method stores as given, and the types they must have.
+_CONFIG_TYPES: typing.Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
+    ("tls_mode", TlsMode),
+    ("tls", TlsSettings),
+    ("server_hostname", (str, type(None))),
+    ("local_hostname", (str, type(None))),
+    ("dialect", Dialect),
+    ("timeouts", Timeouts),
+    ("limits", ReplyLimits),
+    ("transaction", TransactionOptions),
+)
+
+
 @attrs.frozen(kw_only=True)
 class ClientConfig:
     """Everything a client needs; immutable. Build it with :class:`mailsdk.ClientBuilder`.
@@ -306,6 +337,16 @@ class ClientConfig:
     dkim: tuple[DkimSigner, ...] = ()
     proxy: ProxyUrl | None = None
     connector: Connector | AsyncConnector | None = attrs.field(default=None, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # A wrong type given to the builder (``with_limits(5)``, ``with_local_hostname(b"x")``)
+        # is refused when the client is built, not as an AttributeError in the middle of a send.
+        for name, kind in _CONFIG_TYPES:
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise ConfigurationError(
+                    f"{name} must be {_kind_names(kind)}, not {type(value).__name__}"
+                )
 
     @property
     def port(self) -> int:

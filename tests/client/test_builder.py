@@ -398,3 +398,40 @@ def test_default_timeouts_are_a_submission_clients() -> None:
     assert (timeouts.command, timeouts.data) == (300.0, 600.0)
     doc = Timeouts.__doc__ or ""
     assert "RFC 5321: 5 min" in doc and "10 min" in doc  # the RFC values stay documented
+
+
+@pytest.mark.parametrize("value", [None, [2], b"x", "soon", object()])
+def test_with_timeouts_of_the_wrong_type_is_a_configuration_error(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="Timeouts or a number"):
+        ClientBuilder.smtp("h.example").with_timeouts(value)  # type: ignore[arg-type]
+
+
+def test_with_timeouts_takes_a_number_from_an_environment_variable() -> None:
+    built = ClientBuilder.smtp("h.example").with_timeouts("2").config()
+    assert built.timeouts == Timeouts.uniform(2.0)
+
+
+@pytest.mark.parametrize("size", ["5", 5.5, True])
+def test_a_chunk_size_of_the_wrong_type_is_a_configuration_error(size: object) -> None:
+    with pytest.raises(ConfigurationError, match="chunk_size"):
+        ClientBuilder.smtp("h.example").with_chunking(chunk_size=size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "field"),
+    [
+        ("with_limits", 5, "limits"),
+        ("with_limits", None, "limits"),
+        ("with_local_hostname", 5, "local_hostname"),
+        ("with_local_hostname", b"c.test", "local_hostname"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_refused_when_built(
+    method: str, value: object, field: str
+) -> None:
+    # Stored as given by the builder, these failed later as an AttributeError in a send.
+    builder = getattr(ClientBuilder.smtp("h.example"), method)(value)
+    with pytest.raises(ConfigurationError, match=field):
+        builder.build()
+    with pytest.raises(ConfigurationError, match=field):
+        builder.build_async()

@@ -19,3 +19,12 @@ def test_server_text_cannot_forge_wire_log_lines(caplog: pytest.LogCaptureFixtur
     assert _printable(b"hello\r\nS: 250 forged") == "hello\\r\\nS: 250 forged"
     assert _printable("café".encode()) == "café"
     assert "\x1b" not in _printable(b"\x1b[31mred")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"command": "5"}, {"greeting": b"5"}, {"data": [5]}, {"data_rate": None}, {"quit": True}],
+)
+def test_timeouts_of_the_wrong_type_are_a_configuration_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
+        Timeouts(**kwargs)  # type: ignore[arg-type]
