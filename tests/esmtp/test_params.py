@@ -258,3 +258,26 @@ def test_options_survive_attrs_evolve(full_caps: Capabilities) -> None:
     )
     with pytest.raises(InvalidInputError):
         attrs.evolve(base, size=-3)
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "named"),
+    [
+        (MailOptions, {"envid": 5}, "ENVID"),
+        (MailOptions, {"envid": b"id"}, "ENVID"),
+        (MailOptions, {"extra": 5}, "extra"),
+        (MailOptions, {"extra": None}, "extra"),
+        (MailOptions, {"extra": b"X-A=1"}, "extra"),
+        (MailOptions, {"extensions": [("X-A", 1)]}, "extensions"),
+        (MailOptions, {"extensions": None}, "extensions"),
+        (RcptOptions, {"notify": 5}, "NOTIFY"),
+        (RcptOptions, {"orcpt": 5}, "ORCPT"),
+        (RcptOptions, {"extra": 5}, "extra"),
+    ],
+)
+def test_options_of_the_wrong_type_are_invalid_input(
+    factory: type[MailOptions | RcptOptions], kwargs: dict[str, object], named: str
+) -> None:
+    # Each of these escaped as a bare TypeError or AttributeError.
+    with pytest.raises(InvalidInputError, match=named):
+        factory(**kwargs)  # type: ignore[arg-type]

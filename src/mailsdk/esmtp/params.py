@@ -58,6 +58,8 @@ _ENVID_MAX: typing.Final = 100
 
 
 def _no_controls(what: str, value: str) -> None:
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidInputError(f"{what} must be a str, not {type(value).__name__}")
     if _CONTROL_RE.search(value):
         raise InvalidInputError(f"{what} contains CR, LF or another control character")
 
@@ -86,10 +88,19 @@ def validate_parameter(param: str) -> str:
     return param
 
 
+def _iterable(what: str, value: object) -> Iterable[object]:
+    """``value`` when it can be iterated; a wrong type is a typed refusal, never a TypeError."""
+    if isinstance(value, bytes | bytearray | memoryview) or not isinstance(value, Iterable):
+        raise InvalidInputError(
+            f"{what} must be a str or an iterable of str, not {type(value).__name__}"
+        )
+    return typing.cast("Iterable[object]", value)
+
+
 def _params_tuple(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         value = (value,)
-    return tuple(validate_parameter(p) for p in value)
+    return tuple(validate_parameter(typing.cast("str", p)) for p in _iterable("extra", value))
 
 
 def _no_extensions() -> dict[str, object]:
@@ -97,6 +108,10 @@ def _no_extensions() -> dict[str, object]:
 
 
 def _extension_map(value: Mapping[str, object]) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidInputError(
+            f"extensions must be a mapping of keyword to value, not {type(value).__name__}"
+        )
     return types.MappingProxyType({str(k).upper(): v for k, v in value.items()})
 
 
@@ -131,7 +146,7 @@ def _check_envid(instance: object, attribute: typing.Any, value: str | None) -> 
 def _notify_tuple(value: Iterable[str] | None) -> tuple[NotifyType, ...] | None:
     if value is None:
         return None
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = value.split(",") if isinstance(value, str) else list(_iterable("NOTIFY", value))
     out: list[NotifyType] = []
     for item in items:
         name = str(item).strip().upper()
