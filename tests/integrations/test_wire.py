@@ -102,3 +102,35 @@ def test_classification_of_errors() -> None:
     assert refused["status"] == "refused" and refused["transient"] is True
     assert is_retryable(refused)
     assert not is_retryable(outcome_to_json(unknown))  # UNKNOWN is never retried
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_raw_bytes_whose_envelope_comes_from_the_headers_travel_without_bcc(eol: bytes) -> None:
+    # The Bcc addresses join the envelope, so the header must not reach every recipient.
+    raw = eol.join(
+        [
+            b"From: a@client.test",
+            b"To: b@example.test",
+            b"Bcc: hidden@example.test,",
+            b"\tother@example.test",
+            b"Resent-Bcc: x@example.test",
+            b"Message-ID: <r@x>",
+            b"",
+            b"Bcc: this line is body text",
+            b"",
+        ]
+    )
+    item = decode_item(encode_item(Outgoing(raw)))
+    assert item.recipients == ("b@example.test", "hidden@example.test", "other@example.test")
+    assert b"hidden@" not in item.data
+    assert b"other@" not in item.data
+    assert b"x@example.test" not in item.data
+    head, _sep, body = item.data.partition(eol + eol)
+    assert head == eol.join([b"From: a@client.test", b"To: b@example.test", b"Message-ID: <r@x>"])
+    assert body == b"Bcc: this line is body text" + eol
+
+
+def test_raw_bytes_with_an_explicit_envelope_are_sent_as_given() -> None:
+    raw = b"From: a@client.test\r\nBcc: kept@example.test\r\nMessage-ID: <r@x>\r\n\r\nbody\r\n"
+    item = decode_item(encode_item(Outgoing(raw, sender="a@client.test", recipients=["b@x.test"])))
+    assert item.data == raw

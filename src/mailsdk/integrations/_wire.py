@@ -51,6 +51,28 @@ def _headers_of(data: bytes) -> email.message.Message:
     return parser.parsebytes(data)
 
 
+_BLIND: typing.Final = (b"bcc", b"resent-bcc")
+
+
+def _without_blind_copies(data: bytes) -> bytes:
+    """``data`` with its ``Bcc``/``Resent-Bcc`` fields (and their folded lines) removed from the
+    header section; every other byte is kept as given. Line ends may be CRLF or bare LF."""
+    lines = data.splitlines(keepends=True)
+    kept: list[bytes] = []
+    dropping = False
+    for index, line in enumerate(lines):
+        if not line.strip(b"\r\n"):  # the empty line: the body follows, untouched
+            return b"".join(kept) + b"".join(lines[index:])
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = line.split(b":", 1)[0].strip().lower() in _BLIND
+        if not dropping:
+            kept.append(line)
+    return b"".join(kept)
+
+
 def message_key(item: Outgoing) -> str:
     """The ledger key of ``item``: its ``Outgoing.key``, else the message's Message-ID.
 
@@ -95,6 +117,9 @@ def encode_item(item: Outgoing) -> JsonDict:
             parsed = email.message_from_bytes(data, policy=email.policy.default)
             derived = prepare_message(parsed, sender=item.sender, recipients=recipients)
             sender, rcpts = derived.envelope.sender, derived.envelope.recipients
+            # The envelope came from the headers, Bcc included: like a Message, the blind
+            # copies must not be sent in the headers every recipient reads.
+            data = _without_blind_copies(data)
         else:
             sender, rcpts = item.sender, tuple(recipients)
     else:
