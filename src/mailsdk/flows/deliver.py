@@ -270,9 +270,15 @@ class _Run:
         # without sending a message: only closing the connection is safe.
         yield Close()
         held, self.held = self.held, None
-        if held is not None and isinstance(cause, ProtocolError):
+        if (
+            held is not None
+            and isinstance(cause, ProtocolError)
+            and not isinstance(cause, ConnectionLost)
+        ):
             # The replies went out of step right after this message's: its "reply" may have
-            # been meant for a later command. Its end of data was written: fate unknown.
+            # been meant for a later command. Its end of data was written: fate unknown. (A
+            # reply cut short by EOF is a lost link, not replies out of step: the confirmed
+            # reply before it stands, as it does when the link drops between replies.)
             held = _Group(_Kind.FINAL, held.item)
         pending = [held] if held is not None else []
         pending += ([self.current] if self.current is not None else []) + list(self.groups)

@@ -82,7 +82,7 @@ import typing
 
 import attrs
 
-from mailsdk.errors import LocalProtocolError, RemoteProtocolError
+from mailsdk.errors import ConnectionLost, LocalProtocolError, RemoteProtocolError
 from mailsdk.protocol.body import BdatEncoder, DataEncoder
 from mailsdk.protocol.commands import Command, EndOfData, Raw, RcptTo
 from mailsdk.protocol.dialect import Dialect
@@ -115,6 +115,15 @@ DEFAULT_LIMITS: typing.Final = ReplyLimits()
 
 def _no_names() -> list[str]:
     return []
+
+
+class _TruncatedReply(RemoteProtocolError, ConnectionLost):
+    """EOF in the middle of a reply: malformed, and first of all a lost connection.
+
+    Both, so that callers that catch either keep working, and so that a flow can tell a link
+    that died mid-reply (the replies before it stand) from replies out of step with the
+    commands (nothing just before them can be trusted).
+    """
 
 
 @attrs.define
@@ -460,7 +469,7 @@ class ClientConnection:
             if not self._eof:
                 return NEED_DATA
             if self._parser.buffered:
-                raise RemoteProtocolError("connection closed in the middle of a reply")
+                raise _TruncatedReply("connection closed in the middle of a reply")
             self._state = ClientState.CLOSED
             return ConnectionClosed()
         if not self._queue:
