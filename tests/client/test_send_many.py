@@ -284,3 +284,18 @@ async def test_an_input_that_raises_midway_still_reports_every_item_it_produced(
         assert (await s.noop()).code == 250  # nothing was left half-done
     assert [(o.index, o.status) for o in outcomes] == [(i, A) for i in range(produced)]
     assert [m.content for m in smtpd.recorder.messages] == [raw(i) for i in range(produced)]
+
+
+async def test_a_message_the_stdlib_cannot_flatten_fails_alone(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer]
+) -> None:
+    smtpd = smtpd_factory(pipelining=True)
+    broken = email.message.Message()
+    broken["From"] = "alice@example.org"
+    broken["To"] = "bob@example.com"
+    broken.set_payload(123)  # type: ignore[arg-type]
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        outcomes = await s.send_many_list([item(0), broken, item(2)])
+    assert [o.status for o in outcomes] == [A, F, A]
+    assert isinstance(outcomes[1].error, mailsdk.InvalidInputError)
+    assert [m.content for m in smtpd.recorder.messages] == [raw(0), raw(2)]
