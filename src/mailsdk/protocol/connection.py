@@ -82,7 +82,7 @@ import typing
 
 import attrs
 
-from mailsdk.errors import ConnectionLost, LocalProtocolError, RemoteProtocolError
+from mailsdk.errors import LocalProtocolError, RemoteProtocolError
 from mailsdk.protocol.body import BdatEncoder, DataEncoder
 from mailsdk.protocol.commands import Command, EndOfData, Raw, RcptTo
 from mailsdk.protocol.dialect import Dialect
@@ -115,15 +115,6 @@ DEFAULT_LIMITS: typing.Final = ReplyLimits()
 
 def _no_names() -> list[str]:
     return []
-
-
-class _TruncatedReply(RemoteProtocolError, ConnectionLost):
-    """EOF in the middle of a reply: malformed, and first of all a lost connection.
-
-    Both, so that callers that catch either keep working, and so that a flow can tell a link
-    that died mid-reply (the replies before it stand) from replies out of step with the
-    commands (nothing just before them can be trusted).
-    """
 
 
 @attrs.define
@@ -469,7 +460,7 @@ class ClientConnection:
             if not self._eof:
                 return NEED_DATA
             if self._parser.buffered:
-                raise _TruncatedReply("connection closed in the middle of a reply")
+                raise RemoteProtocolError("connection closed in the middle of a reply")
             self._state = ClientState.CLOSED
             return ConnectionClosed()
         if not self._queue:
@@ -489,12 +480,14 @@ class ClientConnection:
             # few or too many): pairing on would attribute a reply to the wrong message.
             raise RemoteProtocolError(
                 f"{reply.code} cannot answer {_verb_of(entry)}: the server's replies are out of "
-                "step with the commands"
+                "step with the commands (a reply is missing)",
+                reply_missing=True,
             )
         if trigger is Trigger.DATA and 200 <= reply.code < 300:
             # RFC 5321 §4.3.2: DATA is answered 354 (go ahead) or refused, never 2xx.
             raise RemoteProtocolError(
-                f"{reply.code} cannot answer DATA: the server's replies are out of step"
+                f"{reply.code} cannot answer DATA: the server's replies are out of step (one "
+                "reply too many)"
             )
         if entry.command is None:  # the greeting
             self._queue.popleft()
