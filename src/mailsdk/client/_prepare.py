@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from mailsdk.client._sources import content_of
 from mailsdk.errors import InvalidInputError
 from mailsdk.flows import Envelope, PreparedMessage, prepare_message, prepare_raw
-from mailsdk.flows.headers import check_header_block
+from mailsdk.flows.headers import check_header_block, header_line
 from mailsdk.protocol.address import needs_smtputf8
 
 if typing.TYPE_CHECKING:
@@ -71,9 +71,8 @@ def _content(
 
 
 def _header_lines(headers: Mapping[str, str]) -> bytes:
-    return b"".join(
-        f"{name}: {value}\r\n".encode("ascii", "replace") for name, value in headers.items()
-    )
+    # Each value on its own: a CRLF inside one would add a well-formed line of its own.
+    return b"".join(header_line(name, value) for name, value in headers.items())
 
 
 def _traced(
@@ -88,13 +87,14 @@ def _traced(
         # A shallow copy is enough: deleting a header rebinds the copy's header list, so the
         # caller's message is never changed.
         replaced = copy.copy(typing.cast("email.message.Message", message))
+        _header_lines(headers)  # the propagator's values are checked as for a raw message
         for name, value in headers.items():
             del replaced[name]
             replaced[name] = value
         env = prepared.envelope
         return prepare_message(replaced, sender=env.sender, recipients=env.recipients)
     lines = _header_lines(headers)
-    check_header_block(lines)  # a propagator's values must not inject header lines either
+    check_header_block(lines)
     return prepared.with_headers(lines)
 
 

@@ -29,11 +29,19 @@ from collections.abc import Generator
 
 from mailsdk.errors import InvalidInputError
 
-__all__ = ["check_header_block", "check_message_headers", "check_raw_header_block", "email_errors"]
+__all__ = [
+    "check_header_block",
+    "check_message_headers",
+    "check_raw_header_block",
+    "email_errors",
+    "header_line",
+]
 
 # RFC 5322 §3.6.8: field-name = 1*ftext; ftext = %d33-57 / %d59-126 (printable, no colon).
 _FIELD_NAME: typing.Final = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _WSP: typing.Final = (b" ", b"\t")
+# What a one-line value must not hold: C0 controls but tab, DEL, C1 controls, U+2028/U+2029.
+_CONTROLS: typing.Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _named(name: str | None) -> str:
@@ -90,6 +98,29 @@ def check_header_block(block: bytes) -> None:
             raise InvalidInputError(f"{_named(current)} contains a bare CR or LF")
         if b"\x00" in line:
             raise InvalidInputError(f"{_named(current)} contains a NUL character")
+
+
+def header_line(name: str, value: str) -> bytes:
+    """One ``name: value`` header line, CRLF-terminated, for a header added in front of a
+    message (trace context): the value must be one line, since any line break in it would
+    add a well-formed header line of its own that no syntax check can tell apart.
+
+    Raises:
+        InvalidInputError: the name is not an RFC 5322 field name, or the value holds a CR,
+            LF, NUL or other control character (a tab excepted). The error never quotes the
+            value.
+    """
+    given: tuple[object, object] = (name, value)  # a propagator's types are not trusted
+    if not isinstance(given[0], str) or _FIELD_NAME.fullmatch(name.encode("utf-8")) is None:
+        raise InvalidInputError(
+            f"invalid header name {name!r}: printable ASCII without colon or space "
+            "(RFC 5322 §3.6.8)"
+        )
+    if not isinstance(given[1], str) or _CONTROLS.search(value) is not None:
+        raise InvalidInputError(
+            f"header {name!r} must be a one-line str without control characters"
+        )
+    return f"{name}: {value}\r\n".encode("ascii", "replace")
 
 
 def check_raw_header_block(data: bytes) -> None:
