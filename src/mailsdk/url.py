@@ -338,8 +338,7 @@ def _check_tls_agrees(scheme: str, options: dict[str, str], shown: str) -> None:
         tls_only = sorted(options.keys() & {"server_hostname", "verify", "ca_file"})
         if tls_only:
             raise ConfigurationError(
-                f"the URL {shown} is a unix socket (no TLS); {', '.join(tls_only)} would be "
-                "ignored"
+                f"the URL {shown} is a unix socket (no TLS); {', '.join(tls_only)} would be ignored"
             )
 
 
