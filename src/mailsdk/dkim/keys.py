@@ -35,6 +35,21 @@ MIN_RSA_BITS: typing.Final = 1024
 _ED25519_SEED_BYTES: typing.Final = 32
 
 
+def _shown_path(name: str) -> str:
+    """How an error names a key file: quoted, unless the "path" is key material given where a
+    path was expected (a base64 Ed25519 seed, a PEM body without its BEGIN line)."""
+    try:
+        decoded = base64.b64decode("".join(name.split()), validate=True)
+    except (ValueError, binascii.Error):
+        return repr(name)
+    if len(decoded) < _ED25519_SEED_BYTES:
+        return repr(name)
+    return (
+        "(name not shown: it looks like key material; pass key text as mailsdk.Secret(text) "
+        "or bytes)"
+    )
+
+
 class DkimAlgorithm(enum.Enum):
     """The ``a=`` tag of a signature."""
 
@@ -155,11 +170,12 @@ class DkimKey:
         name = os.fspath(path)
         try:
             data = pathlib.Path(name).read_bytes()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
             raise ConfigurationError(
-                f"DKIM: cannot read the key file {name!r}: {exc.strerror or exc}"
+                f"DKIM: cannot read the key file {_shown_path(name)}: {reason}"
             ) from None
-        return cls.from_pem(data, source=f"the key file {name!r}")
+        return cls.from_pem(data, source=f"the key file {_shown_path(name)}")
 
     @classmethod
     def generate(cls, algorithm: DkimAlgorithm | str = DkimAlgorithm.RSA_SHA256) -> DkimKey:
