@@ -317,3 +317,27 @@ def test_bdat_over_the_size_limit_is_read_and_refused(mail_server: MailServer) -
             seen += raw.recv(4096)
     assert b"552 5.3.4" in seen  # refused, and the NOOP after the chunk still understood
     assert mail_server.received == []
+
+
+@pytest.mark.mail_server(chunking=True)
+@pytest.mark.parametrize("which", ["first", "last"])
+async def test_a_scripted_bdat_refusal_reads_the_chunk_and_keeps_the_session(
+    mode: Mode, mail_server: MailServer, which: str
+) -> None:
+    # A refused chunk must still be read (RFC 3030 §2): its bytes used to be parsed as
+    # commands ("unrecognised: SUBJECT:"), the client saw replies out of step and the session
+    # was lost.
+    big = b"From: a@example.com\r\nSubject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600
+    if which == "first":
+        mail_server.transient("BDAT")
+    else:
+        size = len(big) % (1 << 18)  # the client's last chunk (262144-byte chunks before it)
+        mail_server.refuse("BDAT", "452 4.3.1 Out of storage", argument=f"{size} LAST", times=1)
+    async with mode.session(mail_server.client_builder().with_chunking(True)) as s:
+        with pytest.raises(MailError) as refused:
+            await s.sendmail("a@example.com", ["b@example.org"], big)
+        assert refused.value.is_transient
+        await s.sendmail("a@example.com", ["b@example.org"], b"Subject: next\r\n\r\nok\r\n")
+    assert [m.data for m in mail_server.received] == [b"Subject: next\r\n\r\nok\r\n"]
+    assert b"unrecognised" not in b"".join(str(c).encode() for c in mail_server.commands)
+    assert mail_server.verbs.count("MAIL") == 2
