@@ -341,3 +341,23 @@ async def test_a_scripted_bdat_refusal_reads_the_chunk_and_keeps_the_session(
     assert [m.data for m in mail_server.received] == [b"Subject: next\r\n\r\nok\r\n"]
     assert b"unrecognised" not in b"".join(str(c).encode() for c in mail_server.commands)
     assert mail_server.verbs.count("MAIL") == 2
+
+
+async def test_rules_added_before_start_are_not_used_up_by_the_start_up_probe(mode: Mode) -> None:
+    # setUp style: script first, then start(). aiosmtpd's own start-up connection used to
+    # take the GREETING rule, so the test's client was greeted normally.
+    server = MailServer()
+    server.add_rule(Rule("GREETING", "554 5.3.2 closed for maintenance", close=True, times=1))
+    server.slow("GREETING", 0.01, times=1)
+    server.start()
+    try:
+        with pytest.raises(GreetingRefused):
+            async with mode.session(server.client_builder()):
+                pass
+        assert [r.command for r in server.script.rules] == ["GREETING"]  # the slow one is left
+        async with mode.session(server.client_builder()) as s:
+            await s.send_message(message())
+        assert server.sessions == 2
+        assert len(server.messages) == 1
+    finally:
+        server.stop()

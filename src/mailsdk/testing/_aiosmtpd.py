@@ -391,7 +391,14 @@ class _RecordingLMTP(_Recording, LMTP):
     """The same, speaking LMTP (LHLO; one reply per recipient after the data)."""
 
 
-def make_protocol(state: ServerState, **kwargs: typing.Any) -> _Recording:
-    """A protocol object for one connection."""
+class _Probe(SMTP):
+    """The controller's start-up connection: plain aiosmtpd, outside the script and records."""
+
+
+def make_protocol(state: ServerState, *, probe: bool = False, **kwargs: typing.Any) -> SMTP:
+    """A protocol object for one connection (``probe``: the server's own start-up check,
+    which plain aiosmtpd serves: no rules, no recording)."""
+    if probe:
+        return _Probe(Handler(state), **kwargs)
     cls = _RecordingLMTP if state.lmtp else _Recording
     return cls(Handler(state), **kwargs)
