@@ -144,3 +144,19 @@ def test_key_text_passed_as_a_path_str_is_never_echoed() -> None:
 def test_a_key_path_with_a_nul_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="cannot read the key file"):
         DkimKey.from_file("keys/s1\x00.pem")
+
+
+#: A throwaway EC key on secp112r1, a curve OpenSSL parses but cryptography does not support.
+EC_SECP112R1 = (
+    "-----BEGIN EC PRIVATE KEY-----\n"
+    "MD4CAQEEDlSBL6fTMhHf/nx85Kh7oAcGBSuBBAAGoSADHgAErPwuLD0o9/90XP3Z\n"
+    "cW8+M4Y/1dQRm7dcliV0/A==\n"
+    "-----END EC PRIVATE KEY-----\n"
+)
+
+
+def test_a_key_on_an_unsupported_curve_is_a_configuration_error() -> None:
+    # cryptography raises UnsupportedAlgorithm, which used to escape from_pem untyped.
+    with pytest.raises(ConfigurationError, match="neither an RSA nor an Ed25519") as caught:
+        DkimKey.from_pem(EC_SECP112R1.encode("ascii"))
+    assert caught.value.__suppress_context__

@@ -21,6 +21,7 @@ import os
 import pathlib
 import typing
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
@@ -148,6 +149,10 @@ class DkimKey:
         except (ValueError, binascii.Error):
             raise ConfigurationError(
                 f"DKIM: {source} is not a PEM private key (RSA or Ed25519)"
+            ) from None
+        except UnsupportedAlgorithm:  # e.g. an EC key on a curve OpenSSL does not know
+            raise ConfigurationError(
+                f"DKIM: {source} is neither an RSA nor an Ed25519 key"
             ) from None
         if isinstance(key, rsa.RSAPrivateKey):
             if key.key_size < MIN_RSA_BITS:
