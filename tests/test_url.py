@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import socket
 import urllib.parse
 from collections.abc import Callable
 
@@ -250,3 +251,12 @@ def test_options_agreeing_with_the_scheme_are_accepted() -> None:
     assert ClientBuilder.from_url("smtps://h?tls=implicit").config().tls_mode is TlsMode.IMPLICIT
     config = ClientBuilder.from_url("lmtp+unix:///run/dovecot/lmtp?tls=none").config()
     assert config.tls_mode is TlsMode.NONE
+
+
+def test_an_ipv6_zone_is_percent_decoded_as_rfc_6874_writes_it() -> None:
+    host = ClientBuilder.from_url("smtp://[fe80::1%25lo]:25?tls=none").config().endpoint.host
+    assert host == "fe80::1%lo"  # what the socket layer understands; "%25lo" is not a zone
+    socket.getaddrinfo(host, 25, type=socket.SOCK_STREAM)  # resolves without DNS
+    assert ClientBuilder.from_url("smtp://[fe80::1%eth0]").config().endpoint.host == "fe80::1%eth0"
+    with pytest.raises(ConfigurationError, match="IPv6 zone"):
+        ClientBuilder.from_url("smtp://[fe80::1%25]:25")

@@ -76,6 +76,7 @@ OPTIONS: typing.Final = frozenset(
 #: turn ``smtp://host\r\n.evil`` into another host; such a URL is refused instead.
 _UNSAFE: typing.Final = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HOST: typing.Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_ZONE: typing.Final = re.compile(r"[A-Za-z0-9._~-]+")
 _TRUE: typing.Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: typing.Final = frozenset({"0", "false", "no", "off"})
 #: A scheme and the slashes after it: ``smtp://``, but also ``smtp:`` or ``smtp:/`` (a typo
@@ -313,6 +314,13 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
         )
     if parts.path not in ("", "/"):
         raise ConfigurationError(f"the URL {shown} has a path; only unix socket URLs take one")
+    if "%" in host:
+        # An IPv6 zone (RFC 6874): [fe80::1%25eth0] in a URL is the address fe80::1%eth0.
+        address, _pct, zone = host.partition("%")
+        zone = urllib.parse.unquote("%" + zone).removeprefix("%")
+        if not _ZONE.fullmatch(zone):
+            raise ConfigurationError(f"the URL {shown} has an invalid IPv6 zone")
+        host = f"{address}%{zone}"
     return MailUrl(
         scheme=scheme,
         host=host,
