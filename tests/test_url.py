@@ -260,3 +260,14 @@ def test_an_ipv6_zone_is_percent_decoded_as_rfc_6874_writes_it() -> None:
     assert ClientBuilder.from_url("smtp://[fe80::1%eth0]").config().endpoint.host == "fe80::1%eth0"
     with pytest.raises(ConfigurationError, match="IPv6 zone"):
         ClientBuilder.from_url("smtp://[fe80::1%25]:25")
+
+
+def test_a_password_put_in_the_query_by_mistake_is_redacted_in_errors() -> None:
+    for url in ("smtp://h:99999?password=hunter2", "smtp://h#frag?x=1&pass=hunter2"):
+        with pytest.raises(ConfigurationError) as caught:
+            ClientBuilder.from_url(url)
+        assert "hunter2" not in str(caught.value)
+    assert redact_url("smtp://h?tls=none&smtp_password=hunter2&x=1") == (
+        "smtp://h?tls=none&smtp_password=***&x=1"
+    )
+    assert redact_url("smtp://h?password_env=MY_PW") == "smtp://h?password_env=MY_PW"

@@ -76,6 +76,10 @@ OPTIONS: typing.Final = frozenset(
 #: turn ``smtp://host\r\n.evil`` into another host; such a URL is refused instead.
 _UNSAFE: typing.Final = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HOST: typing.Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_SECRET_QUERY: typing.Final = re.compile(
+    r"((?:^|[?&;])(?:[a-z_]*pass(?:word)?|passwd|pwd|secret|token|access_token)=)[^&;#]*",
+    re.IGNORECASE,
+)
 _ZONE: typing.Final = re.compile(r"[A-Za-z0-9._~-]+")
 _TRUE: typing.Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: typing.Final = frozenset({"0", "false", "no", "off"})
@@ -92,6 +96,8 @@ def redact_url(url: str) -> str:
     URL, never under-redact.
     """
     text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", url)
+    # A password put in the query by mistake (?password=..., not an option) is hidden too.
+    text = _SECRET_QUERY.sub(r"\1***", text)
     # The credentials follow the scheme and its slashes, however many slashes there are
     # (``smtp:user:pw@host`` too); without a known scheme, the whole text may be userinfo.
     prefix = _PREFIX.match(text)
