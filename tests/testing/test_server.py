@@ -13,6 +13,7 @@ from tests._support.modes import Mode
 
 from mailsdk import (
     AuthenticationFailed,
+    ConfigurationError,
     ConnectionLost,
     DeliveryStatus,
     DeliveryUnknown,
@@ -361,3 +362,11 @@ async def test_rules_added_before_start_are_not_used_up_by_the_start_up_probe(mo
         assert len(server.messages) == 1
     finally:
         server.stop()
+
+
+def test_refusing_one_recipients_delivery_needs_lmtp(mail_server: MailServer) -> None:
+    # On SMTP the rule could never match (one reply for all): it used to be a silent no-op.
+    with pytest.raises(ConfigurationError, match="LMTP"):
+        mail_server.refuse_delivery(recipient="bob@example.org")
+    assert mail_server.script.rules == ()
+    assert mail_server.refuse_delivery().command == "END-OF-DATA"

@@ -318,7 +318,17 @@ class MailServer:
     def refuse_delivery(
         self, reply: str = "554 5.6.0 Message rejected", *, recipient: str | None = None
     ) -> Rule:
-        """Refuse the message after its final dot (LMTP: only ``recipient``'s reply)."""
+        """Refuse the message after its final dot (LMTP: only ``recipient``'s reply).
+
+        Raises:
+            ConfigurationError: ``recipient`` on an SMTP server (one reply covers every
+                recipient there, so the rule would never fire).
+        """
+        if recipient is not None and not self.lmtp:
+            raise ConfigurationError(
+                "refuse_delivery(recipient=...) needs an LMTP server (lmtp=True): SMTP has one "
+                "reply after the data for all recipients"
+            )
         return self.refuse("END-OF-DATA", reply, argument=recipient)
 
     def transient(
