@@ -233,3 +233,17 @@ def test_non_utf8_and_long_folded_headers_verify() -> None:
     signed = sign_bytes(signers(), message, timestamp=NOW)
     assert verify_all(signed) == [True, True]
     assert verify_all(signed.replace(b"<2@x>", b"<9@x>")) == [False, False]
+
+
+def test_a_missing_dkim_extra_fails_when_configured_not_at_the_first_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from mailsdk import ClientBuilder
+
+    monkeypatch.setitem(sys.modules, "dkim", None)  # "import dkim" now raises ImportError
+    with pytest.raises(ConfigurationError, match=r"mailsdk\[dkim\]"):
+        ClientBuilder.smtp("mail.example.com").with_dkim(DOMAIN, "rsa", rsa_key())
+    with pytest.raises(ConfigurationError, match=r"mailsdk\[dkim\]"):
+        DkimSigner(domain=DOMAIN, selector="rsa", key=rsa_key())

@@ -146,6 +146,9 @@ class DkimSigner:
             domain or a subdomain); omitted by default.
         expire_after: seconds after signing when the signature expires, ``x=``; ``None`` for
             no expiry.
+
+    Raises:
+        ConfigurationError: an invalid option, or the ``dkim`` extra (dkimpy) is not installed.
     """
 
     domain: str
@@ -158,6 +161,8 @@ class DkimSigner:
     expire_after: int | None = None
 
     def __attrs_post_init__(self) -> None:
+        # Fail when the signer is configured, not at the first send: signing needs dkimpy.
+        _dkimpy()
         _check_name("domain", self.domain)
         _check_name("selector", self.selector)
         if not isinstance(self.key, DkimKey):
