@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 
 from mailsdk._secret import Secret
 from mailsdk.auth.tokens import StaticTokenProvider
@@ -54,7 +54,7 @@ class _TcpController(Controller):
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
         self._starting = False
-        super().__init__(None, **kwargs)
+        super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
     def start(self) -> None:
         # aiosmtpd opens one connection of its own while starting (to see that the protocol
@@ -74,7 +74,7 @@ class _UnixController(UnixSocketController):
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
         self._starting = False
-        super().__init__(None, **kwargs)
+        super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
     def start(self) -> None:
         # aiosmtpd opens one connection of its own while starting (to see that the protocol
@@ -222,7 +222,7 @@ class MailServer:
             "auth_require_tls": self.tls != "none",
             "authenticator": authenticator(self._state),
         }
-        excluded = []
+        excluded: list[str] = []
         if not self._state.users:
             excluded += ["PLAIN", "LOGIN"]
         if not self._state.tokens:
@@ -240,7 +240,7 @@ class MailServer:
         if self.ca is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("localhost", "127.0.0.1", "::1", self.hostname).configure_cert(context)
+        self.ca.issue_cert("localhost", "127.0.0.1", "::1", self.hostname).configure_cert(context)  # pyright: ignore[reportUnknownMemberType]
         return context
 
     # -- what it received ---------------------------------------------------------------------
@@ -427,7 +427,7 @@ class MailServer:
 
 
 @contextlib.contextmanager
-def serve(**options: typing.Any) -> Iterator[MailServer]:
+def serve(**options: typing.Any) -> Generator[MailServer, None, None]:
     """Run a :class:`MailServer` for the ``with`` block (any test runner)::
 
     with mailsdk.testing.serve(chunking=True) as server:
