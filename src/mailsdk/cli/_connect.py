@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import sys
 import typing
 import urllib.parse
@@ -28,6 +29,7 @@ from mailsdk.transport import TlsSettings
 __all__ = ["ConnectionOptions", "builder_for", "token_provider_for"]
 
 PASSWORD_ENV: typing.Final = ENV_PREFIX + "PASSWORD"
+_URL_SCHEME: typing.Final = re.compile(r"(?:smtps?|lmtp)(?:\+unix)?:", re.IGNORECASE)
 
 
 @attrs.frozen(kw_only=True)
@@ -48,7 +50,7 @@ class ConnectionOptions:
 def _base(
     server: str, tls: str | None, password_for: typing.Callable[[str], Secret]
 ) -> ClientBuilder:
-    if "://" in server:
+    if "://" in server or _URL_SCHEME.match(server):  # "smtp:user:pw@host" is a URL too
         try:
             parts = urllib.parse.urlsplit(server)
             user, has_password = parts.username, parts.password is not None
@@ -67,6 +69,12 @@ def _base(
             )
         password = password_for(urllib.parse.unquote(user)) if user else None
         return typing.cast("ClientBuilder", from_url(server, password=password))
+    if "@" in server:
+        # "user:pw@host" without a scheme: the builder's error would quote it, password and all
+        raise ConfigurationError(
+            "--server is HOST[:PORT] or a URL; credentials never go there (use --user and "
+            f"{PASSWORD_ENV})"
+        )
     builder = ClientBuilder.smtp(server)
     if tls is None and builder.endpoint.port == 465:
         return builder.with_tls("implicit")
