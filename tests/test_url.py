@@ -242,7 +242,7 @@ def test_anything_between_an_ipv6_literal_and_its_port_is_refused() -> None:
     ],
 )
 def test_options_contradicting_the_scheme_are_refused(url: str, match: str) -> None:
-    # One of the two used to win silently (smtps://...?tls=none sent the password in clear).
+    # One of the two used to win silently (smtps://...?tls=none connected without any TLS).
     with pytest.raises(ConfigurationError, match=match):
         ClientBuilder.from_url(url)
 
