@@ -37,6 +37,7 @@ from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.events import NEED_DATA, CommandReplied, ConnectionClosed, GreetingReceived
 from mailsdk.protocol.reply import Reply
 from mailsdk.protocol.state import ClientState
+from mailsdk.telemetry.base import NoopSessionObserver
 
 if typing.TYPE_CHECKING:
     from mailsdk.config import Timeouts
@@ -118,6 +119,12 @@ class Pump:
         #: Why a greeting may never come with this configuration (see ``_setup.port_hint``).
         self.greeting_hint = greeting_hint
         self.observer = observer
+        # Telemetry off: every command gets the shared no-op observer, so the per-command hooks
+        # are skipped altogether (decided once per session).
+        self._silent: CommandObserver | None = (
+            observer.command("NOOP") if isinstance(observer, NoopSessionObserver) else None
+        )
+        self._content_queued = False  # a BDAT or end-of-data is among the unwritten commands
         self.timeouts = timeouts
         self._clock = clock
         self._out: list[bytes] = []
@@ -183,6 +190,7 @@ class Pump:
                 self._content_size += len(frame.data)
             elif isinstance(frame, BdatChunk):
                 data_phase = Phase.DATA if frame.last else phase
+                self._content_queued = True
                 tag = self._queue("BDAT", "BDAT", owner, data_phase)
                 self._put(
                     conn.send_bdat(
@@ -194,6 +202,7 @@ class Pump:
                     wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)
             elif isinstance(frame, EndOfData):
                 tag = self._queue("DATA.END", "DATA.END", owner, Phase.DATA)
+                self._content_queued = True
                 self._put(conn.end_body(tag))
                 if debug:
                     wire_log.debug("C: <message content, %d bytes> .", self._content_size)
@@ -215,13 +224,18 @@ class Pump:
 
     def take(self) -> bytes:
         """The buffered output, to be written now; starts the spans of the commands in it."""
-        self._content_written = self._content_size > 0 or any(
-            t.verb in ("BDAT", "DATA.END") for t in self._unwritten
-        )
+        self._content_written = self._content_size > 0 or self._content_queued
+        self._content_queued = False
         data = b"".join(self._out)
         self._out.clear()
         self._out_size = 0
         size = len(self._unwritten)
+        silent = self._silent
+        if silent is not None:
+            for tag in self._unwritten:
+                tag.observer = silent
+            self._unwritten.clear()
+            return data
         for tag in self._unwritten:
             if tag.owner is None:
                 tag.observer = self.observer.command(tag.verb, pipeline_size=size)
@@ -374,12 +388,13 @@ class Pump:
         tag = event.tag
         if not isinstance(tag, _Tag) or tag.observer is None:
             raise LocalProtocolError("a reply arrived for no tracked command")
-        if event.recipient is not None:
-            tag.observer.recipient_replied(event.recipient, event.reply)
-        if event.final:
-            tag.observer.replied(event.reply)
-            if self._want is not None:
-                self._want -= 1
+        if self._silent is None:
+            if event.recipient is not None:
+                tag.observer.recipient_replied(event.recipient, event.reply)
+            if event.final:
+                tag.observer.replied(event.reply)
+        if event.final and self._want is not None:
+            self._want -= 1
         self._waiting = False  # the next command's deadline starts at the next wait
 
     def _log_reply(self, reply: Reply) -> None:
@@ -401,5 +416,6 @@ class Pump:
         self._out.clear()
         self._out_size = 0
         self._unwritten.clear()
+        self._content_queued = False
         if isinstance(error, MailError) and not isinstance(error, LocalProtocolError):
             self.connection.send_failed()
