@@ -166,15 +166,6 @@ class Pump:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def _queue(self, verb: str, label: str, owner: object, phase: Phase) -> _Tag:
-        tag = _Tag(verb, label, owner, phase)
-        self._unwritten.append(tag)
-        return tag
-
-    def _put(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
-
     def encode(self, action: Exchange) -> Iterator[bytes]:
         """Encode ``action``'s frames; yield each block to write, in order.
 
@@ -184,35 +175,41 @@ class Pump:
         conn = self.connection
         debug = wire_log.isEnabledFor(logging.DEBUG)
         owner, phase = action.owner, action.phase
+        out, unwritten = self._out, self._unwritten  # take() clears them in place
         for frame in action.frames:
+            # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if isinstance(frame, BodyChunk):
-                self._put(conn.send_body(frame.data))
+                data = conn.send_body(frame.data)
                 self._content_size += len(frame.data)
             elif isinstance(frame, BdatChunk):
                 data_phase = Phase.DATA if frame.last else phase
                 self._content_queued = True
-                tag = self._queue("BDAT", "BDAT", owner, data_phase)
-                self._put(
-                    conn.send_bdat(
-                        frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
-                    )
+                tag = _Tag("BDAT", "BDAT", owner, data_phase)
+                unwritten.append(tag)
+                data = conn.send_bdat(
+                    frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
                 )
                 if debug:
                     last = " LAST" if frame.last else ""
                     wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)
             elif isinstance(frame, EndOfData):
-                tag = self._queue("DATA.END", "DATA.END", owner, Phase.DATA)
+                tag = _Tag("DATA.END", "DATA.END", owner, Phase.DATA)
+                unwritten.append(tag)
                 self._content_queued = True
-                self._put(conn.end_body(tag))
+                data = conn.end_body(tag)
                 if debug:
                     wire_log.debug("C: <message content, %d bytes> .", self._content_size)
                 self._content_size = 0
             else:
                 self._in_auth = isinstance(frame, Auth | AuthResponse)
-                tag = self._queue(frame.verb, _label(frame), owner, phase)
-                self._put(conn.send(frame, tag))
+                label = _label(frame) if isinstance(frame, Raw) else frame.verb
+                tag = _Tag(frame.verb, label, owner, phase)
+                unwritten.append(tag)
+                data = conn.send(frame, tag)
                 if debug:
                     wire_log.debug("C: %s", frame.redacted().decode("utf-8", "replace").rstrip())
+            out.append(data)
+            self._out_size += len(data)
             if self._out_size >= WRITE_BLOCK:
                 yield self.take()
         if action.replies != 0:

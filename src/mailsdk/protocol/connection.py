@@ -279,7 +279,8 @@ class ClientConnection:
             RemoteProtocolError: reply bytes the server sent before this command are buffered
                 (see :meth:`_check_in_step`).
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         trigger = trigger_of(command, self.dialect)
         # A raw line's first word may be a SASL payload: never put it in an error message.
         verb = "a raw command" if isinstance(command, Raw) else command.verb
@@ -308,7 +309,8 @@ class ClientConnection:
         Raises:
             LocalProtocolError: not in the ``BODY`` state.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         if self._state is not ClientState.BODY or self._data_encoder is None:
             raise LocalProtocolError(f"cannot send body data in state {self._state.name}")
         return self._data_encoder.encode(chunk)
@@ -326,7 +328,8 @@ class ClientConnection:
             LocalProtocolError: not in the ``BODY`` state.
             RemoteProtocolError: the server already sent a reply the body cannot have caused.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         new_state = state_after_send(self._state, Trigger.END_OF_DATA, "end of data")
         assert self._data_encoder is not None
         self._check_in_step()
@@ -445,7 +448,8 @@ class ClientConnection:
                 or EOF in the middle of a reply.
             LocalProtocolError: the connection is in ``ERROR``.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         try:
             return self._next_event()
         except BaseException:
