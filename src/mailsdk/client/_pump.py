@@ -179,7 +179,7 @@ class Pump:
         for frame in action.frames:
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if isinstance(frame, BodyChunk):
-                data = conn.send_body(frame.data)
+                data = conn.send_body(frame.data, canonical=frame.canonical)
                 self._content_size += len(frame.data)
             elif isinstance(frame, BdatChunk):
                 data_phase = Phase.DATA if frame.last else phase

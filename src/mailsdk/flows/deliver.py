@@ -262,7 +262,8 @@ class _Run:
             return count
         if prepared.stream is None and not prepared.headers and len(prepared.data) <= _ONE_EXCHANGE:
             group.kind = _Kind.FINAL
-            body = (BodyChunk(prepared.data), EndOfData()) if prepared.data else (EndOfData(),)
+            data = prepared.data
+            body = (BodyChunk(data, prepared.canonical), EndOfData()) if data else (EndOfData(),)
             yield Exchange(body, 0, Phase.DATA, item.owner)
             return 1
         for piece in body_chunks(prepared):

@@ -297,11 +297,12 @@ class ClientConnection:
         self._state = new_state
         return data
 
-    def send_body(self, chunk: bytes) -> bytes:
+    def send_body(self, chunk: bytes, *, canonical: bool = False) -> bytes:
         """Encode the next piece of the DATA body (only after DATA got 354).
 
         Args:
             chunk: raw message bytes, any size; split anywhere.
+            canonical: the caller knows ``chunk``'s line endings are all CRLF already.
 
         Returns:
             The canonical, dot-stuffed wire bytes for this chunk.
@@ -313,7 +314,7 @@ class ClientConnection:
             self._check_usable()
         if self._state is not ClientState.BODY or self._data_encoder is None:
             raise LocalProtocolError(f"cannot send body data in state {self._state.name}")
-        return self._data_encoder.encode(chunk)
+        return self._data_encoder.encode(chunk, canonical=canonical)
 
     def end_body(self, tag: object = None) -> bytes:
         """Finish the DATA body and queue :class:`EndOfData` for the final reply(ies).
