@@ -45,8 +45,16 @@ class ConnectionOptions:
     lmtp: bool = False
 
 
+def _without_user(parts: urllib.parse.SplitResult) -> str:
+    """The URL without its ``user@`` part (a probe never authenticates)."""
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 def _base(
-    server: str, tls: str | None, password_for: typing.Callable[[str], Secret]
+    server: str,
+    tls: str | None,
+    password_for: typing.Callable[[str], Secret] | None,
 ) -> ClientBuilder:
     if "://" in server:
         try:
@@ -65,6 +73,9 @@ def _base(
             raise ConfigurationError(
                 "server URLs need ClientBuilder.from_url (not in this mailsdk); use host[:port]"
             )
+        if password_for is None:
+            # no authentication (probe): the user is irrelevant, so never ask for a password
+            return typing.cast("ClientBuilder", from_url(_without_user(parts)))
         password = password_for(urllib.parse.unquote(user)) if user else None
         return typing.cast("ClientBuilder", from_url(server, password=password))
     builder = ClientBuilder.smtp(server)
@@ -203,7 +214,8 @@ def builder_for(
             f"no server: give --server HOST[:PORT], set {ENV_PREFIX}SERVER, or use a profile"
         )
     tls = opts.tls or profile.get("tls")
-    builder = _base(str(server), tls, lambda u: _password(opts, profile, u, prompt))
+    password_for = (lambda u: _password(opts, profile, u, prompt)) if authenticate else None
+    builder = _base(str(server), tls, password_for)
     if opts.lmtp or profile.get("lmtp"):
         builder = builder.with_lmtp()
     ca_file = opts.ca_file or profile.get("ca_file")
