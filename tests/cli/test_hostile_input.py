@@ -147,3 +147,18 @@ def test_a_closed_stdout_does_not_turn_a_delivery_into_a_failure(
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
     assert len(tls_server.recorder.messages) == 2
+
+
+def test_password_env_never_falls_back_to_mailsdk_password(
+    cli: Cli, tls_server: SmtpdServer, ca_file: str
+) -> None:
+    """``--password-env WORK_PW`` with WORK_PW unset is an error: MAILSDK_PASSWORD (maybe
+    another account's) must not be sent to this server instead."""
+    proc = cli(
+        "send", *server_args(tls_server, ca_file, "--user", USER), "--password-env", "WORK_PW",
+        "--from", "a@example.org", "--to", "b@example.com", "--body", "x",
+        env={"MAILSDK_PASSWORD": PASSWORD},
+    )  # fmt: skip
+    assert "WORK_PW is not set" in _one_line_error(proc)
+    assert tls_server.recorder.auth_logins == []
+    assert tls_server.recorder.messages == []

@@ -85,11 +85,15 @@ def _base(
 
 
 def _password(opts: ConnectionOptions, profile: Profile, user: str, prompt: bool) -> Secret:
-    for name in (opts.password_env, PASSWORD_ENV):
-        if name and os.environ.get(name):
-            return Secret(os.environ[name])
     if opts.password_env:
-        raise ConfigurationError(f"environment variable {opts.password_env} is not set")
+        # only the variable asked for: falling back to MAILSDK_PASSWORD would send another
+        # account's password to this server
+        value = os.environ.get(opts.password_env)
+        if not value:
+            raise ConfigurationError(f"environment variable {opts.password_env} is not set")
+        return Secret(value)
+    if os.environ.get(PASSWORD_ENV):
+        return Secret(os.environ[PASSWORD_ENV])
     secret = secret_from(profile.get("password_env"), profile.get("password_file"), "password")
     if secret is not None:
         return secret
