@@ -129,3 +129,19 @@ def test_never_started() -> None:
     assert not never_started(outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("reset")))
     lookalike = errors.DeliveryUnknown("not sent: no")
     assert not never_started(outcome(DeliveryStatus.UNKNOWN, error=lookalike))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"attempts": "3"},
+        {"attempts": 2.5},
+        {"backoff": "1"},
+        {"max_elapsed": float("nan")},  # would silently mean "no limit"
+        {"max_elapsed": -1.0},
+        {"throttle_delay": float("inf")},
+    ],
+)
+def test_policy_values_of_the_wrong_kind_are_a_typed_error(kw: dict[str, object]) -> None:
+    with pytest.raises(errors.ConfigurationError, match="RetryPolicy"):
+        RetryPolicy(**kw)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 from mailsdk.client import Client, Session
 from mailsdk.errors import MailError, PoolTimeout
@@ -110,7 +110,7 @@ class LeasedSession:
             delay = min(delay * 2, 0.25)
 
     @contextlib.contextmanager
-    def use(self) -> Iterator[Session]:
+    def use(self) -> Generator[Session, None, None]:
         """Yield the open session (connecting under a new lease if needed).
 
         A :class:`MailError` escaping the block closes the session (it may be unusable).

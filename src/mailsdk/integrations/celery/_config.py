@@ -164,17 +164,17 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
     client = conf.get("mailsdk_client")
     if not isinstance(client, str):
         raise ConfigurationError("set mailsdk_client = 'module:callable' in the Celery config")
-    retry = conf.get("mailsdk_retry") or {}
+    retry: object = conf.get("mailsdk_retry") or {}
     schedule: RetryPolicyLike
     if isinstance(retry, Mapping):
         try:
-            schedule = RetrySchedule(**retry)
+            schedule = RetrySchedule(**typing.cast("Mapping[str, typing.Any]", retry))
         except TypeError:
             raise ConfigurationError(
                 "mailsdk_retry takes attempts, backoff, multiplier and max_delay"
             ) from None
     elif hasattr(retry, "attempts") and callable(getattr(retry, "delay", None)):
-        schedule = retry  # a RetryPolicy
+        schedule = typing.cast("RetryPolicyLike", retry)  # a RetryPolicy (duck-typed above)
     else:
         raise ConfigurationError("mailsdk_retry must be a mapping or a RetryPolicy")
     cap = conf.get("mailsdk_max_connections")

@@ -1,3 +1,6 @@
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (Django ships no type information: its objects are Unknown to a strict checker.)
 """``EmailBackend``: Django's email backend protocol on a reused mailsdk session.
 
 Layer: L7 (integrations.django). Imports ``django`` (the extra), ``mailsdk.client``/``flows``
@@ -106,7 +109,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             self._client = build_client(self._options)
         return self._client
 
-    def open(self) -> bool:
+    # Django's stub-less base says None; Django's own SMTP backend returns a bool too.
+    def open(self) -> bool:  # pyright: ignore[reportIncompatibleMethodOverride]
         """Open the connection if it is not open; ``True`` when a new one was opened."""
         with self._lock:
             if self._session is not None and not self._session.closed:
