@@ -13,6 +13,7 @@ from mailsdk.errors import (
     ConfigurationError,
     ConnectError,
     ConnectTimeout,
+    InvalidInputError,
     ProxyError,
     ProxyTimeout,
 )
@@ -282,3 +283,37 @@ async def test_the_first_server_bytes_in_the_same_packet_are_not_swallowed(
 @pytest.fixture(params=["sync", "async"])
 def mode_name(request: pytest.FixtureRequest) -> str:
     return typing.cast("str", request.param)
+
+
+# --- hostile URLs and NO_PROXY entries (review of issue 15) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["socks5://u:Qz9/cret@h:1080", "http://u:Qz9#cret@h", "socks5://u:Qz9?cret@h"]
+)
+def test_a_malformed_url_never_quotes_part_of_the_password(url):
+    # urllib's own message quoted the password fragment before "/", "#" or "?" ('Qz9').
+    with pytest.raises(ConfigurationError) as info:
+        ProxyUrl.parse(url)
+    assert "Qz9" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_port_zero_is_refused_not_replaced_by_the_default():
+    with pytest.raises(ConfigurationError, match="port"):
+        ProxyUrl.parse("socks5://127.0.0.1:0")
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy"),
+    [("::1", "[::1]:25"), ("::1", "[::1]"), ("127.0.0.1", "127.0.0.1:25"), ("::1", " ::1 ")],
+)
+def test_no_proxy_ip_entries_with_brackets_or_ports(host, no_proxy):
+    env = {"all_proxy": "socks5://127.0.0.1:1080", "no_proxy": no_proxy}
+    assert proxy_from_env(host, env) is None
+
+
+def test_a_target_the_request_cannot_carry_is_refused_when_the_connector_is_built():
+    for cls in (ProxyConnector, AsyncProxyConnector):
+        with pytest.raises(InvalidInputError, match="proxy request"):
+            cls("http://127.0.0.1:8080", "x]:1", 25)

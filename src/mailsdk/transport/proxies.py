@@ -114,7 +114,10 @@ class ProxyUrl:
             parts = urllib.parse.urlsplit(text)
             port = parts.port
         except ValueError as exc:
-            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {exc}") from None
+            # urllib quotes the text it choked on: with a "/", "?" or "#" in the password
+            # that text *is* part of the password ("Port could not be cast ... 'se'").
+            detail = str(exc) if "@" not in text else "an unencoded character in the credentials?"
+            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {detail}") from None
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise ConfigurationError(
@@ -131,10 +134,16 @@ class ProxyUrl:
             raise ConfigurationError(f"a proxy password needs a user name: {_scrub(url)!r}")
         if scheme.startswith("socks4") and password:
             raise ConfigurationError("SOCKS4 has no passwords (only a user id); use socks5://")
+        if port is None:
+            port = _DEFAULT_PORTS[scheme]
+        try:
+            host = check_tcp_target(parts.hostname, port)
+        except InvalidInputError as exc:  # port 0, or a control character in the host
+            raise ConfigurationError(f"unusable proxy URL {_scrub(url)!r}: {exc}") from None
         return cls(
             scheme=typing.cast("ProxyScheme", scheme),
-            host=check_tcp_target(parts.hostname, port or 1),
-            port=port or _DEFAULT_PORTS[scheme],
+            host=host,
+            port=port,
             username=username or None,
             password=Secret(password) if password else None,
         )
@@ -188,8 +197,12 @@ def _bypassed(host: str, no_proxy: str) -> bool:
         if entry == "*":
             return True
         if ip is not None:
+            if entry.startswith("["):  # "[::1]" or "[::1]:25"
+                entry = entry[1:].partition("]")[0]
+            elif entry.count(":") == 1:  # "127.0.0.1:25"
+                entry = entry.partition(":")[0]
             try:
-                if ip in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                if ip in ipaddress.ip_network(entry, strict=False):
                     return True
             except ValueError:
                 pass
