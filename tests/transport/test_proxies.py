@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import pickle
 import socket
 import typing
@@ -296,7 +297,8 @@ def test_a_malformed_url_never_quotes_part_of_the_password(url):
     with pytest.raises(ConfigurationError) as info:
         ProxyUrl.parse(url)
     assert "Qz9" not in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    # Not even the chain keeps urllib's ValueError (it quotes the fragment).
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 def test_port_zero_is_refused_not_replaced_by_the_default():
@@ -317,3 +319,30 @@ def test_a_target_the_request_cannot_carry_is_refused_when_the_connector_is_buil
     for cls in (ProxyConnector, AsyncProxyConnector):
         with pytest.raises(InvalidInputError, match="proxy request"):
             cls("http://127.0.0.1:8080", "x]:1", 25)
+
+
+def test_a_percent_encoded_latin1_password_is_sent_as_that_byte():
+    # unquote() used to turn %E9 into U+FFFD: the proxy got EF BF BD and refused the login.
+    proxy = ProxyUrl.parse("socks5://user:caf%E9@127.0.0.1:1080")
+    hs = proxy.handshake("mx.example", 25)
+    hs.data_to_send()
+    hs.receive(b"\x05\x02")
+    assert hs.data_to_send() == b"\x01\x04user\x04caf\xe9"
+
+
+def test_an_environment_password_with_undecodable_bytes_is_sent_as_those_bytes():
+    # os.environ gives surrogates for bytes that are not UTF-8 (surrogateescape).
+    proxy = proxy_from_env("mx.example", {"all_proxy": "http://user:caf\udce9@127.0.0.1:8080"})
+    assert proxy is not None
+    request = proxy.handshake("mx.example", 25).data_to_send()
+    assert base64.b64encode(b"user:caf\xe9") in request
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+def test_an_unencodable_password_is_a_typed_error_that_does_not_carry_it(scheme):
+    # A bare UnicodeEncodeError kept the whole password in its ``.object``.
+    proxy = ProxyUrl.parse(f"{scheme}://user:Qz9\ud800@127.0.0.1:1080")
+    with pytest.raises(InvalidInputError) as info:
+        ProxyConnector(proxy, "mx.example", 25)
+    assert "Qz9" not in str(info.value)
+    assert info.value.__context__ is None and info.value.__cause__ is None

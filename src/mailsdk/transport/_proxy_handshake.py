@@ -67,6 +67,20 @@ def _name_bytes(host: str) -> bytes:
     return name
 
 
+def _credential_bytes(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; undecodable bytes kept as they came (``surrogateescape``).
+
+    A password read from a non-UTF-8 environment, or percent-encoded as ``%E9``, reaches us with
+    surrogates standing for its raw bytes: send those bytes. The error never carries the text
+    (a ``UnicodeEncodeError`` keeps the whole string in ``.object``).
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        pass  # raised below, outside the handler: not even ``__context__`` keeps the text
+    raise InvalidInputError(f"the proxy {what} cannot be encoded")
+
+
 def _ipv6_authority(host: str) -> str | None:
     """``[v6]`` for an IPv6 literal (a zone index as ``%25``, RFC 6874), else ``None``."""
     try:
@@ -148,7 +162,8 @@ class Socks5(Handshake):
         super().__init__(host, port, proxy)
         self._credentials: tuple[bytes, bytes] | None = None
         if username is not None:
-            user, secret = username.encode(), (password or "").encode()
+            user = _credential_bytes(username, "user name")
+            secret = _credential_bytes(password or "", "password")
             if not 0 < len(user) < 256 or len(secret) > 255:
                 raise InvalidInputError("SOCKS5 user names and passwords are 1-255 bytes")
             self._credentials = (user, secret)
@@ -216,7 +231,7 @@ class Socks4a(Handshake):
         self, host: str, port: int, *, username: str | None = None, proxy: str = ""
     ) -> None:
         super().__init__(host, port, proxy)
-        user = (username or "").encode()
+        user = _credential_bytes(username or "", "user id")
         if b"\x00" in user:
             raise InvalidInputError("a SOCKS4 user id cannot contain NUL")
         try:
@@ -260,7 +275,9 @@ class HttpConnect(Handshake):
             if ":" in username:
                 # RFC 7617 §2: the user-id ends at the first colon; the proxy would misread it.
                 raise InvalidInputError("an HTTP proxy user name cannot contain ':'")
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            user = _credential_bytes(username, "user name")
+            secret = _credential_bytes(password or "", "password")
+            token = base64.b64encode(user + b":" + secret).decode()
             lines.append(f"Proxy-Authorization: Basic {token}")
         self._out += ("\r\n".join(lines) + "\r\n\r\n").encode()
         self._need = 4

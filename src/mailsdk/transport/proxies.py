@@ -74,6 +74,10 @@ def _scrub(text: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+def _unquote(part: str | None) -> str | None:
+    return None if part is None else urllib.parse.unquote(part, errors="surrogateescape")
+
+
 @attrs.frozen(repr=False)
 class ProxyUrl:
     """A parsed proxy URL such as ``socks5://user:pass@proxy.example:1080``.
@@ -110,14 +114,17 @@ class ProxyUrl:
         text = url.strip()
         if "://" not in text:
             text = f"socks5://{text}"
+        detail: str | None = None
         try:
             parts = urllib.parse.urlsplit(text)
             port = parts.port
         except ValueError as exc:
             # urllib quotes the text it choked on: with a "/", "?" or "#" in the password
-            # that text *is* part of the password ("Port could not be cast ... 'se'").
+            # that text *is* part of the password ("Port could not be cast ... 'se'"). So the
+            # error is raised outside this handler, without the ValueError as its __context__.
             detail = str(exc) if "@" not in text else "an unencoded character in the credentials?"
-            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {detail}") from None
+        if detail is not None:
+            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {detail}")
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise ConfigurationError(
@@ -128,8 +135,9 @@ class ProxyUrl:
             raise ConfigurationError(f"no host in the proxy URL {_scrub(url)!r}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ConfigurationError(f"a proxy URL has no path or query: {_scrub(url)!r}")
-        username = urllib.parse.unquote(parts.username) if parts.username is not None else None
-        password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+        # surrogateescape: "%E9" (a Latin-1 byte) stays that byte on the wire, not U+FFFD.
+        username = _unquote(parts.username)
+        password = _unquote(parts.password)
         if password and not username:
             raise ConfigurationError(f"a proxy password needs a user name: {_scrub(url)!r}")
         if scheme.startswith("socks4") and password:
