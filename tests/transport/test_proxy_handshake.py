@@ -317,3 +317,11 @@ def test_http_connect_bare_lf_head_fails_at_once_instead_of_eating_the_greeting(
     hs = HttpConnect("mx.example", 25)
     with pytest.raises(ProxyError, match="bare LF"):
         feed(hs, b"HTTP/1.1 200 OK\n\n220 mx.example ESMTP\r\n")
+
+
+@pytest.mark.parametrize("status", [b"HTTP/1.1 2\xb200 OK", b"HTTP/1.1 20 OK", b"HTTP/1.1 2000 OK"])
+def test_a_status_code_that_is_not_three_ascii_digits_is_a_proxy_error(status):
+    # "\xb2" is "²" in Latin-1: str.isdigit() said yes, then int() raised a bare ValueError.
+    hs = HttpConnect("mx.example", 25)
+    with pytest.raises(ProxyError, match="not an HTTP proxy"):
+        feed(hs, status + b"\r\n\r\n")

@@ -317,9 +317,15 @@ class HttpConnect(Handshake):
 
     def _judge(self, lines: list[str]) -> None:
         status = lines[0].split(" ", 2)
-        if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+        # Three ASCII digits (RFC 9112 §4): str.isdigit() also takes "²" (int() then raises).
+        code_text = status[1] if len(status) > 1 else ""
+        if (
+            not status[0].startswith("HTTP/1.")
+            or len(code_text) != 3
+            or not (code_text.isascii() and code_text.isdigit())
+        ):
             raise self._fail(f"not an HTTP proxy (status line {_printable(lines[0])!r})")
-        code = int(status[1])
+        code = int(code_text)
         reason = _printable(status[2]) if len(status) > 2 else ""
         if 100 <= code < 200 and code != 101:
             # RFC 9110 §15.2: interim responses (100 Continue, 103 Early Hints) precede the

@@ -74,6 +74,17 @@ def _scrub(text: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+def _split(text: str) -> tuple[urllib.parse.SplitResult, int | None] | str:
+    """The URL's parts and port, or why they are unusable (never quoting the password)."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        return parts, parts.port
+    except ValueError as exc:
+        # urllib quotes the text it choked on: with a "/", "?" or "#" in the password, that
+        # text *is* part of the password ("Port could not be cast ... 'se'").
+        return str(exc) if "@" not in text else "an unencoded character in the credentials?"
+
+
 def _unquote(part: str | None) -> str | None:
     return None if part is None else urllib.parse.unquote(part, errors="surrogateescape")
 
@@ -114,17 +125,10 @@ class ProxyUrl:
         text = url.strip()
         if "://" not in text:
             text = f"socks5://{text}"
-        detail: str | None = None
-        try:
-            parts = urllib.parse.urlsplit(text)
-            port = parts.port
-        except ValueError as exc:
-            # urllib quotes the text it choked on: with a "/", "?" or "#" in the password
-            # that text *is* part of the password ("Port could not be cast ... 'se'"). So the
-            # error is raised outside this handler, without the ValueError as its __context__.
-            detail = str(exc) if "@" not in text else "an unencoded character in the credentials?"
-        if detail is not None:
-            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {detail}")
+        split = _split(text)
+        if isinstance(split, str):  # raised here, so urllib's ValueError is not its __context__
+            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {split}")
+        parts, port = split
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise ConfigurationError(
