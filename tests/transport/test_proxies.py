@@ -308,7 +308,14 @@ def test_port_zero_is_refused_not_replaced_by_the_default():
 
 @pytest.mark.parametrize(
     ("host", "no_proxy"),
-    [("::1", "[::1]:25"), ("::1", "[::1]"), ("127.0.0.1", "127.0.0.1:25"), ("::1", " ::1 ")],
+    [
+        ("::1", "[::1]:25"),
+        ("::1", "[::1]"),
+        ("127.0.0.1", "127.0.0.1:25"),
+        ("::1", " ::1 "),
+        ("[::1]", "::1"),
+        ("[2001:db8::5]", "2001:db8::/32"),
+    ],
 )
 def test_no_proxy_ip_entries_with_brackets_or_ports(host, no_proxy):
     env = {"all_proxy": "socks5://127.0.0.1:1080", "no_proxy": no_proxy}

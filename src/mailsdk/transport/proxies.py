@@ -198,7 +198,9 @@ class ProxyUrl:
 
 def _bypassed(host: str, no_proxy: str) -> bool:
     """Whether ``NO_PROXY`` exempts ``host`` (``*``, names, ``.suffix``, IPs and CIDR blocks)."""
-    name = host.lower().rstrip(".")
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):  # "[::1]", as a user may write the host
+        name = name[1:-1]
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
     except ValueError:
