@@ -277,3 +277,15 @@ async def test_a_resolver_answer_of_the_wrong_shape_is_a_clear_error(dial: Dial,
     # interleave() raised a bare ValueError/IndexError from inside the dialer.
     with pytest.raises(InvalidInputError, match="getaddrinfo"):
         await dial("mail.test", 25, resolver=lambda host, port: [answer])
+
+
+@pytest.mark.parametrize("count", [1, 2])
+async def test_a_socket_the_os_cannot_create_is_named_with_its_reason(dial: Dial, count: int):
+    # As for AF_INET6 on a host without IPv6 (EAFNOSUPPORT): the async dialer said "no answer
+    # before the deadline", the blocking one with a single address named no attempt at all.
+    entry = (socket.AF_UNIX, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("mail.test", 25))
+    with pytest.raises(ConnectError) as caught:
+        await dial("mail.test", 25, resolver=lambda host, port: [entry] * count)
+    assert not isinstance(caught.value, ConnectTimeout)
+    assert caught.value.attempts
+    assert all(reason == "Protocol not supported" for _, reason in caught.value.attempts)
