@@ -15,8 +15,8 @@ adds:
   Office365 or Gmail); the user is ``EMAIL_HOST_USER``.
 * ``MAILSDK_CLIENT``: ``"module:callable"`` returning a ``Client`` or ``ClientBuilder``: full
   control, and every other connection setting is ignored.
-* ``MAILSDK_POOL_SIZE``: connections to keep per process (validated; one is used per backend
-  instance until the pool lands).
+* ``MAILSDK_POOL_SIZE``: the connections of the backend's pool (default 1): one
+  ``send_messages`` call spreads its messages over up to this many connections.
 * ``MAILSDK_CELERY_TASKS``: ``"module:attribute"`` of the ``MailTasks`` that
   :func:`mailsdk.integrations.celery.install` returned: messages are handed to the workers.
 """
