@@ -28,7 +28,7 @@ class Secret:
     def __init__(self, value: str | Secret) -> None:
         if isinstance(value, Secret):
             value = value.reveal()
-        if not isinstance(value, str):
+        if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError("Secret value must be a str")
         self._value: str = value
 

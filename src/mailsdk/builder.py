@@ -105,7 +105,7 @@ class ClientBuilder:
         off or opportunistic (see :attr:`ClientConfig.port`).
         """
         given: object = host  # checked: it often comes from os.environ.get()
-        if not isinstance(given, str) or not given:
+        if not isinstance(given, str) or not given:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"host must be a non-empty str, not {given!r}")
         if port is None and ":" in host:
             # Parse twice with different defaults: equal ports mean the text named one.

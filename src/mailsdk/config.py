@@ -245,9 +245,9 @@ class AuthSettings:
     def __attrs_post_init__(self) -> None:
         username: object = self.username  # checked: it often comes from os.environ.get()
         authzid: object = self.authzid
-        if not isinstance(username, str) or not username:
+        if not isinstance(username, str) or not username:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"username must be a non-empty str, not {username!r}")
-        if authzid is not None and not isinstance(authzid, str):
+        if authzid is not None and not isinstance(authzid, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError("authzid must be a str or None")
         if (self.password is None) == (self.token_provider is None):
             raise ConfigurationError("give exactly one of password and token_provider")

@@ -94,7 +94,14 @@ class OAuthAuthority:
         requests: every request received, in order.
     """
 
-    def __init__(self, ca: trustme.CA, directory: Path, *, tenant: str = "contoso.example") -> None:
+    def __init__(
+        self,
+        ca: trustme.CA,
+        directory: Path,
+        *,
+        tenant: str = "contoso.example",
+        names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    ) -> None:
         self.tenant = tenant
         self.expires_in = 3600
         self.error: dict[str, str] | None = None
@@ -104,13 +111,15 @@ class OAuthAuthority:
         self.tid = "11111111-2222-3333-4444-555555555555"
         self.user_code = "WDJB-MJHT"
         self.requests: list[RecordedRequest] = []
+        #: answer msal's instance-metadata request (otherwise a 404, as a private authority does)
+        self.instance_metadata = False
         self._device_scope = ""
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self.ca_path = directory / "oauth-authority-ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_path))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        ca.issue_cert(*names).configure_cert(context)
         handler = type("_Handler", (_Handler,), {"authority": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -236,6 +245,13 @@ class OAuthAuthority:
             f"{prefix}/.well-known/openid-configuration",
         ):
             return 200, self._openid_configuration()
+        if self.instance_metadata and method == "GET" and path == "/common/discovery/instance":
+            # msal's instance metadata (asked when it lists cached accounts): one cloud, no aliases
+            return 200, {
+                "tenant_discovery_endpoint": f"{self.authority_url}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [],
+            }
         if method != "POST":
             return 404, {"error": "not_found"}
         if self.error is not None and path != f"{prefix}/oauth2/v2.0/devicecode":

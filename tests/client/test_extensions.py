@@ -284,3 +284,55 @@ async def test_an_extension_the_server_never_offered_adds_nothing(
         await s.sendmail("a@example.org", ["b@example.com"], RAW)
     (message,) = smtpd.recorder.messages
     assert not any("MT-PRIORITY" in o for o in message.mail_options)
+
+
+BINARY = b"Subject: bin\r\n\r\n\x00\x01bare\nlf\rcr\r\n.\r\n\xff\xfe"
+
+
+async def test_binarymime_content_goes_in_bdat_exactly_as_given(
+    mode: Mode, scripted: Scripted
+) -> None:
+    # RFC 3030 §3: no CR/LF canonicalisation, no dot-stuffing, BDAT only.
+    server = scripted(
+        [
+            *GREETING,
+            Send(ehlo_reply("CHUNKING", "BINARYMIME", "8BITMIME")),
+            Expect(b"MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n"),
+            Send(b"250 ok\r\n"),
+            Expect(b"RCPT TO:<b@example.com>"),
+            Send(b"250 ok\r\n"),
+            Expect(f"BDAT {len(BINARY)} LAST\r\n".encode()),
+            ReadBytes(len(BINARY)),
+            Send(b"250 queued\r\n"),
+            *QUIT,
+        ]
+    )
+    options = MailOptions(body="BINARYMIME")
+    # chunking "when offered" (the default) or even "never": BINARYMIME forces BDAT
+    async with mode.session(plain_builder(server.host, server.port)) as s:
+        await s.sendmail("a@example.org", ["b@example.com"], BINARY, mail_options=options)
+    server.check()
+    assert f"BDAT {len(BINARY)} LAST\r\n".encode() + BINARY in bytes(server.received)
+
+
+async def test_binarymime_is_never_sent_over_data(mode: Mode, scripted: Scripted) -> None:
+    server = scripted(
+        [
+            *GREETING,
+            Send(ehlo_reply("CHUNKING", "BINARYMIME")),
+            Expect(b"NOOP"),  # refused locally: neither MAIL nor DATA was written
+            Send(b"250 ok\r\n"),
+            *QUIT,
+        ]
+    )
+    never_bdat = plain_builder(server.host, server.port).with_chunking(False)
+    async with mode.session(never_bdat) as s:
+        with pytest.raises(CapabilityError, match="BINARYMIME"):
+            await s.sendmail(
+                "a@example.org",
+                ["b@example.com"],
+                BINARY,
+                mail_options=MailOptions(body="BINARYMIME"),
+            )
+        assert (await s.noop()).code == 250
+    server.check()

@@ -25,7 +25,7 @@ from tests._support.proxy_servers import (
 )
 from tests._support.smtpd import SmtpdServer
 
-from mailsdk import ClientBuilder, ConfigurationError, ProxyError, TLSError
+from mailsdk import ClientBuilder, ConfigurationError, ProxyError, ProxyTimeout, Timeouts, TLSError
 from mailsdk.transport import TlsSettings
 
 SmtpdFactory = Callable[..., SmtpdServer]
@@ -196,3 +196,15 @@ async def test_the_proxy_password_stays_out_of_reprs(client_tls: TlsSettings) ->
 async def test_a_proxy_needs_a_tcp_endpoint() -> None:
     with pytest.raises(ConfigurationError, match="TCP"):
         ClientBuilder.unix("/run/lmtp").with_proxy("socks5://127.0.0.1:1080").config()
+
+
+async def test_a_stalled_proxy_ends_at_the_connect_deadline(mode: Mode) -> None:
+    with socket.socket() as silent:  # accepts (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"socks5://u:hunter2@127.0.0.1:{silent.getsockname()[1]}"
+        b = ClientBuilder.smtp("mx.test", 587).with_timeouts(Timeouts(connect=0.5)).with_proxy(url)
+        with pytest.raises(ProxyTimeout) as caught:
+            await mode.connect(b)
+    assert caught.value.side == "proxy"
+    assert "hunter2" not in str(caught.value)

@@ -207,3 +207,40 @@ async def test_send_message_raises_delivery_unknown(mode: Mode, scripted: Script
         await session.sendmail("a@example.org", ["b@example.com"], raw(0))
     assert isinstance(info.value.cause, mailsdk.ConnectionLost)
     assert session.closed
+
+
+async def test_async_stopping_with_messages_in_flight_closes_the_session(
+    smtpd_factory: Callable[..., SmtpdServer],
+) -> None:
+    smtpd = smtpd_factory(pipelining=True)
+    client = plain_builder(smtpd.host, smtpd.port).build_async()
+    async with await client.connect() as session:
+        outcomes = session.send_many(item(i) for i in range(5))
+        assert (await anext(outcomes)).status is A  # message 1's envelope is in flight
+        await outcomes.aclose()  # type: ignore[attr-defined]
+        assert session.closed
+
+
+async def test_async_stopping_between_messages_keeps_the_session(
+    smtpd_factory: Callable[..., SmtpdServer],
+) -> None:
+    smtpd = smtpd_factory(pipelining=False)
+    client = plain_builder(smtpd.host, smtpd.port).build_async()
+    async with await client.connect() as session:
+        outcomes = session.send_many(item(i) for i in range(5))
+        assert (await anext(outcomes)).status is A
+        await outcomes.aclose()  # type: ignore[attr-defined]
+        assert not session.closed
+        assert (await session.noop()).code == 250
+
+
+async def test_items_with_a_bad_envelope_fail_alone(mode: Mode, smtpd: SmtpdServer) -> None:
+    items = [
+        Outgoing(raw(0), sender="a@example.org", recipients=[1, 2]),  # type: ignore[list-item]
+        Outgoing(raw(1), sender=b"a@example.org", recipients=["b@example.com"]),  # type: ignore[arg-type]
+        item(2),
+    ]
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [F, F, A]
+    assert all(isinstance(o.error, mailsdk.InvalidInputError) for o in outcomes[:2])

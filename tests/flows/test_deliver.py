@@ -311,3 +311,54 @@ def test_items_that_failed_to_prepare_are_reported_in_order_and_never_written() 
     assert [(o.index, o.status) for o in out] == [(0, A), (1, F), (2, F), (3, A)]
     assert out[1].key == "bad"
     assert isinstance(out[2].error, InvalidInputError)
+
+
+# -- servers that lie: nothing is reported delivered on a reply meant for another command ---------
+
+
+def test_a_missing_end_of_data_reply_never_confirms_the_message() -> None:
+    # The server skips message 0's final reply: the next MAIL's 250 would "confirm" it. The
+    # 354 then lands on the RCPT, which the connection refuses as out of step.
+    run = WireRun()
+    steps = [
+        Step(envelope(0), OK_ENV),
+        Step(wire_body(0) + envelope(1), b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+    ]
+    out = outcomes_of(run.run(deliver_many(PIPELINING), [item(i) for i in range(3)], steps))
+    assert [o.status for o in out] == [U, F, F]
+    assert not any(o.status.delivered for o in out)
+
+
+def test_an_extra_reply_is_detected_and_no_later_message_is_confirmed() -> None:
+    run = WireRun()
+    steps = [
+        Step(envelope(0), OK_ENV),
+        Step(wire_body(0) + envelope(1), queued(0) + b"250 extra\r\n" + OK_ENV),
+    ]
+    out = outcomes_of(run.run(deliver_many(PIPELINING), [item(i) for i in range(3)], steps))
+    # message 1's DATA got a 250 (out of step): nothing after message 0's end is trusted
+    assert [o.status for o in out] == [U, F, F]
+
+
+@pytest.mark.parametrize("bad", [b"354 go\r\n", b"334 what\r\n"])
+def test_an_intermediate_reply_to_mail_or_rcpt_breaks_off(bad: bytes) -> None:
+    steps = [Step(envelope(0), b"250 ok\r\n" + bad + b"354 go\r\n")]
+    out = outcomes_of(WireRun().run(deliver_many(PIPELINING), [item(0), item(1)], steps))
+    assert [o.status for o in out] == [F, F]
+
+
+def test_a_stall_before_the_envelope_replies_fails_the_message() -> None:
+    steps = [Step(envelope(0), STALL)]
+    out = outcomes_of(WireRun().run(deliver_many(PIPELINING), [item(0), item(1)], steps))
+    assert [o.status for o in out] == [F, F]
+    assert isinstance(out[0].error, ReadTimeout)
+
+
+def test_a_confirmed_message_stays_confirmed_when_the_link_drops_later() -> None:
+    steps = [
+        Step(envelope(0), OK_ENV),
+        Step(wire_body(0) + envelope(1), queued(0)),
+        Step(b"", DROP),
+    ]
+    out = outcomes_of(WireRun().run(deliver_many(PIPELINING), [item(0), item(1)], steps))
+    assert [o.status for o in out] == [A, F]

@@ -10,7 +10,7 @@ import time
 import pytest
 from tests._support.modes import Mode
 from tests._support.mta import MtaEnvironment, as_sent, build_message
-from tests.mta.mailsdk_support import SENDER, TRICKY_BODY, smtp_builder
+from tests.mta.mailsdk_support import SENDER, TRICKY_BODY, lmtp_builder, smtp_builder
 
 from mailsdk import DeliveryStatus, Outgoing
 
@@ -70,3 +70,30 @@ async def test_hundreds_of_messages_on_one_connection(
     assert not twice, f"{len(twice)} messages delivered more than once"
     for message, message_id in sent:
         assert as_sent(stored[message_id][0]) == message
+
+
+@pytest.mark.parametrize("chunking", [False, True])
+async def test_lmtp_send_many_reports_each_recipient(
+    mode: Mode, mta_env: MtaEnvironment, chunking: bool
+) -> None:
+    """Dovecot LMTP: per-recipient results per message, the next envelope pipelined."""
+    sent = [
+        build_message("alice@example.test", subject=f"lmtp {i}", body=TRICKY_BODY)
+        for i in range(30)
+    ]
+    recipients = ["alice@example.test", "nobody@example.test", "bob@example.test"]
+    items = [Outgoing(message, sender=SENDER, recipients=recipients) for message, _id in sent]
+    builder = lmtp_builder(mta_env, "tcp").with_chunking(chunking, chunk_size=100)
+    async with mode.session(builder) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [DeliveryStatus.PARTIAL] * len(sent)
+    for outcome in outcomes:
+        assert outcome.result is not None and outcome.result.lmtp
+        assert outcome.result.accepted == ("alice@example.test", "bob@example.test")
+        assert list(outcome.result.refused) == ["nobody@example.test"]
+    ids = {message_id for _message, message_id in sent}
+    for user in ("alice", "bob"):
+        stored = _wait_for_all(mta_env, user, ids)
+        assert all(len(stored[i]) == 1 for i in ids), user
+        for message, message_id in sent:
+            assert as_sent(stored[message_id][0]) == message

@@ -20,6 +20,9 @@ from mailsdk import DeliveryStatus, Outgoing
 from mailsdk.batch import Progress, RetryPolicy, TokenBucket
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=0.02)
+#: For runs with many faults: a message pipelined behind a fault that broke its connection
+#: uses a try too, and may sit behind several faults in turn.
+PATIENT_RETRY = RetryPolicy(attempts=6, backoff=0.01, jitter=0.0, throttle_delay=0.02)
 
 
 def message(index: int, recipients: int = 1) -> Outgoing:
@@ -113,7 +116,7 @@ async def test_faults_every_message_one_outcome(
     builder = plain_builder(server.host, server.port).with_timeouts(0.75)
     items = [message(i, recipients=2) for i in range(30)]
     outcomes, report = await run_batch(
-        mode, builder, items, pool={"max_connections": 3}, retry=FAST_RETRY
+        mode, builder, items, pool={"max_connections": 3}, retry=PATIENT_RETRY
     )
     seen = by_index(outcomes)
     assert sorted(seen) == list(range(30))
@@ -121,8 +124,8 @@ async def test_faults_every_message_one_outcome(
         status, attempts = EXPECTED.get(index, (DeliveryStatus.ACCEPTED, 1))
         assert outcome.status is status, (index, outcome)
         # A message pipelined behind a fault that broke the connection was in flight: it takes
-        # one more try (and its own fault may only play on that one).
-        assert outcome.attempts in (attempts, attempts + 1), (index, outcome)
+        # more tries (and its own fault may only play on a later one).
+        assert attempts <= outcome.attempts <= PATIENT_RETRY.attempts, (index, outcome)
     assert seen[6].result is not None and set(seen[6].result.accepted) == set(recipients_for(6, 2))
     assert seen[5].error is not None and not seen[5].error.is_retryable
     kept = server.handler.kept
@@ -147,7 +150,7 @@ async def test_ten_thousand_messages_with_faults(
         plain_builder(server.host, server.port),
         items,
         pool={"max_connections": 8},
-        retry=FAST_RETRY,
+        retry=PATIENT_RETRY,
     )
     seen = by_index(outcomes)
     assert len(seen) == 10_000

@@ -52,7 +52,7 @@ def saslprep(text: str, *, allow_unassigned: bool = False, what: str = "string")
         AuthError: the string contains a prohibited or unassigned character or breaks the bidi
             rule. The message never includes the text itself.
     """
-    if not isinstance(text, str):
+    if not isinstance(text, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError("saslprep() needs a str")
     if text.isascii() and all(0x20 <= ord(c) < 0x7F for c in text):
         # Fast path: printable ASCII is unchanged by every step of the profile.

@@ -75,7 +75,7 @@ def check_encodable(mechanism: str, what: str, value: str) -> None:
 
 
 def _check_text(value: str) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError("expected a str")
     return value
 
@@ -159,6 +159,7 @@ class SaslExchange(typing.Protocol):
 
         Call at most once, before any :meth:`respond`; a non-``None`` result must be sent.
         """
+        ...
 
     def respond(self, challenge: bytes) -> bytes:
         """Answer one raw (already base64-decoded) server challenge.
@@ -166,6 +167,7 @@ class SaslExchange(typing.Protocol):
         Raises:
             AuthError: the challenge is malformed, unexpected, or the round cap was hit.
         """
+        ...
 
     def finish(self, additional: bytes | None) -> None:
         """Accept the server's success, with its additional data if the protocol carried any.
@@ -173,10 +175,12 @@ class SaslExchange(typing.Protocol):
         Raises:
             AuthError: the server failed to prove itself (SCRAM server signature).
         """
+        ...
 
     @property
     def server_error(self) -> Mapping[str, object] | None:
         """The OAuth error JSON from an error challenge (RFC 7628 §3.2.2), if one came."""
+        ...
 
 
 @typing.runtime_checkable
@@ -191,18 +195,22 @@ class Mechanism(typing.Protocol):
     @property
     def name(self) -> str:
         """The registered SASL name, upper case (e.g. ``"SCRAM-SHA-256"``)."""
+        ...
 
     @property
     def credential_kind(self) -> CredentialKind:
         """Whether the mechanism takes a password or an access token."""
+        ...
 
     @property
     def sends_reusable_secret(self) -> bool:
         """True if an eavesdropper could replay what is sent (refused over plaintext)."""
+        ...
 
     @property
     def supports_initial_response(self) -> bool:
         """True if the first client message may go with the AUTH command (RFC 4954 §4)."""
+        ...
 
     def start(self, credentials: SaslCredentials, context: SaslContext) -> SaslExchange:
         """Begin one exchange.
@@ -210,6 +218,7 @@ class Mechanism(typing.Protocol):
         Raises:
             AuthError: the credentials cannot be used with this mechanism (e.g. SASLprep fails).
         """
+        ...
 
 
 class BaseExchange:
@@ -249,7 +258,7 @@ class BaseExchange:
         """
         if self.finished:
             raise AuthError(f"{self.mechanism}: challenge received after the exchange finished")
-        if not isinstance(challenge, bytes | bytearray | memoryview):
+        if not isinstance(challenge, bytes | bytearray | memoryview):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError("challenge must be bytes")
         self.rounds += 1
         if self.rounds > self.max_rounds:

@@ -39,7 +39,7 @@ _INSTALL_HINT: typing.Final = "google-auth is not installed: pip install 'mailsd
 def _require_google() -> None:
     """Import google-auth's transport, or explain how to install it."""
     try:
-        import google.auth.transport.requests  # noqa: F401
+        import google.auth.transport.requests  # noqa: F401  # pyright: ignore[reportUnusedImport]
     except ImportError as exc:
         raise ConfigurationError(_INSTALL_HINT) from exc
 
@@ -213,7 +213,12 @@ class GoogleTokenProvider:
 
 def _refresh_error(exc: Exception) -> TokenError:
     """Map google-auth's RefreshError (message, response_data) onto :class:`TokenError`."""
-    data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], Mapping) else {}
+    # google-auth passes the token endpoint's decoded JSON reply: str keys, JSON values.
+    data: Mapping[str, object] = (
+        typing.cast("Mapping[str, object]", exc.args[1])
+        if len(exc.args) > 1 and isinstance(exc.args[1], Mapping)
+        else {}
+    )
     error = str(data.get("error") or "refresh_failed")
     description = data.get("error_description")
     description = str(description) if description is not None else None

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
-import msal
+import msal  # pyright: ignore[reportMissingTypeStubs]
 import requests
 
 from mailsdk._secret import Secret, SecretLike, as_secret
@@ -82,7 +82,7 @@ class MsalTokenCacheFile:
             raise ConfigurationError(f"cannot read token cache {str(self.path)!r}") from exc
         self._restrict_permissions()
         try:
-            self.cache.deserialize(text)
+            self.cache.deserialize(text)  # pyright: ignore[reportUnknownMemberType]
         except ValueError:
             self.cache = msal.SerializableTokenCache()  # a corrupt cache is only a cache
 
@@ -465,7 +465,11 @@ class MsalDeviceCodeProvider(_MsalProvider):
         return msal.PublicClientApplication(self.client_id, **self._app_kwargs())
 
     def _silent(self, app: typing.Any, force_refresh: bool) -> typing.Any:
-        accounts = app.get_accounts(username=self.username) if self.username else app.get_accounts()
+        # msal returns account dicts (str keys: "username", "home_account_id"...).
+        accounts = typing.cast(
+            "list[dict[str, typing.Any]]",
+            app.get_accounts(username=self.username) if self.username else app.get_accounts(),
+        )
         if not accounts:
             return None
         account = accounts[0]
@@ -475,7 +479,8 @@ class MsalDeviceCodeProvider(_MsalProvider):
             )
         )
         if result and "access_token" in result:
-            self.username = account.get("username") or self.username
+            found: str | None = account.get("username")
+            self.username = found or self.username
         return result
 
     def _device_flow(self, app: typing.Any) -> typing.Any:
@@ -493,8 +498,9 @@ class MsalDeviceCodeProvider(_MsalProvider):
         )
         result = self._call(lambda: app.acquire_token_by_device_flow(flow))
         if result and "access_token" in result:
-            claims = result.get("id_token_claims") or {}
-            self.username = claims.get("preferred_username") or self.username
+            claims = typing.cast("dict[str, typing.Any]", result.get("id_token_claims") or {})
+            preferred: str | None = claims.get("preferred_username")
+            self.username = preferred or self.username
         return result
 
     def get_token(self, *, force_refresh: bool = False) -> AccessToken:

@@ -103,7 +103,7 @@ def encode_oauthbearer(credentials: SaslCredentials, context: SaslContext) -> by
     _check_value("OAUTHBEARER", "host", context.host)
     _check_token("OAUTHBEARER", token)
     gs2 = f"n,a={_saslname(user)}," if user else "n,,"
-    pairs = []
+    pairs: list[str] = []
     if context.host:
         pairs.append(f"host={context.host}")
     if context.port:
@@ -137,7 +137,8 @@ def parse_error_challenge(mechanism: str, challenge: bytes, token: str) -> dict[
         raise AuthError(f"{mechanism}: the server's error challenge is not a JSON object")
     # Redact after decoding: JSON escapes ("\/", "\u0061") would hide the token from a search
     # in the raw text.
-    redacted = _redact(value, token) if token else value
+    decoded = typing.cast("dict[str, object]", value)  # a JSON object: str keys
+    redacted = typing.cast("dict[str, object]", _redact(decoded, token)) if token else decoded
     return {str(k): v for k, v in redacted.items()}
 
 
@@ -146,9 +147,11 @@ def _redact(value: typing.Any, token: str) -> typing.Any:
     if isinstance(value, str):
         return value.replace(token, "***")
     if isinstance(value, list):
-        return [_redact(item, token) for item in value]
+        items = typing.cast("list[object]", value)
+        return [_redact(item, token) for item in items]
     if isinstance(value, dict):
-        return {_redact(k, token): _redact(v, token) for k, v in value.items()}
+        pairs = typing.cast("dict[object, object]", value)
+        return {_redact(k, token): _redact(v, token) for k, v in pairs.items()}
     return value
 
 

@@ -67,16 +67,21 @@ def requires_channel_binding(mechanism: Mechanism) -> bool:
 
 
 def _builtins() -> tuple[Mechanism, ...]:
-    return (
-        ScramMechanism("SHA-256", channel_binding=True),
-        ScramMechanism("SHA-256"),
-        ScramMechanism("SHA-1", channel_binding=True),
-        ScramMechanism("SHA-1"),
-        PlainMechanism(),
-        LoginMechanism(),
-        XOAuth2Mechanism(),
-        OAuthBearerMechanism(),
-        CramMD5Mechanism(),
+    # The built-ins declare credential_kind & co. as class-level constants, which pyright does
+    # not match against the protocol's read-only properties (mypy does); they are Mechanisms.
+    return typing.cast(
+        "tuple[Mechanism, ...]",
+        (
+            ScramMechanism("SHA-256", channel_binding=True),
+            ScramMechanism("SHA-256"),
+            ScramMechanism("SHA-1", channel_binding=True),
+            ScramMechanism("SHA-1"),
+            PlainMechanism(),
+            LoginMechanism(),
+            XOAuth2Mechanism(),
+            OAuthBearerMechanism(),
+            CramMD5Mechanism(),
+        ),
     )
 
 
@@ -141,11 +146,11 @@ class MechanismRegistry:
         candidate: object = mechanism
         if (
             isinstance(candidate, type)
-            or not isinstance(candidate, Mechanism)
+            or not isinstance(candidate, Mechanism)  # pyright: ignore[reportUnnecessaryIsInstance]
             or not isinstance(getattr(mechanism, "name", None), str)
         ):
             raise ConfigurationError(f"not a SASL mechanism: {type(mechanism).__name__}")
-        if not isinstance(mechanism.credential_kind, CredentialKind):
+        if not isinstance(mechanism.credential_kind, CredentialKind):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"{mechanism.name}: credential_kind must be a CredentialKind")
         key = mechanism.name.upper()
         if key in self._mechanisms and not replace:
@@ -209,7 +214,7 @@ class MechanismRegistry:
         if not preference:
             raise ConfigurationError("mechanisms= is empty: give at least one name, or None")
         for name in preference:
-            if not isinstance(name, str):
+            if not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise ConfigurationError(f"a SASL mechanism name must be a str, not {name!r}")
             mechanism = self._mechanisms.get(name.upper())
             if mechanism is None:
@@ -317,7 +322,8 @@ class MechanismRegistry:
                 raise ConfigurationError(
                     f"SASL entry point {entry.name!r} did not produce a mechanism"
                 )
-            for mechanism in candidates:
+            # register() checks each candidate is a Mechanism (ConfigurationError otherwise).
+            for mechanism in typing.cast("list[Mechanism] | tuple[Mechanism, ...]", candidates):
                 self.register(mechanism, replace=replace)
                 added.append(mechanism.name.upper())
         return tuple(added)

@@ -1,4 +1,5 @@
-"""The demo's in-process SMTP server: aiosmtpd on loopback with STARTTLS, AUTH and a refusal.
+"""The demo's in-process SMTP server: aiosmtpd on loopback with STARTTLS, AUTH, PIPELINING and a
+refusal.
 
 Layer: L8 command line (private). aiosmtpd is an optional dependency (``mailsdk[demo]``).
 """
@@ -51,6 +52,19 @@ class DemoServer:
         received = self.received
 
         class Handler:
+            async def handle_EHLO(
+                self,
+                server: object,
+                session: typing.Any,
+                envelope: object,
+                hostname: str,
+                responses: list[str],
+            ) -> list[str]:
+                # aiosmtpd reads pipelined commands in order and answers each in turn, so it
+                # does support RFC 2920; it just does not say so. The demo claims pipelining.
+                session.host_name = hostname
+                return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
             async def handle_RCPT(
                 self,
                 server: object,

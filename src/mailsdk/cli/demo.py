@@ -1,27 +1,33 @@
 """``mailsdk demo``: the main job on an embedded default.
 
 Layer: L8 command line. Starts the demo server, sends messages with the real client stack
-(builder → client → flows → protocol → transport, with STARTTLS and AUTH), prints a report.
+(builder → client → flows → protocol → transport, with STARTTLS and AUTH), prints a report; then
+a small batch over two pipelined connections (one recipient refused), its delivery report and
+the span tree OpenTelemetry recorded. ``--wire`` shows the conversation: consecutive ``C:``
+lines marked ``|`` were written in one go (PIPELINING).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import pathlib
 import tempfile
 import time
 import typing
 from email.message import EmailMessage
 
+import click
+
 from mailsdk.builder import ClientBuilder
 from mailsdk.cli._certs import make_certificates
+from mailsdk.cli._demo_batch import run_batch_demo
 from mailsdk.cli._demo_server import DEMO_PASSWORD, DEMO_USER, REFUSED_RECIPIENT, DemoServer
-from mailsdk.errors import MailError
-from mailsdk.flows import SendResult
+from mailsdk.cli._terminal import disable_wire, enable_wire, safe
+from mailsdk.errors import ConfigurationError, MailError
+from mailsdk.flows import DeliveryStatus, SendResult
 from mailsdk.transport import TlsSettings
 
-__all__ = ["demo_messages", "run_demo"]
+__all__ = ["demo_command", "demo_messages", "run_demo"]
 
 
 def demo_messages() -> list[EmailMessage]:
@@ -117,15 +123,25 @@ def _header(
 def run_demo(*, use_async: bool = False, wire: bool = False, out: typing.TextIO) -> int:
     """Run the demo; returns 0 when every message was sent and the report matches what the
     server received, else 1 (the demo server accepts every message, so a failure is a bug)."""
-    if wire:
-        logging.basicConfig(format="  %(message)s")
-        logging.getLogger("mailsdk.wire").setLevel(logging.DEBUG)
+    handler = enable_wire() if wire else None
+    try:
+        return _run(use_async, out)
+    finally:
+        if handler is not None:
+            disable_wire(handler)
+
+
+#: What the demo's batch must report (anything else is a bug).
+EXPECTED_BATCH: typing.Final = {"accepted": 3, "refused": 1, "partial": 1}
+
+
+def _run(use_async: bool, out: typing.TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="mailsdk-demo-") as tmp:
         certs = make_certificates(pathlib.Path(tmp))
         with DemoServer(str(certs.cert_file), str(certs.key_file)) as server:
             out.write(
                 f"mailsdk demo: SMTP server on 127.0.0.1:{server.port} "
-                "(in-process, STARTTLS + AUTH)\n"
+                "(in-process, STARTTLS + AUTH + PIPELINING)\n"
             )
             started = time.perf_counter()
             builder = _builder(server.port, certs.ca_pem)
@@ -145,8 +161,35 @@ def run_demo(*, use_async: bool = False, wire: bool = False, out: typing.TextIO)
                 f"{refused} refused, in {elapsed * 1000:.0f} ms\n"
             )
             delivered = sum(len(m.recipients) for m in server.received)
-            out.write(
-                f"server received {len(server.received)} messages for {delivered} recipients\n"
+            first = len(server.received)
+            out.write(f"server received {first} messages for {delivered} recipients\n")
+            consistent = delivered == accepted and first == len(sent)
+            batch = run_batch_demo(builder, out)
+            batch_delivered = sum(
+                1
+                for o in batch.outcomes
+                if o.status in (DeliveryStatus.ACCEPTED, DeliveryStatus.PARTIAL)
             )
-            consistent = delivered == accepted and len(server.received) == len(sent)
-            return 0 if consistent and len(sent) == len(results) else 1
+            batch_ok = (
+                batch.counts == EXPECTED_BATCH and len(server.received) - first == batch_delivered
+            )
+            return 0 if consistent and batch_ok and len(sent) == len(results) else 1
+
+
+@click.command("demo")
+@click.option("--async", "use_async", is_flag=True, help="Use the asyncio client.")
+@click.option("--wire", is_flag=True, help="Also print the SMTP conversation (AUTH redacted).")
+def demo_command(use_async: bool, wire: bool) -> int:
+    """Send mail to an in-process SMTP server and print a delivery report (no setup needed).
+
+    Starts an SMTP server on 127.0.0.1 (no network, no mail server), sends messages through the
+    real client (STARTTLS, AUTH, PIPELINING) with one recipient refused, then a small batch
+    over two connections, and prints what happened to each recipient and the recorded spans.
+    """
+    import sys
+
+    try:
+        return run_demo(use_async=use_async, wire=wire, out=sys.stdout)
+    except ConfigurationError as exc:  # e.g. aiosmtpd missing: one line, no traceback
+        sys.stderr.write(f"mailsdk demo: {safe(exc)}\n")
+        return 1

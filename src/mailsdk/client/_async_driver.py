@@ -12,29 +12,11 @@ import sys
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
+from mailsdk import errors, flows
 from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import aobtain_token
-from mailsdk.errors import (
-    ConnectionLost,
-    LocalProtocolError,
-    MailError,
-    ReadTimeout,
-    TLSError,
-    WriteTimeout,
-)
-from mailsdk.flows import (
-    Action,
-    AwaitGreeting,
-    Close,
-    Exchange,
-    ObtainToken,
-    Pull,
-    Report,
-    StartTls,
-    TlsInfo,
-)
 from mailsdk.transport import AsyncStream
 
 __all__ = ["AsyncDriver"]
@@ -64,7 +46,7 @@ class AsyncDriver:
         self.closed = False
         self._busy = False
 
-    async def run(self, flow: Generator[Action, object, T]) -> T:
+    async def run(self, flow: Generator[flows.Action, object, T]) -> T:
         """Run ``flow`` to completion and return its value (``Report`` values are dropped).
 
         Raises:
@@ -78,26 +60,23 @@ class AsyncDriver:
 
     async def steps(
         self,
-        flow: Generator[Action, object, T],
+        flow: Generator[flows.Action, object, T],
         box: list[T],
-        pull: Callable[[Pull], Awaitable[object]] | None = None,
+        pull: Callable[[flows.Pull], Awaitable[object]] | None = None,
         flush_before_pull: bool = False,
     ) -> AsyncGenerator[object, None]:
-        """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``.
-
-        ``pull`` performs ``Pull``; with ``flush_before_pull`` (an asynchronous source, which
-        may take its time) buffered frames are written first instead of waiting for it.
-        """
+        """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``. ``pull``
+        performs ``Pull`` (after writing what is buffered, with ``flush_before_pull``)."""
         if self.closed:
-            raise ConnectionLost("the session is closed")
+            raise errors.ConnectionLost("the session is closed")
         if self._busy:
             # Interleaved calls would read each other's replies; refuse before any I/O.
-            raise LocalProtocolError(
+            raise errors.LocalProtocolError(
                 "another call is in progress on this session: a session runs one call at a time"
             )
         self._busy = True
         result: object = None
-        failure: MailError | None = None
+        failure: errors.MailError | None = None
         try:
             while True:
                 try:
@@ -108,18 +87,18 @@ class AsyncDriver:
                     box.append(typing.cast("T", stop.value))
                     return
                 result, failure = None, None
-                if isinstance(action, Report):
+                if isinstance(action, flows.Report):
                     await self._flush()
                     yield action.value
                     continue
                 try:
-                    if pull and isinstance(action, Pull):
+                    if pull and isinstance(action, flows.Pull):
                         if flush_before_pull:
                             await self._flush()
                         result = await pull(action)
                     else:
                         result = await self._perform(action)
-                except MailError as exc:
+                except errors.MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
@@ -151,13 +130,13 @@ class AsyncDriver:
             await self.stream.send_all(
                 block, pump.write_timeout(len(block)), stall=pump.stall_timeout
             )
-        except WriteTimeout as exc:
+        except errors.WriteTimeout as exc:
             raise pump.write_timed_out(exc) from exc
 
     async def _read(self) -> None:
         try:
             data = await self.stream.receive(RECEIVE_SIZE, self.pump.remaining())
-        except ReadTimeout as exc:  # the transport's own says "read": name the phase
+        except errors.ReadTimeout as exc:  # the transport's own says "read": name the phase
             raise self.pump.read_timed_out() from exc
         self.pump.feed(data)
 
@@ -165,10 +144,10 @@ class AsyncDriver:
         if self.pump.buffered and not self.closed:
             await self._write(self.pump.take())
 
-    async def _perform(self, action: Action) -> object:
-        if self.closed and not isinstance(action, Close):
-            raise ConnectionLost("the connection was closed")
-        if isinstance(action, Exchange):
+    async def _perform(self, action: flows.Action) -> object:
+        if self.closed and not isinstance(action, flows.Close):
+            raise errors.ConnectionLost("the connection was closed")
+        if isinstance(action, flows.Exchange):
             for block in self.pump.encode(action):
                 await self._write(block)
             if action.replies == 0:
@@ -178,39 +157,39 @@ class AsyncDriver:
             return events
         await self._flush()
         match action:
-            case AwaitGreeting():
+            case flows.AwaitGreeting():
                 self.pump.greeting()
                 while (greeting := self.pump.poll_greeting()) is None:
                     await self._read()
                 return greeting
-            case StartTls():
+            case flows.StartTls():
                 return await self._start_tls()
-            case ObtainToken(force_refresh):
+            case flows.ObtainToken(force_refresh):
                 return await aobtain_token(
                     self.token_provider,
                     force_refresh=force_refresh,
                     deadline=self.pump.timeouts.command,
                 )
-            case Close():
+            case flows.Close():
                 await self.aclose()
                 return None
-            case Pull() | Report():  # nothing to pull from (Report is handled by steps)
+            case flows.Pull() | flows.Report():  # Report: handled by steps
                 return None
         typing.assert_never(action)
 
-    async def _start_tls(self) -> TlsInfo:
+    async def _start_tls(self) -> flows.TlsInfo:
         if self.tls_context is None:
-            raise TLSError("STARTTLS needs a TLS context")
+            raise errors.TLSError("STARTTLS needs a TLS context")
         self.stream = await self.stream.start_tls(
             self.tls_context, self._server_hostname, self.pump.timeouts.tls
         )
         self.pump.connection.tls_started()
         info = self.tls_info()
         if info is None:  # pragma: no cover - start_tls always returns a TLS stream
-            raise TLSError("the stream is not encrypted after STARTTLS")
+            raise errors.TLSError("the stream is not encrypted after STARTTLS")
         return info
 
-    def tls_info(self) -> TlsInfo | None:
+    def tls_info(self) -> flows.TlsInfo | None:
         """The TLS details of the current stream, or ``None`` when it is plaintext."""
         return tls_info_of(self.stream)
 

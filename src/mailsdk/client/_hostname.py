@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import typing
 
 __all__ = ["alocal_hostname", "default_local_hostname", "local_fqdn", "local_hostname"]
 
@@ -27,7 +28,7 @@ def default_local_hostname(local_address: object) -> str:
     if "." in fqdn and not fqdn.startswith("localhost"):
         return fqdn
     if isinstance(local_address, tuple) and local_address:
-        ip = str(local_address[0])
+        ip = str(typing.cast("tuple[object, ...]", local_address)[0])
         return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
     return "localhost.localdomain"
 

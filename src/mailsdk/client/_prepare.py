@@ -48,9 +48,10 @@ def _content(
 ) -> PreparedMessage:
     """Steps 1 and 2: the content, read or flattened once, and the envelope."""
     if isinstance(message, email.message.Message):
-        return prepare_message(message, sender=sender, recipients=recipients)
+        msg = typing.cast("email.message.Message", message)  # str headers, whatever the policy
+        return prepare_message(msg, sender=sender, recipients=recipients)
     if isinstance(message, bytearray | memoryview):
-        message = bytes(message)
+        message = bytes(typing.cast("bytearray | memoryview[int]", message))
     if isinstance(message, bytes | str):
         if sender is None or recipients is None:
             raise InvalidInputError("a raw message needs an explicit sender and recipients")
@@ -86,7 +87,7 @@ def _traced(
         # Rare, so flattening again here keeps the common path to one flattening.
         # A shallow copy is enough: deleting a header rebinds the copy's header list, so the
         # caller's message is never changed.
-        replaced = copy.copy(message)
+        replaced = copy.copy(typing.cast("email.message.Message", message))
         for name, value in headers.items():
             del replaced[name]
             replaced[name] = value
@@ -119,6 +120,12 @@ def prepare(
     """
     if isinstance(recipients, str):
         recipients = [recipients]
+    # Callers' types are not trusted (``send_many`` items come from anywhere): a wrong type is
+    # a typed refusal of that one message, never a TypeError out of the run.
+    envelope: list[object] = [sender, *(recipients or ())]
+    bad = next((a for a in envelope if a is not None and not isinstance(a, str)), None)
+    if bad is not None:
+        raise InvalidInputError(f"envelope addresses are str, not {type(bad).__name__}")
     prepared = _content(message, sender, recipients)
     env = prepared.envelope
     tx = observer.transaction(

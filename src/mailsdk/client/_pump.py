@@ -184,7 +184,11 @@ class Pump:
             elif isinstance(frame, BdatChunk):
                 data_phase = Phase.DATA if frame.last else phase
                 tag = self._queue("BDAT", "BDAT", owner, data_phase)
-                self._put(conn.send_bdat(frame.data, last=frame.last, tag=tag))
+                self._put(
+                    conn.send_bdat(
+                        frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
+                    )
+                )
                 if debug:
                     last = " LAST" if frame.last else ""
                     wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)
@@ -376,7 +380,7 @@ class Pump:
             tag.observer.replied(event.reply)
             if self._want is not None:
                 self._want -= 1
-        self._restart_deadline()
+        self._waiting = False  # the next command's deadline starts at the next wait
 
     def _log_reply(self, reply: Reply) -> None:
         if not wire_log.isEnabledFor(logging.DEBUG):

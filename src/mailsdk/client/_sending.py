@@ -23,6 +23,7 @@ from mailsdk.flows import (
     SendResult,
     transaction,
 )
+from mailsdk.flows.judge import ParameterCache
 
 if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig
@@ -57,8 +58,10 @@ def send_flow(
     rcpt_options: RcptOptions | None,
     *,
     tls_active: bool = False,
+    cache: ParameterCache | None = None,
 ) -> Generator[Action, object, SendResult]:
-    """The transaction flow for ``prepared`` with the config's defaults."""
+    """The transaction flow for ``prepared`` with the config's defaults (``cache``: the
+    session's envelope parameters, computed once per set of options)."""
     return transaction(
         prepared,
         capabilities,
@@ -67,6 +70,7 @@ def send_flow(
         dialect=config.dialect,
         options=config.transaction,
         tls_active=tls_active,
+        cache=cache,
     )
 
 

@@ -32,7 +32,7 @@ def _unreadable(what: str, exc: OSError) -> InvalidInputError:
 def _read_file(file: typing.BinaryIO, what: str) -> Iterator[bytes]:
     try:
         while chunk := file.read(READ_SIZE):
-            if not isinstance(chunk, bytes):
+            if not isinstance(chunk, bytes):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise InvalidInputError(f"the message {what} must be opened in binary mode")
             yield chunk
     except OSError as exc:
@@ -107,7 +107,7 @@ class IterableContent:
         for chunk in self._chunks:
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise InvalidInputError(f"message chunks must be bytes, not {type(chunk).__name__}")
-            piece = bytes(chunk)
+            piece = bytes(typing.cast("bytes | bytearray | memoryview[int]", chunk))
             self.consumed += len(piece)
             yield piece
 
@@ -119,11 +119,11 @@ def content_of(source: object) -> PathContent | FileContent | IterableContent | 
         InvalidInputError: a path that cannot be read.
     """
     if isinstance(source, os.PathLike):
-        return PathContent(source)
+        return PathContent(typing.cast("os.PathLike[str]", source))
     if isinstance(source, io.IOBase) or hasattr(source, "read"):
         if isinstance(source, io.TextIOBase):
             raise InvalidInputError("the message file must be opened in binary mode")
         return FileContent(typing.cast("typing.BinaryIO", source))
     if isinstance(source, Iterable) and not isinstance(source, bytes | str | bytearray):
-        return IterableContent(source)
+        return IterableContent(typing.cast("Iterable[object]", source))
     return None

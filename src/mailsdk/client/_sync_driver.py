@@ -12,29 +12,11 @@ import sys
 import typing
 from collections.abc import Callable, Generator
 
+from mailsdk import errors, flows
 from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import obtain_token
-from mailsdk.errors import (
-    ConnectionLost,
-    LocalProtocolError,
-    MailError,
-    ReadTimeout,
-    TLSError,
-    WriteTimeout,
-)
-from mailsdk.flows import (
-    Action,
-    AwaitGreeting,
-    Close,
-    Exchange,
-    ObtainToken,
-    Pull,
-    Report,
-    StartTls,
-    TlsInfo,
-)
 from mailsdk.transport import Stream
 
 __all__ = ["SyncDriver"]
@@ -64,7 +46,7 @@ class SyncDriver:
         self.closed = False
         self._busy = False
 
-    def run(self, flow: Generator[Action, object, T]) -> T:
+    def run(self, flow: Generator[flows.Action, object, T]) -> T:
         """Run ``flow`` to completion and return its value (``Report`` values are dropped).
 
         Raises:
@@ -79,19 +61,21 @@ class SyncDriver:
                 return typing.cast("T", stop.value)
 
     def steps(
-        self, flow: Generator[Action, object, T], pull: Callable[[Pull], object] | None = None
+        self,
+        flow: Generator[flows.Action, object, T],
+        pull: Callable[[flows.Pull], object] | None = None,
     ) -> Generator[object, None, T]:
         """Run ``flow``, yielding each ``Report``'s value; ``pull`` performs ``Pull``."""
         if self.closed:
-            raise ConnectionLost("the session is closed")
+            raise errors.ConnectionLost("the session is closed")
         if self._busy:
             # Interleaved calls would read each other's replies; refuse before any I/O.
-            raise LocalProtocolError(
+            raise errors.LocalProtocolError(
                 "another call is in progress on this session: a session runs one call at a time"
             )
         self._busy = True
         result: object = None
-        failure: MailError | None = None
+        failure: errors.MailError | None = None
         try:
             while True:
                 try:
@@ -101,15 +85,17 @@ class SyncDriver:
                     self._settle(None)
                     return typing.cast("T", stop.value)
                 result, failure = None, None
-                if isinstance(action, Report):
+                if isinstance(action, flows.Report):
                     self._flush()
                     yield action.value
                     continue
                 try:
                     result = (
-                        pull(action) if pull and isinstance(action, Pull) else self._perform(action)
+                        pull(action)
+                        if pull and isinstance(action, flows.Pull)
+                        else self._perform(action)
                     )
-                except MailError as exc:
+                except errors.MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
@@ -139,13 +125,13 @@ class SyncDriver:
         pump = self.pump
         try:
             self.stream.send_all(block, pump.write_timeout(len(block)), stall=pump.stall_timeout)
-        except WriteTimeout as exc:
+        except errors.WriteTimeout as exc:
             raise pump.write_timed_out(exc) from exc
 
     def _read(self) -> None:
         try:
             data = self.stream.receive(RECEIVE_SIZE, self.pump.remaining())
-        except ReadTimeout as exc:  # the transport's own says "read": name the phase
+        except errors.ReadTimeout as exc:  # the transport's own says "read": name the phase
             raise self.pump.read_timed_out() from exc
         self.pump.feed(data)
 
@@ -153,10 +139,10 @@ class SyncDriver:
         if self.pump.buffered and not self.closed:
             self._write(self.pump.take())
 
-    def _perform(self, action: Action) -> object:
-        if self.closed and not isinstance(action, Close):
-            raise ConnectionLost("the connection was closed")
-        if isinstance(action, Exchange):
+    def _perform(self, action: flows.Action) -> object:
+        if self.closed and not isinstance(action, flows.Close):
+            raise errors.ConnectionLost("the connection was closed")
+        if isinstance(action, flows.Exchange):
             for block in self.pump.encode(action):
                 self._write(block)
             if action.replies == 0:
@@ -166,35 +152,35 @@ class SyncDriver:
             return events
         self._flush()
         match action:
-            case AwaitGreeting():
+            case flows.AwaitGreeting():
                 self.pump.greeting()
                 while (greeting := self.pump.poll_greeting()) is None:
                     self._read()
                 return greeting
-            case StartTls():
+            case flows.StartTls():
                 return self._start_tls()
-            case ObtainToken(force_refresh):
+            case flows.ObtainToken(force_refresh):
                 return obtain_token(self.token_provider, force_refresh=force_refresh)
-            case Close():
+            case flows.Close():
                 self.close()
                 return None
-            case Pull() | Report():  # nothing to pull from (Report is handled by steps)
+            case flows.Pull() | flows.Report():  # Report: handled by steps
                 return None
         typing.assert_never(action)
 
-    def _start_tls(self) -> TlsInfo:
+    def _start_tls(self) -> flows.TlsInfo:
         if self.tls_context is None:
-            raise TLSError("STARTTLS needs a TLS context")
+            raise errors.TLSError("STARTTLS needs a TLS context")
         self.stream = self.stream.start_tls(
             self.tls_context, self._server_hostname, self.pump.timeouts.tls
         )
         self.pump.connection.tls_started()
         info = self.tls_info()
         if info is None:  # pragma: no cover - start_tls always returns a TLS stream
-            raise TLSError("the stream is not encrypted after STARTTLS")
+            raise errors.TLSError("the stream is not encrypted after STARTTLS")
         return info
 
-    def tls_info(self) -> TlsInfo | None:
+    def tls_info(self) -> flows.TlsInfo | None:
         """The TLS details of the current stream, or ``None`` when it is plaintext."""
         return tls_info_of(self.stream)
 

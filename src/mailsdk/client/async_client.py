@@ -48,6 +48,7 @@ from mailsdk.flows import (
     raw,
 )
 from mailsdk.flows.handshake import negotiate_tls
+from mailsdk.flows.judge import ParameterCache
 from mailsdk.flows.session import channel_binding_of
 from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
 from mailsdk.protocol.connection import ClientConnection
@@ -84,6 +85,8 @@ class AsyncSession:
         self._opened = opened
         self._observer = observer
         self._local_hostname = local_hostname
+        #: Envelope parameters per set of options, computed once (``flows.judge``).
+        self._parameters: ParameterCache = {}
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -230,6 +233,7 @@ class AsyncSession:
                     mail_options,
                     rcpt_options,
                     tls_active=self.tls is not None,
+                    cache=self._parameters,
                 )
             )
         except BaseException as exc:

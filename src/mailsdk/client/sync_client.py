@@ -41,6 +41,7 @@ from mailsdk.flows import (
     raw,
 )
 from mailsdk.flows.handshake import negotiate_tls
+from mailsdk.flows.judge import ParameterCache
 from mailsdk.flows.session import channel_binding_of
 from mailsdk.protocol.commands import Expn, Help, Noop, Raw, Rset, Vrfy
 from mailsdk.protocol.connection import ClientConnection
@@ -77,6 +78,8 @@ class Session:
         self._opened = opened
         self._observer = observer
         self._local_hostname = local_hostname
+        #: Envelope parameters per set of options, computed once (``flows.judge``).
+        self._parameters: ParameterCache = {}
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -223,6 +226,7 @@ class Session:
                     mail_options,
                     rcpt_options,
                     tls_active=self.tls is not None,
+                    cache=self._parameters,
                 )
             )
         except BaseException as exc:

@@ -17,7 +17,7 @@ import base64
 import contextlib
 import smtplib as _std
 import typing
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from mailsdk.auth import (
     CramMD5Mechanism,
@@ -48,7 +48,7 @@ class CredentialsNotEncodable(_std.SMTPException):
 
 
 @contextlib.contextmanager
-def _as_smtp_exception() -> Iterator[None]:
+def _as_smtp_exception() -> Generator[None, None, None]:
     try:
         yield
     except AuthError as exc:

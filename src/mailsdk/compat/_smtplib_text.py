@@ -240,7 +240,13 @@ def flatten_message(msg: email.message.Message, *, utf8: bool) -> bytes:
                 policy = policy.clone(utf8=True)
             else:
                 policy = email.policy.SMTPUTF8
-            email.generator.BytesGenerator(buffer, policy=policy).flatten(stripped, linesep="\r\n")
+            # typeshed types a generator made with an EmailPolicy as taking only EmailMessage;
+            # the stdlib flattens any Message with it.
+            generator = typing.cast(
+                "email.generator.BytesGenerator[email.message.Message]",
+                email.generator.BytesGenerator(buffer, policy=policy),
+            )
+            generator.flatten(stripped, linesep="\r\n")
         else:
             email.generator.BytesGenerator(buffer).flatten(stripped, linesep="\r\n")
         return buffer.getvalue()

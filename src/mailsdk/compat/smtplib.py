@@ -31,9 +31,11 @@ import contextlib
 import copy
 import datetime
 import email
-import email.generator
-import email.message
-import email.utils
+
+# smtplib's own imports, kept so that ``smtplib.email.*`` resolves as in CPython's module.
+import email.generator  # pyright: ignore[reportUnusedImport]
+import email.message  # pyright: ignore[reportUnusedImport]
+import email.utils  # pyright: ignore[reportUnusedImport]
 import hmac
 import io
 import re

@@ -29,6 +29,14 @@ _WHITESPACE: typing.Final = b" \t\r\n\x0b\x0c"
 _LEGACY_AUTH: typing.Final = b"AUTH="
 
 
+def _no_text() -> dict[str, str]:
+    return {}
+
+
+def _no_values() -> dict[str, object]:
+    return {}
+
+
 def _freeze_text(mapping: Mapping[str, str]) -> Mapping[str, str]:
     return types.MappingProxyType(dict(mapping))
 
@@ -96,9 +104,11 @@ class Capabilities:
     server_name: str
     greeting: str = ""
     esmtp: bool = True
-    raw: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_text, hash=False)
+    raw: Mapping[str, str] = attrs.field(factory=_no_text, converter=_freeze_text, hash=False)
     keywords: tuple[str, ...] = ()
-    _values: Mapping[str, object] = attrs.field(factory=dict, converter=_freeze_values, hash=False)
+    _values: Mapping[str, object] = attrs.field(
+        factory=_no_values, converter=_freeze_values, hash=False, alias="values"
+    )
     unparsed: tuple[str, ...] = ()
     ignored_lines: tuple[bytes, ...] = ()
     extensions: tuple[Extension, ...] = attrs.field(default=(), eq=False, repr=False, hash=False)
@@ -190,8 +200,10 @@ class Capabilities:
     def auth_mechanisms(self) -> tuple[str, ...]:
         """Offered SASL mechanisms, upper-case, de-duplicated, server order (RFC 4954 §3)."""
         value = self._values.get("AUTH")
-        if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
-            return typing.cast("tuple[str, ...]", value)
+        if isinstance(value, tuple):
+            items = typing.cast("tuple[object, ...]", value)
+            if all(isinstance(v, str) for v in items):
+                return typing.cast("tuple[str, ...]", items)
         return ()
 
     @property
@@ -253,7 +265,7 @@ def _as_reply(reply: object) -> Reply:
         return reply
     if isinstance(reply, bytes | bytearray | memoryview):
         parser = ReplyParser()
-        data = bytes(reply)
+        data = bytes(typing.cast("bytes | bytearray | memoryview[int]", reply))
         parser.feed(data if data.endswith(b"\n") else data + b"\r\n")
         parsed = parser.next_reply()
         if parsed is None or parser.next_reply() is not None:

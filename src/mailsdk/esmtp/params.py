@@ -75,7 +75,7 @@ def validate_parameter(param: str) -> str:
         InvalidInputError: control characters (CR/LF injection), spaces, a bad keyword or an
             empty/invalid value.
     """
-    if not isinstance(param, str):
+    if not isinstance(param, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidInputError(f"an ESMTP parameter must be a str, not {type(param).__name__}")
     _no_controls("ESMTP parameter", param)
     if _PARAM_RE.fullmatch(param) is None:
@@ -90,6 +90,10 @@ def _params_tuple(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         value = (value,)
     return tuple(validate_parameter(p) for p in value)
+
+
+def _no_extensions() -> dict[str, object]:
+    return {}
 
 
 def _extension_map(value: Mapping[str, object]) -> Mapping[str, object]:
@@ -137,7 +141,8 @@ def _notify_tuple(value: Iterable[str] | None) -> tuple[NotifyType, ...] | None:
             )
         if name in out:
             raise InvalidInputError(f"NOTIFY value {name} given twice")
-        out.append(typing.cast("NotifyType", name))
+        # mypy needs the cast (``name`` is a str); pyright narrows it through the ``in`` test.
+        out.append(typing.cast("NotifyType", name))  # pyright: ignore[reportUnnecessaryCast]
     # RFC 3461 §4.1: "NEVER" or a comma-separated list of SUCCESS, FAILURE and DELAY.
     if not out:
         raise InvalidInputError("NOTIFY needs at least one value (RFC 3461 §4.1)")
@@ -182,7 +187,7 @@ class MailOptions:
     requiretls: bool = False
     extra: tuple[str, ...] = attrs.field(default=(), converter=_params_tuple)
     extensions: Mapping[str, object] = attrs.field(
-        factory=dict, converter=_extension_map, hash=False
+        factory=_no_extensions, converter=_extension_map, hash=False
     )
 
 
@@ -205,7 +210,7 @@ class RcptOptions:
     orcpt: str | None = attrs.field(default=None, validator=_check_orcpt)
     extra: tuple[str, ...] = attrs.field(default=(), converter=_params_tuple)
     extensions: Mapping[str, object] = attrs.field(
-        factory=dict, converter=_extension_map, hash=False
+        factory=_no_extensions, converter=_extension_map, hash=False
     )
 
 

@@ -88,6 +88,8 @@ class BdatChunk:
 
     data: bytes
     last: bool
+    #: Convert bare CR/LF to CRLF; ``False`` for ``BODY=BINARYMIME`` content (RFC 3030 §3).
+    canonicalize: bool = True
 
 
 #: What an :class:`Exchange` writes: commands (``EndOfData()`` ends a DATA body), body pieces

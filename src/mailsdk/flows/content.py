@@ -27,9 +27,9 @@ def body_chunks(prepared: PreparedMessage) -> Iterator[BodyChunk]:
             yield BodyChunk(piece)
 
 
-def _sized(prepared: PreparedMessage, chunk_size: int) -> Iterator[bytes]:
+def _sized(prepared: PreparedMessage, chunk_size: int, binary: bool) -> Iterator[bytes]:
     rest = b""
-    for piece in prepared.pieces():
+    for piece in prepared.pieces(binary=binary):
         if rest:
             piece, rest = rest + piece, b""
         start = 0
@@ -41,9 +41,12 @@ def _sized(prepared: PreparedMessage, chunk_size: int) -> Iterator[bytes]:
         yield rest
 
 
-def bdat_chunks(prepared: PreparedMessage, chunk_size: int) -> Iterator[BdatChunk]:
+def bdat_chunks(
+    prepared: PreparedMessage, chunk_size: int, *, binary: bool = False
+) -> Iterator[BdatChunk]:
     """The content of ``prepared`` as BDAT chunks of at most ``chunk_size`` bytes (RFC 3030);
-    the last is marked ``LAST`` (an empty message is one ``BDAT 0 LAST``).
+    the last is marked ``LAST`` (an empty message is one ``BDAT 0 LAST``). With ``binary``
+    (``BODY=BINARYMIME``) the content goes exactly as given, never canonicalised.
 
     Raises:
         InvalidInputError: ``chunk_size`` is not positive.
@@ -51,8 +54,9 @@ def bdat_chunks(prepared: PreparedMessage, chunk_size: int) -> Iterator[BdatChun
     if chunk_size <= 0:
         raise InvalidInputError("chunk_size must be positive")
     ahead: bytes | None = None
-    for chunk in _sized(prepared, chunk_size):
+    canonicalize = not binary
+    for chunk in _sized(prepared, chunk_size, binary):
         if ahead is not None:
-            yield BdatChunk(ahead, False)
+            yield BdatChunk(ahead, False, canonicalize)
         ahead = chunk
-    yield BdatChunk(ahead or b"", True)
+    yield BdatChunk(ahead or b"", True, canonicalize)

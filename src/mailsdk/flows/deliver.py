@@ -41,7 +41,7 @@ from collections.abc import Generator, Sequence
 
 import attrs
 
-from mailsdk.errors import ConnectionLost, DeliveryUnknown, MailError, ReplyError
+from mailsdk.errors import ConnectionLost, DeliveryUnknown, MailError, ProtocolError, ReplyError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows.actions import Action, Close, Exchange, Phase, Pull, Report
 from mailsdk.flows.content import bdat_chunks, body_chunks
@@ -49,6 +49,7 @@ from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
     EnvelopePlan,
     EnvelopeVerdict,
+    ParameterCache,
     TransactionOptions,
     judge_data,
     judge_envelope,
@@ -195,6 +196,14 @@ class _Run:
         self.current: _Group | None = None  # the group being read or written
         self.exhausted = False
         self.closing = False
+        self.held: _Group | None = None  # a judged final reply not reported yet (see run)
+        self.parameters: ParameterCache = {}
+
+    def release(self) -> Generator[Action, object, None]:
+        """Report the held outcome: the replies after it came in step."""
+        if self.held is not None and self.held.outcome is not None:
+            outcome, self.held = self.held.outcome, None
+            yield Report(outcome)
 
     # -- input --------------------------------------------------------------------------------
 
@@ -218,6 +227,7 @@ class _Run:
                 rcpt_options=item.rcpt_options,
                 options=self.options,
                 tls_active=self.tls_active,
+                cache=self.parameters,
             )
         except MailError as exc:  # a capability or input check: nothing was written
             return exc
@@ -231,7 +241,7 @@ class _Run:
         group.kind = _Kind.CONTENT
         if plan.use_bdat:
             count = 0
-            for chunk in bdat_chunks(prepared, self.options.chunk_size):
+            for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
                 if chunk.last:
                     group.kind = _Kind.FINAL  # from here on a failure leaves the fate unknown
                 yield Exchange((chunk,), 0, Phase.DATA, item.owner)
@@ -259,7 +269,13 @@ class _Run:
         # while its content was being written leaves a DATA transfer that cannot be ended
         # without sending a message: only closing the connection is safe.
         yield Close()
-        pending = ([self.current] if self.current is not None else []) + list(self.groups)
+        held, self.held = self.held, None
+        if held is not None and isinstance(cause, ProtocolError):
+            # The replies went out of step right after this message's: its "reply" may have
+            # been meant for a later command. Its end of data was written: fate unknown.
+            held = _Group(_Kind.FINAL, held.item)
+        pending = [held] if held is not None else []
+        pending += ([self.current] if self.current is not None else []) + list(self.groups)
         self.current = None
         self.groups.clear()
         # In input order: the envelope being written may already follow a FINAL group.
@@ -293,6 +309,7 @@ class _Run:
 
     def abandon_unread(self) -> Generator[Action, object, None]:
         """After a 421: the groups still owed a reply will get none."""
+        yield from self.release()
         for group in list(self.groups):
             if group.item is None:
                 continue
@@ -343,9 +360,11 @@ class _Pipelined(_Run):
             if group.kind is _Kind.LOCAL:
                 self.current = None
                 assert group.item is not None
+                yield from self.release()
                 yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
                 continue
             events = yield from _read(group.count)
+            yield from self.release()  # the replies after it arrived in step: it stands
             self.closing = self.closing or _closing(events)
             if group.kind is _Kind.ENVELOPE:
                 yield from self.on_envelope(group, events)
@@ -366,10 +385,17 @@ class _Pipelined(_Run):
                     events,
                     self.dialect,
                 )
-                yield Report(outcome)
+                if self.groups and not self.closing:
+                    # Reported once the next replies arrive in step: a server that sent one
+                    # reply too few would otherwise have the next MAIL's 250 "confirm" this
+                    # message (the connection detects the shift a reply or two later).
+                    self.held = _Group(_Kind.FINAL, group.item, outcome=outcome)
+                else:
+                    yield Report(outcome)
             if self.closing:
                 yield from self.abandon_unread()
                 return
+        yield from self.release()
 
     def on_envelope(
         self, group: _Group, events: Sequence[CommandReplied]
@@ -476,11 +502,11 @@ class _LockStep(_Run):
         return _final_outcome(item, plan, verdict, events, self.dialect)
 
     def bdat(self, group: _Group) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-        item = typing.cast("Delivery", group.item)
+        item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
         prepared = typing.cast("PreparedMessage", item.prepared)
         group.kind = _Kind.CONTENT
         events: tuple[CommandReplied, ...] = ()
-        for chunk in bdat_chunks(prepared, self.options.chunk_size):
+        for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
             if chunk.last:
                 group.kind = _Kind.FINAL
             events = yield from _exchange(Exchange((chunk,), 1, Phase.DATA, item.owner))

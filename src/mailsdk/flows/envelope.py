@@ -103,6 +103,9 @@ class PreparedMessage:
     eight_bit: bool | None
     stream: ContentStream | None = None
     headers: bytes = b""
+    #: A raw message's bytes as given, when canonicalising changed them: ``BODY=BINARYMIME``
+    #: content is sent exactly as given (RFC 3030 §3).
+    original: bytes | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def declared_size(self) -> int | None:
@@ -122,12 +125,21 @@ class PreparedMessage:
         assert self.stream is not None
         return len(self.headers) + self.stream.consumed
 
-    def pieces(self) -> Iterator[bytes]:
-        """The content, piece by piece: the added headers, then the message."""
+    @property
+    def binary_declared_size(self) -> int | None:
+        """The ``SIZE=`` for ``BODY=BINARYMIME`` content (sent as given, not canonicalised);
+        ``None`` for a stream, whose size was measured canonicalised."""
+        if self.stream is not None:
+            return None
+        return len(self.headers) + len(self.original if self.original is not None else self.data)
+
+    def pieces(self, *, binary: bool = False) -> Iterator[bytes]:
+        """The content, piece by piece: the added headers, then the message; ``binary`` gives
+        a raw message exactly as given, for ``BODY=BINARYMIME``."""
         if self.headers:
             yield self.headers
         if self.stream is None:
-            yield self.data
+            yield self.original if binary and self.original is not None else self.data
         else:
             yield from self.stream.pieces()
 
@@ -193,7 +205,13 @@ def _flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
             else email.policy.SMTPUTF8
         )
     buf = io.BytesIO()
-    email.generator.BytesGenerator(buf, policy=policy).flatten(stripped, linesep="\r\n")
+    # typeshed types a generator made with an EmailPolicy as taking only EmailMessage; the
+    # stdlib flattens any Message with it (legacy Message objects included).
+    generator = typing.cast(
+        "email.generator.BytesGenerator[email.message.Message]",
+        email.generator.BytesGenerator(buf, policy=policy),
+    )
+    generator.flatten(stripped, linesep="\r\n")
     return buf.getvalue()
 
 
@@ -278,4 +296,7 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     data = canonicalize_line_endings(message)
     check_raw_header_block(data)
     smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
-    return PreparedMessage(Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data))
+    original = message if data != message else None
+    return PreparedMessage(
+        Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data), original=original
+    )

@@ -25,7 +25,7 @@ import email.message
 import email.policy
 import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from mailsdk.errors import InvalidInputError
 
@@ -127,7 +127,7 @@ _FOLD_ERRORS: typing.Final[tuple[type[Exception], ...]] = (
 
 
 @contextlib.contextmanager
-def email_errors(what: str) -> Iterator[None]:
+def email_errors(what: str) -> Generator[None, None, None]:
     """Turn a stdlib ``email`` exception raised inside the block into ``InvalidInputError``.
 
     Args:

@@ -15,6 +15,7 @@ share them and tests can check them without a conversation:
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 
 import attrs
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "EnvelopePlan",
     "EnvelopeVerdict",
+    "ParameterCache",
     "TransactionOptions",
     "judge_data",
     "judge_envelope",
@@ -84,11 +86,14 @@ class EnvelopePlan:
         mail: the ``MAIL FROM`` command with its ESMTP parameters.
         rcpts: one ``RCPT TO`` per envelope recipient, in order.
         use_bdat: the content goes in BDAT chunks (RFC 3030) rather than after DATA.
+        binary: ``BODY=BINARYMIME`` (RFC 3030 §3): the content is sent exactly as given, in
+            BDAT chunks, without CR/LF canonicalisation.
     """
 
     mail: MailFrom
     rcpts: tuple[RcptTo, ...]
     use_bdat: bool
+    binary: bool = False
 
     @property
     def commands(self) -> tuple[Command, ...]:
@@ -110,7 +115,8 @@ def _mail_options(
                 "the message has 8-bit data but the server does not offer 8BITMIME",
                 extension="8BITMIME",
             )
-    declared = prepared.declared_size
+    binary = body == "BINARYMIME"
+    declared = prepared.binary_declared_size if binary else prepared.declared_size
     size = base.size if declared is None else declared
     return attrs.evolve(base, size=size, body=body, smtputf8=base.smtputf8 or prepared.smtputf8)
 
@@ -125,6 +131,10 @@ def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
     return opts.chunking
 
 
+#: Parameters computed for a run, keyed by what they depend on (see :func:`plan_envelope`).
+ParameterCache: typing.TypeAlias = dict[tuple[object, ...], tuple[object, ...]]
+
+
 def plan_envelope(
     prepared: PreparedMessage,
     caps: Capabilities,
@@ -133,10 +143,20 @@ def plan_envelope(
     rcpt_options: RcptOptions | None = None,
     options: TransactionOptions | None = None,
     tls_active: bool = False,
+    cache: ParameterCache | None = None,
 ) -> EnvelopePlan:
     """The MAIL and RCPT commands for ``prepared``, checked against the server's capabilities.
 
-    ``tls_active`` says whether the session is encrypted: ``REQUIRETLS`` is refused without it.
+    Args:
+        prepared: the message.
+        caps: the server's capabilities.
+        mail_options: MAIL parameters asked for.
+        rcpt_options: RCPT parameters asked for (every recipient).
+        options: the transaction policy.
+        tls_active: whether the session is encrypted: ``REQUIRETLS`` is refused without it.
+        cache: a dict kept across messages (a session's, or a run's): the parameters depend
+            only on ``caps``, the option objects and the message's size and flags, so a bulk
+            run computes them once.
 
     Raises:
         InvalidInputError: no recipients.
@@ -155,11 +175,39 @@ def plan_envelope(
             "REQUIRETLS needs an encrypted session (RFC 8689 §4.2) and this one has no TLS",
             extension="REQUIRETLS",
         )
-    mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
-    rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
-    use_bdat = _use_bdat(caps, opts)
+    binary = base.body == "BINARYMIME"
+    if binary and opts.chunking is False:
+        # RFC 3030 §3: BINARYMIME content can only travel in BDAT chunks, never after DATA.
+        raise CapabilityError(
+            "BODY=BINARYMIME needs BDAT (RFC 3030 §3) but chunking is turned off",
+            extension="CHUNKING",
+        )
+    key = (
+        id(caps),
+        id(opts),
+        id(mail_options),
+        id(rcpt_options),
+        prepared.declared_size,
+        prepared.eight_bit,
+        prepared.smtputf8,
+    )
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
+        rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
+        # mail_parameters has required CHUNKING for BINARYMIME: BDAT is always possible here.
+        use_bdat = True if binary else _use_bdat(caps, opts)
+        if cache is not None:
+            if len(cache) >= 256:  # sizes vary: stay bounded
+                cache.clear()
+            # The objects are kept so that their ids cannot be reused meanwhile.
+            cache[key] = (mparams, rparams, use_bdat, caps, opts, mail_options, rcpt_options)
+    else:
+        mparams = typing.cast("tuple[str, ...]", hit[0])
+        rparams = typing.cast("tuple[str, ...]", hit[1])
+        use_bdat = typing.cast("bool", hit[2])
     rcpts = tuple(RcptTo(r, rparams) for r in env.recipients)
-    return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat)
+    return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat, binary)
 
 
 @attrs.frozen

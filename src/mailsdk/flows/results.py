@@ -18,6 +18,10 @@ from mailsdk.protocol.reply import Reply
 __all__ = ["SendResult"]
 
 
+def _no_replies() -> dict[str, Reply]:
+    return {}
+
+
 def _freeze(m: Mapping[str, Reply]) -> Mapping[str, Reply]:
     return dict(m)
 
@@ -41,9 +45,9 @@ class SendResult:
 
     sender: str
     accepted: tuple[str, ...]
-    refused: Mapping[str, Reply] = attrs.field(factory=dict, converter=_freeze)
+    refused: Mapping[str, Reply] = attrs.field(factory=_no_replies, converter=_freeze)
     reply: Reply
-    recipient_replies: Mapping[str, Reply] = attrs.field(factory=dict, converter=_freeze)
+    recipient_replies: Mapping[str, Reply] = attrs.field(factory=_no_replies, converter=_freeze)
     size: int
     lmtp: bool = False
 

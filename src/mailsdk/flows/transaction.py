@@ -43,6 +43,7 @@ from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
     DEFAULT_CHUNK_SIZE,
+    ParameterCache,
     TransactionOptions,
     judge_data,
     judge_envelope,
@@ -90,6 +91,7 @@ def transaction(
     dialect: Dialect = Dialect.SMTP,
     options: TransactionOptions | None = None,
     tls_active: bool = False,
+    cache: ParameterCache | None = None,
 ) -> Generator[Action, object, SendResult]:
     """Run one transaction and return its :class:`SendResult`.
 
@@ -115,6 +117,7 @@ def transaction(
         rcpt_options=rcpt_options,
         options=opts,
         tls_active=tls_active,
+        cache=cache,
     )
     commands = plan.commands
     data_reply: Reply | None = None
@@ -139,7 +142,7 @@ def transaction(
         raise verdict.error
 
     if plan.use_bdat:
-        final = yield from _send_bdat(prepared, opts.chunk_size)
+        final = yield from _send_bdat(prepared, opts.chunk_size, binary=plan.binary)
     else:
         if data_reply is None:
             data_reply = yield from submit_one(Data())
@@ -176,9 +179,9 @@ def _end(
 
 
 def _send_bdat(
-    prepared: PreparedMessage, chunk_size: int
+    prepared: PreparedMessage, chunk_size: int, *, binary: bool = False
 ) -> Generator[Action, object, tuple[CommandReplied, ...]]:
-    for chunk in bdat_chunks(prepared, chunk_size):
+    for chunk in bdat_chunks(prepared, chunk_size, binary=binary):
         if chunk.last:
             return (yield from _end(exchange(chunk, replies=1, phase=Phase.DATA)))
         events = yield from exchange(chunk, replies=1)

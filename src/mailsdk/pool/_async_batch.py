@@ -117,6 +117,8 @@ class AsyncBatchRun:
             self._out.put_nowait(None)
 
     async def _record(self, work: Work, outcome: SendOutcome) -> None:
+        if work.index in self._final:  # abandoned at the shutdown already: keep that one
+            return
         final, decision = self._sched.record(work, outcome, time.monotonic())
         if final is not None:
             self._emit(final, work.started)

@@ -134,6 +134,8 @@ class BatchRun(Iterator[SendOutcome]):
     def _record(self, work: Work, outcome: SendOutcome) -> None:
         """Record one try's outcome (worker thread); penalise the rate on throttling."""
         with self._cond:
+            if work.index in self._final:  # abandoned at the shutdown already: keep that one
+                return
             final, decision = self._sched.record(work, outcome, time.monotonic())
             if final is not None:
                 self._emit(final, work.started)
@@ -169,7 +171,7 @@ class BatchRun(Iterator[SendOutcome]):
             return None
 
     def _pace(self, work: Work, first: bool) -> bool:
-        """Wait for the rate limit; ``False`` when the wait should end the current chunk."""
+        """Wait for the rate limit; ``False`` when the wait should end the current run."""
         wait = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
         if wait <= _INLINE_WAIT or first:
             if wait > 0:

@@ -247,11 +247,20 @@ class Scheduler:
         )
         if decision.counts:
             work.tries += 1
+        send: Outgoing | None = None
         if decision.retry and not self.stopped:
-            send = work.item
-            if decision.recipients is not None:
-                sender = outcome.result.sender if outcome.result is not None else send.sender
-                send = attrs.evolve(send, sender=sender, recipients=decision.recipients)
+            if decision.recipients is None:
+                # The same envelope as the try that failed: after a per-recipient retry that is
+                # the remaining recipients only, never again those already accepted.
+                send = work.send
+            else:
+                remaining = tuple(r for r in decision.recipients if r not in work.accepted)
+                if remaining:
+                    sender = (
+                        outcome.result.sender if outcome.result is not None else work.send.sender
+                    )
+                    send = attrs.evolve(work.item, sender=sender, recipients=remaining)
+        if send is not None:
             work.send = send
             work.ready = now + decision.delay
             heapq.heappush(self._retries, (work.ready, next(self._seq), work))

@@ -13,6 +13,7 @@ caller that ``SMTPUTF8`` (RFC 6531) is then required.
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 
@@ -47,7 +48,7 @@ def check_text(value: str, what: str) -> str:
     Raises:
         InvalidInputError: ``value`` is not a ``str`` or contains a control character.
     """
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidInputError(f"{what} must be a str, not {type(value).__name__}")
     m = _CONTROL_RE.search(value)
     if m is not None:
@@ -101,6 +102,20 @@ def split_mailbox(mailbox: str) -> tuple[str, str]:
     return local, domain
 
 
+@functools.lru_cache(maxsize=4096)
+def _validated(address: str, allow_null: bool) -> str:
+    check_text(address, "address")
+    mailbox = _extract(address)
+    if mailbox == "":
+        if not allow_null:
+            raise InvalidInputError("the null path <> is only valid as a sender")
+        return ""
+    if mailbox.lower() == "postmaster":
+        return mailbox
+    split_mailbox(mailbox)
+    return mailbox
+
+
 def validate_address(address: str, *, allow_null: bool = True) -> str:
     """Validate an address and return the bare mailbox (``""`` for the null reverse-path).
 
@@ -118,16 +133,13 @@ def validate_address(address: str, *, allow_null: bool = True) -> str:
         InvalidInputError: control characters, spaces, missing ``@``, or a null path when not
             allowed.
     """
-    check_text(address, "address")
-    mailbox = _extract(address)
-    if mailbox == "":
-        if not allow_null:
-            raise InvalidInputError("the null path <> is only valid as a sender")
-        return ""
-    if mailbox.lower() == "postmaster":
-        return mailbox
-    split_mailbox(mailbox)
-    return mailbox
+    # Pure and called for every MAIL and RCPT: a bulk run repeats the same few addresses, so
+    # the result is cached (a refusal raises and is not cached).
+    if type(address) is not str:
+        if not isinstance(address, str):
+            raise InvalidInputError(f"an address is a str, not {type(address).__name__}")
+        address = str(address)  # e.g. a header value: cache plain strings only
+    return _validated(address, allow_null)
 
 
 def quote_path(address: str, *, allow_null: bool = True) -> str:

@@ -113,11 +113,15 @@ __all__ = ["DEFAULT_LIMITS", "ClientConnection"]
 DEFAULT_LIMITS: typing.Final = ReplyLimits()
 
 
+def _no_names() -> list[str]:
+    return []
+
+
 @attrs.define
 class _Transaction:
     """Bookkeeping for one MAIL transaction (for LMTP reply counting and stale corrections)."""
 
-    accepted: list[str] = attrs.Factory(list)
+    accepted: list[str] = attrs.Factory(_no_names)
     failed_chunk: bool = False
 
 
@@ -131,6 +135,27 @@ class _Pending:
     recipients: list[str] | None = None
     replied: int = 0
     tag: object = None
+
+
+#: Commands a 3xx can never answer (RFC 5321 §4.3.2).
+_NEVER_INTERMEDIATE: typing.Final = frozenset(
+    {
+        Trigger.HELLO,
+        Trigger.MAIL,
+        Trigger.RCPT,
+        Trigger.END_OF_DATA,
+        Trigger.BDAT,
+        Trigger.BDAT_LAST,
+        Trigger.RSET,
+    }
+)
+
+
+def _verb_of(entry: _Pending) -> str:
+    command = entry.command
+    if command is None or isinstance(command, Raw):
+        return "the command"
+    return "the end of the data" if isinstance(command, EndOfData) else command.verb
 
 
 class ClientConnection:
@@ -449,6 +474,19 @@ class ClientConnection:
         outcome = outcome_of(trigger, reply.code)
         if reply.code == 421:
             self._closing = True
+        if trigger in _NEVER_INTERMEDIATE and 300 <= reply.code < 400:
+            # RFC 5321 §4.3.2: only DATA (354) and AUTH (334) get a 3xx. Anything else means
+            # the replies are out of step with the commands (a server that sent one reply too
+            # few or too many): pairing on would attribute a reply to the wrong message.
+            raise RemoteProtocolError(
+                f"{reply.code} cannot answer {_verb_of(entry)}: the server's replies are out of "
+                "step with the commands"
+            )
+        if trigger is Trigger.DATA and 200 <= reply.code < 300:
+            # RFC 5321 §4.3.2: DATA is answered 354 (go ahead) or refused, never 2xx.
+            raise RemoteProtocolError(
+                f"{reply.code} cannot answer DATA: the server's replies are out of step"
+            )
         if entry.command is None:  # the greeting
             self._queue.popleft()
             self._state = state_after_reply(self._state, trigger, outcome)

@@ -72,6 +72,10 @@ __all__ = [
 class ClientState(enum.Enum):
     """Where the client is in the session (the optimistic *sent* state)."""
 
+    # Members are singletons compared by identity: hash them the same way, in C. (Enum's own
+    # __hash__ hashes the name in Python, and the state table looks these up on every reply.)
+    __hash__ = object.__hash__
+
     #: Connected, waiting for the greeting. Only QUIT may be queued.
     CONNECTED = "CONNECTED"
     #: Greeting received (or TLS just started): EHLO/HELO (LHLO in LMTP) is needed.
@@ -109,6 +113,10 @@ class ClientState(enum.Enum):
 class Trigger(enum.Enum):
     """What a command means to the state machine."""
 
+    # Members are singletons compared by identity: hash them the same way, in C. (Enum's own
+    # __hash__ hashes the name in Python, and the state table looks these up on every reply.)
+    __hash__ = object.__hash__
+
     GREETING = "GREETING"  # pseudo: the greeting is "queued" when the connection starts
     HELLO = "HELLO"
     MAIL = "MAIL"
@@ -127,6 +135,10 @@ class Trigger(enum.Enum):
 
 class Outcome(enum.Enum):
     """How a reply answered its command."""
+
+    # Members are singletons compared by identity: hash them the same way, in C. (Enum's own
+    # __hash__ hashes the name in Python, and the state table looks these up on every reply.)
+    __hash__ = object.__hash__
 
     POSITIVE = "POSITIVE"  # 2xx (for STARTTLS: 220)
     GO_AHEAD = "GO_AHEAD"  # 354 to DATA, 334 to AUTH

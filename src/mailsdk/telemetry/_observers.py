@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# (a private companion of telemetry.otel / telemetry.base: it reads their internals by design)
 """The OpenTelemetry observers: one object per session, command and transaction span.
 
 Layer: L3 (telemetry). May import ``opentelemetry`` (the API package only),

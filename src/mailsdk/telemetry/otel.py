@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# (a private companion of telemetry.otel / telemetry.base: it reads their internals by design)
 """OpenTelemetry implementation of the instrumentation seam, over opentelemetry-api only.
 
 Layer: L3 (telemetry). May import ``opentelemetry`` (the API package, never the SDK),
@@ -29,7 +31,7 @@ from mailsdk.telemetry._observers import _Session, guarded
 from mailsdk.telemetry.base import _NOOP_SESSION, NoopSessionObserver
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
     from opentelemetry.propagators.textmap import TextMapPropagator
@@ -58,6 +60,12 @@ def _histogram(
 
 def _no_session() -> _Session | NoopSessionObserver:
     return _NOOP_SESSION
+
+
+def _attributes(values: Mapping[str, str | int]) -> _Attributes:
+    """A span/metric attribute dict (``dict`` is invariant: str and int values are attribute
+    values, but ``dict[str, str | int]`` is not ``dict[str, AttributeValue]`` to a checker)."""
+    return dict(values)
 
 
 class OpenTelemetryInstrumentation:
@@ -209,7 +217,9 @@ class OpenTelemetryInstrumentation:
             info = (
                 normalized,
                 names.COMMAND_SPAN_PREFIX + normalized,
-                {names.SMTP_COMMAND: normalized, names.SMTP_PIPELINE_SIZE: pipeline_size},
+                _attributes(
+                    {names.SMTP_COMMAND: normalized, names.SMTP_PIPELINE_SIZE: pipeline_size}
+                ),
             )
             if len(self._commands) < _CACHE_LIMIT:
                 self._commands[key] = info
@@ -221,7 +231,7 @@ class OpenTelemetryInstrumentation:
         attributes = self._durations.get(key)
         if attributes is None:
             klass = names.REPLY_CLASS_ERROR if code is None else names.reply_class(code)
-            attributes = {names.SMTP_COMMAND: verb, names.SMTP_REPLY_CLASS: klass}
+            attributes = _attributes({names.SMTP_COMMAND: verb, names.SMTP_REPLY_CLASS: klass})
             if len(self._durations) < _CACHE_LIMIT:
                 self._durations[key] = attributes
         self._duration.record(seconds, attributes)

@@ -550,7 +550,7 @@ class AsyncSocketConnector:
 
 if typing.TYPE_CHECKING:  # mypy proves that the classes satisfy the protocols
 
-    def _conforms(
+    def _conforms(  # pyright: ignore[reportUnusedFunction]
         stream: AsyncSocketStream,
         tcp: AsyncTcpConnector,
         unix: AsyncUnixConnector,

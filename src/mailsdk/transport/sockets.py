@@ -478,7 +478,7 @@ class SocketConnector:
 
 if typing.TYPE_CHECKING:  # mypy proves that the classes satisfy the protocols
 
-    def _conforms(
+    def _conforms(  # pyright: ignore[reportUnusedFunction]
         stream: SocketStream, tcp: TcpConnector, unix: UnixConnector, given: SocketConnector
     ) -> tuple[Stream, Connector, Connector, Connector]:
         return stream, tcp, unix, given

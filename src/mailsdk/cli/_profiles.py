@@ -1,0 +1,270 @@
+"""Profiles: a TOML file of named connection settings, ``MAILSDK_*`` variables, secrets.
+
+Layer: L8 command line (private).
+
+The file (``--config PATH``, else ``$MAILSDK_CONFIG``, else ``$XDG_CONFIG_HOME/mailsdk/config.toml``
+or ``~/.config/mailsdk/config.toml``)::
+
+    default_profile = "work"
+
+    [profiles.work]
+    server = "smtp.example.com:587"      # host[:port] or a URL
+    tls = "starttls"                     # implicit | starttls | opportunistic | none
+    user = "me@example.com"
+    password_env = "WORK_SMTP_PASSWORD"  # or password_file = "~/.config/mailsdk/work.secret"
+    from = "me@example.com"
+
+    [profiles.o365]
+    server = "smtp.office365.com:587"
+    user = "sender@contoso.com"
+    [profiles.o365.oauth]
+    provider = "msal-app-only"           # msal-device-code | google-service-account | google-user
+    tenant = "contoso.onmicrosoft.com"
+    client_id = "00000000-0000-0000-0000-000000000000"
+    client_secret_env = "O365_CLIENT_SECRET"
+
+Secrets never live in the file itself: a ``*_env`` key names an environment variable, a
+``*_file`` key a file that must not be readable by group or others (``chmod 600``).
+Precedence: command-line option, then ``MAILSDK_*`` variable, then the profile.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+import tomllib
+import typing
+
+import attrs
+
+from mailsdk._secret import Secret
+from mailsdk.errors import ConfigurationError
+
+__all__ = [
+    "ENV_PREFIX",
+    "ConfigFile",
+    "Profile",
+    "default_config_path",
+    "load_config",
+    "read_secret_file",
+    "secret_from",
+]
+
+ENV_PREFIX: typing.Final = "MAILSDK_"
+
+#: Profile keys and their TOML types.
+PROFILE_KEYS: typing.Final[dict[str, type | tuple[type, ...]]] = {
+    "server": str,
+    "tls": str,
+    "user": str,
+    "password_env": str,
+    "password_file": str,
+    "auth": (str, list),
+    "from": str,
+    "ca_file": str,
+    "timeout": (int, float),
+    "local_hostname": str,
+    "lmtp": bool,
+    "oauth": dict,
+}
+
+#: The ``[profiles.NAME.oauth]`` keys.
+OAUTH_KEYS: typing.Final[dict[str, type | tuple[type, ...]]] = {
+    "provider": str,
+    "tenant": str,
+    "client_id": str,
+    "client_secret_env": str,
+    "client_secret_file": str,
+    "certificate_file": str,
+    "authority": str,
+    "instance_discovery": bool,
+    "scopes": list,
+    "cache_file": str,
+    "ca_file": str,
+    "service_account_file": str,
+    "subject": str,
+    "authorized_user_file": str,
+    "token_uri": str,
+}
+
+OAUTH_PROVIDERS: typing.Final = (
+    "msal-app-only",
+    "msal-device-code",
+    "google-service-account",
+    "google-user",
+)
+
+#: Settings that may come from ``MAILSDK_<NAME>`` (upper case) variables.
+ENV_KEYS: typing.Final = ("server", "tls", "user", "from", "ca_file", "timeout", "local_hostname")
+
+
+@attrs.frozen
+class Profile:
+    """One named set of settings (already type-checked)."""
+
+    name: str | None
+    values: dict[str, typing.Any] = attrs.field(factory=dict)
+
+    def get(self, key: str) -> typing.Any:
+        """A setting: the ``MAILSDK_<KEY>`` variable wins over the profile's value."""
+        if key in ENV_KEYS:
+            env = os.environ.get(ENV_PREFIX + key.upper())
+            if env:
+                return float(env) if key == "timeout" else env
+        return self.values.get(key)
+
+    @property
+    def oauth(self) -> dict[str, typing.Any] | None:
+        """The ``oauth`` table, or ``None``."""
+        value = self.values.get("oauth")
+        return typing.cast("dict[str, typing.Any] | None", value)
+
+
+@attrs.frozen
+class ConfigFile:
+    """The parsed configuration file (empty when there is none)."""
+
+    path: pathlib.Path
+    exists: bool
+    default_profile: str | None
+    profiles: dict[str, Profile]
+
+    def profile(self, name: str | None) -> Profile:
+        """The profile ``name`` (``None``: ``$MAILSDK_PROFILE``, then ``default_profile``).
+
+        Raises:
+            ConfigurationError: a named profile that is not in the file.
+        """
+        chosen = name or os.environ.get(ENV_PREFIX + "PROFILE") or self.default_profile
+        if chosen is None:
+            return Profile(None)
+        if chosen not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            where = str(self.path) if self.exists else f"{self.path} (missing)"
+            raise ConfigurationError(f"no profile {chosen!r} in {where}; known: {known}")
+        return self.profiles[chosen]
+
+
+def default_config_path() -> pathlib.Path:
+    """``$MAILSDK_CONFIG``, else the XDG config location of ``mailsdk/config.toml``."""
+    explicit = os.environ.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        return pathlib.Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return pathlib.Path(base) / "mailsdk" / "config.toml"
+
+
+def _check_table(
+    where: str, table: dict[str, typing.Any], keys: dict[str, type | tuple[type, ...]]
+) -> None:
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigurationError(f"{where}: unknown key {key!r}")
+        expected = keys[key]
+        # bool is an int in Python: a timeout of `true` is still a mistake
+        if isinstance(value, bool) and expected is not bool:
+            raise ConfigurationError(f"{where}: {key} must not be a boolean")
+        if not isinstance(value, expected):
+            raise ConfigurationError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+
+
+def _profile(name: str, table: object) -> Profile:
+    where = f"profile {name!r}"
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where} must be a table")
+    _check_table(where, table, PROFILE_KEYS)
+    oauth = table.get("oauth")
+    if oauth is not None:
+        _check_table(f"{where} oauth", oauth, OAUTH_KEYS)
+        provider = oauth.get("provider")
+        if provider not in OAUTH_PROVIDERS:
+            choices = ", ".join(OAUTH_PROVIDERS)
+            raise ConfigurationError(f"{where} oauth: provider must be one of {choices}")
+        if "password_env" in table or "password_file" in table:
+            raise ConfigurationError(f"{where}: give a password or oauth, not both")
+    return Profile(name, dict(table))
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ConfigFile:
+    """Read and check the configuration file.
+
+    Args:
+        path: an explicit file (must exist); ``None`` uses :func:`default_config_path`, which
+            may be absent (no profiles).
+
+    Raises:
+        ConfigurationError: unreadable or malformed file, unknown keys, wrong types.
+    """
+    explicit = path is not None or bool(os.environ.get(ENV_PREFIX + "CONFIG"))
+    target = pathlib.Path(path).expanduser() if path is not None else default_config_path()
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigurationError(f"configuration file {target} does not exist") from None
+        return ConfigFile(target, False, None, {})
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {target}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{target} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"default_profile", "profiles"}
+    if unknown:
+        raise ConfigurationError(f"{target}: unknown top-level keys {sorted(unknown)}")
+    default = data.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise ConfigurationError(f"{target}: default_profile must be a string")
+    tables = data.get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ConfigurationError(f"{target}: [profiles] must be a table")
+    profiles = {name: _profile(name, table) for name, table in tables.items()}
+    if default is not None and default not in profiles:
+        raise ConfigurationError(f"{target}: default_profile {default!r} is not defined")
+    return ConfigFile(target, True, default, profiles)
+
+
+def read_secret_file(path: str) -> Secret:
+    """Read a secret from a file that only its owner can read.
+
+    Raises:
+        ConfigurationError: missing file, or readable/writable by group or others.
+    """
+    target = pathlib.Path(path).expanduser()
+    try:
+        info = target.stat()
+    except OSError:
+        raise ConfigurationError(f"secret file {target} does not exist") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(
+            f"secret file {target} is accessible by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):03o}); run: chmod 600 {target}"
+        )
+    try:
+        text = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"cannot read secret file {target} ({type(exc).__name__})"
+        ) from None
+    value = text.rstrip("\r\n")
+    if not value:
+        raise ConfigurationError(f"secret file {target} is empty")
+    return Secret(value)
+
+
+def secret_from(env_name: str | None, file_name: str | None, what: str) -> Secret | None:
+    """A secret from the variable ``env_name`` or the file ``file_name`` (variable first).
+
+    Raises:
+        ConfigurationError: the variable is named but not set, or the file is unsafe.
+    """
+    if env_name:
+        value = os.environ.get(env_name)
+        if value:
+            return Secret(value)
+        if not file_name:
+            raise ConfigurationError(f"{what}: environment variable {env_name} is not set")
+    if file_name:
+        return read_secret_file(file_name)
+    return None

@@ -1,0 +1,118 @@
+"""``mailsdk batch``: many messages from CSV/JSONL rows and a template, or a folder of .eml files.
+
+Layer: L8 command line. Messages go over ``--connections`` sessions at most ``--rate`` per
+second/minute/hour, with a live progress bar on a terminal (plain lines otherwise), a summary
+table and a JSONL report with one line per message. Ctrl-C stops starting new messages, lets
+those in flight finish, and still writes the complete report (a second Ctrl-C stops waiting:
+messages still in flight are reported ``unknown``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+import typing
+
+import click
+from rich.console import Console
+
+from mailsdk.cli._batch_input import load_items
+from mailsdk.cli._batch_report import Progressbar, ReportWriter, summary_table
+from mailsdk.cli._connect import builder_for
+from mailsdk.cli._engine import deliver, parse_rate
+from mailsdk.cli._exit import ExitCode, exit_code_for_statuses
+from mailsdk.cli._options import Common, command_body, common_options, connection_options
+from mailsdk.cli._terminal import emit_json
+from mailsdk.flows import DeliveryStatus
+
+__all__ = ["batch_command"]
+
+#: How long a stopped run waits for messages in flight (each is bounded by its own timeouts).
+DRAIN_SECONDS: typing.Final = 120.0
+
+
+@click.command("batch")
+@click.argument("source", type=click.Path(exists=True, path_type=pathlib.Path))
+@common_options
+@connection_options
+@click.option("--template", type=click.Path(path_type=pathlib.Path), help="Body template.")
+@click.option("--subject", metavar="TEXT", help="Subject template for rows without a subject.")
+@click.option("--from", "sender", metavar="ADDR", help="Sender for rows without a from column.")
+@click.option("--connections", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--rate", metavar="N/UNIT", help="At most N messages per s, min or hour (30/min).")
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    help="JSONL report path [default: SOURCE.report.jsonl].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--wire", is_flag=True, help="Print the SMTP conversation (AUTH redacted).")
+@command_body
+def batch_command(common: Common, **o: typing.Any) -> int:
+    """Send a batch: SOURCE is a .csv or .jsonl file (with --template) or a folder of .eml files.
+
+    \b
+    Rows: to (required), cc, bcc, subject, from, key; other columns are $variables of the
+    template. The report has one JSON line per message: accepted, partial, refused, failed,
+    unknown (the server may have it: never resend those blindly) or not_sent.
+    """
+    profile = common.profile()
+    source: pathlib.Path = o["source"]
+    items = load_items(
+        source,
+        template=o["template"],
+        subject=o["subject"],
+        sender=o["sender"] or profile.get("from"),
+    )
+    limit = parse_rate(o["rate"]) if o["rate"] else None
+    report: pathlib.Path | None = o["report"]
+    connections: int = o["connections"]
+    builder = builder_for(common.connection, profile)
+    report_path = report or source.with_name(source.name.rstrip("/") + ".report.jsonl")
+    writer = ReportWriter(str(report_path), items)
+    progress = Progressbar(len(items))
+    started = time.monotonic()
+    interrupted = False
+    in_flight: set[int] = set()
+    try:
+        delivery = deliver(builder, items, connections=connections, rate=limit)
+        try:
+            for outcome in delivery.outcomes():
+                writer.write(outcome)
+                progress.advance(outcome, items[outcome.index].key)
+        except KeyboardInterrupt:
+            interrupted = True
+            click.echo("\nstopping: no new messages; waiting for those in flight", err=True)
+            try:
+                late, in_flight = delivery.drain(DRAIN_SECONDS)
+            except KeyboardInterrupt:
+                late, in_flight = [], set(delivery.in_flight)
+            for outcome in late:
+                writer.write(outcome)
+                progress.advance(outcome, items[outcome.index].key)
+    finally:
+        progress.close()
+        writer.finish(in_flight)
+    elapsed = time.monotonic() - started
+    counts = dict(writer.counts)
+    if common.json:
+        emit_json(
+            {
+                "report": str(report_path),
+                "total": len(items),
+                "counts": counts,
+                "unknown": writer.unknown,
+                "interrupted": interrupted,
+                "elapsed": round(elapsed, 3),
+            }
+        )
+    else:
+        console = Console(file=sys.stdout)
+        console.print(
+            summary_table(counts, total=len(items), elapsed=elapsed, unknown=writer.unknown)
+        )
+        console.print(f"report: {report_path}", markup=False, highlight=False)
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    return exit_code_for_statuses(DeliveryStatus(s) for s in counts if s != "not_sent")

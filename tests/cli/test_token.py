@@ -1,0 +1,96 @@
+"""``mailsdk token --profile NAME`` against the local OAuth authority (real msal over HTTPS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from tests._support.oauth_authority import OAuthAuthority
+from tests.cli._helpers import Cli, no_secret, write_config
+
+CLIENT_SECRET = "client-secret-value-42"
+
+
+def _profile(cli: Cli, authority: OAuthAuthority) -> None:
+    cache = cli.home / ".cache" / "mailsdk" / "o365.json"
+    write_config(
+        cli,
+        f"""
+default_profile = "o365"
+
+[profiles.o365]
+server = "127.0.0.1:2525"
+user = "sender@contoso.example"
+
+[profiles.o365.oauth]
+provider = "msal-app-only"
+client_id = "11111111-0000-0000-0000-000000000001"
+client_secret_env = "O365_SECRET"
+authority = "{authority.authority_url}"
+instance_discovery = false
+ca_file = "{authority.ca_path}"
+cache_file = "{cache}"
+""",
+    )
+
+
+def test_token_acquires_caches_and_hides_the_token(
+    cli: Cli, oauth_authority: OAuthAuthority
+) -> None:
+    _profile(cli, oauth_authority)
+    env = {"O365_SECRET": CLIENT_SECRET}
+    proc = cli("token", "--profile", "o365", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "user       sender@contoso.example" in proc.stdout
+    assert "https://outlook.office365.com/.default" in proc.stdout
+    assert "expires    " in proc.stdout and "(in 3" in proc.stdout  # about 3600 s
+    assert "at-1" not in proc.stdout  # the access token itself stays hidden
+    no_secret(proc, CLIENT_SECRET)
+    [request] = oauth_authority.token_requests("client_credentials")
+    assert request.client_id == "11111111-0000-0000-0000-000000000001"
+    cache = cli.home / ".cache" / "mailsdk" / "o365.json"
+    assert cache.exists()
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+
+    # a second run is served from the cache: no new token request
+    again = cli("token", "--json", env=env)  # default_profile picks o365
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert data["provider"] == "msal-app-only" and "access_token" not in data
+    assert 3000 < data["expires_in"] <= 3600
+    assert len(oauth_authority.token_requests("client_credentials")) == 1
+
+    shown = cli("token", "--show", "--force", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().splitlines()[-1] == "at-2"
+
+
+def test_token_error_from_the_authority_is_one_line(
+    cli: Cli, oauth_authority: OAuthAuthority
+) -> None:
+    _profile(cli, oauth_authority)
+    oauth_authority.error = {
+        "error": "invalid_client",
+        "error_description": "AADSTS7000215: Invalid client secret provided.",
+        "correlation_id": "corr-1",
+    }
+    proc = cli("token", env={"O365_SECRET": CLIENT_SECRET})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid_client" in lines[0] and "TokenError" in lines[0]
+    no_secret(proc, CLIENT_SECRET)
+
+
+def test_token_needs_an_oauth_profile_and_its_secret(
+    cli: Cli, oauth_authority: OAuthAuthority
+) -> None:
+    _profile(cli, oauth_authority)
+    missing_secret = cli("token")
+    assert missing_secret.returncode == 4
+    assert "O365_SECRET" in missing_secret.stderr
+    write_config(cli, '[profiles.plain]\nserver = "mx.example"\n')
+    no_oauth = cli("token", "--profile", "plain")
+    assert no_oauth.returncode == 4 and "oauth" in no_oauth.stderr
+    unknown = cli("token", "--profile", "nope")
+    assert unknown.returncode == 4 and "no profile 'nope'" in unknown.stderr
