@@ -3,9 +3,11 @@
 Layer: L7 (integrations.celery, private). Imports ``mailsdk.builder``/``client``, the Redis
 integration and L0; reads ``app.conf`` only through :func:`settings_from`.
 
-The keys (all optional except ``mailsdk_client``)::
+The keys (all optional except ``mailsdk_client`` or ``mailsdk_profile``)::
 
     mailsdk_client = "myproject.mail:build_client"   # "module:callable" -> Client or ClientBuilder
+    mailsdk_profile = "work"                          # ... or a profile of the mailsdk config file
+    mailsdk_config = "/etc/mailsdk/config.toml"       # that file (default: $MAILSDK_CONFIG, XDG)
     mailsdk_redis_url = "redis://..."                 # limits + ledger; default: the broker URL
     mailsdk_message_rates = [Rate.per_second(10)]     # cluster-wide message Rates
     mailsdk_recipient_rates = [Rate.per_minute(3000)] # cluster-wide recipient Rates
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "WorkerSettings",
     "load_factory",
+    "profile_factory",
     "settings_from",
 ]
 
@@ -96,6 +99,25 @@ def load_factory(path: str) -> Callable[[], Client]:
     return build
 
 
+def profile_factory(name: str, path: str | None) -> Callable[[], Client]:
+    """A factory building the client of profile ``name`` of the config file at ``path``.
+
+    The file is read now (a missing profile fails at start-up); the secrets when the client is
+    built, in the worker process.
+
+    Raises:
+        ConfigurationError: the file or the profile is missing or malformed.
+    """
+    from mailsdk.profiles import builder_for_profile, load_config
+
+    load_config(path).profile(name)
+
+    def build() -> Client:
+        return builder_for_profile(load_config(path).profile(name)).build()
+
+    return build
+
+
 def _number(conf: Mapping[str, typing.Any], key: str, default: float) -> float:
     value = conf.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -109,7 +131,7 @@ def _number(conf: Mapping[str, typing.Any], key: str, default: float) -> float:
 class WorkerSettings:
     """The validated ``mailsdk_*`` settings of one Celery app."""
 
-    client: str
+    client: str | None
     redis_url: str | None = attrs.field(repr=False)  # may carry a password
     message_rates: Sequence[Rate]
     recipient_rates: Sequence[Rate]
@@ -121,6 +143,15 @@ class WorkerSettings:
     lease_ttl: float
     idle_timeout: float
     retry: RetryPolicy
+    profile: str | None = None
+    config: str | None = None
+
+    def client_factory(self) -> Callable[[], Client]:
+        """What builds the worker's client: ``mailsdk_client``, else ``mailsdk_profile``."""
+        if self.client is not None:
+            return load_factory(self.client)
+        assert self.profile is not None  # settings_from guarantees one of the two
+        return profile_factory(self.profile, self.config)
 
 
 def _redis_url(conf: Mapping[str, typing.Any]) -> str | None:
@@ -141,9 +172,19 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
         ConfigurationError: a missing ``mailsdk_client`` or an invalid value (the message names
             the key, never a URL or a password).
     """
-    client = conf.get("mailsdk_client")
-    if not isinstance(client, str):
-        raise ConfigurationError("set mailsdk_client = 'module:callable' in the Celery config")
+    client, profile = conf.get("mailsdk_client"), conf.get("mailsdk_profile")
+    config = conf.get("mailsdk_config")
+    if (client is None) == (profile is None):
+        raise ConfigurationError(
+            "set one of mailsdk_client = 'module:callable' and mailsdk_profile = 'name' "
+            "in the Celery config"
+        )
+    if client is not None and not isinstance(client, str):
+        raise ConfigurationError("mailsdk_client must be a 'module:callable' string")
+    if profile is not None and not isinstance(profile, str):
+        raise ConfigurationError("mailsdk_profile must be a profile name")
+    if config is not None and not isinstance(config, str):
+        raise ConfigurationError("mailsdk_config must be a file path")
     retry = _retry_policy(conf.get("mailsdk_retry"))
     cap = conf.get("mailsdk_max_connections")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
@@ -167,10 +208,14 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
         lease_ttl=_number(conf, "mailsdk_lease_ttl", 30.0),
         idle_timeout=_number(conf, "mailsdk_idle_timeout", 5.0),
         retry=retry,
+        profile=profile,
+        config=config,
     )
     needs_redis = settings.message_rates or settings.recipient_rates or cap or settings.ledger
     if needs_redis and settings.redis_url is None:
         raise ConfigurationError(
             "limits and the ledger need Redis: set mailsdk_redis_url (or a redis:// broker)"
         )
+    if profile is not None:
+        profile_factory(profile, config)  # the file and the profile exist (fails at start-up)
     return settings

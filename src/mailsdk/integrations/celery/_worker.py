@@ -30,7 +30,7 @@ from mailsdk.batch import ConnectionLimiter, RateLimiter
 from mailsdk.integrations._deliver import deliver_chunk, is_retryable
 from mailsdk.integrations._leases import LeaseKeeper
 from mailsdk.integrations._wire import JsonDict, decode_item
-from mailsdk.integrations.celery._config import WorkerSettings, load_factory, settings_from
+from mailsdk.integrations.celery._config import WorkerSettings, settings_from
 
 if typing.TYPE_CHECKING:
     from mailsdk.integrations.redis import DeliveryLedger
@@ -66,7 +66,7 @@ class _ProcessState:
         self.ledger: DeliveryLedger | None = None
         self.leases: LeaseKeeper | None = None
         self._redis: typing.Any = None
-        self._factory = load_factory(settings.client)
+        self._factory = settings.client_factory()
         self._pool: Pool | None = None
         self._lock = threading.Lock()
         if settings.redis_url is not None:

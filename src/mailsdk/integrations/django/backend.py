@@ -101,6 +101,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             token_provider=_setting("MAILSDK_TOKEN_PROVIDER"),
             client=_setting("MAILSDK_CLIENT"),
             pool_size=pool_size,
+            profile=_setting("MAILSDK_PROFILE"),
+            config_file=_setting("MAILSDK_CONFIG_FILE"),
         )
         self._client: Client | None = None
         self._pool: Pool | None = None
