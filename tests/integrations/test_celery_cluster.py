@@ -258,7 +258,11 @@ def test_sigkill_of_a_worker_process_mid_batch_loses_and_duplicates_nothing(
         missing = _check_exactly_once_or_unknown(report, got, ledger, 400)
     finally:
         client.close()
-    assert len(missing) <= 1, missing  # at most the one message that was on the wire
+    # Missing at most what the killed process's one connection held: the next message's
+    # envelope pipelined behind the last end-of-data, and one taken for its rate wait. Both
+    # were marked "sending" (so parked UNKNOWN, never resent); the rest of its chunk stayed
+    # "claimed" and was sent by the redelivered task.
+    assert len(missing) <= 2, missing
     assert cluster.relay.peak <= 2, cluster.relay.peak
     full = "".join(w.text() for w in cluster.workers)
     assert "signal 9" in full or "SIGKILL" in full or "WorkerLostError" in full

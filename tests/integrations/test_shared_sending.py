@@ -30,6 +30,7 @@ from mailsdk.integrations.redis import (
     Rate,
     RedisConnectionLimiter,
     RedisRateLimiter,
+    from_url,
 )
 from mailsdk.pool import Pool
 
@@ -305,3 +306,56 @@ def test_a_throttling_reply_penalizes_every_sender_and_is_retryable(
     peer = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(100)])
     assert peer.reserve() > 29  # another sender of the same budget waits out the penalty
     assert ledger.claim("<1@t>").may_send
+
+
+def test_the_same_key_twice_in_one_chunk_is_sent_once(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    with _pool(server.port, max_connections=2) as pool:
+        results = deliver_chunk([_item(1), _item(2), _item(1)], pool=pool, ledger=ledger)
+    assert [r["status"] for r in results] == ["accepted", "accepted", "deferred"]
+    assert len(server.recorder.messages) == 2
+    with _pool(server.port) as pool:  # the deferred one, retried: a duplicate, not resent
+        [again] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)
+    assert again["status"] == "accepted" and again["duplicate"] is True
+    assert len(server.recorder.messages) == 2
+
+
+def test_redis_down_before_the_chunk_defers_everything_and_sends_nothing(
+    smtpd_factory: Callable[..., SmtpdServer],
+) -> None:
+    server = smtpd_factory()
+    dead = from_url("redis://127.0.0.1:1/0", timeout=1)
+    ledger = DeliveryLedger(dead, "plain")
+    rate = RedisRateLimiter(dead, "acct", messages=[Rate.per_second(10)])
+    with _pool(server.port) as pool:
+        results = deliver_chunk(
+            [_item(1), _item(2)], pool=pool, rate=rate, ledger=ledger, patience=0.3
+        )
+    assert [r["status"] for r in results] == ["deferred", "deferred"]
+    assert all("Redis unavailable" in str(r["reason"]) for r in results)
+    assert is_retryable(results[0])
+    assert server.recorder.messages == []
+
+
+def test_the_shared_rate_failing_mid_chunk_stops_the_batch_and_releases_what_was_not_sent(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    # The ledger's Redis is up, the rate's is not: the first message is claimed and marked
+    # "sending" as the pool takes it, then its rate reservation fails for good.
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    rate = RedisRateLimiter(
+        from_url("redis://127.0.0.1:1/0", timeout=1), "acct", messages=[Rate.per_second(10)]
+    )
+    with _pool(server.port, max_connections=1) as pool:
+        results = deliver_chunk(
+            [_item(1), _item(2)], pool=pool, rate=rate, ledger=ledger, patience=0.3
+        )
+    assert server.recorder.messages == []
+    assert results[0]["status"] == "failed" and results[0]["retryable"] is True
+    assert results[0]["ledger"] == "failed"  # never handed over: released, not parked
+    assert results[1]["status"] == "deferred" and is_retryable(results[1])
+    assert ledger.claim("<1@t>").may_send and ledger.claim("<2@t>").may_send

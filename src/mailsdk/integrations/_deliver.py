@@ -267,7 +267,9 @@ class _Chunk:
             state = DeliveryStatus.FAILED  # a 4xx: nothing accepted, may be tried again
         try:
             write = functools.partial(self.ledger.record, item.key, self.owner, state, summary)
-            _patient(write, self.patience)
+            # Once Redis has stayed down for a whole patience, one try per outcome: a chunk of
+            # outcomes must not wait out the same outage once each.
+            _patient(write, self.patience if self.broken is None else 0.0)
         except CoordinationUnavailable as exc:
             _log.error("ledger write for %s failed; it will be parked as UNKNOWN", item.key)
             summary["ledger"] = "unrecorded"
