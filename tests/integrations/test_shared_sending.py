@@ -359,3 +359,23 @@ def test_the_shared_rate_failing_mid_chunk_stops_the_batch_and_releases_what_was
     assert results[0]["ledger"] == "failed"  # never handed over: released, not parked
     assert results[1]["status"] == "deferred" and is_retryable(results[1])
     assert ledger.claim("<1@t>").may_send and ledger.claim("<2@t>").may_send
+
+
+def test_a_lost_chunk_takes_the_ledgers_final_word_and_is_otherwise_unknown(
+    redis_client: redis.Redis,
+) -> None:
+    pytest.importorskip("celery", reason="the celery extra is not installed")
+    from mailsdk import DeliveryStatus
+    from mailsdk.integrations._wire import outcome_from_json
+    from mailsdk.integrations.celery.fanout import _lost
+
+    ledger = DeliveryLedger(redis_client, "plain")
+    done = ledger.claim("<1@t>")
+    ledger.record("<1@t>", done.owner, DeliveryStatus.ACCEPTED, {"queue_id": "Q1"})
+    ledger.claim("<2@t>")  # claimed, its task may still send it
+    error = TimeoutError("no result within the timeout")
+    results = [_lost({"index": n, "key": f"<{n}@t>"}, error, ledger) for n in (1, 2, 3)]
+    outcomes = [outcome_from_json(r) for r in results]
+    assert results[0]["status"] == "accepted" and results[0]["queue_id"] == "Q1"
+    assert [o.status for o in outcomes[1:]] == [DeliveryStatus.UNKNOWN] * 2
+    assert all("chunk task failed" in str(o.error) for o in outcomes[1:])

@@ -10,8 +10,9 @@ and waits for all of them. Every input item appears in the report exactly once, 
 id, accepted and refused recipients, error): a duplicate the ledger refused to resend keeps the
 ledger's status with ``attempts == 0``; an item parked as UNKNOWN is UNKNOWN (see
 ``DeliveryLedger.unknown()``); an item deferred until the retries ran out is FAILED (never
-sent); an item whose chunk task failed as a whole takes the ledger's word when a ledger is
-given (UNKNOWN when the ledger says it was being sent or cannot say, FAILED when it was not).
+sent); an item whose chunk task failed as a whole (or timed out) takes the ledger's word
+when a ledger is given and the ledger has a final state for it, and is UNKNOWN otherwise (its
+task may still run, or run again: it is never reported as not sent).
 """
 
 from __future__ import annotations
@@ -163,8 +164,9 @@ def _lost(payload: JsonDict, exc: Exception, ledger: DeliveryLedger | None) -> J
             if state != "unknown" and entry is not None and entry.detail:
                 result.update({k: v for k, v in entry.detail.items() if k not in ("index", "key")})
                 result["status"] = state
-        elif state in (None, "claimed", "failed"):  # not handed over: never sent
-            result["status"] = "failed"
+        else:
+            # Not sent *yet*, perhaps: the task may still be running (a timeout) or be
+            # delivered again, so "lost" (UNKNOWN in the report), never "not sent".
             result["ledger"] = state
     return result
 
