@@ -143,7 +143,17 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The server sent something malformed, oversized, mixed-code or unexpected."""
+    """The server sent something malformed, oversized, mixed-code or unexpected.
+
+    Attributes:
+        reply_missing: the replies ran ahead of the commands (a reply only a later command
+            could cause, such as a 354 to a RCPT): a reply the server owed never came, so the
+            replies paired just before may belong to later commands.
+    """
+
+    def __init__(self, message: str, *, reply_missing: bool = False) -> None:
+        super().__init__(message)
+        self.reply_missing = reply_missing
 
 
 # --- transport ------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ class MailUrl:
     path: str | None = None
     username: str | None = None
     password: Secret | None = attrs.field(default=None, repr=False)
-    options: dict[str, str] = attrs.field(factory=dict)
+    options: dict[str, str] = attrs.field(factory=dict[str, str])
 
     @property
     def lmtp(self) -> bool:
@@ -258,9 +258,9 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
             path, controls or spaces in the URL, a repeated option, or two passwords. The URL
             is quoted only with its password redacted.
     """
-    if not isinstance(url, str):
+    if not isinstance(url, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ConfigurationError(f"a mail server URL is a str, not {type(url).__name__}")
-    if password is not None and not isinstance(password, str | Secret):
+    if password is not None and not isinstance(password, str | Secret):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ConfigurationError(f"password must be a str or Secret, not {type(password).__name__}")
     shown = redact_url(url)
     if _UNSAFE.search(url):

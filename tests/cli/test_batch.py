@@ -181,7 +181,7 @@ def test_interrupted_run_writes_a_complete_report(
     assert set(statuses) <= {"accepted", "not_sent", "unknown"}
     # what the report calls accepted is exactly what the server got
     assert len(tls_server.recorder.messages) == accepted
-    assert "stopping" in err and "not_sent" in out
+    assert "stopped" in err and "not_sent" in out
 
 
 def test_progress_bar_on_a_terminal(
@@ -253,9 +253,28 @@ def test_a_lost_final_reply_is_unknown_and_listed_apart(
     proc = cli(
         "batch", str(_csv(tmp_path, 3)), "--template", str(_template(tmp_path)),
         "--from", "news@example.org", "--report", str(report), "--tls", "none",
-        "--server", f"127.0.0.1:{server.port}", "--timeout", "2",
+        "--server", f"127.0.0.1:{server.port}", "--timeout", "2", "--retries", "0",
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
     statuses = {line["key"]: line["status"] for line in _report(report)}
     assert statuses == {"k1": "accepted", "k2": "unknown", "k3": "failed"}
     assert "UNKNOWN (may have been delivered, do not resend blindly): k2" in proc.stdout
+
+
+def test_wrong_password_ends_the_batch_with_a_complete_report(
+    cli: Cli, tls_server: SmtpdServer, ca_file: str, tmp_path: pathlib.Path
+) -> None:
+    report = tmp_path / "denied.jsonl"
+    proc = cli(
+        "batch", str(_csv(tmp_path, 4)), "--template", str(_template(tmp_path)),
+        "--from", "news@example.org", "--report", str(report),
+        *server_args(tls_server, ca_file, "--user", USER),
+        env={"MAILSDK_PASSWORD": "not-the-password"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: AUTH")
+    lines = _report(report)
+    assert sorted(int(str(line["index"])) for line in lines) == [0, 1, 2, 3]
+    assert {line["status"] for line in lines} <= {"failed", "refused", "not_sent"}
+    assert tls_server.recorder.messages == []
+    assert len(tls_server.recorder.auth_logins) <= 2  # not one login attempt per message

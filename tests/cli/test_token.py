@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import stat
 
 from tests._support.oauth_authority import OAuthAuthority
@@ -94,3 +95,55 @@ def test_token_needs_an_oauth_profile_and_its_secret(
     assert no_oauth.returncode == 4 and "oauth" in no_oauth.stderr
     unknown = cli("token", "--profile", "nope")
     assert unknown.returncode == 4 and "no profile 'nope'" in unknown.stderr
+
+
+def test_token_with_a_google_service_account(
+    cli: Cli, oauth_authority: OAuthAuthority, tmp_path: pathlib.Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    account = tmp_path / "sa.json"
+    account.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "sender@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": oauth_authority.google_token_uri,
+            }
+        )
+    )
+    account.chmod(0o600)
+    write_config(
+        cli,
+        f"""
+[profiles.gmail]
+server = "smtp.gmail.com:587"
+user = "user@example.com"
+[profiles.gmail.oauth]
+provider = "google-service-account"
+service_account_file = "{account}"
+ca_file = "{oauth_authority.ca_path}"
+""",
+    )
+    proc = cli("token", "--profile", "gmail", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["provider"] == "google-service-account"
+    assert data["user"] == "user@example.com"
+    assert data["scopes"] == ["https://mail.google.com/"]
+    assert data["expires_in"] is not None and data["expires_in"] > 3000
+    assert "access_token" not in data and "ya29." not in proc.stdout
+    [request] = oauth_authority.token_requests()
+    assert request.assertion_claims is not None
+    assert request.assertion_claims["sub"] == "user@example.com"  # acting as the mailbox

@@ -45,6 +45,13 @@ def covered_elsewhere(page: pathlib.Path) -> str | None:
     return None
 
 
+#: Pages whose examples this harness cannot run yet, and why. Keep it short: each entry is a
+#: page a reader may copy from without it having run.
+NOT_YET_RUNNABLE = {
+    "scaling-out.md": "fragments that need a redis-server, Celery workers and a Django project "
+    "(the behaviour is tested in tests/integrations)",
+}
+
 PAGES = sorted(p for p in DOCS.rglob("*.md") if code_blocks(p))
 
 
@@ -88,6 +95,8 @@ def run_page(page: pathlib.Path, servers: DocsServers, cwd: pathlib.Path) -> str
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
 def test_page_examples_run(page: pathlib.Path, servers: DocsServers) -> None:
+    if page.name in NOT_YET_RUNNABLE:
+        pytest.skip(f"{page.name}: not run yet: {NOT_YET_RUNNABLE[page.name]}")
     elsewhere = covered_elsewhere(page)
     if elsewhere is not None:
         pytest.skip(f"{page.name}'s examples run in {elsewhere}")

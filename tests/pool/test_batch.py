@@ -137,6 +137,7 @@ async def test_faults_every_message_one_outcome(
     assert report.counts[DeliveryStatus.UNKNOWN] == 3
 
 
+@pytest.mark.timeout(180)  # about 10 s per mode on an idle box; CI machines are shared
 async def test_ten_thousand_messages_with_faults(
     mode: Mode, faulty: Callable[..., FaultyServer]
 ) -> None:

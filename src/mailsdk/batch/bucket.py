@@ -95,7 +95,7 @@ class TokenBucket:
         recipient_burst = _checked("recipient_burst", recipient_burst)
 
         def buckets(rates: dict[str, float | None], cap: float | None) -> list[_Bucket]:
-            out = []
+            out: list[_Bucket] = []
             for name, window in (("second", 1.0), ("minute", 60.0), ("hour", 3600.0)):
                 amount = _checked(f"per_{name}", rates[name])
                 if amount is None:

@@ -148,7 +148,9 @@ def plan_retry(
     if status is DeliveryStatus.ACCEPTED:
         return _FINAL
     error = outcome.error
-    refused = _replies_of(outcome) if status is not DeliveryStatus.FAILED else {}
+    refused: Mapping[str, Reply] = (
+        _replies_of(outcome) if status is not DeliveryStatus.FAILED else {}
+    )
     verdicts = [r.verdict for r in refused.values()]
     if isinstance(error, ReplyError) and not isinstance(error, RecipientsRefused):
         verdicts.append(error.reply.verdict)

@@ -83,10 +83,8 @@ class ReportWriter:
         self._file.write(json.dumps(_line(index, item, outcome, status), ensure_ascii=True) + "\n")
         self._file.flush()
 
-    def finish(self, in_flight: typing.Collection[int] = ()) -> None:
-        """Write the messages without an outcome (in flight: unknown; never started: not sent)."""
-        for index in sorted(in_flight):
-            self._emit(index, None, DeliveryStatus.UNKNOWN.value)
+    def finish(self) -> None:
+        """Write the messages without an outcome (never started: not sent) and close."""
         for index in range(len(self._items)):
             self._emit(index, None, NOT_SENT)
         self._file.close()

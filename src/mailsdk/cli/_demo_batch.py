@@ -114,7 +114,10 @@ def run_batch_demo(builder: ClientBuilder, out: typing.TextIO) -> BatchDemo:
         builder = builder.with_opentelemetry(tracer_provider=tracing[0])
     items = batch_items()
     started = time.monotonic()
-    outcomes = sorted(deliver(builder, items, connections=2).outcomes(), key=lambda o: o.index)
+    delivery = deliver(builder, items, connections=2, retries=0)
+    found = list(delivery.outcomes())
+    found += delivery.finish()
+    outcomes = sorted(found, key=lambda o: o.index)
     elapsed = time.monotonic() - started
     console = Console(file=out, highlight=False)
     counts = collections.Counter(o.status.value for o in outcomes)

@@ -72,7 +72,7 @@ class WireHandler(logging.Handler):
     Consecutive ``C:`` lines without a reply in between were written together: that is
     PIPELINING (RFC 2920) at work, and the handler marks them with ``|`` so it shows. Each
     thread (one per connection in a batch) is tracked on its own, and a batch worker's lines
-    carry its connection number (``[1]``).
+    carry the number of its connection (``[1]``).
     """
 
     def __init__(self, stream: typing.TextIO | None = None) -> None:
@@ -81,6 +81,7 @@ class WireHandler(logging.Handler):
         # per thread: was the last line a command, and the command line held back
         self._state: dict[int | None, tuple[bool, str | None]] = {}
         self._write_lock = threading.Lock()
+        self._numbers: dict[int | None, int] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -89,8 +90,11 @@ class WireHandler(logging.Handler):
             self.handleError(record)
             return
         name = record.threadName or ""
-        prefix = f"[{name.rsplit('-', 1)[-1]}] " if name.startswith("mailsdk-batch-") else ""
         with self._write_lock:
+            prefix = ""
+            if name.startswith("mailsdk-batch"):  # a batch connection: number them 1, 2, ...
+                number = self._numbers.setdefault(record.thread, len(self._numbers) + 1)
+                prefix = f"[{number}] "
             last_client, pending = self._state.get(record.thread, (False, None))
             out: list[str] = []
             is_client = line.startswith("C:")

@@ -4,7 +4,9 @@ Layer: L8 command line. Messages go over ``--connections`` sessions at most ``--
 second/minute/hour, with a live progress bar on a terminal (plain lines otherwise), a summary
 table and a JSONL report with one line per message. Ctrl-C stops starting new messages, lets
 those in flight finish, and still writes the complete report (a second Ctrl-C stops waiting:
-messages still in flight are reported ``unknown``).
+messages still in flight are reported ``unknown``). Messages go through the connection pool and
+its batch engine (``Client.pool(...).send_batch``): rate limit, retries of transient failures,
+and one outcome per message.
 """
 
 from __future__ import annotations
@@ -28,9 +30,6 @@ from mailsdk.flows import DeliveryStatus
 
 __all__ = ["batch_command"]
 
-#: How long a stopped run waits for messages in flight (each is bounded by its own timeouts).
-DRAIN_SECONDS: typing.Final = 120.0
-
 
 @click.command("batch")
 @click.argument("source", type=click.Path(exists=True, path_type=pathlib.Path))
@@ -39,8 +38,21 @@ DRAIN_SECONDS: typing.Final = 120.0
 @click.option("--template", type=click.Path(path_type=pathlib.Path), help="Body template.")
 @click.option("--subject", metavar="TEXT", help="Subject template for rows without a subject.")
 @click.option("--from", "sender", metavar="ADDR", help="Sender for rows without a from column.")
-@click.option("--connections", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Parallel connections (a pool).",
+)
 @click.option("--rate", metavar="N/UNIT", help="At most N messages per s, min or hour (30/min).")
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=2,
+    show_default=True,
+    help="Retries of a transient failure (never of an unknown outcome).",
+)
 @click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=pathlib.Path),
@@ -53,8 +65,8 @@ def batch_command(common: Common, **o: typing.Any) -> int:
     """Send a batch: SOURCE is a .csv or .jsonl file (with --template) or a folder of .eml files.
 
     \b
-    Rows: to (required), cc, bcc, subject, from, key; other columns are $variables of the
-    template. The report has one JSON line per message: accepted, partial, refused, failed,
+    Rows: to (required), cc, bcc, subject, from, key; every column but bcc is a $variable
+    of the templates. The report has one JSON line per message: accepted, partial, refused, failed,
     unknown (the server may have it: never resend those blindly) or not_sent.
     """
     profile = common.profile()
@@ -74,26 +86,30 @@ def batch_command(common: Common, **o: typing.Any) -> int:
     progress = Progressbar(len(items))
     started = time.monotonic()
     interrupted = False
-    in_flight: set[int] = set()
     try:
-        delivery = deliver(builder, items, connections=connections, rate=limit)
+        delivery = deliver(
+            builder, items, connections=connections, rate=limit, retries=o["retries"]
+        )
         try:
             for outcome in delivery.outcomes():
                 writer.write(outcome)
                 progress.advance(outcome, items[outcome.index].key)
         except KeyboardInterrupt:
             interrupted = True
-            click.echo("\nstopping: no new messages; waiting for those in flight", err=True)
+            click.echo("\nstopped: messages in flight have finished; writing the report", err=True)
+        finally:
+            # Also after an error (a wrong password ends the batch): every outcome the engine
+            # recorded goes into the report before it is closed.
             try:
-                late, in_flight = delivery.drain(DRAIN_SECONDS)
+                late = delivery.finish()
             except KeyboardInterrupt:
-                late, in_flight = [], set(delivery.in_flight)
+                interrupted, late = True, delivery.finish()
             for outcome in late:
                 writer.write(outcome)
                 progress.advance(outcome, items[outcome.index].key)
     finally:
         progress.close()
-        writer.finish(in_flight)
+        writer.finish()
     elapsed = time.monotonic() - started
     counts = dict(writer.counts)
     if common.json:

@@ -67,7 +67,8 @@ def connector(config: ClientConfig) -> Connector:
     """
     custom = config.connector
     if custom is not None:
-        if isinstance(custom, Connector) and not asyncio.iscoroutinefunction(custom.connect):
+        # The protocols share member names; the coroutine test tells the two kinds apart.
+        if isinstance(custom, Connector) and not asyncio.iscoroutinefunction(custom.connect):  # pyright: ignore[reportGeneralTypeIssues, reportDeprecated]
             return custom
         raise ConfigurationError("the blocking client needs a blocking Connector")
     ep = config.endpoint
@@ -89,7 +90,7 @@ def async_connector(config: ClientConfig) -> AsyncConnector:
     """
     custom = config.connector
     if custom is not None:
-        if isinstance(custom, AsyncConnector) and asyncio.iscoroutinefunction(custom.connect):
+        if isinstance(custom, AsyncConnector) and asyncio.iscoroutinefunction(custom.connect):  # pyright: ignore[reportGeneralTypeIssues, reportDeprecated]
             return custom
         raise ConfigurationError("the asyncio client needs an AsyncConnector")
     ep = config.endpoint

@@ -262,7 +262,7 @@ class _Copier:
     def copy(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         pending_cr = False
         for chunk in chunks:
-            if not isinstance(chunk, bytes | bytearray | memoryview):
+            if not isinstance(chunk, bytes | bytearray | memoryview):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise InvalidInputError(
                     f"a message chunk must be bytes, not {type(chunk).__name__}"
                 )

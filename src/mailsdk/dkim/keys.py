@@ -69,7 +69,7 @@ class DkimKey:
             self._public = private.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
-        elif isinstance(private, ed25519.Ed25519PrivateKey):
+        elif isinstance(private, ed25519.Ed25519PrivateKey):  # pyright: ignore[reportUnnecessaryIsInstance]
             self.algorithm = DkimAlgorithm.ED25519_SHA256
             self.bits = 256
             # Ed25519: the raw 32-byte public key (RFC 8463 §4).
@@ -98,7 +98,7 @@ class DkimKey:
             raise ConfigurationError(
                 "DKIM: pass key text as mailsdk.Secret(text) or bytes; a str is a file path"
             )
-        if isinstance(key, str | os.PathLike):
+        if isinstance(key, str | os.PathLike):  # pyright: ignore[reportUnnecessaryIsInstance]
             return cls.from_file(key)
         raise ConfigurationError(
             f"DKIM key must be a path, a Secret, bytes or a DkimKey, not {type(key).__name__}"

@@ -95,7 +95,7 @@ def _as_names(names: Iterable[str]) -> tuple[str, ...]:
 def _check_name(kind: str, value: str) -> None:
     """``d=`` and ``s=`` are dot-separated DNS labels (RFC 6376 §3.5): nothing that could end
     the tag (``;``), fold the header (CR/LF) or smuggle another tag."""
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ConfigurationError(f"DKIM {kind} must be a str, not {type(value).__name__}")
     labels = value.split(".")
     if not value or not all(_TOKEN.fullmatch(label) for label in labels):
@@ -154,14 +154,14 @@ class DkimSigner:
     def __attrs_post_init__(self) -> None:
         _check_name("domain", self.domain)
         _check_name("selector", self.selector)
-        if not isinstance(self.key, DkimKey):
+        if not isinstance(self.key, DkimKey):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError("DKIM key must be a mailsdk.dkim.DkimKey (see from_file)")
         if "from" not in _header_names("headers", self.headers):
             raise ConfigurationError("DKIM headers must include From (RFC 6376 §5.4)")
         _header_names("oversign", self.oversign)
         self.header_canonicalization  # noqa: B018 - validates the value
         if self.identity is not None:
-            if not isinstance(self.identity, str):
+            if not isinstance(self.identity, str):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise ConfigurationError("DKIM identity must be a str")
             local, at, host = self.identity.rpartition("@")
             if not at or not (
@@ -357,7 +357,7 @@ def sign_bytes(signers: Sequence[DkimSigner], message: bytes, *, timestamp: int 
 
 def _dkimpy() -> typing.Any:
     try:
-        import dkim
+        import dkim  # pyright: ignore[reportMissingTypeStubs]
     except (ImportError, RuntimeError):  # dkimpy raises RuntimeError without dnspython
         raise ConfigurationError(
             "DKIM signing needs the 'dkim' extra: pip install 'mailsdk[dkim]' (dkimpy)"

@@ -41,7 +41,13 @@ from collections.abc import Generator, Sequence
 
 import attrs
 
-from mailsdk.errors import ConnectionLost, DeliveryUnknown, MailError, ProtocolError, ReplyError
+from mailsdk.errors import (
+    ConnectionLost,
+    DeliveryUnknown,
+    MailError,
+    RemoteProtocolError,
+    ReplyError,
+)
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows.actions import Action, Close, Exchange, Phase, Pull, Report
 from mailsdk.flows.content import bdat_chunks, body_chunks
@@ -270,9 +276,10 @@ class _Run:
         # without sending a message: only closing the connection is safe.
         yield Close()
         held, self.held = self.held, None
-        if held is not None and isinstance(cause, ProtocolError):
-            # The replies went out of step right after this message's: its "reply" may have
-            # been meant for a later command. Its end of data was written: fate unknown.
+        if held is not None and isinstance(cause, RemoteProtocolError) and cause.reply_missing:
+            # A reply the server owed never came, right after this message's: its "reply" may
+            # have been meant for a later command. Its end of data was written: fate unknown.
+            # (One reply too many, or garbage, does not cast doubt on replies before it.)
             held = _Group(_Kind.FINAL, held.item)
         pending = [held] if held is not None else []
         pending += ([self.current] if self.current is not None else []) + list(self.groups)

@@ -23,7 +23,7 @@ from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import Outgoing, SendOutcome
-from mailsdk.pool._sync_batch import MAX_CONNECT_FAILURES, _Hand
+from mailsdk.pool._sync_batch import MAX_CONNECT_FAILURES, _Hand  # pyright: ignore[reportPrivateUsage]
 from mailsdk.pool._telemetry import end_batch_span
 from mailsdk.pool._work import (
     Scheduler,

@@ -56,8 +56,8 @@ class _Hand:
     """What one worker holds: work handed to its session (fate unknown if interrupted) and
     work taken but not sent yet."""
 
-    handed: list[Work] = attrs.Factory(list)
-    holding: list[Work] = attrs.Factory(list)
+    handed: list[Work] = attrs.Factory(list[Work])
+    holding: list[Work] = attrs.Factory(list[Work])
 
 
 class BatchRun(Iterator[SendOutcome]):

@@ -127,8 +127,8 @@ class Work:
     sends: int = 0  # every try
     started: float | None = None
     ready: float = 0.0
-    accepted: list[str] = attrs.Factory(list)
-    refused: dict[str, Reply] = attrs.Factory(dict)
+    accepted: list[str] = attrs.Factory(list[str])
+    refused: dict[str, Reply] = attrs.Factory(dict[str, Reply])
     result: SendResult | None = None
 
 

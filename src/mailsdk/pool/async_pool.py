@@ -12,7 +12,7 @@ import inspect
 import time
 import types
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
 from mailsdk._types import MessageLike
 from mailsdk.batch.limits import (
@@ -31,7 +31,7 @@ from mailsdk.flows import SendResult
 from mailsdk.pool._async_batch import AsyncBatchRun
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
 from mailsdk.pool._telemetry import PoolTelemetry
-from mailsdk.pool.sync_pool import _reap_interval
+from mailsdk.pool.sync_pool import _reap_interval  # pyright: ignore[reportPrivateUsage]
 
 __all__ = ["AsyncPool", "maybe_await"]
 
@@ -257,7 +257,7 @@ class AsyncPool:
         return self._book.allowance(slot)
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncSession]:
+    async def connection(self) -> AsyncGenerator[AsyncSession, None]:
         """``async with pool.connection() as session``: a session for this task alone."""
         slot = await self.checkout()
         session = slot.session

@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 
 from mailsdk._types import MessageLike
 from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
@@ -256,7 +256,7 @@ class Pool:
             return self._book.allowance(slot)
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Session]:
+    def connection(self) -> Generator[Session, None, None]:
         """``with pool.connection() as session``: a session for this thread alone.
 
         The session goes back to the pool at the end of the block; it is closed instead when it

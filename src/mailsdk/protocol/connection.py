@@ -480,12 +480,14 @@ class ClientConnection:
             # few or too many): pairing on would attribute a reply to the wrong message.
             raise RemoteProtocolError(
                 f"{reply.code} cannot answer {_verb_of(entry)}: the server's replies are out of "
-                "step with the commands"
+                "step with the commands (a reply is missing)",
+                reply_missing=True,
             )
         if trigger is Trigger.DATA and 200 <= reply.code < 300:
             # RFC 5321 §4.3.2: DATA is answered 354 (go ahead) or refused, never 2xx.
             raise RemoteProtocolError(
-                f"{reply.code} cannot answer DATA: the server's replies are out of step"
+                f"{reply.code} cannot answer DATA: the server's replies are out of step (one "
+                "reply too many)"
             )
         if entry.command is None:  # the greeting
             self._queue.popleft()

@@ -340,7 +340,7 @@ class _Recording(SMTP):
             return
         self.envelope.original_content = self.envelope.content = b"".join(self._bdat)
         self._bdat = []
-        status = await self._call_handler_hook("DATA")
+        status = await self._call_handler_hook("DATA")  # pyright: ignore[reportUnknownMemberType]
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
 
@@ -358,7 +358,7 @@ class _Recording(SMTP):
         """Stop reading from the client; wait until the connection ends."""
         transport = self.transport
         if transport is not None and hasattr(transport, "pause_reading"):
-            transport.pause_reading()
+            typing.cast("asyncio.ReadTransport", transport).pause_reading()
         await asyncio.get_running_loop().create_future()
 
     def _abort(self) -> None:

@@ -87,9 +87,9 @@ class Login:
 class Recording:
     """Everything one server saw, in order. Read it after the client call returned."""
 
-    received: list[ReceivedMessage] = attrs.field(factory=list)
-    commands: list[Command] = attrs.field(factory=list)
-    logins: list[Login] = attrs.field(factory=list)
+    received: list[ReceivedMessage] = attrs.field(factory=list[ReceivedMessage])
+    commands: list[Command] = attrs.field(factory=list[Command])
+    logins: list[Login] = attrs.field(factory=list[Login])
     transcript: bytearray = attrs.field(factory=bytearray)
     sessions: int = 0
     lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)

@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 
 from mailsdk._secret import Secret
 from mailsdk.auth.tokens import StaticTokenProvider
@@ -53,7 +53,7 @@ _START_ATTEMPTS: typing.Final = 5
 class _TcpController(Controller):
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
-        super().__init__(None, **kwargs)
+        super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
     def factory(self) -> SMTP:
         return make_protocol(self._state, **self.SMTP_kwargs)
@@ -62,7 +62,7 @@ class _TcpController(Controller):
 class _UnixController(UnixSocketController):
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
-        super().__init__(None, **kwargs)
+        super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
     def factory(self) -> SMTP:
         return make_protocol(self._state, **self.SMTP_kwargs)
@@ -200,7 +200,7 @@ class MailServer:
             "auth_require_tls": self.tls != "none",
             "authenticator": authenticator(self._state),
         }
-        excluded = []
+        excluded: list[str] = []
         if not self._state.users:
             excluded += ["PLAIN", "LOGIN"]
         if not self._state.tokens:
@@ -218,7 +218,7 @@ class MailServer:
         if self.ca is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("localhost", "127.0.0.1", "::1", self.hostname).configure_cert(context)
+        self.ca.issue_cert("localhost", "127.0.0.1", "::1", self.hostname).configure_cert(context)  # pyright: ignore[reportUnknownMemberType]
         return context
 
     # -- what it received ---------------------------------------------------------------------
@@ -395,7 +395,7 @@ class MailServer:
 
 
 @contextlib.contextmanager
-def serve(**options: typing.Any) -> Iterator[MailServer]:
+def serve(**options: typing.Any) -> Generator[MailServer, None, None]:
     """Run a :class:`MailServer` for the ``with`` block (any test runner)::
 
     with mailsdk.testing.serve(chunking=True) as server:

@@ -63,7 +63,7 @@ class Handshake:
         self.proxy = proxy  # the redacted proxy URL, for messages
         self.done = False
         self._out = bytearray()
-        self._in = bytearray()
+        self._in: bytearray = bytearray()
         self._need = 0
 
     def data_to_send(self) -> bytes:
