@@ -105,6 +105,7 @@ def test_smoke_every_client_delivers_every_message() -> None:
     assert record["memory"]["mailsdk-path"]["complete"]
     if has_pool():
         assert record["ratelimit"]["complete"]
+        assert record["ratelimit_warm"]["complete"]
     assert incomplete(record) == []
     # Every target is evaluated and printed (PASS/FAIL/MISSING), never asserted here.
     assert {row["status"].split()[0] for row in record["targets"]} <= {

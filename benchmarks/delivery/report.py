@@ -125,9 +125,11 @@ def markdown(record: dict[str, Any], matrix: dict[str, dict[str, Series]]) -> st
                 f"| {r['extra_mb']:.0f} |"
             )
         out.append("")
-    rl = record.get("ratelimit") or {}
-    if rl:
-        out += ["## Shared rate limit", ""]
+    for key in ("ratelimit", "ratelimit_warm"):
+        rl = record.get(key) or {}
+        if not rl:
+            continue
+        out += [f"## Shared rate limit ({rl.get('pool', 'fresh')} pool)", ""]
         if rl.get("status") == "measured":
             out.append(
                 f"{rl['messages']} messages at {rl['rate']:g}/s (burst {rl['burst']}) over 8 "

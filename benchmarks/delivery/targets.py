@@ -98,7 +98,7 @@ def evaluate(
     rtt: float,
     telemetry: dict[str, Any],
     memory: dict[str, Any],
-    ratelimit: dict[str, Any],
+    ratelimit: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     t = _Targets()
     one = 1 / rtt
@@ -196,18 +196,19 @@ def evaluate(
                     bound,
                     ">=",
                 )
-    if ratelimit.get("status") == "measured":
+    for rl in ratelimit or [{"reason": "not run"}]:
+        if rl.get("status") != "measured":
+            t.add(11, "shared rate limit holds", None, 0.0, "<=", note=rl.get("reason", ""))
+            continue
         t.add(
             11,
-            f"rate limit {ratelimit['rate']:g}/s burst {ratelimit['burst']}: worst "
-            f"{ratelimit['window_s']:g} s window - allowed",
-            lambda: ratelimit["worst_window"] - ratelimit["allowed"],
+            f"rate limit {rl['rate']:g}/s burst {rl['burst']}, {rl['pool']} pool: worst "
+            f"{rl['window_s']:g} s window - allowed",
+            lambda rl=rl: rl["worst_window"] - rl["allowed"],
             0.0,
             "<=",
-            ratelimit["complete"],
-            f"worst {ratelimit['worst_window']} of {ratelimit['allowed']:.0f} allowed, "
-            f"{ratelimit['achieved_rate']:.1f} msg/s achieved",
+            rl["complete"],
+            f"worst {rl['worst_window']} of {rl['allowed']:.0f} allowed, "
+            f"{rl['achieved_rate']:.1f} msg/s achieved",
         )
-    else:
-        t.add(11, "shared rate limit holds", None, 0.0, "<=", note=ratelimit.get("reason", ""))
     return t.rows

@@ -110,7 +110,7 @@ class Profile:
     """One named set of settings (already type-checked)."""
 
     name: str | None
-    values: dict[str, typing.Any] = attrs.field(factory=dict)
+    values: dict[str, typing.Any] = attrs.field(factory=dict[str, typing.Any])
 
     def get(self, key: str) -> typing.Any:
         """A setting: the ``MAILSDK_<KEY>`` variable wins over the profile's value."""
@@ -179,8 +179,9 @@ def _profile(name: str, table: object) -> Profile:
     where = f"profile {name!r}"
     if not isinstance(table, dict):
         raise ConfigurationError(f"{where} must be a table")
+    table = typing.cast("dict[str, typing.Any]", table)  # a TOML table: str keys
     _check_table(where, table, PROFILE_KEYS)
-    oauth = table.get("oauth")
+    oauth = typing.cast("dict[str, typing.Any] | None", table.get("oauth"))
     if oauth is not None:
         _check_table(f"{where} oauth", oauth, OAUTH_KEYS)
         provider = oauth.get("provider")
@@ -225,7 +226,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ConfigFile:
     tables = data.get("profiles", {})
     if not isinstance(tables, dict):
         raise ConfigurationError(f"{target}: [profiles] must be a table")
-    profiles = {name: _profile(name, table) for name, table in tables.items()}
+    entries = typing.cast("dict[str, object]", tables)  # a TOML table: str keys
+    profiles = {name: _profile(name, table) for name, table in entries.items()}
     if default is not None and default not in profiles:
         raise ConfigurationError(f"{target}: default_profile {default!r} is not defined")
     return ConfigFile(target, True, default, profiles)

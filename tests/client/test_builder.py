@@ -389,3 +389,12 @@ async def test_with_mechanism_is_used_for_auth(mode: Mode, scripted: Scripted) -
     async with mode.session(builder) as s:
         assert s.mechanism == "X-TEST"
     server.check()
+
+
+def test_default_timeouts_are_a_submission_clients() -> None:
+    # nodemailer's: connection 2 min, greeting 30 s; the others RFC 5321 §4.5.3.2's.
+    timeouts = ClientBuilder.smtp("h").config().timeouts
+    assert (timeouts.connect, timeouts.greeting) == (120.0, 30.0)
+    assert (timeouts.command, timeouts.data) == (300.0, 600.0)
+    doc = Timeouts.__doc__ or ""
+    assert "RFC 5321: 5 min" in doc and "10 min" in doc  # the RFC values stay documented

@@ -603,3 +603,21 @@ def test_not_connected_and_context_manager(smtpd_factory: Factory) -> None:
     assert smtp.sock is None
     with pytest.raises(stdlib_smtplib.SMTPServerDisconnected):
         smtp.send(b"foo")
+
+
+def test_send_message_refuses_header_injection_before_sending(
+    scripted_server: Callable[..., ScriptedServer],
+) -> None:
+    import email.message
+
+    server = scripted_server([Send(b"220 hi\r\n"), Expect(b"QUIT"), Send(b"221 bye\r\n")])
+    smtp = smtplib.SMTP(server.host, server.port, local_hostname="c.test", timeout=5)
+    msg = email.message.Message()
+    msg["From"] = "a@example.org"
+    msg["To"] = "b@example.com\nc@evil.example"
+    msg.set_payload("x\n")
+    with pytest.raises(ValueError, match="'To'"):
+        smtp.send_message(msg)
+    smtp.quit()
+    assert b"evil" not in bytes(server.received)
+    assert b"MAIL" not in bytes(server.received)

@@ -33,7 +33,8 @@ def _addresses(value: object) -> list[str]:
     if value is None or value == "":
         return []
     if isinstance(value, list):
-        return [str(v).strip() for v in value if str(v).strip()]
+        items = typing.cast("list[object]", value)  # decoded JSON: any values
+        return [str(v).strip() for v in items if str(v).strip()]
     text = str(value).replace(";", ",")
     return [addr for _, addr in email.utils.getaddresses([text]) if addr]
 
@@ -103,15 +104,16 @@ def _rows_jsonl(text: str) -> list[dict[str, typing.Any]]:
             raise ConfigurationError(f"line {n}: not valid JSON") from None
         if not isinstance(value, dict):
             raise ConfigurationError(f"line {n}: each line must be a JSON object")
-        extra = value.pop("vars", None)
+        row = typing.cast("dict[str, object]", value)  # a decoded JSON object: str keys
+        extra = row.pop("vars", None)
         if isinstance(extra, dict):
-            value.update(extra)
-        rows.append({str(k).lower(): v for k, v in value.items()})
+            row.update(typing.cast("dict[str, object]", extra))
+        rows.append({str(k).lower(): v for k, v in row.items()})
     return rows
 
 
 def _eml_items(folder: pathlib.Path) -> list[Outgoing]:
-    items = []
+    items: list[Outgoing] = []
     for path in sorted(folder.glob("*.eml")):
         try:
             data = path.read_bytes()

@@ -28,7 +28,7 @@ __all__ = ["BatchDemo", "batch_items", "run_batch_demo"]
 def batch_items() -> list[Outgoing]:
     """Five newsletters; one to a refused address only, one with a refused Cc."""
     people = ["dana@example.com", "erin@example.com", REFUSED_RECIPIENT, "frank@example.com"]
-    items = []
+    items: list[Outgoing] = []
     for n, rcpt in enumerate(people, 1):
         msg = EmailMessage()
         msg["From"] = "news@example.org"
@@ -68,7 +68,7 @@ def _tracing() -> tuple[typing.Any, typing.Any] | None:
 
 
 def _label(span: typing.Any) -> str:
-    attrs = span.attributes or {}
+    attrs = typing.cast("dict[str, typing.Any]", span.attributes or {})
     parts = [span.name]
     code = attrs.get("mailsdk.smtp.reply.code")
     if code is not None:

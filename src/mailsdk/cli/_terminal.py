@@ -44,7 +44,7 @@ def safe(text: object, *, keep_newlines: bool = False) -> str:
     s = str(text)
     if s.isprintable() and "\x1b" not in s:
         return s
-    out = []
+    out: list[str] = []
     for ch in s:
         keep = (ch == "\n" and keep_newlines) or ch == " "
         if keep or (ch.isprintable() and unicodedata.category(ch) not in _UNSAFE_CATEGORIES):

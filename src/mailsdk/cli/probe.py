@@ -75,11 +75,12 @@ def _jsonable(value: object) -> object:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, frozenset | set):
-        return sorted(str(v) for v in value)
+        return sorted(str(v) for v in typing.cast("set[object]", value))
     if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v) for v in typing.cast("list[object]", value)]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        pairs = typing.cast("dict[object, object]", value)
+        return {str(k): _jsonable(v) for k, v in pairs.items()}
     if attrs.has(type(value)):
         return {k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}  # type: ignore[arg-type]
     return str(value)
@@ -196,7 +197,7 @@ def _show(report: ProbeReport) -> None:
     echo(f"server       {safe(report.server)} (tls: {report.tls_mode})")
     echo(f"greeting     {safe(report.greeting or '')}")
     if report.before_tls is not None:
-        mechs = report.before_tls.get("AUTH") or []
+        mechs: object = report.before_tls.get("AUTH") or []
         echo(f"before TLS   {' '.join(safe(k) for k in report.before_tls)}")
         echo(f"  AUTH       {' '.join(safe(m) for m in typing.cast('list[str]', mechs)) or '-'}")
     if report.tls_version is not None:

@@ -8,6 +8,7 @@ with the recipients read from its To/Cc/Bcc headers (Bcc is never transmitted).
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 import email.utils
 import mimetypes

@@ -23,6 +23,7 @@ from mailsdk.compat import _smtplib_auth as _auth
 from mailsdk.compat import _smtplib_text as _text
 from mailsdk.compat._smtplib_base import Reply, SMTPBase
 from mailsdk.errors import ConfigurationError
+from mailsdk.flows.headers import check_message_headers
 from mailsdk.transport import ClientCertificate, TlsSettings
 
 if typing.TYPE_CHECKING:
@@ -278,10 +279,13 @@ class SMTPSession(SMTPBase):
         ``SMTPUTF8`` and ``BODY=8BITMIME`` (RFC 6531).
 
         Raises:
-            ValueError: more than one ``Resent-`` header block.
+            ValueError: more than one ``Resent-`` header block, or a header that would inject
+                lines, end the header block early or hold a NUL (``InvalidInputError``, checked
+                before anything is sent; smtplib would send it or raise ``HeaderParseError``).
             SMTPNotSupportedError: a non-ASCII address but no SMTPUTF8 support.
             (and whatever :meth:`sendmail` raises)
         """
+        check_message_headers(msg)
         self.ehlo_or_helo_if_needed()
         prefix = _text.resent_prefix(msg)
         if from_addr is None:

@@ -133,9 +133,12 @@ def decode_item(payload: Mapping[str, typing.Any]) -> WireItem:
         raise InvalidInputError(f"malformed task item: {type(exc).__name__}") from None
     if not isinstance(sender, str) or not isinstance(key, str) or not key:
         raise InvalidInputError("malformed task item: sender and key must be strings")
-    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+    if not isinstance(recipients, list):
         raise InvalidInputError("malformed task item: recipients must be a list of strings")
-    return WireItem(data, sender, tuple(recipients), key)
+    names = typing.cast("list[object]", recipients)  # decoded JSON: checked just below
+    if not all(isinstance(r, str) for r in names):
+        raise InvalidInputError("malformed task item: recipients must be a list of strings")
+    return WireItem(data, sender, tuple(typing.cast("list[str]", names)), key)
 
 
 def _reply_json(reply: Reply | None) -> JsonDict | None:

@@ -136,7 +136,7 @@ def validate_address(address: str, *, allow_null: bool = True) -> str:
     # Pure and called for every MAIL and RCPT: a bulk run repeats the same few addresses, so
     # the result is cached (a refusal raises and is not cached).
     if type(address) is not str:
-        if not isinstance(address, str):
+        if not isinstance(address, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"an address is a str, not {type(address).__name__}")
         address = str(address)  # e.g. a header value: cache plain strings only
     return _validated(address, allow_null)

@@ -1,3 +1,6 @@
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (celery ships no type information: its objects are Unknown to a strict checker.)
 """Per-process state of a Celery worker and the two tasks that send through it.
 
 Layer: L7 (integrations.celery, private). Imports ``celery``, ``opentelemetry`` (API only), the
@@ -249,7 +252,8 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
         self: typing.Any, item: JsonDict | None = None, **kwargs: typing.Any
     ) -> JsonDict:
         """Send one encoded item; its JSON result."""
-        items = kwargs.get("items") or [item]
+        # Celery hands over decoded JSON; _run checks every item (a None one included).
+        items = typing.cast("list[JsonDict]", kwargs.get("items") or [item])
         return _run(self, items, list(kwargs.get("done") or []), kwargs.get("started"))[0]
 
     options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}

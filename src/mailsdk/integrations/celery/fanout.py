@@ -1,3 +1,6 @@
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (celery ships no type information: its objects are Unknown to a strict checker.)
 """Fan a batch out into chunk tasks and gather one :class:`~mailsdk.batch.BatchReport`.
 
 Layer: L7 (integrations.celery). Imports ``celery``, ``opentelemetry`` (API) and the private

@@ -1,3 +1,6 @@
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (Django ships no type information: its objects are Unknown to a strict checker.)
 """``EmailBackend``: Django's email backend protocol on a mailsdk connection pool.
 
 Layer: L7 (integrations.django). Imports ``django`` (the extra), ``mailsdk.pool``/``batch``/
@@ -122,7 +125,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             self._client = build_client(self._options)
         return self._client
 
-    def open(self) -> bool:
+    # Django's stub-less base says None; Django's own SMTP backend returns a bool too.
+    def open(self) -> bool:  # pyright: ignore[reportIncompatibleMethodOverride]
         """Create the pool and open its first connection; ``True`` when a new pool was made."""
         with self._lock:
             if self._pool is not None and not self._pool.closed:

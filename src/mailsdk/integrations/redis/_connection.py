@@ -1,3 +1,6 @@
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (redis ships no type information: its objects are Unknown to a strict checker.)
 """Redis connection helpers shared by the limits and the ledger: script calls, typed errors.
 
 Layer: L7 (integrations.redis). Imports ``redis`` (the extra) and L0.

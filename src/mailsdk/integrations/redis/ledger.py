@@ -1,3 +1,6 @@
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (redis ships no type information: its objects are Unknown to a strict checker.)
 """The delivery ledger: which message was sent, by whom, with what outcome, in Redis.
 
 Layer: L7 (integrations.redis). Imports ``redis`` (the extra), ``mailsdk.flows`` and L0.
