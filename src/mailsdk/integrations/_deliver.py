@@ -176,7 +176,9 @@ class _Chunk:
 
     def claim_all(self) -> list[int]:
         """Claim every item; the positions that may be sent."""
-        ledger, seen, mine = self.ledger, set[str](), []
+        ledger = self.ledger
+        seen: set[str] = set()
+        mine: list[int] = []
         for pos, item in enumerate(self.items):
             index = self.indexes[pos]
             if self.broken is not None:

@@ -178,14 +178,17 @@ def outcome_to_json(outcome: SendOutcome) -> JsonDict:
 
 
 def _reply_from(value: object) -> Reply | None:
-    if not isinstance(value, Mapping) or not isinstance(value.get("code"), int):
+    if not isinstance(value, Mapping):
         return None
-    text = value.get("text")
-    return Reply.build(int(value["code"]), *(str(text).split("\n") if text else ()))
+    fields = typing.cast("Mapping[str, typing.Any]", value)
+    code, text = fields.get("code"), fields.get("text")
+    if not isinstance(code, int):
+        return None
+    return Reply.build(code, *(str(text).split("\n") if text else ()))
 
 
 def _error_from(status: DeliveryStatus, value: object, reply: Reply | None) -> MailError:
-    fields = value if isinstance(value, Mapping) else {}
+    fields = typing.cast("Mapping[str, typing.Any]", value if isinstance(value, Mapping) else {})
     message = str(fields.get("message") or fields.get("type") or status.value)
     kind = str(fields.get("type") or "")
     if status is DeliveryStatus.UNKNOWN:
@@ -219,11 +222,12 @@ def outcome_from_json(result: Mapping[str, typing.Any], *, sender: str = "") -> 
     attempts = 0 if result.get("duplicate") else max(1, int(result.get("attempts") or 1))
     sent_result = None
     if status.delivered and reply is not None:
-        refused = {
-            rcpt: r
-            for rcpt, r in ((k, _reply_from(v)) for k, v in (result.get("refused") or {}).items())
-            if r is not None
-        }
+        given = typing.cast("Mapping[str, object]", result.get("refused") or {})
+        refused: dict[str, Reply] = {}
+        for rcpt, value in given.items():
+            reply_of = _reply_from(value)
+            if reply_of is not None:
+                refused[str(rcpt)] = reply_of
         accepted = tuple(str(a) for a in result.get("accepted") or ())
         sent_result = SendResult(
             sender=sender,

@@ -59,7 +59,7 @@ def _retry_policy(value: object) -> RetryPolicy:
     if not isinstance(value, Mapping):
         raise ConfigurationError("mailsdk_retry must be a RetryPolicy or a mapping of its fields")
     try:
-        return RetryPolicy(**value)
+        return RetryPolicy(**typing.cast("Mapping[str, typing.Any]", value))
     except TypeError:
         fields = ", ".join(a.name for a in attrs.fields(RetryPolicy))
         raise ConfigurationError(f"mailsdk_retry takes the RetryPolicy fields: {fields}") from None
