@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from mailsdk.batch import LocalConnectionLimiter, RateLimiter, TokenBucket
+from mailsdk.errors import ConfigurationError
 
 
 class Clock:
@@ -120,3 +121,18 @@ def test_local_connection_limiter() -> None:
     assert cap.try_acquire() is not None
     with pytest.raises(ValueError):
         LocalConnectionLimiter(0)
+
+
+@pytest.mark.parametrize("bad", ["5", [1]])
+def test_rates_that_are_no_number_are_a_typed_error_not_a_type_error(bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="positive"):
+        TokenBucket(burst=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="positive"):
+        TokenBucket(messages_per_second=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 2.5, "3", True])
+def test_a_connection_limit_must_be_a_whole_number(bad: object) -> None:
+    # NaN used to be accepted and then compared false with every count: no limit at all.
+    with pytest.raises(ConfigurationError, match="connection limit"):
+        LocalConnectionLimiter(bad)  # type: ignore[arg-type]

@@ -119,3 +119,19 @@ def test_failed_after_a_protocol_violation_is_retried() -> None:
     assert plan_retry(POLICY, broken, tries=1, elapsed=0).retry
     local = outcome(DeliveryStatus.FAILED, error=errors.InvalidInputError("CR in a header"))
     assert not plan_retry(POLICY, local, tries=1, elapsed=0).retry
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"attempts": "3"},
+        {"attempts": 2.5},
+        {"backoff": "1"},
+        {"max_elapsed": float("nan")},  # would silently mean "no limit"
+        {"max_elapsed": -1.0},
+        {"throttle_delay": float("inf")},
+    ],
+)
+def test_policy_values_of_the_wrong_kind_are_a_typed_error(kw: dict[str, object]) -> None:
+    with pytest.raises(errors.ConfigurationError, match="RetryPolicy"):
+        RetryPolicy(**kw)  # type: ignore[arg-type]

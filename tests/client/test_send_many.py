@@ -8,6 +8,7 @@ and is closed when an abandoned run still had messages in flight.
 from __future__ import annotations
 
 import email.message
+import typing
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -244,3 +245,57 @@ async def test_items_with_a_bad_envelope_fail_alone(mode: Mode, smtpd: SmtpdServ
         outcomes = await s.send_many_list(items)
     assert [o.status for o in outcomes] == [F, F, A]
     assert all(isinstance(o.error, mailsdk.InvalidInputError) for o in outcomes[:2])
+
+
+@pytest.mark.parametrize("produced", [1, 3])
+async def test_an_input_that_raises_midway_still_reports_every_item_it_produced(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer], produced: int
+) -> None:
+    # The items iterator breaks after ``produced`` items. The messages already in flight (with
+    # an async iterator, the last one's end-of-data is already written) must still get their
+    # outcome before the caller's exception comes out; otherwise a delivered message has no
+    # outcome and its caller, seeing only the exception, sends it again.
+    smtpd = smtpd_factory(pipelining=True)
+
+    class Broken(Exception):
+        pass
+
+    def produce() -> typing.Iterator[Outgoing]:
+        yield from (item(i) for i in range(produced))
+        raise Broken("the caller's input broke")
+
+    async def aproduce() -> AsyncIterator[Outgoing]:
+        for i in range(produced):
+            yield item(i)
+        raise Broken("the caller's input broke")
+
+    outcomes: list[mailsdk.SendOutcome] = []
+
+    async def consume(session: mailsdk.Session | mailsdk.AsyncSession) -> None:
+        if isinstance(session, mailsdk.AsyncSession):
+            async for outcome in session.send_many(aproduce()):
+                outcomes.append(outcome)
+        else:
+            outcomes.extend(session.send_many(produce()))
+
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        with pytest.raises(Broken):
+            await consume(s.inner)
+        assert (await s.noop()).code == 250  # nothing was left half-done
+    assert [(o.index, o.status) for o in outcomes] == [(i, A) for i in range(produced)]
+    assert [m.content for m in smtpd.recorder.messages] == [raw(i) for i in range(produced)]
+
+
+async def test_a_message_the_stdlib_cannot_flatten_fails_alone(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer]
+) -> None:
+    smtpd = smtpd_factory(pipelining=True)
+    broken = email.message.Message()
+    broken["From"] = "alice@example.org"
+    broken["To"] = "bob@example.com"
+    broken.set_payload(123)  # type: ignore[arg-type]
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        outcomes = await s.send_many_list([item(0), broken, item(2)])
+    assert [o.status for o in outcomes] == [A, F, A]
+    assert isinstance(outcomes[1].error, mailsdk.InvalidInputError)
+    assert [m.content for m in smtpd.recorder.messages] == [raw(0), raw(2)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
+import typing
 
 import pytest
 
@@ -62,3 +64,32 @@ def test_non_positive_chunk_size_is_refused_when_the_options_are_built() -> None
 
     with pytest.raises(mailsdk.ConfigurationError):
         TransactionOptions(chunk_size=0)
+
+
+def _int_payload() -> email.message.Message:
+    msg = email.message.Message()
+    msg["From"] = "a@x.test"
+    msg["To"] = "b@y.test"
+    msg.set_payload(123)  # type: ignore[arg-type]
+    return msg
+
+
+def _multipart_of_str() -> email.message.Message:
+    msg = email.message.Message()
+    msg["From"] = "a@x.test"
+    msg["To"] = "b@y.test"
+    msg.set_payload(["not a message"])  # type: ignore[arg-type]
+    msg.set_type("multipart/mixed")
+    return msg
+
+
+@pytest.mark.parametrize("build", [_int_payload, _multipart_of_str])
+def test_a_payload_of_the_wrong_type_is_invalid_input_not_an_attribute_error(
+    build: typing.Callable[[], email.message.Message],
+) -> None:
+    # The stdlib generator fails with AttributeError on these; out of send_many that bare
+    # error ended the run with the messages in flight unreported.
+    from mailsdk.flows import prepare_message
+
+    with pytest.raises(mailsdk.InvalidInputError, match="cannot be flattened"):
+        prepare_message(build())

@@ -16,6 +16,7 @@ from tests._support.modes import Mode, plain_builder
 from tests._support.smtpd import SmtpdServer
 from tests.pool.conftest import run_batch
 
+import mailsdk
 from mailsdk import DeliveryStatus, Outgoing
 from mailsdk.batch import Progress, RetryPolicy, TokenBucket
 
@@ -338,3 +339,49 @@ async def test_lmtp_retries_only_the_recipients_that_failed_after_the_data(
     assert outcome.result.refused["full@x.test"].code == 452
     rcpts = [m.rcpt_tos for m in server.recorder.messages]
     assert rcpts == [["ok@x.test", "full@x.test"], ["full@x.test"], ["full@x.test"]]
+
+
+class _ScriptedLimiter:
+    """A caller's own rate limiter that answers ``reserve`` from a list (the last one repeats)."""
+
+    def __init__(self, *waits: object) -> None:
+        self.waits = list(waits)
+
+    def reserve(self, *, messages: int = 1, recipients: int = 0) -> float:
+        return typing.cast("float", self.waits.pop(0) if len(self.waits) > 1 else self.waits[0])
+
+    def penalize(self, seconds: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), "soon"])
+async def test_a_limiter_that_returns_no_finite_wait_is_a_typed_error(
+    mode: Mode, smtpd: SmtpdServer, bad: object
+) -> None:
+    # inf used to crash the blocking runner with a bare OverflowError (and to park the message
+    # for ever in the async one); NaN silently meant "no limit".
+    with pytest.raises(mailsdk.ConfigurationError, match="finite number of seconds"):
+        await asyncio.wait_for(
+            run_batch(
+                mode,
+                plain_builder(smtpd.host, smtpd.port),
+                [message(i) for i in range(4)],
+                rate=_ScriptedLimiter(0.0, bad),
+            ),
+            timeout=30,
+        )
+    # the first message was sent once before the limiter broke; none twice
+    contents = [m.content for m in smtpd.recorder.messages]
+    assert len(contents) == len(set(contents)) <= 1
+
+
+async def test_a_negative_limiter_wait_means_now(mode: Mode, smtpd: SmtpdServer) -> None:
+    outcomes, _ = await run_batch(
+        mode,
+        plain_builder(smtpd.host, smtpd.port),
+        [message(i) for i in range(4)],
+        rate=_ScriptedLimiter(-5.0),
+    )
+    assert sorted((o.index, o.status) for o in outcomes) == [
+        (i, DeliveryStatus.ACCEPTED) for i in range(4)
+    ]

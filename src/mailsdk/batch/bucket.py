@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import attrs
 
+from mailsdk.errors import ConfigurationError
+
 __all__ = ["TokenBucket"]
 
 
@@ -47,11 +49,15 @@ class _Bucket:
             self.stamp = until
 
 
-def _checked(name: str, value: float | None) -> float | None:
+def _checked(name: str, value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
     return float(value)
 
 
@@ -71,7 +77,8 @@ class TokenBucket:
         clock: a monotonic clock in seconds (injected by tests).
 
     Raises:
-        ValueError: a rate or burst is not a positive finite number.
+        ConfigurationError: a rate or burst is not a positive finite number (a
+            ``ValueError`` too).
     """
 
     def __init__(

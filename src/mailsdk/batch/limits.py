@@ -13,6 +13,8 @@ import itertools
 import threading
 import typing
 
+from mailsdk.errors import ConfigurationError
+
 __all__ = [
     "AsyncConnectionLimiter",
     "AsyncRateLimiter",
@@ -88,12 +90,14 @@ class LocalConnectionLimiter:
         limit: the number of connections allowed at once (at least 1).
 
     Raises:
-        ValueError: ``limit`` is below 1.
+        ConfigurationError: ``limit`` is not an integer of at least 1 (a ``ValueError`` too).
     """
 
     def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("the connection limit must be at least 1")
+        given: object = limit  # caller input: checked whatever its annotation says
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+            # A float NaN would compare false with every count: no limit at all.
+            raise ConfigurationError(f"the connection limit must be an integer >= 1, not {limit!r}")
         self.limit = limit
         self._lock = threading.Lock()
         self._leases: set[str] = set()

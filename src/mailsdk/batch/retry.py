@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import math
 import random
+import typing
 from collections.abc import Callable, Mapping
 
 import attrs
 
 from mailsdk.errors import (
+    ConfigurationError,
     DataRefused,
     MailError,
     RecipientsRefused,
@@ -39,14 +41,26 @@ from mailsdk.protocol.retry import RetryAdvice
 __all__ = ["RetryDecision", "RetryPolicy", "plan_retry"]
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"RetryPolicy.{attribute.name} must be a finite number >= 0")
+def _non_negative(_: object, attribute: attrs.Attribute[typing.Any], value: object) -> None:
+    # Caller input: a str or a NaN must be a typed refusal, never a TypeError or "no limit".
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (
+        number and math.isfinite(typing.cast("float", value)) and typing.cast("float", value) >= 0
+    ):
+        raise ConfigurationError(
+            f"RetryPolicy.{attribute.name} must be a finite number >= 0, not {value!r}"
+        )
 
 
-def _attempts(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or value < 1:
-        raise ValueError("RetryPolicy.attempts must be an integer >= 1")
+def _elapsed(_: object, attribute: attrs.Attribute[typing.Any], value: object) -> None:
+    # NaN would silently mean "no limit" (every comparison with it is false).
+    if value is not None:
+        _non_negative(_, attribute, value)
+
+
+def _attempts(_: object, attribute: attrs.Attribute[typing.Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"RetryPolicy.attempts must be an integer >= 1, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -74,7 +88,7 @@ class RetryPolicy:
     multiplier: float = attrs.field(default=2.0, validator=_non_negative)
     max_delay: float = attrs.field(default=60.0, validator=_non_negative)
     jitter: float = attrs.field(default=0.5, validator=_non_negative)
-    max_elapsed: float | None = 300.0
+    max_elapsed: float | None = attrs.field(default=300.0, validator=_elapsed)
     throttle_delay: float = attrs.field(default=5.0, validator=_non_negative)
     resend_unknown: bool = False
 

@@ -115,6 +115,9 @@ class Feed:
         self._items = items
         self._index = 0
         self._open: dict[int, TransactionObserver] = {}
+        #: What the caller's iterator raised: the input ends there, the messages already in
+        #: flight still get their outcomes, then ``send_many`` raises it (``reraise``).
+        self.failure: Exception | None = None
 
     @property
     def asynchronous(self) -> bool:
@@ -123,16 +126,39 @@ class Feed:
 
     def pull(self, action: Pull) -> Delivery | None:
         """Perform a ``Pull`` from a synchronous iterator."""
-        item = next(typing.cast("Iterator[object]", self._items), _END)
+        if self.failure is not None:
+            return None
+        try:
+            item = next(typing.cast("Iterator[object]", self._items), _END)
+        except Exception as exc:  # the caller's iterator broke: see ``failure``
+            self.failure = exc
+            return None
         return None if item is _END else self.delivery(item, prepare=action.prepare)
 
     async def apull(self, action: Pull) -> Delivery | None:
         """Perform a ``Pull`` from either kind of iterator."""
-        if isinstance(self._items, AsyncIterator):
-            item = await anext(self._items, _END)
-        else:
-            item = next(self._items, _END)
+        if self.failure is not None:
+            return None
+        try:
+            if isinstance(self._items, AsyncIterator):
+                item = await anext(self._items, _END)
+            else:
+                item = next(self._items, _END)
+        except Exception as exc:  # the caller's iterator broke: see ``failure``
+            self.failure = exc
+            return None
         return None if item is _END else self.delivery(item, prepare=action.prepare)
+
+    def reraise(self) -> None:
+        """Raise what the caller's iterator raised, once every pulled item has its outcome.
+
+        Raising it from inside the run would abandon the messages in flight: one whose
+        end-of-data was already written would get no outcome, and its caller, seeing only
+        the exception, would send it again.
+        """
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
 
     def delivery(self, item: object, *, prepare: bool) -> Delivery:
         """Prepare one item (envelope, trace headers, DKIM, encoding) and open its span."""

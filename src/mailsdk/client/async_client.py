@@ -269,6 +269,8 @@ class AsyncSession:
         Raises:
             InvalidInputError: ``items`` is not iterable.
             ConnectionLost: the session is closed.
+            Exception: whatever ``items`` itself raised, re-raised once every item it had
+                produced has its outcome (the input ends where it broke).
         """
         source: Iterator[object] | AsyncIterator[object]
         if isinstance(items, AsyncIterable):
@@ -295,6 +297,7 @@ class AsyncSession:
         try:
             async for value in steps:
                 yield feed.settle(value)
+            feed.reraise()
         finally:
             await steps.aclose()
             feed.close()

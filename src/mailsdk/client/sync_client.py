@@ -257,6 +257,8 @@ class Session:
         Raises:
             InvalidInputError: ``items`` is not iterable.
             ConnectionLost: the session is closed.
+            Exception: whatever ``items`` itself raised, re-raised once every item it had
+                produced has its outcome (the input ends where it broke).
         """
         try:
             source = iter(items)
@@ -277,6 +279,7 @@ class Session:
         try:
             for value in self._driver.steps(flow, feed.pull):
                 yield feed.settle(value)
+            feed.reraise()
         finally:
             feed.close()
 

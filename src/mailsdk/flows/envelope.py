@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
-from mailsdk.errors import InvalidInputError
+from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.flows.headers import (
     check_header_block,
     check_message_headers,
@@ -244,9 +244,19 @@ def prepare_message(
             lines or a NUL (see :mod:`mailsdk.flows.headers`), or the stdlib ``email`` package
             cannot handle the message.
     """
-    check_message_headers(msg)
-    with email_errors("the envelope cannot be derived from the headers"):
-        return _prepare_checked(msg, sender, recipients)
+    try:
+        check_message_headers(msg)
+        with email_errors("the envelope cannot be derived from the headers"):
+            return _prepare_checked(msg, sender, recipients)
+    except MailError:
+        raise
+    except (TypeError, AttributeError, ValueError) as exc:
+        # The generator fails this way on a payload of the wrong type (``set_payload(123)``):
+        # a refusal of this one message, never a bare error out of a send or a run.
+        raise InvalidInputError(
+            f"the message cannot be flattened: {type(exc).__name__} (is every payload str, "
+            "bytes or a list of messages?)"
+        ) from exc
 
 
 def _prepare_checked(

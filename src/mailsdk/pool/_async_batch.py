@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 import types
 import typing
@@ -28,6 +29,7 @@ from mailsdk.pool._telemetry import end_batch_span
 from mailsdk.pool._work import (
     Scheduler,
     Work,
+    checked_wait,
     halts,
     never_sent,
     out_of_step,
@@ -131,9 +133,9 @@ class AsyncBatchRun:
 
     async def _reserve(self, work: Work) -> float:
         result = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
-        if not isinstance(result, int | float):
+        if inspect.isawaitable(result):
             result = await result
-        return float(result)
+        return checked_wait(result)
 
     async def _requeue(self, work: Work) -> None:
         if self._stop.is_set():

@@ -32,6 +32,7 @@ from mailsdk.pool._telemetry import end_batch_span
 from mailsdk.pool._work import (
     Scheduler,
     Work,
+    checked_wait,
     halts,
     never_sent,
     out_of_step,
@@ -172,7 +173,7 @@ class BatchRun(Iterator[SendOutcome]):
 
     def _pace(self, work: Work, first: bool) -> bool:
         """Wait for the rate limit; ``False`` when the wait should end the current run."""
-        wait = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        wait = checked_wait(self._rate.reserve(messages=1, recipients=recipient_count(work.send)))
         if wait <= _INLINE_WAIT or first:
             if wait > 0:
                 self._stop.wait(wait)

@@ -14,6 +14,7 @@ import email.message
 import email.utils
 import heapq
 import itertools
+import math
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ import attrs
 
 from mailsdk.batch.retry import RetryDecision, RetryPolicy, plan_retry
 from mailsdk.errors import (
+    ConfigurationError,
     ConnectionLost,
     DeliveryUnknown,
     MailError,
@@ -36,6 +38,7 @@ __all__ = [
     "Scheduler",
     "Work",
     "as_outgoing",
+    "checked_wait",
     "halts",
     "never_sent",
     "out_of_step",
@@ -51,6 +54,22 @@ def as_outgoing(item: object) -> Outgoing:
 
 def _replayable(source: object) -> bool:
     return isinstance(source, bytes | str | email.message.Message | os.PathLike)
+
+
+def checked_wait(value: object) -> float:
+    """The seconds a rate limiter asked to wait, checked: a custom limiter is caller code.
+
+    A negative wait means "now". NaN or infinity (or no number at all) would park the message
+    for ever or crash the sleep with a bare ``OverflowError``/``TypeError``.
+
+    Raises:
+        ConfigurationError: the limiter returned no finite number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(
+            f"the rate limiter's reserve() must return a finite number of seconds, not {value!r}"
+        )
+    return max(0.0, float(value))
 
 
 def recipient_count(item: Outgoing) -> int:
