@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import socket
 import urllib.parse
 from collections.abc import Callable
 
@@ -202,3 +203,71 @@ def test_wrong_argument_types_are_configuration_errors() -> None:
         ClientBuilder.from_url(b"smtp://mx.test")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="password must be a str or Secret"):
         ClientBuilder.from_url("smtp://me@mx.test", password=b"pw")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp:me:hunter2@mail.example.com",  # no slashes: urllib reads user:pw@host as a path
+        "smtp:/me:hunter2@mail.example.com",
+        "SMTPS:me:hunter2@mail.example.com",
+        "me:hunter2@mail.example.com",  # no scheme at all ("me" parses as one)
+        "smtp:/me:hunter2@mail.example.com//x",  # a later "//" is not where the userinfo is
+    ],
+)
+def test_a_password_in_a_url_without_slashes_is_redacted_in_errors(url: str) -> None:
+    assert "hunter2" not in redact_url(url)
+    with pytest.raises(ConfigurationError) as caught:
+        ClientBuilder.from_url(url)
+    assert "hunter2" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_anything_between_an_ipv6_literal_and_its_port_is_refused() -> None:
+    assert ClientBuilder.from_url("smtp://[::1]:2525?tls=none").config().endpoint.host == "::1"
+    for url in ("smtp://[::1]x:25", "smtp://[::1]evil.example:25", "smtp://[::1]x"):
+        with pytest.raises(ConfigurationError, match="no valid host"):
+            ClientBuilder.from_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("smtps://mail.example.com?tls=starttls", "says smtps"),
+        ("smtps://mail.example.com?tls=none", "says smtps"),
+        ("lmtp+unix:///run/dovecot/lmtp?tls=starttls", "unix socket"),
+        ("smtp+unix:///run/smtp.sock?tls=implicit", "unix socket"),
+        ("lmtp+unix:///run/dovecot/lmtp?server_hostname=mx.example.com", "server_hostname"),
+        ("lmtp+unix:///run/dovecot/lmtp?verify=false", "verify"),
+    ],
+)
+def test_options_contradicting_the_scheme_are_refused(url: str, match: str) -> None:
+    # One of the two used to win silently (smtps://...?tls=none connected without any TLS).
+    with pytest.raises(ConfigurationError, match=match):
+        ClientBuilder.from_url(url)
+
+
+def test_options_agreeing_with_the_scheme_are_accepted() -> None:
+    assert ClientBuilder.from_url("smtps://h?tls=implicit").config().tls_mode is TlsMode.IMPLICIT
+    config = ClientBuilder.from_url("lmtp+unix:///run/dovecot/lmtp?tls=none").config()
+    assert config.tls_mode is TlsMode.NONE
+
+
+def test_an_ipv6_zone_is_percent_decoded_as_rfc_6874_writes_it() -> None:
+    host = ClientBuilder.from_url("smtp://[fe80::1%25lo]:25?tls=none").config().endpoint.host
+    assert host == "fe80::1%lo"  # what the socket layer understands; "%25lo" is not a zone
+    socket.getaddrinfo(host, 25, type=socket.SOCK_STREAM)  # resolves without DNS
+    assert ClientBuilder.from_url("smtp://[fe80::1%eth0]").config().endpoint.host == "fe80::1%eth0"
+    with pytest.raises(ConfigurationError, match="IPv6 zone"):
+        ClientBuilder.from_url("smtp://[fe80::1%25]:25")
+
+
+def test_a_password_put_in_the_query_by_mistake_is_redacted_in_errors() -> None:
+    for url in ("smtp://h:99999?password=hunter2", "smtp://h#frag?x=1&pass=hunter2"):
+        with pytest.raises(ConfigurationError) as caught:
+            ClientBuilder.from_url(url)
+        assert "hunter2" not in str(caught.value)
+    assert redact_url("smtp://h?tls=none&smtp_password=hunter2&x=1") == (
+        "smtp://h?tls=none&smtp_password=***&x=1"
+    )
+    assert redact_url("smtp://h?password_env=MY_PW") == "smtp://h?password_env=MY_PW"

@@ -116,8 +116,15 @@ class Profile:
         """A setting: the ``MAILSDK_<KEY>`` variable wins over the profile's value."""
         if key in ENV_KEYS:
             env = os.environ.get(ENV_PREFIX + key.upper())
+            if env and key == "timeout":
+                try:
+                    return float(env)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{ENV_PREFIX}TIMEOUT must be a number of seconds, not {env!r}"
+                    ) from None
             if env:
-                return float(env) if key == "timeout" else env
+                return env
         return self.values.get(key)
 
     @property
@@ -234,27 +241,46 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ConfigFile:
 
 
 def read_secret_file(path: str) -> Secret:
-    """Read a secret from a file that only its owner can read.
+    """Read a secret from a file that only its owner (this user) can read.
+
+    The file is opened without following a symbolic link and checked through the open
+    descriptor, so the file checked is the file read (a symlink swapped in between cannot
+    point the read elsewhere).
 
     Raises:
-        ConfigurationError: missing file, or readable/writable by group or others.
+        ConfigurationError: missing file, a symbolic link, not a regular file, owned by another
+            user, or readable/writable by group or others.
     """
     target = pathlib.Path(path).expanduser()
     try:
-        info = target.stat()
-    except OSError:
-        raise ConfigurationError(f"secret file {target} does not exist") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigurationError(
-            f"secret file {target} is accessible by group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):03o}); run: chmod 600 {target}"
+        fd = os.open(
+            target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
         )
-    try:
-        text = target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(
-            f"cannot read secret file {target} ({type(exc).__name__})"
-        ) from None
+    except FileNotFoundError:
+        raise ConfigurationError(f"secret file {target} does not exist") from None
+    except OSError as exc:
+        if target.is_symlink():
+            raise ConfigurationError(
+                f"secret file {target} is a symbolic link; point the profile at the file itself"
+            ) from None
+        raise ConfigurationError(f"cannot open secret file {target}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigurationError(f"secret file {target} is not a regular file")
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise ConfigurationError(f"secret file {target} belongs to another user")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigurationError(
+                f"secret file {target} is accessible by group or others "
+                f"(mode {stat.S_IMODE(info.st_mode):03o}); run: chmod 600 {target}"
+            )
+        try:
+            text = handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(
+                f"cannot read secret file {target} ({type(exc).__name__})"
+            ) from None
     value = text.rstrip("\r\n")
     if not value:
         raise ConfigurationError(f"secret file {target} is empty")

@@ -76,8 +76,16 @@ OPTIONS: typing.Final = frozenset(
 #: turn ``smtp://host\r\n.evil`` into another host; such a URL is refused instead.
 _UNSAFE: typing.Final = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HOST: typing.Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_SECRET_QUERY: typing.Final = re.compile(
+    r"((?:^|[?&;])(?:[a-z_]*pass(?:word)?|passwd|pwd|secret|token|access_token)=)[^&;#]*",
+    re.IGNORECASE,
+)
+_ZONE: typing.Final = re.compile(r"[A-Za-z0-9._~-]+")
 _TRUE: typing.Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: typing.Final = frozenset({"0", "false", "no", "off"})
+#: A scheme and the slashes after it: ``smtp://``, but also ``smtp:`` or ``smtp:/`` (a typo
+#: whose user and password urllib then parses as a path, still to be redacted).
+_PREFIX: typing.Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(/*)")
 
 
 def redact_url(url: str) -> str:
@@ -88,10 +96,14 @@ def redact_url(url: str) -> str:
     URL, never under-redact.
     """
     text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", url)
-    start = text.find("//")
-    if start < 0:
-        return text
-    rest = text[start + 2 :]
+    # A password put in the query by mistake (?password=..., not an option) is hidden too.
+    text = _SECRET_QUERY.sub(r"\1***", text)
+    # The credentials follow the scheme and its slashes, however many slashes there are
+    # (``smtp:user:pw@host`` too); without a known scheme, the whole text may be userinfo.
+    prefix = _PREFIX.match(text)
+    known = prefix is not None and bool(prefix.group(2) or prefix.group(1).lower() in SCHEMES)
+    start = prefix.end() if prefix is not None and known else 0
+    rest = text[start:]
     head = re.split(r"[?#]", rest, maxsplit=1)[0]
     at = head.rfind("@")
     if at < 0 or ":" not in head[:at]:
@@ -100,13 +112,15 @@ def redact_url(url: str) -> str:
     if ":" not in userinfo:
         return text
     user = userinfo.partition(":")[0]
-    return f"{text[: start + 2]}{user}:***{rest[at:]}"
+    return f"{text[:start]}{user}:***{rest[at:]}"
 
 
 def _valid_host(hostport: str) -> bool:
     """The host part as written: a DNS name, an IPv4 address or a bracketed IPv6 literal."""
     if hostport.startswith("["):
-        literal, _bracket, _port = hostport[1:].partition("]")
+        literal, _bracket, after = hostport[1:].partition("]")
+        if after and not after.startswith(":"):  # "[::1]x:25": nothing between ] and :port
+            return False
         try:
             ipaddress.IPv6Address(literal)
         except ValueError:
@@ -281,6 +295,7 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
     if parts.fragment:
         raise ConfigurationError(f"the URL {shown} has a fragment (#...); remove it")
     options = _options(parts.query, shown)
+    _check_tls_agrees(scheme, options, shown)
     username = urllib.parse.unquote(parts.username) if parts.username else None
     in_url = Secret(urllib.parse.unquote(parts.password)) if parts.password is not None else None
     secret = _password(in_url, password, options.get("password_env"), shown)
@@ -305,6 +320,13 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
         )
     if parts.path not in ("", "/"):
         raise ConfigurationError(f"the URL {shown} has a path; only unix socket URLs take one")
+    if "%" in host:
+        # An IPv6 zone (RFC 6874): [fe80::1%25eth0] in a URL is the address fe80::1%eth0.
+        address, _pct, zone = host.partition("%")
+        zone = urllib.parse.unquote("%" + zone).removeprefix("%")
+        if not _ZONE.fullmatch(zone):
+            raise ConfigurationError(f"the URL {shown} has an invalid IPv6 zone")
+        host = f"{address}%{zone}"
     return MailUrl(
         scheme=scheme,
         host=host,
@@ -313,6 +335,25 @@ def parse_mail_url(url: str, *, password: str | Secret | None = None) -> MailUrl
         password=secret,
         options=options,
     )
+
+
+def _check_tls_agrees(scheme: str, options: dict[str, str], shown: str) -> None:
+    """Refuse options that contradict the scheme instead of letting one silently win:
+    ``smtps://`` is implicit TLS, a unix socket URL has no TLS at all."""
+    tls = options.get("tls")
+    if scheme == "smtps" and tls is not None and tls.lower() != "implicit":
+        raise ConfigurationError(
+            f"the URL {shown} says smtps (implicit TLS) and tls={tls}; use smtp://...?tls={tls} "
+            "or drop the option"
+        )
+    if scheme.endswith("+unix"):
+        if tls is not None and tls.lower() != "none":
+            raise ConfigurationError(f"the URL {shown} is a unix socket (no TLS) but has tls={tls}")
+        tls_only = sorted(options.keys() & {"server_hostname", "verify", "ca_file"})
+        if tls_only:
+            raise ConfigurationError(
+                f"the URL {shown} is a unix socket (no TLS); {', '.join(tls_only)} would be ignored"
+            )
 
 
 def _options(query: str, shown: str) -> dict[str, str]:

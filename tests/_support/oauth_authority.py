@@ -104,6 +104,8 @@ class OAuthAuthority:
     ) -> None:
         self.tenant = tenant
         self.expires_in = 3600
+        #: the issued access tokens are PREFIX + a counter (a test may make it hostile)
+        self.token_prefix = "at-"
         self.error: dict[str, str] | None = None
         self.error_status = 401
         self.username = "alice@contoso.example"
@@ -225,7 +227,7 @@ class OAuthAuthority:
         scopes = [s for s in form.get("scope", "").split() if s not in _RESERVED_SCOPES]
         body: dict[str, object] = {
             "token_type": "Bearer",
-            "access_token": f"at-{n}",
+            "access_token": f"{self.token_prefix}{n}",
             "expires_in": self.expires_in,
             "ext_expires_in": self.expires_in,
             "scope": " ".join(scopes),

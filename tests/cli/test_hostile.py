@@ -96,3 +96,12 @@ def test_a_password_in_a_server_url_is_refused_and_not_echoed(cli: Cli) -> None:
     assert proc.returncode == 4
     assert "contains a password" in proc.stderr and "MAILSDK_PASSWORD" in proc.stderr
     no_secret(proc)
+
+
+def test_a_password_in_a_server_without_slashes_or_scheme_is_not_echoed(cli: Cli) -> None:
+    # "smtp:user:pw@host" is no "://" URL, and "user:pw@host" no URL at all: both used to reach
+    # ClientBuilder.smtp, whose error quoted the whole text, password included.
+    for server in (f"smtp:alice:{PASSWORD}@127.0.0.1", f"alice:{PASSWORD}@127.0.0.1:1"):
+        proc = cli("send", "--server", server, "--to", "b@example.com")
+        assert proc.returncode == 4, proc.stderr
+        no_secret(proc)

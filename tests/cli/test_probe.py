@@ -73,3 +73,17 @@ def test_probe_plaintext_and_unreachable(
     gone = cli("probe", f"127.0.0.1:{port}", "--tls", "none", "--timeout", "5")
     assert gone.returncode == 3
     assert "mailsdk probe" in gone.stderr or "hint" in gone.stderr
+
+
+def test_probe_url_with_a_user_never_asks_for_a_password(
+    cli: Cli, tls_server: SmtpdServer, ca_file: str
+) -> None:
+    # probe never authenticates: a user in the URL must not need a password (no prompt, no
+    # "user without a password" error) and must not lead to AUTH
+    url = f"smtp://alice@127.0.0.1:{tls_server.port}?tls=starttls"
+    proc = cli("probe", url, "--ca-file", ca_file, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "password" not in proc.stderr.lower()
+    report = json.loads(proc.stdout)
+    assert report["verified"] is True
+    assert "AUTH" not in tls_server.recorder.verbs

@@ -147,3 +147,18 @@ ca_file = "{oauth_authority.ca_path}"
     [request] = oauth_authority.token_requests()
     assert request.assertion_claims is not None
     assert request.assertion_claims["sub"] == "user@example.com"  # acting as the mailbox
+
+
+def test_token_show_escapes_a_hostile_token(cli: Cli, oauth_authority: OAuthAuthority) -> None:
+    # the token comes from the identity provider: it must not reach the terminal as control
+    oauth_authority.token_prefix = "at-\x1b]0;pwned\x07\x1b[2J-"
+    _profile(cli, oauth_authority)
+    proc = cli("token", "--profile", "o365", "--show", env={"O365_SECRET": CLIENT_SECRET})
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout, repr(proc.stdout)
+    assert "at-\\x1b]0;pwned\\x07\\x1b[2J-1" in proc.stdout
+    as_json = cli("token", "--profile", "o365", "--show", "--json", "--force",
+                  env={"O365_SECRET": CLIENT_SECRET})  # fmt: skip
+    assert as_json.returncode == 0, as_json.stderr
+    assert "\x1b" not in as_json.stdout
+    assert json.loads(as_json.stdout)["access_token"].startswith("at-\x1b]0;pwned")

@@ -120,3 +120,43 @@ def test_missing_key_file(tmp_path: pathlib.Path) -> None:
         DkimKey.from_file(tmp_path / "absent.pem")
     with pytest.raises(ConfigurationError, match="must be a path"):
         DkimKey.load(42)  # type: ignore[arg-type]
+
+
+def test_key_text_passed_as_a_path_str_is_never_echoed() -> None:
+    # A str is a path, but users paste key text: the "file name" in the error must not be it.
+    seed = DkimKey.generate(DkimAlgorithm.ED25519_SHA256).private_material().reveal()
+    pem = DkimKey.generate().private_material().reveal()
+    body = "".join(pem.splitlines()[1:-1])  # the PEM without its BEGIN/END lines
+    wrapped = "\n".join(pem.splitlines()[1:-1])
+    for text in (seed, body, wrapped):
+        for attempt in (
+            lambda t=text: DkimKey.load(t),
+            lambda t=text: DkimKey.from_file(t),
+            lambda t=text: ClientBuilder.smtp("h").with_dkim("example.com", "s", t),
+        ):
+            with pytest.raises(ConfigurationError, match="looks like key material") as caught:
+                attempt()
+            assert text[:24] not in str(caught.value)
+            assert caught.value.__cause__ is None
+            assert caught.value.__suppress_context__
+
+
+def test_a_key_path_with_a_nul_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="cannot read the key file"):
+        DkimKey.from_file("keys/s1\x00.pem")
+
+
+#: A throwaway EC key on secp112r1, a curve OpenSSL parses but cryptography does not support.
+EC_SECP112R1 = (
+    "-----BEGIN EC PRIVATE KEY-----\n"
+    "MD4CAQEEDlSBL6fTMhHf/nx85Kh7oAcGBSuBBAAGoSADHgAErPwuLD0o9/90XP3Z\n"
+    "cW8+M4Y/1dQRm7dcliV0/A==\n"
+    "-----END EC PRIVATE KEY-----\n"
+)
+
+
+def test_a_key_on_an_unsupported_curve_is_a_configuration_error() -> None:
+    # cryptography raises UnsupportedAlgorithm, which used to escape from_pem untyped.
+    with pytest.raises(ConfigurationError, match="neither an RSA nor an Ed25519") as caught:
+        DkimKey.from_pem(EC_SECP112R1.encode("ascii"))
+    assert caught.value.__suppress_context__

@@ -154,6 +154,19 @@ def test_identity_tag() -> None:
     assert verify_all(signed) == [True]
 
 
+def test_an_identity_with_an_equals_sign_is_written_quoted_printable() -> None:
+    # i= is dkim-quoted-printable (RFC 6376 §2.11): a VERP/SRS local part's "=" is =3D.
+    signer = DkimSigner(
+        domain=DOMAIN,
+        selector="ed",
+        key=ed25519_key(),
+        identity="bounce+bob=example.org@example.com",
+    )
+    signed = sign_bytes([signer], MESSAGE, timestamp=NOW)
+    assert b"i=bounce+bob=3Dexample.org@example.com;" in signed
+    assert verify_all(signed) == [True]
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [
@@ -175,6 +188,12 @@ def test_identity_tag() -> None:
         ({"headers": ("From", 7)}, "not a header field name"),
         ({"identity": 5}, "identity must be a str"),
         ({"canonicalization": "relaxed/relaxed/x"}, "canonicalization"),
+        ({"canonicalization": None}, "canonicalization is a str"),
+        ({"headers": None}, "sequences of field names"),
+        ({"oversign": 5}, "sequences of field names"),
+        ({"identity": "a\x00b@example.com"}, "printable ASCII"),
+        ({"identity": "a\x7fb@example.com"}, "printable ASCII"),
+        ({"identity": "a\x0bb@example.com"}, "printable ASCII"),
     ],
 )
 def test_signer_options_are_validated(options: dict[str, object], match: str) -> None:
@@ -214,3 +233,17 @@ def test_non_utf8_and_long_folded_headers_verify() -> None:
     signed = sign_bytes(signers(), message, timestamp=NOW)
     assert verify_all(signed) == [True, True]
     assert verify_all(signed.replace(b"<2@x>", b"<9@x>")) == [False, False]
+
+
+def test_a_missing_dkim_extra_fails_when_configured_not_at_the_first_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from mailsdk import ClientBuilder
+
+    monkeypatch.setitem(sys.modules, "dkim", None)  # "import dkim" now raises ImportError
+    with pytest.raises(ConfigurationError, match=r"mailsdk\[dkim\]"):
+        ClientBuilder.smtp("mail.example.com").with_dkim(DOMAIN, "rsa", rsa_key())
+    with pytest.raises(ConfigurationError, match=r"mailsdk\[dkim\]"):
+        DkimSigner(domain=DOMAIN, selector="rsa", key=rsa_key())

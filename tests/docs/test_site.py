@@ -137,3 +137,36 @@ def test_every_page_is_in_the_navigation() -> None:
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert pages - listed == set(), "add these pages to the nav in mkdocs.yml"
     assert listed - pages == set(), "the nav lists pages that do not exist"
+
+
+def test_state_diagram_renders_offline(
+    served: str, browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The state diagram is an SVG generated at build time, not Mermaid loaded from a CDN (the
+    site is served without network access, so a CDN script would leave only the source)."""
+    import shutil
+
+    from mailsdk.protocol.state import ClientState
+
+    if shutil.which("dot") is None:
+        if os.environ.get("CI"):
+            pytest.fail("graphviz is missing in CI: scripts/install-chromium.sh should install it")
+        pytest.skip("graphviz is not installed (bash scripts/install-chromium.sh)")
+    browser.goto(served + "/state-machine/")
+    nodes = browser.wait_for(
+        "document.querySelector('.state-diagram svg') && "
+        "Array.from(document.querySelectorAll('.state-diagram svg g.node title'))"
+        ".map(t => t.textContent)"
+    )
+    # ERROR is reached from every state: the page's text says so, the diagram leaves it out
+    drawn = {s.name for s in ClientState} - {"ERROR"}
+    assert drawn <= set(nodes), sorted(drawn - set(nodes))
+    box = browser.evaluate(
+        "(() => { const r = document.querySelector('.state-diagram svg').getBoundingClientRect();"
+        " return [r.width, r.height]; })()"
+    )
+    assert box[0] > 200 and box[1] > 200, box  # laid out and visible, not a zero-size element
+    assert browser.evaluate("document.querySelectorAll('.mermaid').length") == 0
+    assert browser.evaluate("typeof window.mermaid") == "undefined"  # nothing from a CDN
+    shots = pathlib.Path(os.environ.get("MAILSDK_SCREENSHOTS", tmp_path_factory.mktemp("shots")))
+    browser.screenshot(shots / "state-machine.png")

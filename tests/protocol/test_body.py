@@ -194,3 +194,17 @@ def test_bdat_streaming_matches_one_shot(body: bytes, cuts: list[int], size: int
     payload = b"".join(enc.frame(c, last=i == len(chunks) - 1)[1] for i, c in enumerate(chunks))
     assert payload == canonicalize_line_endings(body)
     assert b"".join(p for _h, p in bdat_frames(body, size)) == payload
+
+
+def test_known_canonical_chunks_encode_as_scanned_ones() -> None:
+    from mailsdk.protocol.body import DataEncoder
+
+    body = b"Subject: x\r\n\r\n.dot\r\nline\r\n"
+    known, scanned = DataEncoder(), DataEncoder()
+    assert known.encode(body, canonical=True) + known.finish() == (
+        scanned.encode(body) + scanned.finish()
+    )
+    # A CR held back from the previous chunk is still joined with what follows.
+    held = DataEncoder()
+    wire = held.encode(b"a\r") + held.encode(b"\nb\r\n", canonical=True) + held.finish()
+    assert wire == b"a\r\nb\r\n.\r\n"

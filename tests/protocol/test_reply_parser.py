@@ -203,3 +203,22 @@ def test_default_limits_stay_bounded_in_bytes() -> None:
     parser.feed(line * 200)
     with pytest.raises(RemoteProtocolError, match="bytes"):
         parser.next_reply()
+
+
+def test_single_line_replies_match_the_general_parse() -> None:
+    """The single-line fast path gives what the line-by-line path gives, limits included."""
+    fast = ReplyParser(ReplyLimits(max_line_length=12))
+    fast.feed(b"250 2.1.0 Ok\r\n250 \r\n220 4.2.1 x\r\n554 5.7.1 no\n354 go")
+    assert fast.next_reply() == Reply(250, (b"2.1.0 Ok",), EnhancedStatus(2, 1, 0))
+    assert fast.next_reply() == Reply(250, (b"",), None)
+    assert fast.next_reply() == Reply(220, (b"4.2.1 x",), None)  # class differs from the code
+    assert fast.next_reply() == Reply(554, (b"5.7.1 no",), EnhancedStatus(5, 7, 1))
+    assert fast.next_reply() is None  # "354 go" has no line end yet
+    fast.feed(b"\r\n")
+    assert fast.next_reply() == Reply(354, (b"go",), None)
+    assert fast.buffered == b""
+    for bad in (b"199 low\r\n", b"2x0 odd\r\n", b"250 1234567890\r\n"):
+        parser = ReplyParser(ReplyLimits(max_line_length=12))
+        parser.feed(bad)
+        with pytest.raises(RemoteProtocolError):
+            parser.next_reply()

@@ -13,6 +13,7 @@ from tests._support.modes import Mode
 
 from mailsdk import (
     AuthenticationFailed,
+    ConfigurationError,
     ConnectionLost,
     DeliveryStatus,
     DeliveryUnknown,
@@ -317,3 +318,55 @@ def test_bdat_over_the_size_limit_is_read_and_refused(mail_server: MailServer) -
             seen += raw.recv(4096)
     assert b"552 5.3.4" in seen  # refused, and the NOOP after the chunk still understood
     assert mail_server.received == []
+
+
+@pytest.mark.mail_server(chunking=True)
+@pytest.mark.parametrize("which", ["first", "last"])
+async def test_a_scripted_bdat_refusal_reads_the_chunk_and_keeps_the_session(
+    mode: Mode, mail_server: MailServer, which: str
+) -> None:
+    # A refused chunk must still be read (RFC 3030 §2): its bytes used to be parsed as
+    # commands ("unrecognised: SUBJECT:"), the client saw replies out of step and the session
+    # was lost.
+    big = b"From: a@example.com\r\nSubject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600
+    if which == "first":
+        mail_server.transient("BDAT")
+    else:
+        size = len(big) % (1 << 18)  # the client's last chunk (262144-byte chunks before it)
+        mail_server.refuse("BDAT", "452 4.3.1 Out of storage", argument=f"{size} LAST", times=1)
+    async with mode.session(mail_server.client_builder().with_chunking(True)) as s:
+        with pytest.raises(MailError) as refused:
+            await s.sendmail("a@example.com", ["b@example.org"], big)
+        assert refused.value.is_transient
+        await s.sendmail("a@example.com", ["b@example.org"], b"Subject: next\r\n\r\nok\r\n")
+    assert [m.data for m in mail_server.received] == [b"Subject: next\r\n\r\nok\r\n"]
+    assert b"unrecognised" not in b"".join(str(c).encode() for c in mail_server.commands)
+    assert mail_server.verbs.count("MAIL") == 2
+
+
+async def test_rules_added_before_start_are_not_used_up_by_the_start_up_probe(mode: Mode) -> None:
+    # setUp style: script first, then start(). aiosmtpd's own start-up connection used to
+    # take the GREETING rule, so the test's client was greeted normally.
+    server = MailServer()
+    server.add_rule(Rule("GREETING", "554 5.3.2 closed for maintenance", close=True, times=1))
+    server.slow("GREETING", 0.01, times=1)
+    server.start()
+    try:
+        with pytest.raises(GreetingRefused):
+            async with mode.session(server.client_builder()):
+                pass
+        assert [r.command for r in server.script.rules] == ["GREETING"]  # the slow one is left
+        async with mode.session(server.client_builder()) as s:
+            await s.send_message(message())
+        assert server.sessions == 2
+        assert len(server.messages) == 1
+    finally:
+        server.stop()
+
+
+def test_refusing_one_recipients_delivery_needs_lmtp(mail_server: MailServer) -> None:
+    # On SMTP the rule could never match (one reply for all): it used to be a silent no-op.
+    with pytest.raises(ConfigurationError, match="LMTP"):
+        mail_server.refuse_delivery(recipient="bob@example.org")
+    assert mail_server.script.rules == ()
+    assert mail_server.refuse_delivery().command == "END-OF-DATA"

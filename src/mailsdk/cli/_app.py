@@ -12,6 +12,7 @@ import click
 
 from mailsdk._version import __version__
 from mailsdk.cli._exit import ExitCode
+from mailsdk.cli._terminal import guard_stdout
 from mailsdk.cli.batch import batch_command
 from mailsdk.cli.config_check import config_group
 from mailsdk.cli.demo import demo_command
@@ -53,6 +54,7 @@ for command in (
 
 def run(argv: Sequence[str] | None) -> int:
     """Run the command line; returns the exit code instead of exiting."""
+    guard_stdout()  # a closed pipe on stdout must not turn a delivered message into exit 3
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,

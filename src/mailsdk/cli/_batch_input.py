@@ -64,13 +64,18 @@ def _row_item(
     if not from_:
         raise ConfigurationError(f"{where}: no sender (give --from or a 'from' column)")
     subject_template = str(row.get("subject") or subject or "")
+    rendered_subject = _render(subject_template, variables, where, "subject")
+    # a line break in a header (from a row's value) would be a header injection
+    for what, value in (("the from address", from_), ("the subject", rendered_subject)):
+        if "\r" in value or "\n" in value:
+            raise ConfigurationError(f"{where}: {what} contains a line break")
     msg = EmailMessage()
     msg["From"] = from_
     if to:
         msg["To"] = ", ".join(to)
     if cc:
         msg["Cc"] = ", ".join(cc)
-    msg["Subject"] = _render(subject_template, variables, where, "subject")
+    msg["Subject"] = rendered_subject
     msg["Date"] = email.utils.formatdate(localtime=True)
     msg["Message-ID"] = email.utils.make_msgid(domain=from_.rpartition("@")[2] or None)
     msg.set_content(_render(body, variables, where, "body template"))

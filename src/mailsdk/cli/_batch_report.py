@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import json
 import sys
-import time
 import typing
 
 from rich.console import Console, Group
@@ -23,11 +22,11 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
+from mailsdk.batch import Progress as BatchProgress
 from mailsdk.cli._options import error_json, reply_json
 from mailsdk.cli._terminal import safe
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
@@ -91,14 +90,19 @@ class ReportWriter:
 
 
 class Progressbar:
-    """A rich progress bar on a terminal (throughput, ETA, counts); plain lines otherwise."""
+    """A rich progress bar on a terminal (throughput, ETA, in flight, counts); plain lines
+    otherwise.
+
+    The numbers are the pool's own :class:`~mailsdk.batch.Progress` snapshots (given to
+    :meth:`update` by the batch engine's ``on_progress``), so the bar shows exactly what the
+    engine measured, including the messages still in flight.
+    """
 
     def __init__(self, total: int, *, stream: typing.TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
         self._total = total
-        self._done = 0
-        self._started = time.monotonic()
-        self._counts: collections.Counter[str] = collections.Counter()
+        self._lines = 0
+        self._snapshot: BatchProgress | None = None
         self._live = self._stream.isatty()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -109,29 +113,44 @@ class Progressbar:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]} msg/s"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
+                TextColumn("{task.fields[in_flight]} in flight"),
                 TextColumn("{task.fields[counts]}"),
                 console=Console(file=self._stream),
                 transient=False,
             )
-            self._task = self._progress.add_task("batch", total=total, rate="-", counts="")
+            self._task = self._progress.add_task(
+                "batch", total=total, rate="-", eta="-", in_flight=0, counts=""
+            )
             self._progress.start()
 
+    def update(self, snapshot: BatchProgress) -> None:
+        """Take the engine's latest progress snapshot (its ``on_progress`` callback)."""
+        self._snapshot = snapshot
+
     def advance(self, outcome: SendOutcome, key: str | None) -> None:
-        """Count one finished message."""
-        self._done += 1
-        self._counts[outcome.status.value] += 1
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        rate = self._done / elapsed
-        counts = " ".join(f"{k}={v}" for k, v in sorted(self._counts.items()))
+        """Show one finished message with the latest snapshot's numbers."""
+        self._lines += 1
+        snap = self._snapshot
+        done = max(self._lines, snap.done if snap is not None else 0)
+        rate = f"{snap.rate:.1f}" if snap is not None else "-"
+        eta = f"{snap.eta:.0f} s" if snap is not None and snap.eta is not None else "-"
+        in_flight = snap.in_flight if snap is not None else 0
+        counted = snap.counts if snap is not None else {outcome.status: self._lines}
+        counts = " ".join(f"{k.value}={v}" for k, v in sorted(counted.items(), key=_by_value) if v)
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=1, rate=f"{rate:.1f}", counts=counts)
+            self._progress.update(
+                self._task,
+                completed=min(done, self._total),
+                rate=rate,
+                eta=eta,
+                in_flight=in_flight,
+                counts=counts,
+            )
             return
-        eta = (self._total - self._done) / rate if rate > 0 else 0.0
         self._stream.write(
-            f"[{self._done}/{self._total}] {outcome.status.value:<8} {safe(key or '-')} "
-            f"({rate:.1f} msg/s, ETA {eta:.0f} s; {counts})\n"
+            f"[{self._lines}/{self._total}] {outcome.status.value:<8} {safe(key or '-')} "
+            f"({rate} msg/s, ETA {eta}, {in_flight} in flight; {counts})\n"
         )
         self._stream.flush()
 
@@ -139,6 +158,10 @@ class Progressbar:
         """Stop the live display."""
         if self._progress is not None:
             self._progress.stop()
+
+
+def _by_value(item: tuple[DeliveryStatus, int]) -> str:
+    return item[0].value
 
 
 def summary_table(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import sys
 import typing
 import urllib.parse
@@ -28,6 +29,7 @@ from mailsdk.transport import TlsSettings
 __all__ = ["ConnectionOptions", "builder_for", "token_provider_for"]
 
 PASSWORD_ENV: typing.Final = ENV_PREFIX + "PASSWORD"
+_URL_SCHEME: typing.Final = re.compile(r"(?:smtps?|lmtp)(?:\+unix)?:", re.IGNORECASE)
 
 
 @attrs.frozen(kw_only=True)
@@ -45,10 +47,18 @@ class ConnectionOptions:
     lmtp: bool = False
 
 
+def _without_user(parts: urllib.parse.SplitResult) -> str:
+    """The URL without its ``user@`` part (a probe never authenticates)."""
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 def _base(
-    server: str, tls: str | None, password_for: typing.Callable[[str], Secret]
+    server: str,
+    tls: str | None,
+    password_for: typing.Callable[[str], Secret] | None,
 ) -> ClientBuilder:
-    if "://" in server:
+    if "://" in server or _URL_SCHEME.match(server):  # "smtp:user:pw@host" is a URL too
         try:
             parts = urllib.parse.urlsplit(server)
             user, has_password = parts.username, parts.password is not None
@@ -65,8 +75,17 @@ def _base(
             raise ConfigurationError(
                 "server URLs need ClientBuilder.from_url (not in this mailsdk); use host[:port]"
             )
+        if password_for is None:
+            # no authentication (probe): the user is irrelevant, so never ask for a password
+            return typing.cast("ClientBuilder", from_url(_without_user(parts)))
         password = password_for(urllib.parse.unquote(user)) if user else None
         return typing.cast("ClientBuilder", from_url(server, password=password))
+    if "@" in server:
+        # "user:pw@host" without a scheme: the builder's error would quote it, password and all
+        raise ConfigurationError(
+            "--server is HOST[:PORT] or a URL; credentials never go there (use --user and "
+            f"{PASSWORD_ENV})"
+        )
     builder = ClientBuilder.smtp(server)
     if tls is None and builder.endpoint.port == 465:
         return builder.with_tls("implicit")
@@ -74,11 +93,15 @@ def _base(
 
 
 def _password(opts: ConnectionOptions, profile: Profile, user: str, prompt: bool) -> Secret:
-    for name in (opts.password_env, PASSWORD_ENV):
-        if name and os.environ.get(name):
-            return Secret(os.environ[name])
     if opts.password_env:
-        raise ConfigurationError(f"environment variable {opts.password_env} is not set")
+        # only the variable asked for: falling back to MAILSDK_PASSWORD would send another
+        # account's password to this server
+        value = os.environ.get(opts.password_env)
+        if not value:
+            raise ConfigurationError(f"environment variable {opts.password_env} is not set")
+        return Secret(value)
+    if os.environ.get(PASSWORD_ENV):
+        return Secret(os.environ[PASSWORD_ENV])
     secret = secret_from(profile.get("password_env"), profile.get("password_file"), "password")
     if secret is not None:
         return secret
@@ -203,7 +226,8 @@ def builder_for(
             f"no server: give --server HOST[:PORT], set {ENV_PREFIX}SERVER, or use a profile"
         )
     tls = opts.tls or profile.get("tls")
-    builder = _base(str(server), tls, lambda u: _password(opts, profile, u, prompt))
+    password_for = (lambda u: _password(opts, profile, u, prompt)) if authenticate else None
+    builder = _base(str(server), tls, password_for)
     if opts.lmtp or profile.get("lmtp"):
         builder = builder.with_lmtp()
     ca_file = opts.ca_file or profile.get("ca_file")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
-from mailsdk.batch import RetryPolicy, TokenBucket
+from mailsdk.batch import Progress, RetryPolicy, TokenBucket
 from mailsdk.builder import ClientBuilder
 from mailsdk.errors import ConfigurationError
 from mailsdk.flows import Outgoing, SendOutcome
@@ -66,6 +66,8 @@ class Delivery:
         connections: the pool size (1-100).
         rate: the maximum sending rate across all connections.
         retries: how many times a transient failure is retried (UNKNOWN never is).
+        on_progress: called with the pool's :class:`~mailsdk.batch.Progress` (rate, ETA,
+            messages in flight) after every final outcome, before it is yielded.
 
     Raises:
         ConfigurationError: connections or retries out of range.
@@ -79,6 +81,7 @@ class Delivery:
         connections: int = 1,
         rate: Rate | None = None,
         retries: int = 2,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         if not 1 <= connections <= 100:
             raise ConfigurationError("connections must be between 1 and 100")
@@ -87,7 +90,7 @@ class Delivery:
         bucket = TokenBucket(messages_per_second=rate.count / rate.per) if rate else None
         self._pool = builder.build().pool(max_connections=min(connections, max(1, len(items))))
         self._run = self._pool.send_batch(
-            items, rate=bucket, retry=RetryPolicy(attempts=retries + 1)
+            items, rate=bucket, retry=RetryPolicy(attempts=retries + 1), on_progress=on_progress
         )
         self._seen: set[int] = set()
 
@@ -115,6 +118,14 @@ def deliver(
     connections: int = 1,
     rate: Rate | None = None,
     retries: int = 2,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> Delivery:
     """Start sending ``items``; see :class:`Delivery`. The one switch point for the engine."""
-    return Delivery(builder, items, connections=connections, rate=rate, retries=retries)
+    return Delivery(
+        builder,
+        items,
+        connections=connections,
+        rate=rate,
+        retries=retries,
+        on_progress=on_progress,
+    )

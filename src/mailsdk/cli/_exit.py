@@ -35,6 +35,7 @@ from mailsdk.errors import (
     InvalidInputError,
     MailError,
     MailTimeout,
+    RecipientsRefused,
     RemoteProtocolError,
     ReplyError,
     StartTLSRefused,
@@ -87,6 +88,11 @@ def exit_code_for(error: BaseException) -> ExitCode:
         return ExitCode.USAGE
     if is_unknown_outcome(error):
         return ExitCode.TEMPORARY
+    if isinstance(error, RecipientsRefused):
+        # one 4xx recipient may be accepted later: "retrying will not help" would be wrong,
+        # whatever order the replies came in (the error's own reply is only the last one)
+        transient = any(reply.is_transient for reply in error.refused.values())
+        return ExitCode.TEMPORARY if transient else ExitCode.PERMANENT
     if isinstance(error, ReplyError):
         return ExitCode.TEMPORARY if error.is_transient else ExitCode.PERMANENT
     if isinstance(error, TokenError) and "cannot reach" in error.message:

@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import typing
 import unicodedata
 
-__all__ = ["WireHandler", "disable_wire", "emit_json", "enable_wire", "safe", "safe_lines"]
+__all__ = [
+    "PipeSafeStdout",
+    "WireHandler",
+    "disable_wire",
+    "emit_json",
+    "enable_wire",
+    "guard_stdout",
+    "safe",
+    "safe_lines",
+]
 
 #: Unicode categories that must never reach a terminal raw: controls (Cc) and format
 #: characters (Cf: bidi overrides, zero-width joiners...), line/paragraph separators.
@@ -141,3 +151,59 @@ def disable_wire(handler: WireHandler) -> None:
     logger = logging.getLogger("mailsdk.wire")
     logger.removeHandler(handler)
     logger.setLevel(logging.NOTSET)
+
+
+class PipeSafeStdout:
+    """Standard output that a closed pipe (``mailsdk send ... | head -0``) cannot break.
+
+    Without it, printing the result of a message that *was* delivered raised
+    ``BrokenPipeError`` and the command exited 3 ("transient failure or unknown outcome"), so
+    a script would have sent the message again. The first broken write points file
+    descriptor 1 at ``/dev/null`` and everything after is discarded: the command finishes and
+    exits with the code of what it did.
+    """
+
+    def __init__(self, stream: typing.TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def _broke(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no real descriptor: later writes are dropped anyway
+            pass
+
+    def write(self, text: str) -> int:
+        """Write ``text`` (dropped once the reader is gone)."""
+        if self.broken:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._broke()
+            return len(text)
+
+    def flush(self) -> None:
+        """Flush (a reader that went away is not an error)."""
+        if self.broken:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._broke()
+
+    def __getattr__(self, name: str) -> typing.Any:
+        return getattr(self._stream, name)
+
+
+def guard_stdout() -> PipeSafeStdout:
+    """Replace ``sys.stdout`` with a :class:`PipeSafeStdout` (idempotent) and return it."""
+    current = sys.stdout
+    if isinstance(current, PipeSafeStdout):
+        return current
+    guarded = PipeSafeStdout(current)
+    sys.stdout = typing.cast("typing.TextIO", guarded)
+    return guarded

@@ -88,7 +88,12 @@ def batch_command(common: Common, **o: typing.Any) -> int:
     interrupted = False
     try:
         delivery = deliver(
-            builder, items, connections=connections, rate=limit, retries=o["retries"]
+            builder,
+            items,
+            connections=connections,
+            rate=limit,
+            retries=o["retries"],
+            on_progress=progress.update,
         )
         try:
             for outcome in delivery.outcomes():

@@ -54,7 +54,16 @@ def build_message(
     html: str | None,
     attachments: typing.Sequence[str],
 ) -> EmailMessage:
-    """Compose the message the options describe (Date and Message-ID included)."""
+    """Compose the message the options describe (Date and Message-ID included).
+
+    Raises:
+        ConfigurationError: an address or the subject contains a line break (a header
+            injection such as ``--subject $'Hi\\r\\nBcc: x'``), or an attachment is unreadable.
+    """
+    fields = {"--from": [sender], "--to": to, "--cc": cc, "--bcc": bcc, "--subject": [subject]}
+    for option, values in fields.items():
+        if any(v is not None and ("\r" in v or "\n" in v) for v in values):
+            raise ConfigurationError(f"{option} must not contain a line break")
     msg = EmailMessage()
     msg["From"] = sender
     if to:

@@ -68,5 +68,6 @@ def token_command(common: Common, show: bool, force: bool) -> int:
     if data["cached_in"]:
         click.echo(f"cache      {safe(data['cached_in'])}")
     if show:
-        click.echo(token.token.reveal())
+        # the identity provider's text: escaped like any server text (a real token is printable)
+        click.echo(safe(token.token.reveal()))
     return ExitCode.OK

@@ -37,6 +37,7 @@ from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.events import NEED_DATA, CommandReplied, ConnectionClosed, GreetingReceived
 from mailsdk.protocol.reply import Reply
 from mailsdk.protocol.state import ClientState
+from mailsdk.telemetry.base import NoopSessionObserver
 
 if typing.TYPE_CHECKING:
     from mailsdk.config import Timeouts
@@ -118,6 +119,12 @@ class Pump:
         #: Why a greeting may never come with this configuration (see ``_setup.port_hint``).
         self.greeting_hint = greeting_hint
         self.observer = observer
+        # Telemetry off: every command gets the shared no-op observer, so the per-command hooks
+        # are skipped altogether (decided once per session).
+        self._silent: CommandObserver | None = (
+            observer.command("NOOP") if isinstance(observer, NoopSessionObserver) else None
+        )
+        self._content_queued = False  # a BDAT or end-of-data is among the unwritten commands
         self.timeouts = timeouts
         self._clock = clock
         self._out: list[bytes] = []
@@ -159,15 +166,6 @@ class Pump:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def _queue(self, verb: str, label: str, owner: object, phase: Phase) -> _Tag:
-        tag = _Tag(verb, label, owner, phase)
-        self._unwritten.append(tag)
-        return tag
-
-    def _put(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
-
     def encode(self, action: Exchange) -> Iterator[bytes]:
         """Encode ``action``'s frames; yield each block to write, in order.
 
@@ -177,33 +175,41 @@ class Pump:
         conn = self.connection
         debug = wire_log.isEnabledFor(logging.DEBUG)
         owner, phase = action.owner, action.phase
+        out, unwritten = self._out, self._unwritten  # take() clears them in place
         for frame in action.frames:
+            # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if isinstance(frame, BodyChunk):
-                self._put(conn.send_body(frame.data))
+                data = conn.send_body(frame.data, canonical=frame.canonical)
                 self._content_size += len(frame.data)
             elif isinstance(frame, BdatChunk):
                 data_phase = Phase.DATA if frame.last else phase
-                tag = self._queue("BDAT", "BDAT", owner, data_phase)
-                self._put(
-                    conn.send_bdat(
-                        frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
-                    )
+                self._content_queued = True
+                tag = _Tag("BDAT", "BDAT", owner, data_phase)
+                unwritten.append(tag)
+                data = conn.send_bdat(
+                    frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
                 )
                 if debug:
                     last = " LAST" if frame.last else ""
                     wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)
             elif isinstance(frame, EndOfData):
-                tag = self._queue("DATA.END", "DATA.END", owner, Phase.DATA)
-                self._put(conn.end_body(tag))
+                tag = _Tag("DATA.END", "DATA.END", owner, Phase.DATA)
+                unwritten.append(tag)
+                self._content_queued = True
+                data = conn.end_body(tag)
                 if debug:
                     wire_log.debug("C: <message content, %d bytes> .", self._content_size)
                 self._content_size = 0
             else:
                 self._in_auth = isinstance(frame, Auth | AuthResponse)
-                tag = self._queue(frame.verb, _label(frame), owner, phase)
-                self._put(conn.send(frame, tag))
+                label = _label(frame) if isinstance(frame, Raw) else frame.verb
+                tag = _Tag(frame.verb, label, owner, phase)
+                unwritten.append(tag)
+                data = conn.send(frame, tag)
                 if debug:
                     wire_log.debug("C: %s", frame.redacted().decode("utf-8", "replace").rstrip())
+            out.append(data)
+            self._out_size += len(data)
             if self._out_size >= WRITE_BLOCK:
                 yield self.take()
         if action.replies != 0:
@@ -215,13 +221,18 @@ class Pump:
 
     def take(self) -> bytes:
         """The buffered output, to be written now; starts the spans of the commands in it."""
-        self._content_written = self._content_size > 0 or any(
-            t.verb in ("BDAT", "DATA.END") for t in self._unwritten
-        )
+        self._content_written = self._content_size > 0 or self._content_queued
+        self._content_queued = False
         data = b"".join(self._out)
         self._out.clear()
         self._out_size = 0
         size = len(self._unwritten)
+        silent = self._silent
+        if silent is not None:
+            for tag in self._unwritten:
+                tag.observer = silent
+            self._unwritten.clear()
+            return data
         for tag in self._unwritten:
             if tag.owner is None:
                 tag.observer = self.observer.command(tag.verb, pipeline_size=size)
@@ -374,12 +385,13 @@ class Pump:
         tag = event.tag
         if not isinstance(tag, _Tag) or tag.observer is None:
             raise LocalProtocolError("a reply arrived for no tracked command")
-        if event.recipient is not None:
-            tag.observer.recipient_replied(event.recipient, event.reply)
-        if event.final:
-            tag.observer.replied(event.reply)
-            if self._want is not None:
-                self._want -= 1
+        if self._silent is None:
+            if event.recipient is not None:
+                tag.observer.recipient_replied(event.recipient, event.reply)
+            if event.final:
+                tag.observer.replied(event.reply)
+        if event.final and self._want is not None:
+            self._want -= 1
         self._waiting = False  # the next command's deadline starts at the next wait
 
     def _log_reply(self, reply: Reply) -> None:
@@ -401,5 +413,6 @@ class Pump:
         self._out.clear()
         self._out_size = 0
         self._unwritten.clear()
+        self._content_queued = False
         if isinstance(error, MailError) and not isinstance(error, LocalProtocolError):
             self.connection.send_failed()

@@ -21,6 +21,7 @@ import os
 import pathlib
 import typing
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
@@ -33,6 +34,21 @@ __all__ = ["DkimAlgorithm", "DkimKey"]
 #: RFC 8301 §3.2: "Signers MUST use RSA keys of at least 1024 bits" (2048 recommended).
 MIN_RSA_BITS: typing.Final = 1024
 _ED25519_SEED_BYTES: typing.Final = 32
+
+
+def _shown_path(name: str) -> str:
+    """How an error names a key file: quoted, unless the "path" is key material given where a
+    path was expected (a base64 Ed25519 seed, a PEM body without its BEGIN line)."""
+    try:
+        decoded = base64.b64decode("".join(name.split()), validate=True)
+    except (ValueError, binascii.Error):
+        return repr(name)
+    if len(decoded) < _ED25519_SEED_BYTES:
+        return repr(name)
+    return (
+        "(name not shown: it looks like key material; pass key text as mailsdk.Secret(text) "
+        "or bytes)"
+    )
 
 
 class DkimAlgorithm(enum.Enum):
@@ -134,6 +150,10 @@ class DkimKey:
             raise ConfigurationError(
                 f"DKIM: {source} is not a PEM private key (RSA or Ed25519)"
             ) from None
+        except UnsupportedAlgorithm:  # e.g. an EC key on a curve OpenSSL does not know
+            raise ConfigurationError(
+                f"DKIM: {source} is neither an RSA nor an Ed25519 key"
+            ) from None
         if isinstance(key, rsa.RSAPrivateKey):
             if key.key_size < MIN_RSA_BITS:
                 raise ConfigurationError(
@@ -155,11 +175,12 @@ class DkimKey:
         name = os.fspath(path)
         try:
             data = pathlib.Path(name).read_bytes()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
             raise ConfigurationError(
-                f"DKIM: cannot read the key file {name!r}: {exc.strerror or exc}"
+                f"DKIM: cannot read the key file {_shown_path(name)}: {reason}"
             ) from None
-        return cls.from_pem(data, source=f"the key file {name!r}")
+        return cls.from_pem(data, source=f"the key file {_shown_path(name)}")
 
     @classmethod
     def generate(cls, algorithm: DkimAlgorithm | str = DkimAlgorithm.RSA_SHA256) -> DkimKey:

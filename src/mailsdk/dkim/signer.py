@@ -78,6 +78,7 @@ _NEVER_SIGNED: typing.Final = frozenset(
 )
 _FIELD_NAME: typing.Final = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _TOKEN: typing.Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+_IDENTITY_CHARS: typing.Final = re.compile(r"[\x21-\x3a\x3c-\x7e]+")
 
 
 def _is(value: object, kind: type) -> bool:
@@ -89,7 +90,12 @@ def _is(value: object, kind: type) -> bool:
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:
     if isinstance(names, str):  # "From" alone, not the letters F, r, o, m
         return (names,)
-    return tuple(names)
+    try:
+        return tuple(names)
+    except TypeError:
+        raise ConfigurationError(
+            f"DKIM header lists are sequences of field names, not {type(names).__name__}"
+        ) from None
 
 
 def _check_name(kind: str, value: str) -> None:
@@ -140,6 +146,9 @@ class DkimSigner:
             domain or a subdomain); omitted by default.
         expire_after: seconds after signing when the signature expires, ``x=``; ``None`` for
             no expiry.
+
+    Raises:
+        ConfigurationError: an invalid option, or the ``dkim`` extra (dkimpy) is not installed.
     """
 
     domain: str
@@ -152,6 +161,8 @@ class DkimSigner:
     expire_after: int | None = None
 
     def __attrs_post_init__(self) -> None:
+        # Fail when the signer is configured, not at the first send: signing needs dkimpy.
+        _dkimpy()
         _check_name("domain", self.domain)
         _check_name("selector", self.selector)
         if not isinstance(self.key, DkimKey):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -163,7 +174,7 @@ class DkimSigner:
         if self.identity is not None:
             if not isinstance(self.identity, str):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise ConfigurationError("DKIM identity must be a str")
-            local, at, host = self.identity.rpartition("@")
+            _local, at, host = self.identity.rpartition("@")
             if not at or not (
                 host.lower() == self.domain.lower()
                 or host.lower().endswith("." + self.domain.lower())
@@ -172,8 +183,12 @@ class DkimSigner:
                     "DKIM identity must be '@domain' or an address in the signing domain "
                     "(or a subdomain of it), RFC 6376 §3.5 i="
                 )
-            if not (local + host).isascii() or any(c in self.identity for c in "; \t\r\n"):
-                raise ConfigurationError("DKIM identity must be ASCII without ';' or spaces")
+            if not _IDENTITY_CHARS.fullmatch(self.identity):
+                # Printable ASCII only: a control character (NUL, DEL...) would go into the
+                # DKIM-Signature header as is.
+                raise ConfigurationError(
+                    "DKIM identity must be printable ASCII without ';' or spaces"
+                )
         if self.expire_after is not None and (
             not _is(self.expire_after, int)
             or isinstance(self.expire_after, bool)
@@ -192,6 +207,11 @@ class DkimSigner:
         return self._canonicalizations()[1]
 
     def _canonicalizations(self) -> tuple[Canonicalization, Canonicalization]:
+        if not _is(self.canonicalization, str):
+            raise ConfigurationError(
+                "DKIM canonicalization is a str such as 'relaxed/relaxed', not "
+                f"{type(self.canonicalization).__name__}"
+            )
         head, _slash, body = self.canonicalization.partition("/")
         try:
             return Canonicalization(head), Canonicalization(body or "simple")
@@ -252,7 +272,9 @@ class DkimSigner:
             (b"d", self.domain.encode("ascii")),
         ]
         if self.identity is not None:
-            tags.append((b"i", self.identity.encode("ascii")))
+            # i= is dkim-quoted-printable (RFC 6376 §2.11): a "=" (VERP and SRS addresses
+            # have them) is written =3D, or a verifier decodes another identity.
+            tags.append((b"i", self.identity.replace("=", "=3D").encode("ascii")))
         tags.append((b"s", self.selector.encode("ascii")))
         if timestamp is not None:
             tags.append((b"t", str(int(timestamp)).encode("ascii")))

@@ -76,9 +76,11 @@ class AwaitGreeting:
 @attrs.frozen
 class BodyChunk:
     """A piece of DATA content, after the 354 (the connection canonicalises line endings and
-    dot-stuffs it, RFC 5321 §4.5.2). An ``EndOfData()`` frame ends the body."""
+    dot-stuffs it, RFC 5321 §4.5.2). An ``EndOfData()`` frame ends the body. ``canonical``
+    says the line endings are CRLF already (the connection then skips that scan)."""
 
     data: bytes
+    canonical: bool = False
 
 
 @attrs.frozen

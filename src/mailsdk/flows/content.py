@@ -24,7 +24,8 @@ def body_chunks(prepared: PreparedMessage) -> Iterator[BodyChunk]:
     """The DATA content of ``prepared``, piece by piece (no terminator: ``EndOfData()``)."""
     for piece in prepared.pieces():
         if piece:
-            yield BodyChunk(piece)
+            # Only the prepared bytes themselves may be known canonical, never added headers.
+            yield BodyChunk(piece, prepared.canonical and piece is prepared.data)
 
 
 def _sized(prepared: PreparedMessage, chunk_size: int, binary: bool) -> Iterator[bytes]:

@@ -49,7 +49,7 @@ from mailsdk.errors import (
     ReplyError,
 )
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows.actions import Action, Close, Exchange, Phase, Pull, Report
+from mailsdk.flows.actions import Action, BodyChunk, Close, Exchange, Phase, Pull, Report
 from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
@@ -172,6 +172,13 @@ def _final_outcome(
     )
 
 
+#: In-memory content up to this size goes in one exchange with its end-of-data. The drivers
+#: write nothing before an exchange that waits until 128 KiB are buffered, so within that
+#: exchange no write can fail between the content and its end (where a failure would make
+#: the message FAILED, not UNKNOWN).
+_ONE_EXCHANGE: typing.Final = 64 * 1024
+
+
 def _index(group: _Group) -> int:
     return group.item.index if group.item is not None else -1
 
@@ -253,6 +260,12 @@ class _Run:
                 yield Exchange((chunk,), 0, Phase.DATA, item.owner)
                 count += 1
             return count
+        if prepared.stream is None and not prepared.headers and len(prepared.data) <= _ONE_EXCHANGE:
+            group.kind = _Kind.FINAL
+            data = prepared.data
+            body = (BodyChunk(data, prepared.canonical), EndOfData()) if data else (EndOfData(),)
+            yield Exchange(body, 0, Phase.DATA, item.owner)
+            return 1
         for piece in body_chunks(prepared):
             yield Exchange((piece,), 0, Phase.DATA, item.owner)
         group.kind = _Kind.FINAL

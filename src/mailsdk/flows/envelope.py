@@ -106,6 +106,9 @@ class PreparedMessage:
     #: A raw message's bytes as given, when canonicalising changed them: ``BODY=BINARYMIME``
     #: content is sent exactly as given (RFC 3030 §3).
     original: bytes | None = attrs.field(default=None, eq=False, repr=False)
+    #: ``data`` is known to have canonical CRLF line endings already (a raw message, just
+    #: canonicalised), so the DATA encoder need not scan it again.
+    canonical: bool = attrs.field(default=False, eq=False, repr=False)
 
     @property
     def declared_size(self) -> int | None:
@@ -308,5 +311,10 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
     original = message if data != message else None
     return PreparedMessage(
-        Envelope(sender, tuple(recipients)), data, smtputf8, _eight_bit(data), original=original
+        Envelope(sender, tuple(recipients)),
+        data,
+        smtputf8,
+        _eight_bit(data),
+        original=original,
+        canonical=True,
     )

@@ -249,9 +249,18 @@ def judge_envelope(envelope: Envelope, replies: Sequence[Reply]) -> EnvelopeVerd
             closing=mail_reply.code == 421,
         )
     rcpt_replies = dict(zip(envelope.recipients, replies[1:], strict=False))
-    accepted = tuple(r for r, rep in rcpt_replies.items() if rep.is_positive)
-    refused = {r: rep for r, rep in rcpt_replies.items() if not rep.is_positive}
-    closing = next((r for r, rep in rcpt_replies.items() if rep.code == 421), None)
+    # One plain loop (this runs once per message on the bulk path).
+    positive: list[str] = []
+    refused: dict[str, Reply] = {}
+    closing: str | None = None
+    for r, rep in rcpt_replies.items():
+        if 200 <= rep.code < 300:
+            positive.append(r)
+        else:
+            refused[r] = rep
+            if closing is None and rep.code == 421:
+                closing = r
+    accepted = tuple(positive)
     error: ReplyError | None = None
     if closing is not None:
         # 421 (RFC 5321 §3.8): the transaction is over whatever was accepted; the 421 goes

@@ -81,6 +81,11 @@ class _Canonicalizer:
             self._pending_cr = True
         return canonicalize_line_endings(chunk)
 
+    @property
+    def pending(self) -> bool:
+        """A CR is held back, waiting for the next chunk's first byte."""
+        return self._pending_cr
+
     def flush(self) -> bytes:
         if self._pending_cr:
             self._pending_cr = False
@@ -135,11 +140,13 @@ class DataEncoder:
         self._at_line_start = out.endswith(_CRLF)
         return out
 
-    def encode(self, chunk: bytes) -> bytes:
+    def encode(self, chunk: bytes, *, canonical: bool = False) -> bytes:
         """Encode the next piece of the body.
 
         Args:
             chunk: raw message bytes of any size (may be empty).
+            canonical: the caller knows every line ending in ``chunk`` is CRLF already (for
+                instance, it canonicalised the bytes itself): they are not scanned again.
 
         Returns:
             The wire bytes for this chunk (possibly fewer bytes: a trailing CR is held back).
@@ -149,6 +156,8 @@ class DataEncoder:
         """
         if self._finished:
             raise InvalidInputError("DataEncoder.encode() called after finish()")
+        if canonical and not self._canon.pending and not chunk.endswith(b"\r"):
+            return self._stuff(chunk)
         return self._stuff(self._canon.feed(chunk))
 
     def finish(self) -> bytes:

@@ -279,7 +279,8 @@ class ClientConnection:
             RemoteProtocolError: reply bytes the server sent before this command are buffered
                 (see :meth:`_check_in_step`).
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         trigger = trigger_of(command, self.dialect)
         # A raw line's first word may be a SASL payload: never put it in an error message.
         verb = "a raw command" if isinstance(command, Raw) else command.verb
@@ -296,11 +297,12 @@ class ClientConnection:
         self._state = new_state
         return data
 
-    def send_body(self, chunk: bytes) -> bytes:
+    def send_body(self, chunk: bytes, *, canonical: bool = False) -> bytes:
         """Encode the next piece of the DATA body (only after DATA got 354).
 
         Args:
             chunk: raw message bytes, any size; split anywhere.
+            canonical: the caller knows ``chunk``'s line endings are all CRLF already.
 
         Returns:
             The canonical, dot-stuffed wire bytes for this chunk.
@@ -308,10 +310,11 @@ class ClientConnection:
         Raises:
             LocalProtocolError: not in the ``BODY`` state.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         if self._state is not ClientState.BODY or self._data_encoder is None:
             raise LocalProtocolError(f"cannot send body data in state {self._state.name}")
-        return self._data_encoder.encode(chunk)
+        return self._data_encoder.encode(chunk, canonical=canonical)
 
     def end_body(self, tag: object = None) -> bytes:
         """Finish the DATA body and queue :class:`EndOfData` for the final reply(ies).
@@ -326,7 +329,8 @@ class ClientConnection:
             LocalProtocolError: not in the ``BODY`` state.
             RemoteProtocolError: the server already sent a reply the body cannot have caused.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         new_state = state_after_send(self._state, Trigger.END_OF_DATA, "end of data")
         assert self._data_encoder is not None
         self._check_in_step()
@@ -445,7 +449,8 @@ class ClientConnection:
                 or EOF in the middle of a reply.
             LocalProtocolError: the connection is in ``ERROR``.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         try:
             return self._next_event()
         except BaseException:

@@ -41,6 +41,14 @@ __all__ = ["ReplyLimits", "ReplyParser"]
 
 # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
 _CODE_RE: typing.Final = re.compile(rb"[2-5][0-5][0-9]")
+#: Every valid code as its three bytes (the single-line fast path looks codes up here).
+_CODES: typing.Final = {
+    b"%d%d%d" % (a, b, c): 100 * a + 10 * b + c
+    for a in range(2, 6)
+    for b in range(6)
+    for c in range(10)
+}
+_ENHANCED_CACHE_LIMIT: typing.Final = 256
 _SHOW: typing.Final = 60  # how many bytes of an offending line an error message quotes
 
 
@@ -102,6 +110,7 @@ class ReplyParser:
         self._code: bytes | None = None
         self._lines: list[bytes] = []
         self._reply_bytes = 0
+        self._enhanced_cache: dict[bytes, EnhancedStatus | None] = {}
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -155,6 +164,25 @@ class ReplyParser:
         """
         limits = self.limits
         buf = self._buf
+        pos = self._pos
+        if self._code is None and pos < self._tail_start:
+            # The common case, one whole "ddd text" line: no per-line bookkeeping. Anything
+            # else (multiline, bad code, over a limit) falls through to the general loop.
+            nl = buf.find(b"\n", pos)
+            end = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
+            if (
+                4 <= end - pos <= limits.max_line_length
+                and buf[pos + 3] == 0x20
+                and nl + 1 - pos <= limits.max_reply_bytes
+            ):
+                line = bytes(buf[pos:end])
+                code = _CODES.get(line[:3])
+                if code is not None:
+                    del buf[: nl + 1]
+                    self._pos = 0
+                    self._tail_start -= nl + 1
+                    text = line[4:]
+                    return Reply(code, (text,), self._enhanced(code, text))
         while True:
             # _tail_start is just past the last LF buffered: no complete line unless _pos is before.
             nl = buf.find(b"\n", self._pos) if self._pos < self._tail_start else -1
@@ -203,13 +231,26 @@ class ReplyParser:
         self._lines.append(line[4:])
         return final
 
+    def _enhanced(self, code: int, first_line: bytes) -> EnhancedStatus | None:
+        """The RFC 3463 status of a reply's first line (cached: servers repeat a few)."""
+        # The status with its lookahead fits in 10 bytes, so they decide the parse.
+        key = first_line[:10]
+        cache = self._enhanced_cache
+        if key in cache:
+            enhanced = cache[key]
+        else:
+            enhanced = EnhancedStatus.parse(key)
+            if len(cache) < _ENHANCED_CACHE_LIMIT:
+                cache[key] = enhanced
+        if enhanced is not None and not self.parse_enhanced and enhanced.klass != code // 100:
+            return None
+        return enhanced
+
     def _finish(self) -> Reply:
         assert self._code is not None
         code = int(self._code)
         lines = tuple(self._lines)
-        enhanced = EnhancedStatus.parse(lines[0]) if lines else None
-        if enhanced is not None and not self.parse_enhanced and enhanced.klass != code // 100:
-            enhanced = None
+        enhanced = self._enhanced(code, lines[0]) if lines else None
         self._code = None
         self._lines = []
         self._reply_bytes = 0

@@ -21,6 +21,7 @@ import typing
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import _internal as _metrics_internal
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -43,6 +44,14 @@ if typing.TYPE_CHECKING:
 __all__ = ["OpenTelemetryInstrumentation"]
 
 _CLIENT: typing.Final = SpanKind.CLIENT
+#: The tracer providers whose spans are never recorded: the global proxy (no SDK provider
+#: installed yet) and the API's no-op.
+_NOOP_TRACING: typing.Final = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+#: The same for meters (the API's global proxy class is private: looked up, with a fallback).
+_NOOP_METERS: typing.Final = (
+    getattr(_metrics_internal, "_ProxyMeterProvider", metrics.NoOpMeterProvider),
+    metrics.NoOpMeterProvider,
+)
 _CACHE_LIMIT: typing.Final = 256  # bounds the per-verb caches if callers invent verbs
 
 
@@ -101,6 +110,17 @@ class OpenTelemetryInstrumentation:
         extra_verbs: Iterable[str] = (),
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        # Which providers are "the global one": until an SDK installs real providers there,
+        # every span and instrument is a no-op, and a session skips them all (see ``_inert``).
+        self._global_tracer = tracer_provider is None
+        self._global_meter = meter_provider is None
+        # With propagation on, a non-recording span still carries the caller's trace context
+        # into the headers: such sessions always take the full path.
+        self._may_be_inert = (
+            not propagate
+            and isinstance(tracer_provider, trace.NoOpTracerProvider | None)
+            and isinstance(meter_provider, metrics.NoOpMeterProvider | None)
+        )
         self._tracer: Tracer = trace.get_tracer(
             names.INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=names.SCHEMA_URL
         )
@@ -170,6 +190,22 @@ class OpenTelemetryInstrumentation:
             f"propagate={self.propagate})"
         )
 
+    def _inert(self) -> bool:
+        """Whether nothing this instrumentation emits can be recorded right now: both providers
+        are the API's no-op (or the global proxy while no SDK provider is installed).
+
+        Checked once per session (two global reads), so a provider an application installs
+        later takes effect from its next session on.
+        """
+        if not self._may_be_inert:
+            return False
+        if self._global_tracer and not isinstance(trace.get_tracer_provider(), _NOOP_TRACING):
+            return False
+        return not (
+            self._global_meter
+            and not isinstance(_metrics_internal.get_meter_provider(), _NOOP_METERS)
+        )
+
     @guarded(_no_session)
     def session(
         self,
@@ -190,6 +226,8 @@ class OpenTelemetryInstrumentation:
         Returns:
             The session observer.
         """
+        if self._inert():
+            return _NOOP_SESSION  # no span, no metric, no per-command calls on the hot path
         parent = otel_context.get_current()
         attributes: _Attributes = {
             names.NETWORK_TRANSPORT: transport,

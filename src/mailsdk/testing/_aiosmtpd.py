@@ -280,6 +280,10 @@ class _Recording(SMTP):
             if rule.delay:
                 await asyncio.sleep(rule.delay)
             if rule.reply is not None:
+                if verb == "BDAT":
+                    # RFC 3030 §2: a refused chunk is still read, or its bytes would be
+                    # taken for commands; the transaction's earlier chunks go with it.
+                    await self._discard_chunk(arg)
                 await super(_Recording, self).push(rule.reply)
             elif rule.close:
                 self._abort()
@@ -301,6 +305,21 @@ class _Recording(SMTP):
         if envelope is None or not envelope.rcpt_tos or self.session is None:
             return None
         return self.state.script.match("BODY")
+
+    async def _discard_chunk(self, arg: str | None) -> None:
+        self._bdat = []
+        parsed = _BDAT_ARG.fullmatch(arg or "")
+        size = int(parsed.group(1)) if parsed is not None else 0
+        while size:
+            size -= len(await self._reader.readexactly(min(size, 1 << 16)))
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._bdat = []  # chunks of an abandoned transaction never join the next message
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self._bdat = []
+        await super().smtp_RSET(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         rule = self._body_rule() if not arg else None
@@ -324,9 +343,7 @@ class _Recording(SMTP):
         limit = self.data_size_limit
         if limit and sum(map(len, self._bdat)) + size > limit:
             # RFC 3030 §2: the chunk is read (and dropped) even when it is refused.
-            while size:
-                size -= len(await self._reader.readexactly(min(size, 1 << 16)))
-            self._bdat = []
+            await self._discard_chunk(arg)
             await super().push("552 5.3.4 Message size exceeds fixed maximum message size")
             return
         chunk = await self._reader.readexactly(size)
@@ -374,7 +391,14 @@ class _RecordingLMTP(_Recording, LMTP):
     """The same, speaking LMTP (LHLO; one reply per recipient after the data)."""
 
 
-def make_protocol(state: ServerState, **kwargs: typing.Any) -> _Recording:
-    """A protocol object for one connection."""
+class _Probe(SMTP):
+    """The controller's start-up connection: plain aiosmtpd, outside the script and records."""
+
+
+def make_protocol(state: ServerState, *, probe: bool = False, **kwargs: typing.Any) -> SMTP:
+    """A protocol object for one connection (``probe``: the server's own start-up check,
+    which plain aiosmtpd serves: no rules, no recording)."""
+    if probe:
+        return _Probe(Handler(state), **kwargs)
     cls = _RecordingLMTP if state.lmtp else _Recording
     return cls(Handler(state), **kwargs)

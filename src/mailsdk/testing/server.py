@@ -53,19 +53,41 @@ _START_ATTEMPTS: typing.Final = 5
 class _TcpController(Controller):
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
+        self._starting = False
         super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
+    def start(self) -> None:
+        # aiosmtpd opens one connection of its own while starting (to see that the protocol
+        # can be made): that probe must not use up the test's rules (a GREETING rule set
+        # before start()) nor count as a session.
+        self._starting = True
+        try:
+            super().start()
+        finally:
+            self._starting = False
+
     def factory(self) -> SMTP:
-        return make_protocol(self._state, **self.SMTP_kwargs)
+        return make_protocol(self._state, probe=self._starting, **self.SMTP_kwargs)
 
 
 class _UnixController(UnixSocketController):
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
+        self._starting = False
         super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
+    def start(self) -> None:
+        # aiosmtpd opens one connection of its own while starting (to see that the protocol
+        # can be made): that probe must not use up the test's rules (a GREETING rule set
+        # before start()) nor count as a session.
+        self._starting = True
+        try:
+            super().start()
+        finally:
+            self._starting = False
+
     def factory(self) -> SMTP:
-        return make_protocol(self._state, **self.SMTP_kwargs)
+        return make_protocol(self._state, probe=self._starting, **self.SMTP_kwargs)
 
 
 class MailServer:
@@ -296,7 +318,17 @@ class MailServer:
     def refuse_delivery(
         self, reply: str = "554 5.6.0 Message rejected", *, recipient: str | None = None
     ) -> Rule:
-        """Refuse the message after its final dot (LMTP: only ``recipient``'s reply)."""
+        """Refuse the message after its final dot (LMTP: only ``recipient``'s reply).
+
+        Raises:
+            ConfigurationError: ``recipient`` on an SMTP server (one reply covers every
+                recipient there, so the rule would never fire).
+        """
+        if recipient is not None and not self.lmtp:
+            raise ConfigurationError(
+                "refuse_delivery(recipient=...) needs an LMTP server (lmtp=True): SMTP has one "
+                "reply after the data for all recipients"
+            )
         return self.refuse("END-OF-DATA", reply, argument=recipient)
 
     def transient(
