@@ -21,9 +21,9 @@ import click
 from mailsdk._secret import Secret
 from mailsdk.auth.tokens import TokenProvider
 from mailsdk.builder import ClientBuilder
-from mailsdk.cli._profiles import ENV_PREFIX, Profile, secret_from
 from mailsdk.cli._terminal import safe
 from mailsdk.errors import ConfigurationError
+from mailsdk.profiles import ENV_PREFIX, Profile, secret_from
 from mailsdk.transport import TlsSettings
 
 __all__ = ["ConnectionOptions", "builder_for", "token_provider_for"]
