@@ -28,6 +28,7 @@ PUBLIC_MODULES = [
     "mailsdk.dkim",
     "mailsdk.url",
     "mailsdk.testing",
+    "mailsdk.profiles",
 ]
 
 

@@ -121,6 +121,16 @@ def test_failed_after_a_protocol_violation_is_retried() -> None:
     assert not plan_retry(POLICY, local, tries=1, elapsed=0).retry
 
 
+def test_never_started() -> None:
+    from mailsdk.batch import never_started
+
+    unsent = outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("not sent: stopped"))
+    assert never_started(unsent)
+    assert not never_started(outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("reset")))
+    lookalike = errors.DeliveryUnknown("not sent: no")
+    assert not never_started(outcome(DeliveryStatus.UNKNOWN, error=lookalike))
+
+
 @pytest.mark.parametrize(
     "kw",
     [

@@ -22,8 +22,9 @@ pytest.importorskip("celery", reason="the celery extra is not installed")
 import redis
 from tests._support.mta import MtaEnvironment
 
-from mailsdk import Outgoing
-from mailsdk.integrations.celery import ClusterReport, send_batch
+from mailsdk import DeliveryStatus, Outgoing
+from mailsdk.batch import BatchReport
+from mailsdk.integrations.celery import send_batch
 from mailsdk.integrations.redis import DeliveryLedger, LedgerState
 
 from .conftest import REDIS_PASSWORD, Cluster
@@ -42,6 +43,14 @@ def _items(run: str, count: int) -> list[Outgoing]:
         ).encode()
         items.append(Outgoing(raw, sender="sender@client.test", recipients=["alice@example.test"]))
     return items
+
+
+def _ok(report: BatchReport, count: int) -> bool:
+    return report.total == count and report.counts[DeliveryStatus.ACCEPTED] == count
+
+
+def _failures(report: BatchReport) -> list[tuple[str | None, str, str]]:
+    return [(o.key, o.status.value, str(o.error)) for o in report.outcomes if o.error][:10]
 
 
 def _delivered(mta: MtaEnvironment, run: str) -> dict[str, int]:
@@ -78,23 +87,24 @@ def test_batch_fans_out_and_every_message_arrives_once(
     cluster.start(2, concurrency=2)
     run = uuid.uuid4().hex[:12]
     report = send_batch(cluster.tasks, _items(run, 40), chunk_size=5, timeout=120)
-    assert isinstance(report, ClusterReport)
-    assert report.ok, (report.counts, cluster.logs())
-    assert len(report.results) == 40
-    assert [r["index"] for r in report.results] == list(range(40))
-    first = report.results[0]
-    assert first["reply"]["code"] == 250 and first["reply"]["enhanced"] == "2.0.0"
-    assert first["queue_id"]
-    assert first["accepted"] == ["alice@example.test"]
+    assert isinstance(report, BatchReport)
+    assert _ok(report, 40), (report.counts, _failures(report), cluster.logs())
+    assert [o.index for o in report.outcomes] == list(range(40))
+    first = report.outcomes[0]
+    assert first.result is not None and first.attempts == 1
+    assert first.result.reply.code == 250 and str(first.result.reply.enhanced) == "2.0.0"
+    assert first.result.queue_id
+    assert first.result.accepted == ("alice@example.test",)
+    assert first.key == f"<{run}.0@client.test>"
     got = _wait_delivered(integration_mta, run, 40)
     assert sorted(got.values()) == [1] * 40
     # A second publication of the same batch is refused by the ledger: nothing is sent twice.
     again = send_batch(cluster.tasks, _items(run, 40), chunk_size=20, timeout=120)
-    assert {r["status"] for r in again.results} == {"accepted"}
-    assert all(r.get("duplicate") for r in again.results)
+    assert _ok(again, 40)
+    assert all(o.attempts == 0 for o in again.outcomes)  # duplicates: nothing sent this time
     time.sleep(1.0)
     assert sorted(_delivered(integration_mta, run).values()) == [1] * 40
-    # One connection per process, reused across tasks (never one per message).
+    # One pool of one connection per process, reused across tasks (never one per message).
     assert cluster.relay.total <= 4, cluster.relay.total
     # The same chunk published twice at once (a duplicate publish, a visibility-timeout
     # redelivery): both run concurrently on different processes; each message goes out once.
@@ -126,7 +136,7 @@ class _Background:
     """Run ``send_batch`` in a thread so the test can break things meanwhile."""
 
     def __init__(self, cluster: Cluster, items: list[Outgoing], **kwargs: object) -> None:
-        self.report: ClusterReport | None = None
+        self.report: BatchReport | None = None
         self.error: BaseException | None = None
 
         def run() -> None:
@@ -138,7 +148,7 @@ class _Background:
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
 
-    def join(self, timeout: float) -> ClusterReport:
+    def join(self, timeout: float) -> BatchReport:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "send_batch did not finish"
         assert self.error is None, repr(self.error)
@@ -163,7 +173,7 @@ def test_cluster_wide_rate_limit_holds_over_2000_messages(
     started = time.monotonic()
     report = send_batch(cluster.tasks, _items(run, 2000), chunk_size=50, timeout=150)
     elapsed = time.monotonic() - started
-    assert report.ok, (report.counts, cluster.logs())
+    assert _ok(report, 2000), (report.counts, _failures(report), cluster.logs())
     stamps = cluster.relay.accepted_at
     assert len(stamps) == 2000
     # Counted on the server side: at most rate x window + burst in every 5 s window. The
@@ -190,7 +200,7 @@ def test_connection_cap_of_4_holds_across_workers(
     cluster.start(3, concurrency=2, max_conn="4")
     run = uuid.uuid4().hex[:12]
     report = send_batch(cluster.tasks, _items(run, 360), chunk_size=6, timeout=150)
-    assert report.ok, (report.counts, cluster.logs())
+    assert _ok(report, 360), (report.counts, _failures(report), cluster.logs())
     assert cluster.relay.peak <= 4, cluster.relay.peak  # what the server saw
     print(f"cap test: peak {cluster.relay.peak} concurrent, {cluster.relay.total} connections")
     assert cluster.relay.peak >= 2  # and the workers did use connections side by side
@@ -204,23 +214,23 @@ def test_connection_cap_of_4_holds_across_workers(
 
 
 def _check_exactly_once_or_unknown(
-    report: ClusterReport, got: dict[str, int], ledger: DeliveryLedger, count: int
+    report: BatchReport, got: dict[str, int], ledger: DeliveryLedger, count: int
 ) -> list[str]:
-    assert len(report.results) == count
+    assert report.total == count
     assert all(n == 1 for n in got.values()), {k: n for k, n in got.items() if n > 1}
     unknown = {e.key for e in ledger.unknown()}
     missing = []
-    for result in report.results:
-        key = result["key"]
+    for outcome in report.outcomes:
+        key = str(outcome.key)
         if key in got:
             continue
         missing.append(key)
         entry = ledger.get(key)
         # Not in the Maildir: the ledger must say UNKNOWN (parked for review), and the report
         # must not claim it was delivered.
-        assert entry is not None and entry.state is LedgerState.UNKNOWN, (key, entry, result)
+        assert entry is not None and entry.state is LedgerState.UNKNOWN, (key, entry, outcome)
         assert key in unknown
-        assert result["status"] != "accepted", result
+        assert outcome.status is DeliveryStatus.UNKNOWN, outcome  # the report agrees
     return missing
 
 
@@ -248,13 +258,17 @@ def test_sigkill_of_a_worker_process_mid_batch_loses_and_duplicates_nothing(
         missing = _check_exactly_once_or_unknown(report, got, ledger, 400)
     finally:
         client.close()
-    assert len(missing) <= 1, missing  # at most the one message that was on the wire
+    # Missing at most what the killed process's one connection held: the next message's
+    # envelope pipelined behind the last end-of-data, and one taken for its rate wait. Both
+    # were marked "sending" (so parked UNKNOWN, never resent); the rest of its chunk stayed
+    # "claimed" and was sent by the redelivered task.
+    assert len(missing) <= 2, missing
     assert cluster.relay.peak <= 2, cluster.relay.peak
     full = "".join(w.text() for w in cluster.workers)
     assert "signal 9" in full or "SIGKILL" in full or "WorkerLostError" in full
     # The killed process's chunk was delivered again: the ledger skipped what it had sent, or
     # took over its expired claims.
-    assert any(r.get("duplicate") or r.get("attempts", 1) > 1 for r in report.results)
+    assert any(o.attempts != 1 for o in report.outcomes)  # 0: a duplicate; > 1: re-claimed
 
 
 @pytest.mark.slow
@@ -272,22 +286,23 @@ def test_redis_restart_mid_run_is_survived_without_silent_loss(
     report = batch.join(170)
     got = _wait_delivered(integration_mta, run, 400)
     try:
-        assert len(report.results) == 400
+        assert report.total == 400
         assert all(n == 1 for n in got.values())
-        for result in report.results:
-            key = result["key"]
-            if result["status"] in ("accepted", "partial"):
-                assert key in got, result  # reported delivered: it really is there
+        for outcome in report.outcomes:
+            key = str(outcome.key)
+            if outcome.status.delivered:
+                assert key in got, outcome  # reported delivered: it really is there
             elif key in got:
-                assert result["status"] == "unknown", result  # never "not sent" when it was
+                assert outcome.status is DeliveryStatus.UNKNOWN, outcome  # never "not sent"
             else:
                 # Not delivered: never silently; the report says why, the ledger agrees.
-                assert result["status"] in ("unknown", "lost", "deferred", "failed"), result
-                assert result.get("error") or result.get("reason"), result
+                assert outcome.status in (DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED), outcome
+                assert outcome.error is not None and str(outcome.error), outcome
                 entry = ledger.get(key)
                 assert entry is None or entry.state is not LedgerState.ACCEPTED
         # The outage was ridden out: (nearly) everything went through after the restart.
-        assert report.counts.get("accepted", 0) >= 390, (report.counts, report.chunk_errors)
+        accepted = report.counts[DeliveryStatus.ACCEPTED]
+        assert accepted >= 390, (report.counts, _failures(report))
     finally:
         client.close()
 
@@ -305,7 +320,7 @@ def test_trace_context_flows_from_the_producer_into_the_worker_spans(
     run = uuid.uuid4().hex[:12]
     with tracer.start_as_current_span("producer") as producer:
         report = send_batch(cluster.tasks, _items(run, 3), chunk_size=3, timeout=60)
-    assert report.ok, cluster.logs()
+    assert _ok(report, 3), cluster.logs()
     trace_id = f"{producer.get_span_context().trace_id:032x}"
     deadline = time.monotonic() + 10
     while True:
@@ -373,7 +388,7 @@ def test_no_password_in_logs_task_arguments_or_results(
     run = uuid.uuid4().hex[:12]
     items = _items(run, 4)
     report = send_batch(secure_cluster.tasks, items, chunk_size=2, timeout=60)
-    assert report.ok, (report.results, secure_cluster.logs())
+    assert _ok(report, 4), (_failures(report), secure_cluster.logs())
     assert len(_wait_delivered(integration_mta, run, 4)) == 4
     assert f"sasl_username={alice.username}" in integration_mta.logs(tail=2000)  # it did AUTH
     # What a task carries and returns, and everything the workers logged.

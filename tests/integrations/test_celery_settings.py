@@ -8,8 +8,9 @@ pytest.importorskip("celery", reason="the celery extra is not installed")
 pytest.importorskip("redis", reason="the redis extra is not installed")
 
 from mailsdk import Client, ClientBuilder
+from mailsdk.batch import RetryPolicy
 from mailsdk.errors import ConfigurationError
-from mailsdk.integrations.celery import RetrySchedule, settings_from
+from mailsdk.integrations.celery import settings_from
 from mailsdk.integrations.celery._config import load_factory
 from mailsdk.integrations.redis import Rate
 
@@ -62,6 +63,9 @@ def test_limits_and_the_ledger_need_redis() -> None:
         ("mailsdk_retry", {"attempts": 0}),
         ("mailsdk_retry", {"tries": 3}),
         ("mailsdk_retry", "fast"),
+        ("mailsdk_retry", {"backoff": -1}),
+        ("mailsdk_pool_size", 0),
+        ("mailsdk_pool_size", True),
     ],
 )
 def test_invalid_values_are_configuration_errors(key: str, value: object) -> None:
@@ -74,8 +78,12 @@ def test_missing_client_is_a_configuration_error() -> None:
         settings_from({})
 
 
-def test_retry_schedule_backs_off_exponentially_up_to_the_cap() -> None:
-    schedule = RetrySchedule(attempts=6, backoff=1.0, multiplier=2.0, max_delay=5.0)
-    assert [schedule.delay(t) for t in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-    policy_like = settings_from({**BASE, "mailsdk_retry": schedule}).retry
-    assert policy_like is schedule
+def test_the_celery_retry_backoff_is_the_batch_engines_retry_policy() -> None:
+    policy = RetryPolicy(attempts=6, backoff=1.0, multiplier=2.0, max_delay=5.0, jitter=0.0)
+    assert [policy.delay(t) for t in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert settings_from({**BASE, "mailsdk_retry": policy}).retry is policy
+    mapped = settings_from({**BASE, "mailsdk_retry": {"attempts": 4, "backoff": 0.5}}).retry
+    assert isinstance(mapped, RetryPolicy) and (mapped.attempts, mapped.backoff) == (4, 0.5)
+    assert isinstance(settings_from(BASE).retry, RetryPolicy)
+    assert settings_from(BASE).pool_size == 1
+    assert settings_from({**BASE, "mailsdk_pool_size": 3}).pool_size == 3

@@ -267,3 +267,20 @@ def test_a_kept_connection_the_server_dropped_is_reopened_once() -> None:
         assert [b"Subject: m%d" % n in m for n, m in enumerate(messages)] == [True] * 3
     finally:
         stop()
+
+
+def test_pool_size_spreads_one_send_messages_over_several_connections(
+    server: SmtpdServer,
+) -> None:
+    messages = [
+        mail.EmailMessage(f"m{n}", "b", "alice@client.test", [f"r{n}@example.test"])
+        for n in range(30)
+    ]
+    with override_settings(MAILSDK_POOL_SIZE=3):
+        assert mail.get_connection().send_messages(messages) == 30
+    assert sorted(m.rcpt_tos[0] for m in server.recorder.messages) == sorted(
+        f"r{n}@example.test" for n in range(30)
+    )
+    # Up to three connections side by side (the pool opens them as the batch needs them).
+    assert 2 <= _sessions(server) <= 3
+    assert server.recorder.verbs.count("QUIT") == _sessions(server)

@@ -1,5 +1,6 @@
-"""The Redis limiters have the batch engine's limiter protocols' shape (active once
-``mailsdk.batch.limits`` is on the branch): same method names, parameters and async-ness."""
+"""The Redis limiters have the batch engine's limiter protocols' shape: same method names,
+parameters and async-ness (``mypy --strict`` checks the same statically: the worker passes
+them to the pool typed as the protocols)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import inspect
 import pytest
 
 pytest.importorskip("redis", reason="the redis extra is not installed")
-limits = pytest.importorskip("mailsdk.batch.limits", reason="the batch engine is not merged yet")
 
-from mailsdk.integrations import redis as ours  # noqa: E402
+from mailsdk.batch import limits
+from mailsdk.integrations import redis as ours
+from mailsdk.integrations._leases import LeaseKeeper
 
 PAIRS = [
     ("RateLimiter", ours.RedisRateLimiter),
     ("AsyncRateLimiter", ours.AsyncRedisRateLimiter),
     ("ConnectionLimiter", ours.RedisConnectionLimiter),
     ("AsyncConnectionLimiter", ours.AsyncRedisConnectionLimiter),
+    ("ConnectionLimiter", LeaseKeeper),
 ]
 
 

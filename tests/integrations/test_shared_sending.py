@@ -1,5 +1,5 @@
-"""Without Celery: plain senders sharing one account through Redis (limits, cap, ledger), against
-aiosmtpd behind a counting relay."""
+"""Without Celery: plain senders sharing one account through Redis (limits, cap, ledger), each
+with its own pool, against aiosmtpd behind a counting relay."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -18,16 +19,20 @@ from tests._support.redis_server import RedisServer
 from tests._support.smtpd import SmtpdServer
 from tests._support.tcp_relay import CountingRelay
 
-from mailsdk import Client, ClientBuilder, PoolTimeout
-from mailsdk.integrations._deliver import deliver_chunk
-from mailsdk.integrations._sessions import LeasedSession
+from mailsdk import ClientBuilder
+from mailsdk.batch import RetryPolicy
+from mailsdk.integrations._deliver import deliver_chunk, is_retryable
+from mailsdk.integrations._leases import LeaseKeeper
 from mailsdk.integrations._wire import WireItem
 from mailsdk.integrations.redis import (
     DeliveryLedger,
+    LedgerState,
     Rate,
     RedisConnectionLimiter,
     RedisRateLimiter,
+    from_url,
 )
+from mailsdk.pool import Pool
 
 pytestmark = pytest.mark.redis
 
@@ -37,11 +42,23 @@ def _item(n: int, to: str = "bob@example.test") -> WireItem:
     return WireItem(data, "a@client.test", (to,), f"<{n}@t>")
 
 
-def _factory(port: int) -> Callable[[], Client]:
-    return lambda: ClientBuilder.smtp("127.0.0.1", port).with_tls("none").with_timeouts(10).build()
+@contextlib.contextmanager
+def _pool(
+    port: int, cap: RedisConnectionLimiter | None = None, **options: typing.Any
+) -> Iterator[Pool]:
+    """A process's pool: the shared cap (leases kept alive) as its connection limiter."""
+    client = ClientBuilder.smtp("127.0.0.1", port).with_tls("none").with_timeouts(10).build()
+    keeper = LeaseKeeper(cap) if cap is not None else None
+    pool = client.pool(connection_limiter=keeper, **options)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        if keeper is not None:
+            keeper.close()
 
 
-def test_senders_share_the_cap_the_ledger_and_idle_connections_free_their_slot(
+def test_senders_share_the_cap_and_the_ledger_and_each_message_goes_out_once(
     smtpd_factory: Callable[..., SmtpdServer], redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     server = smtpd_factory(refuse_rcpt=["nobody@example.test"])
@@ -51,16 +68,12 @@ def test_senders_share_the_cap_the_ledger_and_idle_connections_free_their_slot(
 
     def sender(offset: int) -> None:
         client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
-        sessions = LeasedSession(
-            _factory(relay.port),
-            RedisConnectionLimiter(client, "acct", limit=1, lease_ttl=2),
-            idle_timeout=0.2,
-            acquire_timeout=20,
-        )
-        ledger = DeliveryLedger(client, "plain")
-        items = [_item(n) for n in range(offset, offset + 5)] + [_item(0)]  # <0@t> twice
-        got = deliver_chunk(items, sessions=sessions, ledger=ledger)
-        sessions.close()
+        cap = RedisConnectionLimiter(client, "acct", limit=1, lease_ttl=2)
+        # Two connections per pool, one slot cluster-wide: the cap is what holds.
+        with _pool(relay.port, cap, max_connections=2, idle_timeout=0.2) as pool:
+            ledger = DeliveryLedger(client, "plain")
+            items = [_item(n) for n in range(offset, offset + 5)] + [_item(0)]  # <0@t> thrice
+            got = deliver_chunk(items, pool=pool, ledger=ledger)
         client.close()
         with lock:
             results.extend(got)
@@ -79,37 +92,83 @@ def test_senders_share_the_cap_the_ledger_and_idle_connections_free_their_slot(
         assert sent == sorted(
             {f"<{n}@t>".encode() for k in range(3) for n in range(k * 10, k * 10 + 5)}
         )
-        # <0@t> was offered four times: sent once, the others are duplicates or deferrals.
+        # <0@t> was offered three times: sent once, the others are duplicates or deferrals.
         zero = [r for r in results if r["key"] == "<0@t>"]
         assert sum(1 for r in zero if r["status"] == "accepted" and not r.get("duplicate")) == 1
+        assert {r["status"] for r in zero} <= {"accepted", "deferred"}
         assert RedisConnectionLimiter(redis_client, "acct", limit=1).holders() == 0
     finally:
         relay.close()
 
 
-def test_no_slot_within_the_wait_is_a_pool_timeout_and_nothing_is_sent(
+def test_a_chunk_is_one_pipelined_run_on_one_connection(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory(pipelining=True)
+    ledger = DeliveryLedger(redis_client, "plain")
+    with _pool(server.port, max_connections=1) as pool:
+        results = deliver_chunk([_item(n) for n in range(20)], pool=pool, ledger=ledger)
+    assert [r["status"] for r in results] == ["accepted"] * 20
+    assert [r["index"] for r in results] == list(range(20))
+    assert server.recorder.verbs.count("EHLO") == 1  # one connection for the chunk
+    assert all(r["ledger"] == "accepted" for r in results)
+    assert all(ledger.get(f"<{n}@t>").state is LedgerState.ACCEPTED for n in range(20))
+
+
+def test_messages_are_marked_sending_only_as_the_pool_takes_them(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    # At 5/s with a burst of 1, the chunk takes about a second: watch the ledger meanwhile.
+    # Only what a connection holds may be "sending"; the rest stays "claimed" (a crash would
+    # let another worker send those, and park only the few "sending" ones as UNKNOWN).
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    rate = RedisRateLimiter(redis_client, "lazy", messages=[Rate.per_second(5, burst=1)])
+    keys = [f"<{n}@t>" for n in range(6)]
+    seen: list[dict[str, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            states: dict[str, int] = {}
+            for key in keys:
+                entry = ledger.get(key)
+                name = entry.state.value if entry is not None else "none"
+                states[name] = states.get(name, 0) + 1
+            seen.append(states)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    with _pool(server.port, max_connections=1) as pool:
+        watcher.start()
+        results = deliver_chunk([_item(n) for n in range(6)], pool=pool, rate=rate, ledger=ledger)
+        stop.set()
+        watcher.join(5)
+    assert [r["status"] for r in results] == ["accepted"] * 6
+    assert max(s.get("sending", 0) for s in seen) <= 2, seen
+    assert any(s.get("claimed", 0) >= 2 and s.get("accepted", 0) >= 1 for s in seen), seen
+
+
+def test_no_slot_within_the_wait_fails_the_item_retryably_and_nothing_is_sent(
     smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
 ) -> None:
     server = smtpd_factory()
     cap = RedisConnectionLimiter(redis_client, "acct", limit=1)
     squatter = cap.try_acquire()
     assert squatter is not None
-    sessions = LeasedSession(_factory(server.port), cap, acquire_timeout=0.3)
-    with pytest.raises(PoolTimeout), sessions.use():
-        pass
     ledger = DeliveryLedger(redis_client, "plain")
-    [result] = deliver_chunk([_item(1)], sessions=sessions, ledger=ledger)
-    assert result["status"] == "deferred" and "PoolTimeout" in str(result["reason"])
+    with _pool(server.port, cap, checkout_timeout=0.3) as pool:
+        [result] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)
+    assert result["status"] == "failed" and result["error"]["type"] == "PoolTimeout"
+    assert is_retryable(result) and result["ledger"] == "failed"
     assert server.recorder.messages == []
-    assert ledger.claim("<1@t>").may_send  # the claim was given back: a retry need not wait
-    sessions.close()
+    assert ledger.claim("<1@t>").may_send  # released: a retry need not wait for the claim
 
 
 def test_refusals_partial_and_rate_waits_are_reported(
     smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
 ) -> None:
     server = smtpd_factory(refuse_rcpt=["nobody@example.test"])
-    sessions = LeasedSession(_factory(server.port))
     rate = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(20, burst=1)])
     partial = WireItem(
         b"From: a@client.test\r\nMessage-ID: <p@t>\r\n\r\nx\r\n",
@@ -118,15 +177,15 @@ def test_refusals_partial_and_rate_waits_are_reported(
         "<p@t>",
     )
     started = time.monotonic()
-    results = deliver_chunk(
-        [_item(1), _item(2, to="nobody@example.test"), partial], sessions=sessions, rate=rate
-    )
+    with _pool(server.port, max_connections=1) as pool:
+        results = deliver_chunk(
+            [_item(1), _item(2, to="nobody@example.test"), partial], pool=pool, rate=rate
+        )
     assert time.monotonic() - started >= 0.09  # 3 sends at 20/s with a burst of 1: 2 waits
     assert [r["status"] for r in results] == ["accepted", "refused", "partial"]
     assert results[1]["reply"]["code"] == 550 and results[1]["transient"] is False
     assert list(results[2]["refused"]) == ["nobody@example.test"]
     assert results[0]["reply"]["code"] == 250
-    sessions.close()
 
 
 def _server_that_drops_after_end_of_data() -> tuple[int, list[bytes], Callable[[], None]]:
@@ -185,18 +244,17 @@ def test_no_reply_after_end_of_data_is_parked_unknown_and_never_resent(
 ) -> None:
     port, seen, stop = _server_that_drops_after_end_of_data()
     try:
-        sessions = LeasedSession(_factory(port))
         ledger = DeliveryLedger(redis_client, "plain")
-        [first] = deliver_chunk([_item(7)], sessions=sessions, ledger=ledger)
-        assert first["status"] == "unknown"
-        assert first["ledger"] == "unknown"
-        assert len(seen) == 1
-        assert [e.key for e in ledger.unknown()] == ["<7@t>"]
-        # Delivered again (a retry, a redelivered task): parked, not sent a second time.
-        [again] = deliver_chunk([_item(7)], sessions=sessions, ledger=ledger)
+        with _pool(port, max_connections=1) as pool:
+            [first] = deliver_chunk([_item(7)], pool=pool, ledger=ledger)
+            assert first["status"] == "unknown"
+            assert first["ledger"] == "unknown"
+            assert len(seen) == 1
+            assert [e.key for e in ledger.unknown()] == ["<7@t>"]
+            # Delivered again (a retry, a redelivered task): parked, not sent a second time.
+            [again] = deliver_chunk([_item(7)], pool=pool, ledger=ledger)
         assert again["status"] == "unknown" and again["duplicate"] is True
         assert len(seen) == 1
-        sessions.close()
     finally:
         stop()
 
@@ -208,40 +266,39 @@ def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_the_keeper_renews_an_open_connections_lease_and_frees_it_when_idle(
+def test_the_keeper_renews_an_open_connections_lease_and_the_pool_frees_it_when_idle(
     smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
 ) -> None:
     server = smtpd_factory()
     cap = RedisConnectionLimiter(redis_client, "acct", limit=1, lease_ttl=0.3)
-    sessions = LeasedSession(_factory(server.port), cap, idle_timeout=1.5)
-    with sessions.use() as session:
-        session.noop()
-    # Three lease lifetimes later the connection is still open, so its lease is still alive
-    # (renewed by the keeper): nobody else gets the slot.
-    time.sleep(0.9)
-    assert cap.try_acquire() is None
-    # Idle for longer than idle_timeout: closed, and the slot is free for others.
-    _wait_until(lambda: cap.holders() == 0)
-    assert server.recorder.verbs.count("QUIT") == 1
-    # Used again: a new connection under a new lease, renewed by the same keeper.
-    with sessions.use() as session:
-        session.noop()
-    time.sleep(0.9)
-    assert cap.try_acquire() is None
-    sessions.close()
+    with _pool(server.port, cap, max_connections=1, idle_timeout=1.5) as pool:
+        with pool.connection() as session:
+            session.noop()
+        # Three lease lifetimes later the connection is still open, so its lease is still
+        # alive (renewed by the keeper): nobody else gets the slot.
+        time.sleep(0.9)
+        assert cap.try_acquire() is None
+        # Idle for longer than idle_timeout: closed, and the slot is free for others.
+        _wait_until(lambda: cap.holders() == 0)
+        assert server.recorder.verbs.count("QUIT") == 1
+        # Used again: a new connection under a new lease, renewed by the same keeper.
+        with pool.connection() as session:
+            session.noop()
+        time.sleep(0.9)
+        assert cap.try_acquire() is None
     assert cap.holders() == 0
 
 
 def test_a_throttling_reply_penalizes_every_sender_and_is_retryable(
     smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
 ) -> None:
-    from mailsdk.integrations._deliver import is_retryable
-
     server = smtpd_factory(data_reply="451 4.7.0 Too many messages, slow down")
-    sessions = LeasedSession(_factory(server.port))
     rate = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(100)])
     ledger = DeliveryLedger(redis_client, "plain")
-    [result] = deliver_chunk([_item(1)], sessions=sessions, rate=rate, ledger=ledger, penalty=30)
+    with _pool(server.port, max_connections=1) as pool:
+        [result] = deliver_chunk(
+            [_item(1)], pool=pool, rate=rate, ledger=ledger, retry=RetryPolicy(throttle_delay=30)
+        )
     assert result["status"] == "refused" and result["transient"] is True
     assert result["reply"]["enhanced"] == "4.7.0"
     assert is_retryable(result)
@@ -249,4 +306,76 @@ def test_a_throttling_reply_penalizes_every_sender_and_is_retryable(
     peer = RedisRateLimiter(redis_client, "acct", messages=[Rate.per_second(100)])
     assert peer.reserve() > 29  # another sender of the same budget waits out the penalty
     assert ledger.claim("<1@t>").may_send
-    sessions.close()
+
+
+def test_the_same_key_twice_in_one_chunk_is_sent_once(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    with _pool(server.port, max_connections=2) as pool:
+        results = deliver_chunk([_item(1), _item(2), _item(1)], pool=pool, ledger=ledger)
+    assert [r["status"] for r in results] == ["accepted", "accepted", "deferred"]
+    assert len(server.recorder.messages) == 2
+    with _pool(server.port) as pool:  # the deferred one, retried: a duplicate, not resent
+        [again] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)
+    assert again["status"] == "accepted" and again["duplicate"] is True
+    assert len(server.recorder.messages) == 2
+
+
+def test_redis_down_before_the_chunk_defers_everything_and_sends_nothing(
+    smtpd_factory: Callable[..., SmtpdServer],
+) -> None:
+    server = smtpd_factory()
+    dead = from_url("redis://127.0.0.1:1/0", timeout=1)
+    ledger = DeliveryLedger(dead, "plain")
+    rate = RedisRateLimiter(dead, "acct", messages=[Rate.per_second(10)])
+    with _pool(server.port) as pool:
+        results = deliver_chunk(
+            [_item(1), _item(2)], pool=pool, rate=rate, ledger=ledger, patience=0.3
+        )
+    assert [r["status"] for r in results] == ["deferred", "deferred"]
+    assert all("Redis unavailable" in str(r["reason"]) for r in results)
+    assert is_retryable(results[0])
+    assert server.recorder.messages == []
+
+
+def test_the_shared_rate_failing_mid_chunk_stops_the_batch_and_releases_what_was_not_sent(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    # The ledger's Redis is up, the rate's is not: the first message is claimed and marked
+    # "sending" as the pool takes it, then its rate reservation fails for good.
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    rate = RedisRateLimiter(
+        from_url("redis://127.0.0.1:1/0", timeout=1), "acct", messages=[Rate.per_second(10)]
+    )
+    with _pool(server.port, max_connections=1) as pool:
+        results = deliver_chunk(
+            [_item(1), _item(2)], pool=pool, rate=rate, ledger=ledger, patience=0.3
+        )
+    assert server.recorder.messages == []
+    assert results[0]["status"] == "failed" and results[0]["retryable"] is True
+    assert results[0]["ledger"] == "failed"  # never handed over: released, not parked
+    assert results[1]["status"] == "deferred" and is_retryable(results[1])
+    assert ledger.claim("<1@t>").may_send and ledger.claim("<2@t>").may_send
+
+
+def test_a_lost_chunk_takes_the_ledgers_final_word_and_is_otherwise_unknown(
+    redis_client: redis.Redis,
+) -> None:
+    pytest.importorskip("celery", reason="the celery extra is not installed")
+    from mailsdk import DeliveryStatus
+    from mailsdk.integrations._wire import outcome_from_json
+    from mailsdk.integrations.celery.fanout import _lost
+
+    ledger = DeliveryLedger(redis_client, "plain")
+    done = ledger.claim("<1@t>")
+    ledger.record("<1@t>", done.owner, DeliveryStatus.ACCEPTED, {"queue_id": "Q1"})
+    ledger.claim("<2@t>")  # claimed, its task may still send it
+    error = TimeoutError("no result within the timeout")
+    results = [_lost({"index": n, "key": f"<{n}@t>"}, error, ledger) for n in (1, 2, 3)]
+    outcomes = [outcome_from_json(r) for r in results]
+    assert results[0]["status"] == "accepted" and results[0]["queue_id"] == "Q1"
+    assert [o.status for o in outcomes[1:]] == [DeliveryStatus.UNKNOWN] * 2
+    assert all("chunk task failed" in str(o.error) for o in outcomes[1:])

@@ -11,8 +11,8 @@ import pytest
 from mailsdk import DeliveryStatus, EnhancedStatus, MailOptions, Outgoing, Reply, SendOutcome
 from mailsdk.errors import DeliveryUnknown, InvalidInputError, RecipientsRefused
 from mailsdk.flows import SendResult
-from mailsdk.integrations._deliver import classify_error, is_retryable
-from mailsdk.integrations._wire import decode_item, encode_item, outcome_to_json
+from mailsdk.integrations._deliver import is_retryable
+from mailsdk.integrations._wire import decode_item, encode_item, outcome_from_json, outcome_to_json
 
 
 def _message() -> email.message.EmailMessage:
@@ -94,14 +94,53 @@ def test_outcomes_as_json_carry_replies_codes_and_queue_id() -> None:
     assert doc["refused"]["c@x"]["enhanced"] == "5.1.1"
 
 
-def test_classification_of_errors() -> None:
-    unknown = classify_error(0, "k", DeliveryUnknown("no reply to end of data"))
-    assert unknown.status is DeliveryStatus.UNKNOWN
+def test_retryable_results() -> None:
+    unknown = SendOutcome(
+        index=0, status=DeliveryStatus.UNKNOWN, error=DeliveryUnknown("no reply"), key="k"
+    )
     refusal = RecipientsRefused({"b@x": Reply(450, [b"4.2.0 busy"])})
-    refused = outcome_to_json(classify_error(1, "k", refusal))
+    refused = outcome_to_json(
+        SendOutcome(index=1, status=DeliveryStatus.REFUSED, error=refusal, key="k")
+    )
     assert refused["status"] == "refused" and refused["transient"] is True
     assert is_retryable(refused)
     assert not is_retryable(outcome_to_json(unknown))  # UNKNOWN is never retried
+    assert is_retryable({"status": "deferred"})
+    assert not is_retryable({"status": "failed", "retryable": False})
+
+
+def test_json_results_come_back_as_outcomes() -> None:
+    result = SendResult(
+        sender="a@x",
+        accepted=("b@x",),
+        refused={"c@x": Reply(550, (b"5.1.1 no such user",), EnhancedStatus(5, 1, 1))},
+        reply=Reply(250, (b"2.0.0 Ok: queued as ABC123",), EnhancedStatus(2, 0, 0)),
+        size=10,
+    )
+    sent = SendOutcome(index=3, status=DeliveryStatus.PARTIAL, result=result, key="k")
+    back = outcome_from_json(json.loads(json.dumps(outcome_to_json(sent))), sender="a@x")
+    assert (back.index, back.status, back.key) == (3, DeliveryStatus.PARTIAL, "k")
+    assert back.result is not None and back.result.queue_id == "ABC123"
+    assert back.result.accepted == ("b@x",) and back.result.refused["c@x"].code == 550
+    refused = outcome_from_json(
+        outcome_to_json(
+            SendOutcome(
+                index=0,
+                status=DeliveryStatus.REFUSED,
+                error=RecipientsRefused({"b@x": Reply(450, [b"4.2.0 busy"])}),
+            )
+        )
+    )
+    assert refused.status is DeliveryStatus.REFUSED and refused.result is None
+    assert refused.error is not None and "busy" in str(refused.error)
+    deferred = outcome_from_json({"index": 1, "key": "d", "status": "deferred", "reason": "x"})
+    assert deferred.status is DeliveryStatus.FAILED and "not sent: x" in str(deferred.error)
+    duplicate = outcome_from_json(
+        {"index": 2, "key": "e", "status": "accepted", "duplicate": True, "attempts": 1}
+    )
+    assert duplicate.status is DeliveryStatus.ACCEPTED and duplicate.attempts == 0
+    lost = outcome_from_json({"index": 4, "key": "f", "status": "lost", "error": None})
+    assert lost.status is DeliveryStatus.UNKNOWN  # nothing says it was not sent
 
 
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n"])

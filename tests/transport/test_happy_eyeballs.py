@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mailsdk.errors import ConnectError, ConnectTimeout
+from mailsdk.errors import ConnectError, ConnectTimeout, InvalidInputError
 from mailsdk.transport import AddrInfo, AsyncTcpConnector, TcpConnector
 from mailsdk.transport._addresses import interleave
 
@@ -259,3 +259,33 @@ def test_a_hung_lookup_does_not_hold_up_the_next_one(server_v4: LoopbackServer):
             assert stream.info.peer_address == ("127.0.0.1", server_v4.port)
     finally:
         release.set()
+
+
+async def test_a_source_address_of_the_other_family_is_named_as_such(
+    dial: Dial, server_v6: LoopbackServer
+):
+    # bind() raises a gaierror (EAI_ADDRFAMILY, errno -9): the reason said "Unknown error -9".
+    with pytest.raises(ConnectError) as caught:
+        await dial("::1", server_v6.port, source_address=("127.0.0.1", 0))
+    [(_, reason)] = caught.value.attempts
+    assert "unknown error" not in reason.lower()
+    assert "family" in reason.lower()
+
+
+@pytest.mark.parametrize("answer", [("junk",), "127.0.0.1", (2, 1, 6, "", "127.0.0.1")])
+async def test_a_resolver_answer_of_the_wrong_shape_is_a_clear_error(dial: Dial, answer):
+    # interleave() raised a bare ValueError/IndexError from inside the dialer.
+    with pytest.raises(InvalidInputError, match="getaddrinfo"):
+        await dial("mail.test", 25, resolver=lambda host, port: [answer])
+
+
+@pytest.mark.parametrize("count", [1, 2])
+async def test_a_socket_the_os_cannot_create_is_named_with_its_reason(dial: Dial, count: int):
+    # As for AF_INET6 on a host without IPv6 (EAFNOSUPPORT): the async dialer said "no answer
+    # before the deadline", the blocking one with a single address named no attempt at all.
+    entry = (socket.AF_UNIX, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("mail.test", 25))
+    with pytest.raises(ConnectError) as caught:
+        await dial("mail.test", 25, resolver=lambda host, port: [entry] * count)
+    assert not isinstance(caught.value, ConnectTimeout)
+    assert caught.value.attempts
+    assert all(reason == "Protocol not supported" for _, reason in caught.value.attempts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import pickle
 import socket
 import typing
@@ -13,6 +14,7 @@ from mailsdk.errors import (
     ConfigurationError,
     ConnectError,
     ConnectTimeout,
+    InvalidInputError,
     ProxyError,
     ProxyTimeout,
 )
@@ -282,3 +284,72 @@ async def test_the_first_server_bytes_in_the_same_packet_are_not_swallowed(
 @pytest.fixture(params=["sync", "async"])
 def mode_name(request: pytest.FixtureRequest) -> str:
     return typing.cast("str", request.param)
+
+
+# --- hostile URLs and NO_PROXY entries (review of issue 15) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["socks5://u:Qz9/cret@h:1080", "http://u:Qz9#cret@h", "socks5://u:Qz9?cret@h"]
+)
+def test_a_malformed_url_never_quotes_part_of_the_password(url):
+    # urllib's own message quoted the password fragment before "/", "#" or "?" ('Qz9').
+    with pytest.raises(ConfigurationError) as info:
+        ProxyUrl.parse(url)
+    assert "Qz9" not in str(info.value)
+    # Not even the chain keeps urllib's ValueError (it quotes the fragment).
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_port_zero_is_refused_not_replaced_by_the_default():
+    with pytest.raises(ConfigurationError, match="port"):
+        ProxyUrl.parse("socks5://127.0.0.1:0")
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy"),
+    [
+        ("::1", "[::1]:25"),
+        ("::1", "[::1]"),
+        ("127.0.0.1", "127.0.0.1:25"),
+        ("::1", " ::1 "),
+        ("[::1]", "::1"),
+        ("[2001:db8::5]", "2001:db8::/32"),
+    ],
+)
+def test_no_proxy_ip_entries_with_brackets_or_ports(host, no_proxy):
+    env = {"all_proxy": "socks5://127.0.0.1:1080", "no_proxy": no_proxy}
+    assert proxy_from_env(host, env) is None
+
+
+def test_a_target_the_request_cannot_carry_is_refused_when_the_connector_is_built():
+    for cls in (ProxyConnector, AsyncProxyConnector):
+        with pytest.raises(InvalidInputError, match="proxy request"):
+            cls("http://127.0.0.1:8080", "x]:1", 25)
+
+
+def test_a_percent_encoded_latin1_password_is_sent_as_that_byte():
+    # unquote() used to turn %E9 into U+FFFD: the proxy got EF BF BD and refused the login.
+    proxy = ProxyUrl.parse("socks5://user:caf%E9@127.0.0.1:1080")
+    hs = proxy.handshake("mx.example", 25)
+    hs.data_to_send()
+    hs.receive(b"\x05\x02")
+    assert hs.data_to_send() == b"\x01\x04user\x04caf\xe9"
+
+
+def test_an_environment_password_with_undecodable_bytes_is_sent_as_those_bytes():
+    # os.environ gives surrogates for bytes that are not UTF-8 (surrogateescape).
+    proxy = proxy_from_env("mx.example", {"all_proxy": "http://user:caf\udce9@127.0.0.1:8080"})
+    assert proxy is not None
+    request = proxy.handshake("mx.example", 25).data_to_send()
+    assert base64.b64encode(b"user:caf\xe9") in request
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+def test_an_unencodable_password_is_a_typed_error_that_does_not_carry_it(scheme):
+    # A bare UnicodeEncodeError kept the whole password in its ``.object``.
+    proxy = ProxyUrl.parse(f"{scheme}://user:Qz9\ud800@127.0.0.1:1080")
+    with pytest.raises(InvalidInputError) as info:
+        ProxyConnector(proxy, "mx.example", 25)
+    assert "Qz9" not in str(info.value)
+    assert info.value.__context__ is None and info.value.__cause__ is None

@@ -252,3 +252,76 @@ def test_the_reason_phrase_is_sanitised():
         feed(hs, b"HTTP/1.1 403 \x1b[31mred\x07" + b"x" * 500 + b"\r\n\r\n")
     text = str(caught.value)
     assert "\x1b" not in text and "\x07" not in text and len(text) < 400
+
+
+# --- hostile targets and replies (review of issue 15) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mx.example\r\nX-Injected: 1",  # a second header line in the CONNECT request
+        "mx.example HTTP/1.1",  # a space ends the request target
+        "mx\x00.example",
+        "x]:1 HTTP/1.1",  # contains ":" but is no IPv6 literal: once went into brackets as is
+        "evil.example:25",
+        "user@mx.example",
+        "mx.example/path",
+    ],
+)
+def test_http_connect_refuses_hosts_that_would_bend_the_request(host):
+    with pytest.raises(InvalidInputError):
+        HttpConnect(host, 25)
+
+
+@pytest.mark.parametrize("host", ["mx.example\r\n", "mx example", "mx\x00", "a:b"])
+def test_socks_requests_refuse_hosts_with_control_characters_or_colons(host):
+    with pytest.raises(InvalidInputError):
+        Socks5(host, 25)
+    with pytest.raises(InvalidInputError):
+        Socks4a(host.replace(":", "\n"), 25)
+
+
+def test_http_connect_brackets_real_ipv6_literals_and_encodes_the_zone():
+    assert (
+        HttpConnect("2001:db8::1", 25)
+        .data_to_send()
+        .startswith(b"CONNECT [2001:db8::1]:25 HTTP/1.1\r\nHost: [2001:db8::1]:25\r\n")
+    )
+    assert (
+        HttpConnect("fe80::1%eth0", 25)
+        .data_to_send()
+        .startswith(b"CONNECT [fe80::1%25eth0]:25 HTTP/1.1\r\n")
+    )
+
+
+def test_http_basic_auth_refuses_a_colon_in_the_user_name():
+    with pytest.raises(InvalidInputError, match="':'"):
+        HttpConnect("mx.example", 25, username="a:b", password="secret")
+
+
+def test_http_connect_skips_interim_1xx_responses():
+    hs = HttpConnect("mx.example", 25)
+    head = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
+    feed(hs, head + b"HTTP/1.1 200 OK\r\n\r\n")
+    assert hs.done and hs.receive_size() == 0
+
+
+def test_http_connect_bounds_the_number_of_interim_responses():
+    hs = HttpConnect("mx.example", 25)
+    with pytest.raises(ProxyError, match="interim"):
+        feed(hs, b"HTTP/1.1 100 Continue\r\n\r\n" * 20)
+
+
+def test_http_connect_bare_lf_head_fails_at_once_instead_of_eating_the_greeting():
+    hs = HttpConnect("mx.example", 25)
+    with pytest.raises(ProxyError, match="bare LF"):
+        feed(hs, b"HTTP/1.1 200 OK\n\n220 mx.example ESMTP\r\n")
+
+
+@pytest.mark.parametrize("status", [b"HTTP/1.1 2\xb200 OK", b"HTTP/1.1 20 OK", b"HTTP/1.1 2000 OK"])
+def test_a_status_code_that_is_not_three_ascii_digits_is_a_proxy_error(status):
+    # "\xb2" is "²" in Latin-1: str.isdigit() said yes, then int() raised a bare ValueError.
+    hs = HttpConnect("mx.example", 25)
+    with pytest.raises(ProxyError, match="not an HTTP proxy"):
+        feed(hs, status + b"\r\n\r\n")

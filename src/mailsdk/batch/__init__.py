@@ -15,7 +15,7 @@ from mailsdk.batch.limits import (
     RateLimiter,
 )
 from mailsdk.batch.report import BatchReport, Progress
-from mailsdk.batch.retry import RetryDecision, RetryPolicy, plan_retry
+from mailsdk.batch.retry import RetryDecision, RetryPolicy, never_started, plan_retry
 
 __all__ = [
     "AsyncConnectionLimiter",
@@ -28,5 +28,6 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "TokenBucket",
+    "never_started",
     "plan_retry",
 ]

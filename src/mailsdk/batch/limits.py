@@ -95,7 +95,7 @@ class LocalConnectionLimiter:
 
     def __init__(self, limit: int) -> None:
         given: object = limit  # caller input: checked whatever its annotation says
-        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
             # A float NaN would compare false with every count: no limit at all.
             raise ConfigurationError(f"the connection limit must be an integer >= 1, not {limit!r}")
         self.limit = limit

@@ -28,6 +28,7 @@ import attrs
 
 from mailsdk.errors import (
     ConfigurationError,
+    ConnectionLost,
     DataRefused,
     MailError,
     RecipientsRefused,
@@ -38,7 +39,7 @@ from mailsdk.flows import DeliveryStatus, SendOutcome
 from mailsdk.protocol.reply import Reply
 from mailsdk.protocol.retry import RetryAdvice
 
-__all__ = ["RetryDecision", "RetryPolicy", "plan_retry"]
+__all__ = ["RetryDecision", "RetryPolicy", "never_started", "plan_retry"]
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[typing.Any], value: object) -> None:
@@ -125,6 +126,21 @@ class RetryDecision:
 
 
 _FINAL: RetryDecision = RetryDecision(False)
+
+
+def never_started(outcome: SendOutcome) -> bool:
+    """True for a FAILED outcome of a message that was never started: it sat behind a broken
+    connection or a 421, or the batch stopped (Ctrl-C, cancellation) before sending it.
+
+    Such a message was not tried at all; ``send_many`` and the batch runners report it with a
+    plain :class:`~mailsdk.errors.ConnectionLost` whose message starts with ``"not sent:"``.
+    """
+    error = outcome.error
+    return (
+        outcome.status is DeliveryStatus.FAILED
+        and type(error) is ConnectionLost
+        and str(error).startswith("not sent:")
+    )
 
 
 def _replies_of(outcome: SendOutcome) -> Mapping[str, Reply]:

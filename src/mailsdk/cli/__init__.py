@@ -7,7 +7,7 @@ small batch, the delivery report and the recorded spans), ``send`` (one message,
 ``sendmail -t``), ``batch`` (CSV/JSONL rows or a folder of .eml files, with a JSONL report),
 ``probe`` (what a server offers: TLS, certificate, extensions, AUTH), ``token`` (OAuth through a
 profile) and ``config check``. Shared options live in :mod:`mailsdk.cli._options`, profiles in
-:mod:`mailsdk.cli._profiles`, exit codes in :mod:`mailsdk.cli._exit`.
+:mod:`mailsdk.profiles`, exit codes in :mod:`mailsdk.cli._exit`.
 
 The command line is an extra: ``pip install 'mailsdk[cli]'`` (``mailsdk[demo]`` includes it).
 """

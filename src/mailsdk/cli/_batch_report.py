@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mailsdk.batch import Progress as BatchProgress
+from mailsdk.batch import never_started
 from mailsdk.cli._options import error_json, reply_json
 from mailsdk.cli._terminal import safe
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
@@ -68,8 +69,9 @@ class ReportWriter:
         self.unknown: list[str] = []
 
     def write(self, outcome: SendOutcome) -> None:
-        """Record a finished message."""
-        self._emit(outcome.index, outcome, outcome.status.value)
+        """Record a finished message (one the engine never started is written ``not_sent``)."""
+        status = NOT_SENT if never_started(outcome) else outcome.status.value
+        self._emit(outcome.index, outcome, status)
 
     def _emit(self, index: int, outcome: SendOutcome | None, status: str) -> None:
         if index in self.written:

@@ -21,9 +21,9 @@ import click
 from mailsdk._secret import Secret
 from mailsdk.auth.tokens import TokenProvider
 from mailsdk.builder import ClientBuilder
-from mailsdk.cli._profiles import ENV_PREFIX, Profile, secret_from
 from mailsdk.cli._terminal import safe
 from mailsdk.errors import ConfigurationError
+from mailsdk.profiles import ENV_PREFIX, Profile, secret_from
 from mailsdk.transport import TlsSettings
 
 __all__ = ["ConnectionOptions", "builder_for", "token_provider_for"]
@@ -226,7 +226,11 @@ def builder_for(
             f"no server: give --server HOST[:PORT], set {ENV_PREFIX}SERVER, or use a profile"
         )
     tls = opts.tls or profile.get("tls")
-    password_for = (lambda u: _password(opts, profile, u, prompt)) if authenticate else None
+
+    def ask_password(user: str) -> Secret:
+        return _password(opts, profile, user, prompt)
+
+    password_for = ask_password if authenticate else None
     builder = _base(str(server), tls, password_for)
     if opts.lmtp or profile.get("lmtp"):
         builder = builder.with_lmtp()

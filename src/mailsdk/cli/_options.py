@@ -18,9 +18,9 @@ import click
 
 from mailsdk.cli._connect import ConnectionOptions
 from mailsdk.cli._exit import ExitCode, describe, exit_code_for
-from mailsdk.cli._profiles import ConfigFile, Profile, load_config
 from mailsdk.cli._terminal import disable_wire, emit_json, enable_wire
 from mailsdk.errors import MailError
+from mailsdk.profiles import ConfigFile, Profile, load_config
 
 __all__ = ["Common", "command_body", "common_options", "connection_options", "output_options"]
 

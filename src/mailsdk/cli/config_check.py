@@ -15,9 +15,9 @@ import click
 from mailsdk.cli._connect import builder_for
 from mailsdk.cli._exit import ExitCode
 from mailsdk.cli._options import Common, command_body, common_options
-from mailsdk.cli._profiles import Profile
 from mailsdk.cli._terminal import emit_json, safe
 from mailsdk.errors import MailError
+from mailsdk.profiles import Profile
 
 __all__ = ["config_group"]
 

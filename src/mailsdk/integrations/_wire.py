@@ -18,8 +18,14 @@ import email.policy
 import typing
 from collections.abc import Mapping
 
-from mailsdk.errors import DeliveryUnknown, InvalidInputError, MailError, ReplyError
-from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
+from mailsdk.errors import (
+    ConnectionLost,
+    DeliveryUnknown,
+    InvalidInputError,
+    MailError,
+    ReplyError,
+)
+from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome, SendResult
 from mailsdk.flows.envelope import prepare_message
 from mailsdk.protocol.reply import Reply
 
@@ -29,7 +35,7 @@ __all__ = [
     "decode_item",
     "encode_item",
     "message_key",
-    "outcome_from_error",
+    "outcome_from_json",
     "outcome_to_json",
 ]
 
@@ -196,16 +202,74 @@ def outcome_to_json(outcome: SendOutcome) -> JsonDict:
     }
 
 
-def outcome_from_error(index: int, key: str | None, error: MailError) -> SendOutcome:
-    """The outcome of a send that raised ``error`` (the per-message classification).
+def _reply_from(value: object) -> Reply | None:
+    if not isinstance(value, Mapping):
+        return None
+    fields = typing.cast("Mapping[str, typing.Any]", value)
+    code, text = fields.get("code"), fields.get("text")
+    if not isinstance(code, int):
+        return None
+    return Reply.build(code, *(str(text).split("\n") if text else ()))
 
-    ``DeliveryUnknown`` is UNKNOWN; a reply refusal is REFUSED; anything else happened before
-    the message was handed over and is FAILED.
+
+def _error_from(status: DeliveryStatus, value: object, reply: Reply | None) -> MailError:
+    fields = typing.cast("Mapping[str, typing.Any]", value if isinstance(value, Mapping) else {})
+    message = str(fields.get("message") or fields.get("type") or status.value)
+    kind = str(fields.get("type") or "")
+    if status is DeliveryStatus.UNKNOWN:
+        return DeliveryUnknown(message)
+    if reply is not None and status is DeliveryStatus.REFUSED:
+        return ReplyError(reply, message=message)
+    if kind:
+        message = f"{kind}: {message}" if not message.startswith(kind) else message
+    return ConnectionLost(message) if "not sent" in message else MailError(message)
+
+
+_STATUS = {s.value: s for s in DeliveryStatus}
+
+
+def outcome_from_json(result: Mapping[str, typing.Any], *, sender: str = "") -> SendOutcome:
+    """The :class:`SendOutcome` a JSON result (:func:`outcome_to_json` plus the worker's fields)
+    stands for: status, the final reply, accepted and refused recipients, the error.
+
+    A ``deferred`` or ``lost`` item becomes FAILED (``lost``: UNKNOWN, since its task vanished
+    and nothing says it was not sent); a duplicate the ledger refused to resend keeps the
+    ledger's status with ``attempts`` 0 (nothing was sent this time).
     """
-    if isinstance(error, DeliveryUnknown):
-        status = DeliveryStatus.UNKNOWN
-    elif isinstance(error, ReplyError):
-        status = DeliveryStatus.REFUSED
-    else:
-        status = DeliveryStatus.FAILED
-    return SendOutcome(index=index, status=status, error=error, key=key)
+    raw = str(result.get("status"))
+    status = _STATUS.get(raw)
+    if status is None:
+        status = DeliveryStatus.UNKNOWN if raw == "lost" else DeliveryStatus.FAILED
+    reply = _reply_from(result.get("reply"))
+    index = int(result.get("index", 0))
+    key = result.get("key")
+    key = str(key) if key is not None else None
+    attempts = 0 if result.get("duplicate") else max(1, int(result.get("attempts") or 1))
+    sent_result = None
+    if status.delivered and reply is not None:
+        given = typing.cast("Mapping[str, object]", result.get("refused") or {})
+        refused: dict[str, Reply] = {}
+        for rcpt, value in given.items():
+            reply_of = _reply_from(value)
+            if reply_of is not None:
+                refused[str(rcpt)] = reply_of
+        accepted = tuple(str(a) for a in result.get("accepted") or ())
+        sent_result = SendResult(
+            sender=sender,
+            accepted=accepted,
+            refused=refused,
+            reply=reply,
+            recipient_replies={**dict.fromkeys(accepted, reply), **refused},
+            size=0,
+        )
+    error = None
+    if status is not DeliveryStatus.ACCEPTED:
+        note = result.get("reason")
+        if note and status is DeliveryStatus.FAILED:
+            note = f"not sent: {note}"
+        reason = result.get("error") or ({"message": note} if note else None)
+        if reason is not None or status is not DeliveryStatus.PARTIAL:
+            error = _error_from(status, reason, reply)
+    return SendOutcome(
+        index=index, status=status, result=sent_result, error=error, key=key, attempts=attempts
+    )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import attrs
 
-from mailsdk.batch.retry import RetryDecision, RetryPolicy, plan_retry
+from mailsdk.batch.retry import RetryDecision, RetryPolicy, never_started, plan_retry
 from mailsdk.errors import (
     ConfigurationError,
     ConnectionLost,
@@ -96,18 +96,9 @@ def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> 
 
 
 def never_sent(outcome: SendOutcome) -> bool:
-    """True for a FAILED outcome of an item the session never started (a connection broken or
-    closing by 421 before it): sending it elsewhere is no new try.
-
-    ``send_many`` reports such items with a plain :class:`ConnectionLost` whose message starts
-    with ``"not sent:"``.
-    """
-    error = outcome.error
-    return (
-        outcome.status is DeliveryStatus.FAILED
-        and type(error) is ConnectionLost
-        and str(error).startswith("not sent:")
-    )
+    """True for a FAILED outcome of an item the session never started: sending it elsewhere
+    is no new try (see :func:`mailsdk.batch.never_started`)."""
+    return never_started(outcome)
 
 
 def out_of_step(outcome: SendOutcome) -> SendOutcome | None:

@@ -20,7 +20,7 @@ import socket
 import typing
 from collections.abc import Callable, Iterable, Sequence
 
-from mailsdk.errors import ConnectError, ConnectTimeout
+from mailsdk.errors import ConnectError, ConnectTimeout, InvalidInputError
 from mailsdk.transport.base import format_address
 
 __all__ = [
@@ -87,6 +87,7 @@ def interleave(infos: Iterable[AddrInfo]) -> list[AddrInfo]:
     seen: set[tuple[int, tuple[typing.Any, ...]]] = set()
     by_family: dict[int, list[AddrInfo]] = {}
     for info in infos:
+        _check(info)
         key = (int(info[0]), info[4][:2])
         if info[1] not in (socket.SOCK_STREAM, 0) or key in seen:
             continue
@@ -99,6 +100,22 @@ def interleave(infos: Iterable[AddrInfo]) -> list[AddrInfo]:
             if queue:
                 ordered.append(queue.pop(0))
     return ordered
+
+
+def _check(info: object) -> None:
+    """A custom resolver's answer must have ``getaddrinfo``'s shape (else: a clear error)."""
+    if not (
+        isinstance(info, tuple)
+        and len(info) == 5  # pyright: ignore[reportUnknownArgumentType]
+        and isinstance(info[0], int)
+        and isinstance(info[1], int)
+        and isinstance(info[4], tuple)
+        and len(info[4]) >= 2  # pyright: ignore[reportUnknownArgumentType]
+    ):
+        raise InvalidInputError(
+            f"the resolver returned {info!r}, not a (family, type, proto, canonname, sockaddr)"
+            " tuple as socket.getaddrinfo does"
+        )
 
 
 class Attempt:
@@ -114,7 +131,11 @@ class Attempt:
     def failed(self, exc: BaseException) -> None:
         """Record the failure (the OS's message, e.g. "Connection refused")."""
         self.error = exc
-        if isinstance(exc, OSError) and exc.errno:
+        if isinstance(exc, socket.gaierror) and exc.strerror:
+            # Its errno is an EAI_* code (binding a source address of the other family gives
+            # -9): os.strerror would say "Unknown error -9".
+            self.reason = exc.strerror
+        elif isinstance(exc, OSError) and exc.errno:
             # asyncio's strerror is "Connect call failed (addr)": use the OS's wording.
             self.reason = os.strerror(exc.errno)
         elif isinstance(exc, OSError) and exc.strerror:

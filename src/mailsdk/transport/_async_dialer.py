@@ -59,7 +59,11 @@ async def _attempt(
     info: AddrInfo, source_address: tuple[str, int] | None, attempt: Attempt
 ) -> socket.socket:
     family, kind, proto, _, sockaddr = info
-    sock = socket.socket(family, kind or socket.SOCK_STREAM, proto)
+    try:  # EAFNOSUPPORT on a host without IPv6: that, not "no answer", is the reason
+        sock = socket.socket(family, kind or socket.SOCK_STREAM, proto)
+    except OSError as exc:
+        attempt.failed(exc)
+        raise
     try:
         sock.setblocking(False)
         if source_address is not None:

@@ -257,7 +257,11 @@ def _connect_one(
     left = _left(deadline)
     if left == 0:
         raise timed_out(target, [attempt], resolving=False)
-    sock = socket.socket(family, kind or socket.SOCK_STREAM, proto)
+    try:  # EAFNOSUPPORT on a host without IPv6: name the address in the error
+        sock = socket.socket(family, kind or socket.SOCK_STREAM, proto)
+    except OSError as exc:
+        attempt.failed(exc)
+        raise all_failed(target, [attempt]) from exc
     try:
         if source_address is not None:
             sock.bind(source_address)

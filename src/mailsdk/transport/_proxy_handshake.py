@@ -25,6 +25,9 @@ __all__ = ["MAX_HTTP_RESPONSE", "Handshake", "HttpConnect", "Socks4a", "Socks5"]
 #: The most bytes an HTTP CONNECT response head may take (status line and headers).
 MAX_HTTP_RESPONSE: typing.Final = 16_384
 
+#: The most interim (1xx) responses skipped before the final CONNECT response.
+_MAX_INTERIM: typing.Final = 8
+
 #: RFC 1928 §6 reply codes: what they mean and which side failed.
 _SOCKS5_REPLIES: typing.Final[dict[int, tuple[str, ProxySide]]] = {
     0x01: ("general SOCKS server failure", "proxy"),
@@ -44,6 +47,12 @@ _SOCKS4_REPLIES: typing.Final[dict[int, str]] = {
 }
 
 
+#: Bytes a target host name may not hold: they would end or split the proxy request (CR, LF,
+#: space and NUL inject lines into an HTTP CONNECT; brackets, ``:``, ``/``, ``@``, ``?``, ``#``
+#: change what the authority ``host:port`` means to the proxy).
+_NAME_FORBIDDEN: typing.Final = frozenset(b"\x7f []:/@?#\\%")
+
+
 def _name_bytes(host: str) -> bytes:
     try:
         name = host.encode("idna")
@@ -51,7 +60,37 @@ def _name_bytes(host: str) -> bytes:
         raise InvalidInputError(f"the host name {host!r} cannot be encoded: {exc}") from None
     if not 0 < len(name) < 256:
         raise InvalidInputError(f"the host name {host!r} is too long for a proxy request")
+    if any(b < 0x20 or b in _NAME_FORBIDDEN for b in name):
+        raise InvalidInputError(
+            f"the host name {host!r} contains characters a proxy request cannot carry"
+        )
     return name
+
+
+def _credential_bytes(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; undecodable bytes kept as they came (``surrogateescape``).
+
+    A password read from a non-UTF-8 environment, or percent-encoded as ``%E9``, reaches us with
+    surrogates standing for its raw bytes: send those bytes. The error never carries the text
+    (a ``UnicodeEncodeError`` keeps the whole string in ``.object``).
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        pass  # raised below, outside the handler: not even ``__context__`` keeps the text
+    raise InvalidInputError(f"the proxy {what} cannot be encoded")
+
+
+def _ipv6_authority(host: str) -> str | None:
+    """``[v6]`` for an IPv6 literal (a zone index as ``%25``, RFC 6874), else ``None``."""
+    try:
+        ip = ipaddress.IPv6Address(host)
+    except ValueError:
+        return None
+    zone = f"%25{ip.scope_id}" if ip.scope_id else ""
+    if zone and any(c < "!" or c > "~" or c in "[]/@?#%" for c in ip.scope_id or ""):
+        raise InvalidInputError(f"the zone index of {host!r} cannot go into a proxy request")
+    return f"[{ipaddress.IPv6Address(int(ip))}{zone}]"
 
 
 class Handshake:
@@ -123,7 +162,8 @@ class Socks5(Handshake):
         super().__init__(host, port, proxy)
         self._credentials: tuple[bytes, bytes] | None = None
         if username is not None:
-            user, secret = username.encode(), (password or "").encode()
+            user = _credential_bytes(username, "user name")
+            secret = _credential_bytes(password or "", "password")
             if not 0 < len(user) < 256 or len(secret) > 255:
                 raise InvalidInputError("SOCKS5 user names and passwords are 1-255 bytes")
             self._credentials = (user, secret)
@@ -191,7 +231,7 @@ class Socks4a(Handshake):
         self, host: str, port: int, *, username: str | None = None, proxy: str = ""
     ) -> None:
         super().__init__(host, port, proxy)
-        user = (username or "").encode()
+        user = _credential_bytes(username or "", "user id")
         if b"\x00" in user:
             raise InvalidInputError("a SOCKS4 user id cannot contain NUL")
         try:
@@ -228,13 +268,20 @@ class HttpConnect(Handshake):
         proxy: str = "",
     ) -> None:
         super().__init__(host, port, proxy)
-        authority = f"[{host}]:{port}" if ":" in host else f"{_name_bytes(host).decode()}:{port}"
+        literal = _ipv6_authority(host)
+        authority = f"{literal or _name_bytes(host).decode('ascii')}:{port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
         if username is not None:
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            if ":" in username:
+                # RFC 7617 §2: the user-id ends at the first colon; the proxy would misread it.
+                raise InvalidInputError("an HTTP proxy user name cannot contain ':'")
+            user = _credential_bytes(username, "user name")
+            secret = _credential_bytes(password or "", "password")
+            token = base64.b64encode(user + b":" + secret).decode()
             lines.append(f"Proxy-Authorization: Basic {token}")
         self._out += ("\r\n".join(lines) + "\r\n\r\n").encode()
         self._need = 4
+        self._interim = 0
 
     def receive_size(self) -> int:
         """Up to the end of the response head ("\\r\\n\\r\\n"), never beyond it."""
@@ -253,19 +300,38 @@ class HttpConnect(Handshake):
         self._in += data
         end = self._in.find(b"\r\n\r\n")
         if end < 0:
+            if b"\n\n" in self._in:
+                # A head ended by bare LFs: waiting for CRLF CRLF would swallow the greeting
+                # and then stall until the deadline (RFC 9112 §2.2 asks for CRLF).
+                raise self._fail("its response head ends with bare LF line endings")
             if len(self._in) > MAX_HTTP_RESPONSE:
                 raise self._fail(f"the response head exceeds {MAX_HTTP_RESPONSE} bytes")
             return
         if len(self._in) != end + 4:  # pragma: no cover - receive_size never overshoots
             raise self._fail("the proxy sent data before its response head ended")
         self._judge(bytes(self._in[:end]).decode("latin-1").split("\r\n"))
+        if not self.done:  # an interim 1xx head was skipped: guard the next one's size too
+            self._interim += 1
+            if self._interim > _MAX_INTERIM:
+                raise self._fail(f"more than {_MAX_INTERIM} interim (1xx) responses")
 
     def _judge(self, lines: list[str]) -> None:
         status = lines[0].split(" ", 2)
-        if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+        # Three ASCII digits (RFC 9112 §4): str.isdigit() also takes "²" (int() then raises).
+        code_text = status[1] if len(status) > 1 else ""
+        if (
+            not status[0].startswith("HTTP/1.")
+            or len(code_text) != 3
+            or not (code_text.isascii() and code_text.isdigit())
+        ):
             raise self._fail(f"not an HTTP proxy (status line {_printable(lines[0])!r})")
-        code = int(status[1])
+        code = int(code_text)
         reason = _printable(status[2]) if len(status) > 2 else ""
+        if 100 <= code < 200 and code != 101:
+            # RFC 9110 §15.2: interim responses (100 Continue, 103 Early Hints) precede the
+            # final one; skip them and read the next head.
+            self._in.clear()
+            return
         if code == 407:
             raise self._fail(f"407 {reason}: proxy authentication failed or is required", code=code)
         if not 200 <= code < 300:

@@ -74,6 +74,21 @@ def _scrub(text: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+def _split(text: str) -> tuple[urllib.parse.SplitResult, int | None] | str:
+    """The URL's parts and port, or why they are unusable (never quoting the password)."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        return parts, parts.port
+    except ValueError as exc:
+        # urllib quotes the text it choked on: with a "/", "?" or "#" in the password, that
+        # text *is* part of the password ("Port could not be cast ... 'se'").
+        return str(exc) if "@" not in text else "an unencoded character in the credentials?"
+
+
+def _unquote(part: str | None) -> str | None:
+    return None if part is None else urllib.parse.unquote(part, errors="surrogateescape")
+
+
 @attrs.frozen(repr=False)
 class ProxyUrl:
     """A parsed proxy URL such as ``socks5://user:pass@proxy.example:1080``.
@@ -110,11 +125,10 @@ class ProxyUrl:
         text = url.strip()
         if "://" not in text:
             text = f"socks5://{text}"
-        try:
-            parts = urllib.parse.urlsplit(text)
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {exc}") from None
+        split = _split(text)
+        if isinstance(split, str):  # raised here, so urllib's ValueError is not its __context__
+            raise ConfigurationError(f"malformed proxy URL {_scrub(url)!r}: {split}")
+        parts, port = split
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise ConfigurationError(
@@ -125,16 +139,23 @@ class ProxyUrl:
             raise ConfigurationError(f"no host in the proxy URL {_scrub(url)!r}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ConfigurationError(f"a proxy URL has no path or query: {_scrub(url)!r}")
-        username = urllib.parse.unquote(parts.username) if parts.username is not None else None
-        password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+        # surrogateescape: "%E9" (a Latin-1 byte) stays that byte on the wire, not U+FFFD.
+        username = _unquote(parts.username)
+        password = _unquote(parts.password)
         if password and not username:
             raise ConfigurationError(f"a proxy password needs a user name: {_scrub(url)!r}")
         if scheme.startswith("socks4") and password:
             raise ConfigurationError("SOCKS4 has no passwords (only a user id); use socks5://")
+        if port is None:
+            port = _DEFAULT_PORTS[scheme]
+        try:
+            host = check_tcp_target(parts.hostname, port)
+        except InvalidInputError as exc:  # port 0, or a control character in the host
+            raise ConfigurationError(f"unusable proxy URL {_scrub(url)!r}: {exc}") from None
         return cls(
             scheme=typing.cast("ProxyScheme", scheme),
-            host=check_tcp_target(parts.hostname, port or 1),
-            port=port or _DEFAULT_PORTS[scheme],
+            host=host,
+            port=port,
             username=username or None,
             password=Secret(password) if password else None,
         )
@@ -177,7 +198,9 @@ class ProxyUrl:
 
 def _bypassed(host: str, no_proxy: str) -> bool:
     """Whether ``NO_PROXY`` exempts ``host`` (``*``, names, ``.suffix``, IPs and CIDR blocks)."""
-    name = host.lower().rstrip(".")
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):  # "[::1]", as a user may write the host
+        name = name[1:-1]
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
     except ValueError:
@@ -188,8 +211,12 @@ def _bypassed(host: str, no_proxy: str) -> bool:
         if entry == "*":
             return True
         if ip is not None:
+            if entry.startswith("["):  # "[::1]" or "[::1]:25"
+                entry = entry[1:].partition("]")[0]
+            elif entry.count(":") == 1:  # "127.0.0.1:25"
+                entry = entry.partition(":")[0]
             try:
-                if ip in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                if ip in ipaddress.ip_network(entry, strict=False):
                     return True
             except ValueError:
                 pass

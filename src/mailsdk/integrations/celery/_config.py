@@ -3,19 +3,22 @@
 Layer: L7 (integrations.celery, private). Imports ``mailsdk.builder``/``client``, the Redis
 integration and L0; reads ``app.conf`` only through :func:`settings_from`.
 
-The keys (all optional except ``mailsdk_client``)::
+The keys (all optional except ``mailsdk_client`` or ``mailsdk_profile``)::
 
     mailsdk_client = "myproject.mail:build_client"   # "module:callable" -> Client or ClientBuilder
+    mailsdk_profile = "work"                          # ... or a profile of the mailsdk config file
+    mailsdk_config = "/etc/mailsdk/config.toml"       # that file (default: $MAILSDK_CONFIG, XDG)
     mailsdk_redis_url = "redis://..."                 # limits + ledger; default: the broker URL
     mailsdk_message_rates = [Rate.per_second(10)]     # cluster-wide message Rates
     mailsdk_recipient_rates = [Rate.per_minute(3000)] # cluster-wide recipient Rates
     mailsdk_max_connections = 4                       # cluster-wide connection cap
+    mailsdk_pool_size = 1                             # connections per worker process
     mailsdk_limits_name = "default"                   # the shared budget's name
     mailsdk_ledger = "default"                        # ledger name; None/False turns it off
     mailsdk_claim_ttl = 300.0                         # seconds (see DeliveryLedger)
     mailsdk_lease_ttl = 30.0                          # seconds (see RedisConnectionLimiter)
     mailsdk_idle_timeout = 5.0                        # close an idle connection after this
-    mailsdk_retry = {"attempts": 5, "backoff": 2.0, "max_delay": 300.0}  # or a RetryPolicy
+    mailsdk_retry = {"attempts": 5, "backoff": 2.0}   # RetryPolicy fields, or a RetryPolicy
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from mailsdk.batch import RetryPolicy
 from mailsdk.builder import ClientBuilder
 from mailsdk.client import Client
 from mailsdk.errors import ConfigurationError
@@ -34,55 +38,33 @@ from mailsdk.errors import ConfigurationError
 if typing.TYPE_CHECKING:
     from mailsdk.integrations.redis import Rate
 
+#: The Celery retry schedule when ``mailsdk_retry`` is not set: 5 tries, 2 s doubling to 5 min.
+DEFAULT_RETRY: typing.Final = RetryPolicy(attempts=5, backoff=2.0, max_delay=300.0)
+
 __all__ = [
-    "RetryPolicyLike",
-    "RetrySchedule",
+    "DEFAULT_RETRY",
     "WorkerSettings",
     "load_factory",
+    "profile_factory",
     "settings_from",
 ]
 
 
-class RetryPolicyLike(typing.Protocol):
-    """The batch engine's ``RetryPolicy`` shape: ``attempts`` and ``delay(tries)``."""
-
-    @property
-    def attempts(self) -> int:
-        """The most tries per message, the first one included."""
-        ...
-
-    def delay(self, tries: int) -> float:
-        """Seconds before the next try, after ``tries`` tries."""
-        ...
-
-
-@attrs.frozen
-class RetrySchedule:
-    """Exponential backoff for transient failures (the batch engine's ``RetryPolicy`` shape;
-    a ``RetryPolicy`` can be given as ``mailsdk_retry`` instead).
-
-    Attributes:
-        attempts: tries in all (the first included).
-        backoff: the delay before the first retry, in seconds.
-        multiplier: each further retry waits this many times longer...
-        max_delay: ...up to this many seconds.
-    """
-
-    attempts: int = 5
-    backoff: float = 2.0
-    multiplier: float = 2.0
-    max_delay: float = 300.0
-
-    def __attrs_post_init__(self) -> None:
-        numbers = (self.backoff, self.multiplier, self.max_delay)
-        if isinstance(self.attempts, bool) or self.attempts < 1:
-            raise ConfigurationError("mailsdk_retry attempts must be an int >= 1")
-        if not all(math.isfinite(n) and n >= 0 for n in numbers):
-            raise ConfigurationError("mailsdk_retry delays must be finite and >= 0")
-
-    def delay(self, tries: int) -> float:
-        """Seconds before the next try, after ``tries`` tries."""
-        return float(min(self.max_delay, self.backoff * self.multiplier ** max(0, tries - 1)))
+def _retry_policy(value: object) -> RetryPolicy:
+    """``mailsdk_retry``: a :class:`~mailsdk.batch.RetryPolicy`, or a mapping of its fields."""
+    if value is None:
+        return DEFAULT_RETRY
+    if isinstance(value, RetryPolicy):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigurationError("mailsdk_retry must be a RetryPolicy or a mapping of its fields")
+    try:
+        return RetryPolicy(**typing.cast("Mapping[str, typing.Any]", value))
+    except TypeError:
+        fields = ", ".join(a.name for a in attrs.fields(RetryPolicy))
+        raise ConfigurationError(f"mailsdk_retry takes the RetryPolicy fields: {fields}") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"mailsdk_retry: {exc}") from None
 
 
 def load_factory(path: str) -> Callable[[], Client]:
@@ -117,6 +99,25 @@ def load_factory(path: str) -> Callable[[], Client]:
     return build
 
 
+def profile_factory(name: str, path: str | None) -> Callable[[], Client]:
+    """A factory building the client of profile ``name`` of the config file at ``path``.
+
+    The file is read now (a missing profile fails at start-up); the secrets when the client is
+    built, in the worker process.
+
+    Raises:
+        ConfigurationError: the file or the profile is missing or malformed.
+    """
+    from mailsdk.profiles import builder_for_profile, load_config
+
+    load_config(path).profile(name)
+
+    def build() -> Client:
+        return builder_for_profile(load_config(path).profile(name)).build()
+
+    return build
+
+
 def _number(conf: Mapping[str, typing.Any], key: str, default: float) -> float:
     value = conf.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -130,17 +131,27 @@ def _number(conf: Mapping[str, typing.Any], key: str, default: float) -> float:
 class WorkerSettings:
     """The validated ``mailsdk_*`` settings of one Celery app."""
 
-    client: str
+    client: str | None
     redis_url: str | None = attrs.field(repr=False)  # may carry a password
     message_rates: Sequence[Rate]
     recipient_rates: Sequence[Rate]
     max_connections: int | None
+    pool_size: int
     limits_name: str
     ledger: str | None
     claim_ttl: float
     lease_ttl: float
     idle_timeout: float
-    retry: RetryPolicyLike = attrs.field(repr=False)
+    retry: RetryPolicy
+    profile: str | None = None
+    config: str | None = None
+
+    def client_factory(self) -> Callable[[], Client]:
+        """What builds the worker's client: ``mailsdk_client``, else ``mailsdk_profile``."""
+        if self.client is not None:
+            return load_factory(self.client)
+        assert self.profile is not None  # settings_from guarantees one of the two
+        return profile_factory(self.profile, self.config)
 
 
 def _redis_url(conf: Mapping[str, typing.Any]) -> str | None:
@@ -161,25 +172,26 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
         ConfigurationError: a missing ``mailsdk_client`` or an invalid value (the message names
             the key, never a URL or a password).
     """
-    client = conf.get("mailsdk_client")
-    if not isinstance(client, str):
-        raise ConfigurationError("set mailsdk_client = 'module:callable' in the Celery config")
-    retry: object = conf.get("mailsdk_retry") or {}
-    schedule: RetryPolicyLike
-    if isinstance(retry, Mapping):
-        try:
-            schedule = RetrySchedule(**typing.cast("Mapping[str, typing.Any]", retry))
-        except TypeError:
-            raise ConfigurationError(
-                "mailsdk_retry takes attempts, backoff, multiplier and max_delay"
-            ) from None
-    elif hasattr(retry, "attempts") and callable(getattr(retry, "delay", None)):
-        schedule = typing.cast("RetryPolicyLike", retry)  # a RetryPolicy (duck-typed above)
-    else:
-        raise ConfigurationError("mailsdk_retry must be a mapping or a RetryPolicy")
+    client, profile = conf.get("mailsdk_client"), conf.get("mailsdk_profile")
+    config = conf.get("mailsdk_config")
+    if (client is None) == (profile is None):
+        raise ConfigurationError(
+            "set one of mailsdk_client = 'module:callable' and mailsdk_profile = 'name' "
+            "in the Celery config"
+        )
+    if client is not None and not isinstance(client, str):
+        raise ConfigurationError("mailsdk_client must be a 'module:callable' string")
+    if profile is not None and not isinstance(profile, str):
+        raise ConfigurationError("mailsdk_profile must be a profile name")
+    if config is not None and not isinstance(config, str):
+        raise ConfigurationError("mailsdk_config must be a file path")
+    retry = _retry_policy(conf.get("mailsdk_retry"))
     cap = conf.get("mailsdk_max_connections")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigurationError("mailsdk_max_connections must be an int >= 1")
+    size = conf.get("mailsdk_pool_size", 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigurationError("mailsdk_pool_size must be an int >= 1")
     ledger = conf.get("mailsdk_ledger", "default")
     if ledger is True:
         ledger = "default"
@@ -189,16 +201,21 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
         message_rates=tuple(conf.get("mailsdk_message_rates") or ()),
         recipient_rates=tuple(conf.get("mailsdk_recipient_rates") or ()),
         max_connections=cap,
+        pool_size=size,
         limits_name=str(conf.get("mailsdk_limits_name", "default")),
         ledger=str(ledger) if ledger else None,
         claim_ttl=_number(conf, "mailsdk_claim_ttl", 300.0),
         lease_ttl=_number(conf, "mailsdk_lease_ttl", 30.0),
         idle_timeout=_number(conf, "mailsdk_idle_timeout", 5.0),
-        retry=schedule,
+        retry=retry,
+        profile=profile,
+        config=config,
     )
     needs_redis = settings.message_rates or settings.recipient_rates or cap or settings.ledger
     if needs_redis and settings.redis_url is None:
         raise ConfigurationError(
             "limits and the ledger need Redis: set mailsdk_redis_url (or a redis:// broker)"
         )
+    if profile is not None:
+        profile_factory(profile, config)  # the file and the profile exist (fails at start-up)
     return settings

@@ -8,9 +8,11 @@ Redis integration and the private delivery helpers.
 
 Prefork workers fork their children after importing the app, and a socket or a Redis connection
 must never cross a fork. So nothing is built at import: ``worker_process_init`` (in each child,
-after the fork) builds the process state, the first task opens the connection, later tasks reuse
-it, and ``worker_process_shutdown`` closes it. Other pools (solo, threads) build the state on
-first use; a PID check rebuilds it if a process was forked behind our back.
+after the fork) builds the process state, the first task creates the process's
+:class:`~mailsdk.pool.Pool` (``mailsdk_pool_size`` connections, under the cluster-wide
+connection cap, its leases kept alive by a :class:`LeaseKeeper`), later tasks reuse its
+connections, and ``worker_process_shutdown`` closes it. Other pools (solo, threads) build the
+state on first use; a PID check rebuilds it if a process was forked behind our back.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import typing
 from collections.abc import Mapping, Sequence
 
@@ -26,10 +29,15 @@ import celery.signals
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from mailsdk.batch import ConnectionLimiter, RateLimiter
 from mailsdk.integrations._deliver import deliver_chunk, is_retryable
-from mailsdk.integrations._sessions import LeasedSession
+from mailsdk.integrations._leases import LeaseKeeper
 from mailsdk.integrations._wire import JsonDict, decode_item
-from mailsdk.integrations.celery._config import WorkerSettings, load_factory, settings_from
+from mailsdk.integrations.celery._config import WorkerSettings, settings_from
+
+if typing.TYPE_CHECKING:
+    from mailsdk.integrations.redis import DeliveryLedger
+    from mailsdk.pool import Pool
 
 __all__ = [
     "MailTasks",
@@ -46,15 +54,24 @@ TRACE_HEADER = "mailsdk_otel"
 
 
 class _ProcessState:
-    """What one worker process owns: the session, the limiters and the ledger."""
+    """What one worker process owns: its pool, the shared limiters and the ledger.
+
+    Built after the fork (settings read, Redis clients made: they connect on first use); the
+    pool itself is created by the first task that needs it, so a process that never sends
+    never connects.
+    """
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.pid = os.getpid()
         self.settings = settings
-        self.rate: typing.Any = None
-        self.ledger: typing.Any = None
-        limiter: typing.Any = None
+        # Typed as the batch engine's protocols: mypy checks that the Redis limiters fit them.
+        self.rate: RateLimiter | None = None
+        self.ledger: DeliveryLedger | None = None
+        self.leases: LeaseKeeper | None = None
         self._redis: typing.Any = None
+        self._factory = settings.client_factory()
+        self._pool: Pool | None = None
+        self._lock = threading.Lock()
         if settings.redis_url is not None:
             from mailsdk.integrations.redis import (
                 DeliveryLedger,
@@ -72,25 +89,41 @@ class _ProcessState:
                     recipients=settings.recipient_rates,
                 )
             if settings.max_connections:
-                limiter = RedisConnectionLimiter(
+                cap: ConnectionLimiter = RedisConnectionLimiter(
                     self._redis,
                     settings.limits_name,
                     limit=settings.max_connections,
                     lease_ttl=settings.lease_ttl,
                 )
+                self.leases = LeaseKeeper(cap)
             if settings.ledger:
                 self.ledger = DeliveryLedger(
                     self._redis, settings.ledger, claim_ttl=settings.claim_ttl
                 )
-        self.sessions = LeasedSession(
-            load_factory(settings.client), limiter, idle_timeout=settings.idle_timeout
-        )
-        self.lock = threading.Lock()
+
+    @property
+    def pool(self) -> Pool:
+        """This process's pool (created on first use, after the fork)."""
+        with self._lock:
+            if self._pool is None or self._pool.closed:
+                self._pool = self._factory().pool(
+                    max_connections=self.settings.pool_size,
+                    idle_timeout=self.settings.idle_timeout,
+                    connection_limiter=self.leases,
+                )
+            return self._pool
 
     def close(self) -> None:
-        self.sessions.close()
-        if self._redis is not None:
-            self._redis.close()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        try:
+            if pool is not None:
+                pool.close()  # QUIT and release the leases of the idle connections
+        finally:
+            if self.leases is not None:
+                self.leases.close()
+            if self._redis is not None:
+                self._redis.close()
 
 
 _STATE: dict[str, _ProcessState] = {}
@@ -139,8 +172,13 @@ class MailTasks(typing.NamedTuple):
     send_chunk: typing.Any
 
 
-def _run(task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict]) -> list[JsonDict]:
-    """Deliver ``items``, retrying the retryable ones through Celery; all results by index."""
+def _run(
+    task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict], started: float | None
+) -> list[JsonDict]:
+    """Deliver ``items``, retrying the retryable ones through Celery with the settings'
+    :class:`~mailsdk.batch.RetryPolicy` (its backoff and jitter between task runs, its
+    ``attempts`` and ``max_elapsed`` as the bounds); all results by index."""
+    started = time.time() if started is None else float(started)
     app = task.app
     state = worker_state(app)
     decoded = [decode_item(item) for item in items]
@@ -154,9 +192,10 @@ def _run(task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict]) -> l
             span.set_attribute("mailsdk.celery.retries", int(task.request.retries or 0))
             results = deliver_chunk(
                 decoded,
-                sessions=state.sessions,
+                pool=state.pool,
                 rate=state.rate,
                 ledger=state.ledger,
+                retry=state.settings.retry,
                 indexes=indexes,
             )
     finally:
@@ -169,16 +208,20 @@ def _run(task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict]) -> l
         else:
             final.append(result)
     retries = int(task.request.retries or 0)
-    schedule = state.settings.retry
-    if again and retries + 1 < schedule.attempts:
+    policy = state.settings.retry
+    delay = policy.delay(retries + 1)
+    elapsed = time.time() - started
+    in_time = policy.max_elapsed is None or elapsed + delay <= policy.max_elapsed
+    if again and retries + 1 < policy.attempts and in_time:
         raise task.retry(
             args=(),
             kwargs={
                 "items": [{**item, "index": result["index"]} for item, result in again],
                 "done": final,
+                "started": started,
             },
-            countdown=schedule.delay(retries + 1),
-            max_retries=schedule.attempts - 1,
+            countdown=delay,
+            max_retries=policy.attempts - 1,
         )
     final.extend(result for _item, result in again)
     return sorted(final, key=lambda r: int(r.get("index", 0)))
@@ -197,10 +240,13 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
     """
 
     def send_chunk(
-        self: typing.Any, items: list[JsonDict] | None = None, done: list[JsonDict] | None = None
+        self: typing.Any,
+        items: list[JsonDict] | None = None,
+        done: list[JsonDict] | None = None,
+        started: float | None = None,
     ) -> JsonDict:
         """Send a chunk of encoded items; ``{"results": [...]}`` in item order."""
-        return {"results": _run(self, list(items or []), list(done or []))}
+        return {"results": _run(self, list(items or []), list(done or []), started)}
 
     def send_message(
         self: typing.Any, item: JsonDict | None = None, **kwargs: typing.Any
@@ -208,7 +254,7 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
         """Send one encoded item; its JSON result."""
         # Celery hands over decoded JSON; _run checks every item (a None one included).
         items = typing.cast("list[JsonDict]", kwargs.get("items") or [item])
-        return _run(self, items, list(kwargs.get("done") or []))[0]
+        return _run(self, items, list(kwargs.get("done") or []), kwargs.get("started"))[0]
 
     options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     chunk_task = app.task(name=f"{prefix}.send_chunk", **options)(send_chunk)

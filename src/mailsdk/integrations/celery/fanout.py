@@ -1,74 +1,43 @@
 # pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
 # pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
 # (celery ships no type information: its objects are Unknown to a strict checker.)
-"""Fan a batch out into chunk tasks and gather one report.
+"""Fan a batch out into chunk tasks and gather one :class:`~mailsdk.batch.BatchReport`.
 
 Layer: L7 (integrations.celery). Imports ``celery``, ``opentelemetry`` (API) and the private
 integration helpers.
 
 The producer encodes every message once (explicit envelope, ledger key), splits the batch into
 chunks, publishes one ``send_chunk`` task per chunk with the current trace context in a header,
-and waits for all of them. Every input item appears in the report exactly once: with its
-outcome, as a duplicate the ledger refused to resend, as UNKNOWN (parked for review), or as
-*lost track of* when its chunk task itself failed (the error says why; the ledger still knows
-what was sent).
+and waits for all of them. Every input item appears in the report exactly once, as a
+:class:`~mailsdk.SendOutcome` rebuilt from the worker's JSON result (status, final reply, queue
+id, accepted and refused recipients, error): a duplicate the ledger refused to resend keeps the
+ledger's status with ``attempts == 0``; an item parked as UNKNOWN is UNKNOWN (see
+``DeliveryLedger.unknown()``); an item deferred until the retries ran out is FAILED (never
+sent); an item whose chunk task failed as a whole (or timed out) takes the ledger's word
+when a ledger is given and the ledger has a final state for it, and is UNKNOWN otherwise (its
+task may still run, or run again: it is never reported as not sent).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import time
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
-import attrs
 import celery
 from opentelemetry import propagate
 
+from mailsdk.batch import BatchReport
 from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.flows import Outgoing
-from mailsdk.integrations._wire import JsonDict, encode_item
+from mailsdk.integrations._wire import JsonDict, encode_item, outcome_from_json
 from mailsdk.integrations.celery._worker import TRACE_HEADER, MailTasks
 
 if typing.TYPE_CHECKING:
     from mailsdk.integrations.redis import DeliveryLedger
 
-__all__ = ["ClusterReport", "send_batch"]
-
-
-@attrs.frozen
-class ClusterReport:
-    """What a fanned-out batch did, one JSON-safe result per input item, in input order.
-
-    Attributes:
-        results: one dict per item (``status``, ``reply``, ``queue_id``, ``accepted``,
-            ``refused``, ``error``, ``ledger``, ``attempts``...).
-        chunk_errors: the errors of chunk tasks that failed as a whole (type and message).
-    """
-
-    results: Sequence[JsonDict]
-    chunk_errors: Sequence[str] = ()
-
-    @property
-    def counts(self) -> Mapping[str, int]:
-        """How many items ended in each status."""
-        return dict(collections.Counter(str(r.get("status")) for r in self.results))
-
-    @property
-    def unknown(self) -> list[str]:
-        """Keys of the items whose delivery is UNKNOWN (review them: see the ledger)."""
-        return [str(r.get("key")) for r in self.results if r.get("status") == "unknown"]
-
-    @property
-    def delivered(self) -> int:
-        """How many items the server confirmed (accepted or partial), duplicates included."""
-        return sum(1 for r in self.results if r.get("status") in ("accepted", "partial"))
-
-    @property
-    def ok(self) -> bool:
-        """True when every item was accepted (now or by an earlier delivery)."""
-        return all(r.get("status") == "accepted" for r in self.results)
+__all__ = ["send_batch"]
 
 
 def _chunks(items: Sequence[JsonDict], size: int) -> list[list[JsonDict]]:
@@ -83,8 +52,12 @@ def send_batch(
     timeout: float | None = 3600.0,
     queue: str | None = None,
     ledger: DeliveryLedger | None = None,
-) -> ClusterReport:
+) -> BatchReport:
     """Send ``items`` through the workers in chunks and wait for every chunk.
+
+    Returns:
+        The :class:`~mailsdk.batch.BatchReport`: one outcome per item, in input order (the
+        latencies are each chunk's time from publication to its result).
 
     Args:
         tasks: what :func:`~mailsdk.integrations.celery.install` returned.
@@ -108,6 +81,7 @@ def send_batch(
     keys = [p["key"] for p in encoded]
     if len(set(keys)) != len(keys):
         raise InvalidInputError("two items of one batch share a key; the ledger would skip one")
+    started = time.monotonic()
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     options: dict[str, typing.Any] = {"headers": {TRACE_HEADER: carrier}}
@@ -119,21 +93,29 @@ def send_batch(
     ]
     deadline = None if timeout is None else time.monotonic() + timeout
     by_index: dict[int, JsonDict] = {}
-    errors: list[str] = []
+    latencies: dict[int, float] = {}
     for chunk, handle in zip(_chunks(encoded, chunk_size), pending, strict=True):
         try:
             answer = _get(handle, deadline)
             for result in answer["results"]:
                 by_index[int(result["index"])] = result
         except Exception as exc:  # the chunk as a whole: report it, item by item
-            errors.append(f"{type(exc).__name__}: {exc}")
             for payload in chunk:
                 by_index.setdefault(int(payload["index"]), _lost(payload, exc, ledger))
         finally:
             if _has_backend(tasks.app):
                 with contextlib.suppress(Exception):
                     handle.forget()
-    return ClusterReport([by_index[i] for i in sorted(by_index)], tuple(errors))
+        now = time.monotonic() - started
+        for payload in chunk:
+            latencies[int(payload["index"])] = now
+    outcomes = []
+    for index in sorted(by_index):
+        if 0 <= index < len(encoded):
+            outcomes.append(outcome_from_json(by_index[index], sender=encoded[index]["sender"]))
+    return BatchReport(
+        outcomes=tuple(outcomes), latencies=latencies, elapsed=time.monotonic() - started
+    )
 
 
 def _transient_backend_error(exc: Exception) -> bool:
@@ -167,20 +149,28 @@ def _get(handle: typing.Any, deadline: float | None) -> JsonDict:
 
 
 def _lost(payload: JsonDict, exc: Exception, ledger: DeliveryLedger | None) -> JsonDict:
+    """The result of an item whose chunk task failed as a whole: the ledger's word, if any."""
     result: JsonDict = {
         "index": payload["index"],
         "key": payload["key"],
         "status": "lost",
-        "error": {"type": type(exc).__name__, "message": str(exc)},
+        "error": {"type": type(exc).__name__, "message": f"the chunk task failed: {exc}"},
     }
     if ledger is not None:
         try:
             entry = ledger.get(str(payload["key"]))
         except MailError:
             entry = None
-        if entry is not None and entry.state.value in ("accepted", "partial", "refused", "unknown"):
-            result["status"] = entry.state.value
-            result["ledger"] = entry.state.value
+        state = entry.state.value if entry is not None else None
+        if state in ("accepted", "partial", "refused", "unknown"):
+            result["status"] = result["ledger"] = state
+            if state != "unknown" and entry is not None and entry.detail:
+                result.update({k: v for k, v in entry.detail.items() if k not in ("index", "key")})
+                result["status"] = state
+        else:
+            # Not sent *yet*, perhaps: the task may still be running (a timeout) or be
+            # delivered again, so "lost" (UNKNOWN in the report), never "not sent".
+            result["ledger"] = state
     return result
 
 

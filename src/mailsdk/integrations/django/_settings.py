@@ -15,8 +15,11 @@ adds:
   Office365 or Gmail); the user is ``EMAIL_HOST_USER``.
 * ``MAILSDK_CLIENT``: ``"module:callable"`` returning a ``Client`` or ``ClientBuilder``: full
   control, and every other connection setting is ignored.
-* ``MAILSDK_POOL_SIZE``: connections to keep per process (validated; one is used per backend
-  instance until the pool lands).
+* ``MAILSDK_PROFILE``: a profile of the mailsdk configuration file (the one the ``mailsdk``
+  command reads: ``MAILSDK_CONFIG_FILE``, else ``$MAILSDK_CONFIG``, else the XDG location);
+  it replaces the ``EMAIL_*`` connection settings.
+* ``MAILSDK_POOL_SIZE``: the connections of the backend's pool (default 1): one
+  ``send_messages`` call spreads its messages over up to this many connections.
 * ``MAILSDK_CELERY_TASKS``: ``"module:attribute"`` of the ``MailTasks`` that
   :func:`mailsdk.integrations.celery.install` returned: messages are handed to the workers.
 """
@@ -74,6 +77,8 @@ class BackendOptions:
     token_provider: str | None
     client: str | None
     pool_size: int
+    profile: str | None = None
+    config_file: str | None = None
 
 
 def build_client(options: BackendOptions) -> Client:
@@ -92,6 +97,11 @@ def build_client(options: BackendOptions) -> Client:
         if not isinstance(made, Client):
             raise ConfigurationError("MAILSDK_CLIENT must return a Client or a ClientBuilder")
         return made
+    if options.profile:
+        from mailsdk.profiles import builder_for_profile, load_config
+
+        config = load_config(options.config_file)
+        return builder_for_profile(config.profile(options.profile)).build()
     if options.use_tls and options.use_ssl:
         raise ConfigurationError("EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive")
     mode = options.tls_mode

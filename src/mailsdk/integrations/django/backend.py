@@ -1,17 +1,21 @@
 # pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
 # pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
 # (Django ships no type information: its objects are Unknown to a strict checker.)
-"""``EmailBackend``: Django's email backend protocol on a reused mailsdk session.
+"""``EmailBackend``: Django's email backend protocol on a mailsdk connection pool.
 
-Layer: L7 (integrations.django). Imports ``django`` (the extra), ``mailsdk.client``/``flows``
-and the private integration helpers.
+Layer: L7 (integrations.django). Imports ``django`` (the extra), ``mailsdk.pool``/``batch``/
+``client``/``flows`` and the private integration helpers.
 
 Django calls ``open()``, ``send_messages(messages)`` and ``close()`` (or only ``send_messages``,
 which then opens and closes around itself); ``get_connection()`` users keep one backend across
-many ``send_messages`` calls and so one SMTP connection. ``send_messages`` hands the whole list
-to ``Session.send_many`` (one outcome per message: a refused message does not stop the others)
-and returns how many the server accepted. Unless ``fail_silently``, the first failure is raised
-after every message was tried; an UNKNOWN outcome is never retried (it may have been queued).
+many ``send_messages`` calls and so its connections. ``open()`` creates a :class:`~mailsdk.Pool`
+of ``MAILSDK_POOL_SIZE`` connections and opens the first (so a bad host or password fails
+there, as with Django's SMTP backend); ``send_messages`` hands the whole list to
+``pool.send_batch`` (each connection pipelines its share with ``send_many``; one outcome per
+message: a refused message does not stop the others) and returns how many the server accepted.
+Unless ``fail_silently``, the first failure (in message order) is raised after every message was
+tried. A transient failure gets one immediate second try (see ``_ONE_MORE_TRY``); an UNKNOWN
+outcome is never resent (it may have been queued).
 """
 
 from __future__ import annotations
@@ -24,13 +28,23 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 
-from mailsdk.client import Client, Session
-from mailsdk.errors import ConfigurationError, InvalidInputError, MailError, TransportError
-from mailsdk.flows import DeliveryStatus, Outgoing
+from mailsdk.batch import RetryPolicy
+from mailsdk.client import Client
+from mailsdk.errors import ConfigurationError, InvalidInputError, MailError
+from mailsdk.flows import Outgoing, SendOutcome
 from mailsdk.integrations._wire import encode_item
 from mailsdk.integrations.django._settings import BackendOptions, build_client, load_object
 
+if typing.TYPE_CHECKING:
+    from mailsdk.pool import Pool
+
 __all__ = ["EmailBackend"]
+
+
+#: A message not accepted for a transient reason (most often: a kept connection the server had
+#: dropped meanwhile, so it was never handed over) gets one immediate second try, on a fresh
+#: connection. UNKNOWN outcomes are never resent.
+_ONE_MORE_TRY = RetryPolicy(attempts=2, backoff=0.0, jitter=0.0, max_elapsed=None)
 
 
 def _setting(name: str, default: typing.Any = None) -> typing.Any:
@@ -90,9 +104,11 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             token_provider=_setting("MAILSDK_TOKEN_PROVIDER"),
             client=_setting("MAILSDK_CLIENT"),
             pool_size=pool_size,
+            profile=_setting("MAILSDK_PROFILE"),
+            config_file=_setting("MAILSDK_CONFIG_FILE"),
         )
         self._client: Client | None = None
-        self._session: Session | None = None
+        self._pool: Pool | None = None
         self._lock = threading.RLock()
         self._tasks_path: str | None = _setting("MAILSDK_CELERY_TASKS")
         if not self.fail_silently or self._tasks_path is None:
@@ -100,7 +116,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         opts = self._options
-        return f"<mailsdk EmailBackend {opts.host}:{opts.port} open={self._session is not None}>"
+        return f"<mailsdk EmailBackend {opts.host}:{opts.port} open={self._pool is not None}>"
 
     @property
     def client(self) -> Client:
@@ -111,31 +127,31 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
 
     # Django's stub-less base says None; Django's own SMTP backend returns a bool too.
     def open(self) -> bool:  # pyright: ignore[reportIncompatibleMethodOverride]
-        """Open the connection if it is not open; ``True`` when a new one was opened."""
+        """Create the pool and open its first connection; ``True`` when a new pool was made."""
         with self._lock:
-            if self._session is not None and not self._session.closed:
+            if self._pool is not None and not self._pool.closed:
                 return False
+            pool = self.client.pool(max_connections=self._options.pool_size)
             try:
-                self._session = self.client.connect()
+                with pool.connection():
+                    pass  # connect, TLS and AUTH now: errors belong to open()
             except MailError:
+                pool.close()
                 if not self.fail_silently:
                     raise
                 return False
+            self._pool = pool
             return True
 
     def close(self) -> None:
-        """QUIT and close the connection (a connection the server already dropped is fine)."""
+        """QUIT and close the pooled connections (one the server already dropped is fine)."""
         with self._lock:
-            session, self._session = self._session, None
-            if session is None:
+            pool, self._pool = self._pool, None
+            if pool is None:
                 return
             try:
-                if not session.closed:
-                    session.quit()
-            except TransportError:
-                session.close()  # the server hung up first: the connection is over anyway
+                pool.close()
             except MailError:
-                session.close()
                 if not self.fail_silently:
                     raise
 
@@ -171,39 +187,28 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             return self._hand_off(items)
         with self._lock:
             new = self.open()
-            if self._session is None:
+            if self._pool is None:
                 return 0  # opening failed silently
             try:
-                return self._send(self._session, items, reused=not new)
+                return self._send(self._pool, items)
             finally:
                 if new:
                     self.close()
 
-    def _reopen(self) -> Session | None:
-        self.open()
-        return self._session
-
-    def _send(self, session: Session, items: Sequence[Outgoing], *, reused: bool) -> int:
-        outcomes = list(session.send_many(items))
-        if session.closed:
-            self._session = None
-        never_sent = [
-            n
-            for n, o in enumerate(outcomes)
-            if o.status is DeliveryStatus.FAILED and isinstance(o.error, TransportError)
-        ]
-        if reused and never_sent and self._session is None:
-            # A kept-open connection the server had dropped meanwhile: those messages never
-            # reached end-of-data (FAILED), so one fresh connection may send them, once.
-            fresh = self._reopen()
-            if fresh is not None:
-                retried = list(fresh.send_many([items[n] for n in never_sent]))
-                for n, outcome in zip(never_sent, retried, strict=True):
-                    outcomes[n] = outcome
-                if fresh.closed:
-                    self._session = None
+    def _send(self, pool: Pool, items: Sequence[Outgoing]) -> int:
+        outcomes: list[SendOutcome] = []
+        run = pool.send_batch(items, retry=_ONE_MORE_TRY, ordered=True)
+        try:
+            outcomes.extend(run)
+        except MailError:
+            # The batch gave up (a permanent connect failure): what finished is in the report.
+            if not self.fail_silently:
+                raise
+            outcomes = list(run.report.outcomes)
+        finally:
+            run.close()
         sent = sum(1 for o in outcomes if o.status.delivered)
-        failed = [o for o in outcomes if not o.status.delivered]
+        failed = sorted((o for o in outcomes if not o.status.delivered), key=lambda o: o.index)
         if failed and not self.fail_silently:
             first = failed[0]
             raise first.error or MailError(f"message {first.index} was not sent")

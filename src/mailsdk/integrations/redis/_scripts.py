@@ -11,6 +11,7 @@ __all__ = [
     "LEDGER_CLAIM",
     "LEDGER_MARK_SENDING",
     "LEDGER_RECORD",
+    "LEDGER_RENEW",
     "RATE_RESERVE",
     "SEMAPHORE_ACQUIRE",
     "SEMAPHORE_RELEASE",
@@ -162,4 +163,22 @@ else
   redis.call('ZREM', KEYS[2], ARGV[5])
 end
 return 1
+"""
+
+#: Keep an owner's live claims alive while a long chunk is being sent. KEYS = entries; ARGV =
+#: owner, claim_ttl_ms. Only ``claimed``/``sending`` entries of that owner whose claim has not
+#: expired yet are extended (an expired one may already be someone else's); returns how many.
+LEDGER_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local renewed = 0
+for i = 1, #KEYS do
+  local e = redis.call('HMGET', KEYS[i], 'state', 'owner', 'expires')
+  if (e[1] == 'claimed' or e[1] == 'sending') and e[2] == ARGV[1]
+    and tonumber(e[3] or '0') > now then
+    redis.call('HSET', KEYS[i], 'expires', now + tonumber(ARGV[2]))
+    renewed = renewed + 1
+  end
+end
+return renewed
 """

@@ -41,6 +41,7 @@ __all__ = ["Claim", "DeliveryLedger", "LedgerEntry", "LedgerState"]
 _CLAIM = Script(_scripts.LEDGER_CLAIM)
 _SENDING = Script(_scripts.LEDGER_MARK_SENDING)
 _RECORD = Script(_scripts.LEDGER_RECORD)
+_RENEW = Script(_scripts.LEDGER_RENEW)
 
 
 class LedgerState(enum.Enum):
@@ -125,6 +126,7 @@ class DeliveryLedger:
         self._parked = f"{self._base}:unknown"
         self._claim_ms = max(100, math.ceil(claim_ttl * 1000))
         self._retention_s = math.ceil(retention)
+        self.claim_ttl = claim_ttl
 
     def __repr__(self) -> str:
         return f"<DeliveryLedger {self._base!r}>"
@@ -156,6 +158,20 @@ class DeliveryLedger:
             ``True`` if the caller still owns it; ``False`` if the claim was lost (do not send).
         """
         return int(_SENDING(self._client, [self._entry(key)], [owner, self._claim_ms])) == 1
+
+    def renew(self, keys: typing.Sequence[str], owner: str) -> int:
+        """Extend ``owner``'s live claims (``claimed`` or ``sending``) of ``keys`` by ``claim_ttl``.
+
+        A sender working through a long chunk calls it every ``claim_ttl / 3`` so its claims
+        never lapse while it is still alive (a dead sender stops renewing: its claims lapse).
+
+        Returns:
+            How many claims were renewed (an expired or recorded one is left alone).
+        """
+        if not keys:
+            return 0
+        entries = [self._entry(key) for key in keys]
+        return int(_RENEW(self._client, entries, [owner, self._claim_ms]))
 
     def record(
         self,

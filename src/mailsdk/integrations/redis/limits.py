@@ -17,6 +17,7 @@ or plain scripts, shares one budget:
 from __future__ import annotations
 
 import math
+import typing
 import uuid
 from collections.abc import Sequence
 
@@ -293,3 +294,12 @@ class AsyncRedisConnectionLimiter:
     async def release(self, lease: str) -> None:
         """See :meth:`RedisConnectionLimiter.release`."""
         await _RELEASE.acall(self._client, [self._key], [lease])
+
+
+if typing.TYPE_CHECKING:  # mypy checks that the limiters fit the batch engine's protocols
+    from mailsdk.batch import limits as _protocols
+
+    _RATE: type[_protocols.RateLimiter] = RedisRateLimiter
+    _ASYNC_RATE: type[_protocols.AsyncRateLimiter] = AsyncRedisRateLimiter
+    _CAP: type[_protocols.ConnectionLimiter] = RedisConnectionLimiter
+    _ASYNC_CAP: type[_protocols.AsyncConnectionLimiter] = AsyncRedisConnectionLimiter

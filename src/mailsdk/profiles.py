@@ -1,6 +1,8 @@
 """Profiles: a TOML file of named connection settings, ``MAILSDK_*`` variables, secrets.
 
-Layer: L8 command line (private).
+Layer: L6b (profiles), above the builder and below the command line and the integrations, so
+``mailsdk`` commands, Celery workers (``mailsdk_profile``) and Django (``MAILSDK_PROFILE``) read
+the same file. Imports ``mailsdk.builder``, ``transport`` and L0; reads files, never the network.
 
 The file (``--config PATH``, else ``$MAILSDK_CONFIG``, else ``$XDG_CONFIG_HOME/mailsdk/config.toml``
 or ``~/.config/mailsdk/config.toml``)::
@@ -35,16 +37,20 @@ import pathlib
 import stat
 import tomllib
 import typing
+import urllib.parse
 
 import attrs
 
 from mailsdk._secret import Secret
+from mailsdk.builder import ClientBuilder
 from mailsdk.errors import ConfigurationError
+from mailsdk.transport import TlsSettings
 
 __all__ = [
-    "ENV_PREFIX",
     "ConfigFile",
+    "ENV_PREFIX",
     "Profile",
+    "builder_for_profile",
     "default_config_path",
     "load_config",
     "read_secret_file",
@@ -296,3 +302,82 @@ def secret_from(env_name: str | None, file_name: str | None, what: str) -> Secre
     if file_name:
         return read_secret_file(file_name)
     return None
+
+
+def _profile_password(profile: Profile) -> Secret | None:
+    if os.environ.get(ENV_PREFIX + "PASSWORD"):
+        return Secret(os.environ[ENV_PREFIX + "PASSWORD"])
+    return secret_from(profile.get("password_env"), profile.get("password_file"), "password")
+
+
+def _url_builder(profile: Profile, server: str) -> ClientBuilder:
+    try:
+        parts = urllib.parse.urlsplit(server)
+        url_user, has_password = parts.username, parts.password is not None
+    except ValueError:
+        raise ConfigurationError(f"profile {profile.name!r}: the server URL is malformed") from None
+    if has_password:
+        raise ConfigurationError(
+            f"profile {profile.name!r}: the server URL contains a password; use password_env "
+            "or password_file"
+        )
+    password = _profile_password(profile) if url_user else None
+    return ClientBuilder.from_url(server, password=password)
+
+
+def builder_for_profile(profile: Profile) -> ClientBuilder:
+    """The :class:`~mailsdk.ClientBuilder` a profile describes, without any prompt: for
+    programs (Celery workers, Django) rather than people.
+
+    ``server`` (``host[:port]`` or a URL), ``tls``, ``ca_file``, ``timeout``,
+    ``local_hostname``, ``lmtp``, ``user`` with ``password_env``/``password_file`` (or
+    ``MAILSDK_PASSWORD``) and ``auth`` are honoured, the ``MAILSDK_<KEY>`` variables winning as
+    everywhere. OAuth profiles need a token provider built in code: give the integration a
+    client factory instead.
+
+    Raises:
+        ConfigurationError: no server, an OAuth profile, a user without a password, a password
+            in the server URL.
+    """
+    server = profile.get("server")
+    if not server:
+        raise ConfigurationError(f"profile {profile.name!r} has no server")
+    server = str(server)
+    if profile.oauth is not None:
+        raise ConfigurationError(
+            f"profile {profile.name!r} uses OAuth: build its token provider in a client factory"
+        )
+    tls = profile.get("tls")
+    if "://" in server:
+        builder = _url_builder(profile, server)
+    else:
+        builder = ClientBuilder.smtp(server)
+        if tls is None and builder.endpoint.port == 465:
+            builder = builder.with_tls("implicit")
+    if tls is not None:
+        builder = builder.with_tls(str(tls))
+    if profile.get("lmtp"):
+        builder = builder.with_lmtp()
+    ca_file = profile.get("ca_file")
+    if ca_file:
+        builder = builder.with_tls_settings(TlsSettings(ca_file=os.path.expanduser(str(ca_file))))
+    timeout = profile.get("timeout")
+    if timeout is not None:
+        builder = builder.with_timeouts(float(timeout))
+    local = profile.get("local_hostname")
+    if local:
+        builder = builder.with_local_hostname(str(local))
+    user = profile.get("user")
+    raw = profile.get("auth") or ()
+    mechanisms = [raw] if isinstance(raw, str) else list(raw)
+    mechanisms = [m.strip().upper() for part in mechanisms for m in part.split(",") if m.strip()]
+    if not user or ("://" in server and urllib.parse.urlsplit(server).username):
+        if mechanisms and not user:
+            raise ConfigurationError(f"profile {profile.name!r}: auth needs a user")
+        return builder
+    password = _profile_password(profile)
+    if password is None:
+        raise ConfigurationError(
+            f"profile {profile.name!r}: user {user!r} needs password_env or password_file"
+        )
+    return builder.with_credentials(str(user), password, mechanisms=mechanisms or None)
