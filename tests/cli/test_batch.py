@@ -184,8 +184,11 @@ def test_interrupted_run_writes_a_complete_report(
     for line in lines:
         if line["status"] == "failed":
             assert "not sent" in line["error"]["message"], line  # type: ignore[index]
-    # what the report calls accepted is exactly what the server got
-    assert len(tls_server.recorder.messages) == accepted
+    # the server got every message the report calls accepted, and beyond those only messages
+    # whose fate the report calls unknown (end of data written, the stop came before its reply)
+    unknown = statuses.count("unknown")
+    received = len(tls_server.recorder.messages)
+    assert accepted <= received <= accepted + unknown, statuses
     assert "stopped" in err and "not_sent" in out
 
 

@@ -47,10 +47,7 @@ def covered_elsewhere(page: pathlib.Path) -> str | None:
 
 #: Pages whose examples this harness cannot run yet, and why. Keep it short: each entry is a
 #: page a reader may copy from without it having run.
-NOT_YET_RUNNABLE = {
-    "scaling-out.md": "fragments that need a redis-server, Celery workers and a Django project "
-    "(the behaviour is tested in tests/integrations)",
-}
+NOT_YET_RUNNABLE: dict[str, str] = {}
 
 PAGES = sorted(p for p in DOCS.rglob("*.md") if code_blocks(p))
 
