@@ -307,7 +307,7 @@ class ClientBuilder:
         """BDAT (RFC 3030): ``None`` = when offered (default), ``True`` = required,
         ``False`` = never; optionally the chunk size in bytes."""
         size: object = self.transaction.chunk_size if chunk_size is None else chunk_size
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"chunk_size must be a positive int, not {size!r}")
         return attrs.evolve(
             self, transaction=attrs.evolve(self.transaction, chunking=mode, chunk_size=size)

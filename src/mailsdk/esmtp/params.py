@@ -92,7 +92,7 @@ def _iterable(what: str, value: object) -> Iterable[object]:
     """``value`` when it can be iterated; a wrong type is a typed refusal, never a TypeError."""
     if isinstance(value, bytes | bytearray | memoryview) or not isinstance(value, Iterable):
         raise InvalidInputError(
-            f"{what} must be a str or an iterable of str, not {type(value).__name__}"
+            f"{what} must be a str or an iterable of str, not {type(value).__name__}"  # pyright: ignore[reportUnknownArgumentType]
         )
     return typing.cast("Iterable[object]", value)
 

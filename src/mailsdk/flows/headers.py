@@ -111,12 +111,12 @@ def header_line(name: str, value: str) -> bytes:
             value.
     """
     given: tuple[object, object] = (name, value)  # a propagator's types are not trusted
-    if not isinstance(given[0], str) or _FIELD_NAME.fullmatch(name.encode("utf-8")) is None:
+    if not isinstance(given[0], str) or _FIELD_NAME.fullmatch(name.encode("utf-8")) is None:  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidInputError(
             f"invalid header name {name!r}: printable ASCII without colon or space "
             "(RFC 5322 §3.6.8)"
         )
-    if not isinstance(given[1], str) or _CONTROLS.search(value) is not None:
+    if not isinstance(given[1], str) or _CONTROLS.search(value) is not None:  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidInputError(
             f"header {name!r} must be a one-line str without control characters"
         )
