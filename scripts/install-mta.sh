@@ -34,24 +34,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# Never start system services from package maintainer scripts (invoke-rc.d honours policy-rc.d;
-# exit status 101 = "action forbidden"). Restore whatever was there before when we are done.
-POLICY=/usr/sbin/policy-rc.d
-POLICY_BACKUP=""
-if [ -e "$POLICY" ]; then
-    POLICY_BACKUP="$(mktemp)"
-    cp -p "$POLICY" "$POLICY_BACKUP"
-fi
-restore_policy() {
-    if [ -n "$POLICY_BACKUP" ]; then
-        mv -f "$POLICY_BACKUP" "$POLICY"
-    else
-        rm -f "$POLICY"
-    fi
-}
-trap restore_policy EXIT
-printf '#!/bin/sh\nexit 101\n' >"$POLICY"
-chmod 0755 "$POLICY"
+# shellcheck source=scripts/_no-service-start.sh
+source "$(dirname "$0")/_no-service-start.sh"
 
 # Postfix asks what kind of mail system this is; "No configuration" writes no main.cf and
 # touches nothing on the host.

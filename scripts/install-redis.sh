@@ -21,23 +21,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-# Never start the system service from the maintainer scripts (policy-rc.d 101 = forbidden).
-POLICY=/usr/sbin/policy-rc.d
-POLICY_BACKUP=""
-if [ -e "$POLICY" ]; then
-    POLICY_BACKUP="$(mktemp)"
-    cp -p "$POLICY" "$POLICY_BACKUP"
-fi
-restore_policy() {
-    if [ -n "$POLICY_BACKUP" ]; then
-        mv -f "$POLICY_BACKUP" "$POLICY"
-    else
-        rm -f "$POLICY"
-    fi
-}
-trap restore_policy EXIT
-printf '#!/bin/sh\nexit 101\n' >"$POLICY"
-chmod 0755 "$POLICY"
+# shellcheck source=scripts/_no-service-start.sh
+source "$(dirname "$0")/_no-service-start.sh"
 
 if ! apt-get install -y -q --no-install-recommends redis-server; then
     apt-get update -q
