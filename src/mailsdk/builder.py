@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 import typing
@@ -52,6 +51,7 @@ from mailsdk.transport import (
     Connector,
     ProxyUrl,
     TlsSettings,
+    connector_kind,
     parse_host_port,
     proxy_from_env,
 )
@@ -510,10 +510,9 @@ def _with_provider(
 
 def _check_connector(config: ClientConfig, *, asynchronous: bool) -> None:
     """A blocking client needs a blocking connector, an asyncio client an asyncio one."""
-    connect = getattr(config.connector, "connect", None)
     if config.connector is None:
         return
-    if connect is None or inspect.iscoroutinefunction(connect) is not asynchronous:
+    if connector_kind(config.connector) != ("async" if asynchronous else "blocking"):
         wanted = "an AsyncConnector (async def connect)" if asynchronous else "a Connector"
         other = "build()" if asynchronous else "build_async()"
         raise ConfigurationError(

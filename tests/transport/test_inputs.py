@@ -121,3 +121,15 @@ def test_unencodable_tls_server_name_is_a_tls_error_async() -> None:
             listener.close()
 
     asyncio.run(main())
+
+
+def test_connector_kind_tells_blocking_from_asyncio_connectors() -> None:
+    from mailsdk.transport import AsyncTcpConnector, TcpConnector, connector_kind
+
+    class NoConnect:
+        connect = "not callable"
+
+    assert connector_kind(TcpConnector("127.0.0.1", 25)) == "blocking"
+    assert connector_kind(AsyncTcpConnector("127.0.0.1", 25)) == "async"
+    assert connector_kind(NoConnect()) is None
+    assert connector_kind(object()) is None

@@ -35,6 +35,7 @@ from mailsdk.transport import (
     Stream,
     TcpConnector,
     UnixConnector,
+    connector_kind,
 )
 
 if typing.TYPE_CHECKING:
@@ -67,9 +68,8 @@ def connector(config: ClientConfig) -> Connector:
     """
     custom = config.connector
     if custom is not None:
-        # The protocols share member names; the coroutine test tells the two kinds apart.
-        if isinstance(custom, Connector) and not asyncio.iscoroutinefunction(custom.connect):  # pyright: ignore[reportGeneralTypeIssues, reportDeprecated]
-            return custom
+        if connector_kind(custom) == "blocking":
+            return typing.cast("Connector", custom)
         raise ConfigurationError("the blocking client needs a blocking Connector")
     ep = config.endpoint
     if ep.sock is not None:
@@ -90,8 +90,8 @@ def async_connector(config: ClientConfig) -> AsyncConnector:
     """
     custom = config.connector
     if custom is not None:
-        if isinstance(custom, AsyncConnector) and asyncio.iscoroutinefunction(custom.connect):  # pyright: ignore[reportGeneralTypeIssues, reportDeprecated]
-            return custom
+        if connector_kind(custom) == "async":
+            return typing.cast("AsyncConnector", custom)
         raise ConfigurationError("the asyncio client needs an AsyncConnector")
     ep = config.endpoint
     if ep.sock is not None:

@@ -37,6 +37,7 @@ from mailsdk.transport.base import (
     Stream,
     StreamInfo,
     TransportKind,
+    connector_kind,
     parse_host_port,
 )
 from mailsdk.transport.proxies import (
@@ -83,6 +84,7 @@ __all__ = [
     "TlsSettings",
     "TransportKind",
     "UnixConnector",
+    "connector_kind",
     "parse_host_port",
     "proxy_from_env",
     "system_resolver",

@@ -12,6 +12,7 @@ command: docs/architecture.md, "Deadlines"); ``None`` (or ``math.inf``) waits fo
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import ssl
 import typing
@@ -29,6 +30,7 @@ __all__ = [
     "StreamInfo",
     "TransportKind",
     "check_tcp_target",
+    "connector_kind",
     "format_address",
     "parse_host_port",
 ]
@@ -183,6 +185,19 @@ class AsyncConnector(typing.Protocol):
     async def connect(self, timeout: float | None) -> AsyncStream:
         """Connect within ``timeout`` seconds (see :meth:`Connector.connect`)."""
         ...
+
+
+def connector_kind(connector: object) -> typing.Literal["blocking", "async"] | None:
+    """Which kind of connector ``connector`` is: ``"async"`` when its ``connect`` is a
+    coroutine function, ``"blocking"`` when it is a plain callable, ``None`` when it has none.
+
+    The two protocols share their member name, so ``isinstance`` cannot tell them apart; the
+    builder (at build time) and the clients (at connect time) both decide with this.
+    """
+    connect = getattr(connector, "connect", None)
+    if connect is None or not callable(connect):
+        return None
+    return "async" if inspect.iscoroutinefunction(connect) else "blocking"
 
 
 def parse_host_port(value: str, default_port: int) -> tuple[str, int]:
