@@ -50,11 +50,16 @@ CLIENT_TIMEOUT: typing.Final = 10.0
 _START_ATTEMPTS: typing.Final = 5
 
 
-class _TcpController(Controller):
+class _ProbeAwareController:
+    """What both controllers add to aiosmtpd's: the protocol comes from ``make_protocol``, and
+    the connection aiosmtpd opens to itself while starting is marked as a probe."""
+
+    SMTP_kwargs: dict[str, typing.Any]
+
     def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
         self._state = state
         self._starting = False
-        super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
+        super().__init__(None, **kwargs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
     def start(self) -> None:
         # aiosmtpd opens one connection of its own while starting (to see that the protocol
@@ -62,7 +67,7 @@ class _TcpController(Controller):
         # before start()) nor count as a session.
         self._starting = True
         try:
-            super().start()
+            super().start()  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
         finally:
             self._starting = False
 
@@ -70,24 +75,12 @@ class _TcpController(Controller):
         return make_protocol(self._state, probe=self._starting, **self.SMTP_kwargs)
 
 
-class _UnixController(UnixSocketController):
-    def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
-        self._state = state
-        self._starting = False
-        super().__init__(None, **kwargs)  # pyright: ignore[reportUnknownMemberType]
+class _TcpController(_ProbeAwareController, Controller):
+    pass
 
-    def start(self) -> None:
-        # aiosmtpd opens one connection of its own while starting (to see that the protocol
-        # can be made): that probe must not use up the test's rules (a GREETING rule set
-        # before start()) nor count as a session.
-        self._starting = True
-        try:
-            super().start()
-        finally:
-            self._starting = False
 
-    def factory(self) -> SMTP:
-        return make_protocol(self._state, probe=self._starting, **self.SMTP_kwargs)
+class _UnixController(_ProbeAwareController, UnixSocketController):
+    pass
 
 
 class MailServer:
