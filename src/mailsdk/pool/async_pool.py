@@ -30,6 +30,7 @@ from mailsdk.esmtp import MailOptions, RcptOptions
 from mailsdk.flows import SendResult
 from mailsdk.pool._async_batch import AsyncBatchRun
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
+from mailsdk.pool._concurrency import Concurrency
 from mailsdk.pool._telemetry import PoolTelemetry
 from mailsdk.pool._work import throttling
 from mailsdk.pool.sync_pool import _reap_interval  # pyright: ignore[reportPrivateUsage]
@@ -121,6 +122,11 @@ class AsyncPool:
         """How many connections callers may use now: ``max_connections``, fewer after the
         server answered with throttling replies (see :meth:`throttled`)."""
         return self._book.concurrency.limit
+
+    @property
+    def adaptive(self) -> Concurrency:
+        """The adaptive connection limit itself (:attr:`concurrency` is its ``limit``)."""
+        return self._book.concurrency
 
     @property
     def epoch(self) -> int:

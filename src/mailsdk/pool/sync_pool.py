@@ -21,6 +21,7 @@ from mailsdk.errors import MailError, PoolTimeout
 from mailsdk.esmtp import MailOptions, RcptOptions
 from mailsdk.flows import SendResult
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
+from mailsdk.pool._concurrency import Concurrency
 from mailsdk.pool._sync_batch import BatchRun
 from mailsdk.pool._telemetry import PoolTelemetry
 from mailsdk.pool._work import throttling
@@ -122,6 +123,11 @@ class Pool:
         """How many connections callers may use now: ``max_connections``, fewer after the
         server answered with throttling replies (see :meth:`throttled`)."""
         return self._book.concurrency.limit
+
+    @property
+    def adaptive(self) -> Concurrency:
+        """The adaptive connection limit itself (:attr:`concurrency` is its ``limit``)."""
+        return self._book.concurrency
 
     @property
     def epoch(self) -> int:
