@@ -147,7 +147,7 @@ class AsyncBatchRun:
                 await result
         if decision.throttled:
             await self._pool.throttled(work.epoch)
-        elif outcome.status is DeliveryStatus.ACCEPTED and self._limit.reduced:
+        elif outcome.status is DeliveryStatus.ACCEPTED and self._limit.limit < self._limit.ceiling:
             await self._pool.relieved(work.epoch)
 
     async def _requeue(self, work: Work) -> None:
@@ -226,7 +226,9 @@ class AsyncBatchRun:
     def _pace_now(self, work: Work, limiter: RateLimiter) -> bool:
         """Take the tokens from a blocking limiter without waiting: ``True`` when the send may
         go now; otherwise the wait is noted on the work (``ready``) and ``False`` returned."""
-        wait = checked_wait(limiter.reserve(messages=1, recipients=recipient_count(work.send)))
+        wait = limiter.reserve(messages=1, recipients=recipient_count(work.send))
+        if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
+            wait = checked_wait(wait)
         if wait <= 0:
             return True
         work.paced = True
