@@ -240,3 +240,67 @@ def test_a_failing_progress_callback_loses_no_outcome_from_the_report(
     accepted = {o.index for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED}
     assert accepted == {i for i, n in server.handler.kept.items() if n}  # none unaccounted
     assert len({o.index for o in report.outcomes}) == report.total
+
+
+_CTRL_C_SCRIPT = r"""
+import json, os, signal, sys
+import mailsdk
+from mailsdk import DeliveryStatus, Outgoing
+port = int(sys.argv[1])
+client = (mailsdk.ClientBuilder.smtp("127.0.0.1", port).with_tls("none")
+          .with_timeouts(10.0).with_local_hostname("client.test").build())
+items = [Outgoing(f"Subject: m{i}\r\n\r\nhello\r\n".encode(), sender="s@x.test",
+                  recipients=(f"m{i}-0@x.test",)) for i in range(20000)]
+with client.pool(max_connections=2) as pool:
+    pids = []
+    try:
+        with pool.send_batch(items, processes=2) as run:
+            for n, outcome in enumerate(run):
+                if n == 50:
+                    pids = [w.process.pid for w in run._workers]
+                    os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C in a terminal does
+    except KeyboardInterrupt:
+        pass
+    report = run.report
+alive = []
+for pid in pids:
+    try:
+        os.kill(pid, 0)
+        alive.append(pid)
+    except ProcessLookupError:
+        pass
+print(json.dumps({
+    "cancelled": report.cancelled,
+    "outcomes": [[o.index, o.status.value] for o in report.outcomes],
+    "alive": alive,
+}))
+"""
+
+
+def test_ctrl_c_stops_the_workers_and_reports_every_message_read(
+    faulty: Callable[..., FaultyServer], tmp_path: typing.Any
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    server = faulty()
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C_SCRIPT, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # its own process group, as a terminal's job would be
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["cancelled"] is True
+    assert result["alive"] == []  # no worker outlives the batch
+    outcomes = dict(result["outcomes"])
+    assert len(outcomes) == len(result["outcomes"]) < 20000  # one each; it stopped early
+    kept = {i for i, n in server.handler.kept.items() if n}
+    accepted = {i for i, status in outcomes.items() if status == "accepted"}
+    assert accepted == kept  # what the server took is reported delivered, and only that
+    assert set(outcomes.values()) <= {"accepted", "failed"}  # nothing was cut mid-send

@@ -148,8 +148,18 @@ class _Feed:
             self._ended = True
 
     def unread(self) -> list[int]:
-        """The indices handed to this worker and never given to its batch."""
-        return [index for index, _ in self._buffer]
+        """The indices handed to this worker and never given to its batch: those buffered,
+        and those of chunks that arrived after the stop (still in the inbox)."""
+        unread = [index for index, _ in self._buffer]
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return unread
+            if message[0] == "range":
+                unread.extend(range(message[1], message[2]))
+            elif message[0] == "items":
+                unread.extend(index for index, _ in message[1])
 
     def __iter__(self) -> Iterator[object]:
         buffer = self._buffer
