@@ -20,7 +20,7 @@ from tests._support.modes import plain_builder
 
 from mailsdk import DeliveryStatus, Outgoing, SendOutcome
 from mailsdk.batch import Progress, RetryPolicy, TokenBucket
-from mailsdk.errors import ConfigurationError, DeliveryUnknown, InvalidInputError
+from mailsdk.errors import ConfigurationError, DeliveryUnknown, InvalidInputError, MailError
 from mailsdk.pool import ProcessBatchRun
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -111,7 +111,7 @@ def test_a_killed_worker_leaves_unknown_outcomes_and_nothing_is_resent(
     server = faulty({40: "silent"}, silent_for=30.0)
     client = plain_builder(server.host, server.port).with_timeouts(30.0).build()
     with client.pool(max_connections=2) as pool:
-        run = pool.send_batch([item(i) for i in range(200)], processes=2)
+        run = pool.send_batch([item(i) for i in range(2000)], processes=2)
         assert isinstance(run, ProcessBatchRun)
         outcomes: list[SendOutcome] = []
 
@@ -125,14 +125,20 @@ def test_a_killed_worker_leaves_unknown_outcomes_and_nothing_is_resent(
 
         thread = threading.Thread(target=killer)
         thread.start()
-        outcomes = list(run)
+        with pytest.raises(MailError, match="every worker process of the batch stopped"):
+            outcomes.extend(run)  # the input was not read to the end: that is an error
         thread.join()
-    seen = one_each(outcomes, 200)
+    report = run.report
+    assert report.cancelled and report.total < 2000
+    seen = {o.index: o for o in report.outcomes}
+    assert len(seen) == report.total  # one outcome each
+    assert {o.index for o in outcomes} <= set(seen)
     assert seen[40].status is DeliveryStatus.UNKNOWN
     assert isinstance(seen[40].error, DeliveryUnknown)
     unknown = [i for i, o in seen.items() if o.status is DeliveryStatus.UNKNOWN]
     accepted = [i for i, o in seen.items() if o.status is DeliveryStatus.ACCEPTED]
-    assert set(unknown) | set(accepted) == set(range(200))
+    assert set(unknown) | set(accepted) == set(seen)
+    assert sorted(seen) == list(range(len(seen)))  # handed out in order: no gap
     assert all(server.handler.kept[i] == 1 for i in accepted)  # confirmed means the server has it
     assert all(n <= 1 for n in server.handler.kept_rcpt.values())  # and nothing twice
 

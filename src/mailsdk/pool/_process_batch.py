@@ -42,9 +42,15 @@ import attrs
 
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import RateLimiter
-from mailsdk.batch.report import BatchTracker, Progress
+from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
-from mailsdk.errors import ConfigurationError, ConnectionLost, DeliveryUnknown, InvalidInputError
+from mailsdk.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    DeliveryUnknown,
+    InvalidInputError,
+    MailError,
+)
 from mailsdk.flows import DeliveryStatus, SendOutcome
 
 if typing.TYPE_CHECKING:
@@ -273,6 +279,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         self._input: Iterator[tuple[int, object]] = enumerate(items)
         self._next = 0  # the next index of a Sequence input to hand out
         self._exhausted = False
+        self._complete = False  # the input was read to the end and every worker finished
         self._input_error: BaseException | None = None
         self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
         self._on_progress = on_progress
@@ -281,7 +288,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
-    def report(self) -> typing.Any:
+    def report(self) -> BatchReport:
         """The :class:`~mailsdk.batch.BatchReport` of what finished so far."""
         return self._tracker.report()
 
@@ -468,10 +475,19 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             self._stop()
         if self._input_error is not None:
             raise self._input_error
+        if not self._complete:
+            # Every worker died (their messages are UNKNOWN in the report): the rest of the
+            # input was never read, and the caller must hear that the batch did not finish.
+            codes = ", ".join(str(w.process.exitcode) for w in self._workers)
+            raise MailError(
+                f"every worker process of the batch stopped (exit codes {codes}) before the "
+                "input was read to the end; run.report has the outcomes of what they took"
+            )
 
     def _stop(self) -> None:
         """Hand out nothing more, let the workers finish, record every outcome left."""
-        self._tracker.cancelled = not self._exhausted or any(not w.finished for w in self._workers)
+        self._complete = self._exhausted and all(w.finished for w in self._workers)
+        self._tracker.cancelled = not self._complete
         self._exhausted = True
         for worker in self._workers:
             if not worker.finished:
