@@ -5,6 +5,11 @@ pool connection. On cancellation of the consuming task (or :meth:`AsyncBatchRun.
 workers get ``cancel_grace`` seconds to finish what they already sent; whatever is still in
 their hands then ends UNKNOWN (handed to a session) or FAILED (never sent), queued retries end
 FAILED, and the cancellation propagates.
+
+With a blocking limiter (the usual :class:`~mailsdk.batch.TokenBucket`) each connection is fed
+from a plain generator that never waits, so ``send_many`` pulls the next message without
+writing first and the next envelope shares the write of this message's end of data; an
+asyncio limiter, whose ``reserve()`` is awaited, gets an async generator instead.
 """
 
 from __future__ import annotations

@@ -1,12 +1,19 @@
 """The blocking batch runner: :class:`BatchRun`, what ``Pool.send_batch`` returns.
 
 Layer: L5c (pool). One worker thread per pool connection takes work from the shared
-:class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
-its checked-out session and reports each outcome; the consumer's thread yields them. Every item
-read from the input gets exactly one final outcome, also when the consumer stops early, raises
-(Ctrl-C) or closes the run: the workers finish what they already sent, queued retries end
-FAILED, and anything still in a worker's hands ends FAILED (never sent) or UNKNOWN (sent, no
+:class:`~mailsdk.pool._work.Scheduler`, checks a connection out, takes the shared rate limit's
+tokens once that connection is ready (so a send follows its tokens at once, never after a
+connect and a greeting), sends a run of items on it and reports each outcome; the consumer's
+thread yields them. At most ``pool.concurrency`` workers hold a connection at a time: when the
+server throttles, the pool cuts that number and the workers above it give their connections up
+(see :mod:`mailsdk.pool._concurrency`). Every item read from the input gets exactly one final
+outcome, also when the consumer stops early, raises (Ctrl-C) or closes the run: the workers
+finish what they already sent, queued retries end FAILED, and anything still in a worker's
+hands ends FAILED (never sent, with the typed ``never_started`` marker) or UNKNOWN (sent, no
 answer).
+
+The workers run in a copy of the consumer's context with the batch span current, so the
+sessions they open (and their per-message spans) descend from the batch span.
 """
 
 from __future__ import annotations
