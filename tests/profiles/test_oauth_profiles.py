@@ -247,3 +247,40 @@ ca_file = "{oauth_authority.ca_path}"
     with pytest.raises(TokenError):
         provider.get_token()  # nothing cached, no prompt: refuse rather than wait for a person
     assert oauth_authority.token_requests() == []
+
+
+def test_celery_and_django_send_with_an_oauth_profile(
+    tmp_path: pathlib.Path,
+    server: MailServer,
+    oauth_authority: OAuthAuthority,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("celery", reason="the celery extra is not installed")
+    pytest.importorskip("django", reason="the django extra is not installed")
+    from django.core import mail
+    from django.test import override_settings
+    from tests._support.django_setup import ensure_django
+
+    from mailsdk.integrations.celery import settings_from
+
+    monkeypatch.setenv("TEST_O365_SECRET", CLIENT_SECRET)
+    cache = f'cache_file = "{tmp_path / "msal-cache.json"}"\n'  # shared by both clients
+    profile = _profile(tmp_path, server, _msal_app_only(oauth_authority) + cache)
+    path = tmp_path / "config.toml"
+    conf = {"mailsdk_profile": profile.name, "mailsdk_config": str(path), "mailsdk_ledger": None}
+    client = settings_from(conf).client_factory()()  # what a Celery worker builds
+    with client.connect() as session:
+        session.send_message(MESSAGE, sender=MAILBOX, recipients=["celery@example.test"])
+    ensure_django()
+    with override_settings(
+        EMAIL_BACKEND="mailsdk.integrations.django.EmailBackend",
+        MAILSDK_PROFILE=profile.name,
+        MAILSDK_CONFIG_FILE=str(path),
+    ):
+        assert mail.send_mail("s", "b", MAILBOX, ["django@example.test"]) == 1
+    assert [m.rcpt_tos for m in server.messages] == [
+        ("celery@example.test",),
+        ("django@example.test",),
+    ]
+    assert [(x.mechanism, x.success) for x in server.logins] == [("XOAUTH2", True)] * 2
+    assert len(oauth_authority.token_requests("client_credentials")) == 1  # the cache served

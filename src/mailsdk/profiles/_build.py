@@ -194,7 +194,13 @@ def builder_for_profile(
     local = opts.local_hostname or profile.get("local_hostname")
     if local:
         builder = builder.with_local_hostname(str(local))
-    if not authenticate or (url_user and not opts.user):
+    if not authenticate:
+        return builder
+    if url_user and not opts.user:
+        if opts.auth:
+            raise ConfigurationError(
+                "the server URL names the user: give the mechanisms in it too (?auth=MECH)"
+            )
         return builder  # a user in the server URL brings its own authentication
     user = opts.user or profile.get("user")
     mechanisms = _mechanisms(opts.auth or profile.get("auth") or ())
