@@ -13,6 +13,7 @@ from mailsdk import Secret
 from mailsdk.auth.tokens import StaticTokenProvider
 from mailsdk.builder import ClientBuilder
 from mailsdk.errors import ConfigurationError
+from mailsdk.flows import TlsMode
 
 SECRET = "hunter2-Secret-value"
 TOKEN = StaticTokenProvider("t")
@@ -35,6 +36,8 @@ CASES: list[tuple[str, tuple[object, ...], dict[str, object], str, str]] = [
     ("with_credentials", (5, "pw"), {}, "username", "str"),
     ("with_credentials", ("me", 1234), {}, "password", "str or Secret"),
     ("with_credentials", ("me", b"pw"), {}, "password", "str or Secret"),
+    ("with_credentials", ("me", 987654321), {}, "password", "not an int"),  # never the value
+    ("with_token_provider", ("me", 987654321), {}, "provider", "not an int"),
     ("with_credentials", ("me", "pw"), {"mechanisms": [b"PLAIN"]}, "mechanisms", "names"),
     ("with_credentials", ("me", "pw"), {"mechanisms": 5}, "mechanisms", "names"),
     ("with_credentials", ("me", "pw"), {"authzid": 5}, "authzid", "str"),
@@ -104,7 +107,8 @@ def test_a_wrong_type_is_refused_at_the_call(
         getattr(_b(), method)(*args, **kwargs)
     message = str(refused.value)
     assert method in message and param in message and expected in message, message
-    assert SECRET not in message and SECRET not in repr(refused.value)
+    for secret in (SECRET, "987654321"):
+        assert secret not in message and secret not in repr(refused.value)
 
 
 def test_every_with_method_is_covered() -> None:
@@ -116,6 +120,7 @@ def test_every_with_method_is_covered() -> None:
     ("method", "args", "kwargs"),
     [
         ("with_tls", ("implicit",), {"server_hostname": "mx.example"}),
+        ("with_tls", (TlsMode.STARTTLS,), {}),
         ("with_credentials", ("me", Secret("pw")), {"mechanisms": "PLAIN"}),
         ("with_token_provider", ("me", TOKEN), {"mechanisms": ["XOAUTH2"]}),
         ("with_timeouts", ("2.5",), {}),  # a decimal str from an environment variable

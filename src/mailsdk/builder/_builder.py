@@ -209,7 +209,7 @@ class ClientBuilder:
         """
         given: object = mode
         choices = ", ".join(repr(m.value) for m in TlsMode)
-        if not isinstance(given, str):  # a TlsMode is a str too  # pyright: ignore[reportUnnecessaryIsInstance]
+        if not isinstance(given, TlsMode | str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise refused("with_tls", "mode", f"a TlsMode or one of {choices}", given)
         try:
             tls_mode = TlsMode(mode)
@@ -248,7 +248,7 @@ class ClientBuilder:
         """
         method = "with_credentials"
         expect_str(method, "username", username)
-        expect(method, "password", password, (str, Secret), "a str or Secret")
+        expect(method, "password", password, (str, Secret), "a str or Secret", shown=False)
         expect_mechanisms(method, mechanisms, optional=True)
         expect_str(method, "authzid", authzid, optional=True)
         expect_bool(method, "allow_plaintext", allow_plaintext)

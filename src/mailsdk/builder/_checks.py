@@ -30,29 +30,38 @@ __all__ = [
 _SHOWN: typing.Final = (bool, type(None), int, float)
 
 
-def _given(value: object) -> str:
-    if isinstance(value, _SHOWN):
+def _given(value: object, shown: bool) -> str:
+    if shown and isinstance(value, _SHOWN):
         return repr(value)
-    return f"a {type(value).__name__}"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-def refused(method: str, param: str, expected: str, value: object) -> ConfigurationError:
-    """The error for ``method``'s ``param``: what it expects and the type it got."""
+def refused(
+    method: str, param: str, expected: str, value: object, *, shown: bool = True
+) -> ConfigurationError:
+    """The error for ``method``'s ``param``: what it expects and what it got (a bool, None or
+    a number as such, anything else by its type; ``shown=False``: always by its type, for a
+    parameter that holds a secret)."""
     return ConfigurationError(
-        f"ClientBuilder.{method}: {param} must be {expected}, not {_given(value)}"
+        f"ClientBuilder.{method}: {param} must be {expected}, not {_given(value, shown)}"
     )
 
 
 def expect(
-    method: str, param: str, value: object, kind: type | tuple[type, ...], expected: str
+    method: str,
+    param: str,
+    value: object,
+    kind: type | tuple[type, ...],
+    expected: str,
+    *,
+    shown: bool = True,
 ) -> None:
     """``value`` is an instance of ``kind`` (a runtime-checkable protocol works too); a bool
     never passes for a number."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise refused(method, param, expected, value)
-    if not isinstance(value, kinds):
-        raise refused(method, param, expected, value)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise refused(method, param, expected, value, shown=shown)
 
 
 def expect_bool(method: str, param: str, value: object) -> None:
@@ -76,18 +85,21 @@ def expect_port(method: str, param: str, value: object) -> None:
         raise refused(method, param, "an int from 0 to 65535", value)
 
 
-def expect_method(method: str, param: str, value: object, name: str, expected: str) -> None:
+def expect_method(
+    method: str, param: str, value: object, name: str, expected: str, *, shown: bool = True
+) -> None:
     """``value`` has a callable ``name`` (a structural protocol with one entry point)."""
     if not callable(getattr(value, name, None)):
-        raise refused(method, param, expected, value)
+        raise refused(method, param, expected, value, shown=shown)
 
 
 def expect_token_provider(method: str, value: object) -> None:
     """A token provider, not a token string (which is never shown: it is the token)."""
     if isinstance(value, str | Secret):
         expected = "a token provider (wrap a fixed token in mailsdk.auth.StaticTokenProvider)"
-        raise refused(method, "provider", expected, value)
-    expect_method(method, "provider", value, "get_token", "a TokenProvider (with get_token())")
+        raise refused(method, "provider", expected, value, shown=False)
+    expected = "a TokenProvider (with get_token())"
+    expect_method(method, "provider", value, "get_token", expected, shown=False)
 
 
 def expect_mechanisms(method: str, mechanisms: object, *, optional: bool) -> None:
