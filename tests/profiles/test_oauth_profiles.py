@@ -108,6 +108,7 @@ async def test_an_msal_profile_sends_with_xoauth2(
         [
             repr(builder),
             repr(mode.build(builder)),
+            repr(token_provider_for_profile(profile)[0]),
             *spans,
             *(r.getMessage() for r in caplog.records),
         ],
@@ -157,8 +158,9 @@ ca_file = "{oauth_authority.ca_path}"
         assert [x.success for x in mail.logins] == [True]
     [request] = oauth_authority.token_requests("refresh_token")
     assert request.form["refresh_token"] == REFRESH_TOKEN
+    provider, _scopes = token_provider_for_profile(profile)
     _no_secret(
-        [repr(builder), *(r.getMessage() for r in caplog.records)],
+        [repr(builder), repr(provider), *(r.getMessage() for r in caplog.records)],
         CLIENT_SECRET,
         REFRESH_TOKEN,
         token,
