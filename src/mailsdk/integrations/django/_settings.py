@@ -118,7 +118,12 @@ def build_client(options: BackendOptions) -> Client:
     else:
         builder = builder.with_tls(mode)
     if options.timeout is not None:
-        if not math.isfinite(options.timeout) or options.timeout <= 0:
+        if (
+            isinstance(options.timeout, bool)
+            or not isinstance(options.timeout, int | float)
+            or not math.isfinite(options.timeout)
+            or options.timeout <= 0
+        ):
             raise ConfigurationError("EMAIL_TIMEOUT must be a positive number of seconds")
         builder = builder.with_timeouts(float(options.timeout))
     if options.token_provider:

@@ -52,10 +52,17 @@ def _setting(name: str, default: typing.Any = None) -> typing.Any:
 
 
 def _address(value: str) -> str:
-    _name, addr = email.utils.parseaddr(value)
-    if not addr:
-        raise InvalidInputError("an email address of the message is empty or malformed")
-    return addr
+    """The one address in ``value`` (``"Name <a@b>"`` or ``"a@b"``).
+
+    ``parseaddr`` alone returns the first address it can make out and drops the rest, so
+    ``"a@x, b@y"`` or ``"a@x\r\nRCPT TO:<c@z>"`` would quietly go to ``a@x`` only: refuse those.
+    """
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise InvalidInputError("an email address of the message is malformed")
+    found = email.utils.getaddresses([value])
+    if len(found) != 1 or not found[0][1]:
+        raise InvalidInputError("an email address of the message is empty or is not one address")
+    return found[0][1]
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
