@@ -51,7 +51,7 @@ def _setting(name: str, default: typing.Any = None) -> typing.Any:
     return getattr(settings, name, default)
 
 
-def _address(value: str) -> str:
+def _address(value: object) -> str:
     """The one address in ``value`` (``"Name <a@b>"`` or ``"a@b"``).
 
     ``parseaddr`` alone returns the first address it can make out and drops the rest, so
