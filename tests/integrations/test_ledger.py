@@ -230,3 +230,71 @@ def test_the_review_command_lists_and_resolves_parked_messages(
         check=False,
     )
     assert down.returncode == 1 and "pw-x1" not in down.stderr + down.stdout
+
+
+def _park(ledger: DeliveryLedger, key: str) -> None:
+    claim = ledger.claim(key)
+    assert ledger.sending(key, claim.owner)
+    assert ledger.record(key, claim.owner, DeliveryStatus.UNKNOWN, {"error": "ReadTimeout"})
+
+
+def test_resolve_changes_only_a_parked_message(redis_client: redis.Redis) -> None:
+    ledger = DeliveryLedger(redis_client, "t")
+    done = ledger.claim("sent")
+    ledger.sending("sent", done.owner)
+    ledger.record("sent", done.owner, DeliveryStatus.ACCEPTED, {"queue_id": "Q1"})
+    # "not delivered" on an accepted message used to drop its entry: the next send went out.
+    assert ledger.resolve("sent", delivered=False) is False
+    assert ledger.claim("sent").verdict == "accepted"
+    # ... and on a message a live worker is sending right now, its claim.
+    live = ledger.claim("live")
+    ledger.sending("live", live.owner)
+    assert ledger.resolve("live", delivered=False) is False
+    assert ledger.claim("live").verdict == "busy"
+    assert ledger.record("live", live.owner, DeliveryStatus.ACCEPTED) is True
+    # "delivered" on a mistyped key used to create an accepted entry that never expired.
+    assert ledger.resolve("typo", delivered=True) is False
+    assert ledger.get("typo") is None
+    _park(ledger, "parked")
+    assert ledger.resolve("parked", delivered=True) is True
+    entry = ledger.get("parked")
+    assert entry is not None and entry.state is LedgerState.ACCEPTED
+    assert 0 < redis_client.ttl(ledger._entry("parked")) <= 7 * 24 * 3600  # kept for retention
+    assert ledger.resolve("parked", delivered=True) is False  # resolved already
+
+
+def test_expired_parked_entries_never_hide_live_ones(redis_client: redis.Redis) -> None:
+    ledger = DeliveryLedger(redis_client, "t", claim_ttl=1, retention=1)
+    for n in range(3):
+        _park(ledger, f"old-{n}")
+    time.sleep(2.2)  # their entries expire after retention; the parked set still names them
+    _park(ledger, "new")
+    assert [e.key for e in ledger.unknown(limit=1)] == ["new"]
+    assert [e.key for e in ledger.unknown()] == ["new"]
+    assert redis_client.zcard(ledger._parked) == 1  # the expired ones were dropped
+
+
+def test_the_review_command_refuses_to_resolve_a_key_that_is_not_parked(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ledger = DeliveryLedger(redis_client, "ops")
+    done = ledger.claim("<sent@x>")
+    ledger.record("<sent@x>", done.owner, DeliveryStatus.ACCEPTED)
+    _park(ledger, "<lost@x>")
+    command = [sys.executable, "-m", "mailsdk.integrations.redis", "resolve", "--ledger", "ops"]
+    proc = subprocess.run(
+        [*command, "--not-delivered", "<sent@x>", "<lost@x>"],
+        env={**os.environ, "MAILSDK_REDIS_URL": redis_server.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "<sent@x>" in proc.stderr and "accepted" in proc.stderr
+    assert ledger.claim("<sent@x>").verdict == "accepted"  # never sent twice
+    assert ledger.get("<lost@x>") is None  # the parked one was resolved

@@ -10,8 +10,10 @@ from __future__ import annotations
 __all__ = [
     "LEDGER_CLAIM",
     "LEDGER_MARK_SENDING",
+    "LEDGER_PRUNE",
     "LEDGER_RECORD",
     "LEDGER_RENEW",
+    "LEDGER_RESOLVE",
     "RATE_RESERVE",
     "SEMAPHORE_ACQUIRE",
     "SEMAPHORE_RELEASE",
@@ -127,6 +129,7 @@ if expires > now then return {'busy', attempts} end
 if state == 'claimed' then return claim() end
 redis.call('HSET', KEYS[1], 'state', 'unknown', 'owner', '', 'updated', now,
   'reason', 'the worker sending it stopped before recording the outcome')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[2], now, ARGV[4])
 return {'unknown', attempts}
 """
@@ -181,4 +184,40 @@ for i = 1, #KEYS do
   end
 end
 return renewed
+"""
+
+#: Close the review of a parked message. KEYS[1] = entry, KEYS[2] = parked set; ARGV =
+#: delivered (1/0), message key, entry_ttl_s. Only an entry that is ``unknown`` now is changed:
+#: a mistyped key, or one already accepted or being sent by a live worker, must not be
+#: rewritten (dropping an ``accepted`` entry would let the message go out twice). Returns the
+#: state found (``unknown`` when resolved, ``''`` when the ledger has no such entry).
+LEDGER_RESOLVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'unknown' then
+  redis.call('ZREM', KEYS[2], ARGV[2])  -- a stale member (its entry expired or moved on)
+  return state or ''
+end
+if ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'accepted', 'owner', '', 'updated', now,
+    'reason', 'reviewed: delivered')
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+else
+  redis.call('DEL', KEYS[1])
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 'unknown'
+"""
+
+#: Drop members of the parked set whose entry is gone (expired) or no longer ``unknown``.
+#: KEYS[1] = parked set, KEYS[2..] = entries; ARGV = their message keys. Returns how many.
+LEDGER_PRUNE = """
+local dropped = 0
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'state') ~= 'unknown' then
+    dropped = dropped + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+  end
+end
+return dropped
 """

@@ -22,6 +22,7 @@ The ledger must survive a Redis restart, so run Redis with persistence (``append
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -42,6 +43,8 @@ _CLAIM = Script(_scripts.LEDGER_CLAIM)
 _SENDING = Script(_scripts.LEDGER_MARK_SENDING)
 _RECORD = Script(_scripts.LEDGER_RECORD)
 _RENEW = Script(_scripts.LEDGER_RENEW)
+_RESOLVE = Script(_scripts.LEDGER_RESOLVE)
+_PRUNE = Script(_scripts.LEDGER_PRUNE)
 
 
 class LedgerState(enum.Enum):
@@ -212,32 +215,51 @@ class DeliveryLedger:
         )
 
     def unknown(self, limit: int = 1000) -> list[LedgerEntry]:
-        """The messages parked as UNKNOWN, oldest first: review each, then :meth:`resolve` it."""
-        keys = run(self._client, lambda: self._client.zrange(self._parked, 0, limit - 1))
-        entries = []
-        for raw in keys:
-            key = raw.decode("utf-8", "surrogateescape")
-            entry = self.get(key)
-            if entry is not None and entry.state is LedgerState.UNKNOWN:
-                entries.append(entry)
+        """The messages parked as UNKNOWN, oldest first: review each, then :meth:`resolve` it.
+
+        Parked keys whose entry expired (after ``retention``) or moved on are dropped from the
+        parked set as they are met, so they never crowd live ones out of the first ``limit``.
+        """
+        entries: list[LedgerEntry] = []
+        start = 0
+        page = max(1, min(limit, 500))
+        while len(entries) < limit:
+            page_of = functools.partial(self._client.zrange, self._parked, start, start + page - 1)
+            keys = run(self._client, page_of)
+            if not keys:
+                break
+            stale: list[str] = []
+            for raw in keys:
+                key = raw.decode("utf-8", "surrogateescape")
+                entry = self.get(key)
+                if entry is not None and entry.state is LedgerState.UNKNOWN:
+                    if len(entries) < limit:
+                        entries.append(entry)
+                else:
+                    stale.append(key)
+            if stale:  # atomically: only those still not UNKNOWN (one may be parked again)
+                entry_keys = [self._entry(key) for key in stale]
+                dropped = int(_PRUNE(self._client, [self._parked, *entry_keys], stale))
+            else:
+                dropped = 0
+            start += len(keys) - dropped
         return entries
 
-    def resolve(self, key: str, *, delivered: bool) -> None:
+    def resolve(self, key: str, *, delivered: bool) -> bool:
         """Close the review of a parked message.
+
+        Only a message parked as UNKNOWN now is changed: a mistyped key, or one the ledger
+        shows accepted (or being sent right now), is left alone and ``False`` returned.
 
         Args:
             key: the message key.
             delivered: ``True`` when it did arrive (recorded as accepted, never sent again);
                 ``False`` when it did not (the entry is dropped: the next send of it goes out).
+
+        Returns:
+            ``True`` when the message was parked and is resolved now.
         """
-
-        def apply() -> None:
-            pipe = self._client.pipeline(transaction=True)
-            if delivered:
-                pipe.hset(self._entry(key), mapping={"state": "accepted", "reason": "reviewed"})
-            else:
-                pipe.delete(self._entry(key))
-            pipe.zrem(self._parked, key)
-            pipe.execute()
-
-        run(self._client, apply)
+        args: list[str | int | float] = [1 if delivered else 0, key, self._retention_s]
+        found = _RESOLVE(self._client, [self._entry(key), self._parked], args)
+        text = found.decode() if isinstance(found, bytes) else str(found)
+        return text == LedgerState.UNKNOWN.value
