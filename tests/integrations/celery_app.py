@@ -39,7 +39,11 @@ app.conf.update(
     mailsdk_claim_ttl=float(_env("MAILSDK_TEST_CLAIM_TTL", "30")),
     mailsdk_lease_ttl=float(_env("MAILSDK_TEST_LEASE_TTL", "5")),
     mailsdk_idle_timeout=float(_env("MAILSDK_TEST_IDLE", "2")),
-    mailsdk_retry={"attempts": 8, "backoff": 0.5, "max_delay": 4.0},
+    mailsdk_retry={
+        "attempts": int(_env("MAILSDK_TEST_RETRY_ATTEMPTS", "8")),
+        "backoff": float(_env("MAILSDK_TEST_RETRY_BACKOFF", "0.5")),
+        "max_delay": 4.0,
+    },
 )
 if _env("MAILSDK_TEST_RATE"):
     app.conf.mailsdk_message_rates = [

@@ -54,6 +54,12 @@ DEFERRED = "deferred"
 
 _T = typing.TypeVar("_T")
 
+#: Why a message another live sender holds was not attempted, by the holder's ledger state.
+_BUSY: typing.Final = {
+    "claimed": "claimed by another worker",
+    "sending": "being sent by another worker",
+}
+
 
 def _patient(call: typing.Callable[[], _T], patience: float) -> _T:
     """Run a Redis call, retrying for ``patience`` seconds while Redis is down (a restart)."""
@@ -199,7 +205,13 @@ class _Chunk:
                     mine.append(pos)
                     self.claims[pos] = claim.attempts
                 elif claim.verdict == "busy":
-                    self.results[pos] = _deferred(index, item.key, "claimed by another worker")
+                    self.results[pos] = {
+                        **_deferred(index, item.key, _BUSY.get(claim.holder, _BUSY["claimed"])),
+                        # When to look again (a dead holder's claim has lapsed by then), and
+                        # whether the message may be at the server already.
+                        "retry_after": claim.lapses_in,
+                        "holder": claim.holder,
+                    }
                 else:
                     self.results[pos] = {
                         "index": index,

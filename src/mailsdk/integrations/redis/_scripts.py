@@ -100,10 +100,11 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 #: Claim a message before sending it. KEYS[1] = entry hash, KEYS[2] = parked-UNKNOWN sorted set.
-#: ARGV = owner, claim_ttl_ms, entry_ttl_s, message key. Returns {verdict, attempts}:
-#: ``claimed`` (send it), ``accepted``/``partial``/``refused`` (done: never resend), ``unknown``
-#: (parked for review), ``busy`` (a live claim of another owner). A claim that expired while its
-#: owner was ``sending`` may have written end-of-data: it is parked as UNKNOWN, never resent.
+#: ARGV = owner, claim_ttl_ms, entry_ttl_s, message key. Returns {verdict, attempts} (and for
+#: ``busy`` also the ms until the holder's claim lapses and the holder's state): ``claimed``
+#: (send it), ``accepted``/``partial``/``refused`` (done: never resend), ``unknown`` (parked for
+#: review), ``busy`` (a live claim of another owner). A claim that expired while its owner was
+#: ``sending`` may have written end-of-data: it is parked as UNKNOWN, never resent.
 LEDGER_CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -123,9 +124,10 @@ if state == 'accepted' or state == 'partial' or state == 'refused' or state == '
 end
 if owner == ARGV[1] then
   redis.call('HSET', KEYS[1], 'expires', now + tonumber(ARGV[2]))
-  return {state == 'claimed' and 'claimed' or 'busy', attempts}
+  if state == 'claimed' then return {'claimed', attempts} end
+  return {'busy', attempts, tonumber(ARGV[2]), state}
 end
-if expires > now then return {'busy', attempts} end
+if expires > now then return {'busy', attempts, expires - now, state} end
 if state == 'claimed' then return claim() end
 redis.call('HSET', KEYS[1], 'state', 'unknown', 'owner', '', 'updated', now,
   'reason', 'the worker sending it stopped before recording the outcome')

@@ -73,11 +73,17 @@ class Claim(typing.NamedTuple):
             ``busy`` (another live owner is on it: do not send now, look again later).
         owner: the owner token to pass to :meth:`DeliveryLedger.sending` / ``record``.
         attempts: how many claims the message has had.
+        holder: for ``busy``, the live holder's state: ``claimed`` (not sent yet) or
+            ``sending`` (it may be at the server now); else empty.
+        lapses_in: for ``busy``, the seconds until the holder's claim lapses unless renewed
+            (look again then: a dead holder's message is taken over or parked UNKNOWN).
     """
 
     verdict: str
     owner: str
     attempts: int
+    holder: str = ""
+    lapses_in: float = 0.0
 
     @property
     def may_send(self) -> bool:
@@ -150,9 +156,13 @@ class DeliveryLedger:
         """
         owner = owner or uuid.uuid4().hex
         args: list[str | int | float] = [owner, self._claim_ms, self._retention_s, key]
-        verdict, attempts = _CLAIM(self._client, [self._entry(key), self._parked], args)
+        reply = _CLAIM(self._client, [self._entry(key), self._parked], args)
+        verdict, attempts = reply[0], reply[1]
         text = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
-        return Claim(text, owner, int(attempts))
+        if len(reply) < 4:
+            return Claim(text, owner, int(attempts))
+        holder = reply[3].decode() if isinstance(reply[3], bytes) else str(reply[3])
+        return Claim(text, owner, int(attempts), holder, max(0, int(reply[2])) / 1000)
 
     def sending(self, key: str, owner: str) -> bool:
         """Mark a claimed message as being sent (call right before the transaction starts).

@@ -1,0 +1,102 @@
+"""The Celery tasks in real prefork workers (Redis broker) in front of aiosmtpd: retries, the
+ledger's verdicts and what the results say. The real-Postfix runs are in test_celery_cluster.
+
+Markers: ``celery`` and ``redis`` (skipped with the reason when redis-server or the extras are
+missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("redis", reason="the redis extra is not installed")
+pytest.importorskip("celery", reason="the celery extra is not installed")
+
+import redis
+from tests._support.redis_server import RedisServer
+from tests._support.smtpd import SmtpdServer
+from tests._support.tcp_relay import CountingRelay
+
+from mailsdk import DeliveryStatus, Outgoing
+from mailsdk.integrations.celery import send_batch
+from mailsdk.integrations.redis import DeliveryLedger, LedgerState
+
+from .conftest import Cluster
+
+pytestmark = [pytest.mark.celery, pytest.mark.redis, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def local_cluster(
+    smtpd_factory: Callable[..., SmtpdServer], fresh_redis: RedisServer, tmp_path: Path
+) -> Iterator[tuple[Cluster, SmtpdServer]]:
+    """Celery workers (started by the test) sending to aiosmtpd through a counting relay."""
+    server = smtpd_factory()
+    relay = CountingRelay(server.host, server.port)
+    cluster = Cluster(fresh_redis, relay, tmp_path)
+    try:
+        yield cluster, server
+    finally:
+        cluster.stop()
+        relay.close()
+
+
+def _outgoing(key: str) -> Outgoing:
+    raw = f"From: a@client.test\r\nTo: bob@example.test\r\nMessage-ID: {key}\r\n\r\nhi\r\n"
+    return Outgoing(raw.encode(), sender="a@client.test", recipients=["bob@example.test"])
+
+
+def test_a_dead_workers_claims_are_waited_out_not_reported_as_never_sent(
+    local_cluster: tuple[Cluster, SmtpdServer],
+) -> None:
+    cluster, server = local_cluster
+    # Retries that run out long before a claim lapses (the defaults: 30 s of backoff against a
+    # 300 s claim_ttl), scaled down: 2 tries 0.2 s apart against a 4 s claim.
+    cluster.start(1, concurrency=1, retry_attempts="2", retry_backoff="0.2")
+    client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
+    dead = DeliveryLedger(client, "itest", claim_ttl=4)
+    # A worker that died (SIGKILL) mid-chunk: one message marked "sending" (its end-of-data
+    # may have gone out), one merely "claimed" (never handed to the server).
+    gone = dead.claim("<sending@t>", owner="dead")
+    assert gone.may_send and dead.sending("<sending@t>", "dead")
+    assert dead.claim("<claimed@t>", owner="dead").may_send
+    try:
+        report = send_batch(
+            cluster.tasks,
+            [_outgoing("<sending@t>"), _outgoing("<claimed@t>")],
+            timeout=60,
+        )
+        by_key = {o.key: o for o in report.outcomes}
+        # Before: both retried while the dead claims were live, ran out of tries and came back
+        # FAILED "not sent", the "sending" one possibly delivered, the "claimed" one never sent.
+        assert by_key["<claimed@t>"].status is DeliveryStatus.ACCEPTED, cluster.logs()
+        assert by_key["<sending@t>"].status is DeliveryStatus.UNKNOWN, cluster.logs()
+        assert [m.rcpt_tos for m in server.recorder.messages] == [["bob@example.test"]]
+        parked = dead.unknown()
+        assert [e.key for e in parked] == ["<sending@t>"]
+        entry = dead.get("<claimed@t>")
+        assert entry is not None and entry.state is LedgerState.ACCEPTED
+    finally:
+        client.close()
+
+
+def test_a_message_another_live_worker_is_sending_is_never_reported_unsent(
+    local_cluster: tuple[Cluster, SmtpdServer],
+) -> None:
+    cluster, server = local_cluster
+    cluster.start(1, concurrency=1, retry_attempts="1")
+    client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
+    other = DeliveryLedger(client, "itest", claim_ttl=60)
+    assert other.claim("<busy@t>", owner="alive").may_send
+    assert other.sending("<busy@t>", "alive")  # a live worker is in the transaction
+    try:
+        report = send_batch(cluster.tasks, [_outgoing("<busy@t>")], timeout=60)
+        [outcome] = report.outcomes
+        # It may be at the server right now: UNKNOWN, not FAILED "never sent".
+        assert outcome.status is DeliveryStatus.UNKNOWN, outcome
+        assert server.recorder.messages == []  # and this task did not send it again
+    finally:
+        client.close()
