@@ -7,6 +7,9 @@ missing).
 
 from __future__ import annotations
 
+import json
+import time
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -100,3 +103,40 @@ def test_a_message_another_live_worker_is_sending_is_never_reported_unsent(
         assert server.recorder.messages == []  # and this task did not send it again
     finally:
         client.close()
+
+
+def _spans(path: Path, name: str, count: int) -> list[dict[str, typing.Any]]:
+    deadline = time.monotonic() + 15
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        spans = [json.loads(line) for line in lines]
+        named = [s for s in spans if s["name"] == name]
+        if len(named) >= count or time.monotonic() > deadline:
+            return named
+        time.sleep(0.1)
+
+
+def test_the_trace_context_survives_a_celery_retry(
+    local_cluster: tuple[Cluster, SmtpdServer],
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    cluster, _server = local_cluster
+    span_file = cluster.log_dir / "spans.jsonl"
+    cluster.start(1, concurrency=1, retry_attempts="3", span_file=str(span_file))
+    client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
+    try:
+        # Held by a "dead" worker for 1 s: the first run defers it, the retry sends it.
+        assert DeliveryLedger(client, "itest", claim_ttl=1).claim("<r@t>", owner="x").may_send
+        tracer = TracerProvider().get_tracer("test-producer")
+        with tracer.start_as_current_span("producer") as producer:
+            report = send_batch(cluster.tasks, [_outgoing("<r@t>")], timeout=60)
+        assert report.outcomes[0].status is DeliveryStatus.ACCEPTED, cluster.logs()
+    finally:
+        client.close()
+    runs = _spans(span_file, "mailsdk.celery.send_chunk", 2)
+    assert len(runs) == 2, runs  # the first run and its retry
+    trace_id = f"{producer.get_span_context().trace_id:032x}"
+    parent = f"{producer.get_span_context().span_id:016x}"
+    # Before: the retry's span started a trace of its own (the header was not carried over).
+    assert [(s["trace_id"], s["parent_id"]) for s in runs] == [(trace_id, parent)] * 2
