@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,3 +141,41 @@ def test_the_trace_context_survives_a_celery_retry(
     parent = f"{producer.get_span_context().span_id:016x}"
     # Before: the retry's span started a trace of its own (the header was not carried over).
     assert [(s["trace_id"], s["parent_id"]) for s in runs] == [(trace_id, parent)] * 2
+
+
+_HANDOFF = types.SimpleNamespace(tasks=None)
+
+
+def test_django_hand_off_of_one_message_id_to_different_people_sends_each(
+    local_cluster: tuple[Cluster, SmtpdServer],
+) -> None:
+    pytest.importorskip("django", reason="the django extra is not installed")
+    from django.core import mail
+    from django.test import override_settings
+    from tests._support.django_setup import ensure_django
+
+    ensure_django()
+    cluster, server = local_cluster
+    cluster.start(1, concurrency=1)
+    _HANDOFF.tasks = cluster.tasks
+    people = ["bob@example.test", "carol@example.test", "dave@example.test"]
+    with override_settings(MAILSDK_CELERY_TASKS=f"{__name__}:_HANDOFF.tasks"):
+        # One announcement, one fixed Message-ID, sent to each person on their own.
+        messages = [
+            mail.EmailMessage(
+                "news", "body", "a@client.test", [person], headers={"Message-ID": "<news@t>"}
+            )
+            for person in people
+        ]
+        assert mail.get_connection().send_messages(messages[:2]) == 2
+        third = messages[2]
+        assert mail.get_connection().send_messages([third]) == 1  # a later call
+        deadline = time.monotonic() + 30
+        while len(server.recorder.messages) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Before: the ledger keyed all three by the Message-ID alone and sent only the first.
+        assert sorted(r for m in server.recorder.messages for r in m.rcpt_tos) == people
+        # The very same delivery handed over twice (a duplicate publish) still goes out once.
+        assert mail.get_connection().send_messages([third]) == 1
+        time.sleep(2)
+        assert len(server.recorder.messages) == 3, cluster.logs()

@@ -228,6 +228,16 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             payloads = [encode_item(item) for item in items]
             for index, payload in enumerate(payloads):
                 payload["index"] = index
+                # The ledger key: the Message-ID *and* the envelope. Django users cannot set
+                # Outgoing.key, and one Message-ID sent to different people (a fixed header
+                # with send_mass_mail) is several deliveries: keyed by the Message-ID alone,
+                # the ledger called every one after the first a duplicate and dropped it.
+                payload["key"] = f"{payload['key']} to {','.join(sorted(payload['recipients']))}"
+            keys = [payload["key"] for payload in payloads]
+            if len(set(keys)) != len(keys):
+                raise InvalidInputError(
+                    "two messages of one send_messages call share a Message-ID and recipients"
+                )
             tasks.send_chunk.apply_async(kwargs={"items": payloads})
         except Exception:
             if not self.fail_silently:
