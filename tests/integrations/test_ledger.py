@@ -298,3 +298,27 @@ def test_the_review_command_refuses_to_resolve_a_key_that_is_not_parked(
     assert "<sent@x>" in proc.stderr and "accepted" in proc.stderr
     assert ledger.claim("<sent@x>").verdict == "accepted"  # never sent twice
     assert ledger.get("<lost@x>") is None  # the parked one was resolved
+
+
+def test_a_message_left_sending_is_listed_unknown_without_a_second_claim(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = DeliveryLedger(redis_client, "t", claim_ttl=1)
+    dead = ledger.claim("<gone@x>")
+    assert ledger.sending("<gone@x>", dead.owner)  # ... then its worker died (or was revoked)
+    live = ledger.claim("<live@x>")
+    assert ledger.sending("<live@x>", live.owner)
+    done = ledger.claim("<done@x>")
+    assert ledger.sending("<done@x>", done.owner)
+    assert ledger.record("<done@x>", done.owner, DeliveryStatus.ACCEPTED)
+    until = time.monotonic() + 1.6  # <gone@x>'s claim lapses; <live@x>'s is kept alive
+    while time.monotonic() < until:
+        assert ledger.renew(["<live@x>"], live.owner) == 1
+        time.sleep(0.1)
+    # Before: nobody claimed <gone@x> again (its task was not redelivered), so it stayed
+    # "sending" for good and the review list never showed it.
+    assert [e.key for e in ledger.unknown()] == ["<gone@x>"]
+    assert ledger.claim("<gone@x>").verdict == "unknown"  # and it is never resent
+    assert ledger.claim("<live@x>").verdict == "busy"  # a live sender's message is left alone
+    assert ledger.record("<live@x>", live.owner, DeliveryStatus.ACCEPTED)
+    assert redis_client.zcard(ledger._in_flight) == 0

@@ -14,6 +14,7 @@ __all__ = [
     "LEDGER_RECORD",
     "LEDGER_RENEW",
     "LEDGER_RESOLVE",
+    "LEDGER_SWEEP",
     "RATE_RESERVE",
     "SEMAPHORE_ACQUIRE",
     "SEMAPHORE_RELEASE",
@@ -99,7 +100,8 @@ SEMAPHORE_RELEASE = """
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
-#: Claim a message before sending it. KEYS[1] = entry hash, KEYS[2] = parked-UNKNOWN sorted set.
+#: Claim a message before sending it. KEYS[1] = entry hash, KEYS[2] = parked-UNKNOWN sorted set,
+#: KEYS[3] = the ``sending`` index (entry names scored by claim expiry, see LEDGER_SWEEP).
 #: ARGV = owner, claim_ttl_ms, entry_ttl_s, message key. Returns {verdict, attempts} (and for
 #: ``busy`` also the ms until the holder's claim lapses and the holder's state): ``claimed``
 #: (send it), ``accepted``/``partial``/``refused`` (done: never resend), ``unknown`` (parked for
@@ -133,11 +135,13 @@ redis.call('HSET', KEYS[1], 'state', 'unknown', 'owner', '', 'updated', now,
   'reason', 'the worker sending it stopped before recording the outcome')
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('ZREM', KEYS[3], KEYS[1])
 return {'unknown', attempts}
 """
 
-#: ``claimed`` -> ``sending`` for the owner of a live claim. KEYS[1] = entry; ARGV = owner,
-#: claim_ttl_ms. 1 when the owner may send now; 0 when the claim was lost (do not send).
+#: ``claimed`` -> ``sending`` for the owner of a live claim. KEYS[1] = entry, KEYS[2] = the
+#: ``sending`` index; ARGV = owner, claim_ttl_ms. 1 when the owner may send now; 0 when the
+#: claim was lost (do not send).
 #: Idempotent for the owner, so a call whose reply was lost (Redis restarting) can be repeated.
 LEDGER_MARK_SENDING = """
 local t = redis.call('TIME')
@@ -146,10 +150,12 @@ local e = redis.call('HMGET', KEYS[1], 'state', 'owner', 'expires')
 if e[1] == 'sending' and e[2] == ARGV[1] then return 1 end
 if e[1] ~= 'claimed' or e[2] ~= ARGV[1] or tonumber(e[3] or '0') <= now then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'sending', 'expires', now + tonumber(ARGV[2]), 'updated', now)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
 return 1
 """
 
-#: Record an outcome. KEYS[1] = entry, KEYS[2] = parked set; ARGV = owner, state, detail JSON,
+#: Record an outcome. KEYS[1] = entry, KEYS[2] = parked set, KEYS[3] = the ``sending`` index;
+#: ARGV = owner, state, detail JSON,
 #: entry_ttl_s, message key. Allowed for the claim's owner, and over an UNKNOWN parked because
 #: the owner's claim expired (the real outcome is better than a guess). 1 = recorded.
 LEDGER_RECORD = """
@@ -162,6 +168,7 @@ if e[1] == 'unknown' and ARGV[2] ~= 'accepted' and ARGV[2] ~= 'partial'
   and ARGV[2] ~= 'refused' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'owner', '', 'detail', ARGV[3], 'updated', now)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('ZREM', KEYS[3], KEYS[1])
 if ARGV[2] == 'unknown' then
   redis.call('ZADD', KEYS[2], now, ARGV[5])
 else
@@ -222,4 +229,30 @@ for i = 2, #KEYS do
   end
 end
 return dropped
+"""
+
+#: Park one message a sender left ``sending`` when its claim lapsed, without waiting for a
+#: second claim of it (a task that is never delivered again, a revoked one): so the review
+#: list shows every message that may be at the server. KEYS[1] = entry, KEYS[2] = parked set,
+#: KEYS[3] = the ``sending`` index; ARGV = entry_ttl_s. 1 when parked; a live one is re-scored
+#: to its claim's current expiry, a stale index member dropped.
+LEDGER_SWEEP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local e = redis.call('HMGET', KEYS[1], 'state', 'expires', 'key')
+local expires = tonumber(e[2] or '0')
+if e[1] ~= 'sending' or not e[3] then
+  redis.call('ZREM', KEYS[3], KEYS[1])
+  return 0
+end
+if expires > now then
+  redis.call('ZADD', KEYS[3], expires, KEYS[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'unknown', 'owner', '', 'updated', now,
+  'reason', 'the worker sending it stopped before recording the outcome')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('ZADD', KEYS[2], now, e[3])
+redis.call('ZREM', KEYS[3], KEYS[1])
+return 1
 """

@@ -45,6 +45,7 @@ _RECORD = Script(_scripts.LEDGER_RECORD)
 _RENEW = Script(_scripts.LEDGER_RENEW)
 _RESOLVE = Script(_scripts.LEDGER_RESOLVE)
 _PRUNE = Script(_scripts.LEDGER_PRUNE)
+_SWEEP = Script(_scripts.LEDGER_SWEEP)
 
 
 class LedgerState(enum.Enum):
@@ -133,6 +134,7 @@ class DeliveryLedger:
         self._client = client
         self._base = f"{prefix}:ledger:{{{name}}}"
         self._parked = f"{self._base}:unknown"
+        self._in_flight = f"{self._base}:sending"  # entries marked sending, by claim expiry
         self._claim_ms = max(100, math.ceil(claim_ttl * 1000))
         self._retention_s = math.ceil(retention)
         self.claim_ttl = claim_ttl
@@ -156,7 +158,8 @@ class DeliveryLedger:
         """
         owner = owner or uuid.uuid4().hex
         args: list[str | int | float] = [owner, self._claim_ms, self._retention_s, key]
-        reply = _CLAIM(self._client, [self._entry(key), self._parked], args)
+        keys = [self._entry(key), self._parked, self._in_flight]
+        reply = _CLAIM(self._client, keys, args)
         verdict, attempts = reply[0], reply[1]
         text = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
         if len(reply) < 4:
@@ -170,7 +173,8 @@ class DeliveryLedger:
         Returns:
             ``True`` if the caller still owns it; ``False`` if the claim was lost (do not send).
         """
-        return int(_SENDING(self._client, [self._entry(key)], [owner, self._claim_ms])) == 1
+        keys = [self._entry(key), self._in_flight]
+        return int(_SENDING(self._client, keys, [owner, self._claim_ms])) == 1
 
     def renew(self, keys: typing.Sequence[str], owner: str) -> int:
         """Extend ``owner``'s live claims (``claimed`` or ``sending``) of ``keys`` by ``claim_ttl``.
@@ -206,7 +210,8 @@ class DeliveryLedger:
             self._retention_s,
             key,
         ]
-        return int(_RECORD(self._client, [self._entry(key), self._parked], args)) == 1
+        keys = [self._entry(key), self._parked, self._in_flight]
+        return int(_RECORD(self._client, keys, args)) == 1
 
     def get(self, key: str) -> LedgerEntry | None:
         """The entry of ``key``, or ``None`` when the ledger has never seen it."""
@@ -227,9 +232,12 @@ class DeliveryLedger:
     def unknown(self, limit: int = 1000) -> list[LedgerEntry]:
         """The messages parked as UNKNOWN, oldest first: review each, then :meth:`resolve` it.
 
+        First parks every message a sender left ``sending`` whose claim has lapsed (it died
+        mid-transaction and no task claimed the message again), so the list is complete.
         Parked keys whose entry expired (after ``retention``) or moved on are dropped from the
         parked set as they are met, so they never crowd live ones out of the first ``limit``.
         """
+        self._sweep()
         entries: list[LedgerEntry] = []
         start = 0
         page = max(1, min(limit, 500))
@@ -254,6 +262,17 @@ class DeliveryLedger:
                 dropped = 0
             start += len(keys) - dropped
         return entries
+
+    def _sweep(self) -> None:
+        """Park the messages whose sender stopped while ``sending`` (see LEDGER_SWEEP)."""
+        seconds, micros = run(self._client, self._client.time)
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        lapsed = functools.partial(
+            self._client.zrangebyscore, self._in_flight, "-inf", now_ms, start=0, num=10_000
+        )
+        for name in run(self._client, lapsed):
+            entry = name.decode() if isinstance(name, bytes) else str(name)
+            _SWEEP(self._client, [entry, self._parked, self._in_flight], [self._retention_s])
 
     def resolve(self, key: str, *, delivered: bool) -> bool:
         """Close the review of a parked message.
