@@ -26,7 +26,7 @@ from tests._support.tcp_relay import CountingRelay
 
 from mailsdk import DeliveryStatus, Outgoing
 from mailsdk.integrations.celery import send_batch
-from mailsdk.integrations.redis import DeliveryLedger, LedgerState
+from mailsdk.integrations.redis import DeliveryLedger, LedgerState, RedisConnectionLimiter
 
 from .conftest import Cluster
 
@@ -179,3 +179,25 @@ def test_django_hand_off_of_one_message_id_to_different_people_sends_each(
         assert mail.get_connection().send_messages([third]) == 1
         time.sleep(2)
         assert len(server.recorder.messages) == 3, cluster.logs()
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_a_worker_without_prefork_closes_its_pool_at_shutdown(
+    local_cluster: tuple[Cluster, SmtpdServer], pool: str
+) -> None:
+    cluster, server = local_cluster
+    # A long lease: released at shutdown, not merely lapsed.
+    cluster.start(1, concurrency=2, pool=pool, max_conn="2", lease_ttl="60", idle="60")
+    report = send_batch(cluster.tasks, [_outgoing("<s@t>")], timeout=60)
+    assert report.outcomes[0].status is DeliveryStatus.ACCEPTED, cluster.logs()
+    client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
+    try:
+        cap = RedisConnectionLimiter(client, "default", limit=2, lease_ttl=60)
+        assert cap.holders() == 1  # the worker keeps its connection (and lease) between tasks
+        cluster.workers[0].stop()
+        # Before: only prefork children closed their pool (worker_process_shutdown); a solo or
+        # threads worker left without QUIT and its lease blocked a slot for lease_ttl.
+        assert cap.holders() == 0, cluster.logs()
+    finally:
+        client.close()
+    assert server.recorder.verbs[-1] == "QUIT", server.recorder.verbs

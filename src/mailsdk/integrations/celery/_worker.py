@@ -12,7 +12,8 @@ after the fork) builds the process state, the first task creates the process's
 :class:`~mailsdk.pool.Pool` (``mailsdk_pool_size`` connections, under the cluster-wide
 connection cap, its leases kept alive by a :class:`LeaseKeeper`), later tasks reuse its
 connections, and ``worker_process_shutdown`` closes it. Other pools (solo, threads) build the
-state on first use; a PID check rebuilds it if a process was forked behind our back.
+state on first use and close it on ``worker_shutdown``; a PID check rebuilds it if a process
+was forked behind our back.
 """
 
 from __future__ import annotations
@@ -268,5 +269,8 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
         worker_state(app)  # after the fork: settings read, client built, nothing connected
 
     celery.signals.worker_process_init.connect(on_process_init, weak=False)
-    celery.signals.worker_process_shutdown.connect(_close_all, weak=False)
+    celery.signals.worker_process_shutdown.connect(_close_all, weak=False)  # prefork children
+    # solo, threads, gevent/eventlet: the tasks ran in the worker's own process, which only
+    # sends worker_shutdown (in a prefork parent it finds no state of its own: a no-op).
+    celery.signals.worker_shutdown.connect(_close_all, weak=False)
     return MailTasks(app, message_task, chunk_task)
