@@ -8,7 +8,7 @@ The keys (all optional except ``mailsdk_client`` or ``mailsdk_profile``)::
     mailsdk_client = "myproject.mail:build_client"   # "module:callable" -> Client or ClientBuilder
     mailsdk_profile = "work"                          # ... or a profile of the mailsdk config file
     mailsdk_config = "/etc/mailsdk/config.toml"       # that file (default: $MAILSDK_CONFIG, XDG)
-    mailsdk_redis_url = "redis://..."                 # limits + ledger; default: the broker URL
+    mailsdk_redis_url = "redis://..."                 # limits + ledger (see REDIS_URL_ENV)
     mailsdk_message_rates = [Rate.per_second(10)]     # cluster-wide message Rates
     mailsdk_recipient_rates = [Rate.per_minute(3000)] # cluster-wide recipient Rates
     mailsdk_max_connections = 4                       # cluster-wide connection cap
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import typing
 from collections.abc import Callable, Mapping, Sequence
 
@@ -43,6 +44,7 @@ DEFAULT_RETRY: typing.Final = RetryPolicy(attempts=5, backoff=2.0, max_delay=300
 
 __all__ = [
     "DEFAULT_RETRY",
+    "REDIS_URL_ENV",
     "WorkerSettings",
     "load_factory",
     "profile_factory",
@@ -154,8 +156,17 @@ class WorkerSettings:
         return profile_factory(self.profile, self.config)
 
 
+#: Where the worker reads the Redis URL when ``mailsdk_redis_url`` is not set (the review
+#: command reads the same variable). Celery masks the passwords of the settings it knows
+#: (``broker_url``...) in ``celery report`` and ``celery inspect conf``, not of
+#: ``mailsdk_redis_url``: a password belongs here, or in the broker URL.
+REDIS_URL_ENV: typing.Final = "MAILSDK_REDIS_URL"
+
+
 def _redis_url(conf: Mapping[str, typing.Any]) -> str | None:
     url = conf.get("mailsdk_redis_url")
+    if url is None:
+        url = os.environ.get(REDIS_URL_ENV) or None
     if url is None:
         broker = conf.get("broker_url")
         if isinstance(broker, str) and broker.startswith(("redis://", "rediss://")):
@@ -214,7 +225,8 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
     needs_redis = settings.message_rates or settings.recipient_rates or cap or settings.ledger
     if needs_redis and settings.redis_url is None:
         raise ConfigurationError(
-            "limits and the ledger need Redis: set mailsdk_redis_url (or a redis:// broker)"
+            "limits and the ledger need Redis: set mailsdk_redis_url, $MAILSDK_REDIS_URL or a "
+            "redis:// broker"
         )
     if profile is not None:
         profile_factory(profile, config)  # the file and the profile exist (fails at start-up)
