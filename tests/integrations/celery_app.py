@@ -93,6 +93,9 @@ if _env("MAILSDK_TEST_SPAN_FILE"):
 
 def build_client() -> Client:
     """The worker's client: plain SMTP to the test server (no credentials needed there)."""
+    if _env("MAILSDK_TEST_BROKEN_CLIENT"):
+        # A deployment whose worker lacks its secret: the factory fails before any send.
+        return ClientBuilder.smtp("127.0.0.1", int(os.environ["MAILSDK_TEST_NO_SUCH_SETTING"]))
     host = _env("MAILSDK_TEST_SMTP_HOST", "127.0.0.1")
     port = int(_env("MAILSDK_TEST_SMTP_PORT", "25"))
     builder = ClientBuilder.smtp(host, port).with_tls("none").with_timeouts(30)

@@ -201,3 +201,23 @@ def test_a_worker_without_prefork_closes_its_pool_at_shutdown(
     finally:
         client.close()
     assert server.recorder.verbs[-1] == "QUIT", server.recorder.verbs
+
+
+def test_a_worker_whose_client_cannot_be_built_reports_failed_not_unknown(
+    local_cluster: tuple[Cluster, SmtpdServer],
+) -> None:
+    cluster, server = local_cluster
+    cluster.start(1, concurrency=1, broken_client="1")
+    client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
+    try:
+        ledger = DeliveryLedger(client, "itest")
+        items = [_outgoing("<b1@t>"), _outgoing("<b2@t>")]
+        report = send_batch(cluster.tasks, items, timeout=60, ledger=ledger)
+        # Before: the chunk task raised, and its items came back UNKNOWN ("may have gone
+        # out"), to be reviewed by hand, though nothing was even claimed.
+        assert [o.status for o in report.outcomes] == [DeliveryStatus.FAILED] * 2, cluster.logs()
+        assert all("KeyError" in str(o.error) for o in report.outcomes), report.outcomes
+        assert ledger.get("<b1@t>") is None and ledger.unknown() == []
+        assert server.recorder.messages == []
+    finally:
+        client.close()

@@ -31,6 +31,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from mailsdk.batch import ConnectionLimiter, RateLimiter
+from mailsdk.errors import MailError
+from mailsdk.flows import DeliveryStatus
 from mailsdk.integrations._deliver import deliver_chunk, is_retryable
 from mailsdk.integrations._leases import LeaseKeeper
 from mailsdk.integrations._wire import JsonDict, decode_item
@@ -173,6 +175,23 @@ class MailTasks(typing.NamedTuple):
     send_chunk: typing.Any
 
 
+def _not_built(key: str, index: int, exc: Exception) -> JsonDict:
+    """The result of an item whose worker could not build its client (a configuration error:
+    FAILED, never sent, not retried; without it the chunk task failed and its items came back
+    UNKNOWN, as if they might have gone out)."""
+    shown = str(exc) if isinstance(exc, MailError) else type(exc).__name__
+    return {
+        "index": index,
+        "key": key,
+        "status": DeliveryStatus.FAILED.value,
+        "retryable": False,
+        "attempts": 0,
+        "reason": "the worker could not build its mailsdk client",
+        # A mailsdk error's text is safe to pass on; a foreign one's might quote a secret.
+        "error": {"type": type(exc).__name__, "message": f"the client factory failed: {shown}"},
+    }
+
+
 def _run(
     task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict], started: float | None
 ) -> list[JsonDict]:
@@ -191,14 +210,23 @@ def _run(
         ) as span:
             span.set_attribute("mailsdk.celery.items", len(decoded))
             span.set_attribute("mailsdk.celery.retries", int(task.request.retries or 0))
-            results = deliver_chunk(
-                decoded,
-                pool=state.pool,
-                rate=state.rate,
-                ledger=state.ledger,
-                retry=state.settings.retry,
-                indexes=indexes,
-            )
+            try:
+                pool = state.pool
+            except Exception as exc:  # the client factory failed: nothing claimed, none sent
+                _log.error("the mailsdk client could not be built: %s", type(exc).__name__)
+                results = [
+                    _not_built(item.key, index, exc)
+                    for item, index in zip(decoded, indexes, strict=True)
+                ]
+            else:
+                results = deliver_chunk(
+                    decoded,
+                    pool=pool,
+                    rate=state.rate,
+                    ledger=state.ledger,
+                    retry=state.settings.retry,
+                    indexes=indexes,
+                )
     finally:
         otel_context.detach(token)
     final = list(done)
