@@ -322,3 +322,24 @@ def test_a_message_left_sending_is_listed_unknown_without_a_second_claim(
     assert ledger.claim("<live@x>").verdict == "busy"  # a live sender's message is left alone
     assert ledger.record("<live@x>", live.owner, DeliveryStatus.ACCEPTED)
     assert redis_client.zcard(ledger._in_flight) == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "file-\udcff.eml",  # os.fsdecode of a file name that is not UTF-8
+        "<ünï\u2028cödé@x> \t\r\n: *?[]{}",
+        "<" + "x" * 20_000 + "@x>",
+    ],
+)
+def test_odd_and_very_long_keys_round_trip(redis_client: redis.Redis, key: str) -> None:
+    ledger = DeliveryLedger(redis_client, "t")
+    claim = ledger.claim(key)  # a surrogate escape raised a bare UnicodeEncodeError here
+    assert claim.may_send and ledger.sending(key, claim.owner)
+    assert ledger.record(key, claim.owner, DeliveryStatus.UNKNOWN)
+    [parked] = ledger.unknown()
+    assert parked.key == key
+    assert ledger.claim(key).verdict == "unknown"
+    assert ledger.resolve(parked.key, delivered=True)
+    assert ledger.claim(key).verdict == "accepted"
+    assert ledger.unknown() == []

@@ -48,7 +48,7 @@ class Script:
         self._source = source
 
     def __call__(
-        self, client: redis.Redis, keys: Sequence[str], args: Sequence[str | int | float]
+        self, client: redis.Redis, keys: Sequence[str], args: Sequence[str | bytes | int | float]
     ) -> typing.Any:
         """Run the script on ``client``.
 
@@ -62,7 +62,10 @@ class Script:
             raise _unavailable(client, exc) from exc
 
     async def acall(
-        self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[str | int | float]
+        self,
+        client: redis.asyncio.Redis,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int | float],
     ) -> typing.Any:
         """Run the script on an asyncio ``client`` (same errors as calling it)."""
         script = client.register_script(self._source)

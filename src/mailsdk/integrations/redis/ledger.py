@@ -48,6 +48,12 @@ _PRUNE = Script(_scripts.LEDGER_PRUNE)
 _SWEEP = Script(_scripts.LEDGER_SWEEP)
 
 
+def _raw(key: str) -> bytes:
+    """``key`` as Redis stores it: UTF-8, with surrogate escapes (``os.fsdecode`` file names,
+    undecodable header bytes) kept as the bytes they stand for instead of failing."""
+    return key.encode("utf-8", "surrogateescape")
+
+
 class LedgerState(enum.Enum):
     """Where a message stands in the ledger."""
 
@@ -143,7 +149,7 @@ class DeliveryLedger:
         return f"<DeliveryLedger {self._base!r}>"
 
     def _entry(self, key: str) -> str:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        digest = hashlib.sha256(_raw(key)).hexdigest()
         return f"{self._base}:m:{digest}"
 
     def claim(self, key: str, *, owner: str | None = None) -> Claim:
@@ -157,7 +163,12 @@ class DeliveryLedger:
             CoordinationUnavailable: Redis failed (nothing was claimed or sent).
         """
         owner = owner or uuid.uuid4().hex
-        args: list[str | int | float] = [owner, self._claim_ms, self._retention_s, key]
+        args: list[str | bytes | int | float] = [
+            owner,
+            self._claim_ms,
+            self._retention_s,
+            _raw(key),
+        ]
         keys = [self._entry(key), self._parked, self._in_flight]
         reply = _CLAIM(self._client, keys, args)
         verdict, attempts = reply[0], reply[1]
@@ -203,12 +214,12 @@ class DeliveryLedger:
             ``True`` when recorded; ``False`` when the caller no longer owns the entry.
         """
         blob = json.dumps(detail or {}, separators=(",", ":"), default=str)
-        args: list[str | int | float] = [
+        args: list[str | bytes | int | float] = [
             owner,
             LedgerState.of(status).value,
             blob,
             self._retention_s,
-            key,
+            _raw(key),
         ]
         keys = [self._entry(key), self._parked, self._in_flight]
         return int(_RECORD(self._client, keys, args)) == 1
@@ -219,6 +230,8 @@ class DeliveryLedger:
         if not fields:
             return None
         got = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        if b"key" in fields:  # exactly as given (a key may hold surrogate escapes: file names)
+            got["key"] = fields[b"key"].decode("utf-8", "surrogateescape")
         detail = json.loads(got["detail"]) if got.get("detail") else None
         return LedgerEntry(
             key=got.get("key", key),
@@ -257,7 +270,8 @@ class DeliveryLedger:
                     stale.append(key)
             if stale:  # atomically: only those still not UNKNOWN (one may be parked again)
                 entry_keys = [self._entry(key) for key in stale]
-                dropped = int(_PRUNE(self._client, [self._parked, *entry_keys], stale))
+                raw = [_raw(key) for key in stale]
+                dropped = int(_PRUNE(self._client, [self._parked, *entry_keys], raw))
             else:
                 dropped = 0
             start += len(keys) - dropped
@@ -288,7 +302,11 @@ class DeliveryLedger:
         Returns:
             ``True`` when the message was parked and is resolved now.
         """
-        args: list[str | int | float] = [1 if delivered else 0, key, self._retention_s]
+        args: list[str | bytes | int | float] = [
+            1 if delivered else 0,
+            _raw(key),
+            self._retention_s,
+        ]
         found = _RESOLVE(self._client, [self._entry(key), self._parked], args)
         text = found.decode() if isinstance(found, bytes) else str(found)
         return text == LedgerState.UNKNOWN.value
