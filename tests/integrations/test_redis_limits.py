@@ -11,7 +11,7 @@ pytest.importorskip("redis", reason="the redis extra is not installed")
 import redis
 from tests._support.redis_server import RedisServer, free_port
 
-from mailsdk.errors import ConfigurationError, TransportError
+from mailsdk.errors import ConfigurationError, InvalidInputError, TransportError
 from mailsdk.integrations.redis import (
     AsyncRedisConnectionLimiter,
     AsyncRedisRateLimiter,
@@ -194,5 +194,38 @@ async def test_async_limiters_share_keys_with_the_sync_ones(
         assert await async_conns.renew(lease)
         await async_conns.release(lease)
         assert sync_conns.try_acquire() is not None
+    finally:
+        await aclient.aclose()
+
+
+@pytest.mark.parametrize("recipients", [10**7, 10**12, 10**18])
+def test_a_reservation_no_budget_can_pay_is_refused_and_takes_nothing(
+    redis_client: redis.Redis, recipients: int
+) -> None:
+    limiter = RedisRateLimiter(
+        redis_client, "acct", messages=[Rate.per_second(10)], recipients=[Rate.per_minute(100)]
+    )
+    assert limiter.reserve(messages=1, recipients=1) == 0.0
+    # Before: 10**7 made every sender of the budget wait 69 days, 10**12 nineteen thousand
+    # years, and 10**18 broke the script half-way (tokens written, expiry failed), so every
+    # later reservation of anyone failed with CoordinationUnavailable.
+    with pytest.raises(InvalidInputError, match="30 days"):
+        limiter.reserve(messages=1, recipients=recipients)
+    assert limiter.reserve(messages=1, recipients=1) == 0.0  # the budget is untouched
+    # A deep queue inside the bound is still a queue, not an error.
+    assert 50 < limiter.reserve(messages=1, recipients=200) < 70
+
+
+async def test_the_async_limiter_refuses_an_unpayable_reservation_too(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    import redis.asyncio
+
+    aclient = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=5)
+    try:
+        limiter = AsyncRedisRateLimiter(aclient, "acct", messages=[Rate.per_hour(1)])
+        with pytest.raises(InvalidInputError):
+            await limiter.reserve(messages=1000)  # 1000 hours
+        assert await limiter.reserve() == 0.0
     finally:
         await aclient.aclose()

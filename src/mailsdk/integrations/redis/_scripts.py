@@ -15,19 +15,26 @@ __all__ = [
     "LEDGER_RENEW",
     "LEDGER_RESOLVE",
     "LEDGER_SWEEP",
+    "RATE_MAX_WAIT",
     "RATE_RESERVE",
     "SEMAPHORE_ACQUIRE",
     "SEMAPHORE_RELEASE",
     "SEMAPHORE_RENEW",
 ]
 
+#: The longest wait a reservation may be given, in seconds (30 days): a longer one is a mistake
+#: (a wrong Rate, a count of millions) and would hold up every sender sharing the budget.
+RATE_MAX_WAIT = 30 * 24 * 3600
+
 #: Reserve tokens from every bucket at once; returns the wait in microseconds.
 #: KEYS[1] = penalty key, KEYS[2..] = bucket hashes (fields ``tokens``, ``ts``).
 #: ARGV = ``penalty_us`` (0 to reserve, > 0 to penalize), then per bucket: rate (tokens per
 #: second), capacity, cost. Tokens may go negative: a reservation is a place in the queue, and
 #: the caller waits the returned time before sending. A penalty pushes every bucket's clock to
-#: its end, so reservations queue *behind* it rather than all firing when it ends.
+#: its end, so reservations queue *behind* it rather than all firing when it ends. -1 (nothing
+#: taken) for a reservation that would wait longer than ``RATE_MAX_WAIT`` seconds.
 RATE_RESERVE = """
+local MAX_WAIT_US = RATE_MAX_WAIT_US
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local penalty = tonumber(ARGV[1])
@@ -43,6 +50,7 @@ end
 local at = now
 if until_us > at then at = until_us end
 local wait = at - now
+local new = {}
 for i = 2, #KEYS do
   local base = (i - 2) * 3 + 2
   local rate = tonumber(ARGV[base])
@@ -60,14 +68,21 @@ for i = 2, #KEYS do
     local w = ts - now
     if tokens < 0 then w = w + (-tokens) / rate * 1000000 end
     if w > wait then wait = w end
-    redis.call('HSET', KEYS[i], 'tokens', string.format('%.6f', tokens),
-      'ts', string.format('%.0f', ts))
-    local refill_ms = math.ceil((cap - tokens) / rate * 1000) + (ts - now) / 1000 + 1000
-    redis.call('PEXPIRE', KEYS[i], math.ceil(refill_ms))
+    new[#new + 1] = {KEYS[i], tokens, ts, rate, cap}
   end
 end
+-- Nothing is written for a reservation no budget can pay within MAX_WAIT: it would put
+-- every sender sharing the budget behind it (for years, or break the expiry arithmetic).
+if wait > MAX_WAIT_US then return -1 end
+for _, b in ipairs(new) do
+  local key, tokens, ts, rate, cap = b[1], b[2], b[3], b[4], b[5]
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens),
+    'ts', string.format('%.0f', ts))
+  local refill_ms = math.ceil((cap - tokens) / rate * 1000) + (ts - now) / 1000 + 1000
+  redis.call('PEXPIRE', key, math.ceil(refill_ms))
+end
 return math.ceil(wait)
-"""
+""".replace("RATE_MAX_WAIT_US", str(RATE_MAX_WAIT * 1_000_000))
 
 #: KEYS[1] = sorted set (member = lease id, score = expiry in ms); ARGV = limit, ttl_ms, lease.
 SEMAPHORE_ACQUIRE = """
