@@ -323,3 +323,19 @@ def test_a_timeout_that_is_not_a_positive_number_is_a_configuration_error(
     with override_settings(EMAIL_TIMEOUT=timeout), pytest.raises(ConfigurationError) as caught:
         mail.get_connection()
     assert "EMAIL_TIMEOUT" in str(caught.value)
+
+
+NOT_TASKS = object()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["no-colon", "no.such.module:tasks", f"{__name__}:missing", f"{__name__}:NOT_TASKS"],
+)
+def test_a_wrong_celery_tasks_setting_fails_at_construction(path: str) -> None:
+    # Before: found only at send time, where fail_silently swallowed it: every message was
+    # dropped and send_messages said 0, for ever.
+    with override_settings(MAILSDK_CELERY_TASKS=path):
+        for silent in (False, True):
+            with pytest.raises(ConfigurationError, match="MAILSDK_CELERY_TASKS"):
+                mail.get_connection(fail_silently=silent)

@@ -118,6 +118,16 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         self._pool: Pool | None = None
         self._lock = threading.RLock()
         self._tasks_path: str | None = _setting("MAILSDK_CELERY_TASKS")
+        self._tasks: typing.Any = None
+        if self._tasks_path is not None:
+            # Resolved now: a wrong path found at send time was swallowed by fail_silently, and
+            # every message was dropped without a word.
+            self._tasks = load_object(str(self._tasks_path), "MAILSDK_CELERY_TASKS")
+            if not hasattr(self._tasks, "send_chunk"):
+                raise ConfigurationError(
+                    "MAILSDK_CELERY_TASKS must name what mailsdk.integrations.celery.install "
+                    "returned"
+                )
         if not self.fail_silently or self._tasks_path is None:
             self._client = build_client(self._options)
 
@@ -223,8 +233,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
 
     def _hand_off(self, items: Sequence[Outgoing]) -> int:
         try:
-            assert self._tasks_path is not None
-            tasks = typing.cast(typing.Any, load_object(self._tasks_path, "MAILSDK_CELERY_TASKS"))
+            tasks = self._tasks
             payloads = [encode_item(item) for item in items]
             for index, payload in enumerate(payloads):
                 payload["index"] = index
