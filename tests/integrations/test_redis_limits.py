@@ -229,3 +229,25 @@ async def test_the_async_limiter_refuses_an_unpayable_reservation_too(
         assert await limiter.reserve() == 0.0
     finally:
         await aclient.aclose()
+
+
+def test_a_holder_with_a_shorter_lease_ttl_never_expires_the_others_leases(
+    redis_client: redis.Redis,
+) -> None:
+    import time
+
+    # A rolling deploy: old workers with 30 s leases, new ones with 0.2 s, one budget.
+    old = RedisConnectionLimiter(redis_client, "box", limit=2, lease_ttl=30)
+    new = RedisConnectionLimiter(redis_client, "box", limit=2, lease_ttl=0.2)
+    kept = old.try_acquire()
+    assert kept is not None
+    short = new.try_acquire()
+    assert short is not None
+    new.release(short)
+    time.sleep(0.8)
+    # Before: the short holder set the whole set's expiry to 0.4 s, and the old lease, alive
+    # for 30 s more, vanished with it: the cap let a third connection in.
+    assert old.renew(kept) is True
+    assert old.holders() == 1
+    assert new.try_acquire() is not None
+    assert new.try_acquire() is None  # still at most 2

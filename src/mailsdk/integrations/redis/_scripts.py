@@ -91,7 +91,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  -- Never shorten the set's life: a holder with a longer lease_ttl (a rolling deploy) would
+  -- lose its lease with the whole set, and the cap with it.
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) * 2 then
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  end
   return 1
 end
 return 0
@@ -104,7 +108,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) * 2 then
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+  end
   return 1
 end
 return 0
