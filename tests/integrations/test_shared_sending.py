@@ -426,3 +426,25 @@ async def test_redis_down_while_an_async_pool_opens_a_connection_does_not_leak_t
     finally:
         await pool.aclose()
         await client.aclose()
+
+
+def test_a_duplicate_repeats_the_earlier_sends_reply_and_queue_id(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    from mailsdk import DeliveryStatus
+    from mailsdk.integrations._wire import outcome_from_json
+
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    with _pool(server.port) as pool:
+        [first] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)
+        [again] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)  # a redelivered task
+    assert len(server.recorder.messages) == 1
+    assert again["duplicate"] is True and again["attempts"] == first["attempts"]
+    # Before: the duplicate said "accepted" with no reply, queue id or recipients, so its
+    # SendOutcome was ACCEPTED with result None.
+    assert (again["reply"], again["queue_id"]) == (first["reply"], first["queue_id"])
+    outcome = outcome_from_json(again, sender="a@client.test")
+    assert outcome.status is DeliveryStatus.ACCEPTED and outcome.attempts == 0
+    assert outcome.result is not None and outcome.result.accepted == ("bob@example.test",)
+    assert outcome.result.reply.code == 250

@@ -54,6 +54,11 @@ DEFERRED = "deferred"
 
 _T = typing.TypeVar("_T")
 
+#: The fields of an earlier send's result that a duplicate of it repeats.
+_EARLIER: typing.Final = frozenset(
+    {"reply", "queue_id", "accepted", "refused", "error", "transient"}
+)
+
 #: Why a message another live sender holds was not attempted, by the holder's ledger state.
 _BUSY: typing.Final = {
     "claimed": "claimed by another worker",
@@ -214,6 +219,7 @@ class _Chunk:
                     }
                 else:
                     self.results[pos] = {
+                        **self.earlier(item.key),
                         "index": index,
                         "key": item.key,
                         "status": claim.verdict,
@@ -231,6 +237,17 @@ class _Chunk:
         if ledger is not None and mine:
             self.keeper = _ClaimKeeper(ledger, self.owner, [self.items[p].key for p in mine])
         return mine
+
+    def earlier(self, key: str) -> JsonDict:
+        """What the ledger recorded of the send that made ``key`` final (its reply, queue id,
+        recipients), so a duplicate reports the same result; empty when unavailable."""
+        assert self.ledger is not None
+        try:
+            entry = self.ledger.get(key)
+        except CoordinationUnavailable:
+            return {}
+        detail = entry.detail if entry is not None and entry.detail else {}
+        return {k: v for k, v in detail.items() if k in _EARLIER}
 
     def feed(self, positions: Sequence[int]) -> Iterator[Outgoing]:
         """The batch input: each item marked ``sending`` as the pool takes it."""
