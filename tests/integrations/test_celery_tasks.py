@@ -221,3 +221,28 @@ def test_a_worker_whose_client_cannot_be_built_reports_failed_not_unknown(
         assert server.recorder.messages == []
     finally:
         client.close()
+
+
+def test_django_hand_off_carries_the_trace_context_into_the_task(
+    local_cluster: tuple[Cluster, SmtpdServer],
+) -> None:
+    pytest.importorskip("django", reason="the django extra is not installed")
+    from django.core import mail
+    from django.test import override_settings
+    from opentelemetry.sdk.trace import TracerProvider
+    from tests._support.django_setup import ensure_django
+
+    ensure_django()
+    cluster, server = local_cluster
+    span_file = cluster.log_dir / "spans.jsonl"
+    cluster.start(1, concurrency=1, span_file=str(span_file))
+    _HANDOFF.tasks = cluster.tasks
+    tracer = TracerProvider().get_tracer("test-django-view")
+    with override_settings(MAILSDK_CELERY_TASKS=f"{__name__}:_HANDOFF.tasks"):
+        with tracer.start_as_current_span("view") as view:
+            assert mail.send_mail("s", "b", "a@client.test", ["bob@example.test"]) == 1
+    [run] = _spans(span_file, "mailsdk.celery.send_chunk", 1)
+    # Before: the hand-off published no trace header; the task span began a trace of its own.
+    assert run["trace_id"] == f"{view.get_span_context().trace_id:032x}"
+    assert run["parent_id"] == f"{view.get_span_context().span_id:016x}"
+    assert len(server.recorder.messages) == 1

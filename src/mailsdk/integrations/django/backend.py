@@ -247,7 +247,16 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
                 raise InvalidInputError(
                     "two messages of one send_messages call share a Message-ID and recipients"
                 )
-            tasks.send_chunk.apply_async(kwargs={"items": payloads})
+            # The caller's trace context travels with the task, as with send_batch.
+            from opentelemetry import propagate
+
+            from mailsdk.integrations.celery import TRACE_HEADER
+
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            tasks.send_chunk.apply_async(
+                kwargs={"items": payloads}, headers={TRACE_HEADER: carrier}
+            )
         except Exception:
             if not self.fail_silently:
                 raise
