@@ -120,6 +120,30 @@ def profile_factory(name: str, path: str | None) -> Callable[[], Client]:
     return build
 
 
+def _rates(conf: Mapping[str, typing.Any], key: str) -> tuple[Rate, ...]:
+    """``mailsdk_message_rates`` / ``mailsdk_recipient_rates``: Rates (a list, or just one)."""
+    from mailsdk.integrations.redis import Rate
+
+    value = conf.get(key)
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, Rate) else value
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise ConfigurationError(f"{key} must be a list of mailsdk.integrations.redis.Rate")
+    rates = tuple(typing.cast("Sequence[object]", items))
+    if not all(isinstance(rate, Rate) for rate in rates):
+        raise ConfigurationError(
+            f"{key} must be a list of mailsdk.integrations.redis.Rate, e.g. [Rate.per_second(10)]"
+        )
+    return typing.cast("tuple[Rate, ...]", rates)
+
+
+def _name(key: str, value: object) -> str:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ConfigurationError(f"{key} must be a non-empty word, not {value!r}")
+    return value
+
+
 def _number(conf: Mapping[str, typing.Any], key: str, default: float) -> float:
     value = conf.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -209,12 +233,12 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
     settings = WorkerSettings(
         client=client,
         redis_url=_redis_url(conf),
-        message_rates=tuple(conf.get("mailsdk_message_rates") or ()),
-        recipient_rates=tuple(conf.get("mailsdk_recipient_rates") or ()),
+        message_rates=_rates(conf, "mailsdk_message_rates"),
+        recipient_rates=_rates(conf, "mailsdk_recipient_rates"),
         max_connections=cap,
         pool_size=size,
-        limits_name=str(conf.get("mailsdk_limits_name", "default")),
-        ledger=str(ledger) if ledger else None,
+        limits_name=_name("mailsdk_limits_name", conf.get("mailsdk_limits_name", "default")),
+        ledger=_name("mailsdk_ledger", ledger) if ledger else None,
         claim_ttl=_number(conf, "mailsdk_claim_ttl", 300.0),
         lease_ttl=_number(conf, "mailsdk_lease_ttl", 30.0),
         idle_timeout=_number(conf, "mailsdk_idle_timeout", 5.0),
