@@ -343,3 +343,40 @@ def test_odd_and_very_long_keys_round_trip(redis_client: redis.Redis, key: str) 
     assert ledger.resolve(parked.key, delivered=True)
     assert ledger.claim(key).verdict == "accepted"
     assert ledger.unknown() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "argv"),
+    [
+        ("http://:pw-91@h/0", ["unknown"]),
+        ("redis://:pw-91@h:notaport/0", ["unknown"]),
+        ("redis://:pw-91@127.0.0.1:1/0", ["unknown", "--ledger", "two words"]),
+    ],
+)
+def test_the_review_command_reports_bad_input_without_a_traceback(
+    url: str, argv: list[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailsdk.integrations.redis", *argv],
+        env={**os.environ, "MAILSDK_REDIS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Before: a Python traceback (ValueError, ConfigurationError) and exit status 1.
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "pw-91" not in proc.stderr + proc.stdout
+
+
+def test_from_url_refuses_what_is_not_a_redis_url_without_repeating_it() -> None:
+    from mailsdk.integrations.redis import from_url
+
+    with pytest.raises(ConfigurationError) as caught:
+        from_url("http://:pw-92@h/0")
+    assert "pw-92" not in str(caught.value)

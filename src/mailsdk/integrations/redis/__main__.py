@@ -27,7 +27,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 Redis failed or a key to resolve was
-    not parked, 2 usage)."""
+    not parked, 2 usage: bad arguments, a malformed URL or ledger name)."""
     parser = argparse.ArgumentParser(prog="python -m mailsdk.integrations.redis")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("unknown", help="list the messages parked as UNKNOWN")
@@ -43,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = os.environ.get("MAILSDK_REDIS_URL")
     if not url:
         parser.error("set MAILSDK_REDIS_URL to the ledger's Redis")
-    client = from_url(url)
-    ledger = DeliveryLedger(client, args.ledger)
+    try:
+        client = from_url(url)
+        ledger = DeliveryLedger(client, args.ledger)
+    except MailError as exc:  # a malformed URL or ledger name
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     status = 0
     try:
         if args.command == "unknown":
