@@ -242,7 +242,9 @@ def _run(
     # A message another worker holds is looked at again once that claim would lapse: a dead
     # worker's claims (claim_ttl, minutes) outlast the backoff (seconds), and retrying before
     # they lapse only spends the attempts and ends the message FAILED, never sent.
-    delay = max([delay, *(float(r.get("retry_after") or 0.0) for _i, r in again)])
+    # (Plus a second: the claim's clock is Redis's, the countdown's this host's.)
+    lapses = [float(r["retry_after"]) + 1.0 for _i, r in again if r.get("retry_after")]
+    delay = max([delay, *lapses])
     elapsed = time.time() - started
     in_time = policy.max_elapsed is None or elapsed + delay <= policy.max_elapsed
     if again and retries + 1 < policy.attempts and in_time:
