@@ -44,8 +44,7 @@ def from_url(url: str, *, timeout: float = 5.0) -> redis.Redis:
         return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     except (ValueError, TypeError):
         raise ConfigurationError(
-            "not a valid Redis URL (redis://[:password@]host[:port][/db], rediss://..., "
-            "unix://...)"
+            "not a valid Redis URL (redis://[:password@]host[:port][/db], rediss://..., unix://...)"
         ) from None
 
 
