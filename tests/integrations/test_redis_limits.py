@@ -251,3 +251,16 @@ def test_a_holder_with_a_shorter_lease_ttl_never_expires_the_others_leases(
     assert old.holders() == 1
     assert new.try_acquire() is not None
     assert new.try_acquire() is None  # still at most 2
+
+
+def test_a_replayed_acquire_of_the_same_lease_is_still_granted(redis_client: redis.Redis) -> None:
+    from mailsdk.integrations.redis import limits
+
+    limiter = RedisConnectionLimiter(redis_client, "box", limit=1, lease_ttl=30)
+    args = [1, 30_000, "lease-1"]
+    assert int(limits._ACQUIRE(redis_client, [limiter._key], args)) == 1
+    # The same call again (its reply was lost, the client retried): before, the lease counted
+    # against the cap of 1, the answer was "full" and the slot stayed taken by nobody for 30 s.
+    assert int(limits._ACQUIRE(redis_client, [limiter._key], args)) == 1
+    assert limiter.holders() == 1
+    assert limiter.try_acquire() is None  # and no one else got in

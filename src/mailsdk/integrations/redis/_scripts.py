@@ -89,7 +89,10 @@ SEMAPHORE_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+-- Ours already: a replay of a call whose reply was lost (a client retrying on a timeout) must
+-- not count its own lease against the cap and leave it held by nobody until it expires.
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if mine or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
   -- Never shorten the set's life: a holder with a longer lease_ttl (a rolling deploy) would
   -- lose its lease with the whole set, and the cap with it.
