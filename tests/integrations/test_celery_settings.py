@@ -128,3 +128,37 @@ def test_one_rate_may_be_given_without_a_list() -> None:
     assert settings_from({**BASE, "mailsdk_ledger": True, "broker_url": "redis://h/0"}).ledger == (
         "default"
     )
+
+
+def test_published_task_messages_describe_their_arguments_without_showing_them() -> None:
+    """Celery puts argsrepr/kwargsrepr into every task message (shown by ``celery events``,
+    Flower and worker logs): they must not carry the message content or its addresses."""
+    import celery
+    import celery.signals
+
+    from mailsdk import Outgoing
+    from mailsdk.integrations._wire import encode_item
+    from mailsdk.integrations.celery import install
+
+    app = celery.Celery("quiet", broker="memory://", set_as_current=False)
+    tasks = install(app, prefix="quiet")
+    seen: list[dict[str, object]] = []
+
+    def record(headers: dict[str, object] | None = None, **_: object) -> None:
+        seen.append(dict(headers or {}))
+
+    celery.signals.before_task_publish.connect(record, weak=False)
+    try:
+        payload = encode_item(
+            Outgoing(b"Subject: secret plans\r\n\r\nthe body\r\n", sender="ceo@corp.test",
+                     recipients=("board@corp.test",), key="k1")  # fmt: skip
+        )
+        tasks.send_chunk.apply_async(kwargs={"items": [payload, payload]})
+        tasks.send_message.apply_async(kwargs={"item": payload})
+    finally:
+        celery.signals.before_task_publish.disconnect(record)
+    assert len(seen) == 2
+    shown = " ".join(f"{h.get('argsrepr')} {h.get('kwargsrepr')}" for h in seen)
+    assert "<2 messages>" in shown and "<1 message>" in shown
+    for secret in ("corp.test", str(payload["data"])[:40], "secret plans"):
+        assert secret not in shown

@@ -262,6 +262,33 @@ def _run(
     return sorted(final, key=lambda r: int(r.get("index", 0)))
 
 
+def _summary(value: object, noun: str) -> str:
+    count = len(value) if isinstance(value, list | tuple) else int(value is not None)
+    return f"<{count} {noun}>"
+
+
+class _QuietTask(celery.Task):  # type: ignore[misc]  # celery ships no type hints
+    """A task whose published messages describe their arguments instead of showing them.
+
+    Celery puts a repr of the arguments into every task message (``argsrepr``/``kwargsrepr``),
+    which ``celery events``, Flower and the worker log display: here that would be whole
+    messages and their addresses. Retries publish through :meth:`apply_async` too.
+    """
+
+    def apply_async(
+        self, args: typing.Any = None, kwargs: typing.Any = None, **options: typing.Any
+    ) -> typing.Any:
+        given = dict(kwargs or {})
+        shown = {
+            name: _summary(given[name], noun)
+            for name, noun in (("item", "message"), ("items", "messages"), ("done", "results"))
+            if name in given
+        }
+        options.setdefault("argsrepr", f"<{len(args or ())} arguments>")
+        options.setdefault("kwargsrepr", repr(shown))
+        return super().apply_async(args, kwargs, **options)
+
+
 def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
     """Register the mail tasks on ``app`` and tie the per-process state to the worker signals.
 
@@ -291,7 +318,7 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
         items = typing.cast("list[JsonDict]", kwargs.get("items") or [item])
         return _run(self, items, list(kwargs.get("done") or []), kwargs.get("started"))[0]
 
-    options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+    options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "base": _QuietTask}
     chunk_task = app.task(name=f"{prefix}.send_chunk", **options)(send_chunk)
     message_task = app.task(name=f"{prefix}.send_message", **options)(send_message)
 
