@@ -150,8 +150,12 @@ def test_published_task_messages_describe_their_arguments_without_showing_them()
     celery.signals.before_task_publish.connect(record, weak=False)
     try:
         payload = encode_item(
-            Outgoing(b"Subject: secret plans\r\n\r\nthe body\r\n", sender="ceo@corp.test",
-                     recipients=("board@corp.test",), key="k1")  # fmt: skip
+            Outgoing(
+                b"Subject: secret plans\r\n\r\nthe body\r\n",
+                sender="ceo@corp.test",
+                recipients=("board@corp.test",),
+                key="k1",
+            )
         )
         tasks.send_chunk.apply_async(kwargs={"items": [payload, payload]})
         tasks.send_message.apply_async(kwargs={"item": payload})
