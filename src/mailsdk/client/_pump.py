@@ -174,13 +174,14 @@ class Pump:
         A frame the connection refuses raises; the frames before it stay buffered.
         """
         conn = self.connection
-        debug = wire_log.isEnabledFor(logging.DEBUG)
+        frames = action.frames
+        debug = bool(frames) and wire_log.isEnabledFor(logging.DEBUG)
         owner, phase = action.owner, action.phase
         out, unwritten = self._out, self._unwritten  # take() clears them in place
         size = self._out_size
         # Dispatch on the exact frame type (frames are final attrs classes): cheaper than an
         # isinstance chain, and this runs for every frame of every message.
-        for frame in action.frames:
+        for frame in frames:
             kind = type(frame)
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if kind is BodyChunk:
@@ -359,12 +360,14 @@ class Pump:
         events = self._events
         # Telemetry silent and no wire log: pairing is all there is to do per reply (the
         # general _on_reply below does the same plus the hooks and the log).
-        quiet = self._silent is not None and not wire_log.isEnabledFor(logging.DEBUG)
+        quiet: bool | None = None  # decided at the first reply (most polls find none)
         while (conn.pending > 0) if self._want is None else (self._want > 0):
             event = next_event()
             if event is NEED_DATA:
                 return None
             if type(event) is CommandReplied:
+                if quiet is None:
+                    quiet = self._silent is not None and not wire_log.isEnabledFor(logging.DEBUG)
                 if not quiet:
                     self._on_reply(event)
                     continue
