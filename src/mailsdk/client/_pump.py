@@ -314,13 +314,15 @@ class Pump:
         self._phase = Phase.GREETING
         self._waiting = False
 
-    def _restart_deadline(self) -> None:
+    def _restart_deadline(self) -> float | None:
+        """Start the deadline of the reply awaited now; returns its limit (None: no limit)."""
         tag = self.connection.oldest_tag
-        if isinstance(tag, _Tag):
+        if type(tag) is _Tag:
             self._phase = tag.phase
         limit = self.timeouts.for_phase(self._phase)
         self._deadline = None if limit is None else self._clock() + limit
         self._waiting = True
+        return limit
 
     def remaining(self) -> float | None:
         """Seconds left before the current reply deadline.
@@ -329,7 +331,10 @@ class Pump:
             ReadTimeout: the deadline has passed.
         """
         if not self._waiting:
-            self._restart_deadline()
+            limit = self._restart_deadline()
+            if limit is None or limit > 0:  # just started: no second clock read
+                return limit
+            raise self.read_timed_out()
         if self._deadline is None:
             return None
         left = self._deadline - self._clock()

@@ -184,11 +184,10 @@ class SocketStream:
         view = memoryview(data).cast("B")
         try:  # map_errors, spelled out: this runs for every write
             deadline = _deadline(timeout)
-            _remaining(deadline)  # a spent deadline fails before anything is written
+            left = _remaining(deadline)  # a spent deadline fails before anything is written
             stall = _stall(stall)
             try:
                 while view:
-                    left = _remaining(deadline)
                     # One send() returns as soon as some bytes are taken: a per-call timeout
                     # of ``stall`` is "no progress for that long".
                     limit = left if stall is None or (left is not None and left < stall) else stall
@@ -197,6 +196,8 @@ class SocketStream:
                         self._timeout = limit
                     sent = sock.send(view)
                     view = view[sent:]
+                    if view:
+                        left = _remaining(deadline)
             except BaseException:
                 self.close()
                 raise
@@ -230,8 +231,10 @@ class SocketStream:
             sock = self._require_open()
         try:  # map_errors, spelled out: this runs for every read
             deadline = _deadline(timeout)
+            left = None if deadline is None else timeout
+            if left is not None and left <= 0:
+                raise TimeoutError("deadline passed")
             while True:
-                left = _remaining(deadline)  # raises TimeoutError once the deadline passed
                 current = self._timeout
                 # settimeout costs a system call, and the time left differs on every call:
                 # the socket's timeout is kept while it is at most what is left (the read can
@@ -249,6 +252,7 @@ class SocketStream:
                 except TimeoutError:
                     if self._timeout == left:
                         raise
+                left = _remaining(deadline)  # raises TimeoutError once the deadline passed
         except BaseException as exc:
             mapped = translate(exc, Operation.READ, self._target)
             if mapped is None:
