@@ -184,7 +184,9 @@ class SocketStream:
         view = memoryview(data).cast("B")
         try:  # map_errors, spelled out: this runs for every write
             deadline = _deadline(timeout)
-            left = _remaining(deadline)  # a spent deadline fails before anything is written
+            left = None if deadline is None else timeout
+            if left is not None and left <= 0:  # a spent deadline fails before any write
+                raise TimeoutError("deadline passed")
             stall = _stall(stall)
             try:
                 while view:
