@@ -335,12 +335,14 @@ def judge_final(
         bdat: the content went in BDAT chunks.
     """
     command = "BDAT" if bdat else "DATA"
-    # RFC 3030 §2: a refused chunk fails the message whatever the LAST chunk's reply says.
-    for event in events:
-        chunk = event.command
-        if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
-            return DataRefused(event.reply, "BDAT")
-    finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
+    finals = events  # after DATA, every event answers the end of the data
+    if bdat:
+        # RFC 3030 §2: a refused chunk fails the message whatever the LAST chunk's reply says.
+        for event in events:
+            chunk = event.command
+            if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
+                return DataRefused(event.reply, "BDAT")
+        finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
     if dialect is Dialect.LMTP:
         return _lmtp_result(envelope, verdict, finals, size=size, command=command)
     end = finals[-1].reply
