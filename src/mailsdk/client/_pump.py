@@ -185,7 +185,7 @@ class Pump:
             kind = type(frame)
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if kind is BodyChunk:
-                chunk = typing.cast("BodyChunk", frame)
+                chunk: BodyChunk = frame  # type: ignore[assignment]  # (typing.cast is a call)
                 data = conn.send_body(chunk.data, canonical=chunk.canonical)
                 self._content_size += len(chunk.data)
             elif kind is EndOfData:
@@ -197,7 +197,7 @@ class Pump:
                     wire_log.debug("C: <message content, %d bytes> .", self._content_size)
                 self._content_size = 0
             elif kind is BdatChunk:
-                bdat = typing.cast("BdatChunk", frame)
+                bdat: BdatChunk = frame  # type: ignore[assignment]
                 data_phase = Phase.DATA if bdat.last else phase
                 self._content_queued = True
                 tag = _Tag("BDAT", "BDAT", owner, data_phase)
@@ -209,7 +209,7 @@ class Pump:
                     last = " LAST" if bdat.last else ""
                     wire_log.debug("C: BDAT %d%s <chunk>", len(bdat.data), last)
             else:
-                command = typing.cast("Command", frame)
+                command: Command = frame  # type: ignore[assignment]
                 verb = command.verb
                 self._in_auth = kind is Auth or kind is AuthResponse
                 tag = _Tag(verb, _label(command) if kind is Raw else verb, owner, phase)
