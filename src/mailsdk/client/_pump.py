@@ -139,6 +139,7 @@ class Pump:
         self._in_auth = False
         self._closing_event: CommandReplied | None = None
         self._content_written = False  # the last block taken held message content
+        self._debug = wire_log.isEnabledFor(logging.DEBUG)  # refreshed by encode()
 
     @property
     def server_closing(self) -> bool:
@@ -175,7 +176,9 @@ class Pump:
         """
         conn = self.connection
         frames = action.frames
-        debug = bool(frames) and wire_log.isEnabledFor(logging.DEBUG)
+        if frames:  # the wire log's level, looked up once per exchange that writes
+            self._debug = wire_log.isEnabledFor(logging.DEBUG)
+        debug = self._debug
         owner, phase = action.owner, action.phase
         out, unwritten = self._out, self._unwritten  # take() clears them in place
         size = self._out_size
@@ -365,14 +368,13 @@ class Pump:
         events = self._events
         # Telemetry silent and no wire log: pairing is all there is to do per reply (the
         # general _on_reply below does the same plus the hooks and the log).
-        quiet: bool | None = None  # decided at the first reply (most polls find none)
+        # As of the last exchange that wrote: a level changed meanwhile applies from the next.
+        quiet = self._silent is not None and not self._debug
         while (conn.pending > 0) if self._want is None else (self._want > 0):
             event = next_event()
             if event is NEED_DATA:
                 return None
             if type(event) is CommandReplied:
-                if quiet is None:
-                    quiet = self._silent is not None and not wire_log.isEnabledFor(logging.DEBUG)
                 if not quiet:
                     self._on_reply(event)
                     continue

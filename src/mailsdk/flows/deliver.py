@@ -117,8 +117,11 @@ class _Pipelined(_Run):
                     events = result  # type: ignore[assignment]
                 else:  # read by start_next for this group, the oldest
                     events, self.prefetched = self.prefetched, None
-                if self.held is not None:
-                    yield from self.release()  # the replies after it arrived in step: it stands
+                held = self.held
+                if held is not None:  # the replies after it arrived in step: it stands
+                    self.held = None  # (release(), inlined: this runs for every message)
+                    if held.outcome is not None:
+                        yield Report(held.outcome)
                 if not self.closing:
                     self.closing = _closing(events)
                 if group.kind is _Kind.ENVELOPE:

@@ -269,7 +269,7 @@ def judge_envelope(envelope: Envelope, replies: Sequence[Reply]) -> EnvelopeVerd
     Partial acceptance is not an error (RFC 5321 §3.3); every recipient refused is.
     """
     mail_reply = replies[0]
-    if not mail_reply.is_positive:
+    if not 200 <= mail_reply.code < 300:  # is_positive, inlined: this runs per message
         return EnvelopeVerdict(
             accepted=(),
             refused={},
@@ -346,7 +346,7 @@ def judge_final(
     if dialect is Dialect.LMTP:
         return _lmtp_result(envelope, verdict, finals, size=size, command=command)
     end = finals[-1].reply
-    if not end.is_positive:
+    if not 200 <= end.code < 300:  # is_positive, inlined
         # The reply to the end of the data answers BDAT ... LAST when chunking (RFC 3030 §2).
         return DataRefused(end, command)
     return SendResult(
