@@ -1,18 +1,19 @@
-"""asyncio streams (StreamReader/StreamWriter) over TCP, unix and caller-supplied sockets.
+"""asyncio streams over TCP, unix and caller-supplied sockets, on a lean protocol.
 
 Layer: L3 (transport). May import L0 (``mailsdk.errors``) and the standard library only; must
 never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry`` or ``client``.
 
-Connections come from :func:`asyncio.open_connection` / :func:`asyncio.open_unix_connection`;
-STARTTLS uses :meth:`asyncio.StreamWriter.start_tls` (Python 3.11+). Deadlines are enforced with
-:func:`asyncio.timeout` around reads, ``drain()``, connects and handshakes. :meth:`aclose` gives
-the peer a short grace (``CLOSE_GRACE``) and then aborts the transport, so it never hangs.
+Connections come from :meth:`loop.create_connection` / :meth:`loop.create_unix_connection`
+with :class:`~mailsdk.transport._async_protocol.StreamProtocol`; STARTTLS uses
+:meth:`loop.start_tls`. A read whose bytes are already buffered, and a write that stays below
+the transport's high-water mark, complete without suspending the task; waits are bounded by
+the protocol's deadline timer (no ``asyncio.timeout`` per call). :meth:`aclose` gives the peer
+a short grace (``CLOSE_GRACE``) and then aborts the transport, so it never hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import socket
@@ -30,7 +31,8 @@ from mailsdk.errors import (
 )
 from mailsdk.transport._addresses import CONNECTION_ATTEMPT_DELAY, Resolver
 from mailsdk.transport._async_dialer import open_tcp_async
-from mailsdk.transport._errors import Operation, map_errors
+from mailsdk.transport._async_protocol import StreamProtocol
+from mailsdk.transport._errors import Operation, map_errors, translate
 from mailsdk.transport.base import (
     AsyncConnector,
     AsyncStream,
@@ -56,31 +58,19 @@ CLOSE_GRACE: typing.Final = 0.5
 
 def _spent(timeout: float | None) -> None:
     """Raise the builtin TimeoutError (mapped by the caller) for an already spent deadline."""
-    if timeout is not None and math.isnan(timeout):
-        # asyncio.timeout(nan) expires at once: it would be reported as the peer's timeout.
-        raise InvalidInputError("a timeout must be a number of seconds or None, not NaN")
-    if timeout is not None and timeout <= 0:
+    if timeout is not None and not timeout > 0:
+        if math.isnan(timeout):
+            # A NaN deadline would compare as "never due": it must not mean "no limit".
+            raise InvalidInputError("a timeout must be a number of seconds or None, not NaN")
         raise TimeoutError("deadline passed")
 
 
-async def _drain(writer: asyncio.StreamWriter, stall: float | None) -> None:
-    """``writer.drain()``, failing (``TimeoutError``) when the buffer makes no progress at all
-    for ``stall`` seconds: drain itself would wait as long as the overall deadline allows."""
+def _check_stall(stall: float | None) -> float | None:
     if stall is None or math.isinf(stall):
-        await writer.drain()
-        return
+        return None
     if not stall > 0:  # also refuses NaN
         raise InvalidInputError(f"a stall timeout must be a positive number or None, not {stall!r}")
-    transport = writer.transport
-    while True:
-        before = transport.get_write_buffer_size()
-        try:
-            async with asyncio.timeout(stall):
-                await writer.drain()
-            return
-        except TimeoutError:
-            if transport.get_write_buffer_size() >= before:
-                raise  # not one byte taken in ``stall`` seconds
+    return stall
 
 
 def _address(value: typing.Any) -> PeerAddress:
@@ -89,54 +79,47 @@ def _address(value: typing.Any) -> PeerAddress:
     return value or None
 
 
-async def _has_buffered_data(reader: asyncio.StreamReader) -> bool:
-    """True when the reader already holds unread bytes (checked without waiting)."""
-    try:
-        async with asyncio.timeout(0):
-            return bool(await reader.read(1))
-    except TimeoutError:
-        return False
-
-
 class AsyncSocketStream:
-    """An :class:`~mailsdk.transport.AsyncStream` over an asyncio reader/writer pair.
+    """An :class:`~mailsdk.transport.AsyncStream` over an asyncio transport.
 
-    The stream owns the transport: :meth:`aclose` closes it.
+    The stream owns the transport: :meth:`aclose` closes it. Streams are made by the
+    connectors in this module (and by :meth:`start_tls`).
 
     Args:
-        reader: the connection's ``StreamReader``.
-        writer: the connection's ``StreamWriter``.
-        transport: ``"tcp"`` or ``"unix"``; detected from the socket family when omitted.
+        transport: the connection's transport.
+        protocol: the :class:`StreamProtocol` the transport delivers to.
+        kind: ``"tcp"`` or ``"unix"``; detected from the socket family when omitted.
     """
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        transport: asyncio.Transport,
+        protocol: StreamProtocol,
         *,
-        transport: TransportKind | None = None,
+        kind: TransportKind | None = None,
     ) -> None:
-        self._reader = reader
-        self._writer: asyncio.StreamWriter | None = writer
+        self._transport: asyncio.Transport | None = transport
+        self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
         self._upgraded = False
-        if transport is None:
-            sock = writer.get_extra_info("socket")
+        if kind is None:
+            sock = transport.get_extra_info("socket")
             is_unix = sock is not None and getattr(socket, "AF_UNIX", None) == sock.family
-            transport = "unix" if is_unix else "tcp"
-        tls = writer.get_extra_info("ssl_object")
+            kind = "unix" if is_unix else "tcp"
+        tls = transport.get_extra_info("ssl_object")
         self._tls: ssl.SSLObject | None = tls if isinstance(tls, ssl.SSLObject) else None
         version, cipher = tls_details(self._tls) if self._tls is not None else (None, None)
         self._info = StreamInfo(
-            peer_address=_address(writer.get_extra_info("peername")),
-            local_address=_address(writer.get_extra_info("sockname")),
-            transport=transport,
+            peer_address=_address(transport.get_extra_info("peername")),
+            local_address=_address(transport.get_extra_info("sockname")),
+            transport=kind,
             tls_version=version,
             tls_cipher=cipher,
         )
         self._target = format_address(self._info.peer_address)
 
     def __repr__(self) -> str:
-        state = "closed" if self._writer is None else ("tls" if self.is_tls else "open")
+        state = "closed" if self._transport is None else ("tls" if self.is_tls else "open")
         return f"<AsyncSocketStream {self._info.transport} {self._target or '?'} {state}>"
 
     @property
@@ -149,22 +132,44 @@ class AsyncSocketStream:
         """True when the transport runs TLS."""
         return self._tls is not None
 
-    def _require_open(self) -> asyncio.StreamWriter:
-        if self._upgraded:
-            raise LocalProtocolError("this stream was upgraded by start_tls(); use the new stream")
-        if self._writer is None:
+    def _require_open(self) -> asyncio.Transport:
+        transport = self._transport
+        if transport is None:
+            if self._upgraded:
+                raise LocalProtocolError(
+                    "this stream was upgraded by start_tls(); use the new stream"
+                )
             raise ConnectionLost("the stream is closed")
-        return self._writer
+        return transport
 
     def _abort(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.transport.abort()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            self._protocol.cancel_timer()
+            transport.abort()
+
+    def _lost(self, operation: Operation) -> ConnectionLost:
+        """The error for a connection that is gone (reset, or closed by the peer)."""
+        error = self._protocol.error
+        if error is not None:
+            mapped = translate(error, operation, self._target)
+            if isinstance(mapped, ConnectionLost):
+                mapped.__cause__ = error
+                return mapped
+        where = f" ({self._target})" if self._target else ""
+        return ConnectionLost(f"the connection was closed by the peer{where}")
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self._loop.time() + timeout
+
+    def _timed_out(self, operation: Operation, why: str) -> BaseException:
+        # translate() maps every TimeoutError (to the operation's timeout class).
+        return typing.cast("BaseException", translate(TimeoutError(why), operation, self._target))
 
     async def send_all(
         self, data: bytes, timeout: float | None, *, stall: float | None = None
     ) -> None:
-        """Write ``data`` and wait (``drain``) until the transport's buffer is below its limit.
+        """Write ``data``; wait only when the transport's buffer is above its high-water mark.
 
         Args:
             data: the bytes to send.
@@ -179,19 +184,53 @@ class AsyncSocketStream:
                 or the stream was already closed.
             LocalProtocolError: the stream was replaced by :meth:`start_tls`.
         """
-        writer = self._require_open()
-        async with map_errors(Operation.WRITE, self._target):
-            _spent(timeout)  # nothing written yet: the stream stays usable
-            try:
-                async with asyncio.timeout(timeout):
-                    writer.write(data)
-                    await _drain(writer, stall)
-            except BaseException:  # including cancellation: the wire state is unknown
-                self._abort()
-                raise
+        transport = self._require_open()
+        protocol = self._protocol
+        if timeout is not None and not timeout > 0:
+            with map_errors(Operation.WRITE, self._target):
+                _spent(timeout)  # nothing written yet: the stream stays usable
+        stall = _check_stall(stall)
+        try:
+            # A transport that is closing would drop the bytes silently (asyncio only logs).
+            if protocol.lost or transport.is_closing():
+                raise self._lost(Operation.WRITE)
+            transport.write(data)
+            if protocol.paused:
+                await self._drain(transport, timeout, stall)
+            elif transport.is_closing():  # the send failed at once (a reset)
+                raise self._lost(Operation.WRITE)
+        except BaseException:  # including cancellation: the wire state is unknown
+            self._abort()
+            raise
+
+    async def _drain(
+        self, transport: asyncio.Transport, timeout: float | None, stall: float | None
+    ) -> None:
+        """Wait until the transport resumes writing, failing on the deadline or a stall."""
+        protocol, loop = self._protocol, self._loop
+        deadline = self._deadline(timeout)
+        size = transport.get_write_buffer_size()
+        progress_at = loop.time()
+        while protocol.paused:
+            until = deadline
+            if stall is not None and (until is None or progress_at + stall < until):
+                until = progress_at + stall
+            woken = await protocol.wait(until)
+            now = loop.time()
+            left = transport.get_write_buffer_size()
+            if left < size:  # the peer took bytes: the stall window starts again
+                size, progress_at = left, now
+            if woken or not protocol.paused:
+                continue
+            if deadline is not None and now >= deadline:
+                raise self._timed_out(Operation.WRITE, "the write did not finish in time")
+            if stall is not None and now >= progress_at + stall:
+                raise self._timed_out(Operation.WRITE, "the peer stopped reading")
+        if protocol.lost:
+            raise self._lost(Operation.WRITE)
 
     async def receive(self, max_bytes: int, timeout: float | None) -> bytes:
-        """Receive up to ``max_bytes`` bytes.
+        """Receive up to ``max_bytes`` bytes (at once when some are buffered already).
 
         Args:
             max_bytes: the most bytes to return (at least 1).
@@ -209,10 +248,24 @@ class AsyncSocketStream:
         if max_bytes < 1:
             raise InvalidInputError("max_bytes must be at least 1")
         self._require_open()
-        async with map_errors(Operation.READ, self._target):
-            _spent(timeout)
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+        protocol = self._protocol
+        if timeout is not None and not timeout > 0:
+            with map_errors(Operation.READ, self._target):
+                _spent(timeout)
+        if not protocol.buffer:
+            if not protocol.eof:
+                deadline = self._deadline(timeout)
+                # Cancelling this wait takes nothing from the buffer: the stream stays in step.
+                while not protocol.buffer and not protocol.eof:
+                    if not await protocol.wait(deadline):
+                        raise self._timed_out(Operation.READ, "nothing arrived in time")
+                    self._require_open()  # closed by another task meanwhile
+            if not protocol.buffer:
+                if protocol.error is not None:
+                    self._abort()
+                    raise self._lost(Operation.READ)
+                return b""
+        return protocol.take(max_bytes)
 
     async def start_tls(
         self,
@@ -226,7 +279,7 @@ class AsyncSocketStream:
 
         This stream is unusable afterwards, whatever the outcome; on failure the transport is
         aborted. Bytes the server sent after its STARTTLS reply and that were already read into
-        the reader's buffer are refused (STARTTLS command injection, RFC 3207 §4.2: such bytes
+        the receive buffer are refused (STARTTLS command injection, RFC 3207 §4.2: such bytes
         would otherwise be taken as TLS-protected), as are bytes present right after the
         handshake (the server must wait for the client's EHLO).
 
@@ -236,7 +289,7 @@ class AsyncSocketStream:
             timeout: the remaining time for the handshake.
             implicit: implicit TLS (RFC 8314) on a fresh connection: the server speaks first
                 once the handshake is done, so data right after it is its greeting, not an
-                injection (and must not be consumed by the check).
+                injection.
 
         Returns:
             The TLS stream.
@@ -249,34 +302,44 @@ class AsyncSocketStream:
             ConfigurationError: host name checking is on and ``server_hostname`` is missing.
             LocalProtocolError: the stream already uses TLS or was replaced.
         """
-        writer = self._require_open()
+        transport = self._require_open()
         if self.is_tls:
             raise LocalProtocolError("the stream already uses TLS")
         require_server_hostname(context, server_hostname)
         self._upgraded = True
-        self._writer = None
+        self._transport = None
+        protocol = self._protocol
         try:
             async with map_errors(Operation.TLS_HANDSHAKE, self._target):
-                if await _has_buffered_data(self._reader):
+                if protocol.buffer:
                     raise RemoteProtocolError(
                         "the server sent data after its STARTTLS reply "
                         "(STARTTLS injection, RFC 3207 §4.2)"
                     )
                 _spent(timeout)
+                if protocol.lost:
+                    raise self._lost(Operation.TLS_HANDSHAKE)
                 async with asyncio.timeout(timeout):
-                    await writer.start_tls(context, server_hostname=server_hostname)
-                if not implicit and await _has_buffered_data(self._reader):
+                    upgraded = await self._loop.start_tls(
+                        transport, protocol, context, server_hostname=server_hostname
+                    )
+                if upgraded is None or protocol.lost:
+                    raise self._lost(Operation.TLS_HANDSHAKE)
+                if not implicit and protocol.buffer:
                     raise RemoteProtocolError(
                         "unexpected data right after the TLS handshake "
                         "(STARTTLS injection, RFC 3207 §4.2)"
                     )
         except BaseException:
-            writer.transport.abort()
+            protocol.cancel_timer()
+            transport.abort()
             # abort() closes the socket in a loop callback: give it that turn, or a caller
             # that ends its loop right after the failure leaves the socket unclosed.
             await asyncio.sleep(0)
             raise
-        return AsyncSocketStream(self._reader, writer, transport=self._info.transport)
+        protocol.transport = upgraded
+        protocol.over_ssl = True
+        return AsyncSocketStream(upgraded, protocol, kind=self._info.transport)
 
     def channel_binding(self, kind: str) -> bytes | None:
         """Return channel-binding data (see :func:`mailsdk.transport.tls.channel_binding_for`).
@@ -287,7 +350,7 @@ class AsyncSocketStream:
         Returns:
             The binding data, or ``None`` for plaintext, closed streams and unsupported kinds.
         """
-        return channel_binding_for(self._tls if self._writer is not None else None, kind)
+        return channel_binding_for(self._tls if self._transport is not None else None, kind)
 
     async def aclose(self) -> None:
         """Close the connection: an orderly close for up to ``CLOSE_GRACE`` seconds, then abort.
@@ -295,19 +358,20 @@ class AsyncSocketStream:
         Idempotent and never raises an I/O error. With TLS the orderly close sends a
         close_notify; a dead peer only costs the grace period.
         """
-        writer, self._writer = self._writer, None
-        if writer is None:
+        transport, self._transport = self._transport, None
+        if transport is None:
             return
+        protocol = self._protocol
+        protocol.cancel_timer()
         closed = False
         try:
-            with contextlib.suppress(Exception):  # OSError, TimeoutError, ssl errors
-                writer.close()
-                async with asyncio.timeout(CLOSE_GRACE):
-                    await writer.wait_closed()
-                closed = True
+            transport.close()
+            closed = await protocol.wait_closed(CLOSE_GRACE)
+        except Exception:  # noqa: S110 - OSError or ssl errors while closing: abort below
+            pass
         finally:
             if not closed:
-                writer.transport.abort()
+                transport.abort()
 
     async def __aenter__(self) -> typing.Self:
         return self
@@ -321,20 +385,36 @@ class AsyncSocketStream:
         await self.aclose()
 
 
-OpenResult: typing.TypeAlias = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+OpenResult: typing.TypeAlias = tuple[asyncio.Transport, StreamProtocol]
 
 
 async def _open(
-    opener: typing.Callable[[], typing.Awaitable[OpenResult]],
+    opener: typing.Callable[[asyncio.AbstractEventLoop], typing.Awaitable[OpenResult]],
     target: str | None,
     timeout: float | None,
-    transport: TransportKind | None,
+    kind: TransportKind | None,
 ) -> AsyncSocketStream:
     async with map_errors(Operation.CONNECT, target):
         _spent(timeout)
         async with asyncio.timeout(timeout):
-            reader, writer = await opener()
-    return AsyncSocketStream(reader, writer, transport=transport)
+            transport, protocol = await opener(asyncio.get_running_loop())
+    return AsyncSocketStream(transport, protocol, kind=kind)
+
+
+def _over_socket(
+    sock: socket.socket, tls: ssl.SSLContext | None, server_hostname: str | None
+) -> typing.Callable[[asyncio.AbstractEventLoop], typing.Awaitable[OpenResult]]:
+    """The opener that hands a connected socket to the loop (with TLS when ``tls`` is set)."""
+
+    def opener(loop: asyncio.AbstractEventLoop) -> typing.Awaitable[OpenResult]:
+        return loop.create_connection(
+            lambda: StreamProtocol(loop),
+            sock=sock,
+            ssl=tls,
+            server_hostname=server_hostname if tls is not None else None,
+        )
+
+    return opener
 
 
 class AsyncTcpConnector:
@@ -409,16 +489,7 @@ class AsyncTcpConnector:
         left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
         tls = self.tls_context
         try:
-            return await _open(
-                lambda: asyncio.open_connection(
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=self.server_hostname if tls is not None else None,
-                ),
-                target,
-                left,
-                "tcp",
-            )
+            return await _open(_over_socket(sock, tls, self.server_hostname), target, left, "tcp")
         except BaseException:
             sock.close()
             raise
@@ -465,16 +536,14 @@ class AsyncUnixConnector:
             The connected stream.
         """
         tls = self.tls_context
-        return await _open(
-            lambda: asyncio.open_unix_connection(
-                self.path,
-                ssl=tls,
-                server_hostname=self.server_hostname if tls is not None else None,
-            ),
-            self.path,
-            timeout,
-            "unix",
-        )
+        path, name = self.path, self.server_hostname if tls is not None else None
+
+        def opener(loop: asyncio.AbstractEventLoop) -> typing.Awaitable[OpenResult]:
+            return loop.create_unix_connection(
+                lambda: StreamProtocol(loop), path, ssl=tls, server_hostname=name
+            )
+
+        return await _open(opener, self.path, timeout, "unix")
 
 
 class AsyncSocketConnector:
@@ -533,16 +602,7 @@ class AsyncSocketConnector:
         except OSError:
             target = None
         try:
-            return await _open(
-                lambda: asyncio.open_connection(
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=self.server_hostname if tls is not None else None,
-                ),
-                target,
-                timeout,
-                None,
-            )
+            return await _open(_over_socket(sock, tls, self.server_hostname), target, timeout, None)
         except BaseException:
             sock.close()
             raise
