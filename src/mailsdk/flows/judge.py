@@ -131,8 +131,12 @@ def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
     return opts.chunking
 
 
-#: Parameters computed for a run, keyed by what they depend on (see :func:`plan_envelope`).
+#: Parameters and commands computed for a run, keyed by what they depend on (see
+#: :func:`plan_envelope`).
 ParameterCache: typing.TypeAlias = dict[tuple[object, ...], tuple[object, ...]]
+_CACHE_LIMIT: typing.Final = 1024
+_NO_MAIL_OPTIONS: typing.Final = MailOptions()
+_NO_RCPT_OPTIONS: typing.Final = RcptOptions()
 
 
 def plan_envelope(
@@ -167,7 +171,7 @@ def plan_envelope(
     env = prepared.envelope
     if not env.recipients:
         raise InvalidInputError("a message needs at least one recipient")
-    base = mail_options or MailOptions()
+    base = mail_options or _NO_MAIL_OPTIONS
     if base.requiretls and not tls_active:
         # RFC 8689 §4.2: REQUIRETLS is for a session that is itself encrypted; a server that
         # advertises it in plaintext is lying or being impersonated.
@@ -194,20 +198,48 @@ def plan_envelope(
     hit = cache.get(key) if cache is not None else None
     if hit is None:
         mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
-        rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
+        rparams = rcpt_parameters(rcpt_options or _NO_RCPT_OPTIONS, caps)
         # mail_parameters has required CHUNKING for BINARYMIME: BDAT is always possible here.
         use_bdat = True if binary else _use_bdat(caps, opts)
         if cache is not None:
-            if len(cache) >= 256:  # sizes vary: stay bounded
+            if len(cache) >= _CACHE_LIMIT:  # sizes vary: stay bounded
                 cache.clear()
             # The objects are kept so that their ids cannot be reused meanwhile.
             cache[key] = (mparams, rparams, use_bdat, caps, opts, mail_options, rcpt_options)
     else:
-        mparams = typing.cast("tuple[str, ...]", hit[0])
-        rparams = typing.cast("tuple[str, ...]", hit[1])
-        use_bdat = typing.cast("bool", hit[2])
-    rcpts = tuple(RcptTo(r, rparams) for r in env.recipients)
-    return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat, binary)
+        mparams, rparams, use_bdat = hit[0], hit[1], hit[2]  # type: ignore[assignment]
+    if cache is None:
+        return EnvelopePlan(
+            MailFrom(env.sender, mparams),
+            tuple(RcptTo(r, rparams) for r in env.recipients),
+            use_bdat,
+            binary,
+        )
+    return EnvelopePlan(
+        _command(cache, MailFrom, env.sender, mparams),
+        tuple([_command(cache, RcptTo, r, rparams) for r in env.recipients]),
+        use_bdat,
+        binary,
+    )
+
+
+_C = typing.TypeVar("_C", MailFrom, RcptTo)
+
+
+def _command(
+    cache: ParameterCache, kind: type[_C], address: str, params: tuple[str, ...]
+) -> _C:
+    """The MAIL or RCPT command for ``address``, validated and encoded once per run: a bulk
+    run repeats the same few addresses (the commands are immutable, so sharing is safe)."""
+    key = (kind, address, params)
+    hit = cache.get(key)
+    if hit is None:
+        command = kind(address, params)  # validates: a refusal raises and is not cached
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = (command,)
+        return command
+    return hit[0]  # type: ignore[return-value]
 
 
 @attrs.frozen
