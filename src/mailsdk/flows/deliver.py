@@ -49,7 +49,16 @@ from mailsdk.errors import (
     ReplyError,
 )
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows.actions import Action, BodyChunk, Close, Exchange, Phase, Pull, Report
+from mailsdk.flows.actions import (
+    Action,
+    BodyChunk,
+    Close,
+    Exchange,
+    Frame,
+    Phase,
+    Pull,
+    Report,
+)
 from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import (
@@ -158,7 +167,8 @@ def _final_outcome(
     events: Sequence[CommandReplied],
     dialect: Dialect,
 ) -> SendOutcome:
-    prepared = typing.cast("PreparedMessage", item.prepared)
+    prepared = item.prepared
+    assert prepared is not None
     judged = judge_final(
         prepared.envelope, verdict, events, size=prepared.size, dialect=dialect, bdat=plan.use_bdat
     )
@@ -179,16 +189,26 @@ def _final_outcome(
 _ONE_EXCHANGE: typing.Final = 64 * 1024
 
 
+# Immutable actions and commands the run sends over and over: built once.
+_PULL: typing.Final = Pull(True)
+_PULL_UNPREPARED: typing.Final = Pull(False)
+_DATA: typing.Final = Data()
+_END_OF_DATA: typing.Final = EndOfData()
+
+
 def _index(group: _Group) -> int:
     return group.item.index if group.item is not None else -1
 
 
 def _replies(events: Sequence[CommandReplied]) -> list[Reply]:
-    return [e.reply for e in events if e.final]
+    return [e.reply for e in events if e.final]  # LMTP: a command's last reply stands for it
 
 
 def _closing(events: Sequence[CommandReplied]) -> bool:
-    return any(e.reply.code == 421 for e in events)
+    for e in events:  # noqa: SIM110 - no generator: this runs for every group of every message
+        if e.reply.code == 421:
+            return True
+    return False
 
 
 class _Run:
@@ -221,11 +241,14 @@ class _Run:
     # -- input --------------------------------------------------------------------------------
 
     def pull(self, *, prepare: bool = True) -> Generator[Action, object, Delivery | None]:
-        item = yield Pull(prepare)
+        return self.pulled((yield _PULL if prepare else _PULL_UNPREPARED))
+
+    def pulled(self, item: object) -> Delivery | None:
+        """Check what a ``Pull`` returned (``None``: the input is exhausted)."""
         if item is None:
             self.exhausted = True
             return None
-        if not isinstance(item, Delivery):
+        if type(item) is not Delivery and not isinstance(item, Delivery):
             raise TypeError(f"deliver_many pulled {type(item).__name__}, not a Delivery")
         return item
 
@@ -249,8 +272,11 @@ class _Run:
 
     def write_content(self, group: _Group) -> Generator[Action, object, int]:
         """Write ``group``'s content and its end; returns how many commands it queued."""
-        item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
-        prepared = typing.cast("PreparedMessage", item.prepared)
+        item, plan = group.item, group.plan
+        assert item is not None
+        assert plan is not None
+        assert item.prepared is not None
+        prepared = item.prepared
         group.kind = _Kind.CONTENT
         if plan.use_bdat:
             count = 0
@@ -263,7 +289,7 @@ class _Run:
         if prepared.stream is None and not prepared.headers and len(prepared.data) <= _ONE_EXCHANGE:
             group.kind = _Kind.FINAL
             data = prepared.data
-            body = (BodyChunk(data, prepared.canonical), EndOfData()) if data else (EndOfData(),)
+            body = (BodyChunk(data, prepared.canonical), _END_OF_DATA) if data else (_END_OF_DATA,)
             yield Exchange(body, 0, Phase.DATA, item.owner)
             return 1
         for piece in body_chunks(prepared):
@@ -359,14 +385,16 @@ class _Pipelined(_Run):
     def start_next(self) -> Generator[Action, object, None]:
         """Pull items until one has its envelope written (or the input ends)."""
         while not self.exhausted:
-            item = yield from self.pull()
+            item = self.pulled((yield _PULL))
             if item is None:
                 return
             plan = self.plan(item)
             if isinstance(plan, MailError):
                 self.groups.append(_Group(_Kind.LOCAL, item, error=plan))
                 continue
-            frames = plan.commands if plan.use_bdat else (*plan.commands, Data())
+            frames: tuple[Frame, ...] = (
+                (plan.mail, *plan.rcpts) if plan.use_bdat else (plan.mail, *plan.rcpts, _DATA)
+            )
             self.current = _Group(_Kind.ENVELOPE, item, len(frames), plan=plan)
             yield Exchange(frames, 0, Phase.COMMAND, item.owner)
             self.groups.append(self.current)
@@ -380,12 +408,16 @@ class _Pipelined(_Run):
             if group.kind is _Kind.LOCAL:
                 self.current = None
                 assert group.item is not None
-                yield from self.release()
+                if self.held is not None:
+                    yield from self.release()
                 yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
                 continue
-            events = yield from _read(group.count)
-            yield from self.release()  # the replies after it arrived in step: it stands
-            self.closing = self.closing or _closing(events)
+            result = yield Exchange((), group.count, Phase.COMMAND)
+            events: tuple[CommandReplied, ...] = result  # type: ignore[assignment]
+            if self.held is not None:
+                yield from self.release()  # the replies after it arrived in step: it stands
+            if not self.closing:
+                self.closing = _closing(events)
             if group.kind is _Kind.ENVELOPE:
                 yield from self.on_envelope(group, events)
                 self.current = None
@@ -398,12 +430,11 @@ class _Pipelined(_Run):
             if group.outcome is not None:
                 yield Report(group.outcome)
             if group.kind is _Kind.FINAL:
+                assert group.item is not None
+                assert group.plan is not None
+                assert group.verdict is not None
                 outcome = _final_outcome(
-                    typing.cast("Delivery", group.item),
-                    typing.cast("EnvelopePlan", group.plan),
-                    typing.cast("EnvelopeVerdict", group.verdict),
-                    events,
-                    self.dialect,
+                    group.item, group.plan, group.verdict, events, self.dialect
                 )
                 if self.groups and not self.closing:
                     # Reported once the next replies arrive in step: a server that sent one
@@ -420,8 +451,11 @@ class _Pipelined(_Run):
     def on_envelope(
         self, group: _Group, events: Sequence[CommandReplied]
     ) -> Generator[Action, object, None]:
-        item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
-        prepared = typing.cast("PreparedMessage", item.prepared)
+        item, plan = group.item, group.plan
+        assert item is not None
+        assert plan is not None
+        assert item.prepared is not None
+        prepared = item.prepared
         replies = _replies(events)
         data_reply = None if plan.use_bdat else replies.pop()
         verdict = judge_envelope(prepared.envelope, replies)

@@ -226,9 +226,7 @@ def plan_envelope(
 _C = typing.TypeVar("_C", MailFrom, RcptTo)
 
 
-def _command(
-    cache: ParameterCache, kind: type[_C], address: str, params: tuple[str, ...]
-) -> _C:
+def _command(cache: ParameterCache, kind: type[_C], address: str, params: tuple[str, ...]) -> _C:
     """The MAIL or RCPT command for ``address``, validated and encoded once per run: a bulk
     run repeats the same few addresses (the commands are immutable, so sharing is safe)."""
     key = (kind, address, params)

@@ -577,7 +577,6 @@ class ClientConnection:
                 elif target is ClientState.TLS_READY and self._parser.buffered:
                     # RFC 3207 §4.2: bytes sent before the handshake must not be trusted.
                     raise RemoteProtocolError(
-                        "server sent data after 220 to STARTTLS (STARTTLS injection, "
-                        "RFC 3207 §4.2)"
+                        "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
                     )
         return CommandReplied(entry.command, reply, recipient, final, entry.tag)

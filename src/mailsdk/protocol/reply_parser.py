@@ -49,7 +49,6 @@ _CODES: typing.Final = {
     for c in range(10)
 }
 _ENHANCED_CACHE_LIMIT: typing.Final = 256
-_MISS: typing.Final = object()
 _SHOW: typing.Final = 60  # how many bytes of an offending line an error message quotes
 
 
@@ -184,13 +183,18 @@ class ReplyParser:
                     self._tail_start -= nl + 1
                     text = line[4:]
                     # _enhanced, its cache hit inlined (servers repeat the same few texts).
-                    enhanced = self._enhanced_cache.get(text[:10], _MISS)
-                    if enhanced is _MISS:
+                    cache = self._enhanced_cache
+                    key = text[:10]
+                    if key not in cache:
                         return Reply(code, (text,), self._enhanced(code, text))
-                    if enhanced is not None and not self.parse_enhanced:
-                        if enhanced.klass != code // 100:  # type: ignore[union-attr]
-                            enhanced = None
-                    return Reply(code, (text,), enhanced)  # type: ignore[arg-type]
+                    enhanced = cache[key]
+                    if (
+                        enhanced is not None
+                        and not self.parse_enhanced
+                        and enhanced.klass != code // 100
+                    ):
+                        enhanced = None
+                    return Reply(code, (text,), enhanced)
         while True:
             # _tail_start is just past the last LF buffered: no complete line unless _pos is before.
             nl = buf.find(b"\n", self._pos) if self._pos < self._tail_start else -1
