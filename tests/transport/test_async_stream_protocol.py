@@ -162,7 +162,7 @@ async def test_a_flood_is_buffered_boundedly_and_read_in_order(make_server):
     server = make_server(flood)
     async with await connect(server) as stream:
         await asyncio.sleep(0.3)  # the client reads nothing while the server sends
-        buffered = len(stream._protocol.buffer)  # noqa: SLF001 - the bound is the point
+        buffered = len(stream._protocol.buffer)  # the bound is the point
         assert 0 < buffered <= 2 * READ_LIMIT + 256 * 1024
         assert await receive_exactly(stream, size) == data
 
