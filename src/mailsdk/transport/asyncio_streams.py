@@ -192,16 +192,28 @@ class AsyncSocketStream:
         stall = _check_stall(stall)
         try:
             # A transport that is closing would drop the bytes silently (asyncio only logs).
-            if protocol.lost or transport.is_closing():
-                raise self._lost(Operation.WRITE)
-            transport.write(data)
-            if protocol.paused:
-                await self._drain(transport, timeout, stall)
-            elif transport.is_closing():  # the send failed at once (a reset)
-                raise self._lost(Operation.WRITE)
+            if not (protocol.lost or transport.is_closing()):
+                transport.write(data)
+                if protocol.paused:
+                    await self._drain(transport, timeout, stall)
+                if not transport.is_closing():
+                    return
+            raise await self._closing_reason()
         except BaseException:  # including cancellation: the wire state is unknown
             self._abort()
             raise
+
+    async def _closing_reason(self) -> ConnectionLost:
+        """The error for a transport that is closing under us (a send failed: a reset).
+
+        asyncio reports why only in ``connection_lost``, one loop turn later: wait for it
+        (briefly), so that the error names the cause (``ECONNRESET``) instead of guessing.
+        """
+        protocol = self._protocol
+        deadline = self._loop.time() + CLOSE_GRACE
+        while not protocol.lost and await protocol.wait(deadline):
+            pass  # woken by data that was on its way: keep waiting for the loss
+        return self._lost(Operation.WRITE)
 
     async def _drain(
         self, transport: asyncio.Transport, timeout: float | None, stall: float | None
