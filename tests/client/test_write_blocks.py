@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailsdk.client._pump import WRITE_BLOCK
 from mailsdk.flows import deliver
+from mailsdk.flows.transaction import _ONE_EXCHANGE as TRANSACTION_ONE_EXCHANGE
 
 
 def test_small_content_and_its_end_are_written_together() -> None:
@@ -11,3 +12,8 @@ def test_small_content_and_its_end_are_written_together() -> None:
     # treats both as written at once: the pump must not write before its end-of-data
     # (3 bytes) and any dot-stuffing growth are buffered too.
     assert deliver._ONE_EXCHANGE * 2 <= WRITE_BLOCK
+
+
+def test_small_content_of_one_transaction_and_its_end_are_written_together() -> None:
+    # The one-message transaction does the same (its DeliveryUnknown covers that exchange).
+    assert TRANSACTION_ONE_EXCHANGE * 2 <= WRITE_BLOCK

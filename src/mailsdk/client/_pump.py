@@ -174,13 +174,14 @@ class Pump:
         A frame the connection refuses raises; the frames before it stay buffered.
         """
         conn = self.connection
-        debug = wire_log.isEnabledFor(logging.DEBUG)
+        frames = action.frames
+        debug = bool(frames) and wire_log.isEnabledFor(logging.DEBUG)
         owner, phase = action.owner, action.phase
         out, unwritten = self._out, self._unwritten  # take() clears them in place
         size = self._out_size
         # Dispatch on the exact frame type (frames are final attrs classes): cheaper than an
         # isinstance chain, and this runs for every frame of every message.
-        for frame in action.frames:
+        for frame in frames:
             kind = type(frame)
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if kind is BodyChunk:
@@ -313,13 +314,15 @@ class Pump:
         self._phase = Phase.GREETING
         self._waiting = False
 
-    def _restart_deadline(self) -> None:
+    def _restart_deadline(self) -> float | None:
+        """Start the deadline of the reply awaited now; returns its limit (None: no limit)."""
         tag = self.connection.oldest_tag
-        if isinstance(tag, _Tag):
+        if type(tag) is _Tag:
             self._phase = tag.phase
         limit = self.timeouts.for_phase(self._phase)
         self._deadline = None if limit is None else self._clock() + limit
         self._waiting = True
+        return limit
 
     def remaining(self) -> float | None:
         """Seconds left before the current reply deadline.
@@ -328,7 +331,10 @@ class Pump:
             ReadTimeout: the deadline has passed.
         """
         if not self._waiting:
-            self._restart_deadline()
+            limit = self._restart_deadline()
+            if limit is None or limit > 0:  # just started: no second clock read
+                return limit
+            raise self.read_timed_out()
         if self._deadline is None:
             return None
         left = self._deadline - self._clock()
@@ -359,12 +365,14 @@ class Pump:
         events = self._events
         # Telemetry silent and no wire log: pairing is all there is to do per reply (the
         # general _on_reply below does the same plus the hooks and the log).
-        quiet = self._silent is not None and not wire_log.isEnabledFor(logging.DEBUG)
+        quiet: bool | None = None  # decided at the first reply (most polls find none)
         while (conn.pending > 0) if self._want is None else (self._want > 0):
             event = next_event()
             if event is NEED_DATA:
                 return None
             if type(event) is CommandReplied:
+                if quiet is None:
+                    quiet = self._silent is not None and not wire_log.isEnabledFor(logging.DEBUG)
                 if not quiet:
                     self._on_reply(event)
                     continue

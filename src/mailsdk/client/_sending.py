@@ -192,7 +192,7 @@ class Feed:
 
     def settle(self, value: object) -> SendOutcome:
         """Close the span of the message ``value`` (a reported outcome) is about."""
-        outcome = typing.cast("SendOutcome", value)
+        outcome: SendOutcome = value  # type: ignore[assignment]
         tx = self._open.pop(outcome.index, None)
         if tx is not None:
             if outcome.result is not None and outcome.status.delivered:

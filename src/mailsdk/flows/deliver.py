@@ -382,6 +382,9 @@ class _Run:
 class _Pipelined(_Run):
     """PIPELINING: each message's envelope rides in the write of the previous one's content."""
 
+    #: The replies of the oldest group, read by the exchange that wrote the newest envelope.
+    prefetched: tuple[CommandReplied, ...] | None = None
+
     def start_next(self) -> Generator[Action, object, None]:
         """Pull items until one has its envelope written (or the input ends)."""
         while not self.exhausted:
@@ -396,7 +399,16 @@ class _Pipelined(_Run):
                 (plan.mail, *plan.rcpts) if plan.use_bdat else (plan.mail, *plan.rcpts, _DATA)
             )
             self.current = _Group(_Kind.ENVELOPE, item, len(frames), plan=plan)
-            yield Exchange(frames, 0, Phase.COMMAND, item.owner)
+            head = self.groups[0] if self.groups else None
+            if head is None or head.kind is _Kind.LOCAL:
+                yield Exchange(frames, 0, Phase.COMMAND, item.owner)
+            else:
+                # The replies the oldest group is owed are read by this same exchange, right
+                # after the write that carries this envelope: the bytes on the wire are the
+                # same, one exchange fewer per message. (The reply deadline is the oldest
+                # command's: its tag carries the phase.)
+                result = yield Exchange(frames, head.count, Phase.COMMAND, item.owner)
+                self.prefetched = result  # type: ignore[assignment]
             self.groups.append(self.current)
             self.current = None
             return
@@ -412,8 +424,12 @@ class _Pipelined(_Run):
                     yield from self.release()
                 yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
                 continue
-            result = yield Exchange((), group.count, Phase.COMMAND)
-            events: tuple[CommandReplied, ...] = result  # type: ignore[assignment]
+            events: tuple[CommandReplied, ...]
+            if self.prefetched is None:
+                result = yield Exchange((), group.count, Phase.COMMAND)
+                events = result  # type: ignore[assignment]
+            else:  # read by start_next for this group, the oldest
+                events, self.prefetched = self.prefetched, None
             if self.held is not None:
                 yield from self.release()  # the replies after it arrived in step: it stands
             if not self.closing:
