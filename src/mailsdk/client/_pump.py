@@ -139,6 +139,7 @@ class Pump:
         self._in_auth = False
         self._closing_event: CommandReplied | None = None
         self._content_written = False  # the last block taken held message content
+        self._debug = wire_log.isEnabledFor(logging.DEBUG)  # refreshed by encode()
 
     @property
     def server_closing(self) -> bool:
@@ -175,7 +176,9 @@ class Pump:
         """
         conn = self.connection
         frames = action.frames
-        debug = bool(frames) and wire_log.isEnabledFor(logging.DEBUG)
+        if frames:  # the wire log's level, looked up once per exchange that writes
+            self._debug = wire_log.isEnabledFor(logging.DEBUG)
+        debug = self._debug
         owner, phase = action.owner, action.phase
         out, unwritten = self._out, self._unwritten  # take() clears them in place
         size = self._out_size
@@ -185,7 +188,7 @@ class Pump:
             kind = type(frame)
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if kind is BodyChunk:
-                chunk = typing.cast("BodyChunk", frame)
+                chunk: BodyChunk = frame  # type: ignore[assignment]  # (typing.cast is a call)
                 data = conn.send_body(chunk.data, canonical=chunk.canonical)
                 self._content_size += len(chunk.data)
             elif kind is EndOfData:
@@ -197,7 +200,7 @@ class Pump:
                     wire_log.debug("C: <message content, %d bytes> .", self._content_size)
                 self._content_size = 0
             elif kind is BdatChunk:
-                bdat = typing.cast("BdatChunk", frame)
+                bdat: BdatChunk = frame  # type: ignore[assignment]
                 data_phase = Phase.DATA if bdat.last else phase
                 self._content_queued = True
                 tag = _Tag("BDAT", "BDAT", owner, data_phase)
@@ -209,7 +212,7 @@ class Pump:
                     last = " LAST" if bdat.last else ""
                     wire_log.debug("C: BDAT %d%s <chunk>", len(bdat.data), last)
             else:
-                command = typing.cast("Command", frame)
+                command: Command = frame  # type: ignore[assignment]
                 verb = command.verb
                 self._in_auth = kind is Auth or kind is AuthResponse
                 tag = _Tag(verb, _label(command) if kind is Raw else verb, owner, phase)
@@ -365,14 +368,13 @@ class Pump:
         events = self._events
         # Telemetry silent and no wire log: pairing is all there is to do per reply (the
         # general _on_reply below does the same plus the hooks and the log).
-        quiet: bool | None = None  # decided at the first reply (most polls find none)
+        # As of the last exchange that wrote: a level changed meanwhile applies from the next.
+        quiet = self._silent is not None and not self._debug
         while (conn.pending > 0) if self._want is None else (self._want > 0):
             event = next_event()
             if event is NEED_DATA:
                 return None
             if type(event) is CommandReplied:
-                if quiet is None:
-                    quiet = self._silent is not None and not wire_log.isEnabledFor(logging.DEBUG)
                 if not quiet:
                     self._on_reply(event)
                     continue

@@ -129,7 +129,8 @@ class Feed:
         if self.failure is not None:
             return None
         try:
-            item = next(typing.cast("Iterator[object]", self._items), _END)
+            items: Iterator[object] = self._items  # type: ignore[assignment]  # pull: sync only
+            item = next(items, _END)
         except Exception as exc:  # the caller's iterator broke: see ``failure``
             self.failure = exc
             return None

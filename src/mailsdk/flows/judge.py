@@ -269,7 +269,7 @@ def judge_envelope(envelope: Envelope, replies: Sequence[Reply]) -> EnvelopeVerd
     Partial acceptance is not an error (RFC 5321 §3.3); every recipient refused is.
     """
     mail_reply = replies[0]
-    if not mail_reply.is_positive:
+    if not 200 <= mail_reply.code < 300:  # is_positive, inlined: this runs per message
         return EnvelopeVerdict(
             accepted=(),
             refused={},
@@ -335,16 +335,18 @@ def judge_final(
         bdat: the content went in BDAT chunks.
     """
     command = "BDAT" if bdat else "DATA"
-    # RFC 3030 §2: a refused chunk fails the message whatever the LAST chunk's reply says.
-    for event in events:
-        chunk = event.command
-        if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
-            return DataRefused(event.reply, "BDAT")
-    finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
+    finals = events  # after DATA, every event answers the end of the data
+    if bdat:
+        # RFC 3030 §2: a refused chunk fails the message whatever the LAST chunk's reply says.
+        for event in events:
+            chunk = event.command
+            if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
+                return DataRefused(event.reply, "BDAT")
+        finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
     if dialect is Dialect.LMTP:
         return _lmtp_result(envelope, verdict, finals, size=size, command=command)
     end = finals[-1].reply
-    if not end.is_positive:
+    if not 200 <= end.code < 300:  # is_positive, inlined
         # The reply to the end of the data answers BDAT ... LAST when chunking (RFC 3030 §2).
         return DataRefused(end, command)
     return SendResult(

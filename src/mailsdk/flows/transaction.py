@@ -36,9 +36,10 @@ from mailsdk.flows.actions import (
     Action,
     BodyChunk,
     Close,
+    Exchange,
     Phase,
+    _replies,
     exchange,
-    submit,
     submit_one,
 )
 from mailsdk.flows.content import bdat_chunks, body_chunks
@@ -132,7 +133,9 @@ def transaction(
     data_reply: Reply | None = None
     if opts.pipelining and caps.pipelining:
         group = commands if plan.use_bdat else (*commands, _DATA)
-        replies = list((yield from submit(*group)))
+        # submit(), inlined: the events straight from the exchange, one reply per command.
+        events = _replies((yield Exchange(group, len(group), Phase.COMMAND)))
+        replies = [e.reply for e in events if e.final]
         if not plan.use_bdat:
             data_reply = replies.pop()
     else:
@@ -164,7 +167,10 @@ def transaction(
             # The common case: the content and its end in one exchange (one write), without
             # the piece-by-piece helpers.
             body = (BodyChunk(data, prepared.canonical), _END) if data else (_END,)
-            final = yield from _end(exchange(*body, replies=1, phase=Phase.DATA))
+            try:  # _end(), inlined
+                final = _replies((yield Exchange(body, 1, Phase.DATA)))
+            except (TransportError, ProtocolError) as exc:
+                raise _unknown(exc) from exc
         else:
             for piece in body_chunks(prepared):
                 yield from exchange(piece, replies=0, phase=Phase.DATA)
@@ -187,11 +193,15 @@ def _end(
     try:
         return (yield from ending)
     except (TransportError, ProtocolError) as exc:
-        raise DeliveryUnknown(
-            f"the end of the message was sent but no reply came ({exc}); it may have been "
-            "delivered and is not resent",
-            cause=exc,
-        ) from exc
+        raise _unknown(exc) from exc
+
+
+def _unknown(exc: TransportError | ProtocolError) -> DeliveryUnknown:
+    return DeliveryUnknown(
+        f"the end of the message was sent but no reply came ({exc}); it may have been "
+        "delivered and is not resent",
+        cause=exc,
+    )
 
 
 def _send_bdat(

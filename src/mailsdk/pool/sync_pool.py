@@ -21,6 +21,7 @@ from mailsdk.errors import MailError, PoolTimeout
 from mailsdk.esmtp import MailOptions, RcptOptions
 from mailsdk.flows import SendResult
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
+from mailsdk.pool._process_batch import ProcessBatchRun
 from mailsdk.pool._sync_batch import BatchRun
 from mailsdk.pool._telemetry import PoolTelemetry
 
@@ -82,6 +83,8 @@ class Pool:
             checkout_timeout=checkout_timeout,
         )
         self._book: PoolBook[Session] = PoolBook(self.limits)
+        #: the shared cap given by the caller (``None``: only ``max_connections`` holds)
+        self.connection_limiter = connection_limiter
         self._limiter: ConnectionLimiter = connection_limiter or LocalConnectionLimiter(
             max_connections
         )
@@ -306,7 +309,8 @@ class Pool:
         retry: RetryPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         ordered: bool = False,
-    ) -> BatchRun:
+        processes: int | None = None,
+    ) -> BatchRun | ProcessBatchRun:
         """Send many messages over the pool; iterate the result for one outcome per item.
 
         Args:
@@ -315,10 +319,24 @@ class Pool:
             retry: the retry policy (``None``: :class:`~mailsdk.batch.RetryPolicy` defaults).
             on_progress: called with a :class:`~mailsdk.batch.Progress` after every outcome.
             ordered: yield outcomes in input order instead of completion order.
+            processes: spread the batch over this many forked worker processes (to use more
+                than one CPU core), each with its share of ``max_connections`` and of ``rate``
+                (a :class:`~mailsdk.batch.TokenBucket` is divided; a limiter shared across
+                processes, like the Redis one, is used as is). ``None`` or 1: this process.
 
         Returns:
-            A :class:`BatchRun`: an iterator of :class:`~mailsdk.SendOutcome` with ``report``.
+            A :class:`BatchRun` (a :class:`ProcessBatchRun` with ``processes``): an iterator
+            of :class:`~mailsdk.SendOutcome` with ``report``.
+
+        Raises:
+            ConfigurationError: ``processes`` is not a positive int, the platform cannot
+                fork, or ``rate`` cannot be shared between processes.
         """
+        if processes is not None and (type(processes) is not int or processes != 1):
+            return ProcessBatchRun(
+                self, items, processes=processes, rate=rate, retry=retry,
+                on_progress=on_progress, ordered=ordered,
+            )  # fmt: skip
         return BatchRun(
             self, items, rate=rate, retry=retry, on_progress=on_progress, ordered=ordered
         )

@@ -179,6 +179,7 @@ _SPECIAL_OUTCOMES: typing.Final = frozenset(
     {Trigger.DATA, Trigger.AUTH, Trigger.AUTH_RESPONSE, Trigger.STARTTLS}
 )
 _LMTP_FINAL: typing.Final = frozenset({Trigger.END_OF_DATA, Trigger.BDAT_LAST})
+_END_OF_DATA: typing.Final = EndOfData()  # immutable: one for every end of data
 
 
 def _verb_of(entry: _Pending) -> str:
@@ -378,10 +379,11 @@ class ClientConnection:
             self._check_usable()
         new_state = state_after_send(self._state, Trigger.END_OF_DATA, "end of data")
         assert self._data_encoder is not None
-        self._check_in_step()
+        if not self._queue:  # _check_in_step's own test, inlined on the hot path
+            self._check_in_step()
         tail = self._data_encoder.finish()
         self._data_encoder = None
-        self._queue.append(_Pending(EndOfData(), Trigger.END_OF_DATA, self._txn, tag=tag))
+        self._queue.append(_Pending(_END_OF_DATA, Trigger.END_OF_DATA, self._txn, tag=tag))
         self._state = new_state
         return tail
 
@@ -453,7 +455,8 @@ class ClientConnection:
                 buffer: they are returned first).
             LocalProtocolError: the connection is in ``ERROR``, or data follows EOF.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         try:
             if self._eof:
                 if data:

@@ -204,7 +204,8 @@ class ReplyParser:
                         f"reply line longer than {limits.max_line_length} bytes: "
                         f"{_excerpt(buf[self._pos :])}"
                     )
-                self._compact()
+                if self._pos > self._reply_bytes:  # _compact's own test: skip the call
+                    self._compact()
                 return None
             end = nl - 1 if nl > self._pos and buf[nl - 1] == 0x0D else nl
             line = bytes(buf[self._pos : end])
