@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mailsdk.errors import ReadTimeout
-from mailsdk.transport import SocketConnector
+from mailsdk.transport import SocketConnector, TcpConnector
 
 from .conftest import IO_TIMEOUT
 
@@ -72,3 +72,22 @@ def test_writes_reuse_the_stall_timeout_and_honour_a_shorter_deadline(pair):
     assert theirs.recv(100) == b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
     stream.send_all(b"DATA\r\n", 1.0, stall=5.0)  # less time left than the stall: it rules
     assert theirs.recv(100) == b"DATA\r\n"
+
+
+def _late_second_echo(conn: socket.socket, server: object) -> None:
+    conn.sendall(conn.recv(65536))
+    second = conn.recv(65536)
+    time.sleep(1.2)
+    conn.sendall(second)
+
+
+def test_a_tls_read_retried_after_the_kept_timeout_fired_gets_the_data(
+    make_server, server_context, client_context
+):
+    server = make_server(_late_second_echo, tls=server_context)
+    with TcpConnector("127.0.0.1", server.port, tls_context=client_context).connect(T) as stream:
+        stream.send_all(b"NOOP one\r\n", T)
+        assert stream.receive(100, 1.0) == b"NOOP one\r\n"  # keeps 1 s on the TLS socket
+        stream.send_all(b"NOOP two\r\n", T)
+        # The TLS read times out once (no record yet) and is retried within its 2 s deadline.
+        assert stream.receive(100, 2.0) == b"NOOP two\r\n"

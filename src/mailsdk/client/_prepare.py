@@ -135,7 +135,9 @@ def prepare(
         sender=env.sender, recipients=env.recipients, size=prepared.declared_size
     )
     try:
-        prepared = _traced(prepared, message, tx.trace_headers())
+        headers = tx.trace_headers()
+        if headers:  # telemetry off: no trace context, nothing to add
+            prepared = _traced(prepared, message, headers)
         for step in steps:
             prepared = step(prepared)
     except BaseException as exc:
