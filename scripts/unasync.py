@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Generate the blocking facades from their asyncio originals; ``--check`` fails when stale.
+
+Usage: ``python scripts/unasync.py`` (rewrite the generated files) or ``--check`` (print a diff
+and exit 1 if a generated file differs from what its asyncio original produces).
+
+The rewrite works on tokens (:mod:`tokenize`), never on raw text: ``async def``/``async with``/
+``async for`` lose ``async``, ``await`` disappears, the names in ``NAMES`` are renamed in code
+and, as whole words, in strings and comments, and ``PHRASES`` fix the wording of docstrings
+and comments. Lines that genuinely differ carry a pragma comment, trailing (this line) or on
+a line of its own (the next line):
+
+- ``# unasync: drop``: the line is left out of the blocking file;
+- ``# unasync: drop NAME``: ``NAME`` (with its ``[...]`` and one ``|`` or ``,``) is removed;
+- ``# unasync: becomes CODE``: the line is ``CODE`` (same indentation) in the blocking file;
+- ``# unasync: add CODE`` (own line only): ``CODE`` is inserted here in the blocking file;
+- ``# unasync: async-only`` ... ``# unasync: end``: the lines between are left out.
+
+The output must not mention asyncio any more (``LEAKS``), every per-file phrase must still
+match (a stale rule is an error), and the result is ruff-format clean as written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import io
+import re
+import sys
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = (
+    "# Generated from {source} by scripts/unasync.py: do not edit.\n"
+    "# Edit the asyncio original, then run `python scripts/unasync.py` (docs/architecture.md).\n"
+)
+
+#: Identifiers renamed in code and, as whole words, in docstrings and comments.
+NAMES = {
+    "AsyncBatchRun": "BatchRun",
+    "AsyncClient": "Client",
+    "AsyncConnectionLimiter": "ConnectionLimiter",
+    "AsyncDriver": "SyncDriver",
+    "AsyncGenerator": "Generator",
+    "AsyncIterable": "Iterable",
+    "AsyncIterator": "Iterator",
+    "AsyncLMTPClient": "LMTPClient",
+    "AsyncPool": "Pool",
+    "AsyncRateLimiter": "RateLimiter",
+    "AsyncSession": "Session",
+    "StopAsyncIteration": "StopIteration",
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+    "_async_batch": "_sync_batch",
+    "_async_driver": "_sync_driver",
+    "aclose": "close",
+    "aiter": "iter",
+    "alocal_hostname": "local_hostname",
+    "anext": "next",
+    "async_pool": "sync_pool",
+    "open_stream_async": "open_stream",
+}
+#: asyncio constructs (dotted names, matched token by token) and their blocking equivalents.
+CONSTRUCTS = {
+    "asyncio.Condition": "threading.Condition",
+    "asyncio.Event": "threading.Event",
+    "asyncio.Lock": "threading.Lock",
+    "asyncio.sleep": "time.sleep",
+}
+#: Wording of docstrings and comments, for every file (applied in order, before ``NAMES``).
+PHRASES = (
+    ("``async with``", "``with``"),
+    ("``async for``", "``for``"),
+    ("``await ", "``"),
+    ("An asyncio ", "A blocking "),
+    ("an asyncio ", "a blocking "),
+    ("asyncio ", "blocking "),
+    ("An asynchronous iterator", "An iterator"),
+    ("an asynchronous iterator", "an iterator"),
+    ("task-safe", "thread-safe"),
+    ("between tasks", "between threads"),
+)
+#: What a blocking file must not say (in code, docstrings or comments) once generated.
+LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop)\b")
+IMPORTS = ("import ", "from ")
+#: Tokens whose text is prose (f-string parts are their own tokens from Python 3.12).
+TEXT = {tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
+PRAGMA = re.compile(r"#\s*unasync:\s*(?P<verb>[\w-]+)\s*(?P<arg>.*?)\s*$")
+
+
+class UnasyncError(Exception):
+    """A pragma or rule that cannot be applied (the message says where)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One generated file: its asyncio ``source``, and the wording peculiar to it."""
+
+    source: str
+    generated: str
+    phrases: tuple[tuple[str, str], ...] = ()
+
+
+TARGETS = (
+    Target(
+        "src/mailsdk/client/async_client.py",
+        "src/mailsdk/client/sync_client.py",
+        phrases=(
+            ("The blocking twin ``sync_client.py`` is", "This file is"),
+            ("generated from this file by", "generated from ``async_client.py`` by"),
+            (
+                ",\n        synchronous or asynchronous (the frames already encoded are written"
+                " before waiting\n        for an asynchronous source).",
+                ".",
+            ),
+        ),
+    ),
+)
+
+
+def convert(source: str, phrases: tuple[tuple[str, str], ...] = ()) -> str:
+    """The blocking version of the asyncio module ``source`` (without the header)."""
+    return Rewrite(source, phrases).result()
+
+
+class Rewrite:
+    """One module's rewrite: pragmas decide whole lines, then tokens are edited in place."""
+
+    def __init__(self, source: str, phrases: tuple[tuple[str, str], ...]) -> None:
+        self.source = source
+        self.lines = source.splitlines(keepends=True)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+        self.tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+        self.phrases = (*phrases, *PHRASES)
+        self.unused = {old for old, _ in phrases}
+        self.words = re.compile(rf"\b(?:{'|'.join(sorted(NAMES, key=len, reverse=True))})\b")
+        self.dropped: set[int] = set()  # line numbers left out
+        self.becomes: dict[int, str] = {}  # line number -> its blocking code
+        self.drop_names: dict[int, list[str]] = {}  # line number -> names to remove from it
+        self.edits: list[tuple[int, int, str]] = []  # (start, end, text), offsets in source
+
+    def at(self, row: int, col: int) -> int:
+        return self.starts[row - 1] + col
+
+    def result(self) -> str:
+        self.plan_lines()
+        self.edit_tokens()
+        for row in sorted(self.dropped | set(self.becomes)):
+            line = self.lines[row - 1]
+            if row in self.becomes:
+                indent, end = len(line) - len(line.lstrip()), len(line.rstrip("\r\n"))
+                self.edits.append((self.at(row, indent), self.at(row, end), self.becomes[row]))
+            else:
+                self.edits.append((self.starts[row - 1], self.starts[row], ""))
+        out = self.source
+        for start, end, text in sorted(self.edits, reverse=True):
+            out = out[:start] + text + out[end:]
+        check_leaks(out)
+        return out
+
+    def plan_lines(self) -> None:
+        """Pass 1: read the pragmas (a pragma on its own line applies to the next line)."""
+        pending: list[tuple[int, str, str]] = []
+        block: int | None = None
+        for tok in self.tokens:
+            row = tok.start[0]
+            if pending and tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.INDENT):
+                for prow, verb, arg in pending:
+                    self.pragma(row, verb, arg, where=prow)
+                pending = []
+            match = PRAGMA.match(tok.string) if tok.type == tokenize.COMMENT else None
+            if match is None:
+                continue
+            verb, arg = match["verb"], match["arg"]
+            own_line = not self.lines[row - 1][: tok.start[1]].strip()
+            if verb == "async-only" and own_line and block is None:
+                block = row
+            elif verb == "end" and own_line and block is not None:
+                self.dropped.update(range(block, row + 1))
+                block = None
+            elif verb == "add" and own_line and arg:
+                self.becomes[row] = arg
+                # ruff wants a blank line between imports and a comment, not between imports.
+                above = self.lines[row - 3] if row > 2 else ""
+                blank = not self.lines[row - 2].strip()
+                if arg.startswith(IMPORTS) and blank and above.startswith((*IMPORTS, ")")):
+                    self.dropped.add(row - 1)
+            elif verb in ("drop", "becomes") and own_line:
+                self.dropped.add(row)
+                pending.append((row, verb, arg))
+            elif verb in ("drop", "becomes"):
+                self.pragma(row, verb, arg, where=row)
+            else:
+                raise UnasyncError(f"line {row}: misplaced or unknown pragma {tok.string!r}")
+        if block is not None or pending:
+            where = block or pending[0][0]
+            raise UnasyncError(f"line {where}: a pragma without its end or its line")
+
+    def pragma(self, row: int, verb: str, arg: str, *, where: int) -> None:
+        """Record ``drop``/``becomes`` for line ``row`` (the pragma is on line ``where``)."""
+        if verb == "becomes" and arg:
+            self.becomes[row] = arg
+        elif verb == "drop" and arg:
+            self.drop_names.setdefault(row, []).extend(re.split(r"[\s,]+", arg))
+        elif verb == "drop":
+            self.dropped.add(row)
+        else:
+            raise UnasyncError(f"line {where}: '# unasync: becomes' needs the code")
+
+    def edit_tokens(self) -> None:
+        """Pass 2: ``async``/``await``, renames, wording, pragma comments, dropped names."""
+        tokens, at, skip_until = self.tokens, self.at, (0, 0)
+        for i, tok in enumerate(tokens):
+            row, nxt = tok.start[0], tokens[min(i + 1, len(tokens) - 1)]
+            if row in self.dropped or row in self.becomes or tok.start < skip_until:
+                continue
+            after = tokens[i + 2] if i + 2 < len(tokens) and nxt.string == "." else None
+            dotted = f"{tok.string}.{after.string}" if after else ""
+            if tok.type == tokenize.NAME and tok.string in self.drop_names.get(row, ()):
+                self.drop_names[row].remove(tok.string)
+                start, skip_until = name_span(tokens, i)
+                self.edits.append((at(*start), at(*skip_until), ""))
+            elif tok.string == "await" or (
+                tok.string == "async" and nxt.string in ("def", "with", "for")
+            ):
+                self.edits.append((at(*tok.start), at(*nxt.start), ""))
+            elif tok.type == tokenize.NAME and after and dotted in CONSTRUCTS:
+                self.edits.append((at(*tok.start), at(*after.end), CONSTRUCTS[dotted]))
+                skip_until = after.end
+            elif tok.type == tokenize.NAME and tok.string in NAMES:
+                self.edits.append((at(*tok.start), at(*tok.end), NAMES[tok.string]))
+            elif tok.type == tokenize.COMMENT and PRAGMA.match(tok.string):
+                code = self.lines[row - 1][: tok.start[1]].rstrip()
+                self.edits.append((self.starts[row - 1] + len(code), at(*tok.end), ""))
+            elif tok.type in TEXT:
+                new = self.reword(tok.string)
+                if new != tok.string:
+                    self.edits.append((at(*tok.start), at(*tok.end), new))
+        left = [f"line {row}: {names}" for row, names in self.drop_names.items() if names]
+        if left:
+            raise UnasyncError(f"'# unasync: drop NAME': no such name on {'; '.join(left)}")
+        if self.unused:
+            raise UnasyncError(f"stale phrase rules (they match nothing): {sorted(self.unused)}")
+
+    def reword(self, text: str) -> str:
+        """A docstring's, string's or comment's blocking wording."""
+        for old, new in self.phrases:
+            if old in text:
+                self.unused.discard(old)
+                text = text.replace(old, new)
+        return self.words.sub(lambda m: NAMES[m.group()], text)
+
+
+def name_span(tokens: list[tokenize.TokenInfo], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where ``NAME[...]`` at ``tokens[i]`` and one separator (before it, else after) lie."""
+    j, depth = i, 0
+    while j + 1 < len(tokens) and (tokens[j + 1].string == "[" or depth):
+        j += 1
+        depth += {"[": 1, "]": -1}.get(tokens[j].string, 0)
+    if tokens[i - 1].string in ("|", ","):
+        return tokens[i - 2].end, tokens[j].end
+    if tokens[j + 1].string in ("|", ","):
+        return tokens[i].start, tokens[j + 2].start
+    return tokens[i].start, tokens[j].end
+
+
+def check_leaks(text: str) -> None:
+    """Refuse output that still says ``await``, ``async`` or asyncio, or uses an Async name."""
+    problems = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.NAME and (
+            tok.string.startswith("Async") or LEAKS.fullmatch(tok.string)
+        ):
+            problems.append(f"line {tok.start[0]}: name {tok.string!r}")
+        elif tok.type in (tokenize.STRING, tokenize.COMMENT) and (
+            found := LEAKS.search(tok.string)
+        ):
+            problems.append(f"line {tok.start[0]}: {found.group()!r} in {tok.string[:60]!r}")
+    if problems:
+        raise UnasyncError("the blocking output still speaks asyncio:\n  " + "\n  ".join(problems))
+
+
+def generate(target: Target) -> str:
+    """The generated file's full text (header included)."""
+    source = (ROOT / target.source).read_text(encoding="utf-8")
+    return HEADER.format(source=target.source) + convert(source, target.phrases)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or with ``--check`` compare) every generated file; the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="fail with a diff when stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for target in TARGETS:
+        try:
+            expected = generate(target)
+        except (UnasyncError, tokenize.TokenError, SyntaxError) as exc:
+            print(f"{target.source}: {exc}", file=sys.stderr)
+            return 2
+        path = ROOT / target.generated
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == expected:
+            continue
+        if args.check:
+            stale.append(target.generated)
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    current.splitlines(keepends=True),
+                    expected.splitlines(keepends=True),
+                    f"{target.generated} (on disk)",
+                    f"{target.generated} (generated from {target.source})",
+                )
+            )
+        else:
+            path.write_text(expected, encoding="utf-8", newline="\n")
+            print(f"wrote {target.generated}")
+    if stale:
+        print(f"stale: {', '.join(stale)}; run python scripts/unasync.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
