@@ -85,6 +85,15 @@ PHRASES = (
 #: What a blocking file must not say (in code, docstrings or comments) once generated.
 LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop)\b")
 IMPORTS = ("import ", "from ")
+#: Tokens that are not the code a pragma on its own line applies to.
+LAYOUT = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENDMARKER,
+}
 #: Tokens whose text is prose (f-string parts are their own tokens from Python 3.12).
 TEXT = {tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 PRAGMA = re.compile(r"#\s*unasync:\s*(?P<verb>[\w-]+)\s*(?P<arg>.*?)\s*$")
@@ -168,7 +177,7 @@ class Rewrite:
         block: int | None = None
         for tok in self.tokens:
             row = tok.start[0]
-            if pending and tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.INDENT):
+            if pending and tok.type not in LAYOUT:
                 for prow, verb, arg in pending:
                     self.pragma(row, verb, arg, where=prow)
                 pending = []
