@@ -69,6 +69,8 @@ CONSTRUCTS = {
     "asyncio.Lock": "threading.Lock",
     "asyncio.sleep": "time.sleep",
 }
+#: Calls that only exist to be awaited: ``name(x)`` becomes ``x`` in the blocking file.
+UNWRAP = {"asyncio.shield", "maybe_await"}
 #: Wording of docstrings and comments, for every file (applied in order, before ``NAMES``).
 PHRASES = (
     ("``async with``", "``with``"),
@@ -96,6 +98,8 @@ LAYOUT = {
 }
 #: Tokens whose text is prose (f-string parts are their own tokens from Python 3.12).
 TEXT = {tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
+#: Block pragmas: their lines are left out (async-only) or uncommented (sync-only).
+BLOCKS = {"async-only": "async", "sync-only": "sync"}
 PRAGMA = re.compile(r"#\s*unasync:\s*(?P<verb>[\w-]+)\s*(?P<arg>.*?)\s*$")
 
 
@@ -161,8 +165,9 @@ class Rewrite:
         for row in sorted(self.dropped | set(self.becomes)):
             line = self.lines[row - 1]
             if row in self.becomes:
-                indent, end = len(line) - len(line.lstrip()), len(line.rstrip("\r\n"))
-                self.edits.append((self.at(row, indent), self.at(row, end), self.becomes[row]))
+                text, end = self.becomes[row], len(line.rstrip("\r\n"))
+                indent = len(line) - len(line.lstrip()) if text else 0
+                self.edits.append((self.at(row, indent), self.at(row, end), text))
             else:
                 self.edits.append((self.starts[row - 1], self.starts[row], ""))
         out = self.source
@@ -175,6 +180,7 @@ class Rewrite:
         """Pass 1: read the pragmas (a pragma on its own line applies to the next line)."""
         pending: list[tuple[int, str, str]] = []
         block: int | None = None
+        kind = ""
         for tok in self.tokens:
             row = tok.start[0]
             if pending and tok.type not in LAYOUT:
@@ -186,10 +192,13 @@ class Rewrite:
                 continue
             verb, arg = match["verb"], match["arg"]
             own_line = not self.lines[row - 1][: tok.start[1]].strip()
-            if verb == "async-only" and own_line and block is None:
-                block = row
+            if verb in BLOCKS and own_line and (block is None or BLOCKS[verb] != kind):
+                if block is not None:  # ``async-only`` runs into ``sync-only`` or back
+                    self.block(kind, block, row)
+                block, kind = row, BLOCKS[verb]
             elif verb == "end" and own_line and block is not None:
-                self.dropped.update(range(block, row + 1))
+                self.block(kind, block, row)
+                self.dropped.add(row)
                 block = None
             elif verb == "add" and own_line and arg:
                 self.becomes[row] = arg
@@ -208,6 +217,19 @@ class Rewrite:
         if block is not None or pending:
             where = block or pending[0][0]
             raise UnasyncError(f"line {where}: a pragma without its end or its line")
+
+    def block(self, kind: str, first: int, end: int) -> None:
+        """Lines ``first`` (the pragma) to ``end`` (excluded): left out, or uncommented."""
+        self.dropped.add(first)
+        for row in range(first + 1, end):
+            line = self.lines[row - 1]
+            code = line.lstrip()
+            if kind == "async":
+                self.dropped.add(row)
+            elif code.startswith(("# ", "#\n")) and not PRAGMA.match(code):
+                self.becomes[row] = code[2:].rstrip()
+            elif code.strip():
+                raise UnasyncError(f"line {row}: a sync-only line must be a comment ('# code')")
 
     def pragma(self, row: int, verb: str, arg: str, *, where: int) -> None:
         """Record ``drop``/``becomes`` for line ``row`` (the pragma is on line ``where``)."""
@@ -237,6 +259,12 @@ class Rewrite:
                 tok.string == "async" and nxt.string in ("def", "with", "for")
             ):
                 self.edits.append((at(*tok.start), at(*nxt.start), ""))
+            elif (dotted if after else tok.string) in UNWRAP and tok.type == tokenize.NAME:
+                opening = i + 3 if after else i + 1
+                closing = matching(tokens, opening)
+                self.edits.append((at(*tok.start), at(*tokens[opening].end), ""))
+                self.edits.append((at(*tokens[closing].start), at(*tokens[closing].end), ""))
+                skip_until = tokens[opening].end
             elif tok.type == tokenize.NAME and after and dotted in CONSTRUCTS:
                 self.edits.append((at(*tok.start), at(*after.end), CONSTRUCTS[dotted]))
                 skip_until = after.end
@@ -264,12 +292,21 @@ class Rewrite:
         return self.words.sub(lambda m: NAMES[m.group()], text)
 
 
+def matching(tokens: list[tokenize.TokenInfo], opening: int) -> int:
+    """The index of the bracket closing the ``(`` or ``[`` at ``tokens[opening]``."""
+    if tokens[opening].string not in ("(", "["):
+        raise UnasyncError(f"line {tokens[opening].start[0]}: expected a call to unwrap")
+    depth = 0
+    for j in range(opening, len(tokens)):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(tokens[j].string, 0)
+        if depth == 0:
+            return j
+    raise UnasyncError(f"line {tokens[opening].start[0]}: unbalanced brackets")
+
+
 def name_span(tokens: list[tokenize.TokenInfo], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Where ``NAME[...]`` at ``tokens[i]`` and one separator (before it, else after) lie."""
-    j, depth = i, 0
-    while j + 1 < len(tokens) and (tokens[j + 1].string == "[" or depth):
-        j += 1
-        depth += {"[": 1, "]": -1}.get(tokens[j].string, 0)
+    j = matching(tokens, i + 1) if tokens[i + 1].string == "[" else i
     if tokens[i - 1].string in ("|", ","):
         return tokens[i - 2].end, tokens[j].end
     if tokens[j + 1].string in ("|", ","):

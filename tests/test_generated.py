@@ -107,6 +107,23 @@ def test_docstrings_and_comments_get_the_blocking_wording() -> None:
     assert "lock = threading.Lock()" in out
 
 
+def test_calls_that_only_exist_to_be_awaited_are_unwrapped() -> None:
+    out = convert(
+        """\
+        async def release(self) -> None:
+            await maybe_await(self._limiter.release(f(a), AsyncSession))
+            await asyncio.shield(session.aclose())
+        """
+    )
+    assert out == textwrap.dedent(
+        """\
+        def release(self) -> None:
+            self._limiter.release(f(a), Session)
+            session.close()
+        """
+    )
+
+
 def test_pragmas_drop_replace_add_and_remove_names() -> None:
     out = convert(
         """\
@@ -185,3 +202,28 @@ def test_blocking_docstrings_never_speak_asyncio(cls: type) -> None:
         assert not leak.search(doc or ""), f"{cls.__name__}.{name}: {doc}"
     assert inspect.getdoc(sys.modules[cls.__module__]), cls.__module__
     assert not leak.search(inspect.getdoc(sys.modules[cls.__module__]) or "")
+
+
+def test_sync_only_blocks_are_uncommented_and_may_follow_an_async_only_block() -> None:
+    out = convert(
+        """\
+        def allowance(self) -> int:
+            # unasync: async-only
+            return self._book.allowance()
+            # unasync: sync-only
+            # with self._cond:
+            #     return self._book.allowance()
+            #
+            # unasync: end
+        """
+    )
+    assert out == textwrap.dedent(
+        """\
+        def allowance(self) -> int:
+            with self._cond:
+                return self._book.allowance()
+
+        """
+    )
+    with pytest.raises(unasync.UnasyncError, match="must be a comment"):
+        convert("# unasync: sync-only\nx = 1\n# unasync: end\n")
