@@ -68,13 +68,14 @@ CONSTRUCTS = {
     "asyncio.Event": "threading.Event",
     "asyncio.Lock": "threading.Lock",
     "asyncio.sleep": "time.sleep",
+    "contextlib.asynccontextmanager": "contextlib.contextmanager",
 }
 #: Calls that only exist to be awaited: ``name(x)`` becomes ``x`` in the blocking file.
 UNWRAP = {"asyncio.shield", "maybe_await"}
 #: Wording of docstrings and comments, for every file (applied in order, before ``NAMES``).
 PHRASES = (
-    ("``async with``", "``with``"),
-    ("``async for``", "``for``"),
+    ("``async with", "``with"),
+    ("``async for", "``for"),
     ("``await ", "``"),
     ("An asyncio ", "A blocking "),
     ("an asyncio ", "a blocking "),
@@ -83,10 +84,10 @@ PHRASES = (
     ("an asynchronous iterator", "an iterator"),
     ("task-safe", "thread-safe"),
     ("between tasks", "between threads"),
+    ("task alone", "thread alone"),
 )
 #: What a blocking file must not say (in code, docstrings or comments) once generated.
 LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop)\b")
-IMPORTS = ("import ", "from ")
 #: Tokens that are not the code a pragma on its own line applies to.
 LAYOUT = {
     tokenize.COMMENT,
@@ -148,9 +149,13 @@ class Rewrite:
         for line in self.lines:
             self.starts.append(self.starts[-1] + len(line))
         self.tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-        self.phrases = (*phrases, *PHRASES)
+        # One pass over prose: the first phrase (this file's, then everyone's) or name that
+        # matches wins, and a phrase's replacement is final (never renamed again).
+        self.phrases = dict((*PHRASES, *phrases))
         self.unused = {old for old, _ in phrases}
-        self.words = re.compile(rf"\b(?:{'|'.join(sorted(NAMES, key=len, reverse=True))})\b")
+        names = (rf"\b{re.escape(name)}\b" for name in sorted(NAMES, key=len, reverse=True))
+        olds = (re.escape(old) for old in (*(o for o, _ in phrases), *(o for o, _ in PHRASES)))
+        self.prose = re.compile("|".join((*olds, *names)))
         self.dropped: set[int] = set()  # line numbers left out
         self.becomes: dict[int, str] = {}  # line number -> its blocking code
         self.drop_names: dict[int, list[str]] = {}  # line number -> names to remove from it
@@ -173,6 +178,7 @@ class Rewrite:
         out = self.source
         for start, end, text in sorted(self.edits, reverse=True):
             out = out[:start] + text + out[end:]
+        out = tidy_imports(out)
         check_leaks(out)
         return out
 
@@ -202,11 +208,6 @@ class Rewrite:
                 block = None
             elif verb == "add" and own_line and arg:
                 self.becomes[row] = arg
-                # ruff wants a blank line between imports and a comment, not between imports.
-                above = self.lines[row - 3] if row > 2 else ""
-                blank = not self.lines[row - 2].strip()
-                if arg.startswith(IMPORTS) and blank and above.startswith((*IMPORTS, ")")):
-                    self.dropped.add(row - 1)
             elif verb in ("drop", "becomes") and own_line:
                 self.dropped.add(row)
                 pending.append((row, verb, arg))
@@ -285,11 +286,13 @@ class Rewrite:
 
     def reword(self, text: str) -> str:
         """A docstring's, string's or comment's blocking wording."""
-        for old, new in self.phrases:
-            if old in text:
-                self.unused.discard(old)
-                text = text.replace(old, new)
-        return self.words.sub(lambda m: NAMES[m.group()], text)
+
+        def replace(match: re.Match[str]) -> str:
+            found = match.group()
+            self.unused.discard(found)
+            return self.phrases[found] if found in self.phrases else NAMES[found]
+
+        return self.prose.sub(replace, text)
 
 
 def matching(tokens: list[tokenize.TokenInfo], opening: int) -> int:
@@ -312,6 +315,43 @@ def name_span(tokens: list[tokenize.TokenInfo], i: int) -> tuple[tuple[int, int]
     if tokens[j + 1].string in ("|", ","):
         return tokens[i].start, tokens[j + 2].start
     return tokens[i].start, tokens[j].end
+
+
+def tidy_imports(text: str) -> str:
+    """Drop the blank lines ruff puts above a comment (a pragma) between two imports of one
+    section (``__future__``, the standard library, third-party, this repository's ``src``)."""
+    out: list[str] = []
+    above: tuple[str, int] | None = None  # indentation and section of the import just above
+    inside = False  # in the parentheses of a multi-line import
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        here = import_section(line)
+        if inside:
+            inside = not line.lstrip().startswith(")")
+        elif here is not None:
+            above, inside = here, line.rstrip().endswith("(")
+        elif not line.strip():
+            if above is not None and above == import_section(
+                lines[i + 1] if i + 1 < len(lines) else ""
+            ):
+                continue
+        else:
+            above = None
+        out.append(line)
+    return "".join(out)
+
+
+def import_section(line: str) -> tuple[str, int] | None:
+    """The indentation and isort section of an import statement's first line, else ``None``."""
+    match = re.match(r"(\s*)(?:from|import)\s+(\w+)", line)
+    if match is None:
+        return None
+    indent, top = match.groups()
+    if top == "__future__":
+        return indent, 0
+    if top in sys.stdlib_module_names:
+        return indent, 1
+    return indent, 3 if (ROOT / "src" / top).exists() else 2
 
 
 def check_leaks(text: str) -> None:

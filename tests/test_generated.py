@@ -128,7 +128,7 @@ def test_pragmas_drop_replace_add_and_remove_names() -> None:
     out = convert(
         """\
         import contextlib
-        from x import AsyncThing, Thing  # unasync: drop AsyncThing
+        from typing import AsyncThing, Thing  # unasync: drop AsyncThing
 
         # unasync: add import threading
         box = []  # unasync: drop
@@ -146,7 +146,7 @@ def test_pragmas_drop_replace_add_and_remove_names() -> None:
     assert out == textwrap.dedent(
         """\
         import contextlib
-        from x import Thing
+        from typing import Thing
         import threading
         steps = driver.steps(flow)
         limiter: ConnectionLimiter | None = None
@@ -165,6 +165,11 @@ def test_an_added_import_joins_the_import_block_above_it() -> None:
         """
     )
     assert out == "from a import b\nfrom c import d\nfrom e import f\n"
+    # ... but the blank line between two sections (standard library, this repository) stays.
+    out = convert("import time\n\n# unasync: add import threading\nfrom mailsdk import x\n")
+    assert out == "import time\nimport threading\nfrom mailsdk import x\n"
+    out = convert("import time\n\n# unasync: add from mailsdk import y\nfrom mailsdk import x\n")
+    assert out == "import time\n\nfrom mailsdk import y\nfrom mailsdk import x\n"
 
 
 @pytest.mark.parametrize(
@@ -188,6 +193,11 @@ def test_a_per_file_phrase_that_no_longer_matches_is_an_error() -> None:
     with pytest.raises(unasync.UnasyncError, match="stale phrase rules"):
         convert('"""Nothing to see."""\n', phrases=(("gone wording", "new wording"),))
     assert convert('"""Old words."""\n', phrases=(("Old", "New"),)) == '"""New words."""\n'
+    # A phrase's replacement is final: it is not renamed again (``async_pool`` is a NAME).
+    out = convert(
+        '"""See ``sync_pool.py``."""\n', phrases=(("``sync_pool.py``", "``async_pool.py``"),)
+    )
+    assert out == '"""See ``async_pool.py``."""\n'
 
 
 @pytest.mark.parametrize("cls", [Client, Session, LMTPClient], ids=lambda c: c.__name__)
