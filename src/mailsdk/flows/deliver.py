@@ -127,6 +127,18 @@ def _outcome(
     return SendOutcome(index=item.index, status=status, result=result, error=error, key=item.key)
 
 
+def _not_started(item: Delivery, error: MailError) -> SendOutcome:
+    """FAILED, marked never started: nothing of the message was handed over, no try used."""
+    return SendOutcome(
+        index=item.index,
+        status=DeliveryStatus.FAILED,
+        error=error,
+        key=item.key,
+        attempts=0,
+        never_started=True,
+    )
+
+
 def _delivered(item: Delivery, result: SendResult) -> SendOutcome:
     status = DeliveryStatus.PARTIAL if result.refused else DeliveryStatus.ACCEPTED
     return _outcome(item, status, result=result)
@@ -325,7 +337,7 @@ class _Run:
             item = yield from self.pull(prepare=False)
             if item is not None:
                 never = ConnectionLost(f"not sent: {why} before this message was started")
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=never))
+                yield Report(_not_started(item, never))
 
     def abandon_unread(self) -> Generator[Action, object, None]:
         """After a 421: the groups still owed a reply will get none."""
@@ -348,7 +360,7 @@ class _Run:
                 )
                 yield Report(_outcome(group.item, DeliveryStatus.UNKNOWN, error=unknown))
             else:
-                yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=closing))
+                yield Report(_not_started(group.item, closing))
         self.groups.clear()
         yield from self.drain("the server closed the connection (421)")
 
@@ -443,7 +455,7 @@ class _Pipelined(_Run):
             return
         if self.closing:  # a 421 elsewhere in the group: nothing more may be written
             closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            yield Report(_outcome(item, DeliveryStatus.FAILED, error=closing))
+            yield Report(_not_started(item, closing))
             return
         group.verdict = verdict
         group.count = yield from self.write_content(group)

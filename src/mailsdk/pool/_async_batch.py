@@ -23,9 +23,10 @@ from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
-from mailsdk.flows import Outgoing, SendOutcome
+from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
+from mailsdk.pool._book import Slot
 from mailsdk.pool._sync_batch import MAX_CONNECT_FAILURES, _Hand  # pyright: ignore[reportPrivateUsage]
-from mailsdk.pool._telemetry import end_batch_span
+from mailsdk.pool._telemetry import batch_context, end_batch_span
 from mailsdk.pool._work import (
     Scheduler,
     Work,
@@ -43,6 +44,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["AsyncBatchRun"]
 
 _INLINE_WAIT: typing.Final = 0.002
+_POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
 
 
 class AsyncBatchRun:
@@ -68,7 +70,10 @@ class AsyncBatchRun:
         self._pool = pool
         self._rate: RateLimiter | AsyncRateLimiter = rate if rate is not None else TokenBucket()
         self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
-        self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
+        self._tracker = BatchTracker(
+            len(items) if isinstance(items, Sized) else None,
+            connections=lambda: pool.concurrency,
+        )
         self._on_progress = on_progress
         self._ordered = ordered
         self._cond = asyncio.Condition()
@@ -79,6 +84,8 @@ class AsyncBatchRun:
         self._tasks: list[asyncio.Task[None]] = []
         self._crash: BaseException | None = None
         self._connect_failures = 0
+        self._active = 0  # workers admitted to hold a connection (at most pool.concurrency)
+        self._waiting = 0  # workers waiting on self._cond (notified only when there are some)
         self._gen: AsyncGenerator[SendOutcome, None] = self._run()
 
     @property
@@ -119,23 +126,23 @@ class AsyncBatchRun:
             self._out.put_nowait(None)
 
     async def _record(self, work: Work, outcome: SendOutcome) -> None:
+        """Record one try's outcome (see the blocking runner)."""
         if work.index in self._final:  # abandoned at the shutdown already: keep that one
             return
         final, decision = self._sched.record(work, outcome, time.monotonic())
         if final is not None:
             self._emit(final, work.started)
-        async with self._cond:
-            self._cond.notify_all()
+        if self._waiting:  # a retry to take, a worker to admit, or the end to notice
+            async with self._cond:
+                self._cond.notify_all()
         if decision.throttle > 0:
             result = self._rate.penalize(decision.throttle)
             if result is not None:
                 await result
-
-    async def _reserve(self, work: Work) -> float:
-        result = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
-        if inspect.isawaitable(result):
-            result = await result
-        return checked_wait(result)
+        if decision.throttled:
+            await self._pool.throttled()
+        elif outcome.status is DeliveryStatus.ACCEPTED:
+            await self._pool.relieved()
 
     async def _requeue(self, work: Work) -> None:
         if self._stop.is_set():
@@ -144,6 +151,40 @@ class AsyncBatchRun:
             self._sched.requeue(work, time.monotonic())
         async with self._cond:
             self._cond.notify_all()
+
+    # -- admission: how many workers hold a connection (the pool's concurrency) ----------------
+
+    async def _admit(self) -> bool:
+        """Wait until one more worker may hold a connection; ``False`` once the batch is over."""
+        async with self._cond:
+            while not self._stop.is_set() and not self._sched.finished:
+                if self._active < self._pool.concurrency:
+                    self._active += 1
+                    return True
+                self._waiting += 1
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._cond.wait(), _POLL)
+                finally:
+                    self._waiting -= 1
+            return False
+
+    async def _leave(self) -> None:
+        async with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    async def _over(self) -> bool:
+        """True (and this worker stops holding a connection) when more workers hold one than
+        the pool allows now: the server throttled."""
+        if self._active <= self._pool.concurrency:
+            return False
+        async with self._cond:
+            if self._active <= self._pool.concurrency:
+                return False
+            self._active -= 1
+            self._cond.notify_all()
+            return True
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -160,11 +201,29 @@ class AsyncBatchRun:
             if not block:
                 return None
             ready = self._sched.next_ready()
-            timeout = None if ready is None else max(0.0, ready - now)
+            timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
             async with self._cond:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._cond.wait(), timeout)
+                self._waiting += 1
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._cond.wait(), timeout)
+                finally:
+                    self._waiting -= 1
         return None
+
+    async def _pace(self, work: Work, hold: float) -> bool:
+        """Take the rate limit's tokens for ``work`` (see the blocking runner's ``_pace``)."""
+        result = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        if inspect.isawaitable(result):
+            result = await result
+        wait = checked_wait(result)
+        if wait <= hold:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return True
+        work.paced = True
+        work.ready = time.monotonic() + wait
+        return False
 
     async def _connect_failed(self, error: MailError) -> None:
         """Abort the batch when connecting cannot succeed (see the blocking runner)."""
@@ -177,42 +236,42 @@ class AsyncBatchRun:
                 self._cond.notify_all()
         self._out.put_nowait(None)
 
-    async def _worker_main(self, me: int) -> None:
+    async def _worker_main(self) -> None:
         try:
-            await self._worker(me)
+            await self._worker()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self._crash = exc
             self._out.put_nowait(None)
 
-    async def _pace(self, work: Work, first: bool) -> bool:
-        """Wait for the rate limit; ``False`` when the wait should end the current run."""
-        wait = await self._reserve(work)
-        if wait <= _INLINE_WAIT or first:
-            if wait > 0:
-                await asyncio.sleep(wait)
-            return True
-        work.ready = time.monotonic() + wait
-        return False
-
-    async def _worker(self, me: int) -> None:
+    async def _worker(self) -> None:
         hand = _Hand()
-        self._hands[me] = hand
+        self._hands[id(hand)] = hand
+        while await self._admit():
+            over = False
+            try:
+                over = await self._serve(hand)
+            finally:
+                if not over:
+                    await self._leave()
+            if not over:
+                return
+
+    async def _serve(self, hand: _Hand) -> bool:
+        """Take work and send it, one connection at a time (see the blocking runner)."""
         carry: Work | None = None
         while not self._stop.is_set():
             work = carry or await self._take(block=True)
             carry = None
             if work is None:
-                return
+                return False
             hand.holding = [work]
             delay = work.ready - time.monotonic()
-            if delay > 0:
+            if delay > 0:  # a retry's back-off, or the wait for the tokens it already has
                 await asyncio.sleep(delay)
-            else:
-                await self._pace(work, first=True)
             if self._stop.is_set():
-                return  # still held: the shutdown reports it FAILED (never sent)
+                return False  # still held: the shutdown reports it FAILED (never sent)
             try:
                 slot = await self._pool.checkout()
             except MailError as exc:
@@ -221,20 +280,53 @@ class AsyncBatchRun:
                 await self._connect_failed(exc)
                 continue
             self._connect_failures = 0
-            session = slot.session
-            assert session is not None
-            carried: list[Work] = []
-            sent = [0]
-            try:
-                sent[0] = await self._send(session, work, self._pool.allowance(slot), hand, carried)
-            except BaseException:  # cancelled mid-send: never hand this session out again
-                await asyncio.shield(session.aclose())
-                raise
-            finally:
-                await self._pool.checkin(slot, sent=sent[0])
-            carry = carried[0] if carried else None
-            hand.handed = []
-            hand.holding = [carry] if carry is not None else []
+            carry, over = await self._use(slot, work, hand)
+            if over:
+                if carry is not None:  # another worker sends it
+                    hand.holding = []
+                    await self._requeue(carry)
+                return True
+        return False
+
+    async def _use(
+        self, slot: Slot[AsyncSession], work: Work, hand: _Hand
+    ) -> tuple[Work | None, bool]:
+        """Send runs on a checked-out connection, then check it in (see the blocking runner's
+        ``_use``: the rate limit's tokens are taken once the connection is ready)."""
+        session = slot.session
+        assert session is not None
+        allowance = self._pool.allowance(slot)
+        hold = max(_INLINE_WAIT, self._pool.limits.health_check_after)
+        sent = 0
+        over = False
+        next_work: Work | None = work
+        try:
+            while next_work is not None and not self._stop.is_set():
+                work, next_work = next_work, None
+                if not work.paced and not await self._pace(work, hold):
+                    next_work = work  # a long wait: the connection goes back to the pool meanwhile
+                    break
+                carried: list[Work] = []
+                left = None if allowance is None else allowance - sent
+                sent += await self._send(session, work, left, hand, carried)
+                next_work = carried[0] if carried else None
+                hand.handed = []
+                hand.holding = [next_work] if next_work is not None else []
+                over = await self._over()
+                if over or session.closed or (allowance is not None and sent >= allowance):
+                    break
+                if next_work is not None:  # its tokens are taken: wait for them on this connection
+                    delay = next_work.ready - time.monotonic()
+                    if delay > hold:
+                        break
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+        except BaseException:  # cancelled mid-send: never hand this session out again
+            await asyncio.shield(session.aclose())
+            raise
+        finally:
+            await self._pool.checkin(slot, sent=sent)
+        return next_work, over
 
     async def _send(
         self,
@@ -254,6 +346,7 @@ class AsyncBatchRun:
             while work is not None:
                 if work.started is None:
                     work.started = time.monotonic()
+                work.paced = False  # its tokens are spent by this send
                 handed.append(work)
                 hand.holding = []
                 yield work.send
@@ -261,11 +354,13 @@ class AsyncBatchRun:
                     return  # never feed a broken session: it would report the rest unsent
                 if allowance is not None and len(handed) >= allowance:
                     return
+                if self._active > self._pool.concurrency:
+                    return  # the server throttled: this connection may have to close
                 work = await self._take(block=False)
                 if work is not None:
                     hand.holding = [work]
-                    if not await self._pace(work, first=False):
-                        carried.append(work)
+                    if not await self._pace(work, _INLINE_WAIT):
+                        carried.append(work)  # a longer rate wait: end this run, send it next
                         return
 
         reported: set[int] = set()
@@ -298,7 +393,7 @@ class AsyncBatchRun:
             await session.aclose()
             error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
         else:
-            error = ConnectionLost("not sent: the connection closed before this message")
+            error = ConnectionLost("the session ended without reporting this message")
         for index, work in enumerate(handed):
             if index in reported:
                 continue
@@ -312,8 +407,12 @@ class AsyncBatchRun:
 
     async def _run(self) -> AsyncGenerator[SendOutcome, None]:
         span = self._pool.telemetry.batch_span()
-        for me in range(self._pool.limits.max_connections):
-            self._tasks.append(asyncio.ensure_future(self._worker_main(me)))
+        loop = asyncio.get_running_loop()
+        for _ in range(self._pool.limits.max_connections):
+            # Each worker runs in a copy of this context with the batch span current, so the
+            # connections it opens and the messages it sends are the batch span's descendants.
+            ctx = batch_context(span)
+            self._tasks.append(loop.create_task(self._worker_main(), context=ctx))
         buffered: dict[int, SendOutcome] = {}
         next_index = 0
         error: BaseException | None = None
@@ -328,11 +427,12 @@ class AsyncBatchRun:
                     continue
                 outcome, latency = entry
                 if self._crash is not None:
-                    self._tracker.finished(outcome, latency)  # in the report, not yielded
+                    self._tracker.add(outcome, latency)  # in the report, not yielded
                     raise self._crash
-                progress = self._tracker.finished(outcome, latency)
                 if self._on_progress is not None:
-                    self._on_progress(progress)
+                    self._on_progress(self._tracker.finished(outcome, latency))
+                else:
+                    self._tracker.add(outcome, latency)
                 if not self._ordered:
                     yield outcome
                     continue
@@ -388,7 +488,7 @@ class AsyncBatchRun:
             while not self._out.empty():
                 entry = self._out.get_nowait()
                 if entry is not None:
-                    self._tracker.finished(*entry)
+                    self._tracker.add(*entry)
                     drained = True
             if drained and self._on_progress is not None:  # one last event, after the report
                 with contextlib.suppress(Exception):

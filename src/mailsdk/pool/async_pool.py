@@ -31,6 +31,7 @@ from mailsdk.flows import SendResult
 from mailsdk.pool._async_batch import AsyncBatchRun
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
 from mailsdk.pool._telemetry import PoolTelemetry
+from mailsdk.pool._work import throttling
 from mailsdk.pool.sync_pool import _reap_interval  # pyright: ignore[reportPrivateUsage]
 
 __all__ = ["AsyncPool", "maybe_await"]
@@ -90,7 +91,10 @@ class AsyncPool:
         self._cond = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
         self.telemetry = PoolTelemetry(
-            client.config.endpoint.describe(), self._counts, client.config.instrumentation
+            client.config.endpoint.describe(),
+            self._counts,
+            client.config.instrumentation,
+            limit=lambda: self._book.concurrency.limit,
         )
 
     def __repr__(self) -> str:
@@ -108,9 +112,33 @@ class AsyncPool:
         return self._book.closed
 
     def stats(self) -> dict[str, int]:
-        """Connections ``open``, ``idle`` and ``busy`` right now."""
+        """Connections ``open``, ``idle`` and ``busy`` right now (see also :attr:`concurrency`)."""
         open_, idle, busy = self._counts()
         return {"open": open_, "idle": idle, "busy": busy}
+
+    @property
+    def concurrency(self) -> int:
+        """How many connections callers may use now: ``max_connections``, fewer after the
+        server answered with throttling replies (see :meth:`throttled`)."""
+        return self._book.concurrency.limit
+
+    async def throttled(self) -> None:
+        """Record a throttling reply (421/451 4.7.x, 452 "too many", 4.3.2): halve the
+        connections in use, at most once a second, down to one; idle connections above the new
+        limit are closed with QUIT, busy ones when they are given back."""
+        async with self._cond:
+            surplus = self._book.throttled(self._clock())
+        for slot in surplus:
+            await self._close_slot(slot, polite=True)
+
+    async def relieved(self, count: int = 1) -> None:
+        """Record ``count`` messages the server took without throttling: after a cut the
+        limit grows back by one connection per round of good replies."""
+        if not self._book.concurrency.reduced:
+            return  # the common case: no lock taken per message
+        async with self._cond:
+            if self._book.succeeded(self._clock(), count):
+                self._cond.notify_all()
 
     # -- checkout ----------------------------------------------------------------------------
 
@@ -286,13 +314,20 @@ class AsyncPool:
         """Send one message on a pooled connection (task-safe); same errors as
         :meth:`mailsdk.AsyncSession.send_message`, plus :class:`~mailsdk.errors.PoolTimeout`."""
         async with self.connection() as session:
-            return await session.send_message(
-                message,
-                sender=sender,
-                recipients=recipients,
-                mail_options=mail_options,
-                rcpt_options=rcpt_options,
-            )
+            try:
+                result = await session.send_message(
+                    message,
+                    sender=sender,
+                    recipients=recipients,
+                    mail_options=mail_options,
+                    rcpt_options=rcpt_options,
+                )
+            except MailError as exc:
+                if throttling(exc):
+                    await self.throttled()
+                raise
+        await self.relieved()
+        return result
 
     def send_batch(
         self,
