@@ -131,6 +131,22 @@ TARGETS = (
             ),
         ),
     ),
+    Target(
+        "src/mailsdk/pool/async_pool.py",
+        "src/mailsdk/pool/sync_pool.py",
+        phrases=(
+            (
+                "The blocking twin ``sync_pool.py`` is generated from this file",
+                "This file is generated from ``async_pool.py``",
+            ),
+            (
+                "Any number\n    of tasks of one event loop may call",
+                "Any number\n    of threads may call",
+            ),
+            (", sync or async", ""),
+            ("(cancelled, Ctrl-C, a bug)", "(Ctrl-C, a bug)"),
+        ),
+    ),
 )
 
 
