@@ -164,7 +164,8 @@ class AsyncPool:
         limit are closed with QUIT, busy ones when they are given back."""
         async with self._cond:
             surplus = self._book.throttled(self._clock())
-        await self._expired(surplus)
+        for slot in surplus:
+            await self._close_slot(slot, polite=True)
 
     async def relieved(self, count: int = 1) -> None:
         """Record ``count`` messages the server took without throttling: after a cut the

@@ -136,7 +136,8 @@ class Pool:
         limit are closed with QUIT, busy ones when they are given back."""
         with self._cond:
             surplus = self._book.throttled(self._clock())
-        self._expired(surplus)
+        for slot in surplus:
+            self._close_slot(slot, polite=True)
 
     def relieved(self, count: int = 1) -> None:
         """Record ``count`` messages the server took without throttling: after a cut the
