@@ -1,23 +1,14 @@
 #!/usr/bin/env python3
 """Generate the blocking facades from their asyncio originals; ``--check`` fails when stale.
 
-Usage: ``python scripts/unasync.py`` (rewrite the generated files) or ``--check`` (print a diff
-and exit 1 if a generated file differs from what its asyncio original produces).
-
-The rewrite works on tokens (:mod:`tokenize`), never on raw text: ``async def``/``async with``/
-``async for`` lose ``async``, ``await`` disappears, the names in ``NAMES`` are renamed in code
-and, as whole words, in strings and comments, and ``PHRASES`` fix the wording of docstrings
-and comments. Lines that genuinely differ carry a pragma comment, trailing (this line) or on
-a line of its own (the next line):
-
-- ``# unasync: drop``: the line is left out of the blocking file;
-- ``# unasync: drop NAME``: ``NAME`` (with its ``[...]`` and one ``|`` or ``,``) is removed;
-- ``# unasync: becomes CODE``: the line is ``CODE`` (same indentation) in the blocking file;
-- ``# unasync: add CODE`` (own line only): ``CODE`` is inserted here in the blocking file;
-- ``# unasync: async-only`` ... ``# unasync: end``: the lines between are left out.
-
-The output must not mention asyncio any more (``LEAKS``), every per-file phrase must still
-match (a stale rule is an error), and the result is ruff-format clean as written.
+Usage: ``python scripts/unasync.py`` rewrites the generated files (``TARGETS``); ``--check``
+prints a diff and exits 1 when one differs from what its asyncio original gives. The rewrite
+works on tokens, so strings are never rewritten as code: ``async``/``await`` go, ``NAMES`` and
+``CONSTRUCTS`` are renamed, ``UNWRAP`` calls unwrapped, ``PHRASES`` reword docstrings and
+comments, and ``# unasync:`` pragmas (``drop``, ``drop NAME``, ``becomes CODE``, ``add CODE``,
+``async-only``/``sync-only`` ... ``end``) mark the lines that differ. Output that still speaks
+asyncio (``LEAKS``), a stale per-file phrase or a misplaced pragma is an error. The rules and
+how to edit a facade: docs/architecture.md, "Generated code".
 """
 
 from __future__ import annotations
@@ -72,7 +63,8 @@ CONSTRUCTS = {
 }
 #: Calls that only exist to be awaited: ``name(x)`` becomes ``x`` in the blocking file.
 UNWRAP = {"asyncio.shield", "maybe_await"}
-#: Wording of docstrings and comments, for every file (applied in order, before ``NAMES``).
+#: Wording of docstrings and comments, for every file: a file's own phrases come first, the
+#: first phrase or name that matches wins, and a replacement is final (not renamed again).
 PHRASES = (
     ("``async with", "``with"),
     ("``async for", "``for"),
@@ -89,14 +81,7 @@ PHRASES = (
 #: What a blocking file must not say (in code, docstrings or comments) once generated.
 LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop)\b")
 #: Tokens that are not the code a pragma on its own line applies to.
-LAYOUT = {
-    tokenize.COMMENT,
-    tokenize.NL,
-    tokenize.NEWLINE,
-    tokenize.INDENT,
-    tokenize.DEDENT,
-    tokenize.ENDMARKER,
-}
+LAYOUT = {getattr(tokenize, t) for t in "COMMENT NL NEWLINE INDENT DEDENT ENDMARKER".split()}
 #: Tokens whose text is prose (f-string parts are their own tokens from Python 3.12).
 TEXT = {tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 #: Block pragmas: their lines are left out (async-only) or uncommented (sync-only).
