@@ -81,7 +81,8 @@ PHRASES = (
 #: What a blocking file must not say (in code, docstrings or comments) once generated.
 LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop)\b")
 #: Tokens that are not the code a pragma on its own line applies to.
-LAYOUT = {getattr(tokenize, t) for t in "COMMENT NL NEWLINE INDENT DEDENT ENDMARKER".split()}
+LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+LAYOUT |= {tokenize.ENDMARKER}  # the end of the file: a pragma right above it lacks its line
 #: Tokens whose text is prose (f-string parts are their own tokens from Python 3.12).
 TEXT = {tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 #: Block pragmas: their lines are left out (async-only) or uncommented (sync-only).
