@@ -17,6 +17,7 @@ from types import ModuleType
 import pytest
 
 from mailsdk import Client, LMTPClient, Session
+from mailsdk.pool import Pool
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "unasync.py"
 
@@ -200,9 +201,9 @@ def test_a_per_file_phrase_that_no_longer_matches_is_an_error() -> None:
     assert out == '"""See ``async_pool.py``."""\n'
 
 
-@pytest.mark.parametrize("cls", [Client, Session, LMTPClient], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [Client, Session, LMTPClient, Pool], ids=lambda c: c.__name__)
 def test_blocking_docstrings_never_speak_asyncio(cls: type) -> None:
-    leak = re.compile(r"\b(?:await\w*|async|asyncio|asynchronous|event loop)\b|``async ")
+    leak = re.compile(r"\b(?:await\w*|async|asyncio|asynchronous|event loop|tasks?)\b|``async ")
     docs = {cls.__name__: inspect.getdoc(cls)} | {
         name: inspect.getdoc(member)
         for name, member in vars(cls).items()
