@@ -140,9 +140,9 @@ class AsyncBatchRun:
             if result is not None:
                 await result
         if decision.throttled:
-            await self._pool.throttled()
+            await self._pool.throttled(work.epoch)
         elif outcome.status is DeliveryStatus.ACCEPTED:
-            await self._pool.relieved()
+            await self._pool.relieved(work.epoch)
 
     async def _requeue(self, work: Work) -> None:
         if self._stop.is_set():
@@ -347,6 +347,7 @@ class AsyncBatchRun:
                 if work.started is None:
                     work.started = time.monotonic()
                 work.paced = False  # its tokens are spent by this send
+                work.epoch = self._pool.epoch
                 handed.append(work)
                 hand.holding = []
                 yield work.send

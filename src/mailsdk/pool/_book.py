@@ -213,18 +213,24 @@ class PoolBook(typing.Generic[S]):
                 gone.append(slot)
         return gone
 
-    def throttled(self, now: float) -> list[Slot[S]]:
-        """The server signalled throttling: cut the concurrency limit (see
+    def throttled(self, epoch: int, now: float) -> list[Slot[S]]:
+        """A throttling reply to a send made in ``epoch``: cut the concurrency limit (see
         :class:`~mailsdk.pool._concurrency.Concurrency`); returns the idle slots now above it
         (removed: the caller closes them). Busy ones above it close at check-in."""
-        if not self.concurrency.throttled(now):
+        if not self.concurrency.throttled(epoch):
             return []
         return self.expire(now)
 
-    def succeeded(self, now: float, count: int = 1) -> bool:
-        """``count`` messages went through unthrottled; ``True`` when the limit grew (the
-        caller wakes the callers waiting for a connection)."""
-        return self.concurrency.succeeded(now, count)
+    def succeeded(self, epoch: int, count: int = 1) -> bool:
+        """``count`` good replies to sends made in ``epoch``; ``True`` when the limit grew (the
+        caller wakes the callers waiting for a connection).
+
+        Only while the limit is used up: good replies over fewer connections than allowed
+        (the end of a batch, a quiet service) say nothing about one more connection.
+        """
+        if self.busy < self.concurrency.limit:
+            return False
+        return self.concurrency.succeeded(epoch, count)
 
     def close(self) -> list[Slot[S]]:
         """Close the pool: returns the idle slots (removed); busy ones retire at check-in."""

@@ -152,9 +152,9 @@ class BatchRun(Iterator[SendOutcome]):
         if decision.throttle > 0:
             self._rate.penalize(decision.throttle)
         if decision.throttled:
-            self._pool.throttled()
+            self._pool.throttled(work.epoch)
         elif outcome.status is DeliveryStatus.ACCEPTED:
-            self._pool.relieved()
+            self._pool.relieved(work.epoch)
 
     def _requeue(self, work: Work) -> None:
         with self._cond:
@@ -360,6 +360,7 @@ class BatchRun(Iterator[SendOutcome]):
                 if work.started is None:
                     work.started = time.monotonic()
                 work.paced = False  # its tokens are spent by this send
+                work.epoch = self._pool.epoch
                 handed.append(work)
                 hand.holding = []
                 yield work.send

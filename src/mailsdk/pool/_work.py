@@ -161,6 +161,7 @@ class Work:
     started: float | None = None
     ready: float = 0.0  # not sent before this time (a retry's back-off or reserved tokens)
     paced: bool = False  # the rate limiter's tokens for the next send are already taken
+    epoch: int = 0  # the pool's concurrency epoch when the latest try started
     accepted: list[str] = attrs.Factory(list[str])
     refused: dict[str, Reply] = attrs.Factory(dict[str, Reply])
     result: SendResult | None = None

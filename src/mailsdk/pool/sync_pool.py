@@ -130,22 +130,31 @@ class Pool:
         server answered with throttling replies (see :meth:`throttled`)."""
         return self._book.concurrency.limit
 
-    def throttled(self) -> None:
-        """Record a throttling reply (421/451 4.7.x, 452 "too many", 4.3.2): halve the
-        connections in use, at most once a second, down to one; idle connections above the new
-        limit are closed with QUIT, busy ones when they are given back."""
+    @property
+    def epoch(self) -> int:
+        """The number of throttling replies that counted so far: a send notes it when it
+        starts and hands it to :meth:`throttled` or :meth:`relieved` with its reply."""
+        return self._book.concurrency.epoch
+
+    def throttled(self, epoch: int | None = None) -> None:
+        """Record a throttling reply (421/451 4.7.x, 452 "too many", 4.3.2) to a send made in
+        ``epoch`` (``None``: now): halve the connections in use, down to one. Replies to sends
+        made before the last cut are ignored (they answer the same overload). Idle
+        connections above the new limit are closed with QUIT, busy ones when given back."""
         with self._cond:
-            surplus = self._book.throttled(self._clock())
+            now = self._clock()
+            surplus = self._book.throttled(self.epoch if epoch is None else epoch, now)
         for slot in surplus:
             self._close_slot(slot, polite=True)
 
-    def relieved(self, count: int = 1) -> None:
-        """Record ``count`` messages the server took without throttling: after a cut the
-        limit grows back by one connection per round of good replies."""
-        if not self._book.concurrency.reduced:
+    def relieved(self, epoch: int | None = None, count: int = 1) -> None:
+        """Record ``count`` replies without throttling to sends made in ``epoch`` (``None``:
+        now): after a cut the limit grows back by one connection per round of good replies."""
+        book = self._book
+        if not book.concurrency.reduced:
             return  # the common case: no lock taken per message
         with self._cond:
-            if self._book.succeeded(self._clock(), count):
+            if book.succeeded(book.concurrency.epoch if epoch is None else epoch, count):
                 self._cond.notify_all()
 
     # -- checkout ----------------------------------------------------------------------------
@@ -330,6 +339,7 @@ class Pool:
     ) -> SendResult:
         """Send one message on a pooled connection (thread-safe); same errors as
         :meth:`mailsdk.Session.send_message`, plus :class:`~mailsdk.errors.PoolTimeout`."""
+        epoch = self.epoch
         with self.connection() as session:
             try:
                 result = session.send_message(
@@ -341,9 +351,9 @@ class Pool:
                 )
             except MailError as exc:
                 if throttling(exc):
-                    self.throttled()
+                    self.throttled(epoch)
                 raise
-        self.relieved()
+        self.relieved(epoch)
         return result
 
     def send_batch(
