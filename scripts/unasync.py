@@ -44,6 +44,8 @@ NAMES = {
     "StopAsyncIteration": "StopIteration",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
+    "__anext__": "__next__",
     "_async_batch": "_sync_batch",
     "_async_driver": "_sync_driver",
     "aclose": "close",
@@ -58,6 +60,7 @@ CONSTRUCTS = {
     "asyncio.Condition": "threading.Condition",
     "asyncio.Event": "threading.Event",
     "asyncio.Lock": "threading.Lock",
+    "asyncio.Queue": "queue.SimpleQueue",
     "asyncio.sleep": "time.sleep",
     "contextlib.asynccontextmanager": "contextlib.contextmanager",
 }
@@ -77,9 +80,11 @@ PHRASES = (
     ("task-safe", "thread-safe"),
     ("between tasks", "between threads"),
     ("task alone", "thread alone"),
+    ("worker task", "worker thread"),
+    ("consumer's task", "consumer's thread"),
 )
 #: What a blocking file must not say (in code, docstrings or comments) once generated.
-LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop)\b")
+LEAKS = re.compile(r"\b(?:async|await\w*|asyncio|asynchronous\w*|coroutines?|event loop|tasks?)\b")
 #: Tokens that are not the code a pragma on its own line applies to.
 LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 LAYOUT |= {tokenize.ENDMARKER}  # the end of the file: a pragma right above it lacks its line
@@ -133,6 +138,27 @@ TARGETS = (
             ("(cancelled, Ctrl-C, a bug)", "(Ctrl-C, a bug)"),
         ),
     ),
+    Target(
+        "src/mailsdk/pool/_async_batch.py",
+        "src/mailsdk/pool/_sync_batch.py",
+        phrases=(
+            ("is\ncancelled or closes the run", "raises\n(Ctrl-C) or closes the run"),
+            ("the workers get ``cancel_grace`` seconds to finish", "the workers finish"),
+            (
+                "The blocking twin ``_sync_batch.py`` is generated from this file by"
+                " ``scripts/unasync.py``.\nIts workers are threads, so it changes the scheduler"
+                " under the condition's lock where this\nfile has ``with self._guard`` (a no-op"
+                " in one event loop: nothing runs between two awaits).",
+                "This file is generated from ``_async_batch.py`` by ``scripts/unasync.py``; its"
+                " workers\nare threads, so ``self._guard`` is the condition's lock around every"
+                " change to the scheduler.",
+            ),
+            ("after a cancellation", "after Ctrl-C"),
+            ("iterate it (``async for``) for", "iterate it for"),
+            ("in an ``async with`` block", "in a ``with`` block"),
+            ("(cancelled, a second Ctrl-C)", "(a second Ctrl-C)"),
+        ),
+    ),
 )
 
 
@@ -169,6 +195,7 @@ class Rewrite:
     def result(self) -> str:
         self.plan_lines()
         self.edit_tokens()
+        self.join_blank_runs()
         for row in sorted(self.dropped | set(self.becomes)):
             line = self.lines[row - 1]
             if row in self.becomes:
@@ -183,6 +210,19 @@ class Rewrite:
         out = tidy_imports(out)
         check_leaks(out)
         return out
+
+    def join_blank_runs(self) -> None:
+        """Where left-out lines had blank lines on both sides, keep only those above them."""
+        blank = [not line.strip() for line in self.lines] + [False]
+        for row in sorted(self.dropped):
+            if row - 1 in self.dropped or row < 2 or not blank[row - 2]:
+                continue  # not the first of a run of left-out lines, or no blank line above
+            end = row
+            while end + 1 in self.dropped:
+                end += 1
+            while blank[end]:  # ``blank[end]`` is the line after line ``end``
+                end += 1
+                self.dropped.add(end)
 
     def plan_lines(self) -> None:
         """Pass 1: read the pragmas (a pragma on its own line applies to the next line)."""
