@@ -138,27 +138,6 @@ TARGETS = (
             ("(cancelled, Ctrl-C, a bug)", "(Ctrl-C, a bug)"),
         ),
     ),
-    Target(
-        "src/mailsdk/pool/_async_batch.py",
-        "src/mailsdk/pool/_sync_batch.py",
-        phrases=(
-            ("is\ncancelled or closes the run", "raises\n(Ctrl-C) or closes the run"),
-            ("the workers get ``cancel_grace`` seconds to finish", "the workers finish"),
-            (
-                "The blocking twin ``_sync_batch.py`` is generated from this file by"
-                " ``scripts/unasync.py``.\nIts workers are threads, so it changes the scheduler"
-                " under the condition's lock where this\nfile has ``with self._guard`` (a no-op"
-                " in one event loop: nothing runs between two awaits).",
-                "This file is generated from ``_async_batch.py`` by ``scripts/unasync.py``; its"
-                " workers\nare threads, so ``self._guard`` is the condition's lock around every"
-                " change to the scheduler.",
-            ),
-            ("after a cancellation", "after Ctrl-C"),
-            ("iterate it (``async for``) for", "iterate it for"),
-            ("in an ``async with`` block", "in a ``with`` block"),
-            ("(cancelled, a second Ctrl-C)", "(a second Ctrl-C)"),
-        ),
-    ),
 )
 
 

@@ -1,43 +1,31 @@
 """The asyncio batch runner: :class:`AsyncBatchRun`, what ``AsyncPool.send_batch`` returns.
 
-Layer: L5c (pool). One worker task per pool connection takes work from the shared
-:class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
-its checked-out session and reports each outcome; the consumer's task yields them. Every item
-read from the input gets exactly one final outcome, also when the consumer stops early, is
-cancelled or closes the run: the workers get ``cancel_grace`` seconds to finish what they already
-sent, queued retries end FAILED, and anything still in a worker's hands ends FAILED (never sent)
-or UNKNOWN (sent, no answer).
-
-The blocking twin ``_sync_batch.py`` is generated from this file by ``scripts/unasync.py``.
-Its workers are threads, so it changes the scheduler under the condition's lock where this
-file has ``with self._guard`` (a no-op in one event loop: nothing runs between two awaits).
+Layer: L5c (pool). The blocking runner's design (see ``_sync_batch``) with one worker task per
+pool connection. On cancellation of the consuming task (or :meth:`AsyncBatchRun.aclose`) the
+workers get ``cancel_grace`` seconds to finish what they already sent; whatever is still in
+their hands then ends UNKNOWN (handed to a session) or FAILED (never sent), queued retries end
+FAILED, and the cancellation propagates.
 """
 
 from __future__ import annotations
 
-import asyncio  # unasync: drop
+import asyncio
 import contextlib
-import inspect  # unasync: drop
-
-# unasync: add import queue
-# unasync: add import threading
+import inspect
 import time
 import types
 import typing
-
-# unasync: becomes from collections.abc import Callable, Generator, Iterable, Iterator, Sized
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sized
 
-import attrs
-
 from mailsdk.batch.bucket import TokenBucket
-from mailsdk.batch.limits import AsyncRateLimiter, RateLimiter  # unasync: drop AsyncRateLimiter
+from mailsdk.batch.limits import AsyncRateLimiter, RateLimiter
 from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
 from mailsdk.pool._book import Slot
+from mailsdk.pool._sync_batch import MAX_CONNECT_FAILURES, _Hand  # pyright: ignore[reportPrivateUsage]
 from mailsdk.pool._telemetry import batch_context, end_batch_span
 from mailsdk.pool._work import (
     Scheduler,
@@ -55,51 +43,31 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["AsyncBatchRun"]
 
-#: Consecutive failures to get a connection after which the batch gives up (and raises).
-MAX_CONNECT_FAILURES: typing.Final = 10
-#: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
 _INLINE_WAIT: typing.Final = 0.002
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
 
 
-@attrs.define
-class _Hand:
-    """What one worker holds: work handed to its session (fate unknown if interrupted) and
-    work taken but not sent yet."""
-
-    handed: list[Work] = attrs.Factory(list[Work])
-    holding: list[Work] = attrs.Factory(list[Work])
-
-
-# unasync: becomes class BatchRun(Iterator[SendOutcome]):
 class AsyncBatchRun:
-    """A running batch: iterate it (``async for``) for one :class:`~mailsdk.SendOutcome` per
-    input item.
+    """A running batch: ``async for outcome in run`` gives one outcome per input item.
 
-    Use it in an ``async with`` block (or call :meth:`aclose`) when you may stop iterating early:
-    closing stops reading the input and waits for the messages already being sent.
-    :attr:`report` is the :class:`~mailsdk.batch.BatchReport` of everything that finished, also
-    after a cancellation.
+    Use ``async with`` (or call :meth:`aclose`) when you may stop early. :attr:`report` is the
+    :class:`~mailsdk.batch.BatchReport` of everything that finished, also after cancellation.
     """
 
-    # unasync: async-only
     #: Seconds the workers get to finish in-flight messages when the batch is stopped.
     cancel_grace: float = 2.0
-
-    # unasync: end
 
     def __init__(
         self,
         pool: AsyncPool,
         items: Iterable[object],
         *,
-        rate: RateLimiter | AsyncRateLimiter | None,  # unasync: drop AsyncRateLimiter
+        rate: RateLimiter | AsyncRateLimiter | None,
         retry: RetryPolicy | None,
         on_progress: Callable[[Progress], None] | None,
         ordered: bool,
     ) -> None:
         self._pool = pool
-        # unasync: drop AsyncRateLimiter
         self._rate: RateLimiter | AsyncRateLimiter = rate if rate is not None else TokenBucket()
         self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
         self._tracker = BatchTracker(
@@ -109,24 +77,15 @@ class AsyncBatchRun:
         self._on_progress = on_progress
         self._ordered = ordered
         self._cond = asyncio.Condition()
-        # unasync: async-only
-        # The blocking twin's lock around the scheduler (its workers are threads); between two
-        # awaits nothing else runs here, so this one guards nothing.
-        # unasync: end
-        # unasync: add # Every change to the scheduler is made under it (the workers are threads).
-        # unasync: becomes self._guard = self._cond
-        self._guard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         self._out: asyncio.Queue[tuple[SendOutcome, float] | None] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._final: set[int] = set()
         self._hands: dict[int, _Hand] = {}
-        # unasync: becomes self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._crash: BaseException | None = None
         self._connect_failures = 0
         self._active = 0  # workers admitted to hold a connection (at most pool.concurrency)
         self._waiting = 0  # workers waiting on self._cond (notified only when there are some)
-        # unasync: becomes self._gen: Generator[SendOutcome, None, None] = self._run()
         self._gen: AsyncGenerator[SendOutcome, None] = self._run()
 
     @property
@@ -138,10 +97,10 @@ class AsyncBatchRun:
         return self
 
     async def __anext__(self) -> SendOutcome:
-        return await self._gen.__anext__()  # unasync: becomes return next(self._gen)
+        return await self._gen.__anext__()
 
     async def aclose(self) -> None:
-        """Stop the batch (see the class docstring); idempotent."""
+        """Stop the batch (see the module docstring); idempotent."""
         await self._gen.aclose()
 
     async def __aenter__(self) -> AsyncBatchRun:
@@ -155,11 +114,11 @@ class AsyncBatchRun:
     ) -> None:
         await self.aclose()
 
-    # -- bookkeeping shared by the workers (under self._cond) -----------------------------------
+    # -- bookkeeping ---------------------------------------------------------------------------
 
     def _emit(self, outcome: SendOutcome, started: float | None) -> None:
         if outcome.index in self._final:
-            return  # already given its final outcome (abandoned at cancellation)
+            return
         self._final.add(outcome.index)
         latency = time.monotonic() - started if started is not None else 0.0
         self._out.put_nowait((outcome, latency))
@@ -167,43 +126,31 @@ class AsyncBatchRun:
             self._out.put_nowait(None)
 
     async def _record(self, work: Work, outcome: SendOutcome) -> None:
-        """Record one try's outcome (worker task); on throttling, pause the rate and cut the
-        pool's connections; a message that went through lets them grow back."""
-        with self._guard:
-            if work.index in self._final:  # abandoned at the shutdown already: keep that one
-                return
-            final, decision = self._sched.record(work, outcome, time.monotonic())
-            if final is not None:
-                self._emit(final, work.started)
-            if self._waiting:  # a retry to take, a worker to admit, or the end to notice
-                # unasync: async-only
-                async with self._cond:
-                    self._cond.notify_all()
-                # unasync: sync-only
-                # self._cond.notify_all()
-                # unasync: end
+        """Record one try's outcome (see the blocking runner)."""
+        if work.index in self._final:  # abandoned at the shutdown already: keep that one
+            return
+        final, decision = self._sched.record(work, outcome, time.monotonic())
+        if final is not None:
+            self._emit(final, work.started)
+        if self._waiting:  # a retry to take, a worker to admit, or the end to notice
+            async with self._cond:
+                self._cond.notify_all()
         if decision.throttle > 0:
-            # unasync: becomes self._rate.penalize(decision.throttle)
             result = self._rate.penalize(decision.throttle)
-            if result is not None:  # unasync: drop
-                await result  # unasync: drop
+            if result is not None:
+                await result
         if decision.throttled:
             await self._pool.throttled(work.epoch)
         elif outcome.status is DeliveryStatus.ACCEPTED:
             await self._pool.relieved(work.epoch)
 
     async def _requeue(self, work: Work) -> None:
-        with self._guard:
-            if self._stop.is_set():
-                self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
-            else:
-                self._sched.requeue(work, time.monotonic())
-            # unasync: async-only
-            async with self._cond:
-                self._cond.notify_all()
-            # unasync: sync-only
-            # self._cond.notify_all()
-            # unasync: end
+        if self._stop.is_set():
+            self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
+        else:
+            self._sched.requeue(work, time.monotonic())
+        async with self._cond:
+            self._cond.notify_all()
 
     # -- admission: how many workers hold a connection (the pool's concurrency) ----------------
 
@@ -216,12 +163,8 @@ class AsyncBatchRun:
                     return True
                 self._waiting += 1
                 try:
-                    # unasync: async-only
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._cond.wait(), _POLL)
-                    # unasync: sync-only
-                    # self._cond.wait(_POLL)
-                    # unasync: end
                 finally:
                     self._waiting -= 1
             return False
@@ -246,78 +189,59 @@ class AsyncBatchRun:
     # -- the worker ----------------------------------------------------------------------------
 
     async def _take(self, block: bool) -> Work | None:
-        with self._guard:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                work = self._sched.take(now)
-                if work is not None:
-                    self._tracker.read = self._sched.read
-                    return work
-                if self._sched.finished:
-                    self._out.put_nowait(None)
-                if not block or self._sched.finished:
-                    return None
-                ready = self._sched.next_ready()
-                timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
-                # unasync: async-only
-                async with self._cond:
-                    self._waiting += 1
-                    try:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._cond.wait(), timeout)
-                    finally:
-                        self._waiting -= 1
-                # unasync: sync-only
-                # self._waiting += 1
-                # try:
-                #     self._cond.wait(timeout)
-                # finally:
-                #     self._waiting -= 1
-                # unasync: end
-            return None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            work = self._sched.take(now)
+            if work is not None:
+                self._tracker.read = self._sched.read
+                return work
+            if self._sched.finished:
+                self._out.put_nowait(None)
+                return None
+            if not block:
+                return None
+            ready = self._sched.next_ready()
+            timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
+            async with self._cond:
+                self._waiting += 1
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._cond.wait(), timeout)
+                finally:
+                    self._waiting -= 1
+        return None
 
     async def _pace(self, work: Work, hold: float) -> bool:
-        """Take the rate limit's tokens for ``work`` (its connection is ready: the send follows
-        the tokens at once). A wait up to ``hold`` seconds is slept here and ``True`` returned;
-        a longer one is noted on the work (``ready``) and ``False`` returned."""
+        """Take the rate limit's tokens for ``work`` (see the blocking runner's ``_pace``)."""
         result = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
-        if inspect.isawaitable(result):  # unasync: drop
-            result = await result  # unasync: drop
+        if inspect.isawaitable(result):
+            result = await result
         wait = checked_wait(result)
         if wait <= hold:
             if wait > 0:
-                await asyncio.sleep(wait)  # unasync: becomes self._stop.wait(wait)
+                await asyncio.sleep(wait)
             return True
         work.paced = True
         work.ready = time.monotonic() + wait
         return False
 
     async def _connect_failed(self, error: MailError) -> None:
-        """Abort the batch when connecting cannot succeed: a permanent failure (credentials,
-        TLS, a 5xx greeting) or too many in a row. Every message would otherwise try its own
-        connection, and a wrong password would be tried once per message."""
-        with self._guard:
-            self._connect_failures += 1
-            if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
-                if self._crash is None:
-                    self._crash = error
-                self._stop.set()
-                # unasync: async-only
-                async with self._cond:
-                    self._cond.notify_all()
-                # unasync: sync-only
-                # self._cond.notify_all()
-                # unasync: end
+        """Abort the batch when connecting cannot succeed (see the blocking runner)."""
+        self._connect_failures += 1
+        if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
+            if self._crash is None:
+                self._crash = error
+            self._stop.set()
+            async with self._cond:
+                self._cond.notify_all()
         self._out.put_nowait(None)
 
     async def _worker_main(self) -> None:
         try:
             await self._worker()
-        # unasync: async-only
         except asyncio.CancelledError:
             raise
-        # unasync: end
-        except BaseException as exc:  # a bug or a limiter failure: report it to the consumer
+        except BaseException as exc:
             self._crash = exc
             self._out.put_nowait(None)
 
@@ -335,9 +259,7 @@ class AsyncBatchRun:
                 return
 
     async def _serve(self, hand: _Hand) -> bool:
-        """Take work and send it, one connection at a time. Returns ``True`` when this worker
-        gave its connection up because the pool's concurrency was cut (it waits to be admitted
-        again), ``False`` when the batch has no more work for it."""
+        """Take work and send it, one connection at a time (see the blocking runner)."""
         carry: Work | None = None
         while not self._stop.is_set():
             work = carry or await self._take(block=True)
@@ -347,7 +269,7 @@ class AsyncBatchRun:
             hand.holding = [work]
             delay = work.ready - time.monotonic()
             if delay > 0:  # a retry's back-off, or the wait for the tokens it already has
-                await asyncio.sleep(delay)  # unasync: becomes self._stop.wait(delay)
+                await asyncio.sleep(delay)
             if self._stop.is_set():
                 return False  # still held: the shutdown reports it FAILED (never sent)
             try:
@@ -367,19 +289,10 @@ class AsyncBatchRun:
         return False
 
     async def _use(
-        self,
-        slot: Slot[AsyncSession],
-        work: Work,
-        hand: _Hand,
+        self, slot: Slot[AsyncSession], work: Work, hand: _Hand
     ) -> tuple[Work | None, bool]:
-        """Send runs on a checked-out connection while due work comes and the connection may
-        go on, then check it in. The rate limit's tokens are taken here, once the connection is
-        ready, so a send follows its tokens at once (never after a connect or a greeting).
-
-        Returns:
-            The work to send next on another checkout (its tokens taken), and whether this
-            worker is over the pool's concurrency (its connection was closed at check-in).
-        """
+        """Send runs on a checked-out connection, then check it in (see the blocking runner's
+        ``_use``: the rate limit's tokens are taken once the connection is ready)."""
         session = slot.session
         assert session is not None
         allowance = self._pool.allowance(slot)
@@ -407,12 +320,10 @@ class AsyncBatchRun:
                     if delay > hold:
                         break
                     if delay > 0:
-                        await asyncio.sleep(delay)  # unasync: becomes self._stop.wait(delay)
-        # unasync: async-only
+                        await asyncio.sleep(delay)
         except BaseException:  # cancelled mid-send: never hand this session out again
             await asyncio.shield(session.aclose())
             raise
-        # unasync: end
         finally:
             await self._pool.checkin(slot, sent=sent)
         return next_work, over
@@ -425,9 +336,7 @@ class AsyncBatchRun:
         hand: _Hand,
         carried: list[Work],
     ) -> int:
-        """One ``send_many`` run on ``session``: ``first``, then whatever work is due, pulled
-        one item at a time as the pipeline asks for it (so every connection stays busy and the
-        work spreads evenly). Returns the messages the session attempted."""
+        """One ``send_many`` run (see the blocking runner's ``_send``)."""
         handed: list[Work] = []
         hand.handed = handed
         halt = [False]
@@ -497,50 +406,24 @@ class AsyncBatchRun:
 
     # -- the consumer --------------------------------------------------------------------------
 
-    # unasync: becomes def _run(self) -> Generator[SendOutcome, None, None]:
     async def _run(self) -> AsyncGenerator[SendOutcome, None]:
         span = self._pool.telemetry.batch_span()
-        loop = asyncio.get_running_loop()  # unasync: drop
+        loop = asyncio.get_running_loop()
         for _ in range(self._pool.limits.max_connections):
             # Each worker runs in a copy of this context with the batch span current, so the
             # connections it opens and the messages it sends are the batch span's descendants.
             ctx = batch_context(span)
-            # unasync: async-only
             self._tasks.append(loop.create_task(self._worker_main(), context=ctx))
-            # unasync: sync-only
-            # thread = threading.Thread(
-            #     target=ctx.run, args=(self._worker_main,), name="mailsdk-batch", daemon=True
-            # )
-            # self._threads.append(thread)
-            # thread.start()
-            # unasync: end
         buffered: dict[int, SendOutcome] = {}
         next_index = 0
         error: BaseException | None = None
         try:
             while True:
-                # unasync: async-only
                 entry = await self._out.get()
-                # unasync: sync-only
-                # try:
-                #     entry = self._out.get(timeout=_POLL)
-                # except queue.Empty:
-                #     if self._crash is not None:
-                #         raise self._crash from None
-                #     if not any(t.is_alive() for t in self._threads):
-                #         with self._cond:
-                #             if self._sched.finished:
-                #                 break
-                #         raise RuntimeError("batch workers stopped unexpectedly") from None
-                #     continue
-                # unasync: end
                 if entry is None:
                     if self._crash is not None:
                         raise self._crash
-                    with self._guard:
-                        if not self._sched.finished:
-                            continue
-                    if self._out.empty():
+                    if self._sched.finished and self._out.empty():
                         break
                     continue
                 outcome, latency = entry
@@ -575,17 +458,13 @@ class AsyncBatchRun:
             raise self._sched.input_error
 
     async def _shutdown(self) -> None:
-        """Stop the workers and give every unfinished item its final outcome."""
-        with self._guard:
-            unfinished = not self._sched.finished
-            self._tracker.cancelled = unfinished
-            abandoned = self._sched.stop("the batch was stopped") if unfinished else []
-            for outcome in abandoned:
+        unfinished = not self._sched.finished
+        self._tracker.cancelled = unfinished
+        if unfinished:
+            for outcome in self._sched.stop("the batch was stopped"):
                 self._emit(outcome, None)
-            self._stop.set()
-            # unasync: add self._cond.notify_all()
+        self._stop.set()
         try:
-            # unasync: async-only
             async with self._cond:
                 self._cond.notify_all()
             pending = [t for t in self._tasks if not t.done()]
@@ -595,35 +474,23 @@ class AsyncBatchRun:
                     task.cancel()
                 if late:
                     await asyncio.wait(late)
-            # unasync: sync-only
-            # for thread in self._threads:
-            #     thread.join()
-            # unasync: end
-        finally:  # also when this wait is itself interrupted (cancelled, a second Ctrl-C)
-            # unasync: async-only
+        finally:  # also when this wait is itself cancelled
             for task in self._tasks:
                 task.cancel()
-            # unasync: end
-            with self._guard:
-                for hand in list(self._hands.values()):
-                    for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
-                        for work in works:
-                            if work.index not in self._final:
-                                outcome = self._sched.abandon(
-                                    work, handed_over=handed, reason="the batch was interrupted"
-                                )
-                                self._emit(outcome, work.started)
-            self._drain()
-
-    def _drain(self) -> None:
-        """Record the outcomes not yielded yet; then one last progress event (a failing
-        callback cannot lose an outcome from the report any more)."""
-        drained = False
-        while not self._out.empty():
-            entry = self._out.get_nowait()
-            if entry is not None:
-                self._tracker.add(*entry)
-                drained = True
-        if drained and self._on_progress is not None:
-            with contextlib.suppress(Exception):
-                self._on_progress(self._tracker.progress())
+            for hand in list(self._hands.values()):
+                for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
+                    for work in works:
+                        if work.index not in self._final:
+                            outcome = self._sched.abandon(
+                                work, handed_over=handed, reason="the batch was interrupted"
+                            )
+                            self._emit(outcome, work.started)
+            drained = False
+            while not self._out.empty():
+                entry = self._out.get_nowait()
+                if entry is not None:
+                    self._tracker.add(*entry)
+                    drained = True
+            if drained and self._on_progress is not None:  # one last event, after the report
+                with contextlib.suppress(Exception):
+                    self._on_progress(self._tracker.progress())

@@ -1,17 +1,12 @@
-# Generated from src/mailsdk/pool/_async_batch.py by scripts/unasync.py: do not edit.
-# Edit the asyncio original, then run `python scripts/unasync.py` (docs/architecture.md).
 """The blocking batch runner: :class:`BatchRun`, what ``Pool.send_batch`` returns.
 
 Layer: L5c (pool). One worker thread per pool connection takes work from the shared
 :class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
 its checked-out session and reports each outcome; the consumer's thread yields them. Every item
 read from the input gets exactly one final outcome, also when the consumer stops early, raises
-(Ctrl-C) or closes the run: the workers finish what they already
-sent, queued retries end FAILED, and anything still in a worker's hands ends FAILED (never sent)
-or UNKNOWN (sent, no answer).
-
-This file is generated from ``_async_batch.py`` by ``scripts/unasync.py``; its workers
-are threads, so ``self._guard`` is the condition's lock around every change to the scheduler.
+(Ctrl-C) or closes the run: the workers finish what they already sent, queued retries end
+FAILED, and anything still in a worker's hands ends FAILED (never sent) or UNKNOWN (sent, no
+answer).
 """
 
 from __future__ import annotations
@@ -68,13 +63,11 @@ class _Hand:
 
 
 class BatchRun(Iterator[SendOutcome]):
-    """A running batch: iterate it for one :class:`~mailsdk.SendOutcome` per
-    input item.
+    """A running batch: iterate it for one :class:`~mailsdk.SendOutcome` per input item.
 
-    Use it in a ``with`` block (or call :meth:`close`) when you may stop iterating early:
-    closing stops reading the input and waits for the messages already being sent.
-    :attr:`report` is the :class:`~mailsdk.batch.BatchReport` of everything that finished, also
-    after Ctrl-C.
+    Use it in a ``with`` block (or call :meth:`close`) when you may stop iterating early: closing
+    stops reading the input and waits for the messages already being sent. :attr:`report` is
+    the :class:`~mailsdk.batch.BatchReport` of everything that finished, also after Ctrl-C.
     """
 
     def __init__(
@@ -97,8 +90,6 @@ class BatchRun(Iterator[SendOutcome]):
         self._on_progress = on_progress
         self._ordered = ordered
         self._cond = threading.Condition()
-        # Every change to the scheduler is made under it (the workers are threads).
-        self._guard = self._cond
         self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._final: set[int] = set()
@@ -143,14 +134,14 @@ class BatchRun(Iterator[SendOutcome]):
             return  # already given its final outcome (abandoned at cancellation)
         self._final.add(outcome.index)
         latency = time.monotonic() - started if started is not None else 0.0
-        self._out.put_nowait((outcome, latency))
+        self._out.put((outcome, latency))
         if self._sched.finished:
-            self._out.put_nowait(None)
+            self._out.put(None)
 
     def _record(self, work: Work, outcome: SendOutcome) -> None:
         """Record one try's outcome (worker thread); on throttling, pause the rate and cut the
         pool's connections; a message that went through lets them grow back."""
-        with self._guard:
+        with self._cond:
             if work.index in self._final:  # abandoned at the shutdown already: keep that one
                 return
             final, decision = self._sched.record(work, outcome, time.monotonic())
@@ -166,7 +157,7 @@ class BatchRun(Iterator[SendOutcome]):
             self._pool.relieved(work.epoch)
 
     def _requeue(self, work: Work) -> None:
-        with self._guard:
+        with self._cond:
             if self._stop.is_set():
                 self._emit(self._sched.abandon(work, handed_over=False, reason="stopped"), None)
             else:
@@ -209,7 +200,7 @@ class BatchRun(Iterator[SendOutcome]):
     # -- the worker ----------------------------------------------------------------------------
 
     def _take(self, block: bool) -> Work | None:
-        with self._guard:
+        with self._cond:
             while not self._stop.is_set():
                 now = time.monotonic()
                 work = self._sched.take(now)
@@ -217,7 +208,7 @@ class BatchRun(Iterator[SendOutcome]):
                     self._tracker.read = self._sched.read
                     return work
                 if self._sched.finished:
-                    self._out.put_nowait(None)
+                    self._out.put(None)
                 if not block or self._sched.finished:
                     return None
                 ready = self._sched.next_ready()
@@ -233,8 +224,7 @@ class BatchRun(Iterator[SendOutcome]):
         """Take the rate limit's tokens for ``work`` (its connection is ready: the send follows
         the tokens at once). A wait up to ``hold`` seconds is slept here and ``True`` returned;
         a longer one is noted on the work (``ready``) and ``False`` returned."""
-        result = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
-        wait = checked_wait(result)
+        wait = checked_wait(self._rate.reserve(messages=1, recipients=recipient_count(work.send)))
         if wait <= hold:
             if wait > 0:
                 self._stop.wait(wait)
@@ -247,25 +237,25 @@ class BatchRun(Iterator[SendOutcome]):
         """Abort the batch when connecting cannot succeed: a permanent failure (credentials,
         TLS, a 5xx greeting) or too many in a row. Every message would otherwise try its own
         connection, and a wrong password would be tried once per message."""
-        with self._guard:
+        with self._cond:
             self._connect_failures += 1
             if not error.is_retryable or self._connect_failures >= MAX_CONNECT_FAILURES:
                 if self._crash is None:
                     self._crash = error
                 self._stop.set()
                 self._cond.notify_all()
-        self._out.put_nowait(None)
+        self._out.put(None)
 
     def _worker_main(self) -> None:
         try:
             self._worker()
         except BaseException as exc:  # a bug or a limiter failure: report it to the consumer
             self._crash = exc
-            self._out.put_nowait(None)
+            self._out.put(None)
 
     def _worker(self) -> None:
         hand = _Hand()
-        self._hands[id(hand)] = hand
+        self._hands[threading.get_ident()] = hand
         while self._admit():
             over = False
             try:
@@ -308,12 +298,7 @@ class BatchRun(Iterator[SendOutcome]):
                 return True
         return False
 
-    def _use(
-        self,
-        slot: Slot[Session],
-        work: Work,
-        hand: _Hand,
-    ) -> tuple[Work | None, bool]:
+    def _use(self, slot: Slot[Session], work: Work, hand: _Hand) -> tuple[Work | None, bool]:
         """Send runs on a checked-out connection while due work comes and the connection may
         go on, then check it in. The rate limit's tokens are taken here, once the connection is
         ready, so a send follows its tokens at once (never after a connect or a greeting).
@@ -464,7 +449,7 @@ class BatchRun(Iterator[SendOutcome]):
                 if entry is None:
                     if self._crash is not None:
                         raise self._crash
-                    with self._guard:
+                    with self._cond:
                         if not self._sched.finished:
                             continue
                     if self._out.empty():
@@ -503,7 +488,7 @@ class BatchRun(Iterator[SendOutcome]):
 
     def _shutdown(self) -> None:
         """Stop the workers and give every unfinished item its final outcome."""
-        with self._guard:
+        with self._cond:
             unfinished = not self._sched.finished
             self._tracker.cancelled = unfinished
             abandoned = self._sched.stop("the batch was stopped") if unfinished else []
@@ -514,8 +499,8 @@ class BatchRun(Iterator[SendOutcome]):
         try:
             for thread in self._threads:
                 thread.join()
-        finally:  # also when this wait is itself interrupted (a second Ctrl-C)
-            with self._guard:
+        finally:  # also when the join itself is interrupted (a second Ctrl-C)
+            with self._cond:
                 for hand in list(self._hands.values()):
                     for handed, works in ((True, list(hand.handed)), (False, list(hand.holding))):
                         for work in works:
@@ -530,8 +515,11 @@ class BatchRun(Iterator[SendOutcome]):
         """Record the outcomes not yielded yet; then one last progress event (a failing
         callback cannot lose an outcome from the report any more)."""
         drained = False
-        while not self._out.empty():
-            entry = self._out.get_nowait()
+        while True:
+            try:
+                entry = self._out.get_nowait()
+            except queue.Empty:
+                break
             if entry is not None:
                 self._tracker.add(*entry)
                 drained = True
