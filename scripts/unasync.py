@@ -136,6 +136,29 @@ TARGETS = (
             ),
             (", sync or async", ""),
             ("(cancelled, Ctrl-C, a bug)", "(Ctrl-C, a bug)"),
+            (  # only the blocking pool can spread a batch over processes
+                "            ordered: yield outcomes in input order instead of completion order.\n"
+                "\n        Returns:\n"
+                "            The :class:`AsyncBatchRun`, an asynchronous iterator of\n"
+                "            :class:`~mailsdk.SendOutcome` with ``report``.\n",
+                "            ordered: yield outcomes in input order instead of completion order.\n"
+                "            processes: spread the batch over this many forked worker processes (to"
+                " use more\n"
+                "                than one CPU core), each with its share of"
+                " ``max_connections`` and of ``rate``\n"
+                "                (a :class:`~mailsdk.batch.TokenBucket` is divided; a limiter"
+                " shared across\n"
+                "                processes, like the Redis one, is used as is). ``None`` or 1: this"
+                " process.\n"
+                "\n        Returns:\n"
+                "            A :class:`BatchRun` (a :class:`ProcessBatchRun` with ``processes``):"
+                " an iterator\n"
+                "            of :class:`~mailsdk.SendOutcome` with ``report``.\n"
+                "\n        Raises:\n"
+                "            ConfigurationError: ``processes`` is not a positive int, the platform"
+                " cannot\n"
+                "                fork, or ``rate`` cannot be shared between processes.\n",
+            ),
         ),
     ),
 )

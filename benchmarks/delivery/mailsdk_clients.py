@@ -26,6 +26,14 @@ def has_pool() -> bool:
     return hasattr(mailsdk.Client, "pool") and hasattr(mailsdk.AsyncClient, "pool")
 
 
+def has_process_pool() -> bool:
+    import inspect
+
+    from mailsdk.pool import Pool
+
+    return "processes" in inspect.signature(Pool.send_batch).parameters
+
+
 def _builder(spec: dict[str, Any]) -> mailsdk.ClientBuilder:
     builder = (
         mailsdk.ClientBuilder.smtp(spec["host"], spec["port"])
@@ -142,6 +150,18 @@ def pool_sync(spec: dict[str, Any], phase: Phase) -> int:
             return sum(_accepted(o) for o in batch)
 
 
+def pool_processes(spec: dict[str, Any], phase: Phase) -> int:
+    """The pool spread over two worker processes (``send_batch(processes=2)``), the same total
+    of connections; the input is a list, which the forked workers read without pickling. The
+    workers open their connections inside the timed phase (they are new processes), and their
+    CPU is counted (``Phase`` adds the reaped children's)."""
+    item, rate = _item(spec), _rate(spec)
+    client: Any = _builder(spec).build()
+    with client.pool(max_connections=spec["connections"]) as pool, phase:
+        batch = pool.send_batch([item] * spec["messages"], rate=rate, processes=2)
+        return sum(_accepted(o) for o in batch)
+
+
 def pool_async(spec: dict[str, Any], phase: Phase) -> int:
     item, rate = _item(spec), _rate(spec)
 
@@ -192,6 +212,7 @@ CLIENTS: dict[str, Callable[[dict[str, Any], Phase], int]] = {
     "mailsdk-send_many-async": send_many_async,
     "mailsdk-pool": pool_sync,
     "mailsdk-pool-async": pool_async,
+    "mailsdk-pool-2proc": pool_processes,
     "mailsdk-path": big_path,
     "idle": idle,
 }

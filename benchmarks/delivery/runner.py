@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.delivery.mailsdk_clients import has_pool, has_send_many
+from benchmarks.delivery.mailsdk_clients import has_pool, has_process_pool, has_send_many
 from benchmarks.delivery.sampling import Sample, Series, run_smtp_source, run_worker
 from benchmarks.delivery.servers import SmtpSink
 
@@ -40,6 +40,8 @@ def clients_for(connections: int) -> list[str]:
         names += ["mailsdk-send_many", "mailsdk-send_many-async"]
     if connections > 1 and has_pool():
         names += ["mailsdk-pool", "mailsdk-pool-async"]
+        if has_process_pool():
+            names.append("mailsdk-pool-2proc")
     return names
 
 

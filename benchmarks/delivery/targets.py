@@ -183,7 +183,7 @@ def evaluate(
             8 * one,
             None,
         )
-        for mode in ("", "-async"):
+        for mode in ("", "-async", "-2proc"):
             pool = _series(m, LOOPBACK, rcpt, 8, f"mailsdk-pool{mode}")
             name = f"loopback, 8 conn, {rcpt} rcpt: pool{mode}"
             for peer, bound in (("smtplib", 3.0), ("aiosmtplib", 3.0), ("smtp-source", 1.0)):

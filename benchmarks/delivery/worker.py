@@ -3,8 +3,9 @@
 ``python -m benchmarks.delivery.worker '<spec JSON>'``. The spec names the client and the
 workload (host, port, messages, recipients, connections, ...). The timed phase covers sending
 only: connections are opened before it and closed after it (the pool gets one warm-up message
-per connection before it). CPU is ``getrusage(RUSAGE_SELF)`` user+system over the phase, so
-it counts every thread of the client and nothing of the server, the relay or another peer.
+per connection before it). CPU is ``getrusage`` user+system of this process and of the children
+it reaped (the pool's worker processes) over the phase, so it counts every thread and process
+of the client and nothing of the server, the relay or another peer.
 Peak RSS is the process's VmHWM (see :func:`peak_rss_kb`).
 """
 
@@ -36,8 +37,9 @@ class Phase:
 
     @staticmethod
     def _cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def peak_rss_kb(pid: str) -> int:

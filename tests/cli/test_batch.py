@@ -286,3 +286,23 @@ def test_wrong_password_ends_the_batch_with_a_complete_report(
     assert {line["status"] for line in lines} <= {"failed", "refused", "not_sent"}
     assert tls_server.recorder.messages == []
     assert len(tls_server.recorder.auth_logins) <= 2  # not one login attempt per message
+
+
+def test_a_batch_over_two_worker_processes(
+    cli: Cli, tls_server: SmtpdServer, ca_file: str, tmp_path: pathlib.Path
+) -> None:
+    source = _csv(tmp_path, 6, refused_row=3)
+    report = tmp_path / "out.jsonl"
+    proc = cli(
+        "batch", str(source), "--template", str(_template(tmp_path)), "--subject", "Hi $name",
+        "--from", "news@example.org", "--connections", "2", "--processes", "2",
+        "--report", str(report), *server_args(tls_server, ca_file, "--user", USER), env=AUTH_ENV,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # row 3 refused, the rest accepted
+    lines = _report(report)
+    assert sorted(int(str(line["index"])) for line in lines) == list(range(6))
+    statuses = {line["key"]: line["status"] for line in lines}
+    assert statuses.pop("k3") == "refused"
+    assert set(statuses.values()) == {"accepted"}
+    assert len(tls_server.recorder.messages) == 5  # each accepted message once
+    no_secret(proc)

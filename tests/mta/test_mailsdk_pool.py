@@ -54,7 +54,25 @@ async def test_two_thousand_messages_through_a_pool_of_four(
     assert len({o.index for o in outcomes}) == COUNT
     assert report.counts[DeliveryStatus.ACCEPTED] == COUNT, report.summary()
     assert all(o.result is not None and o.result.queue_id for o in outcomes)
+    _read_back(mta_env, run_id)
 
+
+def test_two_thousand_messages_through_two_worker_processes(mta_env: MtaEnvironment) -> None:
+    """The same batch with ``processes=2`` (two forked workers, two connections each)."""
+    run_id = uuid.uuid4().hex
+    client = smtp_builder(mta_env).with_timeouts(30.0).build()
+    with client.pool(max_connections=4) as pool:
+        run = pool.send_batch(
+            items(run_id), processes=2, retry=RetryPolicy(attempts=3, backoff=0.2)
+        )
+        outcomes = list(run)
+    assert len({o.index for o in outcomes}) == COUNT
+    assert run.report.counts[DeliveryStatus.ACCEPTED] == COUNT, run.report.summary()
+    assert all(o.result is not None and o.result.queue_id for o in outcomes)
+    _read_back(mta_env, run_id)
+
+
+def _read_back(mta_env: MtaEnvironment, run_id: str) -> None:
     pattern = re.compile(rb"X-Batch-Id: " + run_id.encode() + rb"/(\d+)")
     deadline = time.monotonic() + 180
     while True:

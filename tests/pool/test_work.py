@@ -53,3 +53,23 @@ def test_out_of_step_refusal_becomes_a_retryable_failure() -> None:
     assert isinstance(failed_outcome.error, errors.RemoteProtocolError)
     honest = errors.DataRefused(Reply.build(554, "5.6.0 no"), "DATA")
     assert out_of_step(SendOutcome(index=0, status=DeliveryStatus.REFUSED, error=honest)) is None
+
+
+def test_renumbered_copies_every_field_of_an_outcome() -> None:
+    # renumbered() lists the fields by hand (it runs once per message): a field added to
+    # SendOutcome must be added there too, or outcomes would silently lose it.
+    import attrs
+
+    from mailsdk.pool._work import RENUMBERED_FIELDS, renumbered
+
+    assert set(RENUMBERED_FIELDS) == {a.name for a in attrs.fields(SendOutcome)}
+    marked = SendOutcome(
+        index=3,
+        status=DeliveryStatus.FAILED,
+        error=errors.ConnectionLost("x"),
+        key="old",
+        attempts=0,
+        never_started=True,
+    )
+    moved = renumbered(marked, 9, "k", 0)
+    assert moved == attrs.evolve(marked, index=9, key="k")

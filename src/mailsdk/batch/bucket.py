@@ -49,6 +49,12 @@ class _Bucket:
             self.stamp = until
 
 
+def _share(bucket: _Bucket, parts: int, now: float) -> _Bucket:
+    bucket.refill(now)
+    capacity = bucket.capacity / parts
+    return _Bucket(bucket.rate / parts, capacity, min(capacity, bucket.tokens / parts), now)
+
+
 def _checked(name: str, value: object) -> float | None:
     if value is None:
         return None
@@ -139,6 +145,9 @@ class TokenBucket:
         Never blocks. Thread-safe. The tokens are taken even when the wait is not zero: the
         caller is expected to send after the wait (or to give the slot up for good).
         """
+        if not self._messages and not self._recipients:  # no rate, only penalties: no lock
+            until = self._penalty_until
+            return 0.0 if until == -math.inf else max(0.0, until - self._clock())
         with self._lock:
             now = self._clock()
             ready = self._penalty_until
@@ -149,6 +158,26 @@ class TokenBucket:
                 for bucket in self._recipients:
                     ready = max(ready, bucket.take(recipients, now))
             return max(0.0, ready - now)
+
+    def divided(self, parts: int) -> tuple[TokenBucket, ...]:
+        """``parts`` independent buckets whose rates and bursts add up to this one's, for
+        processes that cannot share one bucket: each gets ``1/parts`` of every rate and burst
+        (a share's burst may be below one message: a send then waits for the rest, so the
+        shares together never exceed this bucket's limits)."""
+        if type(parts) is not int or parts < 1:  # run-time check: bool, float, str
+            raise ConfigurationError(f"parts must be an int >= 1, got {parts!r}")
+        shares: list[TokenBucket] = []
+        with self._lock:
+            shares.extend(self._share(parts) for _ in range(parts))
+        return tuple(shares)
+
+    def _share(self, parts: int) -> TokenBucket:
+        share = TokenBucket(clock=self._clock)
+        now = share._clock()
+        share._messages = [_share(b, parts, now) for b in self._messages]
+        share._recipients = [_share(b, parts, now) for b in self._recipients]
+        share._penalty_until = self._penalty_until
+        return share
 
     def penalize(self, seconds: float) -> None:
         """No send starts for ``seconds`` from now; afterwards the rate restarts from empty."""

@@ -68,9 +68,11 @@ class Delivery:
         retries: how many times a transient failure is retried (UNKNOWN never is).
         on_progress: called with the pool's :class:`~mailsdk.batch.Progress` (rate, ETA,
             messages in flight) after every final outcome, before it is yielded.
+        processes: worker processes sharing the connections and the rate (``None``: this
+            process; see ``Pool.send_batch``).
 
     Raises:
-        ConfigurationError: connections or retries out of range.
+        ConfigurationError: connections, retries or processes out of range.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Delivery:
         rate: Rate | None = None,
         retries: int = 2,
         on_progress: Callable[[Progress], None] | None = None,
+        processes: int | None = None,
     ) -> None:
         if not 1 <= connections <= 100:
             raise ConfigurationError("connections must be between 1 and 100")
@@ -90,7 +93,11 @@ class Delivery:
         bucket = TokenBucket(messages_per_second=rate.count / rate.per) if rate else None
         self._pool = builder.build().pool(max_connections=min(connections, max(1, len(items))))
         self._run = self._pool.send_batch(
-            items, rate=bucket, retry=RetryPolicy(attempts=retries + 1), on_progress=on_progress
+            items,
+            rate=bucket,
+            retry=RetryPolicy(attempts=retries + 1),
+            on_progress=on_progress,
+            processes=processes,
         )
         self._seen: set[int] = set()
 
@@ -119,6 +126,7 @@ def deliver(
     rate: Rate | None = None,
     retries: int = 2,
     on_progress: Callable[[Progress], None] | None = None,
+    processes: int | None = None,
 ) -> Delivery:
     """Start sending ``items``; see :class:`Delivery`. The one switch point for the engine."""
     return Delivery(
@@ -128,4 +136,5 @@ def deliver(
         rate=rate,
         retries=retries,
         on_progress=on_progress,
+        processes=processes,
     )

@@ -45,6 +45,13 @@ __all__ = ["batch_command"]
     show_default=True,
     help="Parallel connections (a pool).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the connections and the rate (to use more CPU cores).",
+)
 @click.option("--rate", metavar="N/UNIT", help="At most N messages per s, min or hour (30/min).")
 @click.option(
     "--retries",
@@ -94,6 +101,7 @@ def batch_command(common: Common, **o: typing.Any) -> int:
             rate=limit,
             retries=o["retries"],
             on_progress=progress.update,
+            processes=o["processes"],
         )
         try:
             for outcome in delivery.outcomes():

@@ -5,17 +5,23 @@ pool connection. On cancellation of the consuming task (or :meth:`AsyncBatchRun.
 workers get ``cancel_grace`` seconds to finish what they already sent; whatever is still in
 their hands then ends UNKNOWN (handed to a session) or FAILED (never sent), queued retries end
 FAILED, and the cancellation propagates.
+
+With a blocking limiter (the usual :class:`~mailsdk.batch.TokenBucket`) each connection is fed
+from a plain generator that never waits, so ``send_many`` pulls the next message without
+writing first and the next envelope shares the write of this message's end of data; an
+asyncio limiter, whose ``reserve()`` is awaited, gets an async generator instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import time
 import types
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sized
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sized
 
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import AsyncRateLimiter, RateLimiter
@@ -43,8 +49,40 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["AsyncBatchRun"]
 
+T = typing.TypeVar("T")
 _INLINE_WAIT: typing.Final = 0.002
+_REFUSED: typing.Final = DeliveryStatus.REFUSED
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
+
+
+class _Outbox(typing.Generic[T]):
+    """The outcomes on their way to the consuming task: an unbounded FIFO with one getter
+    (``asyncio.Queue`` without its bookkeeping, which costs a dozen calls per outcome)."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: T) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> T:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def get_nowait(self) -> T:
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
 
 
 class AsyncBatchRun:
@@ -69,6 +107,11 @@ class AsyncBatchRun:
     ) -> None:
         self._pool = pool
         self._rate: RateLimiter | AsyncRateLimiter = rate if rate is not None else TokenBucket()
+        #: the limiter when its reserve() is a plain call (the usual TokenBucket), else None.
+        self._blocking_rate: RateLimiter | None = (
+            None if inspect.iscoroutinefunction(self._rate.reserve) else self._rate  # type: ignore[assignment]
+        )
+        self._limit = pool.adaptive  # the pool's adaptive connection limit (read per message)
         self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
         self._tracker = BatchTracker(
             len(items) if isinstance(items, Sized) else None,
@@ -77,7 +120,7 @@ class AsyncBatchRun:
         self._on_progress = on_progress
         self._ordered = ordered
         self._cond = asyncio.Condition()
-        self._out: asyncio.Queue[tuple[SendOutcome, float] | None] = asyncio.Queue()
+        self._out: _Outbox[tuple[SendOutcome, float] | None] = _Outbox()
         self._stop = asyncio.Event()
         self._final: set[int] = set()
         self._hands: dict[int, _Hand] = {}
@@ -93,8 +136,8 @@ class AsyncBatchRun:
         """The report of what has finished so far (complete once the iteration ended)."""
         return self._tracker.report()
 
-    def __aiter__(self) -> AsyncBatchRun:
-        return self
+    def __aiter__(self) -> AsyncIterator[SendOutcome]:
+        return self._gen  # iterated directly: no extra call per outcome
 
     async def __anext__(self) -> SendOutcome:
         return await self._gen.__anext__()
@@ -141,7 +184,7 @@ class AsyncBatchRun:
                 await result
         if decision.throttled:
             await self._pool.throttled(work.epoch)
-        elif outcome.status is DeliveryStatus.ACCEPTED:
+        elif outcome.status is DeliveryStatus.ACCEPTED and self._limit.limit < self._limit.ceiling:
             await self._pool.relieved(work.epoch)
 
     async def _requeue(self, work: Work) -> None:
@@ -188,19 +231,25 @@ class AsyncBatchRun:
 
     # -- the worker ----------------------------------------------------------------------------
 
-    async def _take(self, block: bool) -> Work | None:
+    def _due(self) -> Work | None:
+        """Work that is due now (a retry whose time has come, else the next input item)."""
+        work = self._sched.take(time.monotonic())
+        if work is not None:
+            self._tracker.read = self._sched.read
+        elif self._sched.finished:
+            self._out.put_nowait(None)
+        return work
+
+    async def _take(self) -> Work | None:
+        """Due work, waiting for some (``None`` once the batch has no more)."""
         while not self._stop.is_set():
-            now = time.monotonic()
-            work = self._sched.take(now)
+            work = self._due()
             if work is not None:
-                self._tracker.read = self._sched.read
                 return work
             if self._sched.finished:
-                self._out.put_nowait(None)
-                return None
-            if not block:
                 return None
             ready = self._sched.next_ready()
+            now = time.monotonic()
             timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
             async with self._cond:
                 self._waiting += 1
@@ -210,6 +259,18 @@ class AsyncBatchRun:
                 finally:
                     self._waiting -= 1
         return None
+
+    def _pace_now(self, work: Work, limiter: RateLimiter) -> bool:
+        """Take the tokens from a blocking limiter without waiting: ``True`` when the send may
+        go now; otherwise the wait is noted on the work (``ready``) and ``False`` returned."""
+        wait = limiter.reserve(messages=1, recipients=recipient_count(work.send))
+        if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
+            wait = checked_wait(wait)
+        if wait <= 0:
+            return True
+        work.paced = True
+        work.ready = time.monotonic() + wait
+        return False
 
     async def _pace(self, work: Work, hold: float) -> bool:
         """Take the rate limit's tokens for ``work`` (see the blocking runner's ``_pace``)."""
@@ -262,7 +323,7 @@ class AsyncBatchRun:
         """Take work and send it, one connection at a time (see the blocking runner)."""
         carry: Work | None = None
         while not self._stop.is_set():
-            work = carry or await self._take(block=True)
+            work = carry or await self._take()
             carry = None
             if work is None:
                 return False
@@ -341,13 +402,19 @@ class AsyncBatchRun:
         hand.handed = handed
         halt = [False]
 
-        async def feed() -> AsyncIterator[Outgoing]:
+        limit = self._limit
+        limiter = self._blocking_rate
+
+        def feed() -> Iterator[Outgoing]:
+            # A plain generator that never blocks (the limiter is a blocking one that never
+            # waits): send_many pulls from it without writing first, so the next envelope
+            # shares the write of this message's end of data.
             work: Work | None = first
             while work is not None:
                 if work.started is None:
                     work.started = time.monotonic()
                 work.paced = False  # its tokens are spent by this send
-                work.epoch = self._pool.epoch
+                work.epoch = limit.epoch
                 handed.append(work)
                 hand.holding = []
                 yield work.send
@@ -355,28 +422,55 @@ class AsyncBatchRun:
                     return  # never feed a broken session: it would report the rest unsent
                 if allowance is not None and len(handed) >= allowance:
                     return
-                if self._active > self._pool.concurrency:
+                if self._active > limit.limit:
                     return  # the server throttled: this connection may have to close
-                work = await self._take(block=False)
+                work = self._due()
+                if work is not None:
+                    hand.holding = [work]
+                    assert limiter is not None
+                    if not self._pace_now(work, limiter):
+                        carried.append(work)  # a rate wait: end this run, send it next
+                        return
+
+        async def afeed() -> AsyncIterator[Outgoing]:
+            # The same for an asyncio limiter, whose reserve() must be awaited.
+            work: Work | None = first
+            while work is not None:
+                if work.started is None:
+                    work.started = time.monotonic()
+                work.paced = False
+                work.epoch = limit.epoch
+                handed.append(work)
+                hand.holding = []
+                yield work.send
+                if halt[0] or session.closed or self._stop.is_set():
+                    return
+                if allowance is not None and len(handed) >= allowance:
+                    return
+                if self._active > limit.limit:
+                    return
+                work = self._due()
                 if work is not None:
                     hand.holding = [work]
                     if not await self._pace(work, _INLINE_WAIT):
-                        carried.append(work)  # a longer rate wait: end this run, send it next
+                        carried.append(work)
                         return
 
         reported: set[int] = set()
         skipped: set[int] = set()
         crashed = False
         try:
-            async for outcome in session.send_many(feed()):
+            source = feed() if limiter is not None else afeed()
+            async for outcome in session.send_many(source):
                 if not 0 <= outcome.index < len(handed) or outcome.index in reported:
                     continue
                 work = handed[outcome.index]
-                broken = out_of_step(outcome)
+                broken = out_of_step(outcome) if outcome.status is _REFUSED else None
                 if broken is not None:  # a lying server: retry elsewhere, drop this session
                     outcome, halt[0] = broken, True
                     await session.aclose()
-                if reported and never_sent(outcome):  # behind a break: no try was used
+                if reported and outcome.never_started and never_sent(outcome):
+                    # Behind a break: never started, no try was used.
                     skipped.add(outcome.index)
                     await self._requeue(work)
                 else:

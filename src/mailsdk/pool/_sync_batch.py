@@ -1,12 +1,19 @@
 """The blocking batch runner: :class:`BatchRun`, what ``Pool.send_batch`` returns.
 
 Layer: L5c (pool). One worker thread per pool connection takes work from the shared
-:class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
-its checked-out session and reports each outcome; the consumer's thread yields them. Every item
-read from the input gets exactly one final outcome, also when the consumer stops early, raises
-(Ctrl-C) or closes the run: the workers finish what they already sent, queued retries end
-FAILED, and anything still in a worker's hands ends FAILED (never sent) or UNKNOWN (sent, no
+:class:`~mailsdk.pool._work.Scheduler`, checks a connection out, takes the shared rate limit's
+tokens once that connection is ready (so a send follows its tokens at once, never after a
+connect and a greeting), sends a run of items on it and reports each outcome; the consumer's
+thread yields them. At most ``pool.concurrency`` workers hold a connection at a time: when the
+server throttles, the pool cuts that number and the workers above it give their connections up
+(see :mod:`mailsdk.pool._concurrency`). Every item read from the input gets exactly one final
+outcome, also when the consumer stops early, raises (Ctrl-C) or closes the run: the workers
+finish what they already sent, queued retries end FAILED, and anything still in a worker's
+hands ends FAILED (never sent, with the typed ``never_started`` marker) or UNKNOWN (sent, no
 answer).
+
+The workers run in a copy of the consumer's context with the batch span current, so the
+sessions they open (and their per-message spans) descend from the batch span.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ __all__ = ["BatchRun"]
 MAX_CONNECT_FAILURES: typing.Final = 10
 #: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
 _INLINE_WAIT: typing.Final = 0.002
+_REFUSED: typing.Final = DeliveryStatus.REFUSED
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
 
 
@@ -82,6 +90,7 @@ class BatchRun(Iterator[SendOutcome]):
     ) -> None:
         self._pool = pool
         self._rate: RateLimiter = rate if rate is not None else TokenBucket()
+        self._limit = pool.adaptive  # the pool's adaptive connection limit (read per message)
         self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
         self._tracker = BatchTracker(
             len(items) if isinstance(items, Sized) else None,
@@ -89,7 +98,8 @@ class BatchRun(Iterator[SendOutcome]):
         )
         self._on_progress = on_progress
         self._ordered = ordered
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # taken alone where nobody needs waking (per message)
+        self._cond = threading.Condition(self._lock)
         self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._final: set[int] = set()
@@ -106,8 +116,8 @@ class BatchRun(Iterator[SendOutcome]):
         """The report of what has finished so far (complete once the iteration ended)."""
         return self._tracker.report()
 
-    def __iter__(self) -> BatchRun:
-        return self
+    def __iter__(self) -> Iterator[SendOutcome]:
+        return self._gen  # iterated directly: no extra call per outcome
 
     def __next__(self) -> SendOutcome:
         return next(self._gen)
@@ -141,7 +151,7 @@ class BatchRun(Iterator[SendOutcome]):
     def _record(self, work: Work, outcome: SendOutcome) -> None:
         """Record one try's outcome (worker thread); on throttling, pause the rate and cut the
         pool's connections; a message that went through lets them grow back."""
-        with self._cond:
+        with self._lock:
             if work.index in self._final:  # abandoned at the shutdown already: keep that one
                 return
             final, decision = self._sched.record(work, outcome, time.monotonic())
@@ -153,7 +163,7 @@ class BatchRun(Iterator[SendOutcome]):
             self._rate.penalize(decision.throttle)
         if decision.throttled:
             self._pool.throttled(work.epoch)
-        elif outcome.status is DeliveryStatus.ACCEPTED:
+        elif outcome.status is DeliveryStatus.ACCEPTED and self._limit.limit < self._limit.ceiling:
             self._pool.relieved(work.epoch)
 
     def _requeue(self, work: Work) -> None:
@@ -199,32 +209,42 @@ class BatchRun(Iterator[SendOutcome]):
 
     # -- the worker ----------------------------------------------------------------------------
 
-    def _take(self, block: bool) -> Work | None:
-        with self._cond:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                work = self._sched.take(now)
-                if work is not None:
-                    self._tracker.read = self._sched.read
-                    return work
+    def _due(self) -> Work | None:
+        """Work that is due now (a retry whose time has come, else the next input item)."""
+        with self._lock:
+            work = self._sched.take(time.monotonic())
+            if work is not None:
+                self._tracker.read = self._sched.read
+            elif self._sched.finished:
+                self._out.put(None)
+            return work
+
+    def _take(self) -> Work | None:
+        """Due work, waiting for some (``None`` once the batch has no more)."""
+        while not self._stop.is_set():
+            work = self._due()
+            if work is not None:
+                return work
+            with self._cond:
                 if self._sched.finished:
-                    self._out.put(None)
-                if not block or self._sched.finished:
                     return None
                 ready = self._sched.next_ready()
+                now = time.monotonic()
                 timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
                 self._waiting += 1
                 try:
                     self._cond.wait(timeout)
                 finally:
                     self._waiting -= 1
-            return None
+        return None
 
     def _pace(self, work: Work, hold: float) -> bool:
         """Take the rate limit's tokens for ``work`` (its connection is ready: the send follows
         the tokens at once). A wait up to ``hold`` seconds is slept here and ``True`` returned;
         a longer one is noted on the work (``ready``) and ``False`` returned."""
-        wait = checked_wait(self._rate.reserve(messages=1, recipients=recipient_count(work.send)))
+        wait = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
+            wait = checked_wait(wait)
         if wait <= hold:
             if wait > 0:
                 self._stop.wait(wait)
@@ -272,7 +292,7 @@ class BatchRun(Iterator[SendOutcome]):
         again), ``False`` when the batch has no more work for it."""
         carry: Work | None = None
         while not self._stop.is_set():
-            work = carry or self._take(block=True)
+            work = carry or self._take()
             carry = None
             if work is None:
                 return False
@@ -353,6 +373,7 @@ class BatchRun(Iterator[SendOutcome]):
         handed: list[Work] = []
         hand.handed = handed
         halt = [False]
+        limit = self._limit
 
         def feed() -> Iterator[Outgoing]:
             work: Work | None = first
@@ -360,7 +381,7 @@ class BatchRun(Iterator[SendOutcome]):
                 if work.started is None:
                     work.started = time.monotonic()
                 work.paced = False  # its tokens are spent by this send
-                work.epoch = self._pool.epoch
+                work.epoch = limit.epoch
                 handed.append(work)
                 hand.holding = []
                 yield work.send
@@ -368,9 +389,9 @@ class BatchRun(Iterator[SendOutcome]):
                     return  # never feed a broken session: it would report the rest unsent
                 if allowance is not None and len(handed) >= allowance:
                     return
-                if self._active > self._pool.concurrency:
+                if self._active > limit.limit:
                     return  # the server throttled: this connection may have to close
-                work = self._take(block=False)
+                work = self._due()
                 if work is not None:
                     hand.holding = [work]
                     if not self._pace(work, _INLINE_WAIT):
@@ -385,11 +406,12 @@ class BatchRun(Iterator[SendOutcome]):
                 if not 0 <= outcome.index < len(handed) or outcome.index in reported:
                     continue
                 work = handed[outcome.index]
-                broken = out_of_step(outcome)
+                broken = out_of_step(outcome) if outcome.status is _REFUSED else None
                 if broken is not None:  # a lying server: retry elsewhere, drop this session
                     outcome, halt[0] = broken, True
                     session.close()
-                if reported and never_sent(outcome):  # behind a break: no try was used
+                if reported and outcome.never_started and never_sent(outcome):
+                    # Behind a break: never started, no try was used.
                     skipped.add(outcome.index)
                     self._requeue(work)
                 else:

@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import random
+import typing
 from collections.abc import Callable, Iterable, Iterator
 
 import attrs
@@ -45,6 +46,7 @@ __all__ = [
     "out_of_step",
     "outcome_of_error",
     "recipient_count",
+    "renumbered",
     "throttling",
 ]
 
@@ -96,6 +98,26 @@ def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> 
     if isinstance(error, ReplyError):
         return SendOutcome(index=index, status=DeliveryStatus.REFUSED, error=error)
     return SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+
+
+#: The fields :func:`renumbered` copies: every field of ``SendOutcome`` (a test checks it).
+RENUMBERED_FIELDS: typing.Final = (
+    "index", "status", "result", "error", "key", "attempts", "never_started",
+)  # fmt: skip
+
+
+def renumbered(outcome: SendOutcome, index: int, key: str | None, attempts: int) -> SendOutcome:
+    """``outcome`` with the batch's index, key and attempts (``attrs.evolve`` without its
+    per-call introspection: this runs once per message)."""
+    return SendOutcome(
+        index=index,
+        status=outcome.status,
+        result=outcome.result,
+        error=outcome.error,
+        key=key,
+        attempts=attempts,
+        never_started=outcome.never_started,
+    )
 
 
 def never_sent(outcome: SendOutcome) -> bool:
@@ -309,7 +331,7 @@ class Scheduler:
             return None, decision
         self.outstanding -= 1
         if work.sends == 0 or (work.sends == 1 and started):
-            final = attrs.evolve(outcome, index=work.index, key=work.item.key, attempts=work.sends)
+            final = renumbered(outcome, work.index, work.item.key, work.sends)
         else:  # an earlier try reached the server: the message as a whole was started
             final = _merged(work, attrs.evolve(outcome, never_started=False))
         return final, decision

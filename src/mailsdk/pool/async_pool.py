@@ -35,7 +35,9 @@ from mailsdk.esmtp import MailOptions, RcptOptions
 from mailsdk.flows import SendResult
 from mailsdk.pool._async_batch import AsyncBatchRun  # unasync: drop
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
+from mailsdk.pool._concurrency import Concurrency
 
+# unasync: add from mailsdk.pool._process_batch import ProcessBatchRun
 # unasync: add from mailsdk.pool._sync_batch import BatchRun
 from mailsdk.pool._telemetry import PoolTelemetry
 from mailsdk.pool._work import throttling
@@ -112,6 +114,8 @@ class AsyncPool:
             checkout_timeout=checkout_timeout,
         )
         self._book: PoolBook[AsyncSession] = PoolBook(self.limits)
+        # unasync: add #: the caller's shared cap (``None``: only ``max_connections`` holds)
+        # unasync: add self.connection_limiter = connection_limiter
         # unasync: async-only
         self._limiter: ConnectionLimiter | AsyncConnectionLimiter = (
             connection_limiter or LocalConnectionLimiter(max_connections)
@@ -157,6 +161,11 @@ class AsyncPool:
         """How many connections callers may use now: ``max_connections``, fewer after the
         server answered with throttling replies (see :meth:`throttled`)."""
         return self._book.concurrency.limit
+
+    @property
+    def adaptive(self) -> Concurrency:
+        """The adaptive connection limit itself (:attr:`concurrency` is its ``limit``)."""
+        return self._book.concurrency
 
     @property
     def epoch(self) -> int:
@@ -408,6 +417,8 @@ class AsyncPool:
         retry: RetryPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         ordered: bool = False,
+        # unasync: add processes: int | None = None,
+        # unasync: becomes ) -> BatchRun | ProcessBatchRun:
     ) -> AsyncBatchRun:
         """Send many messages over the pool; iterate the result for one outcome per item.
 
@@ -422,6 +433,18 @@ class AsyncPool:
             The :class:`AsyncBatchRun`, an asynchronous iterator of
             :class:`~mailsdk.SendOutcome` with ``report``.
         """
+        # unasync: sync-only
+        # if processes is not None and (type(processes) is not int or processes != 1):
+        #     return ProcessBatchRun(
+        #         self,
+        #         items,
+        #         processes=processes,
+        #         rate=rate,
+        #         retry=retry,
+        #         on_progress=on_progress,
+        #         ordered=ordered,
+        #     )
+        # unasync: end
         return AsyncBatchRun(
             self, items, rate=rate, retry=retry, on_progress=on_progress, ordered=ordered
         )

@@ -28,6 +28,8 @@ from mailsdk.errors import MailError, PoolTimeout
 from mailsdk.esmtp import MailOptions, RcptOptions
 from mailsdk.flows import SendResult
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
+from mailsdk.pool._concurrency import Concurrency
+from mailsdk.pool._process_batch import ProcessBatchRun
 from mailsdk.pool._sync_batch import BatchRun
 from mailsdk.pool._telemetry import PoolTelemetry
 from mailsdk.pool._work import throttling
@@ -91,6 +93,8 @@ class Pool:
             checkout_timeout=checkout_timeout,
         )
         self._book: PoolBook[Session] = PoolBook(self.limits)
+        #: the caller's shared cap (``None``: only ``max_connections`` holds)
+        self.connection_limiter = connection_limiter
         self._limiter: ConnectionLimiter = connection_limiter or LocalConnectionLimiter(
             max_connections
         )
@@ -129,6 +133,11 @@ class Pool:
         """How many connections callers may use now: ``max_connections``, fewer after the
         server answered with throttling replies (see :meth:`throttled`)."""
         return self._book.concurrency.limit
+
+    @property
+    def adaptive(self) -> Concurrency:
+        """The adaptive connection limit itself (:attr:`concurrency` is its ``limit``)."""
+        return self._book.concurrency
 
     @property
     def epoch(self) -> int:
@@ -364,7 +373,8 @@ class Pool:
         retry: RetryPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         ordered: bool = False,
-    ) -> BatchRun:
+        processes: int | None = None,
+    ) -> BatchRun | ProcessBatchRun:
         """Send many messages over the pool; iterate the result for one outcome per item.
 
         Args:
@@ -373,11 +383,29 @@ class Pool:
             retry: the retry policy (``None``: :class:`~mailsdk.batch.RetryPolicy` defaults).
             on_progress: called with a :class:`~mailsdk.batch.Progress` after every outcome.
             ordered: yield outcomes in input order instead of completion order.
+            processes: spread the batch over this many forked worker processes (to use more
+                than one CPU core), each with its share of ``max_connections`` and of ``rate``
+                (a :class:`~mailsdk.batch.TokenBucket` is divided; a limiter shared across
+                processes, like the Redis one, is used as is). ``None`` or 1: this process.
 
         Returns:
-            The :class:`BatchRun`, an iterator of
-            :class:`~mailsdk.SendOutcome` with ``report``.
+            A :class:`BatchRun` (a :class:`ProcessBatchRun` with ``processes``): an iterator
+            of :class:`~mailsdk.SendOutcome` with ``report``.
+
+        Raises:
+            ConfigurationError: ``processes`` is not a positive int, the platform cannot
+                fork, or ``rate`` cannot be shared between processes.
         """
+        if processes is not None and (type(processes) is not int or processes != 1):
+            return ProcessBatchRun(
+                self,
+                items,
+                processes=processes,
+                rate=rate,
+                retry=retry,
+                on_progress=on_progress,
+                ordered=ordered,
+            )
         return BatchRun(
             self, items, rate=rate, retry=retry, on_progress=on_progress, ordered=ordered
         )

@@ -68,6 +68,9 @@ class _LookupWorkers:
     IDLE: typing.ClassVar[float] = 30.0
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._jobs: queue.SimpleQueue[_Lookup] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -101,6 +104,10 @@ class _LookupWorkers:
 
 
 _LOOKUPS: typing.Final = _LookupWorkers()
+# A forked child has none of its parent's worker threads: without a reset it would count the
+# parent's idle ones, queue its lookups for them and wait forever (Celery's prefork workers,
+# ``send_batch(processes=...)``, a server that preloads and forks).
+os.register_at_fork(after_in_child=_LOOKUPS._reset)  # pyright: ignore[reportPrivateUsage]
 
 
 def resolve(

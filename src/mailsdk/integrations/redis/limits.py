@@ -146,6 +146,10 @@ class RedisRateLimiter:
         ConfigurationError: no Rate, or two Rates of one kind with the same period.
     """
 
+    #: Every process using the same name shares the budget, so ``send_batch(processes=N)``
+    #: gives this limiter to each worker as it is (rather than refusing it).
+    shared_across_processes: typing.ClassVar[bool] = True
+
     def __init__(
         self,
         client: redis.Redis,

@@ -1,0 +1,511 @@
+"""A batch spread over worker processes: ``Pool.send_batch(items, processes=N)``.
+
+Layer: L5c (pool, private). Builds on :class:`~mailsdk.pool.Pool` and its batch runner.
+
+Why processes: one CPython process sends at most about one message per "client CPU per
+message" (the interpreter lock serialises every connection of a pool), so a high-volume sender
+on a many-core host leaves cores idle. Here each worker process runs an ordinary pool and batch
+(its share of the connections and of the rate limit), and the parent only hands out work and
+collects outcomes, so it stays off the hot path:
+
+* Work is handed out in chunks, on demand (a worker asks when its buffer runs low), so the
+  input is still read lazily and a slow worker gets less. For a :class:`~collections.abc.
+  Sequence` input the workers read the items from their own (forked) copy and only index
+  ranges cross the pipe; other inputs are pickled chunk by chunk.
+* Outcomes come back in batches (every ``_FLUSH_SIZE`` outcomes or ``_FLUSH_EVERY`` seconds).
+* Every item handed to a worker ends in exactly one outcome: the worker's own batch gives it
+  one, and if the worker dies first (killed, out of memory) the parent gives each of its
+  unreported items an UNKNOWN outcome, because it may have been sent. Nothing is resent.
+* Workers ignore SIGINT: Ctrl-C reaches the whole process group, and only the parent decides
+  how a batch stops (the workers finish what they are sending, like an in-process batch).
+
+The workers are forked (the client, its credentials and a Sequence input are inherited, never
+pickled), so this needs a platform with ``fork``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import pickle
+import queue
+import signal
+import threading
+import time
+import typing
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
+
+import attrs
+
+from mailsdk.batch.bucket import TokenBucket
+from mailsdk.batch.limits import RateLimiter
+from mailsdk.batch.report import BatchReport, BatchTracker, Progress
+from mailsdk.batch.retry import RetryPolicy
+from mailsdk.errors import (
+    ConfigurationError,
+    DeliveryUnknown,
+    InvalidInputError,
+    MailError,
+)
+from mailsdk.flows import DeliveryStatus, SendOutcome
+from mailsdk.pool._work import not_started
+
+if typing.TYPE_CHECKING:
+    from mailsdk.pool.sync_pool import Pool
+
+__all__ = ["ProcessBatchRun", "divide"]
+
+_CHUNK: typing.Final = 64  # items handed to a worker at a time
+_LOW_WATER: typing.Final = 32  # a worker asks for more when fewer items than this are buffered
+_FLUSH_SIZE: typing.Final = 128  # outcomes per batch sent to the parent...
+_FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever comes first
+_STOP_GRACE: typing.Final = 5.0  # after the workers' own deadlines, before they are killed
+
+# Messages on a worker's pipe (tuples, pickled by multiprocessing.connection.Connection):
+#   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
+#                     | ("done", [unread index, ...]) | ("crash", text)
+#   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
+#                     | ("stop",)
+
+
+def divide(total: int, parts: int) -> list[int]:
+    """Split ``total`` into ``parts`` near-equal non-negative shares (the first ones larger)."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _rate_shares(rate: RateLimiter | None, parts: int) -> list[RateLimiter | None]:
+    """The rate limit of each worker: a :class:`TokenBucket` is divided (the sum of the shares
+    never exceeds it); a limiter that is shared across processes by design is used as is."""
+    if rate is None:
+        return [None] * parts
+    if isinstance(rate, TokenBucket):
+        return list(rate.divided(parts))
+    if getattr(rate, "shared_across_processes", False):
+        return [rate] * parts
+    raise ConfigurationError(
+        f"send_batch(processes=...) cannot share {rate!r} between processes: pass a "
+        "TokenBucket (each process gets its share) or a limiter shared across processes "
+        "(one whose shared_across_processes attribute is true, like RedisRateLimiter)"
+    )
+
+
+@attrs.frozen
+class _WorkerPlan:
+    connections: int
+    rate: RateLimiter | None
+    retry: RetryPolicy | None
+
+
+class _Feed:
+    """The worker's input: items the parent hands out, asked for ahead of need.
+
+    A reader thread takes every message from the parent, so that a "stop" is seen at once
+    (not when the buffer next runs dry); the items buffered then were never started and go
+    back to the parent as "unread".
+    """
+
+    def __init__(self, pipe: multiprocessing.connection.Connection, lock: threading.Lock,
+                 source: Sequence[object] | None) -> None:  # fmt: skip
+        self._pipe = pipe
+        self._lock = lock
+        self._source = source
+        self._inbox: queue.SimpleQueue[tuple[typing.Any, ...]] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._buffer: collections.deque[tuple[int, object]] = collections.deque()
+        self._asked = False
+        self._ended = False
+        #: global index of each item read, by the worker's own (local) index
+        self.indices: list[int] = []
+        #: when each item was read (its latency starts there), by local index
+        self.read_at: list[float] = []
+        threading.Thread(target=self._read, name="mailsdk-batch-feed", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._pipe.recv()
+            except (EOFError, OSError):  # the parent is gone: stop reading new work
+                message = ("stop",)
+            if message[0] == "stop":
+                self._stopped.set()
+            self._inbox.put(message)
+            if message[0] in ("stop", "end"):
+                return
+
+    def _ask(self) -> None:
+        if not self._asked and not self._ended:
+            with self._lock:
+                self._pipe.send(("need",))
+            self._asked = True
+
+    def _receive(self) -> None:
+        message = self._inbox.get()
+        self._asked = False
+        if message[0] == "range":
+            source = typing.cast("Sequence[object]", self._source)
+            self._buffer.extend((i, source[i]) for i in range(message[1], message[2]))
+        elif message[0] == "items":
+            self._buffer.extend(message[1])
+        else:  # "end" or "stop": no more work
+            self._ended = True
+
+    def unread(self) -> list[int]:
+        """The indices handed to this worker and never given to its batch: those buffered,
+        and those of chunks that arrived after the stop (still in the inbox)."""
+        unread = [index for index, _ in self._buffer]
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return unread
+            if message[0] == "range":
+                unread.extend(range(message[1], message[2]))
+            elif message[0] == "items":
+                unread.extend(index for index, _ in message[1])
+
+    def __iter__(self) -> Iterator[object]:
+        buffer = self._buffer
+        while not self._stopped.is_set():
+            if len(buffer) < _LOW_WATER:
+                self._ask()
+            if not buffer:
+                if self._ended:
+                    return
+                self._receive()
+                continue
+            index, item = buffer.popleft()
+            self.indices.append(index)
+            self.read_at.append(time.monotonic())
+            yield item
+
+
+def _worker_main(
+    pipe: multiprocessing.connection.Connection,
+    pool: Pool,
+    plan: _WorkerPlan,
+    source: Sequence[object] | None,
+) -> None:
+    """A worker process: one pool and one batch over the items the parent hands out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how the batch stops
+    from mailsdk.pool.sync_pool import Pool
+
+    lock = threading.Lock()
+    feed = _Feed(pipe, lock, source)
+    mine = Pool(
+        pool.client,
+        max_connections=plan.connections,
+        max_messages_per_connection=pool.limits.max_messages_per_connection,
+        max_connection_age=pool.limits.max_connection_age,
+        idle_timeout=pool.limits.idle_timeout,
+        health_check_after=pool.limits.health_check_after,
+        checkout_timeout=pool.limits.checkout_timeout,
+        connection_limiter=pool.connection_limiter,
+    )
+    out: list[tuple[SendOutcome, float]] = []
+    flushed = time.monotonic()
+    try:
+        with mine, mine.send_batch(feed, rate=plan.rate, retry=plan.retry) as run:
+            for outcome in run:
+                local = outcome.index
+                now = time.monotonic()
+                out.append((attrs.evolve(outcome, index=feed.indices[local]),
+                            now - feed.read_at[local]))  # fmt: skip
+                if len(out) >= _FLUSH_SIZE or now - flushed >= _FLUSH_EVERY:
+                    with lock:
+                        pipe.send(("out", out))
+                    out, flushed = [], now
+        with lock:
+            if out:
+                pipe.send(("out", out))
+            pipe.send(("done", feed.unread()))
+    except BaseException as exc:  # reported, then the parent settles the unreported items
+        with contextlib.suppress(Exception), lock:
+            if out:
+                pipe.send(("out", out))
+            pipe.send(("crash", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+class _Worker:
+    """The parent's view of one worker process."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess,
+                 pipe: multiprocessing.connection.Connection) -> None:  # fmt: skip
+        self.process = process
+        self.pipe = pipe
+        self.outstanding: set[int] = set()  # handed out, no outcome yet
+        self.finished = False  # said "done" or "crash", or died
+        self.crash: str | None = None
+
+
+class ProcessBatchRun(Iterator[SendOutcome]):
+    """A batch over worker processes; the same contract as :class:`~mailsdk.pool.BatchRun`.
+
+    Iterate it for one :class:`~mailsdk.SendOutcome` per item; :attr:`report` is the
+    :class:`~mailsdk.batch.BatchReport`. Use it in a ``with`` block (or call :meth:`close`) if
+    you may stop early: closing stops handing out work and waits for the workers to finish
+    what they have started.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        items: Iterable[object],
+        *,
+        processes: int,
+        rate: RateLimiter | None,
+        retry: RetryPolicy | None,
+        on_progress: Callable[[Progress], None] | None,
+        ordered: bool,
+    ) -> None:
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise ConfigurationError("send_batch(processes=...) needs a platform with fork")
+        if type(processes) is not int or processes < 1:  # run-time check: bool, float, str
+            raise ConfigurationError(f"processes must be an int >= 1, got {processes!r}")
+        parts = min(processes, pool.limits.max_connections)
+        self._plans = [
+            _WorkerPlan(connections, share, retry)
+            for connections, share in zip(
+                divide(pool.limits.max_connections, parts), _rate_shares(rate, parts), strict=True
+            )
+        ]
+        self._pool = pool
+        self._items = items
+        self._sequence = items if isinstance(items, Sequence) else None
+        self._input: Iterator[tuple[int, object]] = enumerate(items)
+        self._next = 0  # the next index of a Sequence input to hand out
+        self._exhausted = False
+        self._complete = False  # the input was read to the end and every worker finished
+        self._input_error: BaseException | None = None
+        self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
+        self._on_progress = on_progress
+        self._ordered = ordered
+        self._workers: list[_Worker] = []
+        self._gen: Generator[SendOutcome, None, None] = self._run()
+
+    @property
+    def report(self) -> BatchReport:
+        """The :class:`~mailsdk.batch.BatchReport` of what finished so far."""
+        return self._tracker.report()
+
+    def __iter__(self) -> ProcessBatchRun:
+        return self
+
+    def __next__(self) -> SendOutcome:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop handing out work and wait for the workers (idempotent)."""
+        self._gen.close()
+
+    def __enter__(self) -> ProcessBatchRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- handing out work -------------------------------------------------------------------
+
+    def _chunk(self) -> tuple[object, ...] | None:
+        """The next piece of work for a worker, or ``None`` when the input is used up."""
+        if self._exhausted:
+            return None
+        if self._sequence is not None:
+            start = self._next
+            stop = min(len(self._sequence), start + _CHUNK)
+            if start >= stop:
+                self._exhausted = True
+                return None
+            self._next = stop
+            self._tracker.read += stop - start
+            return ("range", start, stop)
+        chunk: list[tuple[int, object]] = []
+        try:
+            for pair in self._input:
+                chunk.append(pair)
+                if len(chunk) == _CHUNK:
+                    break
+            else:
+                self._exhausted = True
+        except Exception as exc:  # re-raised to the consumer once the workers are done
+            self._input_error = exc
+            self._exhausted = True
+        self._tracker.read += len(chunk)
+        return ("items", chunk) if chunk else None
+
+    def _hand_out(self, worker: _Worker) -> list[SendOutcome]:
+        """Answer a worker's "need"; items that cannot cross to a process fail here."""
+        chunk = self._chunk()
+        if chunk is None:
+            worker.pipe.send(("end",))
+            return []
+        if chunk[0] == "range":
+            worker.outstanding.update(range(chunk[1], chunk[2]))  # type: ignore[call-overload]
+            worker.pipe.send(chunk)
+            return []
+        pairs = typing.cast("list[tuple[int, object]]", chunk[1])
+        fit: list[tuple[int, object]] = []
+        failed: list[SendOutcome] = []
+        for index, item in pairs:
+            try:
+                pickle.dumps(item)
+            except Exception as exc:
+                error = InvalidInputError(
+                    f"not sent: item {index} cannot be passed to a worker process "
+                    f"({type(exc).__name__}: {exc}); use processes=None for it"
+                )
+                failed.append(SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error))
+            else:
+                fit.append((index, item))
+        worker.outstanding.update(i for i, _ in fit)
+        worker.pipe.send(("items", fit))
+        return failed
+
+    # -- the consumer ----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("fork")
+        for plan in self._plans:
+            mine, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=_worker_main,
+                args=(theirs, self._pool, plan, self._sequence),
+                name="mailsdk-batch-worker",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._workers.append(_Worker(process, mine))
+
+    def _handle(self, worker: _Worker) -> list[tuple[SendOutcome, float]]:
+        """Read one message from ``worker``; return the outcomes it brought."""
+        try:
+            message = worker.pipe.recv()
+        except (EOFError, OSError):
+            return self._lost(worker, "its pipe closed")
+        kind = message[0]
+        if kind == "need":
+            return [(outcome, 0.0) for outcome in self._hand_out(worker)]
+        if kind == "out":
+            pairs = typing.cast("list[tuple[SendOutcome, float]]", message[1])
+            for outcome, _ in pairs:
+                worker.outstanding.discard(outcome.index)
+            return pairs
+        worker.finished = True
+        if kind == "crash":
+            worker.crash = typing.cast("str", message[1])
+            return self._lost(worker, f"it failed ({worker.crash})")
+        # "done": what it never started fails as not sent (the batch was stopped); anything
+        # else still outstanding would be a worker that lost track, hence UNKNOWN.
+        unread = [i for i in typing.cast("list[int]", message[1]) if i in worker.outstanding]
+        worker.outstanding.difference_update(unread)
+        stopped = [
+            (not_started(i, "the batch was stopped before this message"), 0.0) for i in unread
+        ]
+        return stopped + self._lost(worker, "it finished without reporting them")
+
+    def _lost(self, worker: _Worker, why: str) -> list[tuple[SendOutcome, float]]:
+        """Outcomes for the items a worker holds and will never report: UNKNOWN, since any of
+        them may have reached the server (they are never resent)."""
+        worker.finished = True
+        lost = sorted(worker.outstanding)
+        worker.outstanding.clear()
+        with contextlib.suppress(Exception):
+            worker.pipe.close()
+        return [
+            (
+                SendOutcome(
+                    index=index,
+                    status=DeliveryStatus.UNKNOWN,
+                    error=DeliveryUnknown(
+                        f"the worker process stopped before reporting this message: {why}; "
+                        "the server may have it (it is not resent)"
+                    ),
+                ),
+                0.0,
+            )
+            for index in lost
+        ]
+
+    def _poll(self, timeout: float | None) -> list[tuple[SendOutcome, float]]:
+        """Wait for worker messages (or deaths); return the outcomes they brought."""
+        live = [w for w in self._workers if not w.finished]
+        if not live:
+            return []
+        waitables: list[typing.Any] = [w.pipe for w in live] + [w.process.sentinel for w in live]
+        ready = multiprocessing.connection.wait(waitables, timeout)
+        found: list[tuple[SendOutcome, float]] = []
+        for worker in live:
+            if worker.pipe in ready:
+                found.extend(self._handle(worker))
+            elif worker.process.sentinel in ready and not worker.pipe.poll():
+                worker.process.join()
+                found.extend(self._lost(worker, f"it exited ({worker.process.exitcode})"))
+        return found
+
+    def _run(self) -> Generator[SendOutcome, None, None]:
+        self._start()
+        buffered: dict[int, SendOutcome] = {}
+        next_index = 0
+        try:
+            while any(not w.finished for w in self._workers):
+                # Each polled outcome is in the report before any is yielded: if the consumer
+                # stops at one of them, the rest are not lost.
+                ready = self._poll(None)
+                snapshots = [self._tracker.finished(outcome, latency) for outcome, latency in ready]
+                if self._on_progress is not None:
+                    for progress in snapshots:
+                        self._on_progress(progress)
+                for outcome, _ in ready:
+                    if not self._ordered:
+                        yield outcome
+                        continue
+                    buffered[outcome.index] = outcome
+                    while next_index in buffered:
+                        yield buffered.pop(next_index)
+                        next_index += 1
+            for index in sorted(buffered):  # ordered, with a gap left by an unsendable item
+                yield buffered.pop(index)
+        finally:
+            self._stop()
+        if self._input_error is not None:
+            raise self._input_error
+        if not self._complete:
+            # Every worker died (their messages are UNKNOWN in the report): the rest of the
+            # input was never read, and the caller must hear that the batch did not finish.
+            codes = ", ".join(str(w.process.exitcode) for w in self._workers)
+            raise MailError(
+                f"every worker process of the batch stopped (exit codes {codes}) before the "
+                "input was read to the end; run.report has the outcomes of what they took"
+            )
+
+    def _stop(self) -> None:
+        """Hand out nothing more, let the workers finish, record every outcome left."""
+        self._complete = self._exhausted and all(w.finished for w in self._workers)
+        self._tracker.cancelled = not self._complete
+        self._exhausted = True
+        for worker in self._workers:
+            if not worker.finished:
+                with contextlib.suppress(OSError):
+                    worker.pipe.send(("stop",))
+        patience = self._pool.client.config.timeouts.command
+        deadline = time.monotonic() + (patience or 60.0) * 3 + _STOP_GRACE
+        try:
+            while any(not w.finished for w in self._workers):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                for outcome, latency in self._poll(left):
+                    self._tracker.finished(outcome, latency)
+        finally:
+            for worker in self._workers:
+                if worker.process.is_alive():
+                    worker.process.kill()
+                worker.process.join()
+                if not worker.finished:
+                    for outcome, latency in self._lost(worker, "the batch was interrupted"):
+                        self._tracker.finished(outcome, latency)

@@ -1,0 +1,315 @@
+"""``Pool.send_batch(processes=N)``: a batch over forked worker processes.
+
+Real worker processes against a fault-injecting aiosmtpd server in this (the parent) process:
+every item ends in exactly one outcome, nothing the server took is sent twice, a worker killed
+mid-batch leaves UNKNOWN outcomes (never resent), and the rate limit is divided, not multiplied.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import typing
+from collections.abc import Callable, Iterator
+
+import pytest
+from tests._support.faulty_smtpd import FaultyServer, recipients_for
+from tests._support.modes import plain_builder
+
+from mailsdk import DeliveryStatus, Outgoing, SendOutcome
+from mailsdk.batch import Progress, RetryPolicy, TokenBucket
+from mailsdk.errors import ConfigurationError, DeliveryUnknown, InvalidInputError, MailError
+from mailsdk.pool import ProcessBatchRun
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=0.02)
+
+
+def item(index: int) -> Outgoing:
+    body = f"Subject: m{index}\r\nX-Idx: {index}\r\n\r\nhello {index}\r\n".encode()
+    return Outgoing(body, sender="s@x.test", recipients=recipients_for(index), key=f"k{index}")
+
+
+def one_each(outcomes: typing.Sequence[SendOutcome], total: int) -> dict[int, SendOutcome]:
+    seen = {o.index: o for o in outcomes}
+    assert len(seen) == len(outcomes), "an item got more than one outcome"
+    assert sorted(seen) == list(range(total)), "an item got no outcome"
+    return seen
+
+
+def test_every_item_is_sent_once_across_processes(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    events: list[Progress] = []
+    with client.pool(max_connections=4) as pool:
+        run = pool.send_batch([item(i) for i in range(300)], processes=2, on_progress=events.append)
+        assert isinstance(run, ProcessBatchRun)
+        outcomes = list(run)
+    seen = one_each(outcomes, 300)
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in seen.values())
+    assert {o.key for o in outcomes} == {f"k{i}" for i in range(300)}
+    assert all(server.handler.kept[i] == 1 for i in range(300))
+    assert server.handler.max_open <= 4  # the connections are divided between the processes
+    assert [e.done for e in events] == list(range(1, 301))
+    assert events[-1].counts[DeliveryStatus.ACCEPTED] == 300 and events[-1].total == 300
+    report = run.report
+    assert report.total == 300 and not report.cancelled
+    assert report.p50 is not None and report.p50 > 0
+
+
+def test_a_lazy_input_is_pickled_in_chunks_and_ordered_output_keeps_input_order(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty({7: "rcpt4xx"})
+    client = plain_builder(server.host, server.port).build()
+    read: list[int] = []
+
+    def lazy() -> Iterator[Outgoing]:
+        for i in range(150):
+            read.append(i)
+            yield item(i)
+
+    with client.pool(max_connections=3) as pool:
+        outcomes = list(pool.send_batch(lazy(), processes=3, ordered=True, retry=FAST_RETRY))
+    assert [o.index for o in outcomes] == list(range(150))
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in outcomes)
+    assert outcomes[7].attempts == 2  # retried inside its worker process
+    assert read == list(range(150))
+
+
+def test_an_item_that_cannot_cross_to_a_process_fails_alone(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+
+    def lazy() -> Iterator[object]:
+        for i in range(20):
+            # a generator of chunks cannot be pickled to a worker: that item fails, typed
+            chunks = (c for c in [b"Subject: x\r\n\r\n", b"x\r\n"])
+            yield Outgoing(chunks, sender="s@x.test", recipients=recipients_for(i)) if i == 5 \
+                else item(i)  # fmt: skip
+
+    with client.pool(max_connections=2) as pool:
+        seen = one_each(list(pool.send_batch(lazy(), processes=2)), 20)
+    assert seen[5].status is DeliveryStatus.FAILED
+    assert isinstance(seen[5].error, InvalidInputError)
+    assert "worker process" in str(seen[5].error)
+    assert server.handler.kept[5] == 0
+    assert all(seen[i].status is DeliveryStatus.ACCEPTED for i in range(20) if i != 5)
+
+
+def test_a_killed_worker_leaves_unknown_outcomes_and_nothing_is_resent(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # message 40 is received and never answered: a worker is mid-send when it is killed
+    server = faulty({40: "silent"}, silent_for=30.0)
+    client = plain_builder(server.host, server.port).with_timeouts(30.0).build()
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(2000)], processes=2)
+        assert isinstance(run, ProcessBatchRun)
+        outcomes: list[SendOutcome] = []
+
+        def killer() -> None:
+            deadline = time.monotonic() + 20
+            while server.handler.tries[40] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for worker in run._workers:  # both: whichever holds message 40
+                if worker.process.pid is not None:
+                    os.kill(worker.process.pid, signal.SIGKILL)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        with pytest.raises(MailError, match="every worker process of the batch stopped"):
+            outcomes.extend(run)  # the input was not read to the end: that is an error
+        thread.join()
+    report = run.report
+    assert report.cancelled and report.total < 2000
+    seen = {o.index: o for o in report.outcomes}
+    assert len(seen) == report.total  # one outcome each
+    assert {o.index for o in outcomes} <= set(seen)
+    assert seen[40].status is DeliveryStatus.UNKNOWN
+    assert isinstance(seen[40].error, DeliveryUnknown)
+    unknown = [i for i, o in seen.items() if o.status is DeliveryStatus.UNKNOWN]
+    accepted = [i for i, o in seen.items() if o.status is DeliveryStatus.ACCEPTED]
+    assert set(unknown) | set(accepted) == set(seen)
+    assert sorted(seen) == list(range(len(seen)))  # handed out in order: no gap
+    assert all(server.handler.kept[i] == 1 for i in accepted)  # confirmed means the server has it
+    assert all(n <= 1 for n in server.handler.kept_rcpt.values())  # and nothing twice
+
+
+def test_closing_early_stops_handing_out_work_and_accounts_for_every_item_read(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    with client.pool(max_connections=2) as pool:
+        with pool.send_batch([item(i) for i in range(5000)], processes=2) as run:
+            first = [next(run) for _ in range(10)]
+        report = run.report
+    assert len(first) == 10 and report.cancelled
+    assert report.total < 5000  # stopped early
+    indices = [o.index for o in report.outcomes]
+    assert len(indices) == len(set(indices))
+    for outcome in report.outcomes:  # what the server took is reported as delivered
+        kept = server.handler.kept[outcome.index]
+        if outcome.status is DeliveryStatus.ACCEPTED:
+            assert kept == 1
+        elif outcome.status is DeliveryStatus.FAILED:
+            assert kept == 0
+            # Stopped before it was started: the typed marker says so, and no try is counted.
+            assert outcome.never_started == (outcome.attempts == 0), outcome
+    assert sum(server.handler.kept.values()) == sum(
+        1 for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED
+    )
+
+
+def test_the_rate_limit_is_divided_between_the_processes(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    rate = TokenBucket(messages_per_second=40, burst=4)
+    started = time.monotonic()
+    with client.pool(max_connections=4) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(44)], processes=2, rate=rate))
+    elapsed = time.monotonic() - started
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in outcomes)
+    # 4 at once, then 40 more at 40/s in total: at least ~1 s, whatever the process count
+    # (two undivided buckets would let it through in half that)
+    assert elapsed >= 0.9
+
+
+def test_divided_buckets_add_up_to_the_whole() -> None:
+    now = [0.0]
+    whole = TokenBucket(messages_per_second=10, burst=6, clock=lambda: now[0])
+    shares = whole.divided(3)
+    waits = [share.reserve() for share in shares for _ in range(2)]
+    assert waits == [0.0] * 6  # the burst of 6 is spread: 2 each
+    assert all(share.reserve() > 0 for share in shares)  # and then each waits its share
+    with pytest.raises(ConfigurationError):
+        whole.divided(0)
+
+
+class _LocalLimiter:
+    def reserve(self, *, messages: int = 1, recipients: int = 0) -> float:
+        return 0.0
+
+    def penalize(self, seconds: float) -> None:
+        return None
+
+
+class _SharedLimiter(_LocalLimiter):
+    shared_across_processes = True
+
+
+def test_a_limiter_that_is_not_shared_across_processes_is_refused(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    with client.pool(max_connections=2) as pool:
+        with pytest.raises(ConfigurationError, match="between processes"):
+            pool.send_batch([item(0)], processes=2, rate=_LocalLimiter())
+        outcomes = list(pool.send_batch([item(1)], processes=2, rate=_SharedLimiter()))
+    assert [o.status for o in outcomes] == [DeliveryStatus.ACCEPTED]
+
+
+@pytest.mark.parametrize("processes", [0, -1, 2.5, True, "2"])
+def test_processes_must_be_a_positive_int(
+    faulty: Callable[..., FaultyServer], processes: object
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    with client.pool() as pool, pytest.raises(ConfigurationError, match="processes"):
+        pool.send_batch([item(0)], processes=processes)  # type: ignore[arg-type]
+
+
+def test_a_failing_progress_callback_loses_no_outcome_from_the_report(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+
+    def explode(progress: Progress) -> None:
+        if progress.done >= 3:
+            raise RuntimeError("callback failed")
+
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(400)], processes=2, on_progress=explode)
+        with pytest.raises(RuntimeError, match="callback failed"):
+            list(run)
+    report = run.report
+    accepted = {o.index for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED}
+    assert accepted == {i for i, n in server.handler.kept.items() if n}  # none unaccounted
+    assert len({o.index for o in report.outcomes}) == report.total
+
+
+_CTRL_C_SCRIPT = r"""
+import json, os, signal, sys
+import mailsdk
+from mailsdk import DeliveryStatus, Outgoing
+port = int(sys.argv[1])
+client = (mailsdk.ClientBuilder.smtp("127.0.0.1", port).with_tls("none")
+          .with_timeouts(10.0).with_local_hostname("client.test").build())
+items = [Outgoing(f"Subject: m{i}\r\n\r\nhello\r\n".encode(), sender="s@x.test",
+                  recipients=(f"m{i}-0@x.test",)) for i in range(20000)]
+with client.pool(max_connections=2) as pool:
+    pids = []
+    try:
+        with pool.send_batch(items, processes=2) as run:
+            for n, outcome in enumerate(run):
+                if n == 50:
+                    pids = [w.process.pid for w in run._workers]
+                    os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C in a terminal does
+    except KeyboardInterrupt:
+        pass
+    report = run.report
+alive = []
+for pid in pids:
+    try:
+        os.kill(pid, 0)
+        alive.append(pid)
+    except ProcessLookupError:
+        pass
+print(json.dumps({
+    "cancelled": report.cancelled,
+    "outcomes": [[o.index, o.status.value] for o in report.outcomes],
+    "alive": alive,
+}))
+"""
+
+
+def test_ctrl_c_stops_the_workers_and_reports_every_message_read(
+    faulty: Callable[..., FaultyServer], tmp_path: typing.Any
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    server = faulty()
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C_SCRIPT, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(server.port)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # its own process group, as a terminal's job would be
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["cancelled"] is True
+    assert result["alive"] == []  # no worker outlives the batch
+    outcomes = dict(result["outcomes"])
+    assert len(outcomes) == len(result["outcomes"]) < 20000  # one each; it stopped early
+    kept = {i for i, n in server.handler.kept.items() if n}
+    accepted = {i for i, status in outcomes.items() if status == "accepted"}
+    assert accepted == kept  # what the server took is reported delivered, and only that
+    assert set(outcomes.values()) <= {"accepted", "failed"}  # nothing was cut mid-send
