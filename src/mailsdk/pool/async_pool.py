@@ -286,7 +286,7 @@ class AsyncPool:
     async def _open(self, slot: Slot[AsyncSession], deadline: float | None) -> bool:
         try:
             lease = await maybe_await(self._limiter.try_acquire())
-        except BaseException:
+        except BaseException:  # a shared limiter's store failing: the slot must not leak
             async with self._cond:
                 self._book.discard(slot)
                 self._cond.notify()

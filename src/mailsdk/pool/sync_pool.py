@@ -253,7 +253,7 @@ class Pool:
     def _open(self, slot: Slot[Session], deadline: float | None) -> bool:
         try:
             lease = self._limiter.try_acquire()
-        except BaseException:
+        except BaseException:  # a shared limiter's store failing: the slot must not leak
             with self._cond:
                 self._book.discard(slot)
                 self._cond.notify()
