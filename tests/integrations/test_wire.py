@@ -139,6 +139,7 @@ def test_json_results_come_back_as_outcomes() -> None:
     for holder in ("claimed", "sending"):  # another live worker has it: maybe sent, not unsent
         held = {"index": 1, "key": "d", "status": "deferred", "reason": "x", "holder": holder}
         assert outcome_from_json(held).status is DeliveryStatus.UNKNOWN
+        assert not outcome_from_json(held).never_started
     duplicate = outcome_from_json(
         {"index": 2, "key": "e", "status": "accepted", "duplicate": True, "attempts": 1}
     )

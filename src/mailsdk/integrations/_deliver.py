@@ -223,6 +223,7 @@ class _Chunk:
                         # whether the message may be at the server already.
                         "retry_after": claim.lapses_in,
                         "holder": claim.holder,
+                        "never_started": False,  # another sender holds it: it may have gone out
                     }
                 else:
                     self.results[pos] = {
