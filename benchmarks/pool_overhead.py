@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python -m benchmarks.pool_overhead [--messages 3000] [--runs 5] [--connections 8]
     .venv/bin/python -m benchmarks.pool_overhead --prof   # cProfile of one AsyncPool batch
+    .venv/bin/python -m benchmarks.pool_overhead --calls  # Python calls per message, all threads
 
 Every case sends the same 2.3 KB message to one recipient on loopback to Postfix's
 ``smtp-sink`` (a C server, so the client's CPU is what shows). The cases are interleaved and
@@ -26,7 +27,11 @@ import asyncio
 import cProfile
 import pstats
 import statistics
+import sys
+import threading
 import time
+import types
+from collections.abc import Callable
 
 import mailsdk
 from benchmarks.delivery.servers import SmtpSink
@@ -108,12 +113,32 @@ async def _apool(port: int, n: int, connections: int) -> float:
     return spent
 
 
+def count_calls(case: Callable[[], object], n: int) -> float:
+    """Python function calls per message while ``case`` runs, in every thread (deterministic,
+    unlike CPU time on a shared machine)."""
+    calls = [0]
+
+    def hook(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call":
+            calls[0] += 1
+
+    threading.setprofile(hook)  # type: ignore[arg-type]
+    sys.setprofile(hook)  # type: ignore[arg-type]
+    try:
+        case()
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)  # type: ignore[arg-type]
+    return calls[0] / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--prof", action="store_true", help="profile one pool-N batch")
+    parser.add_argument("--calls", action="store_true", help="Python calls per message")
     args = parser.parse_args()
     n, conns = args.messages, args.connections
     with SmtpSink() as sink:
@@ -135,6 +160,10 @@ def main() -> None:
             "async pool-1": lambda: asyncio.run(_apool(sink.port, n, 1)),
             f"async pool-{conns}": lambda: asyncio.run(_apool(sink.port, n, conns)),
         }
+        if args.calls:
+            for name, case in cases.items():
+                print(f"{name:18s} {count_calls(case, n):7.1f} Python calls/msg")
+            return
         runs: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.runs):
             for name, case in cases.items():
