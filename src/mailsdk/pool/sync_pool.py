@@ -1,7 +1,10 @@
+# Generated from src/mailsdk/pool/async_pool.py by scripts/unasync.py: do not edit.
+# Edit the asyncio original, then run `python scripts/unasync.py` (docs/architecture.md).
 """The blocking connection pool: :class:`Pool`.
 
 Layer: L5c (pool). The decisions are :class:`~mailsdk.pool._book.PoolBook`'s; this module does
 the I/O (connect, NOOP, QUIT) outside its lock and waits on a condition for a free connection.
+This file is generated from ``async_pool.py`` by ``scripts/unasync.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import types
 from collections.abc import Callable, Generator, Iterable, Sequence
 
 from mailsdk._types import MessageLike
-from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
+from mailsdk.batch.limits import (
+    ConnectionLimiter,
+    LocalConnectionLimiter,
+    RateLimiter,
+)
 from mailsdk.batch.report import Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import Client, Session
@@ -41,9 +48,10 @@ def _reap_interval(limits: PoolLimits) -> float | None:
 class Pool:
     """A thread-safe pool of sessions to one server, for many concurrent sends.
 
-    Create it with :meth:`mailsdk.Client.pool` and use it as a context manager. Any number of
-    threads may call :meth:`send_message` at once; each call gets a connection to itself (a
-    session is never shared by two callers), waiting up to ``checkout_timeout`` for one.
+    Create it with :meth:`mailsdk.Client.pool` and use it with ``with``. Any number
+    of threads may call :meth:`send_message` at once; each call gets a
+    connection to itself (a session is never shared by two callers), waiting up to
+    ``checkout_timeout`` for one.
 
     Args:
         client: the client whose configuration (TLS, AUTH, timeouts) every connection uses;
@@ -57,8 +65,8 @@ class Pool:
             (a server that closed it is noticed before a message is entrusted to it).
         checkout_timeout: how long a send waits for a free connection before raising
             :class:`~mailsdk.errors.PoolTimeout` (``None``: forever).
-        connection_limiter: a cap shared with other pools or processes (the in-process cap of
-            ``max_connections`` always holds too).
+        connection_limiter: a cap shared with other pools or processes (the
+            in-process cap of ``max_connections`` always holds too).
         clock: the monotonic clock (tests).
     """
 
@@ -85,7 +93,7 @@ class Pool:
             checkout_timeout=checkout_timeout,
         )
         self._book: PoolBook[Session] = PoolBook(self.limits)
-        #: the shared cap given by the caller (``None``: only ``max_connections`` holds)
+        #: the caller's shared cap (``None``: only ``max_connections`` holds)
         self.connection_limiter = connection_limiter
         self._limiter: ConnectionLimiter = connection_limiter or LocalConnectionLimiter(
             max_connections
@@ -103,9 +111,8 @@ class Pool:
 
     def __repr__(self) -> str:
         open_, idle, busy = self._counts()
-        return (
-            f"<Pool {self.client.config.endpoint.describe()} open={open_} idle={idle} busy={busy}>"
-        )
+        where = self.client.config.endpoint.describe()
+        return f"<Pool {where} open={open_} idle={idle} busy={busy}>"
 
     def _counts(self) -> tuple[int, int, int]:
         book = self._book
@@ -146,7 +153,8 @@ class Pool:
         with self._cond:
             now = self._clock()
             surplus = self._book.throttled(self.epoch if epoch is None else epoch, now)
-        self._expired(surplus)
+        for slot in surplus:
+            self._close_slot(slot, polite=True)
 
     def relieved(self, epoch: int | None = None, count: int = 1) -> None:
         """Record ``count`` replies without throttling to sends made in ``epoch`` (``None``:
@@ -222,7 +230,7 @@ class Pool:
         if slot.lease is None:
             return True
         try:
-            return self._limiter.renew(slot.lease)
+            return bool(self._limiter.renew(slot.lease))
         except Exception:
             return False
 
@@ -320,8 +328,8 @@ class Pool:
             yield session
         except BaseException as exc:
             if not isinstance(exc, MailError):
-                # Interrupted mid-command (Ctrl-C, a bug): the conversation may be half-way
-                # through a transaction, so the session must never serve another caller.
+                # Interrupted mid-command (Ctrl-C, a bug): the conversation may be
+                # half-way through a transaction, so the session must never serve another caller.
                 session.close()
             raise
         finally:
@@ -390,9 +398,14 @@ class Pool:
         """
         if processes is not None and (type(processes) is not int or processes != 1):
             return ProcessBatchRun(
-                self, items, processes=processes, rate=rate, retry=retry,
-                on_progress=on_progress, ordered=ordered,
-            )  # fmt: skip
+                self,
+                items,
+                processes=processes,
+                rate=rate,
+                retry=retry,
+                on_progress=on_progress,
+                ordered=ordered,
+            )
         return BatchRun(
             self, items, rate=rate, retry=retry, on_progress=on_progress, ordered=ordered
         )
