@@ -68,21 +68,25 @@ class ReportWriter:
         self.counts: collections.Counter[str] = collections.Counter()
         self.unknown: list[str] = []
 
-    def write(self, outcome: SendOutcome) -> None:
-        """Record a finished message (one the engine never started is written ``not_sent``)."""
+    def write(self, outcome: SendOutcome) -> bool:
+        """Record a finished message (one the engine never started is written ``not_sent``);
+        ``False`` if its line was written already."""
         status = NOT_SENT if never_started(outcome) else outcome.status.value
-        self._emit(outcome.index, outcome, status)
+        return self._emit(outcome.index, outcome, status)
 
-    def _emit(self, index: int, outcome: SendOutcome | None, status: str) -> None:
+    def _emit(self, index: int, outcome: SendOutcome | None, status: str) -> bool:
         if index in self.written:
-            return
+            return False
+        text = json.dumps(_line(index, self._items[index], outcome, status), ensure_ascii=True)
+        # Written, then marked: a Ctrl-C in between can at worst repeat this line, never
+        # leave the message without one (finish() would then call it not sent).
+        self._file.write(text + "\n")
         self.written.add(index)
         self.counts[status] += 1
-        item = self._items[index]
         if status == DeliveryStatus.UNKNOWN.value:
-            self.unknown.append(item.key or f"#{index}")
-        self._file.write(json.dumps(_line(index, item, outcome, status), ensure_ascii=True) + "\n")
+            self.unknown.append(self._items[index].key or f"#{index}")
         self._file.flush()
+        return True
 
     def finish(self) -> None:
         """Write the messages without an outcome (never started: not sent) and close."""

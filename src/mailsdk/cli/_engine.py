@@ -104,11 +104,14 @@ class Delivery:
     def outcomes(self) -> Iterator[SendOutcome]:
         """Final outcomes in completion order."""
         for outcome in self._run:
-            self._seen.add(outcome.index)
             yield outcome
+            # Seen once the caller came back for the next one, i.e. finished with this one:
+            # an interrupt while the caller handles it leaves it to finish() (never dropped).
+            self._seen.add(outcome.index)
 
     def finish(self) -> list[SendOutcome]:
-        """Stop (idempotent), close the pool, and return the outcomes not yielded yet."""
+        """Stop (idempotent), close the pool, and return the outcomes not yielded yet (and the
+        one the caller was handling when it was interrupted, if any)."""
         try:
             self._run.close()
         finally:

@@ -118,8 +118,8 @@ def batch_command(common: Common, **o: typing.Any) -> int:
             except KeyboardInterrupt:
                 interrupted, late = True, delivery.finish()
             for outcome in late:
-                writer.write(outcome)
-                progress.advance(outcome, items[outcome.index].key)
+                if writer.write(outcome):  # not if written before an interrupt
+                    progress.advance(outcome, items[outcome.index].key)
     finally:
         progress.close()
         writer.finish()

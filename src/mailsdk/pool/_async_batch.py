@@ -120,7 +120,8 @@ class AsyncBatchRun:
         self._on_progress = on_progress
         self._ordered = ordered
         self._cond = asyncio.Condition()
-        self._out: _Outbox[tuple[SendOutcome, float] | None] = _Outbox()
+        #: final outcomes on their way to the consumer, each with its progress snapshot
+        self._out: _Outbox[tuple[SendOutcome, Progress | None] | None] = _Outbox()
         self._stop = asyncio.Event()
         self._final: set[int] = set()
         self._hands: dict[int, _Hand] = {}
@@ -160,11 +161,18 @@ class AsyncBatchRun:
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _emit(self, outcome: SendOutcome, started: float | None) -> None:
+        """Give an item its final outcome: into the report at once, then to the consumer
+        (an interrupt that lands on the consumer as it takes an outcome cannot drop it from
+        the report; see the blocking runner)."""
         if outcome.index in self._final:
             return
         self._final.add(outcome.index)
         latency = time.monotonic() - started if started is not None else 0.0
-        self._out.put_nowait((outcome, latency))
+        if self._on_progress is not None:
+            self._out.put_nowait((outcome, self._tracker.finished(outcome, latency)))
+        else:
+            self._tracker.add(outcome, latency)
+            self._out.put_nowait((outcome, None))
         if self._sched.finished:
             self._out.put_nowait(None)
 
@@ -520,14 +528,11 @@ class AsyncBatchRun:
                     if self._sched.finished and self._out.empty():
                         break
                     continue
-                outcome, latency = entry
+                outcome, snapshot = entry  # already in the report (see _emit)
                 if self._crash is not None:
-                    self._tracker.add(outcome, latency)  # in the report, not yielded
                     raise self._crash
-                if self._on_progress is not None:
-                    self._on_progress(self._tracker.finished(outcome, latency))
-                else:
-                    self._tracker.add(outcome, latency)
+                if snapshot is not None and self._on_progress is not None:
+                    self._on_progress(snapshot)
                 if not self._ordered:
                     yield outcome
                     continue
@@ -579,12 +584,9 @@ class AsyncBatchRun:
                                 work, handed_over=handed, reason="the batch was interrupted"
                             )
                             self._emit(outcome, work.started)
-            drained = False
+            drained = False  # the outcomes not yielded are in the report already (_emit)
             while not self._out.empty():
-                entry = self._out.get_nowait()
-                if entry is not None:
-                    self._tracker.add(*entry)
-                    drained = True
+                drained = self._out.get_nowait() is not None or drained
             if drained and self._on_progress is not None:  # one last event, after the report
                 with contextlib.suppress(Exception):
                     self._on_progress(self._tracker.progress())

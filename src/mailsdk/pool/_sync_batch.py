@@ -100,7 +100,10 @@ class BatchRun(Iterator[SendOutcome]):
         self._ordered = ordered
         self._lock = threading.Lock()  # taken alone where nobody needs waking (per message)
         self._cond = threading.Condition(self._lock)
-        self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
+        #: final outcomes on their way to the consumer, each with its progress snapshot
+        self._out: queue.SimpleQueue[tuple[SendOutcome, Progress | None] | None] = (
+            queue.SimpleQueue()
+        )
         self._stop = threading.Event()
         self._final: set[int] = set()
         self._hands: dict[int, _Hand] = {}
@@ -140,11 +143,21 @@ class BatchRun(Iterator[SendOutcome]):
     # -- bookkeeping shared by the workers (under self._cond) -----------------------------------
 
     def _emit(self, outcome: SendOutcome, started: float | None) -> None:
+        """Give an item its final outcome: into the report at once, then to the consumer.
+
+        The report is fed here, not by the consumer: an interrupt (Ctrl-C) that lands on the
+        consumer's thread just as it takes an outcome from the queue would drop that outcome,
+        and the report would miss a message the server has.
+        """
         if outcome.index in self._final:
             return  # already given its final outcome (abandoned at cancellation)
         self._final.add(outcome.index)
         latency = time.monotonic() - started if started is not None else 0.0
-        self._out.put((outcome, latency))
+        if self._on_progress is not None:
+            self._out.put((outcome, self._tracker.finished(outcome, latency)))
+        else:
+            self._tracker.add(outcome, latency)
+            self._out.put((outcome, None))
         if self._sched.finished:
             self._out.put(None)
 
@@ -477,14 +490,11 @@ class BatchRun(Iterator[SendOutcome]):
                     if self._out.empty():
                         break
                     continue
-                outcome, latency = entry
+                outcome, snapshot = entry  # already in the report (see _emit)
                 if self._crash is not None:
-                    self._tracker.add(outcome, latency)  # in the report, not yielded
                     raise self._crash
-                if self._on_progress is not None:
-                    self._on_progress(self._tracker.finished(outcome, latency))
-                else:
-                    self._tracker.add(outcome, latency)
+                if snapshot is not None and self._on_progress is not None:
+                    self._on_progress(snapshot)
                 if not self._ordered:
                     yield outcome
                     continue
@@ -534,17 +544,15 @@ class BatchRun(Iterator[SendOutcome]):
             self._drain()
 
     def _drain(self) -> None:
-        """Record the outcomes not yielded yet; then one last progress event (a failing
-        callback cannot lose an outcome from the report any more)."""
+        """Drop the outcomes not yielded (they are in the report already); then one last
+        progress event if there were any."""
         drained = False
         while True:
             try:
                 entry = self._out.get_nowait()
             except queue.Empty:
                 break
-            if entry is not None:
-                self._tracker.add(*entry)
-                drained = True
+            drained = drained or entry is not None
         if drained and self._on_progress is not None:
             with contextlib.suppress(Exception):
                 self._on_progress(self._tracker.progress())
