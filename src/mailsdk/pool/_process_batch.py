@@ -46,12 +46,12 @@ from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.errors import (
     ConfigurationError,
-    ConnectionLost,
     DeliveryUnknown,
     InvalidInputError,
     MailError,
 )
 from mailsdk.flows import DeliveryStatus, SendOutcome
+from mailsdk.pool._work import not_started
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.sync_pool import Pool
@@ -403,9 +403,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         # else still outstanding would be a worker that lost track, hence UNKNOWN.
         unread = [i for i in typing.cast("list[int]", message[1]) if i in worker.outstanding]
         worker.outstanding.difference_update(unread)
-        error = ConnectionLost("not sent: the batch was stopped before this message")
         stopped = [
-            (SendOutcome(index=i, status=DeliveryStatus.FAILED, error=error), 0.0) for i in unread
+            (not_started(i, "the batch was stopped before this message"), 0.0) for i in unread
         ]
         return stopped + self._lost(worker, "it finished without reporting them")
 
