@@ -311,3 +311,110 @@ def test_ctrl_c_stops_the_workers_and_reports_every_message_read(
     accepted = {i for i, status in outcomes.items() if status == "accepted"}
     assert accepted == kept  # what the server took is reported delivered, and only that
     assert set(outcomes.values()) <= {"accepted", "failed"}  # nothing was cut mid-send
+
+
+# -- adversarial review: each test failed before its fix -------------------------------------
+
+
+def test_wrong_credentials_fail_every_message_typed_and_raise_the_auth_error(
+    smtpd_factory: Callable[..., typing.Any],
+) -> None:
+    # The workers' own batches stop on the permanent AUTH failure: what they never sent must
+    # be FAILED (not UNKNOWN), and the consumer hears the typed error, as in one process.
+    from mailsdk.errors import AuthenticationFailed
+
+    server = smtpd_factory(users={"me": "right"}, auth_require_tls=False)
+    client = (
+        plain_builder(server.host, server.port)
+        .with_credentials("me", "wrong-secret-pw", allow_plaintext=True)
+        .build()
+    )
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(300)], processes=2)
+        with pytest.raises(AuthenticationFailed):
+            list(run)
+    report = run.report
+    assert not server.recorder.messages
+    assert report.total == len({o.index for o in report.outcomes})
+    assert report.outcomes and report.cancelled
+    assert all(  # never sent, and said so: not "maybe sent"
+        not o.status.delivered and o.status is not DeliveryStatus.UNKNOWN for o in report.outcomes
+    )
+    assert all("wrong-secret-pw" not in repr(o) for o in report.outcomes)
+
+
+class _Exploding(typing.Sequence[Outgoing]):
+    """A Sequence whose item 70 cannot be read (a lazy database view, say)."""
+
+    def __len__(self) -> int:
+        return 200
+
+    @typing.overload
+    def __getitem__(self, index: int) -> Outgoing: ...
+    @typing.overload
+    def __getitem__(self, index: slice) -> typing.Sequence[Outgoing]: ...
+    def __getitem__(self, index: int | slice) -> Outgoing | typing.Sequence[Outgoing]:
+        if isinstance(index, slice):
+            raise TypeError("no slices")
+        if index == 70:
+            raise LookupError("row 70 is corrupt")
+        return item(index)
+
+
+def test_a_sequence_item_that_cannot_be_read_raises_to_the_consumer(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # One process re-raises an input error after the batch; the workers read a Sequence
+    # themselves, so the error must come back, and nothing that was never read is UNKNOWN.
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch(_Exploding(), processes=2)
+        with pytest.raises(LookupError, match="row 70"):
+            list(run)
+    report = run.report
+    assert len({o.index for o in report.outcomes}) == report.total
+    assert 70 not in {o.index for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED}
+    for outcome in report.outcomes:
+        assert outcome.status is not DeliveryStatus.UNKNOWN, outcome
+        assert server.handler.kept[outcome.index] == (
+            1 if outcome.status is DeliveryStatus.ACCEPTED else 0
+        )
+
+
+def test_close_from_inside_on_progress_stops_the_batch(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    runs: list[ProcessBatchRun] = []
+
+    def stop_at_five(progress: Progress) -> None:
+        if progress.done == 5:
+            runs[0].close()
+
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(3000)], processes=2, on_progress=stop_at_five)
+        assert isinstance(run, ProcessBatchRun)
+        runs.append(run)
+        got = list(run)
+    report = run.report
+    assert report.cancelled and report.total < 3000
+    assert len(got) <= report.total
+    assert len({o.index for o in report.outcomes}) == report.total
+    assert sum(server.handler.kept.values()) == report.counts[DeliveryStatus.ACCEPTED]
+
+
+def test_a_bucket_passed_to_several_runs_keeps_its_limit(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # A TokenBucket shared by consecutive batches holds one limit. The workers spend shares of
+    # it, so after the run it must be as spent as they left it: a next run (or pool) starting
+    # with a full burst again would let burst x runs through in one window.
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    rate = TokenBucket(messages_per_second=1, burst=10)
+    with client.pool(max_connections=2) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(10)], processes=2, rate=rate))
+    assert [o.status for o in outcomes] == [DeliveryStatus.ACCEPTED] * 10  # the burst
+    assert rate.reserve() > 0.5  # the burst is spent: the next send waits for the refill

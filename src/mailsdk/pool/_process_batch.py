@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
@@ -62,11 +63,14 @@ _CHUNK: typing.Final = 64  # items handed to a worker at a time
 _LOW_WATER: typing.Final = 32  # a worker asks for more when fewer items than this are buffered
 _FLUSH_SIZE: typing.Final = 128  # outcomes per batch sent to the parent...
 _FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever comes first
+_SPENT: typing.Final = 1e-6  # a penalty this short only empties a bucket (see _stop)
 _STOP_GRACE: typing.Final = 5.0  # after the workers' own deadlines, before they are killed
+_EXIT_GRACE: typing.Final = 2.0  # for a finished worker to exit before it is killed
 
 # Messages on a worker's pipe (tuples, pickled by multiprocessing.connection.Connection):
 #   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
-#                     | ("done", [unread index, ...]) | ("crash", text)
+#                     | ("done", [unread index, ...])
+#                     | ("crash", text, exception or None, [unread index, ...])
 #   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
 #                     | ("stop",)
 
@@ -118,6 +122,8 @@ class _Feed:
         self._buffer: collections.deque[tuple[int, object]] = collections.deque()
         self._asked = False
         self._ended = False
+        #: indices of a range never read because reading one of them raised (not sent)
+        self.unreadable: list[int] = []
         #: global index of each item read, by the worker's own (local) index
         self.indices: list[int] = []
         #: when each item was read (its latency starts there), by local index
@@ -147,7 +153,15 @@ class _Feed:
         self._asked = False
         if message[0] == "range":
             source = typing.cast("Sequence[object]", self._source)
-            self._buffer.extend((i, source[i]) for i in range(message[1], message[2]))
+            for i in range(message[1], message[2]):
+                try:
+                    self._buffer.append((i, source[i]))
+                except Exception:
+                    # The batch ends its input here and re-raises this (as in one process);
+                    # the rest of the range was never read, so it fails as not sent.
+                    self._ended = True
+                    self.unreadable.extend(range(i, message[2]))
+                    raise
         elif message[0] == "items":
             self._buffer.extend(message[1])
         else:  # "end" or "stop": no more work
@@ -156,7 +170,9 @@ class _Feed:
     def unread(self) -> list[int]:
         """The indices handed to this worker and never given to its batch: those buffered,
         and those of chunks that arrived after the stop (still in the inbox)."""
-        unread = [index for index, _ in self._buffer]
+        unread = [index for index, _ in self._buffer] + self.unreadable
+        self._buffer.clear()
+        self.unreadable = []
         while True:
             try:
                 message = self._inbox.get_nowait()
@@ -207,13 +223,14 @@ def _worker_main(
     )
     out: list[tuple[SendOutcome, float]] = []
     flushed = time.monotonic()
+    yielded = 0  # outcomes the batch yielded (the first ones of its report, in that order)
+    run = None
     try:
         with mine, mine.send_batch(feed, rate=plan.rate, retry=plan.retry) as run:
             for outcome in run:
-                local = outcome.index
+                yielded += 1
                 now = time.monotonic()
-                out.append((attrs.evolve(outcome, index=feed.indices[local]),
-                            now - feed.read_at[local]))  # fmt: skip
+                out.append(_global(outcome, feed, now))
                 if len(out) >= _FLUSH_SIZE or now - flushed >= _FLUSH_EVERY:
                     with lock:
                         pipe.send(("out", out))
@@ -223,11 +240,35 @@ def _worker_main(
                 pipe.send(("out", out))
             pipe.send(("done", feed.unread()))
     except BaseException as exc:  # reported, then the parent settles the unreported items
+        # A batch that raises (wrong credentials, an unreadable input item) has still given
+        # every item it read a final outcome, in its report rather than yielded: forward
+        # those, or the parent would have to call them UNKNOWN although they were never sent.
+        if run is not None:
+            now = time.monotonic()
+            out.extend(_global(o, feed, now) for o in run.report.outcomes[yielded:])
         with contextlib.suppress(Exception), lock:
             if out:
                 pipe.send(("out", out))
-            pipe.send(("crash", f"{type(exc).__name__}: {exc}"))
+            text = f"{type(exc).__name__}: {exc}"
+            pipe.send(("crash", text, _portable(exc), feed.unread()))
         raise
+
+
+def _global(outcome: SendOutcome, feed: _Feed, now: float) -> tuple[SendOutcome, float]:
+    """A worker's outcome with its index in the whole input, and its latency."""
+    local = outcome.index
+    return attrs.evolve(outcome, index=feed.indices[local]), now - feed.read_at[local]
+
+
+def _portable(exc: BaseException) -> BaseException | None:
+    """``exc`` if it survives the pipe (the parent re-raises it typed), else ``None``."""
+    if not isinstance(exc, Exception):
+        return None  # SystemExit and the like: the parent raises its own MailError
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
+    except Exception:
+        return None
+    return exc
 
 
 class _Worker:
@@ -281,10 +322,13 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         self._exhausted = False
         self._complete = False  # the input was read to the end and every worker finished
         self._input_error: BaseException | None = None
+        self._worker_error: BaseException | None = None  # the first a worker's batch raised
         self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
         self._on_progress = on_progress
         self._ordered = ordered
         self._workers: list[_Worker] = []
+        self._rate = rate
+        self._close_requested = False
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
@@ -300,6 +344,11 @@ class ProcessBatchRun(Iterator[SendOutcome]):
 
     def close(self) -> None:
         """Stop handing out work and wait for the workers (idempotent)."""
+        if inspect.getgeneratorstate(self._gen) == inspect.GEN_RUNNING:
+            # Called from on_progress (inside the iteration): a generator cannot close itself,
+            # so the iteration ends as soon as the callback returns.
+            self._close_requested = True
+            return
         self._gen.close()
 
     def __enter__(self) -> ProcessBatchRun:
@@ -397,17 +446,28 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             return pairs
         worker.finished = True
         if kind == "crash":
-            worker.crash = typing.cast("str", message[1])
-            return self._lost(worker, f"it failed ({worker.crash})")
+            _, text, error, unread = message
+            worker.crash = typing.cast("str", text)
+            if self._worker_error is None:
+                # Raised to the consumer once the workers are done (as one process raises its
+                # batch's error); no more work is handed out meanwhile.
+                self._worker_error = error or MailError(f"a batch worker process failed: {text}")
+            self._exhausted = True
+            return self._not_sent(worker, unread) + self._lost(worker, f"it failed ({text})")
         # "done": what it never started fails as not sent (the batch was stopped); anything
         # else still outstanding would be a worker that lost track, hence UNKNOWN.
-        unread = [i for i in typing.cast("list[int]", message[1]) if i in worker.outstanding]
-        worker.outstanding.difference_update(unread)
+        return self._not_sent(worker, message[1]) + self._lost(
+            worker, "it finished without reporting them"
+        )
+
+    def _not_sent(self, worker: _Worker, unread: object) -> list[tuple[SendOutcome, float]]:
+        """FAILED outcomes for the items a worker gave back unstarted."""
+        mine = [i for i in typing.cast("list[int]", unread) if i in worker.outstanding]
+        worker.outstanding.difference_update(mine)
         error = ConnectionLost("not sent: the batch was stopped before this message")
-        stopped = [
-            (SendOutcome(index=i, status=DeliveryStatus.FAILED, error=error), 0.0) for i in unread
+        return [
+            (SendOutcome(index=i, status=DeliveryStatus.FAILED, error=error), 0.0) for i in mine
         ]
-        return stopped + self._lost(worker, "it finished without reporting them")
 
     def _lost(self, worker: _Worker, why: str) -> list[tuple[SendOutcome, float]]:
         """Outcomes for the items a worker holds and will never report: UNKNOWN, since any of
@@ -461,6 +521,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 if self._on_progress is not None:
                     for progress in snapshots:
                         self._on_progress(progress)
+                if self._close_requested:
+                    return  # close() from on_progress: these outcomes are in the report
                 for outcome, _ in ready:
                     if not self._ordered:
                         yield outcome
@@ -473,6 +535,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 yield buffered.pop(index)
         finally:
             self._stop()
+        if self._worker_error is not None:
+            raise self._worker_error
         if self._input_error is not None:
             raise self._input_error
         if not self._complete:
@@ -486,9 +550,18 @@ class ProcessBatchRun(Iterator[SendOutcome]):
 
     def _stop(self) -> None:
         """Hand out nothing more, let the workers finish, record every outcome left."""
-        self._complete = self._exhausted and all(w.finished for w in self._workers)
+        self._complete = (
+            self._exhausted
+            and all(w.finished for w in self._workers)
+            and self._worker_error is None
+        )
         self._tracker.cancelled = not self._complete
         self._exhausted = True
+        if isinstance(self._rate, TokenBucket):
+            # The workers spent shares of this bucket, which itself kept refilling: leave it
+            # empty (as they left theirs), or a next batch or pool sharing it would start with
+            # a fresh burst and the limit would hold per run, not overall.
+            self._rate.penalize(_SPENT)
         for worker in self._workers:
             if not worker.finished:
                 with contextlib.suppress(OSError):
@@ -504,6 +577,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                     self._tracker.finished(outcome, latency)
         finally:
             for worker in self._workers:
+                if worker.finished:  # it said "done": let it exit (its pool QUIT already)
+                    worker.process.join(_EXIT_GRACE)
                 if worker.process.is_alive():
                     worker.process.kill()
                 worker.process.join()
