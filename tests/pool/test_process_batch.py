@@ -418,3 +418,72 @@ def test_a_bucket_passed_to_several_runs_keeps_its_limit(
         outcomes = list(pool.send_batch([item(i) for i in range(10)], processes=2, rate=rate))
     assert [o.status for o in outcomes] == [DeliveryStatus.ACCEPTED] * 10  # the burst
     assert rate.reserve() > 0.5  # the burst is spent: the next send waits for the refill
+
+
+def test_an_in_process_connection_cap_is_divided_not_copied_into_each_worker(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # A LocalConnectionLimiter forked into every worker would cap each process, not all of them.
+    from mailsdk.batch import LocalConnectionLimiter
+
+    server = faulty(slow_for=0.01, faults={i: "slow" for i in range(400)})
+    client = plain_builder(server.host, server.port).build()
+    cap = LocalConnectionLimiter(2)
+    with client.pool(max_connections=4, connection_limiter=cap) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(400)], processes=2))
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in outcomes) and len(outcomes) == 400
+    assert server.handler.max_open <= 2
+
+
+_ORPHAN_SCRIPT = r"""
+import os, signal, sys
+import mailsdk
+from mailsdk import Outgoing
+port = int(sys.argv[1])
+client = (mailsdk.ClientBuilder.smtp("127.0.0.1", port).with_tls("none")
+          .with_timeouts(10.0).with_local_hostname("client.test").build())
+items = [Outgoing(f"Subject: m{i}\r\n\r\nhello\r\n".encode(), sender="s@x.test",
+                  recipients=(f"m{i}-0@x.test",)) for i in range(20000)]
+with client.pool(max_connections=2) as pool:
+    run = pool.send_batch(items, processes=2)
+    for n, outcome in enumerate(run):
+        if n == 30:
+            print(" ".join(str(w.process.pid) for w in run._workers), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)  # the parent dies without a word
+"""
+
+
+def test_workers_stop_when_their_parent_dies(
+    faulty: Callable[..., FaultyServer], tmp_path: typing.Any
+) -> None:
+    import subprocess
+    import sys
+
+    server = faulty({i: "slow" for i in range(20000)}, slow_for=0.01)
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(server.port)],
+        check=False, capture_output=True, text=True, timeout=120, start_new_session=True,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 30
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if _running(pid)]
+    for pid in alive:  # do not leave them behind, whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "an orphaned worker kept sending"
+    assert sum(server.handler.kept.values()) < 2000
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:  # a zombie has stopped
+        return stat.read().split(")")[-1].split()[0] != "Z"

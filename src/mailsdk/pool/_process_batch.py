@@ -42,7 +42,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, S
 import attrs
 
 from mailsdk.batch.bucket import TokenBucket
-from mailsdk.batch.limits import RateLimiter
+from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
 from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.errors import (
@@ -97,11 +97,21 @@ def _rate_shares(rate: RateLimiter | None, parts: int) -> list[RateLimiter | Non
     )
 
 
+def _cap_shares(cap: ConnectionLimiter | None, parts: int) -> list[ConnectionLimiter | None]:
+    """The connection cap of each worker. A :class:`LocalConnectionLimiter` is divided: forked
+    into every worker as is, each process would count only its own connections (``parts``
+    times the cap). Other limiters (Redis) count across processes already."""
+    if isinstance(cap, LocalConnectionLimiter):
+        return [LocalConnectionLimiter(n) for n in divide(cap.limit, parts)]
+    return [cap] * parts
+
+
 @attrs.frozen
 class _WorkerPlan:
     connections: int
     rate: RateLimiter | None
     retry: RetryPolicy | None
+    cap: ConnectionLimiter | None
 
 
 class _Feed:
@@ -204,9 +214,15 @@ def _worker_main(
     pool: Pool,
     plan: _WorkerPlan,
     source: Sequence[object] | None,
+    parent_ends: list[multiprocessing.connection.Connection],
 ) -> None:
     """A worker process: one pool and one batch over the items the parent hands out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how the batch stops
+    # The fork copied the parent's end of this worker's pipe (and of the earlier workers'):
+    # while they are open here, no worker sees end-of-file when the parent dies, and the
+    # orphans would wait for work forever.
+    for end in parent_ends:
+        end.close()
     from mailsdk.pool.sync_pool import Pool
 
     lock = threading.Lock()
@@ -219,7 +235,7 @@ def _worker_main(
         idle_timeout=pool.limits.idle_timeout,
         health_check_after=pool.limits.health_check_after,
         checkout_timeout=pool.limits.checkout_timeout,
-        connection_limiter=pool.connection_limiter,
+        connection_limiter=plan.cap,
     )
     out: list[tuple[SendOutcome, float]] = []
     flushed = time.monotonic()
@@ -307,11 +323,17 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             raise ConfigurationError("send_batch(processes=...) needs a platform with fork")
         if type(processes) is not int or processes < 1:  # run-time check: bool, float, str
             raise ConfigurationError(f"processes must be an int >= 1, got {processes!r}")
+        cap = pool.connection_limiter
         parts = min(processes, pool.limits.max_connections)
+        if isinstance(cap, LocalConnectionLimiter):
+            parts = min(parts, cap.limit)  # every worker needs at least one connection
         self._plans = [
-            _WorkerPlan(connections, share, retry)
-            for connections, share in zip(
-                divide(pool.limits.max_connections, parts), _rate_shares(rate, parts), strict=True
+            _WorkerPlan(connections, share, retry, cap_share)
+            for connections, share, cap_share in zip(
+                divide(pool.limits.max_connections, parts),
+                _rate_shares(rate, parts),
+                _cap_shares(cap, parts),
+                strict=True,
             )
         ]
         self._pool = pool
@@ -422,7 +444,13 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(
                 target=_worker_main,
-                args=(theirs, self._pool, plan, self._sequence),
+                args=(
+                    theirs,
+                    self._pool,
+                    plan,
+                    self._sequence,
+                    [mine, *(w.pipe for w in self._workers)],
+                ),  # fmt: skip
                 name="mailsdk-batch-worker",
                 daemon=True,
             )
