@@ -426,7 +426,7 @@ def test_an_in_process_connection_cap_is_divided_not_copied_into_each_worker(
     # A LocalConnectionLimiter forked into every worker would cap each process, not all of them.
     from mailsdk.batch import LocalConnectionLimiter
 
-    server = faulty(slow_for=0.01, faults={i: "slow" for i in range(400)})
+    server = faulty(slow_for=0.01, faults=dict.fromkeys(range(400), "slow"))
     client = plain_builder(server.host, server.port).build()
     cap = LocalConnectionLimiter(2)
     with client.pool(max_connections=4, connection_limiter=cap) as pool:
@@ -459,7 +459,7 @@ def test_workers_stop_when_their_parent_dies(
     import subprocess
     import sys
 
-    server = faulty({i: "slow" for i in range(20000)}, slow_for=0.01)
+    server = faulty(dict.fromkeys(range(20000), "slow"), slow_for=0.01)
     script = tmp_path / "orphan.py"
     script.write_text(_ORPHAN_SCRIPT, encoding="utf-8")
     proc = subprocess.run(

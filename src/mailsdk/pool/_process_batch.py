@@ -450,7 +450,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                     plan,
                     self._sequence,
                     [mine, *(w.pipe for w in self._workers)],
-                ),  # fmt: skip
+                ),
                 name="mailsdk-batch-worker",
                 daemon=True,
             )
