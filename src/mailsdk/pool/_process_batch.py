@@ -1,6 +1,7 @@
 """A batch spread over worker processes: ``Pool.send_batch(items, processes=N)``.
 
-Layer: L5c (pool, private). Builds on :class:`~mailsdk.pool.Pool` and its batch runner.
+Layer: L5c (pool, private). Builds on :class:`~mailsdk.pool.Pool` and its batch runner; the
+worker side is :mod:`mailsdk.pool._process_worker`.
 
 Why processes: one CPython process sends at most about one message per "client CPU per
 message" (the interpreter lock serialises every connection of a pool), so a high-volume sender
@@ -25,21 +26,15 @@ pickled), so this needs a platform with ``fork``.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import inspect
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
 import pickle
-import queue
-import signal
-import threading
 import time
 import typing
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
-
-import attrs
 
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
@@ -53,6 +48,7 @@ from mailsdk.errors import (
     MailError,
 )
 from mailsdk.flows import DeliveryStatus, SendOutcome
+from mailsdk.pool._process_worker import WorkerPlan, indices_of, worker_main
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.sync_pool import Pool
@@ -60,19 +56,11 @@ if typing.TYPE_CHECKING:
 __all__ = ["ProcessBatchRun", "divide"]
 
 _CHUNK: typing.Final = 64  # items handed to a worker at a time
-_LOW_WATER: typing.Final = 32  # a worker asks for more when fewer items than this are buffered
-_FLUSH_SIZE: typing.Final = 128  # outcomes per batch sent to the parent...
-_FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever comes first
 _SPENT: typing.Final = 1e-6  # a penalty this short only empties a bucket (see _stop)
 _STOP_GRACE: typing.Final = 5.0  # after the workers' own deadlines, before they are killed
 _EXIT_GRACE: typing.Final = 2.0  # for a finished worker to exit before it is killed
 
-# Messages on a worker's pipe (tuples, pickled by multiprocessing.connection.Connection):
-#   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
-#                     | ("done", [unread index, ...])
-#                     | ("crash", text, exception or None, [unread index, ...])
-#   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
-#                     | ("stop",)
+# The pipe protocol is described in mailsdk.pool._process_worker.
 
 
 def divide(total: int, parts: int) -> list[int]:
@@ -106,185 +94,11 @@ def _cap_shares(cap: ConnectionLimiter | None, parts: int) -> list[ConnectionLim
     return [cap] * parts
 
 
-@attrs.frozen
-class _WorkerPlan:
-    connections: int
-    rate: RateLimiter | None
-    retry: RetryPolicy | None
-    cap: ConnectionLimiter | None
-
-
-class _Feed:
-    """The worker's input: items the parent hands out, asked for ahead of need.
-
-    A reader thread takes every message from the parent, so that a "stop" is seen at once
-    (not when the buffer next runs dry); the items buffered then were never started and go
-    back to the parent as "unread".
-    """
-
-    def __init__(self, pipe: multiprocessing.connection.Connection, lock: threading.Lock,
-                 source: Sequence[object] | None) -> None:  # fmt: skip
-        self._pipe = pipe
-        self._lock = lock
-        self._source = source
-        self._inbox: queue.SimpleQueue[tuple[typing.Any, ...]] = queue.SimpleQueue()
-        self._stopped = threading.Event()
-        self._buffer: collections.deque[tuple[int, object]] = collections.deque()
-        self._asked = False
-        self._ended = False
-        #: indices of a range never read because reading one of them raised (not sent)
-        self.unreadable: list[int] = []
-        #: global index of each item read, by the worker's own (local) index
-        self.indices: list[int] = []
-        #: when each item was read (its latency starts there), by local index
-        self.read_at: list[float] = []
-        threading.Thread(target=self._read, name="mailsdk-batch-feed", daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                message = self._pipe.recv()
-            except (EOFError, OSError):  # the parent is gone: stop reading new work
-                message = ("stop",)
-            if message[0] == "stop":
-                self._stopped.set()
-            self._inbox.put(message)
-            if message[0] in ("stop", "end"):
-                return
-
-    def _ask(self) -> None:
-        if not self._asked and not self._ended:
-            with self._lock:
-                self._pipe.send(("need",))
-            self._asked = True
-
-    def _receive(self) -> None:
-        message = self._inbox.get()
-        self._asked = False
-        if message[0] == "range":
-            source = typing.cast("Sequence[object]", self._source)
-            for i in range(message[1], message[2]):
-                try:
-                    self._buffer.append((i, source[i]))
-                except Exception:
-                    # The batch ends its input here and re-raises this (as in one process);
-                    # the rest of the range was never read, so it fails as not sent.
-                    self._ended = True
-                    self.unreadable.extend(range(i, message[2]))
-                    raise
-        elif message[0] == "items":
-            self._buffer.extend(message[1])
-        else:  # "end" or "stop": no more work
-            self._ended = True
-
-    def unread(self) -> list[int]:
-        """The indices handed to this worker and never given to its batch: those buffered,
-        and those of chunks that arrived after the stop (still in the inbox)."""
-        unread = [index for index, _ in self._buffer] + self.unreadable
-        self._buffer.clear()
-        self.unreadable = []
-        while True:
-            try:
-                message = self._inbox.get_nowait()
-            except queue.Empty:
-                return unread
-            if message[0] == "range":
-                unread.extend(range(message[1], message[2]))
-            elif message[0] == "items":
-                unread.extend(index for index, _ in message[1])
-
-    def __iter__(self) -> Iterator[object]:
-        buffer = self._buffer
-        while not self._stopped.is_set():
-            if len(buffer) < _LOW_WATER:
-                self._ask()
-            if not buffer:
-                if self._ended:
-                    return
-                self._receive()
-                continue
-            index, item = buffer.popleft()
-            self.indices.append(index)
-            self.read_at.append(time.monotonic())
-            yield item
-
-
-def _worker_main(
-    pipe: multiprocessing.connection.Connection,
-    pool: Pool,
-    plan: _WorkerPlan,
-    source: Sequence[object] | None,
-    parent_ends: list[multiprocessing.connection.Connection],
-) -> None:
-    """A worker process: one pool and one batch over the items the parent hands out."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how the batch stops
-    # The fork copied the parent's end of this worker's pipe (and of the earlier workers'):
-    # while they are open here, no worker sees end-of-file when the parent dies, and the
-    # orphans would wait for work forever.
-    for end in parent_ends:
-        end.close()
-    from mailsdk.pool.sync_pool import Pool
-
-    lock = threading.Lock()
-    feed = _Feed(pipe, lock, source)
-    mine = Pool(
-        pool.client,
-        max_connections=plan.connections,
-        max_messages_per_connection=pool.limits.max_messages_per_connection,
-        max_connection_age=pool.limits.max_connection_age,
-        idle_timeout=pool.limits.idle_timeout,
-        health_check_after=pool.limits.health_check_after,
-        checkout_timeout=pool.limits.checkout_timeout,
-        connection_limiter=plan.cap,
-    )
-    out: list[tuple[SendOutcome, float]] = []
-    flushed = time.monotonic()
-    yielded = 0  # outcomes the batch yielded (the first ones of its report, in that order)
-    run = None
+def _readable(pipe: multiprocessing.connection.Connection) -> bool:
     try:
-        with mine, mine.send_batch(feed, rate=plan.rate, retry=plan.retry) as run:
-            for outcome in run:
-                yielded += 1
-                now = time.monotonic()
-                out.append(_global(outcome, feed, now))
-                if len(out) >= _FLUSH_SIZE or now - flushed >= _FLUSH_EVERY:
-                    with lock:
-                        pipe.send(("out", out))
-                    out, flushed = [], now
-        with lock:
-            if out:
-                pipe.send(("out", out))
-            pipe.send(("done", feed.unread()))
-    except BaseException as exc:  # reported, then the parent settles the unreported items
-        # A batch that raises (wrong credentials, an unreadable input item) has still given
-        # every item it read a final outcome, in its report rather than yielded: forward
-        # those, or the parent would have to call them UNKNOWN although they were never sent.
-        if run is not None:
-            now = time.monotonic()
-            out.extend(_global(o, feed, now) for o in run.report.outcomes[yielded:])
-        with contextlib.suppress(Exception), lock:
-            if out:
-                pipe.send(("out", out))
-            text = f"{type(exc).__name__}: {exc}"
-            pipe.send(("crash", text, _portable(exc), feed.unread()))
-        raise
-
-
-def _global(outcome: SendOutcome, feed: _Feed, now: float) -> tuple[SendOutcome, float]:
-    """A worker's outcome with its index in the whole input, and its latency."""
-    local = outcome.index
-    return attrs.evolve(outcome, index=feed.indices[local]), now - feed.read_at[local]
-
-
-def _portable(exc: BaseException) -> BaseException | None:
-    """``exc`` if it survives the pipe (the parent re-raises it typed), else ``None``."""
-    if not isinstance(exc, Exception):
-        return None  # SystemExit and the like: the parent raises its own MailError
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
-    except Exception:
-        return None
-    return exc
+        return pipe.poll()
+    except OSError:  # closed
+        return False
 
 
 class _Worker:
@@ -328,7 +142,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         if isinstance(cap, LocalConnectionLimiter):
             parts = min(parts, cap.limit)  # every worker needs at least one connection
         self._plans = [
-            _WorkerPlan(connections, share, retry, cap_share)
+            WorkerPlan(connections, share, retry, cap_share)
             for connections, share, cap_share in zip(
                 divide(pool.limits.max_connections, parts),
                 _rate_shares(rate, parts),
@@ -411,29 +225,35 @@ class ProcessBatchRun(Iterator[SendOutcome]):
     def _hand_out(self, worker: _Worker) -> list[SendOutcome]:
         """Answer a worker's "need"; items that cannot cross to a process fail here."""
         chunk = self._chunk()
-        if chunk is None:
-            worker.pipe.send(("end",))
-            return []
-        if chunk[0] == "range":
-            worker.outstanding.update(range(chunk[1], chunk[2]))  # type: ignore[call-overload]
-            worker.pipe.send(chunk)
-            return []
-        pairs = typing.cast("list[tuple[int, object]]", chunk[1])
-        fit: list[tuple[int, object]] = []
         failed: list[SendOutcome] = []
-        for index, item in pairs:
-            try:
-                pickle.dumps(item)
-            except Exception as exc:
-                error = InvalidInputError(
-                    f"not sent: item {index} cannot be passed to a worker process "
-                    f"({type(exc).__name__}: {exc}); use processes=None for it"
-                )
-                failed.append(SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error))
-            else:
-                fit.append((index, item))
-        worker.outstanding.update(i for i, _ in fit)
-        worker.pipe.send(("items", fit))
+        if chunk is not None and chunk[0] == "items":
+            fit: list[tuple[int, object]] = []
+            for index, item in typing.cast("list[tuple[int, object]]", chunk[1]):
+                try:
+                    pickle.dumps(item)
+                except Exception as exc:
+                    error = InvalidInputError(
+                        f"not sent: item {index} cannot be passed to a worker process "
+                        f"({type(exc).__name__}: {exc}); use processes=None for it"
+                    )
+                    failed.append(
+                        SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+                    )
+                else:
+                    fit.append((index, item))
+            chunk = ("items", fit)
+        handed = indices_of(chunk) if chunk is not None else []
+        worker.outstanding.update(handed)
+        try:
+            worker.pipe.send(chunk if chunk is not None else ("end",))
+        except OSError:
+            # The worker died after asking: the chunk never reached it, so it was not sent
+            # (its death itself is noticed on the next poll).
+            worker.outstanding.difference_update(handed)
+            lost = ConnectionLost("not sent: its worker process stopped before taking it")
+            failed += [
+                SendOutcome(index=i, status=DeliveryStatus.FAILED, error=lost) for i in handed
+            ]
         return failed
 
     # -- the consumer ----------------------------------------------------------------------
@@ -443,7 +263,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         for plan in self._plans:
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(
-                target=_worker_main,
+                target=worker_main,
                 args=(
                     theirs,
                     self._pool,
@@ -467,6 +287,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         kind = message[0]
         if kind == "need":
             return [(outcome, 0.0) for outcome in self._hand_out(worker)]
+        if kind == "unread":  # its answer to "stop": these were never started
+            return self._not_sent(worker, message[1])
         if kind == "out":
             pairs = typing.cast("list[tuple[SendOutcome, float]]", message[1])
             for outcome, _ in pairs:
@@ -610,6 +432,12 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 if worker.process.is_alive():
                     worker.process.kill()
                 worker.process.join()
+                # What it said before it died still counts (its "unread" answer to the stop
+                # above all: those were never sent); only the rest is UNKNOWN.
+                found: list[tuple[SendOutcome, float]] = []
+                while not worker.finished and _readable(worker.pipe):
+                    found += self._handle(worker)
                 if not worker.finished:
-                    for outcome, latency in self._lost(worker, "the batch was interrupted"):
-                        self._tracker.finished(outcome, latency)
+                    found += self._lost(worker, "the batch was interrupted")
+                for outcome, latency in found:
+                    self._tracker.finished(outcome, latency)
