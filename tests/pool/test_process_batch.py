@@ -331,9 +331,12 @@ def test_wrong_credentials_fail_every_message_typed_and_raise_the_auth_error(
     )
     with client.pool(max_connections=2) as pool:
         run = pool.send_batch([item(i) for i in range(300)], processes=2)
-        with pytest.raises(AuthenticationFailed):
+        with pytest.raises(AuthenticationFailed) as raised:
             list(run)
     report = run.report
+    import pickle
+
+    assert b"wrong-secret-pw" not in pickle.dumps(raised.value)  # what crossed the pipe
     assert not server.recorder.messages
     assert report.total == len({o.index for o in report.outcomes})
     assert report.outcomes and report.cancelled
