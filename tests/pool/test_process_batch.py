@@ -490,3 +490,39 @@ def _running(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:  # a zombie has stopped
         return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_server_throttling_pauses_every_worker_not_only_the_one_that_saw_it(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # One process pauses its whole pool on a 421 4.7.0; over processes, the worker that got it
+    # must not be the only one: the server asked the sender, not one connection, to slow down.
+    server = faulty({60: "data421"})
+    handler = server.handler
+    kept_at: dict[int, float] = {}
+    throttled_at: list[float] = []
+    keep, begin = handler._keep, handler._begin
+
+    def timed_keep(index: int, envelope: typing.Any) -> None:
+        kept_at[index] = time.monotonic()
+        keep(index, envelope)
+
+    def timed_begin(envelope: typing.Any, index: int) -> str | None:
+        fault = begin(envelope, index)
+        if fault == "data421":
+            throttled_at.append(time.monotonic())
+        return fault
+
+    handler._keep, handler._begin = timed_keep, timed_begin  # type: ignore[method-assign]
+    client = plain_builder(server.host, server.port).build()
+    retry = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=2.0)
+    with client.pool(max_connections=2) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(3000)], processes=2, retry=retry))
+    one_each(outcomes, 3000)
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in outcomes)
+    assert throttled_at and max(kept_at.values()) > throttled_at[0] + 2.0  # work was left
+    # after a moment for the news to travel (and what was already on the wire), nothing
+    # starts anywhere until the pause is over
+    start, end = throttled_at[0] + 0.4, throttled_at[0] + 1.6
+    during = sorted(i for i, at in kept_at.items() if start < at < end)
+    assert during == [], during

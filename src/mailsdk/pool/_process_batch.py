@@ -287,6 +287,12 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         kind = message[0]
         if kind == "need":
             return [(outcome, 0.0) for outcome in self._hand_out(worker)]
+        if kind == "penalty":  # pass server throttling on to the other workers
+            for other in self._workers:
+                if other is not worker and not other.finished:
+                    with contextlib.suppress(OSError):
+                        other.pipe.send(message)
+            return []
         if kind == "unread":  # its answer to "stop": these were never started
             return self._not_sent(worker, message[1])
         if kind == "out":

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
+from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import ConnectionLimiter, RateLimiter
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.flows import SendOutcome
@@ -35,10 +36,11 @@ _FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever co
 # Messages on a worker's pipe (tuples, pickled by multiprocessing.connection.Connection):
 #   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
 #                     | ("unread", [index, ...]) (the answer to "stop")
+#                     | ("penalty", seconds) (server throttling: for the other workers)
 #                     | ("done", [unread index, ...])
 #                     | ("crash", text, exception or None, [unread index, ...])
 #   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
-#                     | ("stop",)
+#                     | ("stop",) | ("penalty", seconds) (another worker's)
 
 
 @attrs.frozen
@@ -61,7 +63,8 @@ class _Feed:
     """
 
     def __init__(self, pipe: multiprocessing.connection.Connection, lock: threading.Lock,
-                 source: Sequence[object] | None) -> None:  # fmt: skip
+                 source: Sequence[object] | None, rate: RateLimiter) -> None:  # fmt: skip
+        self._rate = rate  # takes the penalties the other workers met
         self._pipe = pipe
         self._lock = lock  # serialises sends on the pipe
         self._source = source
@@ -94,6 +97,9 @@ class _Feed:
                 with contextlib.suppress(OSError), self._lock:
                     self._pipe.send(("unread", unread))
                 return
+            if message[0] == "penalty":  # another worker's server throttling: pause too
+                self._rate.penalize(message[1])
+                continue
             with self._cond:
                 if message[0] == "end":
                     self._ended = True
@@ -182,7 +188,9 @@ def worker_main(
     from mailsdk.pool.sync_pool import Pool
 
     lock = threading.Lock()
-    feed = _Feed(pipe, lock, source)
+    # Without a rate, a batch still keeps its penalties in an unlimited bucket (as one process).
+    rate = _SharedPenalties(plan.rate or TokenBucket(), pipe, lock)
+    feed = _Feed(pipe, lock, source, rate.share)
     mine = Pool(
         pool.client,
         max_connections=plan.connections,
@@ -198,7 +206,7 @@ def worker_main(
     yielded = 0  # outcomes the batch yielded (the first ones of its report, in that order)
     run = None
     try:
-        with mine, mine.send_batch(feed, rate=plan.rate, retry=plan.retry) as run:
+        with mine, mine.send_batch(feed, rate=rate, retry=plan.retry) as run:
             for outcome in run:
                 yielded += 1
                 now = time.monotonic()
@@ -225,6 +233,25 @@ def worker_main(
                 pipe.send(("out", out))
             pipe.send(("crash", text, _portable(exc), unread))
         raise
+
+
+class _SharedPenalties:
+    """A worker's rate limit whose penalties (server throttling) reach the other workers too,
+    through the parent: the server asked the sender to slow down, not one process of it."""
+
+    def __init__(self, share: RateLimiter, pipe: multiprocessing.connection.Connection,
+                 lock: threading.Lock) -> None:  # fmt: skip
+        self.share = share
+        self._pipe = pipe
+        self._lock = lock
+
+    def reserve(self, *, messages: int = 1, recipients: int = 0) -> float:
+        return self.share.reserve(messages=messages, recipients=recipients)
+
+    def penalize(self, seconds: float) -> None:
+        self.share.penalize(seconds)
+        with contextlib.suppress(OSError), self._lock:
+            self._pipe.send(("penalty", seconds))
 
 
 def _global(outcome: SendOutcome, feed: _Feed, now: float) -> tuple[SendOutcome, float]:
