@@ -29,7 +29,14 @@ class Worker:
     """One ``celery worker`` process (and its prefork children)."""
 
     def __init__(
-        self, app: str, name: str, log_dir: Path, env: dict[str, str], *, concurrency: int = 2
+        self,
+        app: str,
+        name: str,
+        log_dir: Path,
+        env: dict[str, str],
+        *,
+        concurrency: int = 2,
+        pool: str = "prefork",
     ) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
@@ -40,7 +47,7 @@ class Worker:
             "-A",
             app,
             "worker",
-            "--pool=prefork",
+            f"--pool={pool}",
             f"--concurrency={concurrency}",
             "--loglevel=INFO",
             "--without-gossip",

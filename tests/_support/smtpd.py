@@ -1,20 +1,22 @@
 """aiosmtpd on loopback with a recording handler (aiosmtplib's ``tests/smtpd.py`` idea).
 
-Not collected. :func:`start_smtpd` starts a threaded aiosmtpd ``Controller`` (TCP on 127.0.0.1 or
-::1, or a unix socket) with options for STARTTLS, implicit TLS, AUTH, SMTPUTF8, SIZE, refused
-senders/recipients, a refused DATA, LMTP with per-recipient results, and advertised
-PIPELINING/CHUNKING. aiosmtpd processes pipelined commands in order already, so PIPELINING only
-needs advertising; BDAT is a small ``smtp_BDAT`` added to the server class.
+Not collected. :func:`start_smtpd` starts a threaded aiosmtpd server (TCP on 127.0.0.1 or ::1,
+or a unix socket) with options for STARTTLS, implicit TLS (with the suite's own certificates),
+AUTH, SMTPUTF8, SIZE, refused senders/recipients, a refused DATA, LMTP with per-recipient
+results, and advertised PIPELINING/CHUNKING.
 
-Everything the client sends is recorded by :class:`Recorder`: the raw bytes (after TLS, the
-decrypted bytes), each command verb and argument, every reply line pushed, and each message.
+It is built on the user test kit's parts (``mailsdk.testing``): its protocol classes (BDAT,
+start-up probe kept out of the records), its PLAIN/LOGIN authenticator, its controllers and
+free-port retry. What is test-only stays here: the handler's refusals and LMTP results, EXPN,
+and a :class:`Recorder` with the full argument of every command (AUTH included: the kit keeps
+only the mechanism), each chunk as read, and every reply line pushed (BDAT's per-chunk
+acknowledgements excepted), beside the kit's transcript and logins.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import socket
 import ssl
 import threading
 import typing
@@ -22,8 +24,18 @@ from collections.abc import Callable, Collection
 
 import attrs
 from aiosmtpd.controller import Controller, UnixSocketController
-from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP
+
+from mailsdk.testing._aiosmtpd import (
+    ScriptedLMTP,
+    ScriptedSMTP,
+    ServerState,
+    authenticator,
+    make_protocol,
+)
+from mailsdk.testing._listen import start_controller
+from mailsdk.testing.records import Recording
+from mailsdk.testing.rules import Script
 
 __all__ = ["Message", "Recorder", "RecordingHandler", "SmtpdServer", "start_smtpd"]
 
@@ -41,16 +53,35 @@ class Message:
 
 @attrs.define
 class Recorder:
-    """What the server saw. Lists are appended from the server thread; read them after the call."""
+    """What the server saw. Lists are appended from the server thread; read them after the call.
 
-    raw: bytearray = attrs.field(factory=bytearray)
+    ``raw`` and ``auth_logins`` come from the kit's :class:`~mailsdk.testing.Recording`
+    (``kit``), which shares its lock.
+    """
+
+    kit: Recording = attrs.field(factory=Recording)
     chunks: list[bytes] = attrs.field(factory=list)
     commands: list[tuple[str, str | None]] = attrs.field(factory=list)
     replies: list[str] = attrs.field(factory=list)
     messages: list[Message] = attrs.field(factory=list)
-    auth_logins: list[bytes] = attrs.field(factory=list)
     ehlo_names: list[str] = attrs.field(factory=list)
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock of every list (the kit's)."""
+        return self.kit.lock
+
+    @property
+    def raw(self) -> bytes:
+        """Every byte the clients sent (after TLS, the decrypted bytes)."""
+        with self.lock:
+            return bytes(self.kit.transcript)
+
+    @property
+    def auth_logins(self) -> list[bytes]:
+        """The login name of every PLAIN/LOGIN attempt, in order."""
+        with self.lock:
+            return [login.username.encode() for login in self.kit.logins]
 
     @property
     def verbs(self) -> list[str]:
@@ -83,6 +114,10 @@ class RecordingHandler:
         extra_ehlo: Collection[str] = (),
     ) -> None:
         self.recorder = recorder
+        #: what the kit's protocol classes share (no rules: the refusals are this handler's)
+        self.state = ServerState(
+            recording=recorder.kit, script=Script(), lmtp=lmtp, users={}, tokens={}, extensions={}
+        )
         self.refuse_rcpt = {a.lower() for a in refuse_rcpt}
         self.refuse_sender = {a.lower() for a in refuse_sender}
         self.data_reply = data_reply
@@ -164,99 +199,60 @@ class RecordingHandler:
         return f"250 2.0.0 OK: queued as QID{n:04d}"
 
 
-def _recording(base: type[SMTP]) -> type[SMTP]:
-    class Recording(base):  # type: ignore[valid-type,misc]
-        """aiosmtpd server class that records bytes, commands and replies; adds EXPN and BDAT."""
+class RecordingSMTP(ScriptedSMTP):
+    """The kit's protocol (BDAT included) recording what only the suite asks about, plus EXPN."""
 
-        def __init__(self, handler: RecordingHandler, **kwargs: typing.Any) -> None:
-            super().__init__(handler, **kwargs)
-            self.recorder = handler.recorder
-            self._bdat: list[bytes] = []
-            self._smtp_methods = {
-                name: self._wrap(name, m) for name, m in self._smtp_methods.items()
-            }
-
-        def _wrap(
-            self, name: str, method: Callable[[str | None], typing.Awaitable[None]]
-        ) -> Callable[..., typing.Any]:
-            @functools.wraps(method)
-            async def recorded(arg: str | None) -> None:
-                with self.recorder.lock:
-                    self.recorder.commands.append((name, arg))
-                await method(arg)
-
-            return recorded
-
-        def data_received(self, data: bytes) -> None:
-            with self.recorder.lock:
-                self.recorder.raw += data
-                self.recorder.chunks.append(bytes(data))
-            super().data_received(data)
-
-        async def push(self, status: typing.AnyStr) -> None:
-            text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-            with self.recorder.lock:
-                self.recorder.replies.extend(text.split("\r\n"))
-            await super().push(status)
-
-        async def smtp_EXPN(self, arg: str | None) -> None:
-            if not arg:
-                await self.push("501 Syntax: EXPN <list>")
-            elif arg.lower() == "staff":
-                await self.push("250-Alice <alice@example.com>\r\n250 Bob <bob@example.com>")
-            else:
-                await self.push("550 5.1.1 no such list")
-
-        async def smtp_BDAT(self, arg: str | None) -> None:
-            # RFC 3030 §2: BDAT <size> [LAST]; the chunk follows the command line at once.
-            parts = (arg or "").split()
-            if not parts or not parts[0].isdigit():
-                await self.push("501 Syntax: BDAT <size> [LAST]")
-                return
-            chunk = await self._reader.readexactly(int(parts[0]))
-            self._bdat.append(chunk)
-            last = len(parts) > 1 and parts[1].upper() == "LAST"
-            if not last:
-                await self.push(f"250 2.0.0 {len(chunk)} octets received")
-                return
-            envelope = self.envelope
-            if envelope is None or not envelope.rcpt_tos:
-                self._bdat = []
-                await self.push("503 5.5.1 need RCPT")
-                return
-            envelope.original_content = envelope.content = b"".join(self._bdat)
-            self._bdat = []
-            status = await self._call_handler_hook("DATA")
-            self._set_post_data_state()
-            await self.push(status)
-
-    return Recording
-
-
-RecordingSMTP = _recording(SMTP)
-RecordingLMTP = _recording(LMTP)
-
-
-class _TcpController(Controller):
-    def __init__(
-        self, handler: RecordingHandler, *, server_class: type[SMTP], **kwargs: typing.Any
-    ) -> None:
-        self._server_class = server_class
+    def __init__(self, handler: RecordingHandler, **kwargs: typing.Any) -> None:
         super().__init__(handler, **kwargs)
+        self.recorder = handler.recorder
+        self._smtp_methods = {
+            name: self._with_argument(name, m) for name, m in self._smtp_methods.items()
+        }
 
-    def factory(self) -> SMTP:
-        return self._server_class(self.handler, **self.SMTP_kwargs)
+    def _with_argument(
+        self, name: str, method: Callable[[str | None], typing.Awaitable[None]]
+    ) -> Callable[..., typing.Any]:
+        @functools.wraps(method)
+        async def recorded(arg: str | None) -> None:
+            with self.recorder.lock:
+                self.recorder.commands.append((name, arg))
+            await method(arg)
+
+        return recorded
+
+    def data_received(self, data: bytes) -> None:
+        with self.recorder.lock:
+            self.recorder.chunks.append(bytes(data))
+        super().data_received(data)
+
+    async def push(self, status: typing.AnyStr) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        with self.recorder.lock:
+            self.recorder.replies.extend(text.split("\r\n"))
+        await super().push(status)
+
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        if not arg:
+            await self.push("501 Syntax: EXPN <list>")
+        elif arg.lower() == "staff":
+            await self.push("250-Alice <alice@example.com>\r\n250 Bob <bob@example.com>")
+        else:
+            await self.push("550 5.1.1 no such list")
 
 
-class _UnixController(UnixSocketController):
-    def __init__(
-        self, handler: RecordingHandler, *, server_class: type[SMTP], **kwargs: typing.Any
-    ) -> None:
-        self._server_class = server_class
-        super().__init__(handler, **kwargs)
+class RecordingLMTP(RecordingSMTP, ScriptedLMTP):
+    """The same, speaking LMTP."""
 
-    def factory(self) -> SMTP:
-        return self._server_class(self.handler, **self.SMTP_kwargs)
+
+def _protocol_for(handler: RecordingHandler, lmtp: bool) -> Callable[..., SMTP]:
+    cls = RecordingLMTP if lmtp else RecordingSMTP
+
+    def make(state: ServerState, *, probe: bool = False, **kwargs: typing.Any) -> SMTP:
+        if probe:  # the controller's start-up connection: plain aiosmtpd, never recorded
+            return make_protocol(state, probe=True, **kwargs)
+        return cls(handler, **kwargs)
+
+    return make
 
 
 @attrs.define
@@ -276,27 +272,6 @@ class SmtpdServer:
             self.controller.stop()
         if self.path is not None and os.path.exists(self.path):
             os.unlink(self.path)
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _authenticator(users: dict[str, str], recorder: Recorder) -> Callable[..., AuthResult]:
-    def authenticate(
-        server: object, session: object, envelope: object, mechanism: str, auth_data: object
-    ) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        recorder.auth_logins.append(auth_data.login)
-        expected = users.get(auth_data.login.decode("utf-8", "replace"))
-        ok = expected is not None and auth_data.password == expected.encode()
-        return AuthResult(success=ok, handled=False)
-
-    return authenticate
 
 
 def start_smtpd(
@@ -340,7 +315,6 @@ def start_smtpd(
         extra_ehlo=extra,
     )
     kwargs: dict[str, typing.Any] = {
-        "server_class": RecordingLMTP if lmtp else RecordingSMTP,
         "server_hostname": server_hostname,
         "enable_SMTPUTF8": smtputf8,
         "data_size_limit": data_size_limit,
@@ -355,20 +329,14 @@ def start_smtpd(
     if implicit_tls is not None:
         kwargs["ssl_context"] = implicit_tls
     if users is not None:
-        kwargs["authenticator"] = _authenticator(users, recorder)
+        handler.state.users.update(users)
+        kwargs["authenticator"] = authenticator(handler.state)
         kwargs["auth_require_tls"] = auth_require_tls
-    controller: Controller | UnixSocketController
-    if unix_path is not None:
-        controller = _UnixController(handler, unix_socket=unix_path, **kwargs)
-        port = 0
-    else:
-        port = _free_port(host)
-        controller = _TcpController(handler, hostname=host, port=port, **kwargs)
-    controller.start()
-    # The controller's own start-up probe connection is not part of any test.
-    with recorder.lock:
-        recorder.raw.clear()
-        recorder.chunks.clear()
-        recorder.commands.clear()
-        recorder.replies.clear()
+    controller, port = start_controller(
+        handler.state,
+        host=host,
+        unix_path=unix_path,
+        protocol=_protocol_for(handler, lmtp),
+        **kwargs,
+    )
     return SmtpdServer(host, port, unix_path, recorder, handler, controller)

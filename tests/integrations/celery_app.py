@@ -39,7 +39,11 @@ app.conf.update(
     mailsdk_claim_ttl=float(_env("MAILSDK_TEST_CLAIM_TTL", "30")),
     mailsdk_lease_ttl=float(_env("MAILSDK_TEST_LEASE_TTL", "5")),
     mailsdk_idle_timeout=float(_env("MAILSDK_TEST_IDLE", "2")),
-    mailsdk_retry={"attempts": 8, "backoff": 0.5, "max_delay": 4.0},
+    mailsdk_retry={
+        "attempts": int(_env("MAILSDK_TEST_RETRY_ATTEMPTS", "8")),
+        "backoff": float(_env("MAILSDK_TEST_RETRY_BACKOFF", "0.5")),
+        "max_delay": 4.0,
+    },
 )
 if _env("MAILSDK_TEST_RATE"):
     app.conf.mailsdk_message_rates = [
@@ -89,6 +93,9 @@ if _env("MAILSDK_TEST_SPAN_FILE"):
 
 def build_client() -> Client:
     """The worker's client: plain SMTP to the test server (no credentials needed there)."""
+    if _env("MAILSDK_TEST_BROKEN_CLIENT"):
+        # A deployment whose worker lacks its secret: the factory fails before any send.
+        return ClientBuilder.smtp("127.0.0.1", int(os.environ["MAILSDK_TEST_NO_SUCH_SETTING"]))
     host = _env("MAILSDK_TEST_SMTP_HOST", "127.0.0.1")
     port = int(_env("MAILSDK_TEST_SMTP_PORT", "25"))
     builder = ClientBuilder.smtp(host, port).with_tls("none").with_timeouts(30)

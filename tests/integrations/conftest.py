@@ -92,7 +92,9 @@ class Cluster:
         )
         self.tasks = install(self.app)
 
-    def start(self, count: int = 2, *, concurrency: int = 2, **settings: str) -> None:
+    def start(
+        self, count: int = 2, *, concurrency: int = 2, pool: str = "prefork", **settings: str
+    ) -> None:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
@@ -110,6 +112,7 @@ class Cluster:
                 self.log_dir,
                 env,
                 concurrency=concurrency,
+                pool=pool,
             )
             for n in range(count)
         ]

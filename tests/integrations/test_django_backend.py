@@ -19,7 +19,7 @@ pytest.importorskip("django", reason="the django extra is not installed")
 from django.core import mail
 from django.test import override_settings
 
-from mailsdk.errors import ConfigurationError, RecipientsRefused
+from mailsdk.errors import ConfigurationError, InvalidInputError, RecipientsRefused
 from mailsdk.integrations.django import EmailBackend
 
 ensure_django()
@@ -284,3 +284,58 @@ def test_pool_size_spreads_one_send_messages_over_several_connections(
     # Up to three connections side by side (the pool opens them as the batch needs them).
     assert 2 <= _sessions(server) <= 3
     assert server.recorder.verbs.count("QUIT") == _sessions(server)
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "bob@example.test, carol@example.test",  # two addresses in one field
+        "Bob <bob@example.test> carol@example.test",
+        "bob@example.test\r\nRCPT TO:<carol@example.test>",  # an injected command
+        '"bob\r\nx"@example.test',
+    ],
+)
+def test_a_recipient_that_is_not_one_address_is_refused_not_truncated(
+    server: SmtpdServer, recipient: str
+) -> None:
+    # parseaddr alone sent these to the first address it made out (or to "bob"), silently.
+    message = mail.EmailMessage("s", "b", "alice@client.test", [recipient])
+    with pytest.raises(InvalidInputError):
+        mail.get_connection().send_messages([message])
+    assert mail.get_connection(fail_silently=True).send_messages([message]) == 0
+    assert server.recorder.messages == []
+
+
+def test_display_names_with_commas_are_one_address(server: SmtpdServer) -> None:
+    message = mail.EmailMessage(
+        "s", "b", '"Client, Alice" <alice@client.test>', ['"Doe, Bob" <bob@example.test>']
+    )
+    assert mail.get_connection().send_messages([message]) == 1
+    [got] = server.recorder.messages
+    assert (got.mail_from, got.rcpt_tos) == ("alice@client.test", ["bob@example.test"])
+
+
+@pytest.mark.parametrize("timeout", ["10", True, -1, float("inf")])
+def test_a_timeout_that_is_not_a_positive_number_is_a_configuration_error(
+    timeout: object,
+) -> None:
+    # A string (settings read from the environment) raised a bare TypeError.
+    with override_settings(EMAIL_TIMEOUT=timeout), pytest.raises(ConfigurationError) as caught:
+        mail.get_connection()
+    assert "EMAIL_TIMEOUT" in str(caught.value)
+
+
+NOT_TASKS = object()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["no-colon", "no.such.module:tasks", f"{__name__}:missing", f"{__name__}:NOT_TASKS"],
+)
+def test_a_wrong_celery_tasks_setting_fails_at_construction(path: str) -> None:
+    # Before: found only at send time, where fail_silently swallowed it: every message was
+    # dropped and send_messages said 0, for ever.
+    with override_settings(MAILSDK_CELERY_TASKS=path):
+        for silent in (False, True):
+            with pytest.raises(ConfigurationError, match="MAILSDK_CELERY_TASKS"):
+                mail.get_connection(fail_silently=silent)

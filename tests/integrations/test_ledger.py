@@ -230,3 +230,153 @@ def test_the_review_command_lists_and_resolves_parked_messages(
         check=False,
     )
     assert down.returncode == 1 and "pw-x1" not in down.stderr + down.stdout
+
+
+def _park(ledger: DeliveryLedger, key: str) -> None:
+    claim = ledger.claim(key)
+    assert ledger.sending(key, claim.owner)
+    assert ledger.record(key, claim.owner, DeliveryStatus.UNKNOWN, {"error": "ReadTimeout"})
+
+
+def test_resolve_changes_only_a_parked_message(redis_client: redis.Redis) -> None:
+    ledger = DeliveryLedger(redis_client, "t")
+    done = ledger.claim("sent")
+    ledger.sending("sent", done.owner)
+    ledger.record("sent", done.owner, DeliveryStatus.ACCEPTED, {"queue_id": "Q1"})
+    # "not delivered" on an accepted message used to drop its entry: the next send went out.
+    assert ledger.resolve("sent", delivered=False) is False
+    assert ledger.claim("sent").verdict == "accepted"
+    # ... and on a message a live worker is sending right now, its claim.
+    live = ledger.claim("live")
+    ledger.sending("live", live.owner)
+    assert ledger.resolve("live", delivered=False) is False
+    assert ledger.claim("live").verdict == "busy"
+    assert ledger.record("live", live.owner, DeliveryStatus.ACCEPTED) is True
+    # "delivered" on a mistyped key used to create an accepted entry that never expired.
+    assert ledger.resolve("typo", delivered=True) is False
+    assert ledger.get("typo") is None
+    _park(ledger, "parked")
+    assert ledger.resolve("parked", delivered=True) is True
+    entry = ledger.get("parked")
+    assert entry is not None and entry.state is LedgerState.ACCEPTED
+    assert 0 < redis_client.ttl(ledger._entry("parked")) <= 7 * 24 * 3600  # kept for retention
+    assert ledger.resolve("parked", delivered=True) is False  # resolved already
+
+
+def test_expired_parked_entries_never_hide_live_ones(redis_client: redis.Redis) -> None:
+    ledger = DeliveryLedger(redis_client, "t", claim_ttl=1, retention=1)
+    for n in range(3):
+        _park(ledger, f"old-{n}")
+    time.sleep(2.2)  # their entries expire after retention; the parked set still names them
+    _park(ledger, "new")
+    assert [e.key for e in ledger.unknown(limit=1)] == ["new"]
+    assert [e.key for e in ledger.unknown()] == ["new"]
+    assert redis_client.zcard(ledger._parked) == 1  # the expired ones were dropped
+
+
+def test_the_review_command_refuses_to_resolve_a_key_that_is_not_parked(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ledger = DeliveryLedger(redis_client, "ops")
+    done = ledger.claim("<sent@x>")
+    ledger.record("<sent@x>", done.owner, DeliveryStatus.ACCEPTED)
+    _park(ledger, "<lost@x>")
+    command = [sys.executable, "-m", "mailsdk.integrations.redis", "resolve", "--ledger", "ops"]
+    proc = subprocess.run(
+        [*command, "--not-delivered", "<sent@x>", "<lost@x>"],
+        env={**os.environ, "MAILSDK_REDIS_URL": redis_server.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "<sent@x>" in proc.stderr and "accepted" in proc.stderr
+    assert ledger.claim("<sent@x>").verdict == "accepted"  # never sent twice
+    assert ledger.get("<lost@x>") is None  # the parked one was resolved
+
+
+def test_a_message_left_sending_is_listed_unknown_without_a_second_claim(
+    redis_client: redis.Redis,
+) -> None:
+    ledger = DeliveryLedger(redis_client, "t", claim_ttl=1)
+    dead = ledger.claim("<gone@x>")
+    assert ledger.sending("<gone@x>", dead.owner)  # ... then its worker died (or was revoked)
+    live = ledger.claim("<live@x>")
+    assert ledger.sending("<live@x>", live.owner)
+    done = ledger.claim("<done@x>")
+    assert ledger.sending("<done@x>", done.owner)
+    assert ledger.record("<done@x>", done.owner, DeliveryStatus.ACCEPTED)
+    until = time.monotonic() + 1.6  # <gone@x>'s claim lapses; <live@x>'s is kept alive
+    while time.monotonic() < until:
+        assert ledger.renew(["<live@x>"], live.owner) == 1
+        time.sleep(0.1)
+    # Before: nobody claimed <gone@x> again (its task was not redelivered), so it stayed
+    # "sending" for good and the review list never showed it.
+    assert [e.key for e in ledger.unknown()] == ["<gone@x>"]
+    assert ledger.claim("<gone@x>").verdict == "unknown"  # and it is never resent
+    assert ledger.claim("<live@x>").verdict == "busy"  # a live sender's message is left alone
+    assert ledger.record("<live@x>", live.owner, DeliveryStatus.ACCEPTED)
+    assert redis_client.zcard(ledger._in_flight) == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "file-\udcff.eml",  # os.fsdecode of a file name that is not UTF-8
+        "<ünï\u2028cödé@x> \t\r\n: *?[]{}",
+        "<" + "x" * 20_000 + "@x>",
+    ],
+)
+def test_odd_and_very_long_keys_round_trip(redis_client: redis.Redis, key: str) -> None:
+    ledger = DeliveryLedger(redis_client, "t")
+    claim = ledger.claim(key)  # a surrogate escape raised a bare UnicodeEncodeError here
+    assert claim.may_send and ledger.sending(key, claim.owner)
+    assert ledger.record(key, claim.owner, DeliveryStatus.UNKNOWN)
+    [parked] = ledger.unknown()
+    assert parked.key == key
+    assert ledger.claim(key).verdict == "unknown"
+    assert ledger.resolve(parked.key, delivered=True)
+    assert ledger.claim(key).verdict == "accepted"
+    assert ledger.unknown() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "argv"),
+    [
+        ("http://:pw-91@h/0", ["unknown"]),
+        ("redis://:pw-91@h:notaport/0", ["unknown"]),
+        ("redis://:pw-91@127.0.0.1:1/0", ["unknown", "--ledger", "two words"]),
+    ],
+)
+def test_the_review_command_reports_bad_input_without_a_traceback(
+    url: str, argv: list[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailsdk.integrations.redis", *argv],
+        env={**os.environ, "MAILSDK_REDIS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Before: a Python traceback (ValueError, ConfigurationError) and exit status 1.
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "pw-91" not in proc.stderr + proc.stdout
+
+
+def test_from_url_refuses_what_is_not_a_redis_url_without_repeating_it() -> None:
+    from mailsdk.integrations.redis import from_url
+
+    with pytest.raises(ConfigurationError) as caught:
+        from_url("http://:pw-92@h/0")
+    assert "pw-92" not in str(caught.value)

@@ -11,7 +11,7 @@ pytest.importorskip("redis", reason="the redis extra is not installed")
 import redis
 from tests._support.redis_server import RedisServer, free_port
 
-from mailsdk.errors import ConfigurationError, TransportError
+from mailsdk.errors import ConfigurationError, InvalidInputError, TransportError
 from mailsdk.integrations.redis import (
     AsyncRedisConnectionLimiter,
     AsyncRedisRateLimiter,
@@ -196,3 +196,71 @@ async def test_async_limiters_share_keys_with_the_sync_ones(
         assert sync_conns.try_acquire() is not None
     finally:
         await aclient.aclose()
+
+
+@pytest.mark.parametrize("recipients", [10**7, 10**12, 10**18])
+def test_a_reservation_no_budget_can_pay_is_refused_and_takes_nothing(
+    redis_client: redis.Redis, recipients: int
+) -> None:
+    limiter = RedisRateLimiter(
+        redis_client, "acct", messages=[Rate.per_second(10)], recipients=[Rate.per_minute(100)]
+    )
+    assert limiter.reserve(messages=1, recipients=1) == 0.0
+    # Before: 10**7 made every sender of the budget wait 69 days, 10**12 nineteen thousand
+    # years, and 10**18 broke the script half-way (tokens written, expiry failed), so every
+    # later reservation of anyone failed with CoordinationUnavailable.
+    with pytest.raises(InvalidInputError, match="30 days"):
+        limiter.reserve(messages=1, recipients=recipients)
+    assert limiter.reserve(messages=1, recipients=1) == 0.0  # the budget is untouched
+    # A deep queue inside the bound is still a queue, not an error.
+    assert 50 < limiter.reserve(messages=1, recipients=200) < 70
+
+
+async def test_the_async_limiter_refuses_an_unpayable_reservation_too(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    import redis.asyncio
+
+    aclient = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=5)
+    try:
+        limiter = AsyncRedisRateLimiter(aclient, "acct", messages=[Rate.per_hour(1)])
+        with pytest.raises(InvalidInputError):
+            await limiter.reserve(messages=1000)  # 1000 hours
+        assert await limiter.reserve() == 0.0
+    finally:
+        await aclient.aclose()
+
+
+def test_a_holder_with_a_shorter_lease_ttl_never_expires_the_others_leases(
+    redis_client: redis.Redis,
+) -> None:
+    import time
+
+    # A rolling deploy: old workers with 30 s leases, new ones with 0.2 s, one budget.
+    old = RedisConnectionLimiter(redis_client, "box", limit=2, lease_ttl=30)
+    new = RedisConnectionLimiter(redis_client, "box", limit=2, lease_ttl=0.2)
+    kept = old.try_acquire()
+    assert kept is not None
+    short = new.try_acquire()
+    assert short is not None
+    new.release(short)
+    time.sleep(0.8)
+    # Before: the short holder set the whole set's expiry to 0.4 s, and the old lease, alive
+    # for 30 s more, vanished with it: the cap let a third connection in.
+    assert old.renew(kept) is True
+    assert old.holders() == 1
+    assert new.try_acquire() is not None
+    assert new.try_acquire() is None  # still at most 2
+
+
+def test_a_replayed_acquire_of_the_same_lease_is_still_granted(redis_client: redis.Redis) -> None:
+    from mailsdk.integrations.redis import limits
+
+    limiter = RedisConnectionLimiter(redis_client, "box", limit=1, lease_ttl=30)
+    args = [1, 30_000, "lease-1"]
+    assert int(limits._ACQUIRE(redis_client, [limiter._key], args)) == 1
+    # The same call again (its reply was lost, the client retried): before, the lease counted
+    # against the cap of 1, the answer was "full" and the slot stayed taken by nobody for 30 s.
+    assert int(limits._ACQUIRE(redis_client, [limiter._key], args)) == 1
+    assert limiter.holders() == 1
+    assert limiter.try_acquire() is None  # and no one else got in

@@ -25,6 +25,8 @@ from mailsdk.integrations._deliver import deliver_chunk, is_retryable
 from mailsdk.integrations._leases import LeaseKeeper
 from mailsdk.integrations._wire import WireItem
 from mailsdk.integrations.redis import (
+    AsyncRedisConnectionLimiter,
+    CoordinationUnavailable,
     DeliveryLedger,
     LedgerState,
     Rate,
@@ -379,3 +381,70 @@ def test_a_lost_chunk_takes_the_ledgers_final_word_and_is_otherwise_unknown(
     assert results[0]["status"] == "accepted" and results[0]["queue_id"] == "Q1"
     assert [o.status for o in outcomes[1:]] == [DeliveryStatus.UNKNOWN] * 2
     assert all("chunk task failed" in str(o.error) for o in outcomes[1:])
+
+
+def test_redis_down_while_a_pool_opens_a_connection_does_not_leak_the_pool_slot(
+    smtpd_factory: Callable[..., SmtpdServer], fresh_redis: RedisServer
+) -> None:
+    server = smtpd_factory()
+    client = from_url(fresh_redis.url, timeout=2)
+    cap = RedisConnectionLimiter(client, "acct", limit=2, lease_ttl=5)
+    with _pool(server.port, cap, max_connections=1, checkout_timeout=5) as pool:
+        fresh_redis.stop()
+        with pytest.raises(CoordinationUnavailable):
+            pool.checkout()  # the lease could not be taken: no connection
+        fresh_redis.start()
+        # Before: the failed opening kept the pool's only slot, so every later checkout
+        # waited for it (a Celery worker process could never send again).
+        assert pool.stats()["open"] == 0
+        with pool.connection() as session:
+            session.noop()
+    assert cap.holders() == 0
+    client.close()
+
+
+async def test_redis_down_while_an_async_pool_opens_a_connection_does_not_leak_the_slot(
+    smtpd_factory: Callable[..., SmtpdServer], fresh_redis: RedisServer
+) -> None:
+    import redis.asyncio
+
+    server = smtpd_factory()
+    client = redis.asyncio.Redis.from_url(
+        fresh_redis.url, socket_timeout=2, socket_connect_timeout=2
+    )
+    cap = AsyncRedisConnectionLimiter(client, "acct", limit=2, lease_ttl=5)
+    builder = ClientBuilder.smtp("127.0.0.1", server.port).with_tls("none").with_timeouts(10)
+    pool = builder.build_async().pool(max_connections=1, connection_limiter=cap, checkout_timeout=5)
+    try:
+        fresh_redis.stop()
+        with pytest.raises(CoordinationUnavailable):
+            await pool.checkout()
+        fresh_redis.start()
+        assert pool.stats()["open"] == 0
+        async with pool.connection() as session:
+            await session.noop()
+    finally:
+        await pool.aclose()
+        await client.aclose()
+
+
+def test_a_duplicate_repeats_the_earlier_sends_reply_and_queue_id(
+    smtpd_factory: Callable[..., SmtpdServer], redis_client: redis.Redis
+) -> None:
+    from mailsdk import DeliveryStatus
+    from mailsdk.integrations._wire import outcome_from_json
+
+    server = smtpd_factory()
+    ledger = DeliveryLedger(redis_client, "plain")
+    with _pool(server.port) as pool:
+        [first] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)
+        [again] = deliver_chunk([_item(1)], pool=pool, ledger=ledger)  # a redelivered task
+    assert len(server.recorder.messages) == 1
+    assert again["duplicate"] is True and again["attempts"] == first["attempts"]
+    # Before: the duplicate said "accepted" with no reply, queue id or recipients, so its
+    # SendOutcome was ACCEPTED with result None.
+    assert (again["reply"], again["queue_id"]) == (first["reply"], first["queue_id"])
+    outcome = outcome_from_json(again, sender="a@client.test")
+    assert outcome.status is DeliveryStatus.ACCEPTED and outcome.attempts == 0
+    assert outcome.result is not None and outcome.result.accepted == ("bob@example.test",)
+    assert outcome.result.reply.code == 250

@@ -135,6 +135,9 @@ def test_json_results_come_back_as_outcomes() -> None:
     assert refused.error is not None and "busy" in str(refused.error)
     deferred = outcome_from_json({"index": 1, "key": "d", "status": "deferred", "reason": "x"})
     assert deferred.status is DeliveryStatus.FAILED and "not sent: x" in str(deferred.error)
+    for holder in ("claimed", "sending"):  # another live worker has it: maybe sent, not unsent
+        held = {"index": 1, "key": "d", "status": "deferred", "reason": "x", "holder": holder}
+        assert outcome_from_json(held).status is DeliveryStatus.UNKNOWN
     duplicate = outcome_from_json(
         {"index": 2, "key": "e", "status": "accepted", "duplicate": True, "attempts": 1}
     )

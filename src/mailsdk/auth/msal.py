@@ -142,11 +142,18 @@ class DeviceCodePrompt:
     expires_at: float | None
 
 
-def _token_error(what: str, result: Mapping[str, typing.Any]) -> TokenError:
-    """Map an msal error dict to :class:`TokenError` (the description is the server's text)."""
+def _token_error(
+    what: str, result: Mapping[str, typing.Any], redact: Sequence[str] = ()
+) -> TokenError:
+    """Map an msal error dict to :class:`TokenError` (the description is the server's text,
+    with any of the ``redact`` values an authority or a proxy echoed back replaced)."""
     error = str(result.get("error") or "unknown_error")
     description = result.get("error_description")
     description = str(description) if description is not None else None
+    for secret in redact:
+        if secret and description:
+            description = description.replace(secret, "[redacted]")
+        error = error.replace(secret, "[redacted]") if secret else error
     correlation = result.get("correlation_id")
     message = f"{what} failed: {error}"
     if description:
@@ -286,9 +293,13 @@ class _MsalProvider:
         except ValueError as exc:
             raise TokenError(f"{self._what} failed: {type(exc).__name__}") from exc
 
+    def _redact(self) -> tuple[str, ...]:
+        """Secret values an error text must never show (the client secret)."""
+        return ()
+
     def _to_token(self, result: Mapping[str, typing.Any] | None) -> AccessToken:
         if not result or "access_token" not in result:
-            raise _token_error(self._what, result or {"error": "no_token"})
+            raise _token_error(self._what, result or {"error": "no_token"}, self._redact())
         expires_at: float | None = None
         if result.get("expires_in") is not None:
             expires_at = self._clock() + float(result["expires_in"])
@@ -380,6 +391,10 @@ class MsalAppOnlyProvider(_MsalProvider):
             if not secret:
                 raise ConfigurationError("the client secret is empty")
             self._credential = secret
+
+    def _redact(self) -> tuple[str, ...]:
+        cred = self._credential
+        return (cred.reveal(),) if isinstance(cred, Secret) else ()
 
     def _create_app(self) -> typing.Any:
         cred = self._credential

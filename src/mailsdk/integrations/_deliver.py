@@ -54,6 +54,17 @@ DEFERRED = "deferred"
 
 _T = typing.TypeVar("_T")
 
+#: The fields of an earlier send's result that a duplicate of it repeats.
+_EARLIER: typing.Final = frozenset(
+    {"reply", "queue_id", "accepted", "refused", "error", "transient"}
+)
+
+#: Why a message another live sender holds was not attempted, by the holder's ledger state.
+_BUSY: typing.Final = {
+    "claimed": "claimed by another worker",
+    "sending": "being sent by another worker",
+}
+
 
 def _patient(call: typing.Callable[[], _T], patience: float) -> _T:
     """Run a Redis call, retrying for ``patience`` seconds while Redis is down (a restart)."""
@@ -199,9 +210,16 @@ class _Chunk:
                     mine.append(pos)
                     self.claims[pos] = claim.attempts
                 elif claim.verdict == "busy":
-                    self.results[pos] = _deferred(index, item.key, "claimed by another worker")
+                    self.results[pos] = {
+                        **_deferred(index, item.key, _BUSY.get(claim.holder, _BUSY["claimed"])),
+                        # When to look again (a dead holder's claim has lapsed by then), and
+                        # whether the message may be at the server already.
+                        "retry_after": claim.lapses_in,
+                        "holder": claim.holder,
+                    }
                 else:
                     self.results[pos] = {
+                        **self.earlier(item.key),
                         "index": index,
                         "key": item.key,
                         "status": claim.verdict,
@@ -219,6 +237,17 @@ class _Chunk:
         if ledger is not None and mine:
             self.keeper = _ClaimKeeper(ledger, self.owner, [self.items[p].key for p in mine])
         return mine
+
+    def earlier(self, key: str) -> JsonDict:
+        """What the ledger recorded of the send that made ``key`` final (its reply, queue id,
+        recipients), so a duplicate reports the same result; empty when unavailable."""
+        assert self.ledger is not None
+        try:
+            entry = self.ledger.get(key)
+        except CoordinationUnavailable:
+            return {}
+        detail = entry.detail if entry is not None and entry.detail else {}
+        return {k: v for k, v in detail.items() if k in _EARLIER}
 
     def feed(self, positions: Sequence[int]) -> Iterator[Outgoing]:
         """The batch input: each item marked ``sending`` as the pool takes it."""

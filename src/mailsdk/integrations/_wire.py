@@ -232,14 +232,18 @@ def outcome_from_json(result: Mapping[str, typing.Any], *, sender: str = "") -> 
     """The :class:`SendOutcome` a JSON result (:func:`outcome_to_json` plus the worker's fields)
     stands for: status, the final reply, accepted and refused recipients, the error.
 
-    A ``deferred`` or ``lost`` item becomes FAILED (``lost``: UNKNOWN, since its task vanished
-    and nothing says it was not sent); a duplicate the ledger refused to resend keeps the
-    ledger's status with ``attempts`` 0 (nothing was sent this time).
+    A ``deferred`` item becomes FAILED (UNKNOWN when another live worker held it), a
+    ``lost`` one UNKNOWN (its task vanished and nothing says it was not sent); a duplicate the
+    ledger refused to resend keeps the ledger's status with ``attempts`` 0 (nothing was sent
+    this time).
     """
     raw = str(result.get("status"))
     status = _STATUS.get(raw)
     if status is None:
-        status = DeliveryStatus.UNKNOWN if raw == "lost" else DeliveryStatus.FAILED
+        # "lost": its task vanished; deferred while another live worker held it (sending it,
+        # or about to): both may be at the server, so neither is reported as never sent.
+        maybe_sent = raw == "lost" or bool(result.get("holder"))
+        status = DeliveryStatus.UNKNOWN if maybe_sent else DeliveryStatus.FAILED
     reply = _reply_from(result.get("reply"))
     index = int(result.get("index", 0))
     key = result.get("key")

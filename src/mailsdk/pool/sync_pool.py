@@ -201,7 +201,13 @@ class Pool:
         self._close_slot(slot, polite=polite)
 
     def _open(self, slot: Slot[Session], deadline: float | None) -> bool:
-        lease = self._limiter.try_acquire()
+        try:
+            lease = self._limiter.try_acquire()
+        except BaseException:  # a shared limiter's store failing: the slot must not leak
+            with self._cond:
+                self._book.discard(slot)
+                self._cond.notify()
+            raise
         if lease is None:  # the shared cap is reached: give the slot back and poll
             with self._cond:
                 self._book.discard(slot)

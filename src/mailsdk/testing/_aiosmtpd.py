@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from mailsdk.testing.records import Command, Login, ReceivedMessage, Recording
 from mailsdk.testing.rules import Rule, Script
 
-__all__ = ["ServerState", "make_protocol"]
+__all__ = ["ScriptedLMTP", "ScriptedSMTP", "ServerState", "authenticator", "make_protocol"]
 
 _OK_DATA: typing.Final = "250 2.0.0 OK: queued as {qid}"
 _GO_AHEAD: typing.Final = "354 End data with <CR><LF>.<CR><LF>"
@@ -125,7 +125,7 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: typing.Any, envelope: typing.Any) -> str:
-        protocol = typing.cast("_Recording", server)
+        protocol = typing.cast("ScriptedSMTP", server)
         rcpts = tuple(envelope.rcpt_tos)
         replies: list[str] = []
         confirmed: list[str] = []
@@ -209,7 +209,7 @@ def _keep(line: str, extensions: dict[str, bool]) -> bool:
     return True
 
 
-class _Recording(SMTP):
+class ScriptedSMTP(SMTP):
     """aiosmtpd's protocol with the script applied to every command, recording, and BDAT."""
 
     def __init__(self, handler: Handler, **kwargs: typing.Any) -> None:
@@ -284,12 +284,12 @@ class _Recording(SMTP):
                     # RFC 3030 §2: a refused chunk is still read, or its bytes would be
                     # taken for commands; the transaction's earlier chunks go with it.
                     await self._discard_chunk(arg)
-                await super(_Recording, self).push(rule.reply)
+                await super(ScriptedSMTP, self).push(rule.reply)
             elif rule.close:
                 self._abort()
                 return
             elif rule.stall and verb == "DATA":
-                await super(_Recording, self).push(_GO_AHEAD)
+                await super(ScriptedSMTP, self).push(_GO_AHEAD)
             else:
                 await method(arg)
             if rule.close:
@@ -387,7 +387,7 @@ class _Recording(SMTP):
             self.transport.close()
 
 
-class _RecordingLMTP(_Recording, LMTP):
+class ScriptedLMTP(ScriptedSMTP, LMTP):
     """The same, speaking LMTP (LHLO; one reply per recipient after the data)."""
 
 
@@ -400,5 +400,5 @@ def make_protocol(state: ServerState, *, probe: bool = False, **kwargs: typing.A
     which plain aiosmtpd serves: no rules, no recording)."""
     if probe:
         return _Probe(Handler(state), **kwargs)
-    cls = _RecordingLMTP if state.lmtp else _Recording
+    cls = ScriptedLMTP if state.lmtp else ScriptedSMTP
     return cls(Handler(state), **kwargs)

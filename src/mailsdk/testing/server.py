@@ -13,9 +13,7 @@ be scripted before or during a test (:meth:`MailServer.refuse_recipient`,
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import socket
 import ssl
 import typing
 from collections.abc import Generator, Mapping
@@ -32,9 +30,9 @@ from mailsdk.transport import TlsSettings
 try:
     import trustme
     from aiosmtpd.controller import Controller, UnixSocketController
-    from aiosmtpd.smtp import SMTP
 
-    from mailsdk.testing._aiosmtpd import ServerState, authenticator, make_protocol
+    from mailsdk.testing._aiosmtpd import ServerState, authenticator
+    from mailsdk.testing._listen import start_controller
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "mailsdk.testing needs the 'testing' extra: pip install 'mailsdk[testing]' "
@@ -47,40 +45,6 @@ TlsOption = typing.Literal["none", "starttls", "implicit"]
 #: Deadlines of the clients the helpers build: short, so a test that hangs says so quickly,
 #: long enough for a loaded CI machine.
 CLIENT_TIMEOUT: typing.Final = 10.0
-_START_ATTEMPTS: typing.Final = 5
-
-
-class _ProbeAwareController:
-    """What both controllers add to aiosmtpd's: the protocol comes from ``make_protocol``, and
-    the connection aiosmtpd opens to itself while starting is marked as a probe."""
-
-    SMTP_kwargs: dict[str, typing.Any]
-
-    def __init__(self, state: ServerState, **kwargs: typing.Any) -> None:
-        self._state = state
-        self._starting = False
-        super().__init__(None, **kwargs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
-
-    def start(self) -> None:
-        # aiosmtpd opens one connection of its own while starting (to see that the protocol
-        # can be made): that probe must not use up the test's rules (a GREETING rule set
-        # before start()) nor count as a session.
-        self._starting = True
-        try:
-            super().start()  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
-        finally:
-            self._starting = False
-
-    def factory(self) -> SMTP:
-        return make_protocol(self._state, probe=self._starting, **self.SMTP_kwargs)
-
-
-class _TcpController(_ProbeAwareController, Controller):
-    pass
-
-
-class _UnixController(_ProbeAwareController, UnixSocketController):
-    pass
 
 
 class MailServer:
@@ -161,27 +125,9 @@ class MailServer:
         """Start listening (idempotent); returns ``self``."""
         if self._controller is not None:
             return self
-        kwargs = self._smtp_options()
-        for _attempt in range(_START_ATTEMPTS):
-            if self.path is not None:
-                controller: Controller | UnixSocketController = _UnixController(
-                    self._state, unix_socket=self.path, **kwargs
-                )
-            else:
-                self.port = _free_port(self.host)
-                controller = _TcpController(
-                    self._state, hostname=self.host, port=self.port, **kwargs
-                )
-            try:
-                controller.start()
-            except OSError as exc:  # another process took the free port in between
-                if exc.errno != errno.EADDRINUSE or self.path is not None:
-                    raise
-                continue
-            break
-        else:  # pragma: no cover - five port races in a row
-            raise OSError(errno.EADDRINUSE, "no free port for the test server")
-        self._controller = controller
+        self._controller, self.port = start_controller(
+            self._state, host=self.host, unix_path=self.path, **self._smtp_options()
+        )
         self.recording.clear()  # the controller's own start-up probe is no test's business
         return self
 
@@ -430,10 +376,3 @@ def serve(**options: typing.Any) -> Generator[MailServer, None, None]:
     """
     with MailServer(**options) as server:
         yield server
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])

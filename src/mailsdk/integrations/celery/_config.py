@@ -8,7 +8,7 @@ The keys (all optional except ``mailsdk_client`` or ``mailsdk_profile``)::
     mailsdk_client = "myproject.mail:build_client"   # "module:callable" -> Client or ClientBuilder
     mailsdk_profile = "work"                          # ... or a profile of the mailsdk config file
     mailsdk_config = "/etc/mailsdk/config.toml"       # that file (default: $MAILSDK_CONFIG, XDG)
-    mailsdk_redis_url = "redis://..."                 # limits + ledger; default: the broker URL
+    mailsdk_redis_url = "redis://..."                 # limits + ledger (see REDIS_URL_ENV)
     mailsdk_message_rates = [Rate.per_second(10)]     # cluster-wide message Rates
     mailsdk_recipient_rates = [Rate.per_minute(3000)] # cluster-wide recipient Rates
     mailsdk_max_connections = 4                       # cluster-wide connection cap
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import typing
 from collections.abc import Callable, Mapping, Sequence
 
@@ -43,6 +44,7 @@ DEFAULT_RETRY: typing.Final = RetryPolicy(attempts=5, backoff=2.0, max_delay=300
 
 __all__ = [
     "DEFAULT_RETRY",
+    "REDIS_URL_ENV",
     "WorkerSettings",
     "load_factory",
     "profile_factory",
@@ -118,6 +120,30 @@ def profile_factory(name: str, path: str | None) -> Callable[[], Client]:
     return build
 
 
+def _rates(conf: Mapping[str, typing.Any], key: str) -> tuple[Rate, ...]:
+    """``mailsdk_message_rates`` / ``mailsdk_recipient_rates``: Rates (a list, or just one)."""
+    from mailsdk.integrations.redis import Rate
+
+    value = conf.get(key)
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, Rate) else value
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise ConfigurationError(f"{key} must be a list of mailsdk.integrations.redis.Rate")
+    rates = tuple(typing.cast("Sequence[object]", items))
+    if not all(isinstance(rate, Rate) for rate in rates):
+        raise ConfigurationError(
+            f"{key} must be a list of mailsdk.integrations.redis.Rate, e.g. [Rate.per_second(10)]"
+        )
+    return typing.cast("tuple[Rate, ...]", rates)
+
+
+def _name(key: str, value: object) -> str:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ConfigurationError(f"{key} must be a non-empty word, not {value!r}")
+    return value
+
+
 def _number(conf: Mapping[str, typing.Any], key: str, default: float) -> float:
     value = conf.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -154,8 +180,17 @@ class WorkerSettings:
         return profile_factory(self.profile, self.config)
 
 
+#: Where the worker reads the Redis URL when ``mailsdk_redis_url`` is not set (the review
+#: command reads the same variable). Celery masks the passwords of the settings it knows
+#: (``broker_url``...) in ``celery report`` and ``celery inspect conf``, not of
+#: ``mailsdk_redis_url``: a password belongs here, or in the broker URL.
+REDIS_URL_ENV: typing.Final = "MAILSDK_REDIS_URL"
+
+
 def _redis_url(conf: Mapping[str, typing.Any]) -> str | None:
     url = conf.get("mailsdk_redis_url")
+    if url is None:
+        url = os.environ.get(REDIS_URL_ENV) or None
     if url is None:
         broker = conf.get("broker_url")
         if isinstance(broker, str) and broker.startswith(("redis://", "rediss://")):
@@ -198,12 +233,12 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
     settings = WorkerSettings(
         client=client,
         redis_url=_redis_url(conf),
-        message_rates=tuple(conf.get("mailsdk_message_rates") or ()),
-        recipient_rates=tuple(conf.get("mailsdk_recipient_rates") or ()),
+        message_rates=_rates(conf, "mailsdk_message_rates"),
+        recipient_rates=_rates(conf, "mailsdk_recipient_rates"),
         max_connections=cap,
         pool_size=size,
-        limits_name=str(conf.get("mailsdk_limits_name", "default")),
-        ledger=str(ledger) if ledger else None,
+        limits_name=_name("mailsdk_limits_name", conf.get("mailsdk_limits_name", "default")),
+        ledger=_name("mailsdk_ledger", ledger) if ledger else None,
         claim_ttl=_number(conf, "mailsdk_claim_ttl", 300.0),
         lease_ttl=_number(conf, "mailsdk_lease_ttl", 30.0),
         idle_timeout=_number(conf, "mailsdk_idle_timeout", 5.0),
@@ -214,7 +249,8 @@ def settings_from(conf: Mapping[str, typing.Any]) -> WorkerSettings:
     needs_redis = settings.message_rates or settings.recipient_rates or cap or settings.ledger
     if needs_redis and settings.redis_url is None:
         raise ConfigurationError(
-            "limits and the ledger need Redis: set mailsdk_redis_url (or a redis:// broker)"
+            "limits and the ledger need Redis: set mailsdk_redis_url, $MAILSDK_REDIS_URL or a "
+            "redis:// broker"
         )
     if profile is not None:
         profile_factory(profile, config)  # the file and the profile exist (fails at start-up)

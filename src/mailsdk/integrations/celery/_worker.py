@@ -12,7 +12,8 @@ after the fork) builds the process state, the first task creates the process's
 :class:`~mailsdk.pool.Pool` (``mailsdk_pool_size`` connections, under the cluster-wide
 connection cap, its leases kept alive by a :class:`LeaseKeeper`), later tasks reuse its
 connections, and ``worker_process_shutdown`` closes it. Other pools (solo, threads) build the
-state on first use; a PID check rebuilds it if a process was forked behind our back.
+state on first use and close it on ``worker_shutdown``; a PID check rebuilds it if a process
+was forked behind our back.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from mailsdk.batch import ConnectionLimiter, RateLimiter
+from mailsdk.errors import MailError
+from mailsdk.flows import DeliveryStatus
 from mailsdk.integrations._deliver import deliver_chunk, is_retryable
 from mailsdk.integrations._leases import LeaseKeeper
 from mailsdk.integrations._wire import JsonDict, decode_item
@@ -172,6 +175,23 @@ class MailTasks(typing.NamedTuple):
     send_chunk: typing.Any
 
 
+def _not_built(key: str, index: int, exc: Exception) -> JsonDict:
+    """The result of an item whose worker could not build its client (a configuration error:
+    FAILED, never sent, not retried; without it the chunk task failed and its items came back
+    UNKNOWN, as if they might have gone out)."""
+    shown = str(exc) if isinstance(exc, MailError) else type(exc).__name__
+    return {
+        "index": index,
+        "key": key,
+        "status": DeliveryStatus.FAILED.value,
+        "retryable": False,
+        "attempts": 0,
+        "reason": "the worker could not build its mailsdk client",
+        # A mailsdk error's text is safe to pass on; a foreign one's might quote a secret.
+        "error": {"type": type(exc).__name__, "message": f"the client factory failed: {shown}"},
+    }
+
+
 def _run(
     task: typing.Any, items: Sequence[JsonDict], done: list[JsonDict], started: float | None
 ) -> list[JsonDict]:
@@ -190,14 +210,23 @@ def _run(
         ) as span:
             span.set_attribute("mailsdk.celery.items", len(decoded))
             span.set_attribute("mailsdk.celery.retries", int(task.request.retries or 0))
-            results = deliver_chunk(
-                decoded,
-                pool=state.pool,
-                rate=state.rate,
-                ledger=state.ledger,
-                retry=state.settings.retry,
-                indexes=indexes,
-            )
+            try:
+                pool = state.pool
+            except Exception as exc:  # the client factory failed: nothing claimed, none sent
+                _log.error("the mailsdk client could not be built: %s", type(exc).__name__)
+                results = [
+                    _not_built(item.key, index, exc)
+                    for item, index in zip(decoded, indexes, strict=True)
+                ]
+            else:
+                results = deliver_chunk(
+                    decoded,
+                    pool=pool,
+                    rate=state.rate,
+                    ledger=state.ledger,
+                    retry=state.settings.retry,
+                    indexes=indexes,
+                )
     finally:
         otel_context.detach(token)
     final = list(done)
@@ -210,6 +239,12 @@ def _run(
     retries = int(task.request.retries or 0)
     policy = state.settings.retry
     delay = policy.delay(retries + 1)
+    # A message another worker holds is looked at again once that claim would lapse: a dead
+    # worker's claims (claim_ttl, minutes) outlast the backoff (seconds), and retrying before
+    # they lapse only spends the attempts and ends the message FAILED, never sent.
+    # (Plus a second: the claim's clock is Redis's, the countdown's this host's.)
+    lapses = [float(r["retry_after"]) + 1.0 for _i, r in again if r.get("retry_after")]
+    delay = max([delay, *lapses])
     elapsed = time.time() - started
     in_time = policy.max_elapsed is None or elapsed + delay <= policy.max_elapsed
     if again and retries + 1 < policy.attempts and in_time:
@@ -225,6 +260,33 @@ def _run(
         )
     final.extend(result for _item, result in again)
     return sorted(final, key=lambda r: int(r.get("index", 0)))
+
+
+def _summary(value: object, noun: str) -> str:
+    count = len(value) if isinstance(value, list | tuple) else int(value is not None)
+    return f"<{count} {noun}>"
+
+
+class _QuietTask(celery.Task):  # type: ignore[misc]  # celery ships no type hints
+    """A task whose published messages describe their arguments instead of showing them.
+
+    Celery puts a repr of the arguments into every task message (``argsrepr``/``kwargsrepr``),
+    which ``celery events``, Flower and the worker log display: here that would be whole
+    messages and their addresses. Retries publish through :meth:`apply_async` too.
+    """
+
+    def apply_async(
+        self, args: typing.Any = None, kwargs: typing.Any = None, **options: typing.Any
+    ) -> typing.Any:
+        given = dict(kwargs or {})
+        shown = {
+            name: _summary(given[name], noun)
+            for name, noun in (("item", "message"), ("items", "messages"), ("done", "results"))
+            if name in given
+        }
+        options.setdefault("argsrepr", f"<{len(args or ())} arguments>")
+        options.setdefault("kwargsrepr", repr(shown))
+        return super().apply_async(args, kwargs, **options)
 
 
 def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
@@ -256,7 +318,7 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
         items = typing.cast("list[JsonDict]", kwargs.get("items") or [item])
         return _run(self, items, list(kwargs.get("done") or []), kwargs.get("started"))[0]
 
-    options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+    options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "base": _QuietTask}
     chunk_task = app.task(name=f"{prefix}.send_chunk", **options)(send_chunk)
     message_task = app.task(name=f"{prefix}.send_message", **options)(send_message)
 
@@ -264,5 +326,8 @@ def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:
         worker_state(app)  # after the fork: settings read, client built, nothing connected
 
     celery.signals.worker_process_init.connect(on_process_init, weak=False)
-    celery.signals.worker_process_shutdown.connect(_close_all, weak=False)
+    celery.signals.worker_process_shutdown.connect(_close_all, weak=False)  # prefork children
+    # solo, threads, gevent/eventlet: the tasks ran in the worker's own process, which only
+    # sends worker_shutdown (in a prefork parent it finds no state of its own: a no-op).
+    celery.signals.worker_shutdown.connect(_close_all, weak=False)
     return MailTasks(app, message_task, chunk_task)

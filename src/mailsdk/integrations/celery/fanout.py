@@ -13,9 +13,10 @@ and waits for all of them. Every input item appears in the report exactly once, 
 id, accepted and refused recipients, error): a duplicate the ledger refused to resend keeps the
 ledger's status with ``attempts == 0``; an item parked as UNKNOWN is UNKNOWN (see
 ``DeliveryLedger.unknown()``); an item deferred until the retries ran out is FAILED (never
-sent); an item whose chunk task failed as a whole (or timed out) takes the ledger's word
-when a ledger is given and the ledger has a final state for it, and is UNKNOWN otherwise (its
-task may still run, or run again: it is never reported as not sent).
+sent), or UNKNOWN when another live worker held it; an item whose chunk task failed as a
+whole (or timed out) takes the ledger's word when a ledger is given and the ledger has a final
+state for it, and is UNKNOWN otherwise (its task may still run, or run again: it is never
+reported as not sent).
 """
 
 from __future__ import annotations

@@ -117,10 +117,16 @@ def build_client(options: BackendOptions) -> Client:
         )
     else:
         builder = builder.with_tls(mode)
-    if options.timeout is not None:
-        if not math.isfinite(options.timeout) or options.timeout <= 0:
+    timeout: object = options.timeout  # straight from the settings: maybe a str
+    if timeout is not None:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise ConfigurationError("EMAIL_TIMEOUT must be a positive number of seconds")
-        builder = builder.with_timeouts(float(options.timeout))
+        builder = builder.with_timeouts(float(timeout))
     if options.token_provider:
         if not options.username:
             raise ConfigurationError("MAILSDK_TOKEN_PROVIDER needs EMAIL_HOST_USER")

@@ -51,11 +51,18 @@ def _setting(name: str, default: typing.Any = None) -> typing.Any:
     return getattr(settings, name, default)
 
 
-def _address(value: str) -> str:
-    _name, addr = email.utils.parseaddr(value)
-    if not addr:
-        raise InvalidInputError("an email address of the message is empty or malformed")
-    return addr
+def _address(value: object) -> str:
+    """The one address in ``value`` (``"Name <a@b>"`` or ``"a@b"``).
+
+    ``parseaddr`` alone returns the first address it can make out and drops the rest, so
+    ``"a@x, b@y"`` or ``"a@x\r\nRCPT TO:<c@z>"`` would quietly go to ``a@x`` only: refuse those.
+    """
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise InvalidInputError("an email address of the message is malformed")
+    found = email.utils.getaddresses([value])
+    if len(found) != 1 or not found[0][1]:
+        raise InvalidInputError("an email address of the message is empty or is not one address")
+    return found[0][1]
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
@@ -111,6 +118,16 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         self._pool: Pool | None = None
         self._lock = threading.RLock()
         self._tasks_path: str | None = _setting("MAILSDK_CELERY_TASKS")
+        self._tasks: typing.Any = None
+        if self._tasks_path is not None:
+            # Resolved now: a wrong path found at send time was swallowed by fail_silently, and
+            # every message was dropped without a word.
+            self._tasks = load_object(str(self._tasks_path), "MAILSDK_CELERY_TASKS")
+            if not hasattr(self._tasks, "send_chunk"):
+                raise ConfigurationError(
+                    "MAILSDK_CELERY_TASKS must name what mailsdk.integrations.celery.install "
+                    "returned"
+                )
         if not self.fail_silently or self._tasks_path is None:
             self._client = build_client(self._options)
 
@@ -216,12 +233,30 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
 
     def _hand_off(self, items: Sequence[Outgoing]) -> int:
         try:
-            assert self._tasks_path is not None
-            tasks = typing.cast(typing.Any, load_object(self._tasks_path, "MAILSDK_CELERY_TASKS"))
+            tasks = self._tasks
             payloads = [encode_item(item) for item in items]
             for index, payload in enumerate(payloads):
                 payload["index"] = index
-            tasks.send_chunk.apply_async(kwargs={"items": payloads})
+                # The ledger key: the Message-ID *and* the envelope. Django users cannot set
+                # Outgoing.key, and one Message-ID sent to different people (a fixed header
+                # with send_mass_mail) is several deliveries: keyed by the Message-ID alone,
+                # the ledger called every one after the first a duplicate and dropped it.
+                payload["key"] = f"{payload['key']} to {','.join(sorted(payload['recipients']))}"
+            keys = [payload["key"] for payload in payloads]
+            if len(set(keys)) != len(keys):
+                raise InvalidInputError(
+                    "two messages of one send_messages call share a Message-ID and recipients"
+                )
+            # The caller's trace context travels with the task, as with send_batch.
+            from opentelemetry import propagate
+
+            from mailsdk.integrations.celery import TRACE_HEADER
+
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            tasks.send_chunk.apply_async(
+                kwargs={"items": payloads}, headers={TRACE_HEADER: carrier}
+            )
         except Exception:
             if not self.fail_silently:
                 raise

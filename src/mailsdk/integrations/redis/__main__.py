@@ -26,7 +26,8 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 1 Redis failed, 2 usage)."""
+    """Run the command; returns the exit status (0 ok, 1 Redis failed or a key to resolve was
+    not parked, 2 usage: bad arguments, a malformed URL or ledger name)."""
     parser = argparse.ArgumentParser(prog="python -m mailsdk.integrations.redis")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("unknown", help="list the messages parked as UNKNOWN")
@@ -42,8 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = os.environ.get("MAILSDK_REDIS_URL")
     if not url:
         parser.error("set MAILSDK_REDIS_URL to the ledger's Redis")
-    client = from_url(url)
-    ledger = DeliveryLedger(client, args.ledger)
+    try:
+        client = from_url(url)
+        ledger = DeliveryLedger(client, args.ledger)
+    except MailError as exc:  # a malformed URL or ledger name
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    status = 0
     try:
         if args.command == "unknown":
             for entry in ledger.unknown(limit=args.limit):
@@ -57,13 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(line, sort_keys=True))
         else:
             for key in args.keys:
-                ledger.resolve(key, delivered=bool(args.delivered))
+                if not ledger.resolve(key, delivered=bool(args.delivered)):
+                    found = ledger.get(key)
+                    shown = found.state.value if found is not None else "not in the ledger"
+                    print(f"not parked as UNKNOWN ({shown}), left alone: {key}", file=sys.stderr)
+                    status = 1
     except MailError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         client.close()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
+from mailsdk.errors import ConfigurationError
 from mailsdk.integrations._errors import CoordinationUnavailable
 
 __all__ = ["CoordinationUnavailable", "Script", "describe", "from_url", "run"]
@@ -33,8 +34,18 @@ def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
 
 
 def from_url(url: str, *, timeout: float = 5.0) -> redis.Redis:
-    """A Redis client for ``url`` with bounded connect and command timeouts (never hangs)."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    """A Redis client for ``url`` with bounded connect and command timeouts (never hangs).
+
+    Raises:
+        ConfigurationError: ``url`` is not a Redis URL (the message never repeats the URL,
+            which may hold a password).
+    """
+    try:
+        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            "not a valid Redis URL (redis://[:password@]host[:port][/db], rediss://..., unix://...)"
+        ) from None
 
 
 def _unavailable(client: redis.Redis | redis.asyncio.Redis, exc: Exception) -> Exception:
@@ -48,7 +59,7 @@ class Script:
         self._source = source
 
     def __call__(
-        self, client: redis.Redis, keys: Sequence[str], args: Sequence[str | int | float]
+        self, client: redis.Redis, keys: Sequence[str], args: Sequence[str | bytes | int | float]
     ) -> typing.Any:
         """Run the script on ``client``.
 
@@ -62,7 +73,10 @@ class Script:
             raise _unavailable(client, exc) from exc
 
     async def acall(
-        self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[str | int | float]
+        self,
+        client: redis.asyncio.Redis,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int | float],
     ) -> typing.Any:
         """Run the script on an asyncio ``client`` (same errors as calling it)."""
         script = client.register_script(self._source)

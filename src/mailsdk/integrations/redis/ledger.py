@@ -22,6 +22,7 @@ The ledger must survive a Redis restart, so run Redis with persistence (``append
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -42,6 +43,15 @@ _CLAIM = Script(_scripts.LEDGER_CLAIM)
 _SENDING = Script(_scripts.LEDGER_MARK_SENDING)
 _RECORD = Script(_scripts.LEDGER_RECORD)
 _RENEW = Script(_scripts.LEDGER_RENEW)
+_RESOLVE = Script(_scripts.LEDGER_RESOLVE)
+_PRUNE = Script(_scripts.LEDGER_PRUNE)
+_SWEEP = Script(_scripts.LEDGER_SWEEP)
+
+
+def _raw(key: str) -> bytes:
+    """``key`` as Redis stores it: UTF-8, with surrogate escapes (``os.fsdecode`` file names,
+    undecodable header bytes) kept as the bytes they stand for instead of failing."""
+    return key.encode("utf-8", "surrogateescape")
 
 
 class LedgerState(enum.Enum):
@@ -70,11 +80,17 @@ class Claim(typing.NamedTuple):
             ``busy`` (another live owner is on it: do not send now, look again later).
         owner: the owner token to pass to :meth:`DeliveryLedger.sending` / ``record``.
         attempts: how many claims the message has had.
+        holder: for ``busy``, the live holder's state: ``claimed`` (not sent yet) or
+            ``sending`` (it may be at the server now); else empty.
+        lapses_in: for ``busy``, the seconds until the holder's claim lapses unless renewed
+            (look again then: a dead holder's message is taken over or parked UNKNOWN).
     """
 
     verdict: str
     owner: str
     attempts: int
+    holder: str = ""
+    lapses_in: float = 0.0
 
     @property
     def may_send(self) -> bool:
@@ -124,6 +140,7 @@ class DeliveryLedger:
         self._client = client
         self._base = f"{prefix}:ledger:{{{name}}}"
         self._parked = f"{self._base}:unknown"
+        self._in_flight = f"{self._base}:sending"  # entries marked sending, by claim expiry
         self._claim_ms = max(100, math.ceil(claim_ttl * 1000))
         self._retention_s = math.ceil(retention)
         self.claim_ttl = claim_ttl
@@ -132,7 +149,7 @@ class DeliveryLedger:
         return f"<DeliveryLedger {self._base!r}>"
 
     def _entry(self, key: str) -> str:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        digest = hashlib.sha256(_raw(key)).hexdigest()
         return f"{self._base}:m:{digest}"
 
     def claim(self, key: str, *, owner: str | None = None) -> Claim:
@@ -146,10 +163,20 @@ class DeliveryLedger:
             CoordinationUnavailable: Redis failed (nothing was claimed or sent).
         """
         owner = owner or uuid.uuid4().hex
-        args: list[str | int | float] = [owner, self._claim_ms, self._retention_s, key]
-        verdict, attempts = _CLAIM(self._client, [self._entry(key), self._parked], args)
+        args: list[str | bytes | int | float] = [
+            owner,
+            self._claim_ms,
+            self._retention_s,
+            _raw(key),
+        ]
+        keys = [self._entry(key), self._parked, self._in_flight]
+        reply = _CLAIM(self._client, keys, args)
+        verdict, attempts = reply[0], reply[1]
         text = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
-        return Claim(text, owner, int(attempts))
+        if len(reply) < 4:
+            return Claim(text, owner, int(attempts))
+        holder = reply[3].decode() if isinstance(reply[3], bytes) else str(reply[3])
+        return Claim(text, owner, int(attempts), holder, max(0, int(reply[2])) / 1000)
 
     def sending(self, key: str, owner: str) -> bool:
         """Mark a claimed message as being sent (call right before the transaction starts).
@@ -157,7 +184,8 @@ class DeliveryLedger:
         Returns:
             ``True`` if the caller still owns it; ``False`` if the claim was lost (do not send).
         """
-        return int(_SENDING(self._client, [self._entry(key)], [owner, self._claim_ms])) == 1
+        keys = [self._entry(key), self._in_flight]
+        return int(_SENDING(self._client, keys, [owner, self._claim_ms])) == 1
 
     def renew(self, keys: typing.Sequence[str], owner: str) -> int:
         """Extend ``owner``'s live claims (``claimed`` or ``sending``) of ``keys`` by ``claim_ttl``.
@@ -186,14 +214,15 @@ class DeliveryLedger:
             ``True`` when recorded; ``False`` when the caller no longer owns the entry.
         """
         blob = json.dumps(detail or {}, separators=(",", ":"), default=str)
-        args: list[str | int | float] = [
+        args: list[str | bytes | int | float] = [
             owner,
             LedgerState.of(status).value,
             blob,
             self._retention_s,
-            key,
+            _raw(key),
         ]
-        return int(_RECORD(self._client, [self._entry(key), self._parked], args)) == 1
+        keys = [self._entry(key), self._parked, self._in_flight]
+        return int(_RECORD(self._client, keys, args)) == 1
 
     def get(self, key: str) -> LedgerEntry | None:
         """The entry of ``key``, or ``None`` when the ledger has never seen it."""
@@ -201,6 +230,8 @@ class DeliveryLedger:
         if not fields:
             return None
         got = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        if b"key" in fields:  # exactly as given (a key may hold surrogate escapes: file names)
+            got["key"] = fields[b"key"].decode("utf-8", "surrogateescape")
         detail = json.loads(got["detail"]) if got.get("detail") else None
         return LedgerEntry(
             key=got.get("key", key),
@@ -212,32 +243,70 @@ class DeliveryLedger:
         )
 
     def unknown(self, limit: int = 1000) -> list[LedgerEntry]:
-        """The messages parked as UNKNOWN, oldest first: review each, then :meth:`resolve` it."""
-        keys = run(self._client, lambda: self._client.zrange(self._parked, 0, limit - 1))
-        entries = []
-        for raw in keys:
-            key = raw.decode("utf-8", "surrogateescape")
-            entry = self.get(key)
-            if entry is not None and entry.state is LedgerState.UNKNOWN:
-                entries.append(entry)
+        """The messages parked as UNKNOWN, oldest first: review each, then :meth:`resolve` it.
+
+        First parks every message a sender left ``sending`` whose claim has lapsed (it died
+        mid-transaction and no task claimed the message again), so the list is complete.
+        Parked keys whose entry expired (after ``retention``) or moved on are dropped from the
+        parked set as they are met, so they never crowd live ones out of the first ``limit``.
+        """
+        self._sweep()
+        entries: list[LedgerEntry] = []
+        start = 0
+        page = max(1, min(limit, 500))
+        while len(entries) < limit:
+            page_of = functools.partial(self._client.zrange, self._parked, start, start + page - 1)
+            keys = run(self._client, page_of)
+            if not keys:
+                break
+            stale: list[str] = []
+            for raw in keys:
+                key = raw.decode("utf-8", "surrogateescape")
+                entry = self.get(key)
+                if entry is not None and entry.state is LedgerState.UNKNOWN:
+                    if len(entries) < limit:
+                        entries.append(entry)
+                else:
+                    stale.append(key)
+            if stale:  # atomically: only those still not UNKNOWN (one may be parked again)
+                entry_keys = [self._entry(key) for key in stale]
+                raw = [_raw(key) for key in stale]
+                dropped = int(_PRUNE(self._client, [self._parked, *entry_keys], raw))
+            else:
+                dropped = 0
+            start += len(keys) - dropped
         return entries
 
-    def resolve(self, key: str, *, delivered: bool) -> None:
+    def _sweep(self) -> None:
+        """Park the messages whose sender stopped while ``sending`` (see LEDGER_SWEEP)."""
+        seconds, micros = run(self._client, self._client.time)
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        lapsed = functools.partial(
+            self._client.zrangebyscore, self._in_flight, "-inf", now_ms, start=0, num=10_000
+        )
+        for name in run(self._client, lapsed):
+            entry = name.decode() if isinstance(name, bytes) else str(name)
+            _SWEEP(self._client, [entry, self._parked, self._in_flight], [self._retention_s])
+
+    def resolve(self, key: str, *, delivered: bool) -> bool:
         """Close the review of a parked message.
+
+        Only a message parked as UNKNOWN now is changed: a mistyped key, or one the ledger
+        shows accepted (or being sent right now), is left alone and ``False`` returned.
 
         Args:
             key: the message key.
             delivered: ``True`` when it did arrive (recorded as accepted, never sent again);
                 ``False`` when it did not (the entry is dropped: the next send of it goes out).
+
+        Returns:
+            ``True`` when the message was parked and is resolved now.
         """
-
-        def apply() -> None:
-            pipe = self._client.pipeline(transaction=True)
-            if delivered:
-                pipe.hset(self._entry(key), mapping={"state": "accepted", "reason": "reviewed"})
-            else:
-                pipe.delete(self._entry(key))
-            pipe.zrem(self._parked, key)
-            pipe.execute()
-
-        run(self._client, apply)
+        args: list[str | bytes | int | float] = [
+            1 if delivered else 0,
+            _raw(key),
+            self._retention_s,
+        ]
+        found = _RESOLVE(self._client, [self._entry(key), self._parked], args)
+        text = found.decode() if isinstance(found, bytes) else str(found)
+        return text == LedgerState.UNKNOWN.value

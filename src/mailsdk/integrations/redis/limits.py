@@ -25,7 +25,7 @@ import attrs
 import redis
 import redis.asyncio
 
-from mailsdk.errors import ConfigurationError
+from mailsdk.errors import ConfigurationError, InvalidInputError
 from mailsdk.integrations.redis import _scripts
 from mailsdk.integrations.redis._connection import Script, run
 
@@ -116,6 +116,18 @@ class _BucketPlan:
     def keys(self) -> list[str]:
         return [self.penalty_key, *(k for k, _r, _d in self.buckets)]
 
+    @staticmethod
+    def wait(wait_us: object, messages: int, recipients: int) -> float:
+        """The script's answer in seconds; -1 (nothing taken) raises."""
+        value = int(typing.cast(int, wait_us))
+        if value < 0:
+            days = _scripts.RATE_MAX_WAIT // 86400
+            raise InvalidInputError(
+                f"reserving {messages} message(s) and {recipients} recipient(s) would wait more "
+                f"than {days} days: larger than this budget can pay (nothing was taken)"
+            )
+        return value / 1_000_000
+
     def args(self, messages: int, recipients: int, penalty_us: int = 0) -> list[str | int | float]:
         if messages < 0 or recipients < 0:
             raise ConfigurationError("messages and recipients must not be negative")
@@ -172,7 +184,7 @@ class RedisRateLimiter:
         """
         args = self._plan.args(messages, recipients)
         wait_us = _BUCKET(self._client, self._plan.keys(), args)
-        return max(0.0, int(wait_us) / 1_000_000)
+        return self._plan.wait(wait_us, messages, recipients)
 
     def penalize(self, seconds: float) -> None:
         """No send through this budget for ``seconds`` from now (server-signalled throttling)."""
@@ -198,7 +210,7 @@ class AsyncRedisRateLimiter:
         """See :meth:`RedisRateLimiter.reserve`."""
         args = self._plan.args(messages, recipients)
         wait_us = await _BUCKET.acall(self._client, self._plan.keys(), args)
-        return max(0.0, int(wait_us) / 1_000_000)
+        return self._plan.wait(wait_us, messages, recipients)
 
     async def penalize(self, seconds: float) -> None:
         """See :meth:`RedisRateLimiter.penalize`."""

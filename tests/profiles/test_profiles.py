@@ -69,8 +69,9 @@ def test_credentials_come_from_the_environment_or_a_private_file_never_the_file_
     with pytest.raises(ConfigurationError, match="contains a password") as inline:
         builder_for_profile(config.profile("url"))
     assert "inline-pw" not in str(inline.value)
-    with pytest.raises(ConfigurationError, match="OAuth"):
-        builder_for_profile(config.profile("oauth"))
+    with pytest.raises(ConfigurationError, match="client_secret_env") as no_secret:
+        builder_for_profile(config.profile("oauth"))  # OAuth is built: its secret is missing
+    assert "profile 'oauth'" in str(no_secret.value)
     with pytest.raises(ConfigurationError, match="no profile 'missing'"):
         config.profile("missing")
 

@@ -1,22 +1,7 @@
-"""ClientBuilder: a typed, immutable, fluent way to compose a client.
+"""The :class:`ClientBuilder` class (see :mod:`mailsdk.builder`).
 
-Layer: L6 composition. May import everything below (L0-L5); never api, compat or cli.
-
-Each ``with_*`` call returns a *new* builder (``attrs.evolve``); nothing is validated until
-:meth:`ClientBuilder.build` / :meth:`ClientBuilder.build_async`, which raise
-:class:`~mailsdk.errors.ConfigurationError` for inconsistent settings, e.g. credentials over a
-plaintext link without ``allow_plaintext=True``.
-
-Example::
-
-    client = (
-        ClientBuilder.smtp("mail.example.com", 587)
-        .with_credentials("me@example.com", password)
-        .with_opentelemetry()
-        .build()
-    )
-    with client.connect() as session:
-        session.send_message(msg)
+Layer: L6 composition (private). May import everything below (L0-L5); never api, compat or
+cli. The argument checks of the ``with_*`` methods are in ``_checks``.
 """
 
 from __future__ import annotations
@@ -36,6 +21,17 @@ from mailsdk.auth.tokens import (
     CachingTokenProvider,
     TokenProvider,
     is_async_provider,
+)
+from mailsdk.builder._checks import (
+    expect,
+    expect_bool,
+    expect_mechanisms,
+    expect_method,
+    expect_otel_options,
+    expect_port,
+    expect_str,
+    expect_token_provider,
+    refused,
 )
 from mailsdk.client import AsyncClient, AsyncLMTPClient, Client, LMTPClient
 from mailsdk.config import AuthSettings, ClientConfig, Endpoint, Timeouts
@@ -206,12 +202,24 @@ class ClientBuilder:
         server_hostname: str | None = None,
     ) -> ClientBuilder:
         """Choose the TLS mode (``"implicit"``, ``"starttls"``, ``"opportunistic"``, ``"none"``)
-        and optionally the certificate settings and the name to verify."""
+        and optionally the certificate settings and the name to verify.
+
+        Raises:
+            ConfigurationError: an unknown mode, or an argument of the wrong type.
+        """
+        given: object = mode
+        choices = ", ".join(repr(m.value) for m in TlsMode)
+        if not isinstance(given, TlsMode | str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise refused("with_tls", "mode", f"a TlsMode or one of {choices}", given)
         try:
             tls_mode = TlsMode(mode)
         except ValueError:
-            choices = ", ".join(m.value for m in TlsMode)
-            raise ConfigurationError(f"unknown TLS mode {mode!r}; use one of {choices}") from None
+            raise ConfigurationError(
+                f"ClientBuilder.with_tls: unknown TLS mode {mode!r}; use one of {choices}"
+            ) from None
+        if settings is not None:
+            expect("with_tls", "settings", settings, TlsSettings, "a TlsSettings or None")
+        expect_str("with_tls", "server_hostname", server_hostname, optional=True)
         return attrs.evolve(
             self,
             tls_mode=tls_mode,
@@ -221,6 +229,7 @@ class ClientBuilder:
 
     def with_tls_settings(self, settings: TlsSettings) -> ClientBuilder:
         """Certificate verification settings (custom CA, client certificate, ...)."""
+        expect("with_tls_settings", "settings", settings, TlsSettings, "a TlsSettings")
         return attrs.evolve(self, tls=settings)
 
     def with_credentials(
@@ -232,13 +241,23 @@ class ClientBuilder:
         authzid: str | None = None,
         allow_plaintext: bool = False,
     ) -> ClientBuilder:
-        """Authenticate with a password (SCRAM, PLAIN, LOGIN by default preference)."""
+        """Authenticate with a password (SCRAM, PLAIN, LOGIN by default preference).
+
+        Raises:
+            ConfigurationError: an argument of the wrong type (the password is never shown).
+        """
+        method = "with_credentials"
+        expect_str(method, "username", username)
+        expect(method, "password", password, (str, Secret), "a str or Secret", shown=False)
+        expect_mechanisms(method, mechanisms, optional=True)
+        expect_str(method, "authzid", authzid, optional=True)
+        expect_bool(method, "allow_plaintext", allow_plaintext)
         return attrs.evolve(
             self,
             auth=AuthSettings(
                 username=username,
                 password=password,  # AuthSettings wraps it in a Secret
-                mechanisms=mechanisms,  # AuthSettings converts and checks
+                mechanisms=mechanisms,
                 authzid=authzid,
                 allow_plaintext=allow_plaintext,
             ),
@@ -256,7 +275,16 @@ class ClientBuilder:
 
         ``allow_plaintext`` lets a bearer token cross a link without TLS (never do this
         outside tests: a token is as good as a password).
+
+        Raises:
+            ConfigurationError: an argument of the wrong type, a token string instead of a
+                provider (never shown), or a provider bound to another mailbox.
         """
+        method = "with_token_provider"
+        expect_str(method, "username", username)
+        expect_token_provider(method, provider)
+        expect_mechanisms(method, mechanisms, optional=False)
+        expect_bool(method, "allow_plaintext", allow_plaintext)
         return attrs.evolve(
             self,
             auth=AuthSettings(
@@ -268,37 +296,50 @@ class ClientBuilder:
         )
 
     def with_timeouts(self, timeouts: Timeouts | float) -> ClientBuilder:
-        """Per-phase deadlines, or one number for every phase."""
+        """Per-phase deadlines, or one number for every phase (a decimal ``str``, e.g. from an
+        environment variable, is read as a number).
+
+        Raises:
+            ConfigurationError: not a Timeouts or a number of seconds (a bool is not one).
+        """
         if isinstance(timeouts, Timeouts):
             return attrs.evolve(self, timeouts=timeouts)
+        given: object = timeouts
+        expected = "a Timeouts or a number of seconds"
+        if isinstance(given, bool) or not isinstance(given, int | float | str):
+            raise refused("with_timeouts", "timeouts", expected, given)
         try:
-            seconds = float(timeouts)  # a str from an environment variable is fine
-        except (TypeError, ValueError):
-            given: object = timeouts
-            given = repr(given) if isinstance(given, str) else type(given).__name__
+            seconds = float(given)
+        except ValueError:
             raise ConfigurationError(
-                f"timeouts are a Timeouts or a number of seconds, not {given}"
+                f"ClientBuilder.with_timeouts: timeouts must be {expected}, not {given!r}"
             ) from None
         return attrs.evolve(self, timeouts=Timeouts.uniform(seconds))
 
     def with_limits(self, limits: ReplyLimits) -> ClientBuilder:
         """Reply size limits (per line, lines per reply, bytes per reply)."""
+        expect("with_limits", "limits", limits, ReplyLimits, "a ReplyLimits")
         return attrs.evolve(self, limits=limits)
 
     def with_local_hostname(self, name: str) -> ClientBuilder:
         """The name sent in EHLO/LHLO (default: the FQDN or an address literal)."""
+        expect_str("with_local_hostname", "name", name)
         return attrs.evolve(self, local_hostname=name)
 
     def with_source_address(self, host: str, port: int = 0) -> ClientBuilder:
-        """Bind the local end of the TCP connection."""
+        """Bind the local end of the TCP connection (``port`` 0: any)."""
+        expect_str("with_source_address", "host", host)
+        expect_port("with_source_address", "port", port)
         return attrs.evolve(self, endpoint=attrs.evolve(self.endpoint, source_address=(host, port)))
 
     def with_lmtp(self, enabled: bool = True) -> ClientBuilder:
         """Speak LMTP (RFC 2033) instead of SMTP."""
+        expect_bool("with_lmtp", "enabled", enabled)
         return attrs.evolve(self, dialect=Dialect.LMTP if enabled else Dialect.SMTP)
 
     def with_pipelining(self, enabled: bool = True) -> ClientBuilder:
         """Use PIPELINING (RFC 2920) when the server offers it (on by default)."""
+        expect_bool("with_pipelining", "enabled", enabled)
         return attrs.evolve(self, transaction=attrs.evolve(self.transaction, pipelining=enabled))
 
     def with_chunking(
@@ -306,41 +347,53 @@ class ClientBuilder:
     ) -> ClientBuilder:
         """BDAT (RFC 3030): ``None`` = when offered (default), ``True`` = required,
         ``False`` = never; optionally the chunk size in bytes."""
+        if mode is not None:
+            expect_bool("with_chunking", "mode", mode)
         size: object = self.transaction.chunk_size if chunk_size is None else chunk_size
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigurationError(f"chunk_size must be a positive int, not {size!r}")
+            raise refused("with_chunking", "chunk_size", "a positive int", size)
         return attrs.evolve(
             self, transaction=attrs.evolve(self.transaction, chunking=mode, chunk_size=size)
         )
 
     def with_8bit_policy(self, *, require_8bitmime: bool) -> ClientBuilder:
         """Whether 8-bit data to a server without 8BITMIME is refused (default) or sent as is."""
+        expect_bool("with_8bit_policy", "require_8bitmime", require_8bitmime)
         return attrs.evolve(
             self, transaction=attrs.evolve(self.transaction, require_8bitmime=require_8bitmime)
         )
 
     def with_mail_options(self, options: MailOptions) -> ClientBuilder:
         """Default MAIL FROM options for every send (DSN RET/ENVID, REQUIRETLS, ...)."""
+        expect("with_mail_options", "options", options, MailOptions, "a MailOptions")
         return attrs.evolve(self, mail_options=options)
 
     def with_rcpt_options(self, options: RcptOptions) -> ClientBuilder:
         """Default RCPT TO options for every send (DSN NOTIFY/ORCPT, ...)."""
+        expect("with_rcpt_options", "options", options, RcptOptions, "a RcptOptions")
         return attrs.evolve(self, rcpt_options=options)
 
     def with_extension(self, extension: Extension) -> ClientBuilder:
         """Register a third-party ESMTP extension (parsing and MAIL/RCPT parameters)."""
+        expect("with_extension", "extension", extension, Extension, "an Extension (keyword, parse)")
         return attrs.evolve(self, extensions=(*self.extensions, extension))
 
     def with_mechanism(self, mechanism: Mechanism) -> ClientBuilder:
         """Register a third-party SASL mechanism."""
+        expect("with_mechanism", "mechanism", mechanism, Mechanism, "a Mechanism (name, start)")
         return attrs.evolve(self, mechanisms=(*self.mechanisms, mechanism))
 
     def with_entry_point_plugins(self, enabled: bool = True) -> ClientBuilder:
         """Opt in to discovering plugins from the ``mailsdk.sasl`` / ``mailsdk.esmtp`` groups."""
+        expect_bool("with_entry_point_plugins", "enabled", enabled)
         return attrs.evolve(self, entry_points=enabled)
 
     def with_instrumentation(self, instrumentation: Instrumentation) -> ClientBuilder:
         """Any :class:`~mailsdk.telemetry.Instrumentation` implementation."""
+        expected = "an Instrumentation (with session())"
+        expect_method(
+            "with_instrumentation", "instrumentation", instrumentation, "session", expected
+        )
         return attrs.evolve(self, instrumentation=instrumentation)
 
     def with_opentelemetry(self, **kwargs: typing.Any) -> ClientBuilder:
@@ -351,8 +404,16 @@ class ClientBuilder:
         ``record_addresses`` (PII, off by default), ``propagate`` (add a W3C ``traceparent``
         header to each message), ``propagator``, ``extra_verbs`` (custom command verbs to
         name in spans) and ``clock``.
+
+        Raises:
+            ConfigurationError: an unknown keyword or one of the wrong type.
         """
-        return attrs.evolve(self, instrumentation=OpenTelemetryInstrumentation(**kwargs))
+        expect_otel_options("with_opentelemetry", kwargs)
+        try:
+            instrumentation = OpenTelemetryInstrumentation(**kwargs)
+        except TypeError as exc:  # an unknown keyword
+            raise ConfigurationError(f"ClientBuilder.with_opentelemetry: {exc}") from None
+        return attrs.evolve(self, instrumentation=instrumentation)
 
     def with_dkim(
         self,
@@ -378,10 +439,12 @@ class ClientBuilder:
         Raises:
             ConfigurationError: an unusable key or option (never quoting the key).
         """
+        expect_str("with_dkim", "domain", domain)
+        expect_str("with_dkim", "selector", selector)
         try:
             signer = DkimSigner(domain=domain, selector=selector, key=DkimKey.load(key), **options)
         except TypeError as exc:
-            raise ConfigurationError(f"with_dkim: {exc}") from None
+            raise ConfigurationError(f"ClientBuilder.with_dkim: {exc}") from None
         return attrs.evolve(self, dkim=(*self.dkim, signer))
 
     def with_proxy(
@@ -405,6 +468,9 @@ class ClientBuilder:
             ConfigurationError: both ``url`` and ``from_env``, or an unusable URL (the message
                 never shows the password).
         """
+        expect_bool("with_proxy", "from_env", from_env)
+        if url is not None:
+            expect("with_proxy", "url", url, (str, ProxyUrl), "a proxy URL str, a ProxyUrl or None")
         if url is not None and from_env:
             raise ConfigurationError("give a proxy URL or from_env=True, not both")
         proxy = ProxyUrl.parse(url) if isinstance(url, str) else url
@@ -417,6 +483,9 @@ class ClientBuilder:
         Use a :class:`~mailsdk.transport.Connector` with :meth:`build` and an
         :class:`~mailsdk.transport.AsyncConnector` with :meth:`build_async`.
         """
+        if connector is not None:
+            expected = "a Connector, an AsyncConnector or None"
+            expect_method("with_connector", "connector", connector, "connect", expected)
         return attrs.evolve(self, connector=connector)
 
     # -- building -------------------------------------------------------------------------------
