@@ -526,3 +526,21 @@ def test_server_throttling_pauses_every_worker_not_only_the_one_that_saw_it(
     start, end = throttled_at[0] + 0.4, throttled_at[0] + 1.6
     during = sorted(i for i, at in kept_at.items() if start < at < end)
     assert during == [], during
+
+
+def test_an_outcome_reaches_the_parent_although_its_worker_yields_nothing_after_it(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # Item 1 waits seconds for its retry; item 0's outcome must not wait with it (outcomes
+    # were only flushed when a next one came: a slow rate or a retry held them all back).
+    server = faulty({1: "rcpt4xx"})
+    client = plain_builder(server.host, server.port).build()
+    retry = RetryPolicy(attempts=3, backoff=3.0, jitter=0.0)
+    with client.pool(max_connections=1) as pool:
+        with pool.send_batch([item(0), item(1)], processes=2, retry=retry) as run:
+            first = next(run)
+            retried_yet = server.handler.tries[1] > 1
+            rest = list(run)
+    assert first.index == 0 and first.status is DeliveryStatus.ACCEPTED
+    assert not retried_yet  # it came at once, not with item 1's retry seconds later
+    assert [o.index for o in rest] == [1] and rest[0].status is DeliveryStatus.ACCEPTED

@@ -201,38 +201,63 @@ def worker_main(
         checkout_timeout=pool.limits.checkout_timeout,
         connection_limiter=plan.cap,
     )
-    out: list[tuple[SendOutcome, float]] = []
-    flushed = time.monotonic()
+    outbox = _Outbox(pipe, lock)
     yielded = 0  # outcomes the batch yielded (the first ones of its report, in that order)
     run = None
     try:
         with mine, mine.send_batch(feed, rate=rate, retry=plan.retry) as run:
             for outcome in run:
                 yielded += 1
-                now = time.monotonic()
-                out.append(_global(outcome, feed, now))
-                if len(out) >= _FLUSH_SIZE or now - flushed >= _FLUSH_EVERY:
-                    with lock:
-                        pipe.send(("out", out))
-                    out, flushed = [], now
-        unread = feed.unread()
-        with lock:
-            if out:
-                pipe.send(("out", out))
-            pipe.send(("done", unread))
+                outbox.put(_global(outcome, feed, time.monotonic()))
+        outbox.close_with(("done", feed.unread()))
     except BaseException as exc:  # reported, then the parent settles the unreported items
         # A batch that raises (wrong credentials, an unreadable input item) has still given
         # every item it read a final outcome, in its report rather than yielded: forward
         # those, or the parent would have to call them UNKNOWN although they were never sent.
-        if run is not None:
-            now = time.monotonic()
-            out.extend(_global(o, feed, now) for o in run.report.outcomes[yielded:])
-        unread, text = feed.unread(), f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(Exception), lock:
-            if out:
-                pipe.send(("out", out))
-            pipe.send(("crash", text, _portable(exc), unread))
+        with contextlib.suppress(Exception):
+            if run is not None:
+                now = time.monotonic()
+                for late in run.report.outcomes[yielded:]:
+                    outbox.put(_global(late, feed, now))
+            unread, text = feed.unread(), f"{type(exc).__name__}: {exc}"
+            outbox.close_with(("crash", text, _portable(exc), unread))
         raise
+
+
+class _Outbox:
+    """Outcomes on their way to the parent, sent in batches: when ``_FLUSH_SIZE`` are waiting,
+    and by a flusher thread at most ``_FLUSH_EVERY`` after they came (the batch may yield
+    nothing more for a long time: a rate wait, retries far off)."""
+
+    def __init__(self, pipe: multiprocessing.connection.Connection, lock: threading.Lock) -> None:
+        self._pipe = pipe
+        self._lock = lock  # serialises sends on the pipe; guards _pending
+        self._pending: list[tuple[SendOutcome, float]] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._flush_often, name="mailsdk-batch-outbox", daemon=True).start()
+
+    def put(self, pair: tuple[SendOutcome, float]) -> None:
+        with self._lock:
+            self._pending.append(pair)
+            if len(self._pending) >= _FLUSH_SIZE:
+                self._send()
+
+    def _send(self) -> None:  # under self._lock
+        if self._pending:
+            self._pipe.send(("out", self._pending))
+            self._pending = []
+
+    def _flush_often(self) -> None:
+        while not self._closed.wait(_FLUSH_EVERY):
+            with contextlib.suppress(OSError), self._lock:
+                self._send()
+
+    def close_with(self, last: tuple[typing.Any, ...]) -> None:
+        """Send what is waiting, then ``last`` (the worker's final word)."""
+        self._closed.set()
+        with self._lock:
+            self._send()
+            self._pipe.send(last)
 
 
 class _SharedPenalties:
