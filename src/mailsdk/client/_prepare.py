@@ -47,6 +47,10 @@ def _content(
     message: object, sender: str | None, recipients: Sequence[str] | None
 ) -> PreparedMessage:
     """Steps 1 and 2: the content, read or flattened once, and the envelope."""
+    if type(message) is bytes or type(message) is str:  # the common case, tested first
+        if sender is None or recipients is None:
+            raise InvalidInputError("a raw message needs an explicit sender and recipients")
+        return prepare_raw(sender, recipients, message)
     if isinstance(message, email.message.Message):
         msg = typing.cast("email.message.Message", message)  # str headers, whatever the policy
         return prepare_message(msg, sender=sender, recipients=recipients)
@@ -122,17 +126,18 @@ def prepare(
         recipients = [recipients]
     # Callers' types are not trusted (``send_many`` items come from anywhere): a wrong type is
     # a typed refusal of that one message, never a TypeError out of the run.
-    envelope: list[object] = [sender, *(recipients or ())]
-    bad = next((a for a in envelope if a is not None and not isinstance(a, str)), None)
-    if bad is not None:
-        raise InvalidInputError(f"envelope addresses are str, not {type(bad).__name__}")
+    for address in (sender, *(recipients or ())):  # a plain loop: this runs per message
+        if address is not None and type(address) is not str and not isinstance(address, str):
+            raise InvalidInputError(f"envelope addresses are str, not {type(address).__name__}")
     prepared = _content(message, sender, recipients)
     env = prepared.envelope
     tx = observer.transaction(
         sender=env.sender, recipients=env.recipients, size=prepared.declared_size
     )
     try:
-        prepared = _traced(prepared, message, tx.trace_headers())
+        headers = tx.trace_headers()
+        if headers:  # telemetry off: no trace context, nothing to add
+            prepared = _traced(prepared, message, headers)
         for step in steps:
             prepared = step(prepared)
     except BaseException as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from mailsdk.client._policy import Verdict, after
 from mailsdk.errors import (
@@ -139,6 +139,7 @@ class Pump:
         self._in_auth = False
         self._closing_event: CommandReplied | None = None
         self._content_written = False  # the last block taken held message content
+        self._debug = wire_log.isEnabledFor(logging.DEBUG)  # refreshed by encode()
 
     @property
     def server_closing(self) -> bool:
@@ -166,33 +167,31 @@ class Pump:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def encode(self, action: Exchange) -> Iterator[bytes]:
-        """Encode ``action``'s frames; yield each block to write, in order.
+    def encode(self, action: Exchange) -> tuple[bytes, ...]:
+        """Encode ``action``'s frames; return the blocks to write now, in order.
 
-        Full blocks are yielded as the buffer fills; the rest is yielded at the end when the
-        exchange waits for replies, else kept for the next exchange's write.
+        Output is kept for the next exchange's write until this one waits for replies or
+        :data:`WRITE_BLOCK` bytes are buffered (memory stays bounded by one exchange's frames).
+        A frame the connection refuses raises; the frames before it stay buffered.
         """
         conn = self.connection
-        debug = wire_log.isEnabledFor(logging.DEBUG)
+        frames = action.frames
+        if frames:  # the wire log's level, looked up once per exchange that writes
+            self._debug = wire_log.isEnabledFor(logging.DEBUG)
+        debug = self._debug
         owner, phase = action.owner, action.phase
         out, unwritten = self._out, self._unwritten  # take() clears them in place
-        for frame in action.frames:
+        size = self._out_size
+        # Dispatch on the exact frame type (frames are final attrs classes): cheaper than an
+        # isinstance chain, and this runs for every frame of every message.
+        for frame in frames:
+            kind = type(frame)
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
-            if isinstance(frame, BodyChunk):
-                data = conn.send_body(frame.data, canonical=frame.canonical)
-                self._content_size += len(frame.data)
-            elif isinstance(frame, BdatChunk):
-                data_phase = Phase.DATA if frame.last else phase
-                self._content_queued = True
-                tag = _Tag("BDAT", "BDAT", owner, data_phase)
-                unwritten.append(tag)
-                data = conn.send_bdat(
-                    frame.data, last=frame.last, canonicalize=frame.canonicalize, tag=tag
-                )
-                if debug:
-                    last = " LAST" if frame.last else ""
-                    wire_log.debug("C: BDAT %d%s <chunk>", len(frame.data), last)
-            elif isinstance(frame, EndOfData):
+            if kind is BodyChunk:
+                chunk: BodyChunk = frame  # type: ignore[assignment]  # (typing.cast is a call)
+                data = conn.send_body(chunk.data, canonical=chunk.canonical)
+                self._content_size += len(chunk.data)
+            elif kind is EndOfData:
                 tag = _Tag("DATA.END", "DATA.END", owner, Phase.DATA)
                 unwritten.append(tag)
                 self._content_queued = True
@@ -200,24 +199,38 @@ class Pump:
                 if debug:
                     wire_log.debug("C: <message content, %d bytes> .", self._content_size)
                 self._content_size = 0
-            else:
-                self._in_auth = isinstance(frame, Auth | AuthResponse)
-                label = _label(frame) if isinstance(frame, Raw) else frame.verb
-                tag = _Tag(frame.verb, label, owner, phase)
+            elif kind is BdatChunk:
+                bdat: BdatChunk = frame  # type: ignore[assignment]
+                data_phase = Phase.DATA if bdat.last else phase
+                self._content_queued = True
+                tag = _Tag("BDAT", "BDAT", owner, data_phase)
                 unwritten.append(tag)
-                data = conn.send(frame, tag)
+                data = conn.send_bdat(
+                    bdat.data, last=bdat.last, canonicalize=bdat.canonicalize, tag=tag
+                )
                 if debug:
-                    wire_log.debug("C: %s", frame.redacted().decode("utf-8", "replace").rstrip())
+                    last = " LAST" if bdat.last else ""
+                    wire_log.debug("C: BDAT %d%s <chunk>", len(bdat.data), last)
+            else:
+                command: Command = frame  # type: ignore[assignment]
+                verb = command.verb
+                self._in_auth = kind is Auth or kind is AuthResponse
+                tag = _Tag(verb, _label(command) if kind is Raw else verb, owner, phase)
+                unwritten.append(tag)
+                data = conn.send(command, tag)
+                if debug:
+                    wire_log.debug("C: %s", command.redacted().decode("utf-8", "replace").rstrip())
             out.append(data)
-            self._out_size += len(data)
-            if self._out_size >= WRITE_BLOCK:
-                yield self.take()
+            size += len(data)
+            self._out_size = size
         if action.replies != 0:
-            if self._out:
-                yield self.take()
             self._want = action.replies
             self._events = []
             self._waiting = False  # the deadline starts at the first wait, after the write
+            return (self.take(),) if out else ()
+        if size >= WRITE_BLOCK:
+            return (self.take(),)
+        return ()
 
     def take(self) -> bytes:
         """The buffered output, to be written now; starts the spans of the commands in it."""
@@ -304,13 +317,15 @@ class Pump:
         self._phase = Phase.GREETING
         self._waiting = False
 
-    def _restart_deadline(self) -> None:
+    def _restart_deadline(self) -> float | None:
+        """Start the deadline of the reply awaited now; returns its limit (None: no limit)."""
         tag = self.connection.oldest_tag
-        if isinstance(tag, _Tag):
+        if type(tag) is _Tag:
             self._phase = tag.phase
         limit = self.timeouts.for_phase(self._phase)
         self._deadline = None if limit is None else self._clock() + limit
         self._waiting = True
+        return limit
 
     def remaining(self) -> float | None:
         """Seconds left before the current reply deadline.
@@ -319,7 +334,10 @@ class Pump:
             ReadTimeout: the deadline has passed.
         """
         if not self._waiting:
-            self._restart_deadline()
+            limit = self._restart_deadline()
+            if limit is None or limit > 0:  # just started: no second clock read
+                return limit
+            raise self.read_timed_out()
         if self._deadline is None:
             return None
         left = self._deadline - self._clock()
@@ -346,19 +364,35 @@ class Pump:
     def poll(self) -> tuple[CommandReplied, ...] | None:
         """The events of the awaited replies once all arrived, else ``None`` (read more)."""
         conn = self.connection
+        next_event = conn.next_event
+        events = self._events
+        # Telemetry silent and no wire log: pairing is all there is to do per reply (the
+        # general _on_reply below does the same plus the hooks and the log).
+        # As of the last exchange that wrote: a level changed meanwhile applies from the next.
+        quiet = self._silent is not None and not self._debug
         while (conn.pending > 0) if self._want is None else (self._want > 0):
-            event = conn.next_event()
+            event = next_event()
             if event is NEED_DATA:
                 return None
-            if isinstance(event, CommandReplied):
-                self._on_reply(event)
+            if type(event) is CommandReplied:
+                if not quiet:
+                    self._on_reply(event)
+                    continue
+                if event.reply.code == 421:
+                    self._closing_event = event
+                events.append(event)
+                tag = event.tag
+                if type(tag) is not _Tag or tag.observer is None:
+                    raise LocalProtocolError("a reply arrived for no tracked command")
+                if event.final and self._want is not None:
+                    self._want -= 1
+                self._waiting = False  # the next command's deadline starts at the next wait
             elif isinstance(event, ConnectionClosed):
                 raise self._closed()
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__}")
-        events = tuple(self._events)
         self._events = []
-        return events
+        return tuple(events)
 
     def _closed(self) -> MailError:
         tags = [t for t in self.connection.outstanding if isinstance(t, _Tag)]

@@ -129,7 +129,8 @@ class Feed:
         if self.failure is not None:
             return None
         try:
-            item = next(typing.cast("Iterator[object]", self._items), _END)
+            items: Iterator[object] = self._items  # type: ignore[assignment]  # pull: sync only
+            item = next(items, _END)
         except Exception as exc:  # the caller's iterator broke: see ``failure``
             self.failure = exc
             return None
@@ -192,7 +193,7 @@ class Feed:
 
     def settle(self, value: object) -> SendOutcome:
         """Close the span of the message ``value`` (a reported outcome) is about."""
-        outcome = typing.cast("SendOutcome", value)
+        outcome: SendOutcome = value  # type: ignore[assignment]
         tx = self._open.pop(outcome.index, None)
         if tx is not None:
             if outcome.result is not None and outcome.status.delivered:

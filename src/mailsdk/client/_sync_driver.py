@@ -17,6 +17,7 @@ from mailsdk.client._policy import Verdict
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import obtain_token
+from mailsdk.protocol.events import CommandReplied
 from mailsdk.transport import Stream
 
 __all__ = ["SyncDriver"]
@@ -58,7 +59,7 @@ class SyncDriver:
             try:
                 next(steps)
             except StopIteration as stop:
-                return typing.cast("T", stop.value)
+                return stop.value  # type: ignore[no-any-return]  # the flow's own T
 
     def steps(
         self,
@@ -76,25 +77,29 @@ class SyncDriver:
         self._busy = True
         result: object = None
         failure: errors.MailError | None = None
+        send = flow.send
         try:
             while True:
                 try:
-                    action = flow.send(result) if failure is None else flow.throw(failure)
+                    action = send(result) if failure is None else flow.throw(failure)
                 except StopIteration as stop:
                     self._flush()
                     self._settle(None)
-                    return typing.cast("T", stop.value)
+                    return stop.value  # type: ignore[no-any-return]  # the flow's own T
                 result, failure = None, None
-                if isinstance(action, flows.Report):
+                # Actions are final attrs classes: dispatch on the exact type, most common first.
+                kind = type(action)
+                if kind is flows.Report:
                     self._flush()
-                    yield action.value
+                    yield action.value  # type: ignore[union-attr]
                     continue
                 try:
-                    result = (
-                        pull(action)
-                        if pull and isinstance(action, flows.Pull)
-                        else self._perform(action)
-                    )
+                    if kind is flows.Exchange:
+                        result = self._exchange(action)  # type: ignore[arg-type]
+                    elif kind is flows.Pull and pull is not None:
+                        result = pull(action)  # type: ignore[arg-type]
+                    else:
+                        result = self._perform(action)
                 except errors.MailError as exc:
                     # The flow sees the failure, so that a best-effort step (an RSET after a
                     # refusal) cannot mask the error that triggered it; a broken connection
@@ -124,7 +129,7 @@ class SyncDriver:
         sys.audit("mailsdk.send", self.stream, block)  # smtplib.send's shape: (self, data)
         pump = self.pump
         try:
-            self.stream.send_all(block, pump.write_timeout(len(block)), stall=pump.stall_timeout)
+            self.stream.send_all(block, pump.write_timeout(len(block)), stall=pump.timeouts.command)
         except errors.WriteTimeout as exc:
             raise pump.write_timed_out(exc) from exc
 
@@ -139,17 +144,23 @@ class SyncDriver:
         if self.pump.buffered and not self.closed:
             self._write(self.pump.take())
 
+    def _exchange(self, action: flows.Exchange) -> tuple[CommandReplied, ...]:
+        if self.closed:
+            raise errors.ConnectionLost("the connection was closed")
+        pump = self.pump
+        for block in pump.encode(action):
+            self._write(block)
+        if action.replies == 0:
+            return ()
+        while (events := pump.poll()) is None:
+            self._read()
+        return events
+
     def _perform(self, action: flows.Action) -> object:
         if self.closed and not isinstance(action, flows.Close):
             raise errors.ConnectionLost("the connection was closed")
         if isinstance(action, flows.Exchange):
-            for block in self.pump.encode(action):
-                self._write(block)
-            if action.replies == 0:
-                return ()
-            while (events := self.pump.poll()) is None:
-                self._read()
-            return events
+            return self._exchange(action)
         self._flush()
         match action:
             case flows.AwaitGreeting():

@@ -34,36 +34,29 @@ Rules:
 
 from __future__ import annotations
 
-import collections
-import enum
 import typing
 from collections.abc import Generator, Sequence
 
-import attrs
-
-from mailsdk.errors import (
-    ConnectionLost,
-    DeliveryUnknown,
-    MailError,
-    RemoteProtocolError,
-    ReplyError,
+from mailsdk.errors import ConnectionLost, MailError, ReplyError
+from mailsdk.esmtp import Capabilities
+from mailsdk.flows._delivery import (
+    _DATA,
+    _PULL,
+    Delivery,
+    _closing,
+    _final_outcome,
+    _Group,
+    _Kind,
+    _outcome,
+    _read_exchange,
+    _replies,
+    _Run,
 )
-from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
-from mailsdk.flows.actions import Action, BodyChunk, Close, Exchange, Phase, Pull, Report
-from mailsdk.flows.content import bdat_chunks, body_chunks
+from mailsdk.flows.actions import Action, Exchange, Frame, Phase, Report
+from mailsdk.flows.content import bdat_chunks
 from mailsdk.flows.envelope import PreparedMessage
-from mailsdk.flows.judge import (
-    EnvelopePlan,
-    EnvelopeVerdict,
-    ParameterCache,
-    TransactionOptions,
-    judge_data,
-    judge_envelope,
-    judge_final,
-    plan_envelope,
-)
+from mailsdk.flows.judge import EnvelopePlan, TransactionOptions, judge_data, judge_envelope
 from mailsdk.flows.outcomes import DeliveryStatus, SendOutcome
-from mailsdk.flows.results import SendResult
 from mailsdk.protocol.commands import Command, Data, EndOfData, Rset
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import CommandReplied
@@ -72,356 +65,105 @@ from mailsdk.protocol.reply import Reply
 __all__ = ["Delivery", "deliver_many"]
 
 
-@attrs.frozen(kw_only=True)
-class Delivery:
-    """One item a runner hands to :func:`deliver_many` (the result of a ``Pull``).
-
-    Attributes:
-        index: the item's position in the caller's input (0-based).
-        key: the caller's key for the item, echoed on its outcome.
-        prepared: the message ready for the wire, or ``None`` when preparing it failed.
-        error: why preparing it failed (the item is reported FAILED, nothing is written).
-        mail_options: MAIL parameters for this message.
-        rcpt_options: RCPT parameters for this message.
-        owner: opaque: the runner's handle on the message (its telemetry span), given back on
-            every exchange that carries the message's frames.
-    """
-
-    index: int
-    key: str | None = None
-    prepared: PreparedMessage | None = None
-    error: MailError | None = None
-    mail_options: MailOptions | None = None
-    rcpt_options: RcptOptions | None = None
-    owner: object = None
-
-
-class _Kind(enum.Enum):
-    LOCAL = "local"  # failed before anything was written: its outcome is ready
-    ENVELOPE = "envelope"  # MAIL, RCPT... (and DATA) written, replies owed
-    CONTENT = "content"  # the content is being written; the end of it is not
-    FINAL = "final"  # end-of-data / BDAT LAST written: its replies decide
-    SERVICE = "service"  # an RSET or the empty body after a refusal: no outcome of its own
-
-
-@attrs.define
-class _Group:
-    """Commands in flight whose replies are read together, in wire order."""
-
-    kind: _Kind
-    item: Delivery | None
-    count: int = 0
-    plan: EnvelopePlan | None = None
-    verdict: EnvelopeVerdict | None = None
-    error: MailError | None = None
-    outcome: SendOutcome | None = None  # SERVICE: the refusal it follows, reported after it
-
-
-def _outcome(
-    item: Delivery,
-    status: DeliveryStatus,
-    *,
-    result: SendResult | None = None,
-    error: MailError | None = None,
-) -> SendOutcome:
-    return SendOutcome(index=item.index, status=status, result=result, error=error, key=item.key)
-
-
-def _delivered(item: Delivery, result: SendResult) -> SendOutcome:
-    status = DeliveryStatus.PARTIAL if result.refused else DeliveryStatus.ACCEPTED
-    return _outcome(item, status, result=result)
-
-
-def _refused_result(
-    prepared: PreparedMessage, verdict: EnvelopeVerdict, reply: Reply
-) -> SendResult:
-    # The server answered the content: keep every recipient's reply for the caller.
-    refused = dict(verdict.refused)
-    replies = dict(verdict.rcpt_replies)
-    for recipient in verdict.accepted:
-        refused.setdefault(recipient, reply)
-        replies[recipient] = refused[recipient]
-    return SendResult(
-        sender=prepared.envelope.sender,
-        accepted=(),
-        refused=refused,
-        reply=reply,
-        recipient_replies=replies,
-        size=prepared.size,
-    )
-
-
-def _final_outcome(
-    item: Delivery,
-    plan: EnvelopePlan,
-    verdict: EnvelopeVerdict,
-    events: Sequence[CommandReplied],
-    dialect: Dialect,
-) -> SendOutcome:
-    prepared = typing.cast("PreparedMessage", item.prepared)
-    judged = judge_final(
-        prepared.envelope, verdict, events, size=prepared.size, dialect=dialect, bdat=plan.use_bdat
-    )
-    if isinstance(judged, SendResult):
-        return _delivered(item, judged)
-    return _outcome(
-        item,
-        DeliveryStatus.REFUSED,
-        result=_refused_result(prepared, verdict, judged.reply),
-        error=judged,
-    )
-
-
-#: In-memory content up to this size goes in one exchange with its end-of-data. The drivers
-#: write nothing before an exchange that waits until 128 KiB are buffered, so within that
-#: exchange no write can fail between the content and its end (where a failure would make
-#: the message FAILED, not UNKNOWN).
-_ONE_EXCHANGE: typing.Final = 64 * 1024
-
-
-def _index(group: _Group) -> int:
-    return group.item.index if group.item is not None else -1
-
-
-def _replies(events: Sequence[CommandReplied]) -> list[Reply]:
-    return [e.reply for e in events if e.final]
-
-
-def _closing(events: Sequence[CommandReplied]) -> bool:
-    return any(e.reply.code == 421 for e in events)
-
-
-class _Run:
-    """The state of one ``deliver_many`` run (a flow split into generator methods)."""
-
-    def __init__(
-        self,
-        caps: Capabilities,
-        dialect: Dialect,
-        options: TransactionOptions,
-        tls_active: bool = False,
-    ) -> None:
-        self.caps = caps
-        self.tls_active = tls_active
-        self.dialect = dialect
-        self.options = options
-        self.groups: collections.deque[_Group] = collections.deque()
-        self.current: _Group | None = None  # the group being read or written
-        self.exhausted = False
-        self.closing = False
-        self.held: _Group | None = None  # a judged final reply not reported yet (see run)
-        self.parameters: ParameterCache = {}
-
-    def release(self) -> Generator[Action, object, None]:
-        """Report the held outcome: the replies after it came in step."""
-        if self.held is not None and self.held.outcome is not None:
-            outcome, self.held = self.held.outcome, None
-            yield Report(outcome)
-
-    # -- input --------------------------------------------------------------------------------
-
-    def pull(self, *, prepare: bool = True) -> Generator[Action, object, Delivery | None]:
-        item = yield Pull(prepare)
-        if item is None:
-            self.exhausted = True
-            return None
-        if not isinstance(item, Delivery):
-            raise TypeError(f"deliver_many pulled {type(item).__name__}, not a Delivery")
-        return item
-
-    def plan(self, item: Delivery) -> EnvelopePlan | MailError:
-        if item.error is not None or item.prepared is None:
-            return item.error or MailError("the message could not be prepared")
-        try:
-            return plan_envelope(
-                item.prepared,
-                self.caps,
-                mail_options=item.mail_options,
-                rcpt_options=item.rcpt_options,
-                options=self.options,
-                tls_active=self.tls_active,
-                cache=self.parameters,
-            )
-        except MailError as exc:  # a capability or input check: nothing was written
-            return exc
-
-    # -- writing ------------------------------------------------------------------------------
-
-    def write_content(self, group: _Group) -> Generator[Action, object, int]:
-        """Write ``group``'s content and its end; returns how many commands it queued."""
-        item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
-        prepared = typing.cast("PreparedMessage", item.prepared)
-        group.kind = _Kind.CONTENT
-        if plan.use_bdat:
-            count = 0
-            for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
-                if chunk.last:
-                    group.kind = _Kind.FINAL  # from here on a failure leaves the fate unknown
-                yield Exchange((chunk,), 0, Phase.DATA, item.owner)
-                count += 1
-            return count
-        if prepared.stream is None and not prepared.headers and len(prepared.data) <= _ONE_EXCHANGE:
-            group.kind = _Kind.FINAL
-            data = prepared.data
-            body = (BodyChunk(data, prepared.canonical), EndOfData()) if data else (EndOfData(),)
-            yield Exchange(body, 0, Phase.DATA, item.owner)
-            return 1
-        for piece in body_chunks(prepared):
-            yield Exchange((piece,), 0, Phase.DATA, item.owner)
-        group.kind = _Kind.FINAL
-        yield Exchange((EndOfData(),), 0, Phase.DATA, item.owner)
-        return 1
-
-    def service(
-        self, command: Command, outcome: SendOutcome, item: Delivery
-    ) -> Generator[Action, object, None]:
-        """Queue an RSET (or an empty body) after ``item``'s refusal; the refusal is reported
-        once it is answered, so the command's span stays inside the message's."""
-        yield Exchange((command,), 0, Phase.COMMAND, item.owner)
-        self.groups.append(_Group(_Kind.SERVICE, item, 1, outcome=outcome))
-
-    # -- failure ------------------------------------------------------------------------------
-
-    def lost(self, cause: MailError) -> Generator[Action, object, None]:
-        """Report every message in flight after the connection broke, then the rest."""
-        # Usually the driver has given the connection up already; but a source that failed
-        # while its content was being written leaves a DATA transfer that cannot be ended
-        # without sending a message: only closing the connection is safe.
-        yield Close()
-        held, self.held = self.held, None
-        if held is not None and isinstance(cause, RemoteProtocolError) and cause.reply_missing:
-            # A reply the server owed never came, right after this message's: its "reply" may
-            # have been meant for a later command. Its end of data was written: fate unknown.
-            # (One reply too many, or garbage, does not cast doubt on replies before it.)
-            held = _Group(_Kind.FINAL, held.item)
-        pending = [held] if held is not None else []
-        pending += ([self.current] if self.current is not None else []) + list(self.groups)
-        self.current = None
-        self.groups.clear()
-        # In input order: the envelope being written may already follow a FINAL group.
-        owned = sorted((g for g in pending if g.item is not None), key=_index)
-        for group in owned:
-            item = typing.cast("Delivery", group.item)
-            if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
-                yield Report(group.outcome)
-            elif group.kind is _Kind.LOCAL:
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=group.error))
-            elif group.kind is _Kind.FINAL:
-                unknown = DeliveryUnknown(
-                    f"the end of the message was sent but no reply came ({cause}); it may "
-                    "have been delivered and is not resent",
-                    cause=cause,
-                )
-                yield Report(_outcome(item, DeliveryStatus.UNKNOWN, error=unknown))
-            elif isinstance(cause, ReplyError) and group.kind is _Kind.ENVELOPE:
-                yield Report(_outcome(item, DeliveryStatus.REFUSED, error=cause))
-            else:  # envelope or content written, its end never: not delivered
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=cause))
-        yield from self.drain(f"the connection was lost ({cause})")
-
-    def drain(self, why: str) -> Generator[Action, object, None]:
-        """Report every message not yet started as FAILED: it was never sent."""
-        while not self.exhausted:
-            item = yield from self.pull(prepare=False)
-            if item is not None:
-                never = ConnectionLost(f"not sent: {why} before this message was started")
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=never))
-
-    def abandon_unread(self) -> Generator[Action, object, None]:
-        """After a 421: the groups still owed a reply will get none."""
-        yield from self.release()
-        for group in list(self.groups):
-            if group.item is None:
-                continue
-            if group.outcome is not None:
-                yield Report(group.outcome)
-                continue
-            if group.kind is _Kind.LOCAL:
-                yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
-                continue
-            closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            if group.kind is _Kind.FINAL:
-                unknown = DeliveryUnknown(
-                    "the end of the message was sent but the server is closing the connection "
-                    "(421) without a reply; it may have been delivered and is not resent",
-                    cause=closing,
-                )
-                yield Report(_outcome(group.item, DeliveryStatus.UNKNOWN, error=unknown))
-            else:
-                yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=closing))
-        self.groups.clear()
-        yield from self.drain("the server closed the connection (421)")
-
-
 class _Pipelined(_Run):
     """PIPELINING: each message's envelope rides in the write of the previous one's content."""
+
+    #: The replies of the oldest group, read by the exchange that wrote the newest envelope.
+    prefetched: tuple[CommandReplied, ...] | None = None
 
     def start_next(self) -> Generator[Action, object, None]:
         """Pull items until one has its envelope written (or the input ends)."""
         while not self.exhausted:
-            item = yield from self.pull()
+            item = self.pulled((yield _PULL))
             if item is None:
                 return
             plan = self.plan(item)
             if isinstance(plan, MailError):
                 self.groups.append(_Group(_Kind.LOCAL, item, error=plan))
                 continue
-            frames = plan.commands if plan.use_bdat else (*plan.commands, Data())
+            frames: tuple[Frame, ...] = (
+                (plan.mail, *plan.rcpts) if plan.use_bdat else (plan.mail, *plan.rcpts, _DATA)
+            )
             self.current = _Group(_Kind.ENVELOPE, item, len(frames), plan=plan)
-            yield Exchange(frames, 0, Phase.COMMAND, item.owner)
+            head = self.groups[0] if self.groups else None
+            if head is None or head.kind is _Kind.LOCAL:
+                yield Exchange(frames, 0, Phase.COMMAND, item.owner)
+            else:
+                # The replies the oldest group is owed are read by this same exchange, right
+                # after the write that carries this envelope: the bytes on the wire are the
+                # same, one exchange fewer per message. (The reply deadline is the oldest
+                # command's: its tag carries the phase.)
+                result = yield Exchange(frames, head.count, Phase.COMMAND, item.owner)
+                self.prefetched = result  # type: ignore[assignment]
             self.groups.append(self.current)
             self.current = None
             return
 
     def run(self) -> Generator[Action, object, None]:
-        yield from self.start_next()
-        while self.groups:
-            group = self.current = self.groups.popleft()
-            if group.kind is _Kind.LOCAL:
+        try:
+            yield from self.start_next()
+            while self.groups:
+                group = self.current = self.groups.popleft()
+                if group.kind is _Kind.LOCAL:
+                    self.current = None
+                    assert group.item is not None
+                    if self.held is not None:
+                        yield from self.release()
+                    yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
+                    continue
+                events: tuple[CommandReplied, ...]
+                if self.prefetched is None:
+                    result = yield _read_exchange(group.count)
+                    events = result  # type: ignore[assignment]
+                else:  # read by start_next for this group, the oldest
+                    events, self.prefetched = self.prefetched, None
+                held = self.held
+                if held is not None:  # the replies after it arrived in step: it stands
+                    self.held = None  # (release(), inlined: this runs for every message)
+                    if held.outcome is not None:
+                        yield Report(held.outcome)
+                if not self.closing:
+                    self.closing = _closing(events)
+                if group.kind is _Kind.ENVELOPE:
+                    yield from self.on_envelope(group, events)
+                    self.current = None
+                    if self.closing:
+                        yield from self.abandon_unread()
+                        return
+                    yield from self.start_next()
+                    continue
                 self.current = None
-                assert group.item is not None
-                yield from self.release()
-                yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
-                continue
-            events = yield from _read(group.count)
-            yield from self.release()  # the replies after it arrived in step: it stands
-            self.closing = self.closing or _closing(events)
-            if group.kind is _Kind.ENVELOPE:
-                yield from self.on_envelope(group, events)
-                self.current = None
+                if group.outcome is not None:
+                    yield Report(group.outcome)
+                if group.kind is _Kind.FINAL:
+                    assert group.item is not None
+                    assert group.plan is not None
+                    assert group.verdict is not None
+                    outcome = _final_outcome(
+                        group.item, group.plan, group.verdict, events, self.dialect
+                    )
+                    if self.groups and not self.closing:
+                        # Reported once the next replies arrive in step: a server that sent one
+                        # reply too few would otherwise have the next MAIL's 250 "confirm" this
+                        # message (the connection detects the shift a reply or two later).
+                        self.held = _Group(_Kind.FINAL, group.item, outcome=outcome)
+                    else:
+                        yield Report(outcome)
                 if self.closing:
                     yield from self.abandon_unread()
                     return
-                yield from self.start_next()
-                continue
-            self.current = None
-            if group.outcome is not None:
-                yield Report(group.outcome)
-            if group.kind is _Kind.FINAL:
-                outcome = _final_outcome(
-                    typing.cast("Delivery", group.item),
-                    typing.cast("EnvelopePlan", group.plan),
-                    typing.cast("EnvelopeVerdict", group.verdict),
-                    events,
-                    self.dialect,
-                )
-                if self.groups and not self.closing:
-                    # Reported once the next replies arrive in step: a server that sent one
-                    # reply too few would otherwise have the next MAIL's 250 "confirm" this
-                    # message (the connection detects the shift a reply or two later).
-                    self.held = _Group(_Kind.FINAL, group.item, outcome=outcome)
-                else:
-                    yield Report(outcome)
-            if self.closing:
-                yield from self.abandon_unread()
-                return
-        yield from self.release()
+            yield from self.release()
+        except MailError as exc:  # the connection broke (the driver has given it up)
+            yield from self.lost(exc)
 
     def on_envelope(
         self, group: _Group, events: Sequence[CommandReplied]
     ) -> Generator[Action, object, None]:
-        item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
-        prepared = typing.cast("PreparedMessage", item.prepared)
+        item, plan = group.item, group.plan
+        assert item is not None
+        assert plan is not None
+        assert item.prepared is not None
+        prepared = item.prepared
         replies = _replies(events)
         data_reply = None if plan.use_bdat else replies.pop()
         verdict = judge_envelope(prepared.envelope, replies)
@@ -456,24 +198,27 @@ class _LockStep(_Run):
     broken: MailError | None = None  # an RSET after a refusal found the connection gone
 
     def run(self) -> Generator[Action, object, None]:
-        while not self.exhausted:
-            item = yield from self.pull()
-            if item is None:
-                return
-            plan = self.plan(item)
-            if isinstance(plan, MailError):
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=plan))
-                continue
-            self.current = _Group(_Kind.ENVELOPE, item, plan=plan)
-            outcome = yield from self.one(self.current)
-            self.current = None
-            yield Report(outcome)
-            if self.broken is not None:
-                yield from self.drain(f"the connection was lost ({self.broken})")
-                return
-            if self.closing:
-                yield from self.drain("the server closed the connection (421)")
-                return
+        try:
+            while not self.exhausted:
+                item = yield from self.pull()
+                if item is None:
+                    return
+                plan = self.plan(item)
+                if isinstance(plan, MailError):
+                    yield Report(_outcome(item, DeliveryStatus.FAILED, error=plan))
+                    continue
+                self.current = _Group(_Kind.ENVELOPE, item, plan=plan)
+                outcome = yield from self.one(self.current)
+                self.current = None
+                yield Report(outcome)
+                if self.broken is not None:
+                    yield from self.drain(f"the connection was lost ({self.broken})")
+                    return
+                if self.closing:
+                    yield from self.drain("the server closed the connection (421)")
+                    return
+        except MailError as exc:  # the connection broke (the driver has given it up)
+            yield from self.lost(exc)
 
     def ask(self, command: Command, owner: object) -> Generator[Action, object, Reply]:
         events = yield Exchange((command,), 1, Phase.COMMAND, owner)
@@ -572,7 +317,6 @@ def deliver_many(
         run = _Pipelined(caps, dialect, opts, tls_active)
     else:
         run = _LockStep(caps, dialect, opts, tls_active)
-    try:
-        yield from run.run()
-    except MailError as exc:  # the connection broke (the driver has given it up)
-        yield from run.lost(exc)
+    # The run's own generator, not one wrapping it: every resume of a wrapper would be one more
+    # frame per action of every message (``run`` catches the broken connection itself).
+    return run.run()

@@ -311,7 +311,8 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
         message = message.encode("utf-8")
     data = canonicalize_line_endings(message)
     check_raw_header_block(data)
-    smtputf8 = any(needs_smtputf8(a) for a in (sender, *recipients))
+    # needs_smtputf8 for each address, without a generator (this runs for every message).
+    smtputf8 = not sender.isascii() or not all(map(str.isascii, recipients))
     original = message if data != message else None
     return PreparedMessage(
         Envelope(sender, tuple(recipients)),

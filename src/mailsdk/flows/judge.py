@@ -131,8 +131,12 @@ def _use_bdat(caps: Capabilities, opts: TransactionOptions) -> bool:
     return opts.chunking
 
 
-#: Parameters computed for a run, keyed by what they depend on (see :func:`plan_envelope`).
+#: Parameters and commands computed for a run, keyed by what they depend on (see
+#: :func:`plan_envelope`).
 ParameterCache: typing.TypeAlias = dict[tuple[object, ...], tuple[object, ...]]
+_CACHE_LIMIT: typing.Final = 1024
+_NO_MAIL_OPTIONS: typing.Final = MailOptions()
+_NO_RCPT_OPTIONS: typing.Final = RcptOptions()
 
 
 def plan_envelope(
@@ -167,7 +171,7 @@ def plan_envelope(
     env = prepared.envelope
     if not env.recipients:
         raise InvalidInputError("a message needs at least one recipient")
-    base = mail_options or MailOptions()
+    base = mail_options or _NO_MAIL_OPTIONS
     if base.requiretls and not tls_active:
         # RFC 8689 §4.2: REQUIRETLS is for a session that is itself encrypted; a server that
         # advertises it in plaintext is lying or being impersonated.
@@ -194,20 +198,46 @@ def plan_envelope(
     hit = cache.get(key) if cache is not None else None
     if hit is None:
         mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
-        rparams = rcpt_parameters(rcpt_options or RcptOptions(), caps)
+        rparams = rcpt_parameters(rcpt_options or _NO_RCPT_OPTIONS, caps)
         # mail_parameters has required CHUNKING for BINARYMIME: BDAT is always possible here.
         use_bdat = True if binary else _use_bdat(caps, opts)
         if cache is not None:
-            if len(cache) >= 256:  # sizes vary: stay bounded
+            if len(cache) >= _CACHE_LIMIT:  # sizes vary: stay bounded
                 cache.clear()
             # The objects are kept so that their ids cannot be reused meanwhile.
             cache[key] = (mparams, rparams, use_bdat, caps, opts, mail_options, rcpt_options)
     else:
-        mparams = typing.cast("tuple[str, ...]", hit[0])
-        rparams = typing.cast("tuple[str, ...]", hit[1])
-        use_bdat = typing.cast("bool", hit[2])
-    rcpts = tuple(RcptTo(r, rparams) for r in env.recipients)
-    return EnvelopePlan(MailFrom(env.sender, mparams), rcpts, use_bdat, binary)
+        mparams, rparams, use_bdat = hit[0], hit[1], hit[2]  # type: ignore[assignment]
+    if cache is None:
+        return EnvelopePlan(
+            MailFrom(env.sender, mparams),
+            tuple(RcptTo(r, rparams) for r in env.recipients),
+            use_bdat,
+            binary,
+        )
+    return EnvelopePlan(
+        _command(cache, MailFrom, env.sender, mparams),
+        tuple([_command(cache, RcptTo, r, rparams) for r in env.recipients]),
+        use_bdat,
+        binary,
+    )
+
+
+_C = typing.TypeVar("_C", MailFrom, RcptTo)
+
+
+def _command(cache: ParameterCache, kind: type[_C], address: str, params: tuple[str, ...]) -> _C:
+    """The MAIL or RCPT command for ``address``, validated and encoded once per run: a bulk
+    run repeats the same few addresses (the commands are immutable, so sharing is safe)."""
+    key = (kind, address, params)
+    hit = cache.get(key)
+    if hit is None:
+        command = kind(address, params)  # validates: a refusal raises and is not cached
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = (command,)
+        return command
+    return hit[0]  # type: ignore[return-value]
 
 
 @attrs.frozen
@@ -239,7 +269,7 @@ def judge_envelope(envelope: Envelope, replies: Sequence[Reply]) -> EnvelopeVerd
     Partial acceptance is not an error (RFC 5321 §3.3); every recipient refused is.
     """
     mail_reply = replies[0]
-    if not mail_reply.is_positive:
+    if not 200 <= mail_reply.code < 300:  # is_positive, inlined: this runs per message
         return EnvelopeVerdict(
             accepted=(),
             refused={},
@@ -305,16 +335,18 @@ def judge_final(
         bdat: the content went in BDAT chunks.
     """
     command = "BDAT" if bdat else "DATA"
-    # RFC 3030 §2: a refused chunk fails the message whatever the LAST chunk's reply says.
-    for event in events:
-        chunk = event.command
-        if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
-            return DataRefused(event.reply, "BDAT")
-    finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
+    finals = events  # after DATA, every event answers the end of the data
+    if bdat:
+        # RFC 3030 §2: a refused chunk fails the message whatever the LAST chunk's reply says.
+        for event in events:
+            chunk = event.command
+            if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
+                return DataRefused(event.reply, "BDAT")
+        finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
     if dialect is Dialect.LMTP:
         return _lmtp_result(envelope, verdict, finals, size=size, command=command)
     end = finals[-1].reply
-    if not end.is_positive:
+    if not 200 <= end.code < 300:  # is_positive, inlined
         # The reply to the end of the data answers BDAT ... LAST when chunking (RFC 3030 §2).
         return DataRefused(end, command)
     return SendResult(

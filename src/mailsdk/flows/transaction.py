@@ -27,16 +27,19 @@ usable, except after a 421 (the server is closing: the client layer closes the c
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Generator
 
 from mailsdk.errors import DataRefused, DeliveryUnknown, ProtocolError, TransportError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows.actions import (
     Action,
+    BodyChunk,
     Close,
+    Exchange,
     Phase,
+    _replies,
     exchange,
-    submit,
     submit_one,
 )
 from mailsdk.flows.content import bdat_chunks, body_chunks
@@ -55,6 +58,13 @@ from mailsdk.protocol.commands import Data, EndOfData, Rset
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import CommandReplied
 from mailsdk.protocol.reply import Reply
+
+_DATA: typing.Final = Data()
+_END: typing.Final = EndOfData()
+#: In-memory content up to this size is written with its end-of-data in one exchange: the
+#: drivers buffer up to 128 KiB before writing, so the content and its end go in one write
+#: (as ``deliver_many`` does).
+_ONE_EXCHANGE: typing.Final = 64 * 1024
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "TransactionOptions", "reset", "transaction"]
 
@@ -122,8 +132,10 @@ def transaction(
     commands = plan.commands
     data_reply: Reply | None = None
     if opts.pipelining and caps.pipelining:
-        group = commands if plan.use_bdat else (*commands, Data())
-        replies = list((yield from submit(*group)))
+        group = commands if plan.use_bdat else (*commands, _DATA)
+        # submit(), inlined: the events straight from the exchange, one reply per command.
+        events = _replies((yield Exchange(group, len(group), Phase.COMMAND)))
+        replies = [e.reply for e in events if e.final]
         if not plan.use_bdat:
             data_reply = replies.pop()
     else:
@@ -145,14 +157,24 @@ def transaction(
         final = yield from _send_bdat(prepared, opts.chunk_size, binary=plan.binary)
     else:
         if data_reply is None:
-            data_reply = yield from submit_one(Data())
+            data_reply = yield from submit_one(_DATA)
         refusal = judge_data(data_reply)
         if refusal is not None:
             yield from reset(data_reply)
             raise refusal
-        for piece in body_chunks(prepared):
-            yield from exchange(piece, replies=0, phase=Phase.DATA)
-        final = yield from _end(exchange(EndOfData(), replies=1, phase=Phase.DATA))
+        data = prepared.data
+        if prepared.stream is None and not prepared.headers and len(data) <= _ONE_EXCHANGE:
+            # The common case: the content and its end in one exchange (one write), without
+            # the piece-by-piece helpers.
+            body = (BodyChunk(data, prepared.canonical), _END) if data else (_END,)
+            try:  # _end(), inlined
+                final = _replies((yield Exchange(body, 1, Phase.DATA)))
+            except (TransportError, ProtocolError) as exc:
+                raise _unknown(exc) from exc
+        else:
+            for piece in body_chunks(prepared):
+                yield from exchange(piece, replies=0, phase=Phase.DATA)
+            final = yield from _end(exchange(_END, replies=1, phase=Phase.DATA))
 
     outcome = judge_final(
         env, verdict, final, size=prepared.size, dialect=dialect, bdat=plan.use_bdat
@@ -171,11 +193,15 @@ def _end(
     try:
         return (yield from ending)
     except (TransportError, ProtocolError) as exc:
-        raise DeliveryUnknown(
-            f"the end of the message was sent but no reply came ({exc}); it may have been "
-            "delivered and is not resent",
-            cause=exc,
-        ) from exc
+        raise _unknown(exc) from exc
+
+
+def _unknown(exc: TransportError | ProtocolError) -> DeliveryUnknown:
+    return DeliveryUnknown(
+        f"the end of the message was sent but no reply came ({exc}); it may have been "
+        "delivered and is not resent",
+        cause=exc,
+    )
 
 
 def _send_bdat(

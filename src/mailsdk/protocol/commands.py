@@ -150,9 +150,13 @@ class MailFrom:
     sender: str
     params: tuple[str, ...] = attrs.field(default=(), validator=_params)
     verb: typing.ClassVar[str] = "MAIL"
+    # The wire line, built once while validating: a bulk run reuses the same command objects
+    # (``flows.judge`` caches them per address), so sending one costs no re-validation.
+    _wire: bytes = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        quote_path(self.sender, allow_null=True)
+        path = quote_path(self.sender, allow_null=True)
+        object.__setattr__(self, "_wire", _line("MAIL FROM:" + path, *self.params))
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -161,7 +165,7 @@ class MailFrom:
 
     def to_bytes(self) -> bytes:
         """The wire line, CRLF included."""
-        return _line("MAIL FROM:" + quote_path(self.sender), *self.params)
+        return self._wire
 
     def redacted(self) -> bytes:
         """The loggable line (identical: nothing secret)."""
@@ -175,9 +179,11 @@ class RcptTo:
     recipient: str
     params: tuple[str, ...] = attrs.field(default=(), validator=_params)
     verb: typing.ClassVar[str] = "RCPT"
+    _wire: bytes = attrs.field(init=False, eq=False, repr=False)  # see MailFrom._wire
 
     def __attrs_post_init__(self) -> None:
-        quote_path(self.recipient, allow_null=False)
+        path = quote_path(self.recipient, allow_null=False)
+        object.__setattr__(self, "_wire", _line("RCPT TO:" + path, *self.params))
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -186,7 +192,7 @@ class RcptTo:
 
     def to_bytes(self) -> bytes:
         """The wire line, CRLF included."""
-        return _line("RCPT TO:" + quote_path(self.recipient, allow_null=False), *self.params)
+        return self._wire
 
     def redacted(self) -> bytes:
         """The loggable line (identical: nothing secret)."""

@@ -84,7 +84,17 @@ import attrs
 
 from mailsdk.errors import LocalProtocolError, RemoteProtocolError
 from mailsdk.protocol.body import BdatEncoder, DataEncoder
-from mailsdk.protocol.commands import Command, EndOfData, Raw, RcptTo
+from mailsdk.protocol.commands import (
+    Command,
+    Data,
+    EndOfData,
+    MailFrom,
+    Noop,
+    Quit,
+    Raw,
+    RcptTo,
+    Rset,
+)
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import (
     NEED_DATA,
@@ -97,6 +107,8 @@ from mailsdk.protocol.events import (
 from mailsdk.protocol.reply import Reply
 from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser
 from mailsdk.protocol.state import (
+    REPLY_TRANSITIONS,
+    SEND_TRANSITIONS,
     TRANSACTION_TRIGGERS,
     ClientState,
     Outcome,
@@ -151,6 +163,25 @@ _NEVER_INTERMEDIATE: typing.Final = frozenset(
 )
 
 
+#: Commands whose trigger depends on nothing but their type (the rest: ``trigger_of``). Sending
+#: MAIL/RCPT/DATA is the bulk path: a dict lookup instead of a ``match`` per command.
+_FIXED_TRIGGERS: typing.Final[dict[type, Trigger]] = {
+    MailFrom: Trigger.MAIL,
+    RcptTo: Trigger.RCPT,
+    Data: Trigger.DATA,
+    Rset: Trigger.RSET,
+    Noop: Trigger.SIMPLE,
+    Quit: Trigger.QUIT,
+}
+#: Triggers whose replies ``outcome_of`` must classify (a 3xx go-ahead, STARTTLS's 220); any
+#: other reply is positive exactly when it is 2xx.
+_SPECIAL_OUTCOMES: typing.Final = frozenset(
+    {Trigger.DATA, Trigger.AUTH, Trigger.AUTH_RESPONSE, Trigger.STARTTLS}
+)
+_LMTP_FINAL: typing.Final = frozenset({Trigger.END_OF_DATA, Trigger.BDAT_LAST})
+_END_OF_DATA: typing.Final = EndOfData()  # immutable: one for every end of data
+
+
 def _verb_of(entry: _Pending) -> str:
     command = entry.command
     if command is None or isinstance(command, Raw):
@@ -173,7 +204,8 @@ class ClientConnection:
     """
 
     def __init__(self, *, dialect: Dialect = Dialect.SMTP, limits: ReplyLimits = DEFAULT_LIMITS):
-        self.dialect: Dialect = dialect
+        self._dialect = dialect
+        self._per_recipient = dialect.replies_per_recipient
         self._parser = ReplyParser(limits)
         self._state = ClientState.CONNECTED
         self._queue: collections.deque[_Pending] = collections.deque(
@@ -187,6 +219,16 @@ class ClientConnection:
         self._closing = False
 
     # -- introspection --------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        """SMTP or LMTP (LMTP: one end-of-data reply per accepted recipient)."""
+        return self._dialect
+
+    @dialect.setter
+    def dialect(self, value: Dialect) -> None:
+        self._dialect = value
+        self._per_recipient = value.replies_per_recipient
 
     @property
     def state(self) -> ClientState:
@@ -279,14 +321,18 @@ class ClientConnection:
             RemoteProtocolError: reply bytes the server sent before this command are buffered
                 (see :meth:`_check_in_step`).
         """
-        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+        state = self._state
+        if state is ClientState.ERROR:  # _check_usable, inlined on the hot path
             self._check_usable()
-        trigger = trigger_of(command, self.dialect)
-        # A raw line's first word may be a SASL payload: never put it in an error message.
-        verb = "a raw command" if isinstance(command, Raw) else command.verb
-        new_state = state_after_send(self._state, trigger, verb)
+        trigger = _FIXED_TRIGGERS.get(type(command)) or trigger_of(command, self._dialect)
+        new_state = SEND_TRANSITIONS[state].get(trigger)
+        if new_state is None:
+            # A raw line's first word may be a SASL payload: never put it in an error message.
+            verb = "a raw command" if isinstance(command, Raw) else command.verb
+            new_state = state_after_send(state, trigger, verb)  # raises LocalProtocolError
         data = command.to_bytes()  # before any bookkeeping: a failure must change nothing
-        self._check_in_step()
+        if not self._queue:
+            self._check_in_step()
         if trigger is Trigger.MAIL:
             self._txn = _Transaction()
             self._bdat_encoder = None
@@ -333,10 +379,11 @@ class ClientConnection:
             self._check_usable()
         new_state = state_after_send(self._state, Trigger.END_OF_DATA, "end of data")
         assert self._data_encoder is not None
-        self._check_in_step()
+        if not self._queue:  # _check_in_step's own test, inlined on the hot path
+            self._check_in_step()
         tail = self._data_encoder.finish()
         self._data_encoder = None
-        self._queue.append(_Pending(EndOfData(), Trigger.END_OF_DATA, self._txn, tag=tag))
+        self._queue.append(_Pending(_END_OF_DATA, Trigger.END_OF_DATA, self._txn, tag=tag))
         self._state = new_state
         return tail
 
@@ -408,7 +455,8 @@ class ClientConnection:
                 buffer: they are returned first).
             LocalProtocolError: the connection is in ``ERROR``, or data follows EOF.
         """
-        self._check_usable()
+        if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
+            self._check_usable()
         try:
             if self._eof:
                 if data:
@@ -452,46 +500,47 @@ class ClientConnection:
         if self._state is ClientState.ERROR:  # _check_usable, inlined on the hot path
             self._check_usable()
         try:
-            return self._next_event()
+            if self._state is ClientState.CLOSED:
+                return ConnectionClosed()
+            reply = self._parser.next_reply()
+            if reply is None:
+                if not self._eof:
+                    return NEED_DATA
+                if self._parser.buffered:
+                    raise RemoteProtocolError("connection closed in the middle of a reply")
+                self._state = ClientState.CLOSED
+                return ConnectionClosed()
+            if not self._queue:
+                raise RemoteProtocolError(
+                    f"unexpected reply with no command pending: {reply.code} {reply.text[:80]!r}"
+                )
+            return self._pair(self._queue[0], reply)
         except BaseException:
             self._state = ClientState.ERROR
             raise
 
-    def _next_event(self) -> Event | NeedData:
-        if self._state is ClientState.CLOSED:
-            return ConnectionClosed()
-        reply = self._parser.next_reply()
-        if reply is None:
-            if not self._eof:
-                return NEED_DATA
-            if self._parser.buffered:
-                raise RemoteProtocolError("connection closed in the middle of a reply")
-            self._state = ClientState.CLOSED
-            return ConnectionClosed()
-        if not self._queue:
-            raise RemoteProtocolError(
-                f"unexpected reply with no command pending: {reply.code} {reply.text[:80]!r}"
-            )
-        return self._pair(self._queue[0], reply)
-
     def _pair(self, entry: _Pending, reply: Reply) -> Event:
         trigger = entry.trigger
-        outcome = outcome_of(trigger, reply.code)
-        if reply.code == 421:
+        code = reply.code
+        if trigger in _SPECIAL_OUTCOMES:
+            outcome = outcome_of(trigger, code)
+        else:
+            outcome = Outcome.POSITIVE if 200 <= code < 300 else Outcome.NEGATIVE
+        if code == 421:
             self._closing = True
-        if trigger in _NEVER_INTERMEDIATE and 300 <= reply.code < 400:
+        if 300 <= code < 400 and trigger in _NEVER_INTERMEDIATE:
             # RFC 5321 §4.3.2: only DATA (354) and AUTH (334) get a 3xx. Anything else means
             # the replies are out of step with the commands (a server that sent one reply too
             # few or too many): pairing on would attribute a reply to the wrong message.
             raise RemoteProtocolError(
-                f"{reply.code} cannot answer {_verb_of(entry)}: the server's replies are out of "
+                f"{code} cannot answer {_verb_of(entry)}: the server's replies are out of "
                 "step with the commands (a reply is missing)",
                 reply_missing=True,
             )
-        if trigger is Trigger.DATA and 200 <= reply.code < 300:
+        if trigger is Trigger.DATA and 200 <= code < 300:
             # RFC 5321 §4.3.2: DATA is answered 354 (go ahead) or refused, never 2xx.
             raise RemoteProtocolError(
-                f"{reply.code} cannot answer DATA: the server's replies are out of step (one "
+                f"{code} cannot answer DATA: the server's replies are out of step (one "
                 "reply too many)"
             )
         if entry.command is None:  # the greeting
@@ -500,10 +549,7 @@ class ClientConnection:
             return GreetingReceived(reply)
         recipient: str | None = None
         final = True
-        if self.dialect.replies_per_recipient and trigger in (
-            Trigger.END_OF_DATA,
-            Trigger.BDAT_LAST,
-        ):
+        if self._per_recipient and trigger in _LMTP_FINAL:
             # RFC 2033 §4.2: one reply per RCPT that succeeded, in RCPT order.
             if entry.recipients is None:
                 # After a failed BDAT chunk (or with no accepted RCPT) one reply is expected.
@@ -520,17 +566,20 @@ class ClientConnection:
             self._queue.popleft()
         txn = entry.txn
         if txn is not None:
-            if isinstance(entry.command, RcptTo) and outcome is Outcome.POSITIVE:
-                txn.accepted.append(entry.command.recipient)
+            if trigger is Trigger.RCPT and outcome is Outcome.POSITIVE:
+                txn.accepted.append(entry.command.recipient)  # type: ignore[union-attr]
             elif trigger is Trigger.BDAT and outcome is Outcome.NEGATIVE:
                 txn.failed_chunk = True
-        if trigger not in TRANSACTION_TRIGGERS or txn is self._txn:
-            self._state = state_after_reply(self._state, trigger, outcome)
-        if self._state is ClientState.BODY and trigger is Trigger.DATA:
-            self._data_encoder = DataEncoder()
-        if self._state is ClientState.TLS_READY and self._parser.buffered:
-            # RFC 3207 §4.2: bytes sent before the handshake must not be trusted.
-            raise RemoteProtocolError(
-                "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
-            )
+        rule = REPLY_TRANSITIONS.get((trigger, outcome))  # state_after_reply, inlined
+        if rule is not None and (txn is self._txn or trigger not in TRANSACTION_TRIGGERS):
+            sources, target = rule
+            if self._state in sources:
+                self._state = target
+                if target is ClientState.BODY:
+                    self._data_encoder = DataEncoder()
+                elif target is ClientState.TLS_READY and self._parser.buffered:
+                    # RFC 3207 §4.2: bytes sent before the handshake must not be trusted.
+                    raise RemoteProtocolError(
+                        "server sent data after 220 to STARTTLS (STARTTLS injection, RFC 3207 §4.2)"
+                    )
         return CommandReplied(entry.command, reply, recipient, final, entry.tag)

@@ -182,7 +182,19 @@ class ReplyParser:
                     self._pos = 0
                     self._tail_start -= nl + 1
                     text = line[4:]
-                    return Reply(code, (text,), self._enhanced(code, text))
+                    # _enhanced, its cache hit inlined (servers repeat the same few texts).
+                    cache = self._enhanced_cache
+                    key = text[:10]
+                    if key not in cache:
+                        return Reply(code, (text,), self._enhanced(code, text))
+                    enhanced = cache[key]
+                    if (
+                        enhanced is not None
+                        and not self.parse_enhanced
+                        and enhanced.klass != code // 100
+                    ):
+                        enhanced = None
+                    return Reply(code, (text,), enhanced)
         while True:
             # _tail_start is just past the last LF buffered: no complete line unless _pos is before.
             nl = buf.find(b"\n", self._pos) if self._pos < self._tail_start else -1
@@ -192,7 +204,8 @@ class ReplyParser:
                         f"reply line longer than {limits.max_line_length} bytes: "
                         f"{_excerpt(buf[self._pos :])}"
                     )
-                self._compact()
+                if self._pos > self._reply_bytes:  # _compact's own test: skip the call
+                    self._compact()
                 return None
             end = nl - 1 if nl > self._pos and buf[nl - 1] == 0x0D else nl
             line = bytes(buf[self._pos : end])

@@ -1,46 +1,36 @@
-"""asyncio streams (StreamReader/StreamWriter) over TCP, unix and caller-supplied sockets.
+"""asyncio connectors over TCP, unix and caller-supplied sockets, and their stream.
 
 Layer: L3 (transport). May import L0 (``mailsdk.errors``) and the standard library only; must
 never import ``mailsdk.protocol``, ``esmtp``, ``auth``, ``flows``, ``telemetry`` or ``client``.
 
-Connections come from :func:`asyncio.open_connection` / :func:`asyncio.open_unix_connection`;
-STARTTLS uses :meth:`asyncio.StreamWriter.start_tls` (Python 3.11+). Deadlines are enforced with
-:func:`asyncio.timeout` around reads, ``drain()``, connects and handshakes. :meth:`aclose` gives
-the peer a short grace (``CLOSE_GRACE``) and then aborts the transport, so it never hangs.
+Connections come from :meth:`loop.create_connection` / :meth:`loop.create_unix_connection`
+with :class:`~mailsdk.transport._async_protocol.StreamProtocol` (not ``StreamReader``, see
+there why), after Happy Eyeballs (``_async_dialer.py``) for TCP. The stream itself,
+:class:`AsyncSocketStream`, lives in ``_async_stream.py`` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import os
 import socket
 import ssl
-import types
 import typing
 
-from mailsdk.errors import (
-    ConfigurationError,
-    ConnectError,
-    ConnectionLost,
-    InvalidInputError,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+from mailsdk.errors import ConfigurationError, ConnectError, LocalProtocolError
 from mailsdk.transport._addresses import CONNECTION_ATTEMPT_DELAY, Resolver
 from mailsdk.transport._async_dialer import open_tcp_async
+from mailsdk.transport._async_protocol import StreamProtocol
+from mailsdk.transport._async_stream import CLOSE_GRACE, AsyncSocketStream, address_of, refuse_spent
 from mailsdk.transport._errors import Operation, map_errors
 from mailsdk.transport.base import (
     AsyncConnector,
     AsyncStream,
-    PeerAddress,
-    StreamInfo,
     TransportKind,
     check_tcp_target,
     format_address,
 )
-from mailsdk.transport.tls import channel_binding_for, require_server_hostname, tls_details
+from mailsdk.transport.tls import require_server_hostname
 
 __all__ = [
     "CLOSE_GRACE",
@@ -50,291 +40,37 @@ __all__ = [
     "AsyncUnixConnector",
 ]
 
-#: Seconds :meth:`AsyncSocketStream.aclose` waits for an orderly close before aborting.
-CLOSE_GRACE: typing.Final = 0.5
 
-
-def _spent(timeout: float | None) -> None:
-    """Raise the builtin TimeoutError (mapped by the caller) for an already spent deadline."""
-    if timeout is not None and math.isnan(timeout):
-        # asyncio.timeout(nan) expires at once: it would be reported as the peer's timeout.
-        raise InvalidInputError("a timeout must be a number of seconds or None, not NaN")
-    if timeout is not None and timeout <= 0:
-        raise TimeoutError("deadline passed")
-
-
-async def _drain(writer: asyncio.StreamWriter, stall: float | None) -> None:
-    """``writer.drain()``, failing (``TimeoutError``) when the buffer makes no progress at all
-    for ``stall`` seconds: drain itself would wait as long as the overall deadline allows."""
-    if stall is None or math.isinf(stall):
-        await writer.drain()
-        return
-    if not stall > 0:  # also refuses NaN
-        raise InvalidInputError(f"a stall timeout must be a positive number or None, not {stall!r}")
-    transport = writer.transport
-    while True:
-        before = transport.get_write_buffer_size()
-        try:
-            async with asyncio.timeout(stall):
-                await writer.drain()
-            return
-        except TimeoutError:
-            if transport.get_write_buffer_size() >= before:
-                raise  # not one byte taken in ``stall`` seconds
-
-
-def _address(value: typing.Any) -> PeerAddress:
-    if isinstance(value, bytes):  # Linux abstract unix socket names
-        value = os.fsdecode(value)
-    return value or None
-
-
-async def _has_buffered_data(reader: asyncio.StreamReader) -> bool:
-    """True when the reader already holds unread bytes (checked without waiting)."""
-    try:
-        async with asyncio.timeout(0):
-            return bool(await reader.read(1))
-    except TimeoutError:
-        return False
-
-
-class AsyncSocketStream:
-    """An :class:`~mailsdk.transport.AsyncStream` over an asyncio reader/writer pair.
-
-    The stream owns the transport: :meth:`aclose` closes it.
-
-    Args:
-        reader: the connection's ``StreamReader``.
-        writer: the connection's ``StreamWriter``.
-        transport: ``"tcp"`` or ``"unix"``; detected from the socket family when omitted.
-    """
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        transport: TransportKind | None = None,
-    ) -> None:
-        self._reader = reader
-        self._writer: asyncio.StreamWriter | None = writer
-        self._upgraded = False
-        if transport is None:
-            sock = writer.get_extra_info("socket")
-            is_unix = sock is not None and getattr(socket, "AF_UNIX", None) == sock.family
-            transport = "unix" if is_unix else "tcp"
-        tls = writer.get_extra_info("ssl_object")
-        self._tls: ssl.SSLObject | None = tls if isinstance(tls, ssl.SSLObject) else None
-        version, cipher = tls_details(self._tls) if self._tls is not None else (None, None)
-        self._info = StreamInfo(
-            peer_address=_address(writer.get_extra_info("peername")),
-            local_address=_address(writer.get_extra_info("sockname")),
-            transport=transport,
-            tls_version=version,
-            tls_cipher=cipher,
-        )
-        self._target = format_address(self._info.peer_address)
-
-    def __repr__(self) -> str:
-        state = "closed" if self._writer is None else ("tls" if self.is_tls else "open")
-        return f"<AsyncSocketStream {self._info.transport} {self._target or '?'} {state}>"
-
-    @property
-    def info(self) -> StreamInfo:
-        """Addresses, transport kind and TLS parameters (captured when the stream was made)."""
-        return self._info
-
-    @property
-    def is_tls(self) -> bool:
-        """True when the transport runs TLS."""
-        return self._tls is not None
-
-    def _require_open(self) -> asyncio.StreamWriter:
-        if self._upgraded:
-            raise LocalProtocolError("this stream was upgraded by start_tls(); use the new stream")
-        if self._writer is None:
-            raise ConnectionLost("the stream is closed")
-        return self._writer
-
-    def _abort(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.transport.abort()
-
-    async def send_all(
-        self, data: bytes, timeout: float | None, *, stall: float | None = None
-    ) -> None:
-        """Write ``data`` and wait (``drain``) until the transport's buffer is below its limit.
-
-        Args:
-            data: the bytes to send.
-            timeout: the remaining time of the caller's deadline (``None``: no limit).
-            stall: also fail when the transport's buffer does not shrink at all for this long
-                (a server that stopped reading), however much of ``timeout`` is left.
-
-        Raises:
-            WriteTimeout: the buffer did not drain in time; the transport is aborted, since a
-                partial command may be on the wire.
-            ConnectionLost: the peer reset or closed the connection (the transport is aborted),
-                or the stream was already closed.
-            LocalProtocolError: the stream was replaced by :meth:`start_tls`.
-        """
-        writer = self._require_open()
-        async with map_errors(Operation.WRITE, self._target):
-            _spent(timeout)  # nothing written yet: the stream stays usable
-            try:
-                async with asyncio.timeout(timeout):
-                    writer.write(data)
-                    await _drain(writer, stall)
-            except BaseException:  # including cancellation: the wire state is unknown
-                self._abort()
-                raise
-
-    async def receive(self, max_bytes: int, timeout: float | None) -> bytes:
-        """Receive up to ``max_bytes`` bytes.
-
-        Args:
-            max_bytes: the most bytes to return (at least 1).
-            timeout: the remaining time of the caller's deadline (``None``: no limit).
-
-        Returns:
-            The bytes read, or ``b""`` at end of stream.
-
-        Raises:
-            ReadTimeout: nothing arrived in time (or ``timeout <= 0``); the stream stays usable.
-            ConnectionLost: the connection was reset, or the stream was already closed.
-            InvalidInputError: ``max_bytes`` is below 1.
-            LocalProtocolError: the stream was replaced by :meth:`start_tls`.
-        """
-        if max_bytes < 1:
-            raise InvalidInputError("max_bytes must be at least 1")
-        self._require_open()
-        async with map_errors(Operation.READ, self._target):
-            _spent(timeout)
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
-
-    async def start_tls(
-        self,
-        context: ssl.SSLContext,
-        server_hostname: str | None,
-        timeout: float | None,
-        *,
-        implicit: bool = False,
-    ) -> AsyncSocketStream:
-        """Upgrade the connection to TLS (RFC 3207 §4) and return the new stream.
-
-        This stream is unusable afterwards, whatever the outcome; on failure the transport is
-        aborted. Bytes the server sent after its STARTTLS reply and that were already read into
-        the reader's buffer are refused (STARTTLS command injection, RFC 3207 §4.2: such bytes
-        would otherwise be taken as TLS-protected), as are bytes present right after the
-        handshake (the server must wait for the client's EHLO).
-
-        Args:
-            context: the client context (see :meth:`TlsSettings.create_context`).
-            server_hostname: the name (or IP literal) to verify and to send as SNI.
-            timeout: the remaining time for the handshake.
-            implicit: implicit TLS (RFC 8314) on a fresh connection: the server speaks first
-                once the handshake is done, so data right after it is its greeting, not an
-                injection (and must not be consumed by the check).
-
-        Returns:
-            The TLS stream.
-
-        Raises:
-            TLSError: the handshake or certificate verification failed.
-            ConnectTimeout: the handshake did not finish in time (``phase="tls_handshake"``).
-            ConnectionLost: the peer closed or reset the connection.
-            RemoteProtocolError: unread plaintext was buffered around the handshake.
-            ConfigurationError: host name checking is on and ``server_hostname`` is missing.
-            LocalProtocolError: the stream already uses TLS or was replaced.
-        """
-        writer = self._require_open()
-        if self.is_tls:
-            raise LocalProtocolError("the stream already uses TLS")
-        require_server_hostname(context, server_hostname)
-        self._upgraded = True
-        self._writer = None
-        try:
-            async with map_errors(Operation.TLS_HANDSHAKE, self._target):
-                if await _has_buffered_data(self._reader):
-                    raise RemoteProtocolError(
-                        "the server sent data after its STARTTLS reply "
-                        "(STARTTLS injection, RFC 3207 §4.2)"
-                    )
-                _spent(timeout)
-                async with asyncio.timeout(timeout):
-                    await writer.start_tls(context, server_hostname=server_hostname)
-                if not implicit and await _has_buffered_data(self._reader):
-                    raise RemoteProtocolError(
-                        "unexpected data right after the TLS handshake "
-                        "(STARTTLS injection, RFC 3207 §4.2)"
-                    )
-        except BaseException:
-            writer.transport.abort()
-            # abort() closes the socket in a loop callback: give it that turn, or a caller
-            # that ends its loop right after the failure leaves the socket unclosed.
-            await asyncio.sleep(0)
-            raise
-        return AsyncSocketStream(self._reader, writer, transport=self._info.transport)
-
-    def channel_binding(self, kind: str) -> bytes | None:
-        """Return channel-binding data (see :func:`mailsdk.transport.tls.channel_binding_for`).
-
-        Args:
-            kind: ``"tls-server-end-point"`` (supported) or ``"tls-exporter"`` (always ``None``).
-
-        Returns:
-            The binding data, or ``None`` for plaintext, closed streams and unsupported kinds.
-        """
-        return channel_binding_for(self._tls if self._writer is not None else None, kind)
-
-    async def aclose(self) -> None:
-        """Close the connection: an orderly close for up to ``CLOSE_GRACE`` seconds, then abort.
-
-        Idempotent and never raises an I/O error. With TLS the orderly close sends a
-        close_notify; a dead peer only costs the grace period.
-        """
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return
-        closed = False
-        try:
-            with contextlib.suppress(Exception):  # OSError, TimeoutError, ssl errors
-                writer.close()
-                async with asyncio.timeout(CLOSE_GRACE):
-                    await writer.wait_closed()
-                closed = True
-        finally:
-            if not closed:
-                writer.transport.abort()
-
-    async def __aenter__(self) -> typing.Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-OpenResult: typing.TypeAlias = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+OpenResult: typing.TypeAlias = tuple[asyncio.Transport, StreamProtocol]
 
 
 async def _open(
-    opener: typing.Callable[[], typing.Awaitable[OpenResult]],
+    opener: typing.Callable[[asyncio.AbstractEventLoop], typing.Awaitable[OpenResult]],
     target: str | None,
     timeout: float | None,
-    transport: TransportKind | None,
+    kind: TransportKind | None,
 ) -> AsyncSocketStream:
     async with map_errors(Operation.CONNECT, target):
-        _spent(timeout)
+        refuse_spent(timeout)
         async with asyncio.timeout(timeout):
-            reader, writer = await opener()
-    return AsyncSocketStream(reader, writer, transport=transport)
+            transport, protocol = await opener(asyncio.get_running_loop())
+    return AsyncSocketStream(transport, protocol, kind=kind)
+
+
+def _over_socket(
+    sock: socket.socket, tls: ssl.SSLContext | None, server_hostname: str | None
+) -> typing.Callable[[asyncio.AbstractEventLoop], typing.Awaitable[OpenResult]]:
+    """The opener that hands a connected socket to the loop (with TLS when ``tls`` is set)."""
+
+    def opener(loop: asyncio.AbstractEventLoop) -> typing.Awaitable[OpenResult]:
+        return loop.create_connection(
+            lambda: StreamProtocol(loop),
+            sock=sock,
+            ssl=tls,
+            server_hostname=server_hostname if tls is not None else None,
+        )
+
+    return opener
 
 
 class AsyncTcpConnector:
@@ -395,7 +131,7 @@ class AsyncTcpConnector:
         """
         target = format_address((self.host, self.port))
         async with map_errors(Operation.CONNECT, target):
-            _spent(timeout)
+            refuse_spent(timeout)
         loop = asyncio.get_running_loop()
         started = loop.time()
         sock = await open_tcp_async(
@@ -409,16 +145,7 @@ class AsyncTcpConnector:
         left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
         tls = self.tls_context
         try:
-            return await _open(
-                lambda: asyncio.open_connection(
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=self.server_hostname if tls is not None else None,
-                ),
-                target,
-                left,
-                "tcp",
-            )
+            return await _open(_over_socket(sock, tls, self.server_hostname), target, left, "tcp")
         except BaseException:
             sock.close()
             raise
@@ -465,16 +192,14 @@ class AsyncUnixConnector:
             The connected stream.
         """
         tls = self.tls_context
-        return await _open(
-            lambda: asyncio.open_unix_connection(
-                self.path,
-                ssl=tls,
-                server_hostname=self.server_hostname if tls is not None else None,
-            ),
-            self.path,
-            timeout,
-            "unix",
-        )
+        path, name = self.path, self.server_hostname if tls is not None else None
+
+        def opener(loop: asyncio.AbstractEventLoop) -> typing.Awaitable[OpenResult]:
+            return loop.create_unix_connection(
+                lambda: StreamProtocol(loop), path, ssl=tls, server_hostname=name
+            )
+
+        return await _open(opener, self.path, timeout, "unix")
 
 
 class AsyncSocketConnector:
@@ -529,20 +254,11 @@ class AsyncSocketConnector:
             raise ConnectError("the supplied socket is already closed")
         tls = self.tls_context
         try:
-            target = format_address(_address(sock.getpeername()))
+            target = format_address(address_of(sock.getpeername()))
         except OSError:
             target = None
         try:
-            return await _open(
-                lambda: asyncio.open_connection(
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=self.server_hostname if tls is not None else None,
-                ),
-                target,
-                timeout,
-                None,
-            )
+            return await _open(_over_socket(sock, tls, self.server_hostname), target, timeout, None)
         except BaseException:
             sock.close()
             raise

@@ -27,7 +27,7 @@ from mailsdk.errors import (
 )
 from mailsdk.transport._addresses import CONNECTION_ATTEMPT_DELAY, Resolver
 from mailsdk.transport._dialer import open_tcp
-from mailsdk.transport._errors import Operation, map_errors
+from mailsdk.transport._errors import Operation, map_errors, translate
 from mailsdk.transport.base import (
     Connector,
     PeerAddress,
@@ -45,6 +45,10 @@ __all__ = ["SocketConnector", "SocketStream", "TcpConnector", "UnixConnector"]
 #: Longer timeouts (``math.inf`` included) mean "no limit": ``socket.settimeout`` raises a bare
 #: ``OverflowError`` for anything its platform ``time_t`` cannot hold (about 1e11 s on Linux).
 _MAX_SOCKET_TIMEOUT: typing.Final = 1e8
+
+
+#: ``receive`` keeps the socket's timeout while it is at least this share of the time left.
+_KEEP_TIMEOUT: typing.Final = 0.5
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -120,6 +124,9 @@ class SocketStream:
     def __init__(self, sock: socket.socket, *, transport: TransportKind | None = None) -> None:
         self._sock: socket.socket | None = sock
         self._upgraded = False
+        #: The socket's current timeout, as last set by this stream (``settimeout`` is skipped
+        #: when it would not change it).
+        self._timeout: float | None = sock.gettimeout()
         self._is_tls = isinstance(sock, ssl.SSLSocket)
         if transport is None:
             is_unix = getattr(socket, "AF_UNIX", None) == sock.family
@@ -171,25 +178,36 @@ class SocketStream:
                 the stream was already closed.
             LocalProtocolError: the stream was replaced by :meth:`start_tls`.
         """
-        sock = self._require_open()
+        sock = self._sock
+        if sock is None or self._upgraded:
+            sock = self._require_open()
         view = memoryview(data).cast("B")
-        with map_errors(Operation.WRITE, self._target):
+        try:  # map_errors, spelled out: this runs for every write
             deadline = _deadline(timeout)
-            _remaining(deadline)  # a spent deadline fails before anything is written
+            left = None if deadline is None else timeout
+            if left is not None and left <= 0:  # a spent deadline fails before any write
+                raise TimeoutError("deadline passed")
             stall = _stall(stall)
             try:
                 while view:
-                    left = _remaining(deadline)
                     # One send() returns as soon as some bytes are taken: a per-call timeout
                     # of ``stall`` is "no progress for that long".
-                    sock.settimeout(
-                        left if stall is None or (left is not None and left < stall) else stall
-                    )
+                    limit = left if stall is None or (left is not None and left < stall) else stall
+                    if limit != self._timeout:  # settimeout costs a system call: skip repeats
+                        sock.settimeout(limit)
+                        self._timeout = limit
                     sent = sock.send(view)
                     view = view[sent:]
+                    if view:
+                        left = _remaining(deadline)
             except BaseException:
                 self.close()
                 raise
+        except BaseException as exc:
+            mapped = translate(exc, Operation.WRITE, self._target)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def receive(self, max_bytes: int, timeout: float | None) -> bytes:
         """Receive up to ``max_bytes`` bytes.
@@ -210,10 +228,38 @@ class SocketStream:
         """
         if max_bytes < 1:
             raise InvalidInputError("max_bytes must be at least 1")
-        sock = self._require_open()
-        with map_errors(Operation.READ, self._target):
-            sock.settimeout(_remaining(_deadline(timeout)))
-            return sock.recv(max_bytes)
+        sock = self._sock
+        if sock is None or self._upgraded:
+            sock = self._require_open()
+        try:  # map_errors, spelled out: this runs for every read
+            deadline = _deadline(timeout)
+            left = None if deadline is None else timeout
+            if left is not None and left <= 0:
+                raise TimeoutError("deadline passed")
+            while True:
+                current = self._timeout
+                # settimeout costs a system call, and the time left differs on every call:
+                # the socket's timeout is kept while it is at most what is left (the read can
+                # never outlast the deadline) and not far below it; when it fires early, the
+                # read is retried with what is left.
+                if left is None:
+                    if current is not None:
+                        sock.settimeout(None)
+                        self._timeout = None
+                elif current is None or not (left * _KEEP_TIMEOUT <= current <= left):
+                    sock.settimeout(left)
+                    self._timeout = left
+                try:
+                    return sock.recv(max_bytes)
+                except TimeoutError:
+                    if self._timeout == left:
+                        raise
+                left = _remaining(deadline)  # raises TimeoutError once the deadline passed
+        except BaseException as exc:
+            mapped = translate(exc, Operation.READ, self._target)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, timeout: float | None
