@@ -20,6 +20,12 @@ so a test knows exactly which outcome each message must end with:
 * ``rcpt_limit``: at most two recipients per transaction, ``452 4.5.3`` for the others (on
   every try).
 
+Handler options beyond the faults: ``ehlo_delay`` (seconds before the EHLO reply: a slow
+connection set-up), ``max_concurrent`` (RCPT on a connection beyond that many open ones gets
+``451 4.7.0`` "too many connections": a server limiting concurrency, counted in
+:attr:`FaultyHandler.throttled`); :attr:`FaultyHandler.stamps` holds the server's receive time
+(``time.monotonic()``) of every message it took.
+
 :attr:`FaultyHandler.kept_rcpt` counts, per recipient, the deliveries the server took
 responsibility for (250 replies plus received-then-dropped ones): each must be at most 1.
 """
@@ -30,6 +36,7 @@ import asyncio
 import collections
 import re
 import threading
+import time
 import typing
 
 from aiosmtpd.controller import Controller
@@ -53,8 +60,20 @@ def _index(address: str) -> int:
 class FaultyHandler:
     """See the module docstring. ``faults`` maps a message index to a fault name."""
 
-    def __init__(self, faults: dict[int, str], silent_for: float = 2.0, slow_for: float = 0.05):
+    def __init__(
+        self,
+        faults: dict[int, str],
+        silent_for: float = 2.0,
+        slow_for: float = 0.05,
+        ehlo_delay: float = 0.0,
+        max_concurrent: int | None = None,
+    ):
         self.faults = dict(faults)
+        self.ehlo_delay = ehlo_delay
+        self.max_concurrent = max_concurrent
+        self.throttled = 0
+        #: the server's receive time of every message it took (time.monotonic()).
+        self.stamps: list[float] = []
         self.silent_for = silent_for
         self.slow_for = slow_for
         self.lock = threading.Lock()
@@ -88,6 +107,7 @@ class FaultyHandler:
 
     def _keep(self, index: int, envelope: typing.Any) -> None:
         with self.lock:
+            self.stamps.append(time.monotonic())
             self.kept[index] += 1
             for rcpt in envelope.rcpt_tos:
                 self.kept_rcpt[rcpt] += 1
@@ -97,6 +117,8 @@ class FaultyHandler:
         responses: list[str],
     ) -> list[str]:  # fmt: skip
         session.host_name = hostname
+        if self.ehlo_delay:
+            await asyncio.sleep(self.ehlo_delay)
         with self.lock:
             self.connections += 1
             self.servers.append(server)
@@ -110,6 +132,11 @@ class FaultyHandler:
         fault = self._begin(envelope, index)
         with self.lock:
             self.rcpt_seen[address] += 1
+            crowded = self.max_concurrent is not None and self.open > self.max_concurrent
+            if crowded:
+                self.throttled += 1
+        if crowded:
+            return "451 4.7.0 too many connections, slow down"
         if fault == "drop_before":
             server.transport.close()
             return "451 4.3.0 dropping"

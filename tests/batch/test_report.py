@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 
@@ -75,6 +76,7 @@ def test_jsonl_one_line_per_message(tmp_path: pathlib.Path) -> None:
         "key": "k0",
         "status": "accepted",
         "attempts": 1,
+        "never_started": False,
         "latency_ms": 10.0,
         "accepted": ["r@x.test"],
         "refused": {},
@@ -82,3 +84,18 @@ def test_jsonl_one_line_per_message(tmp_path: pathlib.Path) -> None:
     }
     assert lines[1]["error"] == {"type": "ConnectionLost", "message": "reset by peer"}
     assert lines[1]["attempts"] == 3 and "(cancelled)" in report.summary()
+    assert lines[1]["never_started"] is False
+
+
+def test_jsonl_marks_a_message_that_was_never_started() -> None:
+    unsent = SendOutcome(
+        index=0,
+        status=DeliveryStatus.FAILED,
+        error=errors.ConnectionLost("the batch was stopped"),
+        attempts=0,
+        never_started=True,
+    )
+    out = io.StringIO()
+    BatchReport(outcomes=(unsent,), latencies={}, elapsed=1.0).to_jsonl(out)
+    line = json.loads(out.getvalue())
+    assert line["never_started"] is True and line["attempts"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from mailsdk import errors
@@ -124,9 +125,11 @@ def test_failed_after_a_protocol_violation_is_retried() -> None:
 def test_never_started() -> None:
     from mailsdk.batch import never_started
 
-    unsent = outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("not sent: stopped"))
-    assert never_started(unsent)
-    assert not never_started(outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("reset")))
+    unsent = outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("stopped"))
+    assert never_started(attrs.evolve(unsent, never_started=True))
+    assert not never_started(unsent)  # the marker, never the text, says so
+    text_only = outcome(DeliveryStatus.FAILED, error=errors.ConnectionLost("not sent: stopped"))
+    assert not never_started(text_only)
     lookalike = errors.DeliveryUnknown("not sent: no")
     assert not never_started(outcome(DeliveryStatus.UNKNOWN, error=lookalike))
 

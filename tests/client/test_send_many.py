@@ -185,6 +185,8 @@ async def test_a_drop_after_the_dot_is_unknown_and_the_rest_failed(
     assert [o.status for o in outcomes] == [A, U, F, F]
     assert isinstance(outcomes[1].error, mailsdk.DeliveryUnknown)
     assert "not sent" in str(outcomes[3].error)
+    assert outcomes[3].never_started and outcomes[3].attempts == 0
+    assert not outcomes[1].never_started  # UNKNOWN: it may have been delivered
 
 
 async def test_send_message_raises_delivery_unknown(mode: Mode, scripted: Scripted) -> None:

@@ -181,6 +181,8 @@ def test_421_ends_the_run_and_later_messages_are_never_sent() -> None:
     for never in out[2:]:
         assert isinstance(never.error, ConnectionLost)
         assert "not sent" in str(never.error)
+        assert never.never_started and never.attempts == 0  # the typed marker, no try counted
+    assert not any(o.never_started for o in out[:2])
     assert run.pulled == [True, True, False, False, False]  # the rest were not even prepared
 
 

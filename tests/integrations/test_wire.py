@@ -9,7 +9,7 @@ import json
 import pytest
 
 from mailsdk import DeliveryStatus, EnhancedStatus, MailOptions, Outgoing, Reply, SendOutcome
-from mailsdk.errors import DeliveryUnknown, InvalidInputError, RecipientsRefused
+from mailsdk.errors import ConnectionLost, DeliveryUnknown, InvalidInputError, RecipientsRefused
 from mailsdk.flows import SendResult
 from mailsdk.integrations._deliver import is_retryable
 from mailsdk.integrations._wire import decode_item, encode_item, outcome_from_json, outcome_to_json
@@ -135,9 +135,11 @@ def test_json_results_come_back_as_outcomes() -> None:
     assert refused.error is not None and "busy" in str(refused.error)
     deferred = outcome_from_json({"index": 1, "key": "d", "status": "deferred", "reason": "x"})
     assert deferred.status is DeliveryStatus.FAILED and "not sent: x" in str(deferred.error)
+    assert deferred.never_started and deferred.attempts == 0
     for holder in ("claimed", "sending"):  # another live worker has it: maybe sent, not unsent
         held = {"index": 1, "key": "d", "status": "deferred", "reason": "x", "holder": holder}
         assert outcome_from_json(held).status is DeliveryStatus.UNKNOWN
+        assert not outcome_from_json(held).never_started
     duplicate = outcome_from_json(
         {"index": 2, "key": "e", "status": "accepted", "duplicate": True, "attempts": 1}
     )
@@ -176,3 +178,21 @@ def test_raw_bytes_with_an_explicit_envelope_are_sent_as_given() -> None:
     raw = b"From: a@client.test\r\nBcc: kept@example.test\r\nMessage-ID: <r@x>\r\n\r\nbody\r\n"
     item = decode_item(encode_item(Outgoing(raw, sender="a@client.test", recipients=["b@x.test"])))
     assert item.data == raw
+
+
+def test_the_never_started_marker_travels_typed_never_by_text() -> None:
+    unsent = SendOutcome(
+        index=5,
+        status=DeliveryStatus.FAILED,
+        error=ConnectionLost("the server closed the connection"),
+        attempts=0,
+        never_started=True,
+    )
+    back = outcome_from_json(json.loads(json.dumps(outcome_to_json(unsent))))
+    assert back.never_started and back.status is DeliveryStatus.FAILED and back.attempts == 0
+    assert isinstance(back.error, ConnectionLost)
+    # A message that merely says "not sent" in its error text is not marked.
+    worded = SendOutcome(
+        index=6, status=DeliveryStatus.FAILED, error=ConnectionLost("not sent: reset")
+    )
+    assert not outcome_from_json(outcome_to_json(worded)).never_started

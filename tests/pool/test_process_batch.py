@@ -162,6 +162,8 @@ def test_closing_early_stops_handing_out_work_and_accounts_for_every_item_read(
             assert kept == 1
         elif outcome.status is DeliveryStatus.FAILED:
             assert kept == 0
+            # Stopped before it was started: the typed marker says so, and no try is counted.
+            assert outcome.never_started == (outcome.attempts == 0), outcome
     assert sum(server.handler.kept.values()) == sum(
         1 for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED
     )

@@ -82,6 +82,44 @@ def test_stop_abandons_waiting_retries_as_failed() -> None:
     lost = SendOutcome(index=0, status=DeliveryStatus.FAILED, error=errors.ConnectionLost("x"))
     assert sched.record(work, lost, 0.0)[0] is None
     (abandoned,) = sched.stop("cancelled")
-    assert abandoned.status is DeliveryStatus.FAILED and abandoned.attempts == 2
+    # The abandoned retry was never sent: only the one real try counts; and since that try
+    # reached the server, the message is not marked never started.
+    assert abandoned.status is DeliveryStatus.FAILED and abandoned.attempts == 1
+    assert not abandoned.never_started
     assert sched.take(10.0) is None and sched.finished  # the second item is never read
     assert sched.read == 1
+
+
+def test_abandoning_unsent_work_marks_it_never_started_with_no_attempt() -> None:
+    sched = Scheduler([Outgoing(b"x", sender="s@x.test", recipients=("a@x",))], POLICY)
+    work = sched.take(0.0)
+    assert work is not None
+    outcome = sched.abandon(work, handed_over=False, reason="stopped")
+    assert outcome.status is DeliveryStatus.FAILED and outcome.never_started
+    assert outcome.attempts == 0 and sched.outstanding == 0
+    handed = Scheduler([Outgoing(b"x", sender="s@x.test", recipients=("a@x",))], POLICY)
+    work = handed.take(0.0)
+    assert work is not None
+    unknown = handed.abandon(work, handed_over=True, reason="stopped")
+    assert unknown.status is DeliveryStatus.UNKNOWN and not unknown.never_started
+    assert unknown.attempts == 1
+
+
+def test_a_never_started_outcome_uses_the_budget_but_is_no_attempt() -> None:
+    sched = Scheduler([Outgoing(b"x", sender="s@x.test", recipients=("a@x",))], POLICY)
+    work = sched.take(0.0)
+    assert work is not None
+    never = SendOutcome(
+        index=0,
+        status=DeliveryStatus.FAILED,
+        error=errors.ConnectionLost("closing"),
+        attempts=0,
+        never_started=True,
+    )
+    final = None
+    for _ in range(POLICY.attempts):
+        final, _decision = sched.record(work, never, 0.0)
+        if final is None:
+            again = sched.take(1e9)
+            assert again is work
+    assert final is not None and final.never_started and final.attempts == 0

@@ -145,6 +145,9 @@ class TokenBucket:
         Never blocks. Thread-safe. The tokens are taken even when the wait is not zero: the
         caller is expected to send after the wait (or to give the slot up for good).
         """
+        if not self._messages and not self._recipients:  # no rate, only penalties: no lock
+            until = self._penalty_until
+            return 0.0 if until == -math.inf else max(0.0, until - self._clock())
         with self._lock:
             now = self._clock()
             ready = self._penalty_until

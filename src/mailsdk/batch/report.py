@@ -36,6 +36,8 @@ class Progress:
         total: the number of items when the input has a length, else ``None``.
         eta: estimated seconds until the end (``None`` when ``total`` is unknown or nothing
             finished yet).
+        connections: how many connections the pool lets the batch use now: its
+            ``max_connections``, fewer while the server throttles (``None``: not known).
     """
 
     done: int
@@ -45,6 +47,7 @@ class Progress:
     rate: float
     total: int | None = None
     eta: float | None = None
+    connections: int | None = None
 
 
 def _percentile(ordered: Sequence[float], fraction: float) -> float | None:
@@ -62,6 +65,7 @@ def _jsonable(outcome: SendOutcome, latency: float) -> dict[str, object]:
         "key": outcome.key,
         "status": outcome.status.value,
         "attempts": outcome.attempts,
+        "never_started": outcome.never_started,
         "latency_ms": round(latency * 1000.0, 3),
     }
     if result is not None:
@@ -136,8 +140,9 @@ class BatchReport:
         return self.latency(0.99)
 
     def to_jsonl(self, target: str | os.PathLike[str] | typing.TextIO) -> int:
-        """Write one JSON object per message (index, key, status, attempts, latency, accepted,
-        refused, queue id, error) to a path or a text file; return the number of lines."""
+        """Write one JSON object per message (index, key, status, attempts, never_started,
+        latency, accepted, refused, queue id, error) to a path or a text file; return the
+        number of lines."""
         if isinstance(target, str | os.PathLike):
             with open(target, "w", encoding="utf-8") as handle:
                 return self.to_jsonl(handle)
@@ -166,10 +171,18 @@ class BatchTracker:
     Args:
         total: the number of items, when known.
         clock: a monotonic clock in seconds.
+        connections: returns the connections the batch may use now (``Progress.connections``).
     """
 
-    def __init__(self, total: int | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        total: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        connections: Callable[[], int] | None = None,
+    ) -> None:
         self._clock = clock
+        self._connections = connections
         self._start = clock()
         self._end = self._start
         self.total = total
@@ -186,11 +199,15 @@ class BatchTracker:
 
     def finished(self, outcome: SendOutcome, latency: float) -> Progress:
         """Record one final outcome; return the progress snapshot after it."""
+        self.add(outcome, latency)
+        return self.progress()
+
+    def add(self, outcome: SendOutcome, latency: float) -> None:
+        """Record one final outcome (no snapshot: for a batch nobody watches)."""
         self._outcomes.append(outcome)
         self._latencies[outcome.index] = latency
         self._counts[outcome.status] += 1
         self._end = self._clock()
-        return self.progress()
 
     def progress(self) -> Progress:
         """The current :class:`Progress`."""
@@ -208,6 +225,7 @@ class BatchTracker:
             rate=rate,
             total=self.total,
             eta=eta,
+            connections=self._connections() if self._connections is not None else None,
         )
 
     def report(self) -> BatchReport:

@@ -28,7 +28,6 @@ import attrs
 
 from mailsdk.errors import (
     ConfigurationError,
-    ConnectionLost,
     DataRefused,
     MailError,
     RecipientsRefused,
@@ -113,8 +112,10 @@ class RetryDecision:
         recipients: resend only to these recipients (``None``: the whole message, same envelope).
         delay: seconds to wait before the retry.
         counts: the retry counts against ``RetryPolicy.attempts`` (a recipient split does not).
-        throttle: seconds every connection must pause (0: no throttling signalled).
+        throttle: seconds every connection must pause (0: no throttling signalled, or the
+            policy's ``throttle_delay`` is 0).
         reconnect: the server asked for (or needs) a new connection.
+        throttled: the server signalled throttling (the pool also cuts its connections).
     """
 
     retry: bool
@@ -123,24 +124,21 @@ class RetryDecision:
     counts: bool = True
     throttle: float = 0.0
     reconnect: bool = False
+    throttled: bool = False
 
 
 _FINAL: RetryDecision = RetryDecision(False)
 
 
 def never_started(outcome: SendOutcome) -> bool:
-    """True for a FAILED outcome of a message that was never started: it sat behind a broken
+    """True for an outcome of a message that was never started: it sat behind a broken
     connection or a 421, or the batch stopped (Ctrl-C, cancellation) before sending it.
 
-    Such a message was not tried at all; ``send_many`` and the batch runners report it with a
-    plain :class:`~mailsdk.errors.ConnectionLost` whose message starts with ``"not sent:"``.
+    Such a message was not tried at all. ``send_many`` and the batch runners mark it where they
+    make the outcome (:attr:`SendOutcome.never_started <mailsdk.SendOutcome>`); this reads that
+    marker (never the error's text).
     """
-    error = outcome.error
-    return (
-        outcome.status is DeliveryStatus.FAILED
-        and type(error) is ConnectionLost
-        and str(error).startswith("not sent:")
-    )
+    return outcome.never_started and outcome.status is DeliveryStatus.FAILED
 
 
 def _replies_of(outcome: SendOutcome) -> Mapping[str, Reply]:
@@ -184,8 +182,28 @@ def plan_retry(
     verdicts = [r.verdict for r in refused.values()]
     if isinstance(error, ReplyError) and not isinstance(error, RecipientsRefused):
         verdicts.append(error.reply.verdict)
-    throttle = policy.throttle_delay if any(v.throttled for v in verdicts) else 0.0
+    throttled = any(v.throttled for v in verdicts)
     reconnect = any(v.reconnect for v in verdicts)
+    decision = _decide(
+        policy, outcome, refused, tries=tries, elapsed=elapsed, replayable=replayable,
+        rand=rand, reconnect=reconnect, throttle=policy.throttle_delay if throttled else 0.0,
+    )  # fmt: skip
+    return attrs.evolve(decision, throttled=True) if throttled else decision
+
+
+def _decide(
+    policy: RetryPolicy,
+    outcome: SendOutcome,
+    refused: Mapping[str, Reply],
+    *,
+    tries: int,
+    elapsed: float,
+    replayable: bool,
+    rand: Callable[[], float],
+    reconnect: bool,
+    throttle: float,
+) -> RetryDecision:
+    status, error = outcome.status, outcome.error
     final = RetryDecision(False, throttle=throttle, reconnect=reconnect)
     if not replayable or (status is DeliveryStatus.UNKNOWN and not policy.resend_unknown):
         return final

@@ -306,7 +306,7 @@ class ClientBuilder:
             return attrs.evolve(self, timeouts=timeouts)
         given: object = timeouts
         expected = "a Timeouts or a number of seconds"
-        if isinstance(given, bool) or not isinstance(given, int | float | str):
+        if isinstance(given, bool) or not isinstance(given, int | float | str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise refused("with_timeouts", "timeouts", expected, given)
         try:
             seconds = float(given)

@@ -114,7 +114,7 @@ def expect_mechanisms(method: str, mechanisms: object, *, optional: bool) -> Non
         names = [None]
     if not all(isinstance(n, str) and n for n in names):
         expected = "a sequence of mechanism names (str)" + (" or None" if optional else "")
-        raise refused(method, "mechanisms", expected, mechanisms)
+        raise refused(method, "mechanisms", expected, mechanisms)  # pyright: ignore[reportUnknownArgumentType]
 
 
 def expect_otel_options(method: str, options: Mapping[str, object]) -> None:

@@ -127,7 +127,7 @@ def prepare(
     # Callers' types are not trusted (``send_many`` items come from anywhere): a wrong type is
     # a typed refusal of that one message, never a TypeError out of the run.
     for address in (sender, *(recipients or ())):  # a plain loop: this runs per message
-        if address is not None and type(address) is not str and not isinstance(address, str):
+        if address is not None and type(address) is not str and not isinstance(address, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"envelope addresses are str, not {type(address).__name__}")
     prepared = _content(message, sender, recipients)
     env = prepared.envelope

@@ -1,7 +1,8 @@
 """The asyncio client: :class:`AsyncClient` and :class:`AsyncSession`.
 
 Layer: L5 client. May import L0-L4. Every method body is one call into a flow run by the
-driver; the blocking twin in ``sync_client.py`` has the same names and signatures.
+driver. The blocking twin ``sync_client.py`` is generated from this file by
+``scripts/unasync.py``: the same names and signatures, the same docstrings.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import contextlib
 import types
 import typing
 from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
+    AsyncIterable,  # unasync: drop
+    AsyncIterator,  # unasync: drop
     Generator,
     Iterable,
     Iterator,
@@ -23,11 +24,13 @@ import attrs
 from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
-from mailsdk.client._async_driver import AsyncDriver
+from mailsdk.client._async_driver import AsyncDriver  # unasync: drop
 from mailsdk.client._connectors import open_stream_async
 from mailsdk.client._hostname import alocal_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
+
+# unasync: add from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
@@ -59,6 +62,7 @@ from mailsdk.telemetry import SessionObserver
 T = typing.TypeVar("T")
 
 if typing.TYPE_CHECKING:
+    # unasync: drop AsyncConnectionLimiter
     from mailsdk.batch.limits import AsyncConnectionLimiter, ConnectionLimiter
     from mailsdk.pool import AsyncPool
 
@@ -243,6 +247,7 @@ class AsyncSession:
 
     def send_many(
         self,
+        # unasync: drop AsyncIterable
         items: Iterable[MessageSource | Outgoing] | AsyncIterable[MessageSource | Outgoing],
     ) -> AsyncIterator[SendOutcome]:
         """Send many messages on this connection, pipelined across transactions.
@@ -272,16 +277,14 @@ class AsyncSession:
             Exception: whatever ``items`` itself raised, re-raised once every item it had
                 produced has its outcome (the input ends where it broke).
         """
-        source: Iterator[object] | AsyncIterator[object]
-        if isinstance(items, AsyncIterable):
-            source = aiter(items)
-        else:
-            try:
-                source = iter(items)
-            except TypeError:
-                raise InvalidInputError(
-                    f"send_many needs an iterable of messages, not {type(items).__name__}"
-                ) from None
+        source: Iterator[object] | AsyncIterator[object]  # unasync: drop
+        try:
+            # unasync: becomes source = iter(items)
+            source = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
+        except TypeError:
+            raise InvalidInputError(
+                f"send_many needs an iterable of messages, not {type(items).__name__}"
+            ) from None
         return self._send_many(_sending.Feed(self._observer, self._config, source))
 
     async def _send_many(self, feed: _sending.Feed) -> AsyncIterator[SendOutcome]:
@@ -292,7 +295,8 @@ class AsyncSession:
             options=cfg.transaction,
             tls_active=self.tls is not None,
         )
-        box: list[None] = []
+        box: list[None] = []  # unasync: drop
+        # unasync: becomes steps = self._driver.steps(flow, feed.pull)
         steps = self._driver.steps(flow, box, feed.apull, flush_before_pull=feed.asynchronous)
         try:
             async for value in steps:
@@ -396,8 +400,8 @@ class AsyncSession:
 
 
 class AsyncClient:
-    """An asyncio SMTP client for one configuration. Cheap to create, safe to share between
-    tasks: each :meth:`connect` opens an independent :class:`AsyncSession`.
+    """An asyncio SMTP client for one configuration. Cheap to create, safe to share
+    between tasks: each :meth:`connect` opens an independent :class:`AsyncSession`.
 
     Args:
         config: the validated configuration (see :class:`mailsdk.ClientBuilder`).
@@ -451,7 +455,9 @@ class AsyncClient:
         )
         implicit = driver.tls_info()
         try:
+            # unasync: async-only
             # The default EHLO name needs a DNS lookup: the first runs off the event loop.
+            # unasync: end
             hostname = await alocal_hostname(cfg.local_hostname, stream.info.local_address)
             opened = await driver.run(_setup.open_flow(cfg, hostname, implicit))
         except BaseException as exc:
@@ -475,6 +481,7 @@ class AsyncClient:
         idle_timeout: float | None = 30.0,
         health_check_after: float = 1.0,
         checkout_timeout: float | None = 30.0,
+        # unasync: drop AsyncConnectionLimiter
         connection_limiter: ConnectionLimiter | AsyncConnectionLimiter | None = None,
     ) -> AsyncPool:
         """A task-safe connection pool to this client's server (:class:`mailsdk.pool.AsyncPool`).

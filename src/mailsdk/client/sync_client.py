@@ -1,7 +1,10 @@
+# Generated from src/mailsdk/client/async_client.py by scripts/unasync.py: do not edit.
+# Edit the asyncio original, then run `python scripts/unasync.py` (docs/architecture.md).
 """The blocking client: :class:`Client` and :class:`Session`.
 
 Layer: L5 client. May import L0-L4. Every method body is one call into a flow run by the
-driver; the async twin in ``async_client.py`` has the same names and signatures.
+driver. This file is generated from ``async_client.py`` by
+``scripts/unasync.py``: the same names and signatures, the same docstrings.
 """
 
 from __future__ import annotations
@@ -9,7 +12,12 @@ from __future__ import annotations
 import contextlib
 import types
 import typing
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import (
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 
 import attrs
 
@@ -60,7 +68,7 @@ __all__ = ["Client", "LMTPClient", "Session"]
 
 
 class Session:
-    """An open SMTP/LMTP session. Use it as a context manager: leaving the block sends QUIT.
+    """An open blocking SMTP/LMTP session. Use ``with``: leaving the block sends QUIT.
 
     Create it with :meth:`Client.connect`; never directly.
     """
@@ -234,7 +242,10 @@ class Session:
             raise
         return _sending.finish_send(tx, result)
 
-    def send_many(self, items: Iterable[MessageSource | Outgoing]) -> Iterator[SendOutcome]:
+    def send_many(
+        self,
+        items: Iterable[MessageSource | Outgoing],
+    ) -> Iterator[SendOutcome]:
         """Send many messages on this connection, pipelined across transactions.
 
         With PIPELINING, message N+1's MAIL, RCPT and DATA travel in the write that carries
@@ -247,12 +258,12 @@ class Session:
                 options and key.
 
         Returns:
-            An iterator of one :class:`~mailsdk.SendOutcome` per item, in input order, each
-            yielded as soon as it is known. A refusal affects only its own message; after a
-            421 or a broken connection every remaining item still gets its outcome (FAILED:
-            never sent; UNKNOWN: its end of data was sent and no reply came, so it may have
-            been delivered). Stopping early closes the connection when messages are still in
-            flight.
+            An iterator of one :class:`~mailsdk.SendOutcome` per item, in input
+            order, each yielded as soon as it is known. A refusal affects only its own message;
+            after a 421 or a broken connection every remaining item still gets its outcome
+            (FAILED: never sent; UNKNOWN: its end of data was sent and no reply came, so it may
+            have been delivered). Stopping early closes the connection when messages are still
+            in flight.
 
         Raises:
             InvalidInputError: ``items`` is not iterable.
@@ -276,11 +287,13 @@ class Session:
             options=cfg.transaction,
             tls_active=self.tls is not None,
         )
+        steps = self._driver.steps(flow, feed.pull)
         try:
-            for value in self._driver.steps(flow, feed.pull):
+            for value in steps:
                 yield feed.settle(value)
             feed.reraise()
         finally:
+            steps.close()
             feed.close()
 
     def sendmail(
@@ -377,8 +390,8 @@ class Session:
 
 
 class Client:
-    """A blocking SMTP client for one configuration. Cheap to create, thread-safe to share:
-    each :meth:`connect` opens an independent :class:`Session`.
+    """A blocking SMTP client for one configuration. Cheap to create, safe to share
+    between threads: each :meth:`connect` opens an independent :class:`Session`.
 
     Args:
         config: the validated configuration (see :class:`mailsdk.ClientBuilder`).
@@ -457,9 +470,9 @@ class Client:
         checkout_timeout: float | None = 30.0,
         connection_limiter: ConnectionLimiter | None = None,
     ) -> Pool:
-        """A thread-safe connection pool to this client's server (see :class:`mailsdk.pool.Pool`).
+        """A thread-safe connection pool to this client's server (:class:`mailsdk.pool.Pool`).
 
-        Use it as a context manager; ``pool.send_message`` and ``pool.send_batch`` send.
+        Use it with ``with``; ``pool.send_message`` and ``pool.send_batch`` send.
         """
         # The pool layer sits above the client; this one facade import is declared in the
         # import-linter contract (and made here, late, so importing the client stays light).

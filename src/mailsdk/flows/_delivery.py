@@ -79,7 +79,7 @@ class Delivery:
     owner: object = None
 
 
-class _Kind(enum.Enum):
+class Kind(enum.Enum):
     LOCAL = "local"  # failed before anything was written: its outcome is ready
     ENVELOPE = "envelope"  # MAIL, RCPT... (and DATA) written, replies owed
     CONTENT = "content"  # the content is being written; the end of it is not
@@ -88,10 +88,10 @@ class _Kind(enum.Enum):
 
 
 @attrs.define
-class _Group:
+class Group:
     """Commands in flight whose replies are read together, in wire order."""
 
-    kind: _Kind
+    kind: Kind
     item: Delivery | None
     count: int = 0
     plan: EnvelopePlan | None = None
@@ -100,7 +100,7 @@ class _Group:
     outcome: SendOutcome | None = None  # SERVICE: the refusal it follows, reported after it
 
 
-def _outcome(
+def item_outcome(
     item: Delivery,
     status: DeliveryStatus,
     *,
@@ -110,9 +110,21 @@ def _outcome(
     return SendOutcome(index=item.index, status=status, result=result, error=error, key=item.key)
 
 
+def not_started(item: Delivery, error: MailError) -> SendOutcome:
+    """FAILED, marked never started: nothing of the message was handed over, no try used."""
+    return SendOutcome(
+        index=item.index,
+        status=DeliveryStatus.FAILED,
+        error=error,
+        key=item.key,
+        attempts=0,
+        never_started=True,
+    )
+
+
 def _delivered(item: Delivery, result: SendResult) -> SendOutcome:
     status = DeliveryStatus.PARTIAL if result.refused else DeliveryStatus.ACCEPTED
-    return _outcome(item, status, result=result)
+    return item_outcome(item, status, result=result)
 
 
 def _refused_result(
@@ -134,7 +146,7 @@ def _refused_result(
     )
 
 
-def _final_outcome(
+def final_outcome(
     item: Delivery,
     plan: EnvelopePlan,
     verdict: EnvelopeVerdict,
@@ -148,7 +160,7 @@ def _final_outcome(
     )
     if isinstance(judged, SendResult):
         return _delivered(item, judged)
-    return _outcome(
+    return item_outcome(
         item,
         DeliveryStatus.REFUSED,
         result=_refused_result(prepared, verdict, judged.reply),
@@ -164,16 +176,16 @@ _ONE_EXCHANGE: typing.Final = 64 * 1024
 
 
 # Immutable actions and commands the run sends over and over: built once.
-_PULL: typing.Final = Pull(True)
+PULL_ACTION: typing.Final = Pull(True)
 _PULL_UNPREPARED: typing.Final = Pull(False)
-_DATA: typing.Final = Data()
+DATA_ACTION: typing.Final = Data()
 _END_OF_DATA: typing.Final = EndOfData()
 
 
 _READS: dict[int, Exchange] = {}
 
 
-def _read_exchange(count: int) -> Exchange:
+def read_exchange(count: int) -> Exchange:
     """The exchange that only reads ``count`` commands' replies (immutable: built once)."""
     exchange = _READS.get(count)
     if exchange is None:
@@ -183,22 +195,22 @@ def _read_exchange(count: int) -> Exchange:
     return exchange
 
 
-def _index(group: _Group) -> int:
+def _index(group: Group) -> int:
     return group.item.index if group.item is not None else -1
 
 
-def _replies(events: Sequence[CommandReplied]) -> list[Reply]:
+def reply_list(events: Sequence[CommandReplied]) -> list[Reply]:
     return [e.reply for e in events if e.final]  # LMTP: a command's last reply stands for it
 
 
-def _closing(events: Sequence[CommandReplied]) -> bool:
+def is_closing(events: Sequence[CommandReplied]) -> bool:
     for e in events:  # noqa: SIM110 - no generator: this runs for every group of every message
         if e.reply.code == 421:
             return True
     return False
 
 
-class _Run:
+class Run:
     """The state of one ``deliver_many`` run (a flow split into generator methods)."""
 
     def __init__(
@@ -212,11 +224,11 @@ class _Run:
         self.tls_active = tls_active
         self.dialect = dialect
         self.options = options
-        self.groups: collections.deque[_Group] = collections.deque()
-        self.current: _Group | None = None  # the group being read or written
+        self.groups: collections.deque[Group] = collections.deque()
+        self.current: Group | None = None  # the group being read or written
         self.exhausted = False
         self.closing = False
-        self.held: _Group | None = None  # a judged final reply not reported yet (see run)
+        self.held: Group | None = None  # a judged final reply not reported yet (see run)
         self.parameters: ParameterCache = {}
 
     def release(self) -> Generator[Action, object, None]:
@@ -228,7 +240,7 @@ class _Run:
     # -- input --------------------------------------------------------------------------------
 
     def pull(self, *, prepare: bool = True) -> Generator[Action, object, Delivery | None]:
-        return self.pulled((yield _PULL if prepare else _PULL_UNPREPARED))
+        return self.pulled((yield PULL_ACTION if prepare else _PULL_UNPREPARED))
 
     def pulled(self, item: object) -> Delivery | None:
         """Check what a ``Pull`` returned (``None``: the input is exhausted)."""
@@ -257,31 +269,31 @@ class _Run:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write_content(self, group: _Group) -> Generator[Action, object, int]:
+    def write_content(self, group: Group) -> Generator[Action, object, int]:
         """Write ``group``'s content and its end; returns how many commands it queued."""
         item, plan = group.item, group.plan
         assert item is not None
         assert plan is not None
         assert item.prepared is not None
         prepared = item.prepared
-        group.kind = _Kind.CONTENT
+        group.kind = Kind.CONTENT
         if plan.use_bdat:
             count = 0
             for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
                 if chunk.last:
-                    group.kind = _Kind.FINAL  # from here on a failure leaves the fate unknown
+                    group.kind = Kind.FINAL  # from here on a failure leaves the fate unknown
                 yield Exchange((chunk,), 0, Phase.DATA, item.owner)
                 count += 1
             return count
         if prepared.stream is None and not prepared.headers and len(prepared.data) <= _ONE_EXCHANGE:
-            group.kind = _Kind.FINAL
+            group.kind = Kind.FINAL
             data = prepared.data
             body = (BodyChunk(data, prepared.canonical), _END_OF_DATA) if data else (_END_OF_DATA,)
             yield Exchange(body, 0, Phase.DATA, item.owner)
             return 1
         for piece in body_chunks(prepared):
             yield Exchange((piece,), 0, Phase.DATA, item.owner)
-        group.kind = _Kind.FINAL
+        group.kind = Kind.FINAL
         yield Exchange((EndOfData(),), 0, Phase.DATA, item.owner)
         return 1
 
@@ -291,7 +303,7 @@ class _Run:
         """Queue an RSET (or an empty body) after ``item``'s refusal; the refusal is reported
         once it is answered, so the command's span stays inside the message's."""
         yield Exchange((command,), 0, Phase.COMMAND, item.owner)
-        self.groups.append(_Group(_Kind.SERVICE, item, 1, outcome=outcome))
+        self.groups.append(Group(Kind.SERVICE, item, 1, outcome=outcome))
 
     # -- failure ------------------------------------------------------------------------------
 
@@ -306,7 +318,7 @@ class _Run:
             # A reply the server owed never came, right after this message's: its "reply" may
             # have been meant for a later command. Its end of data was written: fate unknown.
             # (One reply too many, or garbage, does not cast doubt on replies before it.)
-            held = _Group(_Kind.FINAL, held.item)
+            held = Group(Kind.FINAL, held.item)
         pending = [held] if held is not None else []
         pending += ([self.current] if self.current is not None else []) + list(self.groups)
         self.current = None
@@ -317,19 +329,19 @@ class _Run:
             item = typing.cast("Delivery", group.item)
             if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
                 yield Report(group.outcome)
-            elif group.kind is _Kind.LOCAL:
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=group.error))
-            elif group.kind is _Kind.FINAL:
+            elif group.kind is Kind.LOCAL:
+                yield Report(item_outcome(item, DeliveryStatus.FAILED, error=group.error))
+            elif group.kind is Kind.FINAL:
                 unknown = DeliveryUnknown(
                     f"the end of the message was sent but no reply came ({cause}); it may "
                     "have been delivered and is not resent",
                     cause=cause,
                 )
-                yield Report(_outcome(item, DeliveryStatus.UNKNOWN, error=unknown))
-            elif isinstance(cause, ReplyError) and group.kind is _Kind.ENVELOPE:
-                yield Report(_outcome(item, DeliveryStatus.REFUSED, error=cause))
+                yield Report(item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown))
+            elif isinstance(cause, ReplyError) and group.kind is Kind.ENVELOPE:
+                yield Report(item_outcome(item, DeliveryStatus.REFUSED, error=cause))
             else:  # envelope or content written, its end never: not delivered
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=cause))
+                yield Report(item_outcome(item, DeliveryStatus.FAILED, error=cause))
         yield from self.drain(f"the connection was lost ({cause})")
 
     def drain(self, why: str) -> Generator[Action, object, None]:
@@ -338,7 +350,7 @@ class _Run:
             item = yield from self.pull(prepare=False)
             if item is not None:
                 never = ConnectionLost(f"not sent: {why} before this message was started")
-                yield Report(_outcome(item, DeliveryStatus.FAILED, error=never))
+                yield Report(not_started(item, never))
 
     def abandon_unread(self) -> Generator[Action, object, None]:
         """After a 421: the groups still owed a reply will get none."""
@@ -349,18 +361,18 @@ class _Run:
             if group.outcome is not None:
                 yield Report(group.outcome)
                 continue
-            if group.kind is _Kind.LOCAL:
-                yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
+            if group.kind is Kind.LOCAL:
+                yield Report(item_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
                 continue
             closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            if group.kind is _Kind.FINAL:
+            if group.kind is Kind.FINAL:
                 unknown = DeliveryUnknown(
                     "the end of the message was sent but the server is closing the connection "
                     "(421) without a reply; it may have been delivered and is not resent",
                     cause=closing,
                 )
-                yield Report(_outcome(group.item, DeliveryStatus.UNKNOWN, error=unknown))
+                yield Report(item_outcome(group.item, DeliveryStatus.UNKNOWN, error=unknown))
             else:
-                yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=closing))
+                yield Report(not_started(group.item, closing))
         self.groups.clear()
         yield from self.drain("the server closed the connection (421)")

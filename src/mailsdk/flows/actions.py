@@ -50,6 +50,7 @@ __all__ = [
     "await_greeting",
     "exchange",
     "obtain_token",
+    "replies_of",
     "report",
     "start_tls",
     "submit",
@@ -185,9 +186,11 @@ T = typing.TypeVar("T")
 Flow: typing.TypeAlias = Generator[Action, object, T]
 
 
-def _replies(result: object) -> tuple[CommandReplied, ...]:
+def replies_of(result: object) -> tuple[CommandReplied, ...]:
+    """The reply events a driver returned for an exchange (its contract: a tuple of them)."""
     if isinstance(result, tuple):
-        return result  # the driver's contract (a tuple of events), not checked twice
+        # The driver's contract (a tuple of events), not checked element by element twice.
+        return typing.cast("tuple[CommandReplied, ...]", result)
     raise LocalProtocolError(f"driver returned {type(result).__name__} for an exchange")
 
 
@@ -199,7 +202,7 @@ def exchange(
 ) -> Generator[Action, object, tuple[CommandReplied, ...]]:
     """Yield one :class:`Exchange` and return its reply events."""
     result = yield Exchange(frames, replies, phase, owner)
-    return _replies(result)
+    return replies_of(result)
 
 
 def submit(
@@ -207,7 +210,7 @@ def submit(
 ) -> Generator[Action, object, tuple[Reply, ...]]:
     """Send ``commands`` (pipelined when several) and return one reply per command."""
     events = yield Exchange(commands, len(commands), phase)
-    return tuple(e.reply for e in _replies(events) if e.final)
+    return tuple(e.reply for e in replies_of(events) if e.final)
 
 
 def submit_events(
@@ -220,7 +223,7 @@ def submit_events(
 def submit_one(command: Command, phase: Phase = Phase.COMMAND) -> Generator[Action, object, Reply]:
     """Send one command and return its reply."""
     events = yield Exchange((command,), 1, phase)
-    return _replies(events)[-1].reply
+    return replies_of(events)[-1].reply
 
 
 def report(value: object) -> Generator[Action, object, None]:

@@ -40,17 +40,18 @@ from collections.abc import Generator, Sequence
 from mailsdk.errors import ConnectionLost, MailError, ReplyError
 from mailsdk.esmtp import Capabilities
 from mailsdk.flows._delivery import (
-    _DATA,
-    _PULL,
+    DATA_ACTION,
+    PULL_ACTION,
     Delivery,
-    _closing,
-    _final_outcome,
-    _Group,
-    _Kind,
-    _outcome,
-    _read_exchange,
-    _replies,
-    _Run,
+    Group,
+    Kind,
+    Run,
+    final_outcome,
+    is_closing,
+    item_outcome,
+    not_started,
+    read_exchange,
+    reply_list,
 )
 from mailsdk.flows.actions import Action, Exchange, Frame, Phase, Report
 from mailsdk.flows.content import bdat_chunks
@@ -65,7 +66,7 @@ from mailsdk.protocol.reply import Reply
 __all__ = ["Delivery", "deliver_many"]
 
 
-class _Pipelined(_Run):
+class _Pipelined(Run):
     """PIPELINING: each message's envelope rides in the write of the previous one's content."""
 
     #: The replies of the oldest group, read by the exchange that wrote the newest envelope.
@@ -74,19 +75,19 @@ class _Pipelined(_Run):
     def start_next(self) -> Generator[Action, object, None]:
         """Pull items until one has its envelope written (or the input ends)."""
         while not self.exhausted:
-            item = self.pulled((yield _PULL))
+            item = self.pulled((yield PULL_ACTION))
             if item is None:
                 return
             plan = self.plan(item)
             if isinstance(plan, MailError):
-                self.groups.append(_Group(_Kind.LOCAL, item, error=plan))
+                self.groups.append(Group(Kind.LOCAL, item, error=plan))
                 continue
             frames: tuple[Frame, ...] = (
-                (plan.mail, *plan.rcpts) if plan.use_bdat else (plan.mail, *plan.rcpts, _DATA)
+                (plan.mail, *plan.rcpts) if plan.use_bdat else (plan.mail, *plan.rcpts, DATA_ACTION)
             )
-            self.current = _Group(_Kind.ENVELOPE, item, len(frames), plan=plan)
+            self.current = Group(Kind.ENVELOPE, item, len(frames), plan=plan)
             head = self.groups[0] if self.groups else None
-            if head is None or head.kind is _Kind.LOCAL:
+            if head is None or head.kind is Kind.LOCAL:
                 yield Exchange(frames, 0, Phase.COMMAND, item.owner)
             else:
                 # The replies the oldest group is owed are read by this same exchange, right
@@ -104,16 +105,16 @@ class _Pipelined(_Run):
             yield from self.start_next()
             while self.groups:
                 group = self.current = self.groups.popleft()
-                if group.kind is _Kind.LOCAL:
+                if group.kind is Kind.LOCAL:
                     self.current = None
                     assert group.item is not None
                     if self.held is not None:
                         yield from self.release()
-                    yield Report(_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
+                    yield Report(item_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
                     continue
                 events: tuple[CommandReplied, ...]
                 if self.prefetched is None:
-                    result = yield _read_exchange(group.count)
+                    result = yield read_exchange(group.count)
                     events = result  # type: ignore[assignment]
                 else:  # read by start_next for this group, the oldest
                     events, self.prefetched = self.prefetched, None
@@ -123,8 +124,8 @@ class _Pipelined(_Run):
                     if held.outcome is not None:
                         yield Report(held.outcome)
                 if not self.closing:
-                    self.closing = _closing(events)
-                if group.kind is _Kind.ENVELOPE:
+                    self.closing = is_closing(events)
+                if group.kind is Kind.ENVELOPE:
                     yield from self.on_envelope(group, events)
                     self.current = None
                     if self.closing:
@@ -135,18 +136,18 @@ class _Pipelined(_Run):
                 self.current = None
                 if group.outcome is not None:
                     yield Report(group.outcome)
-                if group.kind is _Kind.FINAL:
+                if group.kind is Kind.FINAL:
                     assert group.item is not None
                     assert group.plan is not None
                     assert group.verdict is not None
-                    outcome = _final_outcome(
+                    outcome = final_outcome(
                         group.item, group.plan, group.verdict, events, self.dialect
                     )
                     if self.groups and not self.closing:
                         # Reported once the next replies arrive in step: a server that sent one
                         # reply too few would otherwise have the next MAIL's 250 "confirm" this
                         # message (the connection detects the shift a reply or two later).
-                        self.held = _Group(_Kind.FINAL, group.item, outcome=outcome)
+                        self.held = Group(Kind.FINAL, group.item, outcome=outcome)
                     else:
                         yield Report(outcome)
                 if self.closing:
@@ -157,21 +158,21 @@ class _Pipelined(_Run):
             yield from self.lost(exc)
 
     def on_envelope(
-        self, group: _Group, events: Sequence[CommandReplied]
+        self, group: Group, events: Sequence[CommandReplied]
     ) -> Generator[Action, object, None]:
         item, plan = group.item, group.plan
         assert item is not None
         assert plan is not None
         assert item.prepared is not None
         prepared = item.prepared
-        replies = _replies(events)
+        replies = reply_list(events)
         data_reply = None if plan.use_bdat else replies.pop()
         verdict = judge_envelope(prepared.envelope, replies)
         refusal: ReplyError | None = verdict.error
         if refusal is None and data_reply is not None:
             refusal = judge_data(data_reply)
         if refusal is not None:
-            outcome = _outcome(item, DeliveryStatus.REFUSED, error=refusal)
+            outcome = item_outcome(item, DeliveryStatus.REFUSED, error=refusal)
             if self.closing:
                 yield Report(outcome)
             elif data_reply is not None and data_reply.code == 354:
@@ -185,14 +186,14 @@ class _Pipelined(_Run):
             return
         if self.closing:  # a 421 elsewhere in the group: nothing more may be written
             closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            yield Report(_outcome(item, DeliveryStatus.FAILED, error=closing))
+            yield Report(not_started(item, closing))
             return
         group.verdict = verdict
         group.count = yield from self.write_content(group)
         self.groups.append(group)
 
 
-class _LockStep(_Run):
+class _LockStep(Run):
     """No PIPELINING: every command waits for its reply (RFC 5321 §4.1)."""
 
     broken: MailError | None = None  # an RSET after a refusal found the connection gone
@@ -205,9 +206,9 @@ class _LockStep(_Run):
                     return
                 plan = self.plan(item)
                 if isinstance(plan, MailError):
-                    yield Report(_outcome(item, DeliveryStatus.FAILED, error=plan))
+                    yield Report(item_outcome(item, DeliveryStatus.FAILED, error=plan))
                     continue
-                self.current = _Group(_Kind.ENVELOPE, item, plan=plan)
+                self.current = Group(Kind.ENVELOPE, item, plan=plan)
                 outcome = yield from self.one(self.current)
                 self.current = None
                 yield Report(outcome)
@@ -222,7 +223,7 @@ class _LockStep(_Run):
 
     def ask(self, command: Command, owner: object) -> Generator[Action, object, Reply]:
         events = yield Exchange((command,), 1, Phase.COMMAND, owner)
-        replies = _replies(typing.cast("tuple[CommandReplied, ...]", events))
+        replies = reply_list(typing.cast("tuple[CommandReplied, ...]", events))
         self.closing = self.closing or any(r.code == 421 for r in replies)
         return replies[-1]
 
@@ -240,9 +241,9 @@ class _LockStep(_Run):
     ) -> Generator[Action, object, SendOutcome]:
         if reset:
             yield from self.reset(item.owner)
-        return _outcome(item, DeliveryStatus.REFUSED, error=error)
+        return item_outcome(item, DeliveryStatus.REFUSED, error=error)
 
-    def one(self, group: _Group) -> Generator[Action, object, SendOutcome]:
+    def one(self, group: Group) -> Generator[Action, object, SendOutcome]:
         item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
         prepared = typing.cast("PreparedMessage", item.prepared)
         replies = [(yield from self.ask(plan.mail, item.owner))]
@@ -263,21 +264,21 @@ class _LockStep(_Run):
                 return (yield from self.refuse(item, refusal, reset=True))
             yield from self.write_content(group)
             events = yield from _read(1)
-        self.closing = self.closing or _closing(events)
-        return _final_outcome(item, plan, verdict, events, self.dialect)
+        self.closing = self.closing or is_closing(events)
+        return final_outcome(item, plan, verdict, events, self.dialect)
 
-    def bdat(self, group: _Group) -> Generator[Action, object, tuple[CommandReplied, ...]]:
+    def bdat(self, group: Group) -> Generator[Action, object, tuple[CommandReplied, ...]]:
         item, plan = typing.cast("Delivery", group.item), typing.cast("EnvelopePlan", group.plan)
         prepared = typing.cast("PreparedMessage", item.prepared)
-        group.kind = _Kind.CONTENT
+        group.kind = Kind.CONTENT
         events: tuple[CommandReplied, ...] = ()
         for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
             if chunk.last:
-                group.kind = _Kind.FINAL
+                group.kind = Kind.FINAL
             events = yield from _exchange(Exchange((chunk,), 1, Phase.DATA, item.owner))
             if not chunk.last and not events[-1].reply.is_positive:
                 # RFC 3030 §2: a refused chunk fails the transaction: reset, send no more.
-                self.closing = self.closing or _closing(events)
+                self.closing = self.closing or is_closing(events)
                 yield from self.reset(item.owner)
                 return events
         return events

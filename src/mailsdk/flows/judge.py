@@ -207,7 +207,10 @@ def plan_envelope(
             # The objects are kept so that their ids cannot be reused meanwhile.
             cache[key] = (mparams, rparams, use_bdat, caps, opts, mail_options, rcpt_options)
     else:
-        mparams, rparams, use_bdat = hit[0], hit[1], hit[2]  # type: ignore[assignment]
+        # The cache is filled just above: the first three fields are always these.
+        mparams = typing.cast("tuple[str, ...]", hit[0])
+        rparams = typing.cast("tuple[str, ...]", hit[1])
+        use_bdat = typing.cast("bool", hit[2])
     if cache is None:
         return EnvelopePlan(
             MailFrom(env.sender, mparams),

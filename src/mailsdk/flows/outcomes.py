@@ -86,7 +86,11 @@ class SendOutcome:
             the message (ACCEPTED, PARTIAL and, for refusals after DATA, REFUSED).
         error: the error that ended the message (REFUSED, FAILED, UNKNOWN); ``None`` otherwise.
         key: the item's ``Outgoing.key``, if it had one.
-        attempts: how many times the message was tried (the batch engine retries).
+        attempts: how many times the message was tried (the batch engine retries); 0 for a
+            message that was never started.
+        never_started: the message was never started: it sat behind a broken connection or a
+            421, or the batch stopped before sending it. Only a FAILED outcome has it; such a
+            message was not tried, so sending it elsewhere is no new try and cannot duplicate it.
     """
 
     index: int
@@ -95,6 +99,7 @@ class SendOutcome:
     error: MailError | None = None
     key: str | None = None
     attempts: int = 1
+    never_started: bool = False
 
     @property
     def ok(self) -> bool:

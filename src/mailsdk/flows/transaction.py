@@ -38,8 +38,8 @@ from mailsdk.flows.actions import (
     Close,
     Exchange,
     Phase,
-    _replies,
     exchange,
+    replies_of,
     submit_one,
 )
 from mailsdk.flows.content import bdat_chunks, body_chunks
@@ -134,7 +134,7 @@ def transaction(
     if opts.pipelining and caps.pipelining:
         group = commands if plan.use_bdat else (*commands, _DATA)
         # submit(), inlined: the events straight from the exchange, one reply per command.
-        events = _replies((yield Exchange(group, len(group), Phase.COMMAND)))
+        events = replies_of((yield Exchange(group, len(group), Phase.COMMAND)))
         replies = [e.reply for e in events if e.final]
         if not plan.use_bdat:
             data_reply = replies.pop()
@@ -168,7 +168,7 @@ def transaction(
             # the piece-by-piece helpers.
             body = (BodyChunk(data, prepared.canonical), _END) if data else (_END,)
             try:  # _end(), inlined
-                final = _replies((yield Exchange(body, 1, Phase.DATA)))
+                final = replies_of((yield Exchange(body, 1, Phase.DATA)))
             except (TransportError, ProtocolError) as exc:
                 raise _unknown(exc) from exc
         else:

@@ -116,7 +116,14 @@ def is_retryable(result: JsonDict) -> bool:
 
 
 def _deferred(index: int, key: str, reason: str) -> JsonDict:
-    return {"index": index, "key": key, "status": DEFERRED, "reason": reason, "attempts": 0}
+    return {
+        "index": index,
+        "key": key,
+        "status": DEFERRED,
+        "reason": reason,
+        "attempts": 0,
+        "never_started": True,
+    }
 
 
 def _never_retry_locally(policy: RetryPolicy | None) -> RetryPolicy:
@@ -216,6 +223,7 @@ class _Chunk:
                         # whether the message may be at the server already.
                         "retry_after": claim.lapses_in,
                         "holder": claim.holder,
+                        "never_started": False,  # another sender holds it: it may have gone out
                     }
                 else:
                     self.results[pos] = {
@@ -321,6 +329,7 @@ class _Chunk:
                 self.results[pos] = {
                     **_deferred(index, item.key, "the batch lost track of it"),
                     "status": DeliveryStatus.UNKNOWN.value,
+                    "never_started": False,  # it may have gone out
                     "ledger": "sending",
                 }
                 continue

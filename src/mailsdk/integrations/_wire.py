@@ -191,6 +191,7 @@ def outcome_to_json(outcome: SendOutcome) -> JsonDict:
         "key": outcome.key,
         "status": outcome.status.value,
         "attempts": outcome.attempts,
+        "never_started": outcome.never_started,
         "reply": _reply_json(reply),
         "queue_id": result.queue_id if result is not None else None,
         "accepted": list(result.accepted) if result is not None else [],
@@ -212,7 +213,9 @@ def _reply_from(value: object) -> Reply | None:
     return Reply.build(code, *(str(text).split("\n") if text else ()))
 
 
-def _error_from(status: DeliveryStatus, value: object, reply: Reply | None) -> MailError:
+def _error_from(
+    status: DeliveryStatus, value: object, reply: Reply | None, *, never_started: bool = False
+) -> MailError:
     fields = typing.cast("Mapping[str, typing.Any]", value if isinstance(value, Mapping) else {})
     message = str(fields.get("message") or fields.get("type") or status.value)
     kind = str(fields.get("type") or "")
@@ -222,10 +225,11 @@ def _error_from(status: DeliveryStatus, value: object, reply: Reply | None) -> M
         return ReplyError(reply, message=message)
     if kind:
         message = f"{kind}: {message}" if not message.startswith(kind) else message
-    return ConnectionLost(message) if "not sent" in message else MailError(message)
+    return ConnectionLost(message) if never_started else MailError(message)
 
 
 _STATUS = {s.value: s for s in DeliveryStatus}
+_DEFERRED: typing.Final = "deferred"  # the worker's status for an item it never started
 
 
 def outcome_from_json(result: Mapping[str, typing.Any], *, sender: str = "") -> SendOutcome:
@@ -266,6 +270,10 @@ def outcome_from_json(result: Mapping[str, typing.Any], *, sender: str = "") -> 
             recipient_replies={**dict.fromkeys(accepted, reply), **refused},
             size=0,
         )
+    # Deferred: the worker never started it; otherwise the sender's own typed marker says so.
+    never_started = status is DeliveryStatus.FAILED and (
+        raw == _DEFERRED or result.get("never_started") is True
+    )
     error = None
     if status is not DeliveryStatus.ACCEPTED:
         note = result.get("reason")
@@ -273,7 +281,13 @@ def outcome_from_json(result: Mapping[str, typing.Any], *, sender: str = "") -> 
             note = f"not sent: {note}"
         reason = result.get("error") or ({"message": note} if note else None)
         if reason is not None or status is not DeliveryStatus.PARTIAL:
-            error = _error_from(status, reason, reply)
+            error = _error_from(status, reason, reply, never_started=never_started)
     return SendOutcome(
-        index=index, status=status, result=sent_result, error=error, key=key, attempts=attempts
+        index=index,
+        status=status,
+        result=sent_result,
+        error=error,
+        key=key,
+        attempts=0 if never_started else attempts,
+        never_started=never_started,
     )

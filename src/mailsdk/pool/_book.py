@@ -7,7 +7,9 @@ connection-pool shape. The sync and async pools wrap one :class:`PoolBook` in th
 A slot is one pooled connection. It is *busy* while exactly one caller holds it (checked out),
 so a session is never used by two callers at once; it is *idle* otherwise. A slot is retired
 (closed by the caller) when it has sent ``max_messages_per_connection`` messages, is older than
-``max_connection_age``, has been idle longer than ``idle_timeout``, or its session broke.
+``max_connection_age``, has been idle longer than ``idle_timeout``, or its session broke; and
+when more connections are open than the adaptive :class:`~mailsdk.pool._concurrency.Concurrency`
+limit allows (the server throttled: see :meth:`PoolBook.throttled`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 import typing
 
 import attrs
+
+from mailsdk.pool._concurrency import Concurrency
 
 __all__ = ["Open", "PoolBook", "PoolLimits", "Reuse", "Slot", "Wait"]
 
@@ -102,6 +106,8 @@ class PoolBook(typing.Generic[S]):
         self._slots: list[Slot[S]] = []
         self._ids = itertools.count(1)
         self.closed = False
+        #: the adaptive limit on connections in use (cut by server throttling).
+        self.concurrency = Concurrency(limits.max_connections)
 
     # -- counts (for gauges and tests) ----------------------------------------------------------
 
@@ -143,14 +149,15 @@ class PoolBook(typing.Generic[S]):
         if self.closed:
             raise RuntimeError("the pool is closed")
         expired = self.expire(now)
+        limit = self.concurrency.limit
         idle = [s for s in self._slots if not s.busy]
-        if idle:
+        if idle and len(self._slots) - len(idle) < limit:
             # Most recently used first: the others idle out sooner, so a quiet pool shrinks.
             slot = max(idle, key=lambda s: s.last_used)
             slot.busy = True
             check = now - slot.last_used >= self.limits.health_check_after
             return Reuse(slot, check), expired
-        if len(self._slots) < self.limits.max_connections:
+        if len(self._slots) < limit:
             slot = Slot[S](next(self._ids), created=now, last_used=now)
             self._slots.append(slot)
             return Open(slot), expired
@@ -186,17 +193,44 @@ class PoolBook(typing.Generic[S]):
         slot.messages += sent
         slot.last_used = now
         slot.busy = False
-        if not usable or self.closed or self._retire(slot, now):
+        surplus = len(self._slots) > self.concurrency.limit
+        if not usable or self.closed or surplus or self._retire(slot, now):
             self.discard(slot)
             return False
         return True
 
     def expire(self, now: float) -> list[Slot[S]]:
-        """Remove and return the idle slots past their idle timeout, age or message count."""
+        """Remove and return the idle slots past their idle timeout, age or message count, and
+        the idle ones above the concurrency limit (least recently used first)."""
         gone = [s for s in self._slots if not s.busy and self._expired(s, now)]
         for slot in gone:
             self._slots.remove(slot)
+        surplus = len(self._slots) - self.concurrency.limit
+        if surplus > 0:
+            idle = sorted((s for s in self._slots if not s.busy), key=lambda s: s.last_used)
+            for slot in idle[:surplus]:
+                self._slots.remove(slot)
+                gone.append(slot)
         return gone
+
+    def throttled(self, epoch: int, now: float) -> list[Slot[S]]:
+        """A throttling reply to a send made in ``epoch``: cut the concurrency limit (see
+        :class:`~mailsdk.pool._concurrency.Concurrency`); returns the idle slots now above it
+        (removed: the caller closes them). Busy ones above it close at check-in."""
+        if not self.concurrency.throttled(epoch):
+            return []
+        return self.expire(now)
+
+    def succeeded(self, epoch: int, count: int = 1) -> bool:
+        """``count`` good replies to sends made in ``epoch``; ``True`` when the limit grew (the
+        caller wakes the callers waiting for a connection).
+
+        Only while the limit is used up: good replies over fewer connections than allowed
+        (the end of a batch, a quiet service) say nothing about one more connection.
+        """
+        if self.busy < self.concurrency.limit:
+            return False
+        return self.concurrency.succeeded(epoch, count)
 
     def close(self) -> list[Slot[S]]:
         """Close the pool: returns the idle slots (removed); busy ones retire at check-in."""

@@ -42,13 +42,13 @@ from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.errors import (
     ConfigurationError,
-    ConnectionLost,
     DeliveryUnknown,
     InvalidInputError,
     MailError,
 )
 from mailsdk.flows import DeliveryStatus, SendOutcome
 from mailsdk.pool._process_worker import WorkerPlan, indices_of, worker_main
+from mailsdk.pool._work import not_started
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.sync_pool import Pool
@@ -250,10 +250,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             # The worker died after asking: the chunk never reached it, so it was not sent
             # (its death itself is noticed on the next poll).
             worker.outstanding.difference_update(handed)
-            lost = ConnectionLost("not sent: its worker process stopped before taking it")
-            failed += [
-                SendOutcome(index=i, status=DeliveryStatus.FAILED, error=lost) for i in handed
-            ]
+            why = "its worker process stopped before taking it"
+            failed += [not_started(i, why) for i in handed]
         return failed
 
     # -- the consumer ----------------------------------------------------------------------
@@ -320,10 +318,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         """FAILED outcomes for the items a worker gave back unstarted."""
         mine = [i for i in typing.cast("list[int]", unread) if i in worker.outstanding]
         worker.outstanding.difference_update(mine)
-        error = ConnectionLost("not sent: the batch was stopped before this message")
-        return [
-            (SendOutcome(index=i, status=DeliveryStatus.FAILED, error=error), 0.0) for i in mine
-        ]
+        return [(not_started(i, "the batch was stopped before this message"), 0.0) for i in mine]
 
     def _lost(self, worker: _Worker, why: str) -> list[tuple[SendOutcome, float]]:
         """Outcomes for the items a worker holds and will never report: UNKNOWN, since any of

@@ -1,12 +1,19 @@
 """The blocking batch runner: :class:`BatchRun`, what ``Pool.send_batch`` returns.
 
 Layer: L5c (pool). One worker thread per pool connection takes work from the shared
-:class:`~mailsdk.pool._work.Scheduler`, waits for the shared rate limit, sends a run of items on
-its checked-out session and reports each outcome; the consumer's thread yields them. Every item
-read from the input gets exactly one final outcome, also when the consumer stops early, raises
-(Ctrl-C) or closes the run: the workers finish what they already sent, queued retries end
-FAILED, and anything still in a worker's hands ends FAILED (never sent) or UNKNOWN (sent, no
+:class:`~mailsdk.pool._work.Scheduler`, checks a connection out, takes the shared rate limit's
+tokens once that connection is ready (so a send follows its tokens at once, never after a
+connect and a greeting), sends a run of items on it and reports each outcome; the consumer's
+thread yields them. At most ``pool.concurrency`` workers hold a connection at a time: when the
+server throttles, the pool cuts that number and the workers above it give their connections up
+(see :mod:`mailsdk.pool._concurrency`). Every item read from the input gets exactly one final
+outcome, also when the consumer stops early, raises (Ctrl-C) or closes the run: the workers
+finish what they already sent, queued retries end FAILED, and anything still in a worker's
+hands ends FAILED (never sent, with the typed ``never_started`` marker) or UNKNOWN (sent, no
 answer).
+
+The workers run in a copy of the consumer's context with the batch span current, so the
+sessions they open (and their per-message spans) descend from the batch span.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import Session
 from mailsdk.errors import ConnectionLost, MailError
-from mailsdk.flows import Outgoing, SendOutcome
-from mailsdk.pool._telemetry import end_batch_span
+from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
+from mailsdk.pool._book import Slot
+from mailsdk.pool._telemetry import batch_context, end_batch_span
 from mailsdk.pool._work import (
     Scheduler,
     Work,
@@ -49,6 +57,7 @@ __all__ = ["BatchRun"]
 MAX_CONNECT_FAILURES: typing.Final = 10
 #: Rate-limit waits shorter than this are slept inline instead of ending the chunk.
 _INLINE_WAIT: typing.Final = 0.002
+_REFUSED: typing.Final = DeliveryStatus.REFUSED
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
 
 
@@ -81,11 +90,16 @@ class BatchRun(Iterator[SendOutcome]):
     ) -> None:
         self._pool = pool
         self._rate: RateLimiter = rate if rate is not None else TokenBucket()
+        self._limit = pool.adaptive  # the pool's adaptive connection limit (read per message)
         self._sched = Scheduler(items, retry if retry is not None else RetryPolicy())
-        self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
+        self._tracker = BatchTracker(
+            len(items) if isinstance(items, Sized) else None,
+            connections=lambda: pool.concurrency,
+        )
         self._on_progress = on_progress
         self._ordered = ordered
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # taken alone where nobody needs waking (per message)
+        self._cond = threading.Condition(self._lock)
         self._out: queue.SimpleQueue[tuple[SendOutcome, float] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._final: set[int] = set()
@@ -93,6 +107,8 @@ class BatchRun(Iterator[SendOutcome]):
         self._threads: list[threading.Thread] = []
         self._crash: BaseException | None = None
         self._connect_failures = 0
+        self._active = 0  # workers admitted to hold a connection (at most pool.concurrency)
+        self._waiting = 0  # workers waiting on self._cond (notified only when there are some)
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
@@ -100,8 +116,8 @@ class BatchRun(Iterator[SendOutcome]):
         """The report of what has finished so far (complete once the iteration ended)."""
         return self._tracker.report()
 
-    def __iter__(self) -> BatchRun:
-        return self
+    def __iter__(self) -> Iterator[SendOutcome]:
+        return self._gen  # iterated directly: no extra call per outcome
 
     def __next__(self) -> SendOutcome:
         return next(self._gen)
@@ -133,16 +149,22 @@ class BatchRun(Iterator[SendOutcome]):
             self._out.put(None)
 
     def _record(self, work: Work, outcome: SendOutcome) -> None:
-        """Record one try's outcome (worker thread); penalise the rate on throttling."""
-        with self._cond:
+        """Record one try's outcome (worker thread); on throttling, pause the rate and cut the
+        pool's connections; a message that went through lets them grow back."""
+        with self._lock:
             if work.index in self._final:  # abandoned at the shutdown already: keep that one
                 return
             final, decision = self._sched.record(work, outcome, time.monotonic())
             if final is not None:
                 self._emit(final, work.started)
-            self._cond.notify_all()
+            if self._waiting:  # a retry to take, a worker to admit, or the end to notice
+                self._cond.notify_all()
         if decision.throttle > 0:
             self._rate.penalize(decision.throttle)
+        if decision.throttled:
+            self._pool.throttled(work.epoch)
+        elif outcome.status is DeliveryStatus.ACCEPTED and self._limit.limit < self._limit.ceiling:
+            self._pool.relieved(work.epoch)
 
     def _requeue(self, work: Work) -> None:
         with self._cond:
@@ -152,32 +174,82 @@ class BatchRun(Iterator[SendOutcome]):
                 self._sched.requeue(work, time.monotonic())
             self._cond.notify_all()
 
+    # -- admission: how many workers hold a connection (the pool's concurrency) ----------------
+
+    def _admit(self) -> bool:
+        """Wait until one more worker may hold a connection; ``False`` once the batch is over."""
+        with self._cond:
+            while not self._stop.is_set() and not self._sched.finished:
+                if self._active < self._pool.concurrency:
+                    self._active += 1
+                    return True
+                self._waiting += 1
+                try:
+                    self._cond.wait(_POLL)
+                finally:
+                    self._waiting -= 1
+            return False
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def _over(self) -> bool:
+        """True (and this worker stops holding a connection) when more workers hold one than
+        the pool allows now: the server throttled."""
+        if self._active <= self._pool.concurrency:
+            return False
+        with self._cond:
+            if self._active <= self._pool.concurrency:
+                return False
+            self._active -= 1
+            self._cond.notify_all()
+            return True
+
     # -- the worker ----------------------------------------------------------------------------
 
-    def _take(self, block: bool) -> Work | None:
-        with self._cond:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                work = self._sched.take(now)
-                if work is not None:
-                    self._tracker.read = self._sched.read
-                    return work
+    def _due(self) -> Work | None:
+        """Work that is due now (a retry whose time has come, else the next input item)."""
+        with self._lock:
+            work = self._sched.take(time.monotonic())
+            if work is not None:
+                self._tracker.read = self._sched.read
+            elif self._sched.finished:
+                self._out.put(None)
+            return work
+
+    def _take(self) -> Work | None:
+        """Due work, waiting for some (``None`` once the batch has no more)."""
+        while not self._stop.is_set():
+            work = self._due()
+            if work is not None:
+                return work
+            with self._cond:
                 if self._sched.finished:
-                    self._out.put(None)
-                if not block or self._sched.finished:
                     return None
                 ready = self._sched.next_ready()
+                now = time.monotonic()
                 timeout = _POLL if ready is None else min(_POLL, max(0.0, ready - now))
-                self._cond.wait(timeout)
-            return None
+                self._waiting += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._waiting -= 1
+        return None
 
-    def _pace(self, work: Work, first: bool) -> bool:
-        """Wait for the rate limit; ``False`` when the wait should end the current run."""
-        wait = checked_wait(self._rate.reserve(messages=1, recipients=recipient_count(work.send)))
-        if wait <= _INLINE_WAIT or first:
+    def _pace(self, work: Work, hold: float) -> bool:
+        """Take the rate limit's tokens for ``work`` (its connection is ready: the send follows
+        the tokens at once). A wait up to ``hold`` seconds is slept here and ``True`` returned;
+        a longer one is noted on the work (``ready``) and ``False`` returned."""
+        wait = self._rate.reserve(messages=1, recipients=recipient_count(work.send))
+        if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
+            wait = checked_wait(wait)
+        if wait <= hold:
             if wait > 0:
                 self._stop.wait(wait)
             return True
+        work.paced = True
         work.ready = time.monotonic() + wait
         return False
 
@@ -204,19 +276,32 @@ class BatchRun(Iterator[SendOutcome]):
     def _worker(self) -> None:
         hand = _Hand()
         self._hands[threading.get_ident()] = hand
+        while self._admit():
+            over = False
+            try:
+                over = self._serve(hand)
+            finally:
+                if not over:
+                    self._leave()
+            if not over:
+                return
+
+    def _serve(self, hand: _Hand) -> bool:
+        """Take work and send it, one connection at a time. Returns ``True`` when this worker
+        gave its connection up because the pool's concurrency was cut (it waits to be admitted
+        again), ``False`` when the batch has no more work for it."""
         carry: Work | None = None
         while not self._stop.is_set():
-            work = carry or self._take(block=True)
+            work = carry or self._take()
             carry = None
             if work is None:
-                return
+                return False
             hand.holding = [work]
-            if work.ready > time.monotonic():
-                self._stop.wait(work.ready - time.monotonic())
-            else:
-                self._pace(work, first=True)
+            delay = work.ready - time.monotonic()
+            if delay > 0:  # a retry's back-off, or the wait for the tokens it already has
+                self._stop.wait(delay)
             if self._stop.is_set():
-                return  # still held: the shutdown reports it FAILED (never sent)
+                return False  # still held: the shutdown reports it FAILED (never sent)
             try:
                 slot = self._pool.checkout()
             except MailError as exc:
@@ -225,13 +310,54 @@ class BatchRun(Iterator[SendOutcome]):
                 self._connect_failed(exc)
                 continue
             self._connect_failures = 0
-            assert slot.session is not None
-            carried: list[Work] = []
-            sent = self._send(slot.session, work, self._pool.allowance(slot), hand, carried)
+            carry, over = self._use(slot, work, hand)
+            if over:
+                if carry is not None:  # another worker sends it
+                    hand.holding = []
+                    self._requeue(carry)
+                return True
+        return False
+
+    def _use(self, slot: Slot[Session], work: Work, hand: _Hand) -> tuple[Work | None, bool]:
+        """Send runs on a checked-out connection while due work comes and the connection may
+        go on, then check it in. The rate limit's tokens are taken here, once the connection is
+        ready, so a send follows its tokens at once (never after a connect or a greeting).
+
+        Returns:
+            The work to send next on another checkout (its tokens taken), and whether this
+            worker is over the pool's concurrency (its connection was closed at check-in).
+        """
+        session = slot.session
+        assert session is not None
+        allowance = self._pool.allowance(slot)
+        hold = max(_INLINE_WAIT, self._pool.limits.health_check_after)
+        sent = 0
+        over = False
+        next_work: Work | None = work
+        try:
+            while next_work is not None and not self._stop.is_set():
+                work, next_work = next_work, None
+                if not work.paced and not self._pace(work, hold):
+                    next_work = work  # a long wait: the connection goes back to the pool meanwhile
+                    break
+                carried: list[Work] = []
+                left = None if allowance is None else allowance - sent
+                sent += self._send(session, work, left, hand, carried)
+                next_work = carried[0] if carried else None
+                hand.handed = []
+                hand.holding = [next_work] if next_work is not None else []
+                over = self._over()
+                if over or session.closed or (allowance is not None and sent >= allowance):
+                    break
+                if next_work is not None:  # its tokens are taken: wait for them on this connection
+                    delay = next_work.ready - time.monotonic()
+                    if delay > hold:
+                        break
+                    if delay > 0:
+                        self._stop.wait(delay)
+        finally:
             self._pool.checkin(slot, sent=sent)
-            carry = carried[0] if carried else None
-            hand.handed = []
-            hand.holding = [carry] if carry is not None else []
+        return next_work, over
 
     def _send(
         self,
@@ -247,12 +373,15 @@ class BatchRun(Iterator[SendOutcome]):
         handed: list[Work] = []
         hand.handed = handed
         halt = [False]
+        limit = self._limit
 
         def feed() -> Iterator[Outgoing]:
             work: Work | None = first
             while work is not None:
                 if work.started is None:
                     work.started = time.monotonic()
+                work.paced = False  # its tokens are spent by this send
+                work.epoch = limit.epoch
                 handed.append(work)
                 hand.holding = []
                 yield work.send
@@ -260,10 +389,12 @@ class BatchRun(Iterator[SendOutcome]):
                     return  # never feed a broken session: it would report the rest unsent
                 if allowance is not None and len(handed) >= allowance:
                     return
-                work = self._take(block=False)
+                if self._active > limit.limit:
+                    return  # the server throttled: this connection may have to close
+                work = self._due()
                 if work is not None:
                     hand.holding = [work]
-                    if not self._pace(work, first=False):
+                    if not self._pace(work, _INLINE_WAIT):
                         carried.append(work)  # a longer rate wait: end this run, send it next
                         return
 
@@ -275,11 +406,12 @@ class BatchRun(Iterator[SendOutcome]):
                 if not 0 <= outcome.index < len(handed) or outcome.index in reported:
                     continue
                 work = handed[outcome.index]
-                broken = out_of_step(outcome)
+                broken = out_of_step(outcome) if outcome.status is _REFUSED else None
                 if broken is not None:  # a lying server: retry elsewhere, drop this session
                     outcome, halt[0] = broken, True
                     session.close()
-                if reported and never_sent(outcome):  # behind a break: no try was used
+                if reported and outcome.never_started and never_sent(outcome):
+                    # Behind a break: never started, no try was used.
                     skipped.add(outcome.index)
                     self._requeue(work)
                 else:
@@ -297,7 +429,7 @@ class BatchRun(Iterator[SendOutcome]):
             session.close()
             error = ConnectionLost(f"sending failed: {type(exc).__name__}: {exc}")
         else:
-            error = ConnectionLost("not sent: the connection closed before this message")
+            error = ConnectionLost("the session ended without reporting this message")
         for index, work in enumerate(handed):
             if index in reported:
                 continue
@@ -312,7 +444,12 @@ class BatchRun(Iterator[SendOutcome]):
     def _run(self) -> Generator[SendOutcome, None, None]:
         span = self._pool.telemetry.batch_span()
         for _ in range(self._pool.limits.max_connections):
-            thread = threading.Thread(target=self._worker_main, name="mailsdk-batch", daemon=True)
+            # Each worker runs in a copy of this context with the batch span current, so the
+            # connections it opens and the messages it sends are the batch span's descendants.
+            ctx = batch_context(span)
+            thread = threading.Thread(
+                target=ctx.run, args=(self._worker_main,), name="mailsdk-batch", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
         buffered: dict[int, SendOutcome] = {}
@@ -342,11 +479,12 @@ class BatchRun(Iterator[SendOutcome]):
                     continue
                 outcome, latency = entry
                 if self._crash is not None:
-                    self._tracker.finished(outcome, latency)  # in the report, not yielded
+                    self._tracker.add(outcome, latency)  # in the report, not yielded
                     raise self._crash
-                progress = self._tracker.finished(outcome, latency)
                 if self._on_progress is not None:
-                    self._on_progress(progress)
+                    self._on_progress(self._tracker.finished(outcome, latency))
+                else:
+                    self._tracker.add(outcome, latency)
                 if not self._ordered:
                     yield outcome
                     continue
@@ -405,7 +543,7 @@ class BatchRun(Iterator[SendOutcome]):
             except queue.Empty:
                 break
             if entry is not None:
-                self._tracker.finished(*entry)
+                self._tracker.add(*entry)
                 drained = True
         if drained and self._on_progress is not None:
             with contextlib.suppress(Exception):

@@ -8,11 +8,13 @@ no-op instrumentation); a telemetry failure never fails a send.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import typing
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 
-from opentelemetry import metrics
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from mailsdk.telemetry import OpenTelemetryInstrumentation
@@ -21,10 +23,20 @@ if typing.TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter
     from opentelemetry.trace import Tracer
 
-__all__ = ["METRIC_CHECKOUT_WAIT", "METRIC_CONNECTIONS", "SPAN_BATCH", "PoolTelemetry"]
+__all__ = [
+    "METRIC_CHECKOUT_WAIT",
+    "METRIC_CONNECTIONS",
+    "METRIC_CONNECTION_LIMIT",
+    "SPAN_BATCH",
+    "PoolTelemetry",
+    "batch_context",
+]
 
 #: Gauge: the pool's connections by ``mailsdk.pool.state`` (``open``, ``idle``, ``busy``).
 METRIC_CONNECTIONS: typing.Final = "mailsdk.pool.connections"
+#: Gauge: the connections the pool lets callers use now (``max_connections``, fewer while the
+#: server throttles).
+METRIC_CONNECTION_LIMIT: typing.Final = "mailsdk.pool.connections.limit"
 #: Histogram: seconds a send waited for a pooled connection.
 METRIC_CHECKOUT_WAIT: typing.Final = "mailsdk.pool.checkout.wait"
 #: The span covering one ``send_batch`` run.
@@ -46,6 +58,12 @@ class _MeterInstruments:
             unit="{connection}",
             description="Pooled connections by state (open, idle, busy).",
         )
+        meter.create_observable_gauge(
+            METRIC_CONNECTION_LIMIT,
+            callbacks=[self._observe_limit],
+            unit="{connection}",
+            description="Connections the pool may use now (cut while the server throttles).",
+        )
         self.wait: Histogram
         try:
             self.wait = meter.create_histogram(
@@ -65,6 +83,11 @@ class _MeterInstruments:
                 attributes = {"mailsdk.pool.state": state, "server.address": pool.server}
                 yield metrics.Observation(value, attributes)
 
+    def _observe_limit(self, _: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for pool in list(self.pools):
+            if not pool.shut and pool.limit is not None:
+                yield metrics.Observation(pool.limit(), {"server.address": pool.server})
+
 
 _by_meter: weakref.WeakKeyDictionary[Meter, _MeterInstruments] = weakref.WeakKeyDictionary()
 
@@ -76,11 +99,20 @@ class PoolTelemetry:
         server: the endpoint description recorded as ``server.address``.
         counts: returns (open, idle, busy) for the gauge.
         instrumentation: the client's instrumentation (only OpenTelemetry records anything).
+        limit: returns the connections allowed in use now, for the limit gauge.
     """
 
-    def __init__(self, server: str, counts: _Counts, instrumentation: object) -> None:
+    def __init__(
+        self,
+        server: str,
+        counts: _Counts,
+        instrumentation: object,
+        *,
+        limit: Callable[[], int] | None = None,
+    ) -> None:
         self.server = server
         self.counts = counts
+        self.limit = limit
         self.shut = False
         self._tracer: Tracer | None = None
         self._instruments: _MeterInstruments | None = None
@@ -114,6 +146,20 @@ class PoolTelemetry:
             )
         except Exception:
             return INVALID_SPAN
+
+
+def batch_context(span: Span) -> contextvars.Context:
+    """A copy of the caller's context with ``span`` current, for one worker thread or task.
+
+    The workers run in it, so the connections they open (``smtp.session`` spans, whose
+    ``smtp.send`` spans are their children) become descendants of the batch span. One copy per
+    worker: a context cannot be entered by two threads at once.
+    """
+    ctx = contextvars.copy_context()
+    if span is not INVALID_SPAN:
+        with contextlib.suppress(Exception):
+            ctx.run(otel_context.attach, trace.set_span_in_context(span))
+    return ctx
 
 
 def end_batch_span(

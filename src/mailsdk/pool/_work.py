@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import random
+import typing
 from collections.abc import Callable, Iterable, Iterator
 
 import attrs
@@ -41,9 +42,12 @@ __all__ = [
     "checked_wait",
     "halts",
     "never_sent",
+    "not_started",
     "out_of_step",
     "outcome_of_error",
     "recipient_count",
+    "renumbered",
+    "throttling",
 ]
 
 
@@ -85,7 +89,8 @@ def recipient_count(item: Outgoing) -> int:
 
 def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> SendOutcome:
     """REFUSED for a server refusal, UNKNOWN when the end of data may have been sent (or the
-    error says so), FAILED otherwise."""
+    error says so), FAILED otherwise. A connection that could not be had is a FAILED try (not
+    "never started"): the batch did try to send the message, and the try counts."""
     if unknown or isinstance(error, DeliveryUnknown):
         if not isinstance(error, DeliveryUnknown):
             error = DeliveryUnknown(f"the end of data may have been sent, no reply came: {error}")
@@ -95,10 +100,42 @@ def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> 
     return SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
 
 
+#: The fields :func:`renumbered` copies: every field of ``SendOutcome`` (a test checks it).
+RENUMBERED_FIELDS: typing.Final = (
+    "index", "status", "result", "error", "key", "attempts", "never_started",
+)  # fmt: skip
+
+
+def renumbered(outcome: SendOutcome, index: int, key: str | None, attempts: int) -> SendOutcome:
+    """``outcome`` with the batch's index, key and attempts (``attrs.evolve`` without its
+    per-call introspection: this runs once per message)."""
+    return SendOutcome(
+        index=index,
+        status=outcome.status,
+        result=outcome.result,
+        error=outcome.error,
+        key=key,
+        attempts=attempts,
+        never_started=outcome.never_started,
+    )
+
+
 def never_sent(outcome: SendOutcome) -> bool:
-    """True for a FAILED outcome of an item the session never started: sending it elsewhere
-    is no new try (see :func:`mailsdk.batch.never_started`)."""
+    """True for a FAILED outcome of an item the session never started (its typed marker):
+    sending it elsewhere is no new try (see :func:`mailsdk.batch.never_started`)."""
     return never_started(outcome)
+
+
+def not_started(index: int, reason: str, *, key: str | None = None) -> SendOutcome:
+    """The FAILED outcome of an item this run never started, with the typed marker set."""
+    return SendOutcome(
+        index=index,
+        status=DeliveryStatus.FAILED,
+        error=ConnectionLost(f"not sent: {reason}"),
+        key=key,
+        attempts=0,
+        never_started=True,
+    )
 
 
 def out_of_step(outcome: SendOutcome) -> SendOutcome | None:
@@ -114,6 +151,14 @@ def out_of_step(outcome: SendOutcome) -> SendOutcome | None:
         f"the server's replies are out of step with the commands ({error})"
     )
     return attrs.evolve(outcome, status=DeliveryStatus.FAILED, result=None, error=broken)
+
+
+def throttling(error: BaseException) -> bool:
+    """True when an error carries a throttling reply (see ``ReplyVerdict.throttled``): the
+    pool then cuts the connections it uses."""
+    if isinstance(error, RecipientsRefused):
+        return any(reply.verdict.throttled for reply in error.refused.values())
+    return isinstance(error, ReplyError) and error.reply.verdict.throttled
 
 
 def halts(outcome: SendOutcome) -> bool:
@@ -136,7 +181,9 @@ class Work:
     tries: int = 0  # tries that count against the policy's attempts
     sends: int = 0  # every try
     started: float | None = None
-    ready: float = 0.0
+    ready: float = 0.0  # not sent before this time (a retry's back-off or reserved tokens)
+    paced: bool = False  # the rate limiter's tokens for the next send are already taken
+    epoch: int = 0  # the pool's concurrency epoch when the latest try started
     accepted: list[str] = attrs.Factory(list[str])
     refused: dict[str, Reply] = attrs.Factory(dict[str, Reply])
     result: SendResult | None = None
@@ -234,8 +281,15 @@ class Scheduler:
     def record(
         self, work: Work, outcome: SendOutcome, now: float
     ) -> tuple[SendOutcome | None, RetryDecision]:
-        """Take the outcome of one try; return the final outcome (or ``None``: retry scheduled)."""
-        work.sends += 1
+        """Take the outcome of one try; return the final outcome (or ``None``: retry scheduled).
+
+        A never-started outcome (the first item of a run, which the runners cannot requeue
+        for free without risking a loop) uses up one of the policy's attempts but is not
+        counted in ``SendOutcome.attempts``: nothing of it reached the server.
+        """
+        started = not outcome.never_started
+        if started:
+            work.sends += 1
         if work.started is None:
             work.started = now
         if outcome.result is not None:
@@ -276,10 +330,10 @@ class Scheduler:
             heapq.heappush(self._retries, (work.ready, next(self._seq), work))
             return None, decision
         self.outstanding -= 1
-        if work.sends == 1:
-            final = attrs.evolve(outcome, index=work.index, key=work.item.key, attempts=1)
-        else:
-            final = _merged(work, outcome)
+        if work.sends == 0 or (work.sends == 1 and started):
+            final = renumbered(outcome, work.index, work.item.key, work.sends)
+        else:  # an earlier try reached the server: the message as a whole was started
+            final = _merged(work, attrs.evolve(outcome, never_started=False))
         return final, decision
 
     def requeue(self, work: Work, now: float) -> None:
@@ -287,6 +341,7 @@ class Scheduler:
         if self.stopped:
             return
         work.ready = now
+        work.paced = False  # whatever was reserved for it went unused; the next send reserves
         heapq.heappush(self._retries, (now, next(self._seq), work))
 
     def abandon(self, work: Work, *, handed_over: bool, reason: str) -> SendOutcome:
@@ -294,21 +349,24 @@ class Scheduler:
 
         Args:
             handed_over: the work was given to a session whose fate is unknown (UNKNOWN);
-                otherwise it was never sent in this try (FAILED).
+                otherwise it was never sent in this try (FAILED, marked never started unless an
+                earlier try reached the server; no try is counted for it).
         """
-        error: MailError
-        if handed_over:
-            error = DeliveryUnknown(f"batch cancelled while sending: {reason}")
-            status = DeliveryStatus.UNKNOWN
-        else:
-            error = ConnectionLost(f"not sent: {reason}")
-            status = DeliveryStatus.FAILED
-        outcome = SendOutcome(index=work.index, status=status, error=error, key=work.item.key)
-        work.sends += 1
         self.outstanding -= 1
-        if work.sends == 1:
+        if handed_over:
+            work.sends += 1
+            error = DeliveryUnknown(f"batch cancelled while sending: {reason}")
+            outcome = SendOutcome(
+                index=work.index, status=DeliveryStatus.UNKNOWN, error=error, key=work.item.key
+            )
+            return outcome if work.sends == 1 else _merged(work, outcome)
+        outcome = not_started(work.index, reason, key=work.item.key)
+        if work.sends == 0:
             return outcome
-        return _merged(work, outcome)
+        # Tried before (a retry was waiting): the earlier tries' recipients stand, and the
+        # message as a whole was started, so it is not marked never started.
+        last = attrs.evolve(outcome, never_started=False, attempts=work.sends)
+        return _merged(work, last)
 
     def stop(self, reason: str) -> list[SendOutcome]:
         """Stop: read no more input; the retries still waiting end FAILED (never resent)."""

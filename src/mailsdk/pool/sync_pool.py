@@ -1,7 +1,10 @@
+# Generated from src/mailsdk/pool/async_pool.py by scripts/unasync.py: do not edit.
+# Edit the asyncio original, then run `python scripts/unasync.py` (docs/architecture.md).
 """The blocking connection pool: :class:`Pool`.
 
 Layer: L5c (pool). The decisions are :class:`~mailsdk.pool._book.PoolBook`'s; this module does
 the I/O (connect, NOOP, QUIT) outside its lock and waits on a condition for a free connection.
+This file is generated from ``async_pool.py`` by ``scripts/unasync.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import types
 from collections.abc import Callable, Generator, Iterable, Sequence
 
 from mailsdk._types import MessageLike
-from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
+from mailsdk.batch.limits import (
+    ConnectionLimiter,
+    LocalConnectionLimiter,
+    RateLimiter,
+)
 from mailsdk.batch.report import Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.client import Client, Session
@@ -21,9 +28,11 @@ from mailsdk.errors import MailError, PoolTimeout
 from mailsdk.esmtp import MailOptions, RcptOptions
 from mailsdk.flows import SendResult
 from mailsdk.pool._book import Open, PoolBook, PoolLimits, Reuse, Slot
+from mailsdk.pool._concurrency import Concurrency
 from mailsdk.pool._process_batch import ProcessBatchRun
 from mailsdk.pool._sync_batch import BatchRun
 from mailsdk.pool._telemetry import PoolTelemetry
+from mailsdk.pool._work import throttling
 
 __all__ = ["Pool"]
 
@@ -39,9 +48,10 @@ def _reap_interval(limits: PoolLimits) -> float | None:
 class Pool:
     """A thread-safe pool of sessions to one server, for many concurrent sends.
 
-    Create it with :meth:`mailsdk.Client.pool` and use it as a context manager. Any number of
-    threads may call :meth:`send_message` at once; each call gets a connection to itself (a
-    session is never shared by two callers), waiting up to ``checkout_timeout`` for one.
+    Create it with :meth:`mailsdk.Client.pool` and use it with ``with``. Any number
+    of threads may call :meth:`send_message` at once; each call gets a
+    connection to itself (a session is never shared by two callers), waiting up to
+    ``checkout_timeout`` for one.
 
     Args:
         client: the client whose configuration (TLS, AUTH, timeouts) every connection uses;
@@ -55,8 +65,8 @@ class Pool:
             (a server that closed it is noticed before a message is entrusted to it).
         checkout_timeout: how long a send waits for a free connection before raising
             :class:`~mailsdk.errors.PoolTimeout` (``None``: forever).
-        connection_limiter: a cap shared with other pools or processes (the in-process cap of
-            ``max_connections`` always holds too).
+        connection_limiter: a cap shared with other pools or processes (the
+            in-process cap of ``max_connections`` always holds too).
         clock: the monotonic clock (tests).
     """
 
@@ -83,7 +93,7 @@ class Pool:
             checkout_timeout=checkout_timeout,
         )
         self._book: PoolBook[Session] = PoolBook(self.limits)
-        #: the shared cap given by the caller (``None``: only ``max_connections`` holds)
+        #: the caller's shared cap (``None``: only ``max_connections`` holds)
         self.connection_limiter = connection_limiter
         self._limiter: ConnectionLimiter = connection_limiter or LocalConnectionLimiter(
             max_connections
@@ -93,14 +103,16 @@ class Pool:
         self._reaper: threading.Thread | None = None
         self._closing = threading.Event()
         self.telemetry = PoolTelemetry(
-            client.config.endpoint.describe(), self._counts, client.config.instrumentation
+            client.config.endpoint.describe(),
+            self._counts,
+            client.config.instrumentation,
+            limit=lambda: self._book.concurrency.limit,
         )
 
     def __repr__(self) -> str:
         open_, idle, busy = self._counts()
-        return (
-            f"<Pool {self.client.config.endpoint.describe()} open={open_} idle={idle} busy={busy}>"
-        )
+        where = self.client.config.endpoint.describe()
+        return f"<Pool {where} open={open_} idle={idle} busy={busy}>"
 
     def _counts(self) -> tuple[int, int, int]:
         book = self._book
@@ -112,9 +124,47 @@ class Pool:
         return self._book.closed
 
     def stats(self) -> dict[str, int]:
-        """Connections ``open``, ``idle`` and ``busy`` right now."""
+        """Connections ``open``, ``idle`` and ``busy`` right now (see also :attr:`concurrency`)."""
         open_, idle, busy = self._counts()
         return {"open": open_, "idle": idle, "busy": busy}
+
+    @property
+    def concurrency(self) -> int:
+        """How many connections callers may use now: ``max_connections``, fewer after the
+        server answered with throttling replies (see :meth:`throttled`)."""
+        return self._book.concurrency.limit
+
+    @property
+    def adaptive(self) -> Concurrency:
+        """The adaptive connection limit itself (:attr:`concurrency` is its ``limit``)."""
+        return self._book.concurrency
+
+    @property
+    def epoch(self) -> int:
+        """The number of throttling replies that counted so far: a send notes it when it
+        starts and hands it to :meth:`throttled` or :meth:`relieved` with its reply."""
+        return self._book.concurrency.epoch
+
+    def throttled(self, epoch: int | None = None) -> None:
+        """Record a throttling reply (421/451 4.7.x, 452 "too many", 4.3.2) to a send made in
+        ``epoch`` (``None``: now): halve the connections in use, down to one. Replies to sends
+        made before the last cut are ignored (they answer the same overload). Idle
+        connections above the new limit are closed with QUIT, busy ones when given back."""
+        with self._cond:
+            now = self._clock()
+            surplus = self._book.throttled(self.epoch if epoch is None else epoch, now)
+        for slot in surplus:
+            self._close_slot(slot, polite=True)
+
+    def relieved(self, epoch: int | None = None, count: int = 1) -> None:
+        """Record ``count`` replies without throttling to sends made in ``epoch`` (``None``:
+        now): after a cut the limit grows back by one connection per round of good replies."""
+        book = self._book
+        if not book.concurrency.reduced:
+            return  # the common case: no lock taken per message
+        with self._cond:
+            if book.succeeded(book.concurrency.epoch if epoch is None else epoch, count):
+                self._cond.notify_all()
 
     # -- checkout ----------------------------------------------------------------------------
 
@@ -180,7 +230,7 @@ class Pool:
         if slot.lease is None:
             return True
         try:
-            return self._limiter.renew(slot.lease)
+            return bool(self._limiter.renew(slot.lease))
         except Exception:
             return False
 
@@ -278,8 +328,8 @@ class Pool:
             yield session
         except BaseException as exc:
             if not isinstance(exc, MailError):
-                # Interrupted mid-command (Ctrl-C, a bug): the conversation may be half-way
-                # through a transaction, so the session must never serve another caller.
+                # Interrupted mid-command (Ctrl-C, a bug): the conversation may be
+                # half-way through a transaction, so the session must never serve another caller.
                 session.close()
             raise
         finally:
@@ -298,14 +348,22 @@ class Pool:
     ) -> SendResult:
         """Send one message on a pooled connection (thread-safe); same errors as
         :meth:`mailsdk.Session.send_message`, plus :class:`~mailsdk.errors.PoolTimeout`."""
+        epoch = self.epoch
         with self.connection() as session:
-            return session.send_message(
-                message,
-                sender=sender,
-                recipients=recipients,
-                mail_options=mail_options,
-                rcpt_options=rcpt_options,
-            )
+            try:
+                result = session.send_message(
+                    message,
+                    sender=sender,
+                    recipients=recipients,
+                    mail_options=mail_options,
+                    rcpt_options=rcpt_options,
+                )
+            except MailError as exc:
+                if throttling(exc):
+                    self.throttled(epoch)
+                raise
+        self.relieved(epoch)
+        return result
 
     def send_batch(
         self,
@@ -340,9 +398,14 @@ class Pool:
         """
         if processes is not None and (type(processes) is not int or processes != 1):
             return ProcessBatchRun(
-                self, items, processes=processes, rate=rate, retry=retry,
-                on_progress=on_progress, ordered=ordered,
-            )  # fmt: skip
+                self,
+                items,
+                processes=processes,
+                rate=rate,
+                retry=retry,
+                on_progress=on_progress,
+                ordered=ordered,
+            )
         return BatchRun(
             self, items, rate=rate, retry=retry, on_progress=on_progress, ordered=ordered
         )

@@ -275,8 +275,12 @@ class _QuietTask(celery.Task):  # type: ignore[misc]  # celery ships no type hin
     messages and their addresses. Retries publish through :meth:`apply_async` too.
     """
 
-    def apply_async(
-        self, args: typing.Any = None, kwargs: typing.Any = None, **options: typing.Any
+    def apply_async(  # pyright: ignore[reportIncompatibleMethodOverride]  # celery passes keywords
+        self,
+        args: typing.Any = None,
+        kwargs: typing.Any = None,
+        *more: typing.Any,
+        **options: typing.Any,
     ) -> typing.Any:
         given = dict(kwargs or {})
         shown = {
@@ -286,7 +290,7 @@ class _QuietTask(celery.Task):  # type: ignore[misc]  # celery ships no type hin
         }
         options.setdefault("argsrepr", f"<{len(args or ())} arguments>")
         options.setdefault("kwargsrepr", repr(shown))
-        return super().apply_async(args, kwargs, **options)
+        return super().apply_async(args, kwargs, *more, **options)
 
 
 def install(app: celery.Celery, *, prefix: str = "mailsdk") -> MailTasks:

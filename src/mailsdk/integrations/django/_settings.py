@@ -121,7 +121,7 @@ def build_client(options: BackendOptions) -> Client:
     if timeout is not None:
         if (
             isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
+            or not isinstance(timeout, int | float)  # pyright: ignore[reportUnnecessaryIsInstance]
             or not math.isfinite(timeout)
             or timeout <= 0
         ):
