@@ -86,7 +86,7 @@ class _Feed:
         # worker that has all its work but not sent it yet.
         while True:
             try:
-                message = self._pipe.recv()
+                message: tuple[typing.Any, ...] = self._pipe.recv()
             except (EOFError, OSError):  # the parent is gone: stop reading new work
                 message = ("stop",)
             if message[0] == "stop":
