@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.delivery.__main__ import incomplete, run
 from benchmarks.delivery.cases import worst_window
-from benchmarks.delivery.mailsdk_clients import has_pool, has_send_many
+from benchmarks.delivery.mailsdk_clients import has_pool, has_process_pool, has_send_many
 from benchmarks.delivery.runner import BASE_CLIENTS
 from benchmarks.delivery.servers import SINK_CANDIDATES, Relay, find_binary
 from benchmarks.delivery.workload import split
@@ -95,6 +95,8 @@ def test_smoke_every_client_delivers_every_message() -> None:
             expected |= {"mailsdk-send_many", "mailsdk-send_many-async"}
         if connections == 8 and has_pool():
             expected |= {"mailsdk-pool", "mailsdk-pool-async"}
+            if has_process_pool():
+                expected.add("mailsdk-pool-2proc")
         assert set(series) == expected, key
         for name, s in series.items():
             assert s.samples, f"{key} {name} did not run"

@@ -149,11 +149,16 @@ class RemoteProtocolError(ProtocolError):
         reply_missing: the replies ran ahead of the commands (a reply only a later command
             could cause, such as a 354 to a RCPT): a reply the server owed never came, so the
             replies paired just before may belong to later commands.
+        unsolicited: reply bytes arrived before the command they would answer was queued, so
+            that command (an end of data, say) was refused before any of it was written.
     """
 
-    def __init__(self, message: str, *, reply_missing: bool = False) -> None:
+    def __init__(
+        self, message: str, *, reply_missing: bool = False, unsolicited: bool = False
+    ) -> None:
         super().__init__(message)
         self.reply_missing = reply_missing
+        self.unsolicited = unsolicited
 
 
 # --- transport ------------------------------------------------------------------------------

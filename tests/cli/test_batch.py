@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import pytest
 from tests._support.scripted_server import Close, Expect, ReadData, ScriptedServer, Send
 from tests._support.smtpd import SmtpdServer
 from tests.cli._helpers import PASSWORD, REFUSED, USER, Cli, no_secret, server_args
@@ -306,3 +307,68 @@ def test_a_batch_over_two_worker_processes(
     assert set(statuses.values()) == {"accepted"}
     assert len(tls_server.recorder.messages) == 5  # each accepted message once
     no_secret(proc)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_over_worker_processes_writes_a_complete_report(
+    cli: Cli, tls_server: SmtpdServer, ca_file: str, tmp_path: pathlib.Path, presses: int
+) -> None:
+    # Ctrl-C in a terminal signals the whole process group: the parent and its workers.
+    import os
+
+    source = _csv(tmp_path, 40)
+    report = tmp_path / "interrupted.jsonl"
+    child = subprocess.Popen(
+        cli.argv(
+            "batch", str(source), "--template", str(_template(tmp_path)),
+            "--from", "news@example.org", "--rate", "8/s", "--connections", "2",
+            "--processes", "2", "--report", str(report),
+            *server_args(tls_server, ca_file, "--user", USER),
+        ),
+        env={**cli.env, **AUTH_ENV}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert child.stderr is not None
+        deadline = time.monotonic() + 30
+        seen = []
+        while time.monotonic() < deadline:
+            line = child.stderr.readline()
+            seen.append(line)
+            if line.startswith("[3/40]"):
+                break
+        else:  # pragma: no cover
+            raise AssertionError("".join(seen))
+        for _ in range(presses):
+            os.killpg(child.pid, signal.SIGINT)
+            time.sleep(0.05)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:  # pragma: no cover
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert not _group_alive(child.pid)  # no worker outlives the command
+    lines = _report(report)
+    assert sorted(int(str(line["index"])) for line in lines) == list(range(40))
+    statuses = [line["status"] for line in lines]
+    assert set(statuses) <= {"accepted", "not_sent", "unknown", "failed"}
+    accepted, unknown = statuses.count("accepted"), statuses.count("unknown")
+    assert accepted >= 3 and statuses.count("not_sent") + statuses.count("failed") >= 1
+    received = len(tls_server.recorder.messages)
+    assert accepted <= received <= accepted + unknown, statuses
+    for line in lines:
+        if line["status"] == "failed":
+            assert "not sent" in line["error"]["message"], line  # type: ignore[index]
+
+
+def _group_alive(pgid: int) -> bool:
+    import os
+
+    for _ in range(50):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True

@@ -20,6 +20,7 @@ from tests._support.scripted_server import (
     ReadData,
     ScriptedServer,
     Send,
+    WaitClose,
 )
 from tests._support.smtpd import SmtpdServer
 
@@ -187,6 +188,31 @@ async def test_a_drop_after_the_dot_is_unknown_and_the_rest_failed(
     assert "not sent" in str(outcomes[3].error)
     assert outcomes[3].never_started and outcomes[3].attempts == 0
     assert not outcomes[1].never_started  # UNKNOWN: it may have been delivered
+
+
+async def test_a_reply_before_the_content_fails_the_message_it_was_never_sent(
+    mode: Mode, scripted: Scripted
+) -> None:
+    # A premature 250 behind the 354: the end of data is refused before any of it is written,
+    # so the message was not sent (FAILED), never UNKNOWN; the one before it stays ACCEPTED.
+    server = scripted(
+        [
+            Send(b"220 mx.test ESMTP\r\n"),
+            Expect(b"EHLO"),
+            Send(b"250-mx.test\r\n250 PIPELINING\r\n"),
+            ExpectBlock((b"MAIL", b"RCPT", b"DATA")),
+            Send(b"250 ok\r\n250 ok\r\n354 go\r\n"),
+            ReadData(),
+            Send(b"250 2.0.0 queued as ONE\r\n250 ok\r\n250 ok\r\n354 go\r\n250 too early\r\n"),
+            WaitClose(),
+        ]
+    )
+    async with mode.session(plain_builder(server.host, server.port)) as s:
+        outcomes = await s.send_many_list([item(i) for i in range(3)])
+        assert s.closed
+    assert [o.status for o in outcomes] == [A, F, F]
+    assert not isinstance(outcomes[1].error, mailsdk.DeliveryUnknown)
+    assert len(server.data) == 1  # only the first message's content reached the server
 
 
 async def test_send_message_raises_delivery_unknown(mode: Mode, scripted: Scripted) -> None:

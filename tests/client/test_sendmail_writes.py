@@ -105,3 +105,26 @@ async def test_an_out_of_step_server_never_confirms_the_message(
         await session.sendmail("a@example.org", "b@example.com", RAW)
     assert session.closed  # out of step: the session is given up, never reused
     await session.close()
+
+
+async def test_a_reply_behind_the_354_fails_the_message_without_sending_it(
+    mode: Mode, scripted: Scripted
+) -> None:
+    # The end of data is refused before a byte of the content is written (the 250 cannot
+    # answer it): the message was not sent, so the error is not DeliveryUnknown.
+    server = scripted(
+        [
+            *hello("PIPELINING"),
+            ExpectBlock((b"MAIL", b"RCPT", b"DATA")),
+            Send(b"250 ok\r\n250 ok\r\n354 go\r\n250 too early\r\n"),
+            WaitClose(),
+        ]
+    )
+    session = await mode.connect(short(server))
+    with pytest.raises(MailError) as caught:
+        await session.sendmail("a@example.org", "b@example.com", RAW)
+    assert not isinstance(caught.value, DeliveryUnknown)
+    assert "before the command" in str(caught.value)
+    assert session.closed
+    assert server.data == []
+    await session.close()

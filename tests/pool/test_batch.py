@@ -385,3 +385,26 @@ async def test_a_negative_limiter_wait_means_now(mode: Mode, smtpd: SmtpdServer)
     assert sorted((o.index, o.status) for o in outcomes) == [
         (i, DeliveryStatus.ACCEPTED) for i in range(4)
     ]
+
+
+def test_close_from_inside_on_progress_stops_a_blocking_batch(smtpd: SmtpdServer) -> None:
+    """``run.close()`` called by the progress callback (which runs inside the iteration) used
+    to raise ``ValueError: generator already executing``; it now ends the iteration once the
+    callback returns, with every outcome in the report."""
+    client = plain_builder(smtpd.host, smtpd.port).build()
+    runs: list[typing.Any] = []
+
+    def stop_at_five(progress: Progress) -> None:
+        if progress.done == 5:
+            runs[0].close()
+
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([message(i) for i in range(2000)], on_progress=stop_at_five)
+        runs.append(run)
+        got = list(run)
+    report = run.report
+    assert len(got) == 4  # the fifth outcome is recorded; the iteration ended at it
+    assert report.cancelled and report.total < 2000
+    assert len({o.index for o in report.outcomes}) == report.total
+    delivered = report.counts[DeliveryStatus.ACCEPTED]
+    assert len(smtpd.recorder.messages) == delivered

@@ -313,3 +313,236 @@ def test_ctrl_c_stops_the_workers_and_reports_every_message_read(
     accepted = {i for i, status in outcomes.items() if status == "accepted"}
     assert accepted == kept  # what the server took is reported delivered, and only that
     assert set(outcomes.values()) <= {"accepted", "failed"}  # nothing was cut mid-send
+
+
+# -- adversarial review: each test failed before its fix -------------------------------------
+
+
+def test_wrong_credentials_fail_every_message_typed_and_raise_the_auth_error(
+    smtpd_factory: Callable[..., typing.Any],
+) -> None:
+    # The workers' own batches stop on the permanent AUTH failure: what they never sent must
+    # be FAILED (not UNKNOWN), and the consumer hears the typed error, as in one process.
+    from mailsdk.errors import AuthenticationFailed
+
+    server = smtpd_factory(users={"me": "right"}, auth_require_tls=False)
+    client = (
+        plain_builder(server.host, server.port)
+        .with_credentials("me", "wrong-secret-pw", allow_plaintext=True)
+        .build()
+    )
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(300)], processes=2)
+        with pytest.raises(AuthenticationFailed) as raised:
+            list(run)
+    report = run.report
+    import pickle
+
+    assert b"wrong-secret-pw" not in pickle.dumps(raised.value)  # what crossed the pipe
+    assert not server.recorder.messages
+    assert report.total == len({o.index for o in report.outcomes})
+    assert report.outcomes and report.cancelled
+    assert all(  # never sent, and said so: not "maybe sent"
+        not o.status.delivered and o.status is not DeliveryStatus.UNKNOWN for o in report.outcomes
+    )
+    assert all("wrong-secret-pw" not in repr(o) for o in report.outcomes)
+
+
+class _Exploding(typing.Sequence[Outgoing]):
+    """A Sequence whose item 70 cannot be read (a lazy database view, say)."""
+
+    def __len__(self) -> int:
+        return 200
+
+    @typing.overload
+    def __getitem__(self, index: int) -> Outgoing: ...
+    @typing.overload
+    def __getitem__(self, index: slice) -> typing.Sequence[Outgoing]: ...
+    def __getitem__(self, index: int | slice) -> Outgoing | typing.Sequence[Outgoing]:
+        if isinstance(index, slice):
+            raise TypeError("no slices")
+        if index == 70:
+            raise LookupError("row 70 is corrupt")
+        return item(index)
+
+
+def test_a_sequence_item_that_cannot_be_read_raises_to_the_consumer(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # One process re-raises an input error after the batch; the workers read a Sequence
+    # themselves, so the error must come back, and nothing that was never read is UNKNOWN.
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch(_Exploding(), processes=2)
+        with pytest.raises(LookupError, match="row 70"):
+            list(run)
+    report = run.report
+    assert len({o.index for o in report.outcomes}) == report.total
+    assert 70 not in {o.index for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED}
+    for outcome in report.outcomes:
+        assert outcome.status is not DeliveryStatus.UNKNOWN, outcome
+        assert server.handler.kept[outcome.index] == (
+            1 if outcome.status is DeliveryStatus.ACCEPTED else 0
+        )
+
+
+def test_close_from_inside_on_progress_stops_the_batch(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    runs: list[ProcessBatchRun] = []
+
+    def stop_at_five(progress: Progress) -> None:
+        if progress.done == 5:
+            runs[0].close()
+
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(3000)], processes=2, on_progress=stop_at_five)
+        assert isinstance(run, ProcessBatchRun)
+        runs.append(run)
+        got = list(run)
+    report = run.report
+    assert report.cancelled and report.total < 3000
+    assert len(got) <= report.total
+    assert len({o.index for o in report.outcomes}) == report.total
+    assert sum(server.handler.kept.values()) == report.counts[DeliveryStatus.ACCEPTED]
+
+
+def test_a_bucket_passed_to_several_runs_keeps_its_limit(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # A TokenBucket shared by consecutive batches holds one limit. The workers spend shares of
+    # it, so after the run it must be as spent as they left it: a next run (or pool) starting
+    # with a full burst again would let burst x runs through in one window.
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    rate = TokenBucket(messages_per_second=1, burst=10)
+    with client.pool(max_connections=2) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(10)], processes=2, rate=rate))
+    assert [o.status for o in outcomes] == [DeliveryStatus.ACCEPTED] * 10  # the burst
+    assert rate.reserve() > 0.5  # the burst is spent: the next send waits for the refill
+
+
+def test_an_in_process_connection_cap_is_divided_not_copied_into_each_worker(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # A LocalConnectionLimiter forked into every worker would cap each process, not all of them.
+    from mailsdk.batch import LocalConnectionLimiter
+
+    server = faulty(slow_for=0.01, faults=dict.fromkeys(range(400), "slow"))
+    client = plain_builder(server.host, server.port).build()
+    cap = LocalConnectionLimiter(2)
+    with client.pool(max_connections=4, connection_limiter=cap) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(400)], processes=2))
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in outcomes) and len(outcomes) == 400
+    assert server.handler.max_open <= 2
+
+
+_ORPHAN_SCRIPT = r"""
+import os, signal, sys
+import mailsdk
+from mailsdk import Outgoing
+port = int(sys.argv[1])
+client = (mailsdk.ClientBuilder.smtp("127.0.0.1", port).with_tls("none")
+          .with_timeouts(10.0).with_local_hostname("client.test").build())
+items = [Outgoing(f"Subject: m{i}\r\n\r\nhello\r\n".encode(), sender="s@x.test",
+                  recipients=(f"m{i}-0@x.test",)) for i in range(20000)]
+with client.pool(max_connections=2) as pool:
+    run = pool.send_batch(items, processes=2)
+    for n, outcome in enumerate(run):
+        if n == 30:
+            print(" ".join(str(w.process.pid) for w in run._workers), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)  # the parent dies without a word
+"""
+
+
+def test_workers_stop_when_their_parent_dies(
+    faulty: Callable[..., FaultyServer], tmp_path: typing.Any
+) -> None:
+    import subprocess
+    import sys
+
+    server = faulty(dict.fromkeys(range(20000), "slow"), slow_for=0.01)
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(server.port)],
+        check=False, capture_output=True, text=True, timeout=120, start_new_session=True,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 30
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if _running(pid)]
+    for pid in alive:  # do not leave them behind, whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "an orphaned worker kept sending"
+    assert sum(server.handler.kept.values()) < 2000
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:  # a zombie has stopped
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_server_throttling_pauses_every_worker_not_only_the_one_that_saw_it(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # One process pauses its whole pool on a 421 4.7.0; over processes, the worker that got it
+    # must not be the only one: the server asked the sender, not one connection, to slow down.
+    server = faulty({60: "data421"})
+    handler = server.handler
+    kept_at: dict[int, float] = {}
+    throttled_at: list[float] = []
+    keep, begin = handler._keep, handler._begin
+
+    def timed_keep(index: int, envelope: typing.Any) -> None:
+        kept_at[index] = time.monotonic()
+        keep(index, envelope)
+
+    def timed_begin(envelope: typing.Any, index: int) -> str | None:
+        fault = begin(envelope, index)
+        if fault == "data421":
+            throttled_at.append(time.monotonic())
+        return fault
+
+    handler._keep, handler._begin = timed_keep, timed_begin  # type: ignore[method-assign]
+    client = plain_builder(server.host, server.port).build()
+    retry = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=2.0)
+    with client.pool(max_connections=2) as pool:
+        outcomes = list(pool.send_batch([item(i) for i in range(3000)], processes=2, retry=retry))
+    one_each(outcomes, 3000)
+    assert all(o.status is DeliveryStatus.ACCEPTED for o in outcomes)
+    assert throttled_at and max(kept_at.values()) > throttled_at[0] + 2.0  # work was left
+    # after a moment for the news to travel (and what was already on the wire), nothing
+    # starts anywhere until the pause is over
+    start, end = throttled_at[0] + 0.4, throttled_at[0] + 1.6
+    during = sorted(i for i, at in kept_at.items() if start < at < end)
+    assert during == [], during
+
+
+def test_an_outcome_reaches_the_parent_although_its_worker_yields_nothing_after_it(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # Item 1 waits seconds for its retry; item 0's outcome must not wait with it (outcomes
+    # were only flushed when a next one came: a slow rate or a retry held them all back).
+    server = faulty({1: "rcpt4xx"})
+    client = plain_builder(server.host, server.port).build()
+    retry = RetryPolicy(attempts=3, backoff=3.0, jitter=0.0)
+    with client.pool(max_connections=1) as pool:
+        with pool.send_batch([item(0), item(1)], processes=2, retry=retry) as run:
+            first = next(run)
+            retried_yet = server.handler.tries[1] > 1
+            rest = list(run)
+    assert first.index == 0 and first.status is DeliveryStatus.ACCEPTED
+    assert not retried_yet  # it came at once, not with item 1's retry seconds later
+    assert [o.index for o in rest] == [1] and rest[0].status is DeliveryStatus.ACCEPTED

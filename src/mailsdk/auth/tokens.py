@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import threading
 import time
 import typing
+import weakref
 from collections.abc import Callable
 
 import attrs
@@ -191,6 +193,22 @@ class _CacheState:
         return token
 
 
+#: Every live CachingTokenProvider, for the fork hook below.
+_CACHES: weakref.WeakSet[CachingTokenProvider] = weakref.WeakSet()
+
+
+def _unlock_after_fork() -> None:
+    # A forked child has only the thread that forked: a refresh that another thread of the
+    # parent was running holds a lock nobody in the child will ever release (its first
+    # connection would wait forever; send_batch(processes=...), Celery's prefork workers).
+    for cache in list(_CACHES):
+        cache._lock = threading.Lock()  # pyright: ignore[reportPrivateUsage]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_after_fork)
+
+
 class CachingTokenProvider:
     """Caches a provider's token and refreshes it ahead of expiry, single-flight across threads.
 
@@ -216,6 +234,7 @@ class CachingTokenProvider:
         self._inner = inner
         self._state = _CacheState(refresh_ahead, clock)
         self._lock = threading.Lock()
+        _CACHES.add(self)
 
     @property
     def username(self) -> str | None:

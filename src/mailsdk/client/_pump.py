@@ -32,6 +32,7 @@ from mailsdk.errors import (
 )
 from mailsdk.esmtp import Capabilities
 from mailsdk.flows import BdatChunk, BodyChunk, Exchange, Phase
+from mailsdk.protocol import commands as _commands
 from mailsdk.protocol.commands import Auth, AuthResponse, Command, EndOfData, Raw
 from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.events import NEED_DATA, CommandReplied, ConnectionClosed, GreetingReceived
@@ -55,6 +56,24 @@ RECEIVE_SIZE: typing.Final = 65536
 #: Encoded output is written once this much is buffered (bounded memory for streamed bodies);
 #: smaller exchanges go out in one write.
 WRITE_BLOCK: typing.Final = 128 * 1024
+
+
+#: The frame types ``Pump.encode`` dispatches on by identity (anything else: ``_frame_type``).
+_FRAME_TYPES: typing.Final[frozenset[type]] = frozenset(
+    {BodyChunk, BdatChunk, *(getattr(_commands, name) for name in _commands.__all__)}
+) - {Command}
+
+
+def _frame_type(frame: object) -> type:
+    """The frame type ``frame`` is an instance of (a subclass made by a custom flow), so
+    that the exact-type dispatch treats it as its base: e.g. an ``Auth`` subclass still gets
+    its challenges redacted. Anything else is a typed refusal, never an AttributeError."""
+    for kind in _FRAME_TYPES:
+        if isinstance(frame, kind):
+            return kind
+    raise LocalProtocolError(
+        f"an Exchange frame is a command, BodyChunk or BdatChunk, not {type(frame).__name__}"
+    )
 
 
 def _label(command: Command) -> str:
@@ -186,6 +205,8 @@ class Pump:
         # isinstance chain, and this runs for every frame of every message.
         for frame in frames:
             kind = type(frame)
+            if kind not in _FRAME_TYPES:  # a subclass, or not a frame at all
+                kind = _frame_type(frame)
             # Each tag is queued before its bytes are encoded (a refused frame leaves it).
             if kind is BodyChunk:
                 chunk: BodyChunk = frame  # type: ignore[assignment]  # (typing.cast is a call)

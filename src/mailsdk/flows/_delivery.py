@@ -175,6 +175,13 @@ def final_outcome(
 _ONE_EXCHANGE: typing.Final = 64 * 1024
 
 
+def _unwritten_end(group: Group, error: RemoteProtocolError) -> None:
+    """The connection refused to queue ``group``'s end of data because reply bytes arrived
+    before it (out of step): nothing of it was written, so the message is FAILED, not UNKNOWN."""
+    if error.unsolicited:
+        group.kind = Kind.CONTENT
+
+
 # Immutable actions and commands the run sends over and over: built once.
 PULL_ACTION: typing.Final = Pull(True)
 _PULL_UNPREPARED: typing.Final = Pull(False)
@@ -282,19 +289,31 @@ class Run:
             for chunk in bdat_chunks(prepared, self.options.chunk_size, binary=plan.binary):
                 if chunk.last:
                     group.kind = Kind.FINAL  # from here on a failure leaves the fate unknown
-                yield Exchange((chunk,), 0, Phase.DATA, item.owner)
+                try:
+                    yield Exchange((chunk,), 0, Phase.DATA, item.owner)
+                except RemoteProtocolError as exc:
+                    _unwritten_end(group, exc)
+                    raise
                 count += 1
             return count
         if prepared.stream is None and not prepared.headers and len(prepared.data) <= _ONE_EXCHANGE:
             group.kind = Kind.FINAL
             data = prepared.data
             body = (BodyChunk(data, prepared.canonical), _END_OF_DATA) if data else (_END_OF_DATA,)
-            yield Exchange(body, 0, Phase.DATA, item.owner)
+            try:
+                yield Exchange(body, 0, Phase.DATA, item.owner)
+            except RemoteProtocolError as exc:
+                _unwritten_end(group, exc)
+                raise
             return 1
         for piece in body_chunks(prepared):
             yield Exchange((piece,), 0, Phase.DATA, item.owner)
         group.kind = Kind.FINAL
-        yield Exchange((EndOfData(),), 0, Phase.DATA, item.owner)
+        try:
+            yield Exchange((EndOfData(),), 0, Phase.DATA, item.owner)
+        except RemoteProtocolError as exc:
+            _unwritten_end(group, exc)
+            raise
         return 1
 
     def service(

@@ -30,7 +30,13 @@ import contextlib
 import typing
 from collections.abc import Generator
 
-from mailsdk.errors import DataRefused, DeliveryUnknown, ProtocolError, TransportError
+from mailsdk.errors import (
+    DataRefused,
+    DeliveryUnknown,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportError,
+)
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows.actions import (
     Action,
@@ -170,6 +176,8 @@ def transaction(
             try:  # _end(), inlined
                 final = replies_of((yield Exchange(body, 1, Phase.DATA)))
             except (TransportError, ProtocolError) as exc:
+                if isinstance(exc, RemoteProtocolError) and exc.unsolicited:
+                    raise  # refused before the end was written (out of step): not sent
                 raise _unknown(exc) from exc
         else:
             for piece in body_chunks(prepared):
@@ -193,6 +201,10 @@ def _end(
     try:
         return (yield from ending)
     except (TransportError, ProtocolError) as exc:
+        if isinstance(exc, RemoteProtocolError) and exc.unsolicited:
+            # Reply bytes arrived before the end of data could be queued (out of step): it
+            # was refused before any of it was written, so the message was not sent.
+            raise
         raise _unknown(exc) from exc
 
 

@@ -1,6 +1,7 @@
 """A batch spread over worker processes: ``Pool.send_batch(items, processes=N)``.
 
-Layer: L5c (pool, private). Builds on :class:`~mailsdk.pool.Pool` and its batch runner.
+Layer: L5c (pool, private). Builds on :class:`~mailsdk.pool.Pool` and its batch runner; the
+worker side is :mod:`mailsdk.pool._process_worker`.
 
 Why processes: one CPython process sends at most about one message per "client CPU per
 message" (the interpreter lock serialises every connection of a pool), so a high-volume sender
@@ -25,23 +26,18 @@ pickled), so this needs a platform with ``fork``.
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import inspect
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
 import pickle
-import queue
-import signal
-import threading
 import time
 import typing
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 
-import attrs
-
 from mailsdk.batch.bucket import TokenBucket
-from mailsdk.batch.limits import RateLimiter
+from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
 from mailsdk.batch.report import BatchReport, BatchTracker, Progress
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.errors import (
@@ -51,6 +47,7 @@ from mailsdk.errors import (
     MailError,
 )
 from mailsdk.flows import DeliveryStatus, SendOutcome
+from mailsdk.pool._process_worker import WorkerPlan, indices_of, worker_main
 from mailsdk.pool._work import not_started
 
 if typing.TYPE_CHECKING:
@@ -59,16 +56,11 @@ if typing.TYPE_CHECKING:
 __all__ = ["ProcessBatchRun", "divide"]
 
 _CHUNK: typing.Final = 64  # items handed to a worker at a time
-_LOW_WATER: typing.Final = 32  # a worker asks for more when fewer items than this are buffered
-_FLUSH_SIZE: typing.Final = 128  # outcomes per batch sent to the parent...
-_FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever comes first
+_SPENT: typing.Final = 1e-6  # a penalty this short only empties a bucket (see _stop)
 _STOP_GRACE: typing.Final = 5.0  # after the workers' own deadlines, before they are killed
+_EXIT_GRACE: typing.Final = 2.0  # for a finished worker to exit before it is killed
 
-# Messages on a worker's pipe (tuples, pickled by multiprocessing.connection.Connection):
-#   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
-#                     | ("done", [unread index, ...]) | ("crash", text)
-#   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
-#                     | ("stop",)
+# The pipe protocol is described in mailsdk.pool._process_worker.
 
 
 def divide(total: int, parts: int) -> list[int]:
@@ -93,141 +85,20 @@ def _rate_shares(rate: RateLimiter | None, parts: int) -> list[RateLimiter | Non
     )
 
 
-@attrs.frozen
-class _WorkerPlan:
-    connections: int
-    rate: RateLimiter | None
-    retry: RetryPolicy | None
+def _cap_shares(cap: ConnectionLimiter | None, parts: int) -> list[ConnectionLimiter | None]:
+    """The connection cap of each worker. A :class:`LocalConnectionLimiter` is divided: forked
+    into every worker as is, each process would count only its own connections (``parts``
+    times the cap). Other limiters (Redis) count across processes already."""
+    if isinstance(cap, LocalConnectionLimiter):
+        return [LocalConnectionLimiter(n) for n in divide(cap.limit, parts)]
+    return [cap] * parts
 
 
-class _Feed:
-    """The worker's input: items the parent hands out, asked for ahead of need.
-
-    A reader thread takes every message from the parent, so that a "stop" is seen at once
-    (not when the buffer next runs dry); the items buffered then were never started and go
-    back to the parent as "unread".
-    """
-
-    def __init__(self, pipe: multiprocessing.connection.Connection, lock: threading.Lock,
-                 source: Sequence[object] | None) -> None:  # fmt: skip
-        self._pipe = pipe
-        self._lock = lock
-        self._source = source
-        self._inbox: queue.SimpleQueue[tuple[typing.Any, ...]] = queue.SimpleQueue()
-        self._stopped = threading.Event()
-        self._buffer: collections.deque[tuple[int, object]] = collections.deque()
-        self._asked = False
-        self._ended = False
-        #: global index of each item read, by the worker's own (local) index
-        self.indices: list[int] = []
-        #: when each item was read (its latency starts there), by local index
-        self.read_at: list[float] = []
-        threading.Thread(target=self._read, name="mailsdk-batch-feed", daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                message = self._pipe.recv()
-            except (EOFError, OSError):  # the parent is gone: stop reading new work
-                message = ("stop",)
-            if message[0] == "stop":
-                self._stopped.set()
-            self._inbox.put(message)
-            if message[0] in ("stop", "end"):
-                return
-
-    def _ask(self) -> None:
-        if not self._asked and not self._ended:
-            with self._lock:
-                self._pipe.send(("need",))
-            self._asked = True
-
-    def _receive(self) -> None:
-        message = self._inbox.get()
-        self._asked = False
-        if message[0] == "range":
-            source = typing.cast("Sequence[object]", self._source)
-            self._buffer.extend((i, source[i]) for i in range(message[1], message[2]))
-        elif message[0] == "items":
-            self._buffer.extend(message[1])
-        else:  # "end" or "stop": no more work
-            self._ended = True
-
-    def unread(self) -> list[int]:
-        """The indices handed to this worker and never given to its batch: those buffered,
-        and those of chunks that arrived after the stop (still in the inbox)."""
-        unread = [index for index, _ in self._buffer]
-        while True:
-            try:
-                message = self._inbox.get_nowait()
-            except queue.Empty:
-                return unread
-            if message[0] == "range":
-                unread.extend(range(message[1], message[2]))
-            elif message[0] == "items":
-                unread.extend(index for index, _ in message[1])
-
-    def __iter__(self) -> Iterator[object]:
-        buffer = self._buffer
-        while not self._stopped.is_set():
-            if len(buffer) < _LOW_WATER:
-                self._ask()
-            if not buffer:
-                if self._ended:
-                    return
-                self._receive()
-                continue
-            index, item = buffer.popleft()
-            self.indices.append(index)
-            self.read_at.append(time.monotonic())
-            yield item
-
-
-def _worker_main(
-    pipe: multiprocessing.connection.Connection,
-    pool: Pool,
-    plan: _WorkerPlan,
-    source: Sequence[object] | None,
-) -> None:
-    """A worker process: one pool and one batch over the items the parent hands out."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how the batch stops
-    from mailsdk.pool.sync_pool import Pool
-
-    lock = threading.Lock()
-    feed = _Feed(pipe, lock, source)
-    mine = Pool(
-        pool.client,
-        max_connections=plan.connections,
-        max_messages_per_connection=pool.limits.max_messages_per_connection,
-        max_connection_age=pool.limits.max_connection_age,
-        idle_timeout=pool.limits.idle_timeout,
-        health_check_after=pool.limits.health_check_after,
-        checkout_timeout=pool.limits.checkout_timeout,
-        connection_limiter=pool.connection_limiter,
-    )
-    out: list[tuple[SendOutcome, float]] = []
-    flushed = time.monotonic()
+def _readable(pipe: multiprocessing.connection.Connection) -> bool:
     try:
-        with mine, mine.send_batch(feed, rate=plan.rate, retry=plan.retry) as run:
-            for outcome in run:
-                local = outcome.index
-                now = time.monotonic()
-                out.append((attrs.evolve(outcome, index=feed.indices[local]),
-                            now - feed.read_at[local]))  # fmt: skip
-                if len(out) >= _FLUSH_SIZE or now - flushed >= _FLUSH_EVERY:
-                    with lock:
-                        pipe.send(("out", out))
-                    out, flushed = [], now
-        with lock:
-            if out:
-                pipe.send(("out", out))
-            pipe.send(("done", feed.unread()))
-    except BaseException as exc:  # reported, then the parent settles the unreported items
-        with contextlib.suppress(Exception), lock:
-            if out:
-                pipe.send(("out", out))
-            pipe.send(("crash", f"{type(exc).__name__}: {exc}"))
-        raise
+        return pipe.poll()
+    except OSError:  # closed
+        return False
 
 
 class _Worker:
@@ -266,11 +137,17 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             raise ConfigurationError("send_batch(processes=...) needs a platform with fork")
         if type(processes) is not int or processes < 1:  # run-time check: bool, float, str
             raise ConfigurationError(f"processes must be an int >= 1, got {processes!r}")
+        cap = pool.connection_limiter
         parts = min(processes, pool.limits.max_connections)
+        if isinstance(cap, LocalConnectionLimiter):
+            parts = min(parts, cap.limit)  # every worker needs at least one connection
         self._plans = [
-            _WorkerPlan(connections, share, retry)
-            for connections, share in zip(
-                divide(pool.limits.max_connections, parts), _rate_shares(rate, parts), strict=True
+            WorkerPlan(connections, share, retry, cap_share)
+            for connections, share, cap_share in zip(
+                divide(pool.limits.max_connections, parts),
+                _rate_shares(rate, parts),
+                _cap_shares(cap, parts),
+                strict=True,
             )
         ]
         self._pool = pool
@@ -281,10 +158,13 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         self._exhausted = False
         self._complete = False  # the input was read to the end and every worker finished
         self._input_error: BaseException | None = None
+        self._worker_error: BaseException | None = None  # the first a worker's batch raised
         self._tracker = BatchTracker(len(items) if isinstance(items, Sized) else None)
         self._on_progress = on_progress
         self._ordered = ordered
         self._workers: list[_Worker] = []
+        self._rate = rate
+        self._close_requested = False
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
@@ -300,6 +180,11 @@ class ProcessBatchRun(Iterator[SendOutcome]):
 
     def close(self) -> None:
         """Stop handing out work and wait for the workers (idempotent)."""
+        if inspect.getgeneratorstate(self._gen) == inspect.GEN_RUNNING:
+            # Called from on_progress (inside the iteration): a generator cannot close itself,
+            # so the iteration ends as soon as the callback returns.
+            self._close_requested = True
+            return
         self._gen.close()
 
     def __enter__(self) -> ProcessBatchRun:
@@ -340,29 +225,33 @@ class ProcessBatchRun(Iterator[SendOutcome]):
     def _hand_out(self, worker: _Worker) -> list[SendOutcome]:
         """Answer a worker's "need"; items that cannot cross to a process fail here."""
         chunk = self._chunk()
-        if chunk is None:
-            worker.pipe.send(("end",))
-            return []
-        if chunk[0] == "range":
-            worker.outstanding.update(range(chunk[1], chunk[2]))  # type: ignore[call-overload]
-            worker.pipe.send(chunk)
-            return []
-        pairs = typing.cast("list[tuple[int, object]]", chunk[1])
-        fit: list[tuple[int, object]] = []
         failed: list[SendOutcome] = []
-        for index, item in pairs:
-            try:
-                pickle.dumps(item)
-            except Exception as exc:
-                error = InvalidInputError(
-                    f"not sent: item {index} cannot be passed to a worker process "
-                    f"({type(exc).__name__}: {exc}); use processes=None for it"
-                )
-                failed.append(SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error))
-            else:
-                fit.append((index, item))
-        worker.outstanding.update(i for i, _ in fit)
-        worker.pipe.send(("items", fit))
+        if chunk is not None and chunk[0] == "items":
+            fit: list[tuple[int, object]] = []
+            for index, item in typing.cast("list[tuple[int, object]]", chunk[1]):
+                try:
+                    pickle.dumps(item)
+                except Exception as exc:
+                    error = InvalidInputError(
+                        f"not sent: item {index} cannot be passed to a worker process "
+                        f"({type(exc).__name__}: {exc}); use processes=None for it"
+                    )
+                    failed.append(
+                        SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+                    )
+                else:
+                    fit.append((index, item))
+            chunk = ("items", fit)
+        handed = indices_of(chunk) if chunk is not None else []
+        worker.outstanding.update(handed)
+        try:
+            worker.pipe.send(chunk if chunk is not None else ("end",))
+        except OSError:
+            # The worker died after asking: the chunk never reached it, so it was not sent
+            # (its death itself is noticed on the next poll).
+            worker.outstanding.difference_update(handed)
+            why = "its worker process stopped before taking it"
+            failed += [not_started(i, why) for i in handed]
         return failed
 
     # -- the consumer ----------------------------------------------------------------------
@@ -372,8 +261,14 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         for plan in self._plans:
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(
-                target=_worker_main,
-                args=(theirs, self._pool, plan, self._sequence),
+                target=worker_main,
+                args=(
+                    theirs,
+                    self._pool,
+                    plan,
+                    self._sequence,
+                    [mine, *(w.pipe for w in self._workers)],
+                ),
                 name="mailsdk-batch-worker",
                 daemon=True,
             )
@@ -390,6 +285,14 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         kind = message[0]
         if kind == "need":
             return [(outcome, 0.0) for outcome in self._hand_out(worker)]
+        if kind == "penalty":  # pass server throttling on to the other workers
+            for other in self._workers:
+                if other is not worker and not other.finished:
+                    with contextlib.suppress(OSError):
+                        other.pipe.send(message)
+            return []
+        if kind == "unread":  # its answer to "stop": these were never started
+            return self._not_sent(worker, message[1])
         if kind == "out":
             pairs = typing.cast("list[tuple[SendOutcome, float]]", message[1])
             for outcome, _ in pairs:
@@ -397,16 +300,25 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             return pairs
         worker.finished = True
         if kind == "crash":
-            worker.crash = typing.cast("str", message[1])
-            return self._lost(worker, f"it failed ({worker.crash})")
+            _, text, error, unread = message
+            worker.crash = typing.cast("str", text)
+            if self._worker_error is None:
+                # Raised to the consumer once the workers are done (as one process raises its
+                # batch's error); no more work is handed out meanwhile.
+                self._worker_error = error or MailError(f"a batch worker process failed: {text}")
+            self._exhausted = True
+            return self._not_sent(worker, unread) + self._lost(worker, f"it failed ({text})")
         # "done": what it never started fails as not sent (the batch was stopped); anything
         # else still outstanding would be a worker that lost track, hence UNKNOWN.
-        unread = [i for i in typing.cast("list[int]", message[1]) if i in worker.outstanding]
-        worker.outstanding.difference_update(unread)
-        stopped = [
-            (not_started(i, "the batch was stopped before this message"), 0.0) for i in unread
-        ]
-        return stopped + self._lost(worker, "it finished without reporting them")
+        return self._not_sent(worker, message[1]) + self._lost(
+            worker, "it finished without reporting them"
+        )
+
+    def _not_sent(self, worker: _Worker, unread: object) -> list[tuple[SendOutcome, float]]:
+        """FAILED outcomes for the items a worker gave back unstarted."""
+        mine = [i for i in typing.cast("list[int]", unread) if i in worker.outstanding]
+        worker.outstanding.difference_update(mine)
+        return [(not_started(i, "the batch was stopped before this message"), 0.0) for i in mine]
 
     def _lost(self, worker: _Worker, why: str) -> list[tuple[SendOutcome, float]]:
         """Outcomes for the items a worker holds and will never report: UNKNOWN, since any of
@@ -460,6 +372,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 if self._on_progress is not None:
                     for progress in snapshots:
                         self._on_progress(progress)
+                if self._close_requested:
+                    return  # close() from on_progress: these outcomes are in the report
                 for outcome, _ in ready:
                     if not self._ordered:
                         yield outcome
@@ -472,6 +386,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 yield buffered.pop(index)
         finally:
             self._stop()
+        if self._worker_error is not None:
+            raise self._worker_error
         if self._input_error is not None:
             raise self._input_error
         if not self._complete:
@@ -485,9 +401,18 @@ class ProcessBatchRun(Iterator[SendOutcome]):
 
     def _stop(self) -> None:
         """Hand out nothing more, let the workers finish, record every outcome left."""
-        self._complete = self._exhausted and all(w.finished for w in self._workers)
+        self._complete = (
+            self._exhausted
+            and all(w.finished for w in self._workers)
+            and self._worker_error is None
+        )
         self._tracker.cancelled = not self._complete
         self._exhausted = True
+        if isinstance(self._rate, TokenBucket):
+            # The workers spent shares of this bucket, which itself kept refilling: leave it
+            # empty (as they left theirs), or a next batch or pool sharing it would start with
+            # a fresh burst and the limit would hold per run, not overall.
+            self._rate.penalize(_SPENT)
         for worker in self._workers:
             if not worker.finished:
                 with contextlib.suppress(OSError):
@@ -503,9 +428,17 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                     self._tracker.finished(outcome, latency)
         finally:
             for worker in self._workers:
+                if worker.finished:  # it said "done": let it exit (its pool QUIT already)
+                    worker.process.join(_EXIT_GRACE)
                 if worker.process.is_alive():
                     worker.process.kill()
                 worker.process.join()
+                # What it said before it died still counts (its "unread" answer to the stop
+                # above all: those were never sent); only the rest is UNKNOWN.
+                found: list[tuple[SendOutcome, float]] = []
+                while not worker.finished and _readable(worker.pipe):
+                    found += self._handle(worker)
                 if not worker.finished:
-                    for outcome, latency in self._lost(worker, "the batch was interrupted"):
-                        self._tracker.finished(outcome, latency)
+                    found += self._lost(worker, "the batch was interrupted")
+                for outcome, latency in found:
+                    self._tracker.finished(outcome, latency)

@@ -19,6 +19,7 @@ sessions they open (and their per-message spans) descend from the batch span.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import queue
 import threading
 import time
@@ -112,6 +113,7 @@ class BatchRun(Iterator[SendOutcome]):
         self._connect_failures = 0
         self._active = 0  # workers admitted to hold a connection (at most pool.concurrency)
         self._waiting = 0  # workers waiting on self._cond (notified only when there are some)
+        self._close_requested = False  # close() was called from inside the iteration
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
@@ -127,6 +129,11 @@ class BatchRun(Iterator[SendOutcome]):
 
     def close(self) -> None:
         """Stop the batch (see the class docstring); idempotent."""
+        if inspect.getgeneratorstate(self._gen) == inspect.GEN_RUNNING:
+            # Called from on_progress (inside the iteration): a generator cannot close itself,
+            # so the iteration ends as soon as the callback returns.
+            self._close_requested = True
+            return
         self._gen.close()
 
     def __enter__(self) -> BatchRun:
@@ -495,6 +502,8 @@ class BatchRun(Iterator[SendOutcome]):
                     raise self._crash
                 if snapshot is not None and self._on_progress is not None:
                     self._on_progress(snapshot)
+                    if self._close_requested:
+                        return  # close() from on_progress: this outcome is in the report
                 if not self._ordered:
                     yield outcome
                     continue

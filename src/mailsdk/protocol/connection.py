@@ -301,7 +301,8 @@ class ClientConnection:
             self._state = ClientState.ERROR
             raise RemoteProtocolError(
                 "the server sent a reply before the command it would answer was sent: "
-                f"{buffered[:60]!r}"
+                f"{buffered[:60]!r}",
+                unsolicited=True,
             )
 
     def send(self, command: Command, tag: object = None) -> bytes:
