@@ -546,3 +546,38 @@ def test_an_outcome_reaches_the_parent_although_its_worker_yields_nothing_after_
     assert first.index == 0 and first.status is DeliveryStatus.ACCEPTED
     assert not retried_yet  # it came at once, not with item 1's retry seconds later
     assert [o.index for o in rest] == [1] and rest[0].status is DeliveryStatus.ACCEPTED
+
+
+def test_a_ctrl_c_right_after_outcomes_arrive_loses_none_of_them(
+    faulty: Callable[..., FaultyServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT is raised at the first check after a C call returns: here, just after a
+    worker's outcomes were read from its pipe and before the report had them. They used to be
+    gone (already released from the worker's outstanding items), so the command line would
+    call messages the server has "not sent". Now an outcome is released only once recorded."""
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    original = ProcessBatchRun._handle
+    fired: list[bool] = []
+
+    def interrupted(self: ProcessBatchRun, worker: typing.Any) -> typing.Any:
+        found = original(self, worker)
+        if found and not fired and all(o.status is DeliveryStatus.ACCEPTED for o, _ in found):
+            fired.append(True)
+            raise KeyboardInterrupt  # what the signal handler does at this point
+        return found
+
+    monkeypatch.setattr(ProcessBatchRun, "_handle", interrupted)
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch([item(i) for i in range(400)], processes=2)
+        with pytest.raises(KeyboardInterrupt):
+            list(run)
+    assert fired
+    report = run.report
+    seen = {o.index: o.status for o in report.outcomes}
+    assert len(seen) == len(report.outcomes)  # one outcome each
+    held = {i for i, n in server.handler.kept.items() if n}
+    missing = {
+        i for i in held if seen.get(i) not in (DeliveryStatus.ACCEPTED, DeliveryStatus.UNKNOWN)
+    }
+    assert not missing, f"on the server but reported otherwise: {sorted(missing)[:5]}"

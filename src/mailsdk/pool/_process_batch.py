@@ -165,6 +165,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         self._workers: list[_Worker] = []
         self._rate = rate
         self._close_requested = False
+        self._recorded: set[int] = set()  # indices whose outcome is in the report
         self._gen: Generator[SendOutcome, None, None] = self._run()
 
     @property
@@ -249,8 +250,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         except OSError:
             # The worker died after asking: the chunk never reached it, so it was not sent
             # (its death itself is noticed on the next poll).
-            worker.outstanding.difference_update(handed)
-            why = "its worker process stopped before taking it"
+            why = "its worker process stopped before taking it"  # released by _settle
             failed += [not_started(i, why) for i in handed]
         return failed
 
@@ -293,11 +293,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             return []
         if kind == "unread":  # its answer to "stop": these were never started
             return self._not_sent(worker, message[1])
-        if kind == "out":
-            pairs = typing.cast("list[tuple[SendOutcome, float]]", message[1])
-            for outcome, _ in pairs:
-                worker.outstanding.discard(outcome.index)
-            return pairs
+        if kind == "out":  # released from ``outstanding`` by _settle, once in the report
+            return typing.cast("list[tuple[SendOutcome, float]]", message[1])
         worker.finished = True
         if kind == "crash":
             _, text, error, unread = message
@@ -317,15 +314,13 @@ class ProcessBatchRun(Iterator[SendOutcome]):
     def _not_sent(self, worker: _Worker, unread: object) -> list[tuple[SendOutcome, float]]:
         """FAILED outcomes for the items a worker gave back unstarted."""
         mine = [i for i in typing.cast("list[int]", unread) if i in worker.outstanding]
-        worker.outstanding.difference_update(mine)
         return [(not_started(i, "the batch was stopped before this message"), 0.0) for i in mine]
 
     def _lost(self, worker: _Worker, why: str) -> list[tuple[SendOutcome, float]]:
         """Outcomes for the items a worker holds and will never report: UNKNOWN, since any of
         them may have reached the server (they are never resent)."""
         worker.finished = True
-        lost = sorted(worker.outstanding)
-        worker.outstanding.clear()
+        lost = sorted(worker.outstanding - self._recorded)
         with contextlib.suppress(Exception):
             worker.pipe.close()
         return [
@@ -343,20 +338,39 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             for index in lost
         ]
 
-    def _poll(self, timeout: float | None) -> list[tuple[SendOutcome, float]]:
-        """Wait for worker messages (or deaths); return the outcomes they brought."""
+    def _settle(
+        self, worker: _Worker, pairs: list[tuple[SendOutcome, float]]
+    ) -> list[tuple[SendOutcome, Progress]]:
+        """Put outcomes into the report, then release their items from ``worker``.
+
+        In that order, so that a Ctrl-C between any two steps loses nothing: an outcome not
+        yet recorded is still outstanding (the stop reports it UNKNOWN), and one recorded but
+        still outstanding is not reported twice (``_recorded``).
+        """
+        recorded: list[tuple[SendOutcome, Progress]] = []
+        for outcome, latency in pairs:
+            if outcome.index in self._recorded:
+                continue
+            self._recorded.add(outcome.index)
+            recorded.append((outcome, self._tracker.finished(outcome, latency)))
+        worker.outstanding.difference_update(outcome.index for outcome, _ in pairs)
+        return recorded
+
+    def _poll(self, timeout: float | None) -> list[tuple[SendOutcome, Progress]]:
+        """Wait for worker messages (or deaths); return the outcomes they brought, recorded."""
         live = [w for w in self._workers if not w.finished]
         if not live:
             return []
         waitables: list[typing.Any] = [w.pipe for w in live] + [w.process.sentinel for w in live]
         ready = multiprocessing.connection.wait(waitables, timeout)
-        found: list[tuple[SendOutcome, float]] = []
+        found: list[tuple[SendOutcome, Progress]] = []
         for worker in live:
             if worker.pipe in ready:
-                found.extend(self._handle(worker))
+                found += self._settle(worker, self._handle(worker))
             elif worker.process.sentinel in ready and not worker.pipe.poll():
                 worker.process.join()
-                found.extend(self._lost(worker, f"it exited ({worker.process.exitcode})"))
+                lost = self._lost(worker, f"it exited ({worker.process.exitcode})")
+                found += self._settle(worker, lost)
         return found
 
     def _run(self) -> Generator[SendOutcome, None, None]:
@@ -368,9 +382,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 # Each polled outcome is in the report before any is yielded: if the consumer
                 # stops at one of them, the rest are not lost.
                 ready = self._poll(None)
-                snapshots = [self._tracker.finished(outcome, latency) for outcome, latency in ready]
                 if self._on_progress is not None:
-                    for progress in snapshots:
+                    for _, progress in ready:
                         self._on_progress(progress)
                 if self._close_requested:
                     return  # close() from on_progress: these outcomes are in the report
@@ -424,8 +437,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                for outcome, latency in self._poll(left):
-                    self._tracker.finished(outcome, latency)
+                self._poll(left)  # recorded there
         finally:
             for worker in self._workers:
                 if worker.finished:  # it said "done": let it exit (its pool QUIT already)
@@ -435,10 +447,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 worker.process.join()
                 # What it said before it died still counts (its "unread" answer to the stop
                 # above all: those were never sent); only the rest is UNKNOWN.
-                found: list[tuple[SendOutcome, float]] = []
                 while not worker.finished and _readable(worker.pipe):
-                    found += self._handle(worker)
+                    self._settle(worker, self._handle(worker))
                 if not worker.finished:
-                    found += self._lost(worker, "the batch was interrupted")
-                for outcome, latency in found:
-                    self._tracker.finished(outcome, latency)
+                    self._settle(worker, self._lost(worker, "the batch was interrupted"))
