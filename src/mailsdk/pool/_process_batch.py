@@ -59,6 +59,7 @@ _CHUNK: typing.Final = 64  # items handed to a worker at a time
 _SPENT: typing.Final = 1e-6  # a penalty this short only empties a bucket (see _stop)
 _STOP_GRACE: typing.Final = 5.0  # after the workers' own deadlines, before they are killed
 _EXIT_GRACE: typing.Final = 2.0  # for a finished worker to exit before it is killed
+_END: typing.Final[tuple[object, ...]] = ("end",)  # no more work
 
 # The pipe protocol is described in mailsdk.pool._process_worker.
 
@@ -110,7 +111,6 @@ class _Worker:
         self.pipe = pipe
         self.outstanding: set[int] = set()  # handed out, no outcome yet
         self.finished = False  # said "done" or "crash", or died
-        self.crash: str | None = None
 
 
 class ProcessBatchRun(Iterator[SendOutcome]):
@@ -151,7 +151,6 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             )
         ]
         self._pool = pool
-        self._items = items
         self._sequence = items if isinstance(items, Sequence) else None
         self._input: Iterator[tuple[int, object]] = enumerate(items)
         self._next = 0  # the next index of a Sequence input to hand out
@@ -196,16 +195,17 @@ class ProcessBatchRun(Iterator[SendOutcome]):
 
     # -- handing out work -------------------------------------------------------------------
 
-    def _chunk(self) -> tuple[object, ...] | None:
-        """The next piece of work for a worker, or ``None`` when the input is used up."""
+    def _chunk(self) -> tuple[object, ...]:
+        """The next message for a worker that asked: its work, or ``("end",)`` when the input
+        is used up."""
         if self._exhausted:
-            return None
+            return _END
         if self._sequence is not None:
             start = self._next
             stop = min(len(self._sequence), start + _CHUNK)
             if start >= stop:
                 self._exhausted = True
-                return None
+                return _END
             self._next = stop
             self._tracker.read += stop - start
             return ("range", start, stop)
@@ -221,13 +221,15 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             self._input_error = exc
             self._exhausted = True
         self._tracker.read += len(chunk)
-        return ("items", chunk) if chunk else None
+        return ("items", chunk) if chunk else _END
 
     def _hand_out(self, worker: _Worker) -> list[SendOutcome]:
         """Answer a worker's "need"; items that cannot cross to a process fail here."""
         chunk = self._chunk()
         failed: list[SendOutcome] = []
-        if chunk is not None and chunk[0] == "items":
+        try:
+            data = pickle.dumps(chunk)  # once: these bytes are what goes down the pipe
+        except Exception:  # some item cannot cross to a process: find it, send the rest
             fit: list[tuple[int, object]] = []
             for index, item in typing.cast("list[tuple[int, object]]", chunk[1]):
                 try:
@@ -243,10 +245,11 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 else:
                     fit.append((index, item))
             chunk = ("items", fit)
-        handed = indices_of(chunk) if chunk is not None else []
+            data = pickle.dumps(chunk)
+        handed = indices_of(chunk) if chunk is not _END else []
         worker.outstanding.update(handed)
         try:
-            worker.pipe.send(chunk if chunk is not None else ("end",))
+            worker.pipe.send_bytes(data)  # the worker's recv() unpickles it
         except OSError:
             # The worker died after asking: the chunk never reached it, so it was not sent
             # (its death itself is noticed on the next poll).
@@ -298,7 +301,6 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         worker.finished = True
         if kind == "crash":
             _, text, error, unread = message
-            worker.crash = typing.cast("str", text)
             if self._worker_error is None:
                 # Raised to the consumer once the workers are done (as one process raises its
                 # batch's error); no more work is handed out meanwhile.
