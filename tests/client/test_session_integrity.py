@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import typing
 from collections.abc import Callable
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from tests._support.modes import Mode, SessionProxy, plain_builder
+from tests._support.interrupted import Boom, break_receive, hello, short, traced
+from tests._support.modes import Mode
 from tests._support.scripted_server import (
     Close,
     Expect,
@@ -29,57 +26,12 @@ from mailsdk import (
     ConnectionLost,
     RecipientsRefused,
     SenderRefused,
-    Timeouts,
 )
 
 Scripted = Callable[..., ScriptedServer]
 
 
 RAW = b"Subject: review\r\n\r\nreview\r\n"
-
-
-def hello(*keywords: str) -> list[typing.Any]:
-    return [Send(b"220 mx.test ESMTP\r\n"), Expect(b"EHLO"), Send(ehlo_reply(*keywords))]
-
-
-def short(server: ScriptedServer) -> ClientBuilder:
-    timeouts = Timeouts(connect=2.0, greeting=2.0, command=2.0, tls=2.0, data=2.0, quit=0.5)
-    return plain_builder(server.host, server.port).with_timeouts(timeouts)
-
-
-def traced(builder: ClientBuilder) -> tuple[ClientBuilder, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return builder.with_opentelemetry(tracer_provider=provider), exporter
-
-
-class Boom(BaseException):
-    """Stands for KeyboardInterrupt/SystemExit: a non-MailError that escapes mid-exchange."""
-
-
-class _FailingReceive:
-    """Wraps a driver's stream: ``receive`` raises :class:`Boom` (sync or async)."""
-
-    def __init__(self, inner: typing.Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> typing.Any:
-        return getattr(self._inner, name)
-
-    def receive(self, max_bytes: int, timeout: float | None) -> typing.Any:
-        raise Boom
-
-    async def areceive(self, max_bytes: int, timeout: float | None) -> bytes:
-        raise Boom
-
-
-def _break_receive(session: SessionProxy) -> None:
-    driver = session.inner._driver
-    wrapper = _FailingReceive(driver.stream)
-    if isinstance(session.inner, mailsdk.AsyncSession):
-        wrapper.receive = wrapper.areceive  # type: ignore[method-assign]
-    driver.stream = wrapper
 
 
 async def test_cancelled_call_closes_the_session(scripted: Scripted) -> None:
@@ -112,7 +64,7 @@ async def test_non_mail_error_mid_exchange_closes_the_session(
 ) -> None:
     server = scripted([*hello("8BITMIME"), Expect(b"NOOP"), WaitClose()])
     session = await mode.connect(short(server))
-    _break_receive(session)
+    break_receive(session)
     with pytest.raises(Boom):
         await session.noop()
     assert session.closed

@@ -6,70 +6,21 @@ import typing
 from collections.abc import Callable
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from tests._support.modes import Mode, SessionProxy, plain_builder
+from tests._support.interrupted import Boom, break_receive, hello, short, traced
+from tests._support.modes import Mode, plain_builder
 from tests._support.scripted_server import (
     Expect,
     ScriptedServer,
-    Send,
     WaitClose,
-    ehlo_reply,
 )
 
 import mailsdk
 from mailsdk import (
-    ClientBuilder,
     Timeouts,
 )
 
 Scripted = Callable[..., ScriptedServer]
-
-
-def hello(*keywords: str) -> list[typing.Any]:
-    return [Send(b"220 mx.test ESMTP\r\n"), Expect(b"EHLO"), Send(ehlo_reply(*keywords))]
-
-
-def short(server: ScriptedServer) -> ClientBuilder:
-    timeouts = Timeouts(connect=2.0, greeting=2.0, command=2.0, tls=2.0, data=2.0, quit=0.5)
-    return plain_builder(server.host, server.port).with_timeouts(timeouts)
-
-
-def traced(builder: ClientBuilder) -> tuple[ClientBuilder, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return builder.with_opentelemetry(tracer_provider=provider), exporter
-
-
-class Boom(BaseException):
-    """Stands for KeyboardInterrupt/SystemExit: a non-MailError that escapes mid-exchange."""
-
-
-class _FailingReceive:
-    """Wraps a driver's stream: ``receive`` raises :class:`Boom` (sync or async)."""
-
-    def __init__(self, inner: typing.Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> typing.Any:
-        return getattr(self._inner, name)
-
-    def receive(self, max_bytes: int, timeout: float | None) -> typing.Any:
-        raise Boom
-
-    async def areceive(self, max_bytes: int, timeout: float | None) -> bytes:
-        raise Boom
-
-
-def _break_receive(session: SessionProxy) -> None:
-    driver = session.inner._driver
-    wrapper = _FailingReceive(driver.stream)
-    if isinstance(session.inner, mailsdk.AsyncSession):
-        wrapper.receive = wrapper.areceive  # type: ignore[method-assign]
-    driver.stream = wrapper
 
 
 class _RecordingCommand:
@@ -150,7 +101,7 @@ async def test_interrupted_quit_on_exit_still_ends_the_session_span(
     server = scripted([*hello("8BITMIME"), Expect(b"QUIT"), WaitClose()])
     builder, exporter = traced(short(server))
     session = await mode.connect(builder)
-    _break_receive(session)
+    break_receive(session)
     with pytest.raises(Boom):
         async with session:
             pass
