@@ -48,6 +48,7 @@ NAMES = {
     "__anext__": "__next__",
     "_async_batch": "_sync_batch",
     "_async_driver": "_sync_driver",
+    "_async_express": "_sync_express",
     "aclose": "close",
     "aiter": "iter",
     "alocal_hostname": "local_hostname",
@@ -120,6 +121,14 @@ TARGETS = (
                 " before waiting\n        for an asynchronous source).",
                 ".",
             ),
+        ),
+    ),
+    Target(
+        "src/mailsdk/client/_async_express.py",
+        "src/mailsdk/client/_sync_express.py",
+        phrases=(
+            ("The blocking twin ``_sync_express.py`` is", "This file is"),
+            ("generated from this file by", "generated from ``_async_express.py`` by"),
         ),
     ),
     Target(

@@ -13,7 +13,7 @@ import typing
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
 from mailsdk import errors, flows
-from mailsdk.client._policy import Verdict
+from mailsdk.client._policy import Verdict, claim
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import aobtain_token
@@ -44,7 +44,7 @@ class AsyncDriver:
         #: Where ``ObtainToken`` actions get tokens; ``Session.authenticate`` may replace it.
         self.token_provider = token_provider
         self.closed = False
-        self._busy = False
+        self.busy = False
 
     async def run(self, flow: Generator[flows.Action, object, T]) -> T:
         """Run ``flow`` to completion and return its value (``Report`` values are dropped).
@@ -67,14 +67,7 @@ class AsyncDriver:
     ) -> AsyncGenerator[object, None]:
         """Run ``flow``, yielding each ``Report``'s value; its value goes into ``box``. ``pull``
         performs ``Pull`` (after writing what is buffered, with ``flush_before_pull``)."""
-        if self.closed:
-            raise errors.ConnectionLost("the session is closed")
-        if self._busy:
-            # Interleaved calls would read each other's replies; refuse before any I/O.
-            raise errors.LocalProtocolError(
-                "another call is in progress on this session: a session runs one call at a time"
-            )
-        self._busy = True
+        claim(self)
         result: object = None
         failure: errors.MailError | None = None
         try:
@@ -103,13 +96,13 @@ class AsyncDriver:
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
                     if self.pump.verdict(exc) is Verdict.GIVE_UP:
-                        await self._give_up(exc)
+                        await self.give_up(exc)
                     failure = exc
         except BaseException as exc:
             await self._settle(exc)
             raise
         finally:
-            self._busy = False
+            self.busy = False
             flow.close()
 
     async def _settle(self, error: BaseException | None) -> None:
@@ -117,9 +110,9 @@ class AsyncDriver:
         if verdict is Verdict.CLOSE:
             await self.aclose()
         elif verdict is Verdict.GIVE_UP:
-            await self._give_up(typing.cast("BaseException", error))
+            await self.give_up(typing.cast("BaseException", error))
 
-    async def _give_up(self, error: BaseException) -> None:
+    async def give_up(self, error: BaseException) -> None:
         self.pump.fail(error)
         await self.aclose()
 

@@ -14,16 +14,44 @@ conversation is not idle (a message source that fails in the middle of its conte
 from __future__ import annotations
 
 import enum
+import typing
 
 from mailsdk.errors import (
     AuthError,
     CapabilityError,
     ConfigurationError,
+    ConnectionLost,
     InvalidInputError,
+    LocalProtocolError,
     ReplyError,
 )
 
-__all__ = ["SAFE_TO_QUIT", "Verdict", "after"]
+__all__ = ["SAFE_TO_QUIT", "Claimable", "Verdict", "after", "claim"]
+
+
+class Claimable(typing.Protocol):
+    """A driver: one call at a time on an open connection."""
+
+    closed: bool
+    busy: bool
+
+
+def claim(driver: Claimable) -> None:
+    """Start a call on ``driver`` (the caller clears ``busy`` when it ends).
+
+    Raises:
+        ConnectionLost: the session is closed.
+        LocalProtocolError: another call is in progress (interleaved calls would read each
+            other's replies): refused before any I/O.
+    """
+    if driver.closed:
+        raise ConnectionLost("the session is closed")
+    if driver.busy:
+        raise LocalProtocolError(
+            "another call is in progress on this session: a session runs one call at a time"
+        )
+    driver.busy = True
+
 
 #: Failures after which the connection is still in step and a polite QUIT makes sense (a
 #: ConfigurationError, e.g. an unknown mechanism name, is found before anything is written).

@@ -44,7 +44,7 @@ if typing.TYPE_CHECKING:
     from mailsdk.config import Timeouts
     from mailsdk.telemetry import CommandObserver, SessionObserver, TransactionObserver
 
-__all__ = ["RECEIVE_SIZE", "WRITE_BLOCK", "Pump", "wire_log"]
+__all__ = ["RECEIVE_SIZE", "WRITE_BLOCK", "Pump", "wire_log", "write_timeout_error"]
 
 _E = typing.TypeVar("_E", bound=TransportError)
 
@@ -99,6 +99,20 @@ def _printable(line: bytes) -> str:
 
 #: States in which the conversation is not idle even with no reply owed.
 _BUSY: typing.Final = frozenset({ClientState.BODY, ClientState.ERROR})
+
+
+def write_timeout_error(timeouts: Timeouts, error: MailTimeout, *, content: bool) -> WriteTimeout:
+    """The error for a write that did not finish (``content``: it held message content)."""
+    if content:
+        phase, what = Phase.DATA, "the message content"
+    else:
+        phase, what = Phase.COMMAND, "the commands"
+    return WriteTimeout(
+        f"the server did not take {what} in time: no progress for "
+        f"{_seconds(timeouts.command)} or more than the total of "
+        f"{_seconds(timeouts.command)} + size / data_rate ({error})",
+        phase=phase.value,
+    )
 
 
 class _Tag:
@@ -164,6 +178,11 @@ class Pump:
     def server_closing(self) -> bool:
         """The server answered 421: it is closing the channel (RFC 5321 §3.8)."""
         return self.connection.closing
+
+    @property
+    def silent(self) -> bool:
+        """Telemetry is off for this session: commands need no observer."""
+        return self._silent is not None
 
     @property
     def buffered(self) -> bool:
@@ -289,16 +308,7 @@ class Pump:
 
     def write_timed_out(self, error: MailTimeout) -> WriteTimeout:
         """The error for a write that did not finish: which phase, and what was being sent."""
-        if self._content_written:
-            phase, what = Phase.DATA, "the message content"
-        else:
-            phase, what = Phase.COMMAND, "the commands"
-        return WriteTimeout(
-            f"the server did not take {what} in time: no progress for "
-            f"{_seconds(self.stall_timeout)} or more than the total of "
-            f"{_seconds(self.timeouts.command)} + size / data_rate ({error})",
-            phase=phase.value,
-        )
+        return write_timeout_error(self.timeouts, error, content=self._content_written)
 
     def _awaited(self) -> str:
         if self._phase is Phase.GREETING:

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable, Generator
 
 from mailsdk import errors, flows
-from mailsdk.client._policy import Verdict
+from mailsdk.client._policy import Verdict, claim
 from mailsdk.client._pump import RECEIVE_SIZE, Pump
 from mailsdk.client._setup import tls_info_of
 from mailsdk.client._tokens import obtain_token
@@ -45,7 +45,7 @@ class SyncDriver:
         #: Where ``ObtainToken`` actions get tokens; ``Session.authenticate`` may replace it.
         self.token_provider = token_provider
         self.closed = False
-        self._busy = False
+        self.busy = False
 
     def run(self, flow: Generator[flows.Action, object, T]) -> T:
         """Run ``flow`` to completion and return its value (``Report`` values are dropped).
@@ -67,14 +67,7 @@ class SyncDriver:
         pull: Callable[[flows.Pull], object] | None = None,
     ) -> Generator[object, None, T]:
         """Run ``flow``, yielding each ``Report``'s value; ``pull`` performs ``Pull``."""
-        if self.closed:
-            raise errors.ConnectionLost("the session is closed")
-        if self._busy:
-            # Interleaved calls would read each other's replies; refuse before any I/O.
-            raise errors.LocalProtocolError(
-                "another call is in progress on this session: a session runs one call at a time"
-            )
-        self._busy = True
+        claim(self)
         result: object = None
         failure: errors.MailError | None = None
         send = flow.send
@@ -105,13 +98,13 @@ class SyncDriver:
                     # refusal) cannot mask the error that triggered it; a broken connection
                     # is given up first.
                     if self.pump.verdict(exc) is Verdict.GIVE_UP:
-                        self._give_up(exc)
+                        self.give_up(exc)
                     failure = exc
         except BaseException as exc:
             self._settle(exc)
             raise
         finally:
-            self._busy = False
+            self.busy = False
             flow.close()
 
     def _settle(self, error: BaseException | None) -> None:
@@ -119,9 +112,9 @@ class SyncDriver:
         if verdict is Verdict.CLOSE:
             self.close()
         elif verdict is Verdict.GIVE_UP:
-            self._give_up(typing.cast("BaseException", error))
+            self.give_up(typing.cast("BaseException", error))
 
-    def _give_up(self, error: BaseException) -> None:
+    def give_up(self, error: BaseException) -> None:
         self.pump.fail(error)
         self.close()
 

@@ -25,10 +25,12 @@ from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import open_stream
+from mailsdk.client._express import open_lane
 from mailsdk.client._hostname import local_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
 from mailsdk.client._sync_driver import SyncDriver
+from mailsdk.client._sync_express import run_express
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import InvalidInputError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
@@ -281,6 +283,27 @@ class Session:
 
     def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
         cfg = self._config
+        lane = (
+            None
+            if self._driver.closed or self._driver.busy
+            else open_lane(
+                self._driver.pump,
+                cfg,
+                self.capabilities,
+                tls_active=self.tls is not None,
+                cache=self._parameters,
+            )
+        )
+        if lane is not None:  # the general flow's schedule without its per-command machinery
+            express = run_express(self._driver, lane, feed)
+            try:
+                for outcome in express:
+                    yield feed.settle(outcome)
+                feed.reraise()
+            finally:
+                express.close()
+                feed.close()
+            return
         flow = deliver_many(
             self.capabilities,
             dialect=cfg.dialect,

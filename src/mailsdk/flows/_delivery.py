@@ -20,6 +20,7 @@ import attrs
 
 from mailsdk.errors import (
     ConnectionLost,
+    DataRefused,
     DeliveryUnknown,
     MailError,
     RemoteProtocolError,
@@ -42,6 +43,7 @@ from mailsdk.flows.judge import (
     EnvelopeVerdict,
     ParameterCache,
     TransactionOptions,
+    judge_end,
     judge_final,
     plan_envelope,
 )
@@ -52,7 +54,7 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import CommandReplied
 from mailsdk.protocol.reply import Reply
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "end_outcome"]
 
 
 @attrs.frozen(kw_only=True)
@@ -158,6 +160,34 @@ def final_outcome(
     judged = judge_final(
         prepared.envelope, verdict, events, size=prepared.size, dialect=dialect, bdat=plan.use_bdat
     )
+    if isinstance(judged, SendResult):
+        return _delivered(item, judged)
+    return item_outcome(
+        item,
+        DeliveryStatus.REFUSED,
+        result=_refused_result(prepared, verdict, judged.reply),
+        error=judged,
+    )
+
+
+def end_outcome(
+    item: Delivery, plan: EnvelopePlan, verdict: EnvelopeVerdict, replies: Sequence[Reply]
+) -> SendOutcome:
+    """An SMTP message's outcome from the replies to its content: the end of data's, or with
+    BDAT one per chunk, ``LAST`` last (RFC 3030 §2: a refused chunk fails the message)."""
+    prepared = item.prepared
+    assert prepared is not None
+    judged: SendResult | ReplyError | None = None
+    if plan.use_bdat:
+        for reply in replies[:-1]:
+            if not reply.is_positive:
+                judged = DataRefused(reply, "BDAT")
+                break
+    if judged is None:
+        command = "BDAT" if plan.use_bdat else "DATA"
+        judged = judge_end(
+            prepared.envelope, verdict, replies[-1], size=prepared.size, command=command
+        )
     if isinstance(judged, SendResult):
         return _delivered(item, judged)
     return item_outcome(

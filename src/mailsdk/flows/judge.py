@@ -44,6 +44,7 @@ __all__ = [
     "ParameterCache",
     "TransactionOptions",
     "judge_data",
+    "judge_end",
     "judge_envelope",
     "judge_final",
     "plan_envelope",
@@ -94,6 +95,14 @@ class EnvelopePlan:
     rcpts: tuple[RcptTo, ...]
     use_bdat: bool
     binary: bool = False
+    #: The envelope's wire bytes: MAIL, the RCPTs and (without BDAT) DATA, built once.
+    wire: bytes = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        lines = [self.mail.to_bytes(), *(r.to_bytes() for r in self.rcpts)]
+        if not self.use_bdat:
+            lines.append(b"DATA\r\n")
+        object.__setattr__(self, "wire", b"".join(lines))
 
     @property
     def commands(self) -> tuple[Command, ...]:
@@ -195,6 +204,12 @@ def plan_envelope(
         prepared.eight_bit,
         prepared.smtputf8,
     )
+    if cache is not None:
+        # A bulk run repeats the same few envelopes: the whole plan is kept (it is immutable).
+        plan_key = (key, env.sender, env.recipients)
+        planned = cache.get(plan_key)
+        if planned is not None:
+            return typing.cast("EnvelopePlan", planned[0])
     hit = cache.get(key) if cache is not None else None
     if hit is None:
         mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)
@@ -218,12 +233,17 @@ def plan_envelope(
             use_bdat,
             binary,
         )
-    return EnvelopePlan(
+    plan = EnvelopePlan(
         _command(cache, MailFrom, env.sender, mparams),
         tuple([_command(cache, RcptTo, r, rparams) for r in env.recipients]),
         use_bdat,
         binary,
     )
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    # The option objects are kept with it so that their ids cannot be reused meanwhile.
+    cache[(key, env.sender, env.recipients)] = (plan, caps, opts, mail_options, rcpt_options)
+    return plan
 
 
 _C = typing.TypeVar("_C", MailFrom, RcptTo)
@@ -348,9 +368,17 @@ def judge_final(
         finals = [e for e in events if not isinstance(e.command, Bdat) or e.command.last]
     if dialect is Dialect.LMTP:
         return _lmtp_result(envelope, verdict, finals, size=size, command=command)
-    end = finals[-1].reply
+    return judge_end(envelope, verdict, finals[-1].reply, size=size, command=command)
+
+
+def judge_end(
+    envelope: Envelope, verdict: EnvelopeVerdict, end: Reply, *, size: int, command: str = "DATA"
+) -> SendResult | ReplyError:
+    """Judge an SMTP transaction's one final reply (``command``: ``"DATA"`` or ``"BDAT"``).
+
+    The reply to the end of the data answers ``BDAT ... LAST`` when chunking (RFC 3030 §2).
+    """
     if not 200 <= end.code < 300:  # is_positive, inlined
-        # The reply to the end of the data answers BDAT ... LAST when chunking (RFC 3030 §2).
         return DataRefused(end, command)
     return SendResult(
         sender=envelope.sender,

@@ -175,17 +175,27 @@ class DataEncoder:
         return tail + _TERMINATOR
 
 
-def encode_data(body: bytes) -> bytes:
-    """Encode a whole body for DATA, terminator included.
+def encode_data(body: bytes, *, canonical: bool = False) -> bytes:
+    """Encode a whole body for DATA, terminator included (what :class:`DataEncoder` gives for
+    it in one piece, without the streaming state).
 
     Args:
         body: the raw message.
+        canonical: the caller knows every line ending in ``body`` is CRLF already.
 
     Returns:
         The canonical, dot-stuffed body followed by ``.\\r\\n``.
     """
-    enc = DataEncoder()
-    return enc.encode(body) + enc.finish()
+    if not canonical or body.endswith(b"\r"):
+        body = canonicalize_line_endings(body)
+    if not body:
+        return _TERMINATOR
+    out = body.replace(b"\r\n.", b"\r\n..")  # RFC 5321 §4.5.2, as DataEncoder._stuff
+    if out[0] == 0x2E:  # a "." starting the first line
+        out = b"." + out
+    if out.endswith(_CRLF):
+        return out + _TERMINATOR
+    return out + _CRLF + _TERMINATOR
 
 
 def decode_data(wire: bytes) -> bytes:

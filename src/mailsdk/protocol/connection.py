@@ -420,6 +420,26 @@ class ClientConnection:
         self._state = new_state
         return command.to_bytes() + payload
 
+    def lend_parser(self) -> ReplyParser:
+        """Lend the reply parser to a run that pairs replies itself (``flows.ExpressRun``).
+
+        Only an idle session can lend it: ``READY``, no command pending, not closing. Until
+        :meth:`parser_returned` the caller owns the conversation; the state stays ``READY``
+        (every transaction it runs is closed before it returns the parser).
+
+        Raises:
+            LocalProtocolError: the session is not idle.
+        """
+        self._check_usable()
+        if self._state is not ClientState.READY or self._queue or self._closing or self._eof:
+            raise LocalProtocolError(f"cannot lend the reply parser in state {self._state.name}")
+        return self._parser
+
+    def parser_returned(self, *, closing: bool) -> None:
+        """The run that borrowed the parser ended; ``closing``: the server said 421."""
+        if closing:
+            self._closing = True
+
     def send_failed(self) -> None:
         """Tell the connection that writing failed: it moves to ``ERROR`` for good."""
         self._state = ClientState.ERROR
