@@ -13,7 +13,7 @@ flight gives it up too, so that no stale reply is ever paired with a later comma
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from mailsdk import errors
 from mailsdk.client._async_driver import AsyncDriver  # unasync: drop
@@ -33,7 +33,7 @@ async def run_express(
     driver: AsyncDriver,
     lane: ExpressRun,
     feed: Feed,
-) -> AsyncIterator[SendOutcome]:
+) -> AsyncGenerator[SendOutcome, None]:
     """Run ``lane`` on ``driver``'s connection, yielding each outcome as it is decided."""
     claim(driver)
     pump = driver.pump

@@ -15,7 +15,7 @@ flight gives it up too, so that no stale reply is ever paired with a later comma
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from mailsdk import errors
 from mailsdk.client._express import PULLS, LaneClock
@@ -33,7 +33,7 @@ def run_express(
     driver: SyncDriver,
     lane: ExpressRun,
     feed: Feed,
-) -> Iterator[SendOutcome]:
+) -> Generator[SendOutcome, None]:
     """Run ``lane`` on ``driver``'s connection, yielding each outcome as it is decided."""
     claim(driver)
     pump = driver.pump

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import collections
 import typing
-from collections.abc import Iterator
 
 from mailsdk.errors import (
     CommandRefused,
@@ -43,11 +42,23 @@ from mailsdk.errors import (
 )
 from mailsdk.esmtp import Capabilities
 from mailsdk.flows._delivery import Delivery, end_outcome, item_outcome, not_started
+from mailsdk.flows._express_groups import (
+    CONTENT,
+    ENVELOPE,
+    FINAL,
+    LOCAL,
+    OUTPUT_BLOCK,
+    SERVICE,
+    WHOLE_CONTENT,
+    Group,
+    Want,
+    awaiting,
+    by_index,
+)
 from mailsdk.flows.actions import BdatChunk, BodyChunk, Phase
 from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.judge import (
     EnvelopePlan,
-    EnvelopeVerdict,
     ParameterCache,
     TransactionOptions,
     judge_data,
@@ -61,78 +72,8 @@ from mailsdk.protocol.reply_parser import ReplyParser
 
 __all__ = ["ExpressRun", "Want"]
 
-#: In-memory content up to this size is encoded whole, with its end (one write); larger or
-#: streamed content is encoded piece by piece as the runner takes the output (bounded memory).
-WHOLE_CONTENT: typing.Final = 256 * 1024
-#: Output is handed to the runner once this much is buffered (streamed content).
-OUTPUT_BLOCK: typing.Final = 128 * 1024
-
-_ENVELOPE: typing.Final = 0  # MAIL, RCPT... (and DATA) written, replies owed
-_CONTENT: typing.Final = 1  # content being written, its end not yet
-_FINAL: typing.Final = 2  # end of data / BDAT LAST written: its replies decide
-_SERVICE: typing.Final = 3  # an RSET or the empty body after a refusal
-_LOCAL: typing.Final = 4  # failed before anything was written
-
 _RSET: typing.Final = b"RSET\r\n"
 _EMPTY_BODY: typing.Final = b".\r\n"
-
-
-class Want:
-    """What :attr:`ExpressRun.want` asks of the runner."""
-
-    NOTHING: typing.Final = 0
-    #: The next item, prepared (``None`` when the input is exhausted).
-    ITEM: typing.Final = 1
-    #: The next item only to account for it (it will never be sent): preparing it is wasted.
-    UNPREPARED: typing.Final = 2
-
-
-class _Group:
-    """Commands in flight whose replies are judged together, oldest first."""
-
-    __slots__ = (
-        "content",
-        "count",
-        "data_at",
-        "item",
-        "kind",
-        "outcome",
-        "plan",
-        "replies",
-        "verb",
-        "verdict",
-    )
-
-    def __init__(self, kind: int, item: Delivery, count: int = 0) -> None:
-        self.kind = kind
-        self.item = item
-        self.count = count  # replies owed
-        self.data_at = -1  # the position of DATA's reply (the one 3xx allowed), if any
-        self.replies: list[Reply] = []
-        self.plan: EnvelopePlan | None = None
-        self.verdict: EnvelopeVerdict | None = None
-        self.outcome: SendOutcome | None = None  # LOCAL, SERVICE: reported when reached
-        self.verb = ""  # SERVICE: the command's verb
-        self.content: Iterator[BodyChunk] | Iterator[BdatChunk] | None = None
-
-    def label(self, position: int) -> str:
-        """The command whose reply is at ``position`` (for errors)."""
-        if self.kind == _SERVICE:
-            return self.verb
-        plan = self.plan
-        if self.kind != _ENVELOPE or plan is None:
-            return "BDAT" if plan is not None and plan.use_bdat else "DATA.END"
-        if position == 0:
-            return "MAIL"
-        return "RCPT" if position <= len(plan.rcpts) else "DATA"
-
-
-def _awaiting(label: str, phase: Phase) -> str:
-    if label == "DATA.END":
-        return "the end-of-data reply"
-    if label == "BDAT" and phase is Phase.DATA:
-        return "the reply to BDAT LAST (the end of the data)"
-    return f"the reply to {label}"
 
 
 class ExpressRun:
@@ -161,8 +102,8 @@ class ExpressRun:
         self._options = options
         self._tls_active = tls_active
         self._cache: ParameterCache = {} if cache is None else cache
-        self._groups: collections.deque[_Group] = collections.deque()
-        self._writing: _Group | None = None  # its content is still being encoded
+        self._groups: collections.deque[Group] = collections.deque()
+        self._writing: Group | None = None  # its content is still being encoded
         self._encoder: DataEncoder | BdatEncoder | None = None
         self._held: SendOutcome | None = None
         self._held_item: Delivery | None = None
@@ -195,9 +136,9 @@ class ExpressRun:
         """Every item has its outcome in :attr:`ready` or has been handed on."""
         return self._exhausted and not self._groups and self._writing is None and not self._out
 
-    def _oldest(self) -> _Group | None:
+    def _oldest(self) -> Group | None:
         for group in self._groups:
-            if group.kind != _LOCAL and group.count:
+            if group.kind != LOCAL and group.count:
                 return group
         return None
 
@@ -209,7 +150,7 @@ class ExpressRun:
             return None
         kind = group.kind
         # The content's replies (every BDAT chunk's too) wait under the data deadline.
-        if kind == _FINAL or (kind == _SERVICE and group.verb == "DATA.END"):
+        if kind == FINAL or (kind == SERVICE and group.verb == "DATA.END"):
             return Phase.DATA
         return Phase.COMMAND
 
@@ -221,12 +162,12 @@ class ExpressRun:
             return "a reply"
         phase = self.phase
         assert phase is not None
-        return _awaiting(group.label(len(group.replies)), phase)
+        return awaiting(group.label(len(group.replies)), phase)
 
     @property
     def content_pending(self) -> bool:
         """The output holds message content (a write that times out names the data)."""
-        return self._writing is not None or any(g.kind == _FINAL for g in self._groups)
+        return self._writing is not None or any(g.kind == FINAL for g in self._groups)
 
     # -- input ------------------------------------------------------------------------------
 
@@ -246,20 +187,20 @@ class ExpressRun:
         if isinstance(plan, MailError):
             failed = item_outcome(item, DeliveryStatus.FAILED, error=plan)
             if self._groups or self._held is not None:
-                local = _Group(_LOCAL, item)
+                local = Group(LOCAL, item)
                 local.outcome = failed
                 self._groups.append(local)
             else:
                 self.ready.append(failed)
             return
         groups = self._groups
-        if not groups or (groups[0].kind == _LOCAL and all(g.kind == _LOCAL for g in groups)):
+        if not groups or (groups[0].kind == LOCAL and all(g.kind == LOCAL for g in groups)):
             self._check_in_step()
         wire = plan.wire
         self._out.append(wire)
         self._out_size += len(wire)
         count = 1 + len(plan.rcpts)
-        group = _Group(_ENVELOPE, item, count if plan.use_bdat else count + 1)
+        group = Group(ENVELOPE, item, count if plan.use_bdat else count + 1)
         if not plan.use_bdat:
             group.data_at = count
         group.plan = plan
@@ -311,17 +252,17 @@ class ExpressRun:
         self._out_size = 0
         return block
 
-    def _start_content(self, group: _Group) -> None:
+    def _start_content(self, group: Group) -> None:
         item, plan = group.item, group.plan
         prepared = item.prepared
         assert prepared is not None
         assert plan is not None
-        group.kind = _CONTENT  # tracked before the check: a failure leaves it FAILED
+        group.kind = CONTENT  # tracked before the check: a failure leaves it FAILED
         self._groups.append(group)
         if len(self._groups) == 1:
             self._check_in_step()
         if plan.use_bdat:
-            group.kind = _CONTENT
+            group.kind = CONTENT
             group.count = 0
             group.content = bdat_chunks(prepared, self._options.chunk_size, binary=plan.binary)
             self._encoder = BdatEncoder(canonicalize=not plan.binary)
@@ -334,10 +275,10 @@ class ExpressRun:
             )
             self._out.append(wire)
             self._out_size += len(wire)
-            group.kind = _FINAL
+            group.kind = FINAL
             group.count = 1
         else:
-            group.kind = _CONTENT
+            group.kind = CONTENT
             group.count = 0
             group.content = body_chunks(prepared)
             self._encoder = DataEncoder()
@@ -351,11 +292,11 @@ class ExpressRun:
         encoder = self._encoder
         out = self._out
         while self._out_size < OUTPUT_BLOCK:
-            piece = next(group.content, None)
+            piece: BodyChunk | BdatChunk | None = next(group.content, None)
             if piece is None:
                 if isinstance(encoder, DataEncoder):
                     tail = encoder.finish()
-                    group.kind = _FINAL  # from here on a failure leaves the fate unknown
+                    group.kind = FINAL  # from here on a failure leaves the fate unknown
                     group.count = 1
                     out.append(tail)
                     self._out_size += len(tail)
@@ -370,7 +311,7 @@ class ExpressRun:
                 wire = command.to_bytes() + payload
                 group.count += 1
                 if piece.last:
-                    group.kind = _FINAL
+                    group.kind = FINAL
             else:
                 assert isinstance(encoder, DataEncoder)
                 wire = encoder.encode(piece.data, canonical=piece.canonical)
@@ -381,9 +322,9 @@ class ExpressRun:
         if not self.closing and not self._exhausted:
             self.want = Want.ITEM
 
-    def _service(self, group: _Group, wire: bytes, verb: str, outcome: SendOutcome) -> None:
+    def _service(self, group: Group, wire: bytes, verb: str, outcome: SendOutcome) -> None:
         """Queue an RSET (or an empty body) after a refusal, reported once answered."""
-        service = _Group(_SERVICE, group.item, 1)
+        service = Group(SERVICE, group.item, 1)
         service.verb = verb
         service.outcome = outcome  # tracked before the check: a failure still reports it
         self._groups.append(service)
@@ -418,13 +359,13 @@ class ExpressRun:
         groups = self._groups
         while groups:
             group = groups[0]
-            if group.kind == _LOCAL:
+            if group.kind == LOCAL:
                 groups.popleft()
                 self._release()
                 assert group.outcome is not None
                 self.ready.append(group.outcome)
                 continue
-            if group.kind == _CONTENT:
+            if group.kind == CONTENT:
                 return  # its content is still being written: the runner reads after it
             reply = parser.next_reply()
             if reply is None:
@@ -459,11 +400,11 @@ class ExpressRun:
             if self._held is not None:
                 self._release()
             kind = group.kind
-            if kind == _ENVELOPE:
+            if kind == ENVELOPE:
                 self._on_envelope(group)
-            elif kind == _FINAL:
+            elif kind == FINAL:
                 self._on_final(group)
-            else:  # _SERVICE
+            else:  # SERVICE
                 assert group.outcome is not None
                 self.ready.append(group.outcome)
             if self.closing:
@@ -481,7 +422,7 @@ class ExpressRun:
             self._held = None
             self._held_item = None
 
-    def _on_envelope(self, group: _Group) -> None:
+    def _on_envelope(self, group: Group) -> None:
         item, plan = group.item, group.plan
         assert plan is not None
         prepared = item.prepared
@@ -518,7 +459,7 @@ class ExpressRun:
         if self._writing is None:
             self._next_envelope()
 
-    def _on_final(self, group: _Group) -> None:
+    def _on_final(self, group: Group) -> None:
         item, plan, verdict = group.item, group.plan, group.verdict
         assert plan is not None
         assert verdict is not None
@@ -553,7 +494,7 @@ class ExpressRun:
                 self.ready.append(group.outcome)
                 continue
             closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            if group.kind == _FINAL:
+            if group.kind == FINAL:
                 unknown = DeliveryUnknown(
                     "the end of the message was sent but the server is closing the connection "
                     "(421) without a reply; it may have been delivered and is not resent",
@@ -583,7 +524,7 @@ class ExpressRun:
             if isinstance(cause, RemoteProtocolError) and cause.reply_missing:
                 # A reply the server owed never came, right after this message's: its "reply"
                 # may have been meant for a later command. Its end was written: fate unknown.
-                unknown = _Group(_FINAL, held)
+                unknown = Group(FINAL, held)
                 groups.append(unknown)
             else:
                 assert self._held is not None
@@ -595,23 +536,19 @@ class ExpressRun:
         self._encoder = None
         self._out.clear()
         self._out_size = 0
-        for group in sorted(groups, key=_index):
+        for group in sorted(groups, key=by_index):
             item = group.item
             if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
                 self.ready.append(group.outcome)
-            elif group.kind == _FINAL:
+            elif group.kind == FINAL:
                 unknown_error = DeliveryUnknown(
                     f"the end of the message was sent but no reply came ({cause}); it may "
                     "have been delivered and is not resent",
                     cause=cause,
                 )
                 self.ready.append(item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown_error))
-            elif isinstance(cause, ReplyError) and group.kind == _ENVELOPE:
+            elif isinstance(cause, ReplyError) and group.kind == ENVELOPE:
                 self.ready.append(item_outcome(item, DeliveryStatus.REFUSED, error=cause))
             else:  # envelope or content written, its end never: not delivered
                 self.ready.append(item_outcome(item, DeliveryStatus.FAILED, error=cause))
         self._drain(f"the connection was lost ({cause})")
-
-
-def _index(group: _Group) -> int:
-    return group.item.index
