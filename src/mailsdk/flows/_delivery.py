@@ -351,8 +351,15 @@ class Run:
     ) -> Generator[Action, object, None]:
         """Queue an RSET (or an empty body) after ``item``'s refusal; the refusal is reported
         once it is answered, so the command's span stays inside the message's."""
-        yield Exchange((command,), 0, Phase.COMMAND, item.owner)
-        self.groups.append(Group(Kind.SERVICE, item, 1, outcome=outcome))
+        service = Group(Kind.SERVICE, item, 1, outcome=outcome)
+        try:
+            yield Exchange((command,), 0, Phase.COMMAND, item.owner)
+        except MailError:
+            # The command could not be queued (reply bytes came before it): the server's
+            # refusal still stands, as when the command gets no answer (see ``lost``).
+            self.current = service
+            raise
+        self.groups.append(service)
 
     # -- failure ------------------------------------------------------------------------------
 

@@ -194,18 +194,19 @@ class ExpressRun:
                 self.ready.append(failed)
             return
         groups = self._groups
-        if not groups or (groups[0].kind == LOCAL and all(g.kind == LOCAL for g in groups)):
-            self._check_in_step()
-        wire = plan.wire
-        self._out.append(wire)
-        self._out_size += len(wire)
+        check = not groups or (groups[0].kind == LOCAL and all(g.kind == LOCAL for g in groups))
         count = 1 + len(plan.rcpts)
         group = Group(ENVELOPE, item, count if plan.use_bdat else count + 1)
         if not plan.use_bdat:
             group.data_at = count
         group.plan = plan
-        self._groups.append(group)
+        groups.append(group)  # tracked before the check: a failure leaves it FAILED
         self.want = Want.NOTHING
+        if check:
+            self._check_in_step()
+        wire = plan.wire
+        self._out.append(wire)
+        self._out_size += len(wire)
 
     def _plan(self, item: Delivery) -> EnvelopePlan | MailError:
         if item.error is not None or item.prepared is None:
@@ -343,19 +344,29 @@ class ExpressRun:
                 (the runner gives the connection up and calls :meth:`lost`).
         """
         parser = self._parser
-        if not data:
+        if data:
+            if self._overflow:
+                raise RemoteProtocolError("reply line too long (more data after the limit)")
+            try:
+                parser.feed(data)
+            except RemoteProtocolError:
+                # The over-long line may share the chunk with complete replies ("250 queued"
+                # for a message): those are still paired, then the parser raises at the same
+                # line, so the outcome never depends on how the bytes were split (as
+                # ClientConnection).
+                if b"\n" not in parser.buffered:
+                    raise
+                self._overflow = True
+        if self._pair() and not data:
+            # The server closed with replies owed. Complete replies buffered before the EOF
+            # (a 421 left to answer the command after it, RFC 5321 §3.8) were paired first.
+            if parser.buffered:
+                raise RemoteProtocolError("connection closed in the middle of a reply")
             raise self._closed()
-        if self._overflow:
-            raise RemoteProtocolError("reply line too long (more data after the limit)")
-        try:
-            parser.feed(data)
-        except RemoteProtocolError:
-            # The over-long line may share the chunk with complete replies ("250 queued" for a
-            # message): those are still paired, then the parser raises at the same line, so
-            # the outcome never depends on how the bytes were split (as ClientConnection).
-            if b"\n" not in parser.buffered:
-                raise
-            self._overflow = True
+
+    def _pair(self) -> bool:
+        """Pair the complete replies buffered; ``True``: a reply owed needs more data."""
+        parser = self._parser
         groups = self._groups
         while groups:
             group = groups[0]
@@ -366,10 +377,10 @@ class ExpressRun:
                 self.ready.append(group.outcome)
                 continue
             if group.kind == CONTENT:
-                return  # its content is still being written: the runner reads after it
+                return False  # its content is still being written: the runner reads after it
             reply = parser.next_reply()
             if reply is None:
-                return
+                return True
             self.progressed = True
             code = reply.code
             replies = group.replies
@@ -409,11 +420,12 @@ class ExpressRun:
                 self.ready.append(group.outcome)
             if self.closing:
                 self._abandon()
-                return
+                return False
             if self._out or self.want:
                 # What comes next answers commands not written yet: the runner writes first
                 # (bytes left buffered are checked when the next command is queued).
-                return
+                return False
+        return False
 
     def _release(self) -> None:
         """The replies after the held final reply came in step: report it."""
