@@ -8,7 +8,7 @@ item, in input order, and never a message reported delivered that the server did
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from tests._support.modes import Mode, plain_builder
@@ -21,6 +21,7 @@ from tests._support.scripted_server import (
     Send,
     WaitClose,
 )
+from tests._support.smtpd import SmtpdServer
 
 import mailsdk
 from mailsdk import DeliveryStatus, Outgoing
@@ -138,3 +139,25 @@ async def test_eof_in_the_middle_of_a_reply_is_a_protocol_error(
     assert isinstance(outcomes[0].error, mailsdk.RemoteProtocolError)
     assert "middle of a reply" in str(outcomes[0].error)
     assert outcomes[1].never_started
+
+
+async def test_a_source_that_raises_mid_content_fails_alone_and_keeps_the_outcomes_before_it(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer], lane: str
+) -> None:
+    # Message 0's end of data is written (and answered) before message 1's content breaks:
+    # its outcome must still be reported, or a caller seeing only the exception resends it.
+    smtpd = smtpd_factory(pipelining=True)
+
+    def broken() -> Iterator[bytes]:
+        yield b"Subject: half\r\n\r\nfirst part\r\n"
+        raise ValueError("the source broke")
+
+    items = [item(0), Outgoing(broken(), sender="s@example.org", recipients=["r@example.com"])]
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        outcomes = await s.send_many_list([*items, item(2)])
+        assert s.closed  # the DATA transfer could not be ended without sending a message
+    assert [o.status for o in outcomes] == [A, F, F]
+    assert isinstance(outcomes[1].error, mailsdk.InvalidInputError)
+    assert isinstance(outcomes[1].error.__cause__, ValueError)
+    assert outcomes[2].never_started
+    assert len(smtpd.recorder.messages) == 1

@@ -5,8 +5,9 @@ Layer: L5 client (private, drivers' side: this module reads files). May import L
 Each source becomes a :class:`~mailsdk.flows.ContentStream` read in bounded pieces when the
 message is sent, never held whole. A path, or a seekable file, is scanned once beforehand (in
 pieces too) for its canonical size, announced with ``SIZE=``, and for 8-bit data; a
-non-seekable file or an iterable can only be read once, so its size is unknown. Read errors and
-chunks that are not bytes become :class:`~mailsdk.errors.InvalidInputError`.
+non-seekable file or an iterable can only be read once, so its size is unknown. Read errors,
+chunks that are not bytes and whatever the source itself raises become
+:class:`~mailsdk.errors.InvalidInputError`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,21 @@ from mailsdk.protocol.body import scan_content
 
 __all__ = ["READ_SIZE", "FileContent", "IterableContent", "PathContent", "content_of"]
 
+_END: typing.Final = object()
+
 #: How much is read from a source at a time.
 READ_SIZE: typing.Final = 64 * 1024
 
 
 def _unreadable(what: str, exc: OSError) -> InvalidInputError:
     return InvalidInputError(f"cannot read the message {what}: {exc.strerror or exc}")
+
+
+def _broken(what: str, exc: Exception) -> InvalidInputError:
+    # Whatever the caller's source raises becomes the message's own failure (a MailError):
+    # the messages in flight beside it still get their outcomes (one already delivered
+    # would otherwise be reported nowhere, and sent again by a caller seeing only this).
+    return InvalidInputError(f"the message {what} failed: {type(exc).__name__}: {exc}")
 
 
 def _read_file(file: typing.BinaryIO, what: str) -> Iterator[bytes]:
@@ -37,6 +47,10 @@ def _read_file(file: typing.BinaryIO, what: str) -> Iterator[bytes]:
             yield chunk
     except OSError as exc:
         raise _unreadable(what, exc) from exc
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # a file object's own failure (e.g. read after close)
+        raise _broken(what, exc) from exc
 
 
 class PathContent:
@@ -103,8 +117,21 @@ class IterableContent:
         self.consumed = 0
 
     def pieces(self) -> Iterator[bytes]:
-        """The chunks, checked to be bytes."""
-        for chunk in self._chunks:
+        """The chunks, checked to be bytes.
+
+        Raises:
+            InvalidInputError: a chunk is not bytes, or the iterable raised.
+        """
+        chunks = iter(self._chunks)
+        while True:
+            try:
+                chunk = next(chunks, _END)
+            except InvalidInputError:
+                raise
+            except Exception as exc:
+                raise _broken("chunks", exc) from exc
+            if chunk is _END:
+                return
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise InvalidInputError(f"message chunks must be bytes, not {type(chunk).__name__}")
             piece = bytes(typing.cast("bytes | bytearray | memoryview[int]", chunk))
