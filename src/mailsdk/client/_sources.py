@@ -45,10 +45,8 @@ def _read_file(file: typing.BinaryIO, what: str) -> Iterator[bytes]:
             if not isinstance(chunk, bytes):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise InvalidInputError(f"the message {what} must be opened in binary mode")
             yield chunk
-    except OSError as exc:
+    except OSError as exc:  # InvalidInputError included (it is one)
         raise _unreadable(what, exc) from exc
-    except InvalidInputError:
-        raise
     except Exception as exc:  # a file object's own failure (e.g. read after close)
         raise _broken(what, exc) from exc
 
