@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from tests._support.modes import Mode, plain_builder
+from tests._support.policy_smtpd import PolicyServer
+from tests._support.policy_smtpd import Reply as PolicyReply
 from tests._support.scripted_server import (
     Close,
     Expect,
@@ -161,3 +163,28 @@ async def test_a_source_that_raises_mid_content_fails_alone_and_keeps_the_outcom
     assert isinstance(outcomes[1].error.__cause__, ValueError)
     assert outcomes[2].never_started
     assert len(smtpd.recorder.messages) == 1
+
+
+async def test_binarymime_messages_each_declare_their_own_size(mode: Mode, lane: str) -> None:
+    # BODY=BINARYMIME content goes as given (RFC 3030 §3), so SIZE= is its raw length: two
+    # messages of the same canonical size but different raw sizes must not share one SIZE=.
+    server = PolicyServer(
+        lambda command: PolicyReply(), ehlo=("PIPELINING", "CHUNKING", "BINARYMIME", "SIZE 100000")
+    )
+    binary = mailsdk.MailOptions(body="BINARYMIME")
+    bodies = [b"Subject: x\n\nbody\n", b"Subject: x\r\n\r\nbody\r\n"]
+    items = [
+        Outgoing(b, sender="s@example.org", recipients=["r@example.com"], mail_options=binary)
+        for b in bodies
+    ]
+    try:
+        async with mode.session(plain_builder("127.0.0.1", server.port)) as s:
+            outcomes = await s.send_many_list(items)
+    finally:
+        server.stop()
+    assert [o.status for o in outcomes] == [A, A]
+    sizes = [c.line for c in server.commands if c.verb == "MAIL"]
+    assert [b"SIZE=%d" % len(b) in line for b, line in zip(bodies, sizes, strict=True)] == [
+        True,
+        True,
+    ], sizes

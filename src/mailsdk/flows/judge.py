@@ -200,7 +200,8 @@ def plan_envelope(
         id(opts),
         id(mail_options),
         id(rcpt_options),
-        prepared.declared_size,
+        # BINARYMIME declares the raw size (see _mail_options), which canonical sizes hide.
+        prepared.binary_declared_size if binary else prepared.declared_size,
         prepared.eight_bit,
         prepared.smtputf8,
     )
