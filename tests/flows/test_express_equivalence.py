@@ -83,16 +83,17 @@ class SeededPolicy:
         if not self.faults:
             return Reply(data)
         roll = rng.random()
+        # Each fault has its own band of the roll (checked in increasing order).
         if roll < 0.003:
             return Reply(data, fault=MISSING)
-        if roll < 0.03:  # the same code as a multiline reply (RFC 5321 §4.2.1)
-            return Reply(data[:3] + b"-first line\r\n" + data)
         if roll < 0.009:
             return Reply(data, fault=DROP_BEFORE)
-        if roll < 0.012:
+        if roll < 0.015:
             return Reply(data, fault=DROP_AFTER)
-        if roll < 0.015 and command.verb != "DATA":
+        if roll < 0.021 and command.verb != "DATA":
             return Reply(b"354 out of step\r\n")
+        if roll < 0.048:  # the same code as a multiline reply (RFC 5321 §4.2.1)
+            return Reply(data[:3] + b"-first line\r\n" + data)
         return Reply(data)
 
 
