@@ -13,38 +13,44 @@ flight gives it up too, so that no stale reply is ever paired with a later comma
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import AsyncGenerator
 
 from mailsdk import errors
 from mailsdk.client._async_driver import AsyncDriver  # unasync: drop
-from mailsdk.client._express import PULLS, LaneClock
+from mailsdk.client._express import PULLS, LaneClock, Source
 from mailsdk.client._policy import claim
 from mailsdk.client._pump import RECEIVE_SIZE
-from mailsdk.client._sending import Feed
 
 # unasync: add from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.flows import SendOutcome
-from mailsdk.flows.express import ExpressRun
+from mailsdk.flows.express import ExpressRun, Want
 
 __all__ = ["run_express"]
+
+_NOTHING: typing.Final = object()
 
 
 async def run_express(
     driver: AsyncDriver,
     lane: ExpressRun,
-    feed: Feed,
+    feed: Source,
 ) -> AsyncGenerator[SendOutcome, None]:
     """Run ``lane`` on ``driver``'s connection, yielding each outcome as it is decided."""
     claim(driver)
     pump = driver.pump
     lane_clock = LaneClock(lane, pump.timeouts)
-    ready = lane.ready
+    spare: object = _NOTHING  # an item pulled ahead (``None``: the input is exhausted)
     # unasync: drop
     flush_first = feed.asynchronous  # written before waiting on a source that may be slow
     try:
         while True:
             try:
                 if lane.want:
+                    if spare is not _NOTHING:
+                        lane.offer(spare)
+                        spare = _NOTHING
+                        continue
                     # unasync: async-only
                     if flush_first and (block := lane.take_output()) is not None:
                         await _write(driver, lane_clock, block)
@@ -56,18 +62,22 @@ async def run_express(
                 if block is not None:
                     await _write(driver, lane_clock, block)
                     continue
-                if ready:
+                if lane.ready:
                     # unasync: async-only
-                    for outcome in ready:
+                    for outcome in lane.take_ready():
                         yield outcome
                     # unasync: end
                     # unasync: sync-only
-                    # yield from ready
+                    # yield from lane.take_ready()
                     # unasync: end
-                    ready.clear()
                     continue
                 if lane.finished:
                     break
+                if spare is _NOTHING and lane.will_want:
+                    # The next item is pulled and prepared while the server works on what was
+                    # just written, not after its replies (one item ahead, never more).
+                    # unasync: becomes spare = feed.pull(PULLS[Want.ITEM])
+                    spare = await feed.apull(PULLS[Want.ITEM])
                 stream = driver.stream
                 try:
                     data = await stream.receive(RECEIVE_SIZE, lane_clock.remaining())
