@@ -46,8 +46,10 @@ def run_express(
             try:
                 if lane.want:
                     if spare is not _NOTHING:
-                        lane.offer(spare)
-                        spare = _NOTHING
+                        # Taken before it is offered: an offer that fails (bytes the server
+                        # sent unasked) has the item FAILED, never offered a second time.
+                        item, spare = spare, _NOTHING
+                        lane.offer(item)
                         continue
                     lane.offer(feed.pull(PULLS[lane.want]))
                     continue
