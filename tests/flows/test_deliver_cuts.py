@@ -1,4 +1,5 @@
-"""``deliver_many`` against a server that vanishes at every byte offset of a pipelined run.
+"""``deliver_many`` (and the express lane, ``flows/express.py``) against a server that vanishes
+at every byte offset of a pipelined run.
 
 A tiny model server answers a 3-message pipelined run correctly, but stops (EOF) once it has
 sent ``cut`` bytes, or once it has read ``cut`` bytes of the client's output. For every cut
@@ -23,9 +24,11 @@ from mailsdk.flows import (
     Pull,
     Report,
     SendOutcome,
+    TransactionOptions,
     deliver_many,
     prepare_raw,
 )
+from mailsdk.flows.express import ExpressRun
 from mailsdk.protocol.commands import Ehlo, EndOfData
 from mailsdk.protocol.connection import ClientConnection
 from mailsdk.protocol.events import NEED_DATA, CommandReplied, ConnectionClosed
@@ -181,6 +184,49 @@ def run_against(server: ModelServer) -> list[SendOutcome]:
     return reported
 
 
+def express_against(server: ModelServer) -> list[SendOutcome]:
+    """The same run on the express lane, driven as ``client/_async_express.py`` drives it."""
+    conn = ClientConnection()
+    conn.receive_data(b"220 mx\r\n")
+    conn.next_event()
+    conn.send(Ehlo("client.test"))
+    conn.receive_data(b"250-mx\r\n250 PIPELINING\r\n")
+    conn.next_event()
+    caps = parse_ehlo(Reply.build(250, "mx", "PIPELINING"))
+    lane = ExpressRun(conn.lend_parser(), caps, TransactionOptions())
+    items = iter(
+        Delivery(
+            index=i,
+            prepared=prepare_raw(
+                "s@x.test", [f"r{i}@y.test"], b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i)
+            ),
+        )
+        for i in range(COUNT)
+    )
+    reported: list[SendOutcome] = []
+    while not lane.finished or lane.ready:
+        try:
+            if lane.want:
+                lane.offer(next(items, None))
+            elif (block := lane.take_output()) is not None:
+                assert lane.broken is None, "a write after the connection was given up"
+                server.read(block)
+            elif lane.ready:
+                reported += lane.take_ready()
+            else:
+                data = server.output()
+                if not data and not server.exhausted:
+                    raise AssertionError("the client waits for a reply the server owes none")
+                lane.receive(data)
+        except MailError as exc:
+            assert lane.broken is None
+            lane.lost(exc)
+    return reported
+
+
+RUNS = {"general": run_against, "express": express_against}
+
+
 def full_run() -> ModelServer:
     server = ModelServer()
     assert [o.status for o in run_against(server)] == [A] * COUNT
@@ -190,10 +236,11 @@ def full_run() -> ModelServer:
 FULL = full_run()
 
 
+@pytest.mark.parametrize("schedule", sorted(RUNS))
 @pytest.mark.parametrize("cut", range(len(FULL.sent) + 1))
-def test_replies_cut_at_every_byte(cut: int) -> None:
+def test_replies_cut_at_every_byte(cut: int, schedule: str) -> None:
     server = ModelServer(send_budget=cut)
-    out = run_against(server)
+    out = RUNS[schedule](server)
     assert [o.index for o in out] == list(range(COUNT))
     for i, outcome in enumerate(out):
         if cut >= FULL.final_ends[i]:
@@ -205,10 +252,11 @@ def test_replies_cut_at_every_byte(cut: int) -> None:
         assert outcome.status is expected, (cut, i, [o.status for o in out])
 
 
+@pytest.mark.parametrize("schedule", sorted(RUNS))
 @pytest.mark.parametrize("cut", range(len(FULL.inbox) + 1))
-def test_server_stops_reading_at_every_byte(cut: int) -> None:
+def test_server_stops_reading_at_every_byte(cut: int, schedule: str) -> None:
     server = ModelServer(read_budget=cut)
-    out = run_against(server)
+    out = RUNS[schedule](server)
     assert [o.index for o in out] == list(range(COUNT))
     assert server.queued <= COUNT
     for i, outcome in enumerate(out):
