@@ -220,6 +220,9 @@ class ScriptedSMTP(SMTP):
         self.close_after_reply = False
         self._greeted = False
         self._bdat: list[bytes] = []
+        # RFC 3030 §2: after a refused chunk the transaction has failed; chunks already in the
+        # pipeline behind it are read and discarded (never delivered) until RSET or MAIL.
+        self._bdat_failed = False
         self._smtp_methods = {
             name: self._scripted(name, m) for name, m in self._smtp_methods.items()
         }
@@ -284,6 +287,7 @@ class ScriptedSMTP(SMTP):
                     # RFC 3030 §2: a refused chunk is still read, or its bytes would be
                     # taken for commands; the transaction's earlier chunks go with it.
                     await self._discard_chunk(arg)
+                    self._bdat_failed = rule.reply[:1] in ("4", "5")
                 await super(ScriptedSMTP, self).push(rule.reply)
             elif rule.close:
                 self._abort()
@@ -315,10 +319,12 @@ class ScriptedSMTP(SMTP):
 
     async def smtp_MAIL(self, arg: str) -> None:
         self._bdat = []  # chunks of an abandoned transaction never join the next message
+        self._bdat_failed = False
         await super().smtp_MAIL(arg)
 
     async def smtp_RSET(self, arg: str) -> None:
         self._bdat = []
+        self._bdat_failed = False
         await super().smtp_RSET(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -335,6 +341,10 @@ class ScriptedSMTP(SMTP):
             await super().push("501 5.5.4 Syntax: BDAT <size> [LAST]")
             return
         size, last = int(parsed.group(1)), parsed.group(2) is not None
+        if self._bdat_failed:
+            await self._discard_chunk(arg)
+            await super().push("554 5.5.0 Error: an earlier chunk of this transaction was refused")
+            return
         if not self._bdat:
             rule = self._body_rule()
             if rule is not None:
@@ -344,6 +354,7 @@ class ScriptedSMTP(SMTP):
         if limit and sum(map(len, self._bdat)) + size > limit:
             # RFC 3030 §2: the chunk is read (and dropped) even when it is refused.
             await self._discard_chunk(arg)
+            self._bdat_failed = True
             await super().push("552 5.3.4 Message size exceeds fixed maximum message size")
             return
         chunk = await self._reader.readexactly(size)
