@@ -19,7 +19,8 @@ allowed to be the first 'command' in a group"): one write, one round trip per me
 
 With CHUNKING the content goes in BDAT chunks written back to back, and the next envelope rides
 behind ``BDAT ... LAST`` (after a message of several chunks it waits for their replies: a refused
-chunk leaves the failed transaction open on the server, RFC 3030 §2, so RSET comes first). Without PIPELINING every command waits for its reply (lock-step).
+chunk leaves the failed transaction open on the server, RFC 3030 §2, so RSET comes first).
+Without PIPELINING every command waits for its reply (lock-step).
 
 Rules:
 
