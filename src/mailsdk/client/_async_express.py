@@ -81,8 +81,9 @@ async def run_express(
                 await driver.aclose()
                 lane.lost(exc)
     except BaseException:
-        if not lane.idle and not driver.closed:
-            # A cancellation (or the caller stopping) with replies owed: given up.
+        if not driver.closed and (lane.closing or not lane.idle):
+            # A cancellation (or the caller stopping) with replies owed: given up; after a
+            # 421 the server is closing the channel whether or not anything is owed.
             pump.connection.send_failed()
             await driver.aclose()
         raise
