@@ -8,11 +8,12 @@ loop consuming the outcomes is refused before any I/O and the run goes on undist
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from tests._support.modes import Mode, plain_builder
+from tests._support.modes import TEST_TIMEOUT, Mode, plain_builder
 from tests._support.scripted_server import (
     Expect,
     ExpectBlock,
@@ -79,3 +80,92 @@ async def test_stopping_after_a_421_closes_the_session(
     assert session.closed
     with pytest.raises(mailsdk.ConnectionLost):
         await session.noop()
+
+
+@pytest.mark.parametrize("call", ["noop", "send_many", "send_message"])
+async def test_a_call_from_the_consuming_loop_is_refused_and_the_run_goes_on(
+    mode: Mode, smtpd_factory: Callable[..., typing.Any], lane: bool, call: str
+) -> None:
+    smtpd = smtpd_factory(pipelining=True)
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        inner = s.inner
+        seen: list[mailsdk.SendOutcome] = []
+        refused: list[BaseException] = []
+
+        async def reenter() -> None:
+            try:
+                if call == "noop":
+                    await mode.call(inner.noop)
+                elif call == "send_message":
+                    message = b"Subject: x\r\n\r\nx\r\n"
+                    await mode.call(inner.sendmail, "x@example.org", ["y@example.com"], message)
+                elif isinstance(inner, mailsdk.AsyncSession):
+                    async for _ in inner.send_many([item(99)]):
+                        pass
+                else:
+                    for _ in inner.send_many([item(99)]):
+                        pass
+            except mailsdk.LocalProtocolError as exc:
+                refused.append(exc)
+
+        if isinstance(inner, mailsdk.AsyncSession):
+            async for outcome in inner.send_many(item(i) for i in range(4)):
+                seen.append(outcome)
+                await reenter()
+        else:
+            for outcome in inner.send_many(item(i) for i in range(4)):
+                seen.append(outcome)
+                await reenter()
+        assert [(o.key, o.status) for o in seen] == [(i, DeliveryStatus.ACCEPTED) for i in range(4)]
+        assert len(refused) == 4
+        assert (await s.noop()).code == 250  # busy was cleared, still in step
+    assert len(smtpd.recorder.messages) == 4
+
+
+async def test_an_outcome_is_handed_on_before_the_next_item_is_pulled(
+    mode: Mode, smtpd_factory: Callable[..., typing.Any], lane: bool
+) -> None:
+    # A source that produces message N+2 only once the caller has seen message N's outcome
+    # (two in flight, as the pipeline needs): an outcome held back until the next item is
+    # pulled would wait for the source, which waits for the outcome.
+    smtpd = smtpd_factory(pipelining=True)
+    seen: list[int] = []
+    starved: list[int] = []
+
+    def source() -> Iterator[Outgoing]:
+        for i in range(6):
+            if i >= 2 and i - 2 not in seen:
+                starved.append(i)  # pulled before the outcome it depends on was handed on
+            yield item(i)
+
+    async with mode.session(plain_builder(smtpd.host, smtpd.port)) as s:
+        if isinstance(s.inner, mailsdk.AsyncSession):
+            async for outcome in s.inner.send_many(source()):
+                seen.append(typing.cast("int", outcome.key))
+        else:
+            for outcome in s.inner.send_many(source()):
+                seen.append(typing.cast("int", outcome.key))
+    assert seen == list(range(6))
+    assert starved == []
+    assert len(smtpd.recorder.messages) == 6
+
+
+async def test_an_async_source_waiting_on_the_outcomes_is_not_starved(
+    smtpd_factory: Callable[..., typing.Any], lane: bool
+) -> None:
+    smtpd = smtpd_factory(pipelining=True)
+    seen: asyncio.Queue[int] = asyncio.Queue()
+
+    async def source() -> AsyncIterator[Outgoing]:
+        for i in range(6):
+            if i >= 2:  # message i - 2's outcome first (the test's timeout guards a hang)
+                assert await asyncio.wait_for(seen.get(), TEST_TIMEOUT) == i - 2
+            yield item(i)
+
+    client = plain_builder(smtpd.host, smtpd.port).build_async()
+    async with await client.connect() as s:
+        statuses = []
+        async for outcome in s.send_many(source()):
+            statuses.append(outcome.status)
+            seen.put_nowait(typing.cast("int", outcome.key))
+    assert statuses == [DeliveryStatus.ACCEPTED] * 6

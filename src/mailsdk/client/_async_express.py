@@ -44,6 +44,18 @@ async def run_express(
     try:
         while True:
             try:
+                if ready:
+                    # Handed on before the next item is pulled: a source that waits on the
+                    # outcomes it has seen (or a slow one) must not hold back those decided.
+                    # unasync: async-only
+                    for outcome in ready:
+                        yield outcome
+                    # unasync: end
+                    # unasync: sync-only
+                    # yield from ready
+                    # unasync: end
+                    ready.clear()
+                    continue
                 if lane.want:
                     # unasync: async-only
                     if flush_first and (block := lane.take_output()) is not None:
@@ -55,16 +67,6 @@ async def run_express(
                 block = lane.take_output()
                 if block is not None:
                     await _write(driver, lane_clock, block)
-                    continue
-                if ready:
-                    # unasync: async-only
-                    for outcome in ready:
-                        yield outcome
-                    # unasync: end
-                    # unasync: sync-only
-                    # yield from ready
-                    # unasync: end
-                    ready.clear()
                     continue
                 if lane.finished:
                     break

@@ -42,16 +42,18 @@ def run_express(
     try:
         while True:
             try:
+                if ready:
+                    # Handed on before the next item is pulled: a source that waits on the
+                    # outcomes it has seen (or a slow one) must not hold back those decided.
+                    yield from ready
+                    ready.clear()
+                    continue
                 if lane.want:
                     lane.offer(feed.pull(PULLS[lane.want]))
                     continue
                 block = lane.take_output()
                 if block is not None:
                     _write(driver, lane_clock, block)
-                    continue
-                if ready:
-                    yield from ready
-                    ready.clear()
                     continue
                 if lane.finished:
                     break
