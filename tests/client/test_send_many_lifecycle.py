@@ -169,3 +169,22 @@ async def test_an_async_source_waiting_on_the_outcomes_is_not_starved(
             statuses.append(outcome.status)
             seen.put_nowait(typing.cast("int", outcome.key))
     assert statuses == [DeliveryStatus.ACCEPTED] * 6
+
+
+async def test_stopping_after_a_refusal_with_nothing_owed_keeps_the_session(
+    mode: Mode, smtpd_factory: Callable[..., typing.Any], lane: bool
+) -> None:
+    # The sender is refused (no transaction open, nothing owed): the caller stopping at that
+    # outcome leaves the conversation in step, so the session stays usable. Had the next
+    # item's envelope been written before the outcome was handed on, it would be owed replies.
+    smtpd = smtpd_factory(pipelining=True, refuse_sender=["evil@example.org"])
+    evil = Outgoing(b"Subject: x\r\n\r\nx\r\n", sender="evil@example.org", recipients=["r@x.org"])
+    session = await mode.connect(plain_builder(smtpd.host, smtpd.port))
+    items = iter([evil, item(1), item(2)])
+    first = await first_then_stop(session.inner, items)
+    assert first.status is DeliveryStatus.REFUSED
+    assert not session.closed
+    assert (await session.noop()).code == 250
+    assert next(items).key == 1  # never pulled
+    await session.close()
+    assert smtpd.recorder.messages == []
