@@ -188,3 +188,44 @@ async def test_stopping_after_a_refusal_with_nothing_owed_keeps_the_session(
     assert next(items).key == 1  # never pulled
     await session.close()
     assert smtpd.recorder.messages == []
+
+
+@pytest.mark.parametrize("where", ["reading", "awaiting-the-source"])
+async def test_a_cancelled_run_with_replies_owed_closes_the_session(
+    scripted: Scripted, lane: bool, where: str
+) -> None:
+    steps = [
+        Send(b"220 mx.test ESMTP\r\n"),
+        Expect(b"EHLO"),
+        Send(b"250-mx.test\r\n250 PIPELINING\r\n"),
+        ExpectBlock((b"MAIL", b"RCPT", b"DATA")),
+        Send(b"250 ok\r\n250 ok\r\n354 go\r\n"),
+        ReadData(),  # then no final reply: it is owed when the task is cancelled
+        WaitClose(),
+    ]
+    server = scripted(steps)
+    client = plain_builder(server.host, server.port).build_async()
+    session = await client.connect()
+    pulled = asyncio.Event()
+
+    async def source() -> AsyncIterator[Outgoing]:
+        yield item(0)
+        if where == "awaiting-the-source":
+            pulled.set()
+            await asyncio.Event().wait()  # never produces the next item
+
+    async def consume() -> None:
+        async for _ in session.send_many(source()):
+            pass
+
+    task = asyncio.create_task(consume())
+    while not server.data:  # the content arrived (the server saw the end of the data)
+        await asyncio.sleep(0.01)
+    if where == "awaiting-the-source":
+        await pulled.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert session.closed  # a stale reply is owed: never reused
+    with pytest.raises(mailsdk.ConnectionLost):
+        await session.noop()
