@@ -13,50 +13,59 @@ flight gives it up too, so that no stale reply is ever paired with a later comma
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import AsyncGenerator
 
 from mailsdk import errors
 from mailsdk.client._async_driver import AsyncDriver  # unasync: drop
-from mailsdk.client._express import PULLS, LaneClock
+from mailsdk.client._express import PULLS, LaneClock, Source
 from mailsdk.client._policy import claim
 from mailsdk.client._pump import RECEIVE_SIZE
-from mailsdk.client._sending import Feed
 
 # unasync: add from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.flows import SendOutcome
-from mailsdk.flows.express import ExpressRun
+from mailsdk.flows.express import ExpressRun, Want
 
 __all__ = ["run_express"]
+
+_NOTHING: typing.Final = object()
 
 
 async def run_express(
     driver: AsyncDriver,
     lane: ExpressRun,
-    feed: Feed,
+    feed: Source,
 ) -> AsyncGenerator[SendOutcome, None]:
     """Run ``lane`` on ``driver``'s connection, yielding each outcome as it is decided."""
     claim(driver)
     pump = driver.pump
     lane_clock = LaneClock(lane, pump.timeouts)
-    ready = lane.ready
+    spare: object = _NOTHING  # an item pulled ahead (``None``: the input is exhausted)
     # unasync: drop
     flush_first = feed.asynchronous  # written before waiting on a source that may be slow
     try:
         while True:
             try:
-                if ready:
-                    # Handed on before the next item is pulled: a source that waits on the
-                    # outcomes it has seen (or a slow one) must not hold back those decided.
+                if lane.ready and (lane.idle or (lane.want and spare is _NOTHING)):
+                    # Handed on before the next item is pulled (as deliver_many does): a source
+                    # that waits on the outcomes it has seen must not wait on these, and a
+                    # caller stopping here with nothing owed leaves the session in step. (An
+                    # item pulled ahead is written first: the outcomes are built after it.)
                     # unasync: async-only
-                    for outcome in ready:
+                    if flush_first and (block := lane.take_output()) is not None:
+                        await _write(driver, lane_clock, block)
+                    for outcome in lane.take_ready():
                         yield outcome
                     # unasync: end
                     # unasync: sync-only
-                    # yield from ready
+                    # yield from lane.take_ready()
                     # unasync: end
-                    ready.clear()
                     continue
                 if lane.want:
+                    if spare is not _NOTHING:
+                        lane.offer(spare)
+                        spare = _NOTHING
+                        continue
                     # unasync: async-only
                     if flush_first and (block := lane.take_output()) is not None:
                         await _write(driver, lane_clock, block)
@@ -68,8 +77,27 @@ async def run_express(
                 if block is not None:
                     await _write(driver, lane_clock, block)
                     continue
+                if lane.ready:
+                    # unasync: async-only
+                    for outcome in lane.take_ready():
+                        yield outcome
+                    # unasync: end
+                    # unasync: sync-only
+                    # yield from lane.take_ready()
+                    # unasync: end
+                    continue
                 if lane.finished:
                     break
+                # The next item is pulled and prepared while the server works on what was just
+                # written, not after its replies (one item ahead, never more).
+                # unasync: async-only
+                # Not from a source that may wait: it may be waiting on an outcome these
+                # replies decide (a producer keeping a window of messages in flight).
+                # unasync: end
+                # unasync: becomes if spare is _NOTHING and lane.will_want:
+                if spare is _NOTHING and lane.will_want and not flush_first:
+                    # unasync: becomes spare = feed.pull(PULLS[Want.ITEM])
+                    spare = await feed.apull(PULLS[Want.ITEM])
                 stream = driver.stream
                 try:
                     data = await stream.receive(RECEIVE_SIZE, lane_clock.remaining())

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from mailsdk.client._pump import Pump, wire_log, write_timeout_error
 from mailsdk.errors import LocalProtocolError, MailTimeout, ReadTimeout, WriteTimeout
 from mailsdk.esmtp import Capabilities
-from mailsdk.flows import Phase, Pull
+from mailsdk.flows import Delivery, Phase, Pull
 from mailsdk.flows.express import ExpressRun, Want
 from mailsdk.flows.judge import ParameterCache
 from mailsdk.protocol.dialect import Dialect
@@ -28,7 +28,7 @@ from mailsdk.protocol.state import ClientState
 if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig, Timeouts
 
-__all__ = ["ENABLED", "PULLS", "LaneClock", "open_lane"]
+__all__ = ["ENABLED", "PULLS", "LaneClock", "OneItem", "Source", "open_lane"]
 
 #: Whether runs may take the express lane (tests turn it off to run the general flow alike).
 ENABLED = True
@@ -44,8 +44,10 @@ def open_lane(
     *,
     tls_active: bool,
     cache: ParameterCache,
+    single: bool = False,
 ) -> ExpressRun | None:
-    """An express run for this session now, or ``None`` when the general flow must run."""
+    """An express run for this session now, or ``None`` when the general flow must run
+    (``single``: one message, by the single-message flow's RSET rules)."""
     opts = config.transaction
     if not ENABLED or config.dialect is not Dialect.SMTP:
         return None
@@ -56,7 +58,49 @@ def open_lane(
     conn = pump.connection
     if conn.state is not ClientState.READY or conn.closing:
         return None
-    return ExpressRun(conn.lend_parser(), capabilities, opts, tls_active=tls_active, cache=cache)
+    return ExpressRun(
+        conn.lend_parser(),
+        capabilities,
+        opts,
+        tls_active=tls_active,
+        cache=cache,
+        reset_after_refusal=single,
+    )
+
+
+class Source(typing.Protocol):
+    """Where an express run's items come from (``_sending.Feed``, or :class:`OneItem`)."""
+
+    @property
+    def asynchronous(self) -> bool:
+        """Pulling may wait (buffered output is written first)."""
+        ...
+
+    def pull(self, action: Pull) -> Delivery | None:
+        """The next item, or ``None`` when there is no more."""
+        ...
+
+    async def apull(self, action: Pull) -> Delivery | None:
+        """:meth:`pull`, from an asynchronous source too."""
+        ...
+
+
+class OneItem:
+    """The source of a one-message run: ``send_message`` on the express lane."""
+
+    asynchronous = False
+
+    def __init__(self, item: Delivery) -> None:
+        self._item: Delivery | None = item
+
+    def pull(self, action: Pull) -> Delivery | None:
+        """The message, once; then ``None``."""
+        item, self._item = self._item, None
+        return item
+
+    async def apull(self, action: Pull) -> Delivery | None:
+        """:meth:`pull` (never waits)."""
+        return self.pull(action)
 
 
 def _seconds(limit: float | None) -> str:

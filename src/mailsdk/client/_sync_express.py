@@ -15,48 +15,62 @@ flight gives it up too, so that no stale reply is ever paired with a later comma
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import Generator
 
 from mailsdk import errors
-from mailsdk.client._express import PULLS, LaneClock
+from mailsdk.client._express import PULLS, LaneClock, Source
 from mailsdk.client._policy import claim
 from mailsdk.client._pump import RECEIVE_SIZE
-from mailsdk.client._sending import Feed
 from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.flows import SendOutcome
-from mailsdk.flows.express import ExpressRun
+from mailsdk.flows.express import ExpressRun, Want
 
 __all__ = ["run_express"]
+
+_NOTHING: typing.Final = object()
 
 
 def run_express(
     driver: SyncDriver,
     lane: ExpressRun,
-    feed: Feed,
+    feed: Source,
 ) -> Generator[SendOutcome, None]:
     """Run ``lane`` on ``driver``'s connection, yielding each outcome as it is decided."""
     claim(driver)
     pump = driver.pump
     lane_clock = LaneClock(lane, pump.timeouts)
-    ready = lane.ready
+    spare: object = _NOTHING  # an item pulled ahead (``None``: the input is exhausted)
     try:
         while True:
             try:
-                if ready:
-                    # Handed on before the next item is pulled: a source that waits on the
-                    # outcomes it has seen (or a slow one) must not hold back those decided.
-                    yield from ready
-                    ready.clear()
+                if lane.ready and (lane.idle or (lane.want and spare is _NOTHING)):
+                    # Handed on before the next item is pulled (as deliver_many does): a source
+                    # that waits on the outcomes it has seen must not wait on these, and a
+                    # caller stopping here with nothing owed leaves the session in step. (An
+                    # item pulled ahead is written first: the outcomes are built after it.)
+                    yield from lane.take_ready()
                     continue
                 if lane.want:
+                    if spare is not _NOTHING:
+                        lane.offer(spare)
+                        spare = _NOTHING
+                        continue
                     lane.offer(feed.pull(PULLS[lane.want]))
                     continue
                 block = lane.take_output()
                 if block is not None:
                     _write(driver, lane_clock, block)
                     continue
+                if lane.ready:
+                    yield from lane.take_ready()
+                    continue
                 if lane.finished:
                     break
+                # The next item is pulled and prepared while the server works on what was just
+                # written, not after its replies (one item ahead, never more).
+                if spare is _NOTHING and lane.will_want:
+                    spare = feed.pull(PULLS[Want.ITEM])
                 stream = driver.stream
                 try:
                     data = stream.receive(RECEIVE_SIZE, lane_clock.remaining())

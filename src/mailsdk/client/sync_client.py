@@ -25,17 +25,18 @@ from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import open_stream
-from mailsdk.client._express import open_lane
+from mailsdk.client._express import OneItem, open_lane
 from mailsdk.client._hostname import local_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT
 from mailsdk.client._pump import Pump
 from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.client._sync_express import run_express
 from mailsdk.config import AuthSettings, ClientConfig
-from mailsdk.errors import InvalidInputError, MailError
+from mailsdk.errors import InvalidInputError, LocalProtocolError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
 from mailsdk.flows import (
     Action,
+    Delivery,
     OpenedSession,
     Outgoing,
     SendOutcome,
@@ -50,6 +51,7 @@ from mailsdk.flows import (
     quit_session,
     raw,
 )
+from mailsdk.flows.express import ExpressRun
 from mailsdk.flows.handshake import negotiate_tls
 from mailsdk.flows.judge import ParameterCache
 from mailsdk.flows.session import channel_binding_of
@@ -227,6 +229,25 @@ class Session:
         prepared, tx = _sending.begin_send(
             self._observer, message, sender, recipients, self._config.dkim
         )
+        lane = self._open_lane(single=True)
+        if lane is not None:  # the transaction's schedule without the per-command machinery
+            item = Delivery(
+                index=0,
+                prepared=prepared,
+                mail_options=mail_options or self._config.mail_options,
+                rcpt_options=rcpt_options or self._config.rcpt_options,
+                owner=tx,
+            )
+            try:
+                outcome = self._send_one(lane, item)
+            except BaseException as exc:
+                tx.failed(exc)
+                raise
+            if outcome.result is not None and outcome.status.delivered:
+                return _sending.finish_send(tx, outcome.result)
+            error = outcome.error or LocalProtocolError("the message got no outcome")
+            tx.failed(error)
+            raise error
         try:
             result = self._driver.run(
                 _sending.send_flow(
@@ -281,19 +302,34 @@ class Session:
             ) from None
         return self._send_many(_sending.Feed(self._observer, self._config, source))
 
+    def _open_lane(self, *, single: bool = False) -> ExpressRun | None:
+        """An express run for this session now, or ``None`` (see ``client/_express.py``)."""
+        if self._driver.closed or self._driver.busy:
+            return None  # the general path raises the right error
+        return open_lane(
+            self._driver.pump,
+            self._config,
+            self.capabilities,
+            tls_active=self.tls is not None,
+            cache=self._parameters,
+            single=single,
+        )
+
+    def _send_one(self, lane: ExpressRun, item: Delivery) -> SendOutcome:
+        express = run_express(self._driver, lane, OneItem(item))
+        outcomes: list[SendOutcome] = []
+        try:
+            for outcome in express:
+                outcomes.append(outcome)
+        finally:
+            express.close()
+        if len(outcomes) != 1:
+            raise LocalProtocolError(f"one message got {len(outcomes)} outcomes")
+        return outcomes[0]
+
     def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
         cfg = self._config
-        lane = (
-            None
-            if self._driver.closed or self._driver.busy
-            else open_lane(
-                self._driver.pump,
-                cfg,
-                self.capabilities,
-                tls_active=self.tls is not None,
-                cache=self._parameters,
-            )
-        )
+        lane = self._open_lane()
         if lane is not None:  # the general flow's schedule without its per-command machinery
             express = run_express(self._driver, lane, feed)
             try:

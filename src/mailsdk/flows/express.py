@@ -86,6 +86,10 @@ class ExpressRun:
         options: the transaction policy.
         tls_active: the session is encrypted (``REQUIRETLS`` needs it).
         cache: the session's envelope parameters and commands, kept across runs.
+        reset_after_refusal: RSET after every refusal the server is not closing on (after
+            an empty body, and after a refused end of data too), as the single-message
+            :func:`~mailsdk.flows.transaction` does; by default RSET is sent only where the
+            server holds a transaction open (``deliver_many``'s rule).
     """
 
     def __init__(
@@ -96,8 +100,10 @@ class ExpressRun:
         *,
         tls_active: bool = False,
         cache: ParameterCache | None = None,
+        reset_after_refusal: bool = False,
     ) -> None:
         self._parser = parser
+        self._reset_always = reset_after_refusal
         self._caps = caps
         self._options = options
         self._tls_active = tls_active
@@ -105,12 +111,12 @@ class ExpressRun:
         self._groups: collections.deque[Group] = collections.deque()
         self._writing: Group | None = None  # its content is still being encoded
         self._encoder: DataEncoder | BdatEncoder | None = None
-        self._held: SendOutcome | None = None
-        self._held_item: Delivery | None = None
+        self._held: Group | None = None  # a judged final reply not reported yet (see _on_final)
         self._out: list[bytes] = []
         self._out_size = 0
-        #: Outcomes ready to hand on, in input order (the runner empties it).
-        self.ready: list[SendOutcome] = []
+        #: Outcomes ready to hand on, in input order (:meth:`take_ready`); a final reply's
+        #: group stands for its outcome until then.
+        self.ready: list[SendOutcome | Group] = []
         #: What the run needs from its runner now (:class:`Want`).
         self.want = Want.ITEM
         self._exhausted = False
@@ -130,6 +136,11 @@ class ExpressRun:
     def idle(self) -> bool:
         """Nothing is owed, buffered or half-written: the conversation is in step."""
         return not self._groups and self._writing is None and not self._out
+
+    @property
+    def will_want(self) -> bool:
+        """The run will ask for another item (it may be pulled ahead, while replies are due)."""
+        return not self._exhausted and not self.closing and self.broken is None
 
     @property
     def finished(self) -> bool:
@@ -322,8 +333,9 @@ class ExpressRun:
         if not self.closing and not self._exhausted:
             self.want = Want.ITEM
 
-    def _service(self, group: Group, wire: bytes, verb: str, outcome: SendOutcome) -> None:
-        """Queue an RSET (or an empty body) after a refusal, reported once answered."""
+    def _service(self, group: Group, wire: bytes, verb: str, outcome: SendOutcome | None) -> None:
+        """Queue an RSET (or an empty body) after a refusal; ``outcome`` (the refusal) is
+        reported once it is answered (``None``: a later service command reports it)."""
         service = Group(SERVICE, group.item, 1)
         service.verb = verb
         service.outcome = outcome  # tracked before the check: a failure still reports it
@@ -404,8 +416,7 @@ class ExpressRun:
                 self._on_envelope(group)
             elif kind == FINAL:
                 self._on_final(group)
-            else:  # SERVICE
-                assert group.outcome is not None
+            elif group.outcome is not None:  # SERVICE
                 self.ready.append(group.outcome)
             if self.closing:
                 self._abandon()
@@ -420,7 +431,6 @@ class ExpressRun:
         if self._held is not None:
             self.ready.append(self._held)
             self._held = None
-            self._held_item = None
 
     def _on_envelope(self, group: Group) -> None:
         item, plan = group.item, group.plan
@@ -440,9 +450,12 @@ class ExpressRun:
             elif data_reply is not None and data_reply.code == 354:
                 # RFC 2920 §3.1: DATA was accepted after the envelope was refused: end it with
                 # an empty body; the end of data closes the transaction.
-                self._service(group, _EMPTY_BODY, "DATA.END", outcome)
+                reset = self._reset_always
+                self._service(group, _EMPTY_BODY, "DATA.END", None if reset else outcome)
+                if reset:
+                    self._service(group, _RSET, "RSET", outcome)
                 self._next_envelope()
-            elif verdict.open_transaction:
+            elif verdict.open_transaction or self._reset_always:
                 self._service(group, _RSET, "RSET", outcome)
                 self._next_envelope()
             else:
@@ -460,17 +473,27 @@ class ExpressRun:
             self._next_envelope()
 
     def _on_final(self, group: Group) -> None:
-        item, plan, verdict = group.item, group.plan, group.verdict
-        assert plan is not None
-        assert verdict is not None
-        outcome = end_outcome(item, plan, verdict, group.replies)
+        if self._reset_always and not self.closing:
+            outcome = _final(group)
+            if outcome.status is DeliveryStatus.REFUSED:
+                self._service(group, _RSET, "RSET", outcome)
+                return
+            self.ready.append(outcome)
+            return
+        # The outcome is built when the runner takes it (after its next write: that work is
+        # then done while the server works on what was written).
         if self._groups and not self.closing:
             # Reported once the next replies arrive in step: a server that sent one reply
             # too few would otherwise have the next MAIL's 250 "confirm" this message.
-            self._held = outcome
-            self._held_item = item
+            self._held = group
         else:
-            self.ready.append(outcome)
+            self.ready.append(group)
+
+    def take_ready(self) -> list[SendOutcome]:
+        """The outcomes decided so far, in input order (and forget them)."""
+        ready = self.ready
+        self.ready = []
+        return [entry if isinstance(entry, SendOutcome) else _final(entry) for entry in ready]
 
     # -- the end of a run -------------------------------------------------------------------
 
@@ -490,6 +513,8 @@ class ExpressRun:
         """After a 421: the groups still owed a reply will get none."""
         self._release()
         for group in self._groups:
+            if group.kind == SERVICE and group.outcome is None:
+                continue  # the item's refusal is reported by the service command after it
             if group.outcome is not None:  # LOCAL, SERVICE
                 self.ready.append(group.outcome)
                 continue
@@ -519,18 +544,15 @@ class ExpressRun:
         groups = list(self._groups)
         if self._writing is not None and self._writing not in groups:
             groups.append(self._writing)
-        held = self._held_item
+        held = self._held
         if held is not None:
             if isinstance(cause, RemoteProtocolError) and cause.reply_missing:
                 # A reply the server owed never came, right after this message's: its "reply"
                 # may have been meant for a later command. Its end was written: fate unknown.
-                unknown = Group(FINAL, held)
-                groups.append(unknown)
+                groups.append(Group(FINAL, held.item))
             else:
-                assert self._held is not None
-                self.ready.append(self._held)
+                self.ready.append(held)
         self._held = None
-        self._held_item = None
         self._groups.clear()
         self._writing = None
         self._encoder = None
@@ -538,6 +560,8 @@ class ExpressRun:
         self._out_size = 0
         for group in sorted(groups, key=by_index):
             item = group.item
+            if group.kind == SERVICE and group.outcome is None:
+                continue  # the item's refusal is reported by the service command after it
             if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
                 self.ready.append(group.outcome)
             elif group.kind == FINAL:
@@ -552,3 +576,10 @@ class ExpressRun:
             else:  # envelope or content written, its end never: not delivered
                 self.ready.append(item_outcome(item, DeliveryStatus.FAILED, error=cause))
         self._drain(f"the connection was lost ({cause})")
+
+
+def _final(group: Group) -> SendOutcome:
+    """The outcome a judged final reply stands for."""
+    assert group.plan is not None
+    assert group.verdict is not None
+    return end_outcome(group.item, group.plan, group.verdict, group.replies)
