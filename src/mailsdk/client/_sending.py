@@ -24,6 +24,7 @@ from mailsdk.flows import (
     transaction,
 )
 from mailsdk.flows.judge import ParameterCache
+from mailsdk.telemetry.base import NoopSessionObserver
 
 if typing.TYPE_CHECKING:
     from mailsdk.config import ClientConfig
@@ -111,6 +112,8 @@ class Feed:
         items: Iterator[object] | AsyncIterator[object],
     ) -> None:
         self._observer = observer
+        # Telemetry off: no span to open or end per message (decided once per run).
+        self._silent = type(observer) is NoopSessionObserver
         self._config = config
         self._items = items
         self._index = 0
@@ -181,7 +184,8 @@ class Feed:
             )
         except MailError as exc:
             return Delivery(index=index, key=key, error=exc)
-        self._open[index] = tx
+        if not self._silent:
+            self._open[index] = tx
         return Delivery(
             index=index,
             key=key,
@@ -194,6 +198,8 @@ class Feed:
     def settle(self, value: object) -> SendOutcome:
         """Close the span of the message ``value`` (a reported outcome) is about."""
         outcome: SendOutcome = value  # type: ignore[assignment]
+        if self._silent:
+            return outcome
         tx = self._open.pop(outcome.index, None)
         if tx is not None:
             if outcome.result is not None and outcome.status.delivered:

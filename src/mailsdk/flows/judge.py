@@ -383,9 +383,9 @@ def judge_end(
     return SendResult(
         sender=envelope.sender,
         accepted=verdict.accepted,
-        refused=dict(verdict.refused),
+        refused=verdict.refused,  # copied by SendResult's converter
         reply=end,
-        recipient_replies=dict(verdict.rcpt_replies),
+        recipient_replies=verdict.rcpt_replies,
         size=size,
     )
 
