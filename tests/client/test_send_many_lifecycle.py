@@ -252,3 +252,38 @@ async def test_a_message_is_sent_without_waiting_for_a_slow_async_source(
     async with await client.connect() as s:
         outcomes = [outcome async for outcome in s.send_many(source())]
     assert [o.status for o in outcomes] == [DeliveryStatus.ACCEPTED] * 3
+
+
+async def test_a_source_that_stops_on_a_421_is_not_drained_first(
+    mode: Mode, scripted: Scripted, lane: bool
+) -> None:
+    # The pool's feeds stop handing out work once the caller has seen an outcome that halts
+    # the connection. After the 421 every item pulled is reported never started: each such
+    # outcome must reach the caller before the next pull, or the whole supply (here 50) is
+    # pulled into the closing session first (and the pool's rate tokens spent on it).
+    server = scripted(closing_after_first_content())
+    halted: list[int] = []
+    pulled: list[int] = []
+
+    def source() -> Iterator[Outgoing]:
+        for i in range(50):
+            if halted:
+                return
+            pulled.append(i)
+            yield item(i)
+
+    session = await mode.connect(plain_builder(server.host, server.port))
+    outcomes = []
+    if isinstance(session.inner, mailsdk.AsyncSession):
+        async for outcome in session.inner.send_many(source()):
+            outcomes.append(outcome)
+            halted.append(outcome.index)
+    else:
+        for outcome in session.inner.send_many(source()):
+            outcomes.append(outcome)
+            halted.append(outcome.index)
+    assert session.closed
+    assert len(pulled) <= 3  # the one refused by the 421, the one written, one pulled ahead
+    assert len(outcomes) == len(pulled)
+    assert outcomes[0].status is DeliveryStatus.REFUSED
+    assert all(o.never_started for o in outcomes[1:])
