@@ -220,6 +220,7 @@ class ScriptedSMTP(SMTP):
         self.close_after_reply = False
         self._greeted = False
         self._bdat: list[bytes] = []
+        self._bdat_refused = False  # a chunk was refused: the rest up to LAST are discarded
         self._smtp_methods = {
             name: self._scripted(name, m) for name, m in self._smtp_methods.items()
         }
@@ -310,15 +311,20 @@ class ScriptedSMTP(SMTP):
         self._bdat = []
         parsed = _BDAT_ARG.fullmatch(arg or "")
         size = int(parsed.group(1)) if parsed is not None else 0
+        # RFC 3030 §2: chunks a pipelining client already sent after a refused one are read
+        # and discarded too, up to LAST; never delivered as a message of their own.
+        self._bdat_refused = parsed is not None and parsed.group(2) is None
         while size:
             size -= len(await self._reader.readexactly(min(size, 1 << 16)))
 
     async def smtp_MAIL(self, arg: str) -> None:
         self._bdat = []  # chunks of an abandoned transaction never join the next message
+        self._bdat_refused = False
         await super().smtp_MAIL(arg)
 
     async def smtp_RSET(self, arg: str) -> None:
         self._bdat = []
+        self._bdat_refused = False
         await super().smtp_RSET(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -335,6 +341,10 @@ class ScriptedSMTP(SMTP):
             await super().push("501 5.5.4 Syntax: BDAT <size> [LAST]")
             return
         size, last = int(parsed.group(1)), parsed.group(2) is not None
+        if self._bdat_refused:
+            await self._discard_chunk(arg)
+            await super().push("503 5.5.1 Error: an earlier BDAT chunk was refused")
+            return
         if not self._bdat:
             rule = self._body_rule()
             if rule is not None:
