@@ -247,29 +247,40 @@ def bdat_item(i: int, content: bytes) -> Delivery:
     )
 
 
-def test_bdat_chunks_are_pipelined_and_the_next_envelope_rides_behind_last() -> None:
-    first, second = b"abcdefgh" * 3, b"12345678"
+def test_bdat_chunks_are_pipelined_and_the_next_envelope_waits_for_their_replies() -> None:
+    first, second, third = b"abcdefgh" * 3, b"12345678", b"ABCDEFGH"
     framed = b"BDAT 8\r\nabcdefghBDAT 8\r\nabcdefghBDAT 8 LAST\r\nabcdefgh"
     steps = [
         Step(envelope(0, data=False), b"250 ok\r\n250 ok\r\n"),
-        # all three chunks and the next envelope in one write: no round trip per chunk
-        Step(framed + envelope(1, data=False), b"250 ok\r\n" * 2 + queued(0) + b"250 ok\r\n" * 2),
-        Step(b"BDAT 8 LAST\r\n" + second, queued(1)),
+        # all three chunks in one write: no round trip per chunk; the next envelope waits for
+        # their replies (a refused chunk would leave the transaction open: RSET first)
+        Step(framed, b"250 ok\r\n" * 2 + queued(0)),
+        Step(envelope(1, data=False), b"250 ok\r\n" * 2),
+        # a message in one chunk: the next envelope rides behind its BDAT LAST
+        Step(b"BDAT 8 LAST\r\n" + second + envelope(2, data=False), queued(1) + b"250 ok\r\n" * 2),
+        Step(b"BDAT 8 LAST\r\n" + third, queued(2)),
     ]
     flow = deliver_many(CHUNKING, options=TransactionOptions(chunk_size=8))
-    out = outcomes_of(WireRun().run(flow, [bdat_item(0, first), bdat_item(1, second)], steps))
-    assert [o.status for o in out] == [A, A]
+    items = [bdat_item(0, first), bdat_item(1, second), bdat_item(2, third)]
+    out = outcomes_of(WireRun().run(flow, items, steps))
+    assert [o.status for o in out] == [A, A, A]
     assert out[0].result is not None and out[0].result.queue_id == "Q0"
 
 
-def test_a_refused_bdat_chunk_refuses_the_message() -> None:
+def test_a_refused_bdat_chunk_refuses_the_message_and_resets_before_the_next() -> None:
+    # RFC 3030 §2: after a refused chunk the transaction has failed but is still open on the
+    # server, which discards the chunks behind it: RSET before the next MAIL.
     steps = [
         Step(envelope(0, data=False), b"250 ok\r\n250 ok\r\n"),
         Step(b"BDAT 4\r\nabcdBDAT 4 LAST\r\nefgh", b"552 5.3.4 too big\r\n554 5.5.0 no\r\n"),
+        Step(b"RSET\r\n" + envelope(1, data=False), b"250 ok\r\n" * 3),
+        Step(b"BDAT 4 LAST\r\n1234", queued(1)),
     ]
     flow = deliver_many(CHUNKING, options=TransactionOptions(chunk_size=4))
-    out = outcomes_of(WireRun().run(flow, [bdat_item(0, b"abcdefgh")], steps))
-    assert out[0].status is R
+    out = outcomes_of(
+        WireRun().run(flow, [bdat_item(0, b"abcdefgh"), bdat_item(1, b"1234")], steps)
+    )
+    assert [o.status for o in out] == [R, A]
     assert isinstance(out[0].error, DataRefused)
     assert out[0].error.reply.code == 552
 

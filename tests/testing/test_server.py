@@ -11,6 +11,7 @@ import attrs
 import pytest
 from tests._support.modes import Mode
 
+import mailsdk.client._express
 from mailsdk import (
     AuthenticationFailed,
     ConfigurationError,
@@ -334,7 +335,7 @@ def test_chunks_pipelined_after_a_refused_one_are_discarded(mail_server: MailSer
         while chunk := raw.recv(4096):  # until the server closes after QUIT
             seen += chunk
     replies = [line[:3] for line in seen.split(b"\r\n") if line[3:4] == b" "]
-    assert replies[-5:] == [b"451", b"503", b"503", b"250", b"221"]  # NOOP still understood
+    assert replies[-5:] == [b"451", b"554", b"554", b"250", b"221"]  # NOOP still understood
     assert mail_server.received == []
 
 
@@ -388,3 +389,31 @@ def test_refusing_one_recipients_delivery_needs_lmtp(mail_server: MailServer) ->
         mail_server.refuse_delivery(recipient="bob@example.org")
     assert mail_server.script.rules == ()
     assert mail_server.refuse_delivery().command == "END-OF-DATA"
+
+
+@pytest.mark.mail_server(chunking=True)
+@pytest.mark.parametrize("express", [True, False], ids=["express-lane", "general-flow"])
+async def test_chunks_pipelined_behind_a_refused_one_are_discarded(
+    mode: Mode, mail_server: MailServer, express: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RFC 3030 §2: the server "MUST be prepared to accept and discard additional BDAT chunks
+    # already in the pipeline after the failed BDAT". The kit used to start a new message with
+    # them, and delivered the tail of the refused message (glued to the next one).
+    big = b"From: a@example.com\r\nSubject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600
+    small = b"Subject: next\r\n\r\nok\r\n"
+    # The client's side of it: the refused chunk's transaction stays open on this server, so
+    # the next message's MAIL must wait for the chunks' replies and an RSET (it was pipelined
+    # behind BDAT LAST and refused as a nested MAIL).
+    monkeypatch.setattr(mailsdk.client._express, "ENABLED", express)
+    mail_server.transient("BDAT")
+    items = [
+        Outgoing(big, sender="a@example.com", recipients=["b@example.org"]),
+        Outgoing(small, sender="a@example.com", recipients=["b@example.org"]),
+    ]
+    async with mode.session(mail_server.client_builder().with_chunking(True)) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [
+        DeliveryStatus.REFUSED,
+        DeliveryStatus.ACCEPTED,
+    ]
+    assert [m.data for m in mail_server.received] == [small]

@@ -100,6 +100,9 @@ class Group:
     verdict: EnvelopeVerdict | None = None
     error: MailError | None = None
     outcome: SendOutcome | None = None  # SERVICE: the refusal it follows, reported after it
+    #: BDAT in several chunks: the next envelope waits for their replies (a refused chunk
+    #: leaves the transaction open on the server: RFC 3030 §2, RSET first).
+    wait_next: bool = False
 
 
 def item_outcome(

@@ -70,12 +70,14 @@ class Group:
         "replies",
         "verb",
         "verdict",
+        "wait_next",
     )
 
     def __init__(self, kind: int, item: Delivery, count: int = 0) -> None:
         self.kind = kind
         self.item = item
         self.count = count  # replies owed
+        self.wait_next = False  # BDAT chunks: the next envelope waits for their replies
         self.data_at = -1  # the position of DATA's reply (the one 3xx allowed), if any
         self.replies: list[Reply] = []
         self.plan: EnvelopePlan | None = None

@@ -18,7 +18,9 @@ allowed to be the first 'command' in a group"): one write, one round trip per me
     C: <message 2> . / MAIL FROM:<a@x> / ...
 
 With CHUNKING the content goes in BDAT chunks written back to back, and the next envelope rides
-behind ``BDAT ... LAST``. Without PIPELINING every command waits for its reply (lock-step).
+behind ``BDAT ... LAST`` (after a message of several chunks it waits for their replies: a refused
+chunk leaves the failed transaction open on the server, RFC 3030 §2, so RSET comes first).
+Without PIPELINING every command waits for its reply (lock-step).
 
 Rules:
 
@@ -58,7 +60,7 @@ from mailsdk.flows.content import bdat_chunks
 from mailsdk.flows.envelope import PreparedMessage
 from mailsdk.flows.judge import EnvelopePlan, TransactionOptions, judge_data, judge_envelope
 from mailsdk.flows.outcomes import DeliveryStatus, SendOutcome
-from mailsdk.protocol.commands import Command, Data, EndOfData, Rset
+from mailsdk.protocol.commands import Bdat, Command, Data, EndOfData, Rset
 from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import CommandReplied
 from mailsdk.protocol.reply import Reply
@@ -131,7 +133,8 @@ class _Pipelined(Run):
                     if self.closing:
                         yield from self.abandon_unread()
                         return
-                    yield from self.start_next()
+                    if not (self.groups and self.groups[-1].wait_next):
+                        yield from self.start_next()
                     continue
                 self.current = None
                 if group.outcome is not None:
@@ -143,6 +146,13 @@ class _Pipelined(Run):
                     outcome = final_outcome(
                         group.item, group.plan, group.verdict, events, self.dialect
                     )
+                    if group.wait_next and not self.closing:
+                        if _chunk_refused(events):
+                            yield from self.service(Rset(), outcome, group.item)
+                        else:
+                            yield Report(outcome)
+                        yield from self.start_next()
+                        continue
                     if self.groups and not self.closing:
                         # Reported once the next replies arrive in step: a server that sent one
                         # reply too few would otherwise have the next MAIL's 250 "confirm" this
@@ -190,6 +200,7 @@ class _Pipelined(Run):
             return
         group.verdict = verdict
         group.count = yield from self.write_content(group)
+        group.wait_next = plan.use_bdat and group.count > 1
         self.groups.append(group)
 
 
@@ -282,6 +293,15 @@ class _LockStep(Run):
                 yield from self.reset(item.owner)
                 return events
         return events
+
+
+def _chunk_refused(events: Sequence[CommandReplied]) -> bool:
+    """A BDAT chunk before the last was refused (RFC 3030 §2: the transaction failed)."""
+    for event in events:
+        chunk = event.command
+        if isinstance(chunk, Bdat) and not chunk.last and not event.reply.is_positive:
+            return True
+    return False
 
 
 def _exchange(action: Exchange) -> Generator[Action, object, tuple[CommandReplied, ...]]:

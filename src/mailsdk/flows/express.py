@@ -314,7 +314,13 @@ class ExpressRun:
                 self._writing = None
                 self._encoder = None
                 group.content = None
-                self._next_envelope()
+                if group.count > 1 and isinstance(encoder, BdatEncoder):
+                    # RFC 3030 §2: a refused chunk fails the transaction, which stays open on
+                    # the server (the chunks behind it are discarded): its replies decide
+                    # whether an RSET must come before the next MAIL (_on_final).
+                    group.wait_next = True
+                else:
+                    self._next_envelope()
                 return
             if isinstance(piece, BdatChunk):
                 assert isinstance(encoder, BdatEncoder)
@@ -473,6 +479,18 @@ class ExpressRun:
             self._next_envelope()
 
     def _on_final(self, group: Group) -> None:
+        if group.wait_next:  # BDAT chunks: the next envelope waited for these replies
+            outcome = _final(group)
+            if self.closing:
+                self.ready.append(outcome)
+                return
+            failed = any(not reply.is_positive for reply in group.replies[:-1])
+            if failed or (self._reset_always and outcome.status is DeliveryStatus.REFUSED):
+                self._service(group, _RSET, "RSET", outcome)
+            else:
+                self.ready.append(outcome)
+            self._next_envelope()
+            return
         if self._reset_always and not self.closing:
             outcome = _final(group)
             if outcome.status is DeliveryStatus.REFUSED:

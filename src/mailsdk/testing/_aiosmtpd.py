@@ -220,7 +220,9 @@ class ScriptedSMTP(SMTP):
         self.close_after_reply = False
         self._greeted = False
         self._bdat: list[bytes] = []
-        self._bdat_refused = False  # a chunk was refused: the rest up to LAST are discarded
+        # RFC 3030 §2: after a refused chunk the transaction has failed; chunks already in the
+        # pipeline behind it are read and discarded (never delivered) until RSET or MAIL.
+        self._bdat_failed = False
         self._smtp_methods = {
             name: self._scripted(name, m) for name, m in self._smtp_methods.items()
         }
@@ -285,6 +287,7 @@ class ScriptedSMTP(SMTP):
                     # RFC 3030 §2: a refused chunk is still read, or its bytes would be
                     # taken for commands; the transaction's earlier chunks go with it.
                     await self._discard_chunk(arg)
+                    self._bdat_failed = rule.reply[:1] in ("4", "5")
                 await super(ScriptedSMTP, self).push(rule.reply)
             elif rule.close:
                 self._abort()
@@ -311,20 +314,17 @@ class ScriptedSMTP(SMTP):
         self._bdat = []
         parsed = _BDAT_ARG.fullmatch(arg or "")
         size = int(parsed.group(1)) if parsed is not None else 0
-        # RFC 3030 §2: chunks a pipelining client already sent after a refused one are read
-        # and discarded too, up to LAST; never delivered as a message of their own.
-        self._bdat_refused = parsed is not None and parsed.group(2) is None
         while size:
             size -= len(await self._reader.readexactly(min(size, 1 << 16)))
 
     async def smtp_MAIL(self, arg: str) -> None:
         self._bdat = []  # chunks of an abandoned transaction never join the next message
-        self._bdat_refused = False
+        self._bdat_failed = False
         await super().smtp_MAIL(arg)
 
     async def smtp_RSET(self, arg: str) -> None:
         self._bdat = []
-        self._bdat_refused = False
+        self._bdat_failed = False
         await super().smtp_RSET(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -341,9 +341,9 @@ class ScriptedSMTP(SMTP):
             await super().push("501 5.5.4 Syntax: BDAT <size> [LAST]")
             return
         size, last = int(parsed.group(1)), parsed.group(2) is not None
-        if self._bdat_refused:
+        if self._bdat_failed:
             await self._discard_chunk(arg)
-            await super().push("503 5.5.1 Error: an earlier BDAT chunk was refused")
+            await super().push("554 5.5.0 Error: an earlier chunk of this transaction was refused")
             return
         if not self._bdat:
             rule = self._body_rule()
@@ -354,6 +354,7 @@ class ScriptedSMTP(SMTP):
         if limit and sum(map(len, self._bdat)) + size > limit:
             # RFC 3030 §2: the chunk is read (and dropped) even when it is refused.
             await self._discard_chunk(arg)
+            self._bdat_failed = True
             await super().push("552 5.3.4 Message size exceeds fixed maximum message size")
             return
         chunk = await self._reader.readexactly(size)
