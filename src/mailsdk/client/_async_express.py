@@ -67,11 +67,13 @@ async def run_express(
                         spare = _NOTHING
                         continue
                     # unasync: async-only
-                    if flush_first and (block := lane.take_output()) is not None:
-                        await _write(driver, lane_clock, block)
+                    if flush_first:
+                        if (block := lane.take_output()) is not None:
+                            await _write(driver, lane_clock, block)
+                        lane.offer(await feed.apull(PULLS[lane.want]))
+                        continue
                     # unasync: end
-                    # unasync: becomes lane.offer(feed.pull(PULLS[lane.want]))
-                    lane.offer(await feed.apull(PULLS[lane.want]))
+                    lane.offer(feed.pull(PULLS[lane.want]))  # a plain iterable: called directly
                     continue
                 block = lane.take_output()
                 if block is not None:
@@ -96,8 +98,7 @@ async def run_express(
                 # unasync: end
                 # unasync: becomes if spare is _NOTHING and lane.will_want:
                 if spare is _NOTHING and lane.will_want and not flush_first:
-                    # unasync: becomes spare = feed.pull(PULLS[Want.ITEM])
-                    spare = await feed.apull(PULLS[Want.ITEM])
+                    spare = feed.pull(PULLS[Want.ITEM])
                 stream = driver.stream
                 try:
                     data = await stream.receive(RECEIVE_SIZE, lane_clock.remaining())

@@ -56,7 +56,7 @@ def run_express(
                         lane.offer(spare)
                         spare = _NOTHING
                         continue
-                    lane.offer(feed.pull(PULLS[lane.want]))
+                    lane.offer(feed.pull(PULLS[lane.want]))  # a plain iterable: called directly
                     continue
                 block = lane.take_output()
                 if block is not None:
