@@ -322,6 +322,24 @@ def test_bdat_over_the_size_limit_is_read_and_refused(mail_server: MailServer) -
 
 
 @pytest.mark.mail_server(chunking=True)
+def test_chunks_pipelined_after_a_refused_one_are_discarded(mail_server: MailServer) -> None:
+    # RFC 3030 §2: the chunks a pipelining client sent behind a refused one are read and
+    # discarded up to LAST; they used to be delivered as a (truncated) message of their own.
+    mail_server.transient("BDAT")
+    with socket.create_connection((mail_server.host, mail_server.port), timeout=5) as raw:
+        raw.recv(1024)
+        raw.sendall(b"EHLO raw\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n")
+        raw.sendall(b"BDAT 3\r\none" + b"BDAT 3\r\ntwo" + b"BDAT 5 LAST\r\nthree")
+        raw.sendall(b"NOOP\r\nQUIT\r\n")
+        seen = b""
+        while chunk := raw.recv(4096):  # until the server closes after QUIT
+            seen += chunk
+    replies = [line[:3] for line in seen.split(b"\r\n") if line[3:4] == b" "]
+    assert replies[-5:] == [b"451", b"554", b"554", b"250", b"221"]  # NOOP still understood
+    assert mail_server.received == []
+
+
+@pytest.mark.mail_server(chunking=True)
 @pytest.mark.parametrize("which", ["first", "last"])
 async def test_a_scripted_bdat_refusal_reads_the_chunk_and_keeps_the_session(
     mode: Mode, mail_server: MailServer, which: str

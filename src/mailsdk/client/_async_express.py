@@ -46,6 +46,21 @@ async def run_express(
     try:
         while True:
             try:
+                if lane.ready and (lane.idle or (lane.want and spare is _NOTHING)):
+                    # Handed on before the next item is pulled (as deliver_many does): a source
+                    # that waits on the outcomes it has seen must not wait on these, and a
+                    # caller stopping here with nothing owed leaves the session in step. (An
+                    # item pulled ahead is written first: the outcomes are built after it.)
+                    # unasync: async-only
+                    if flush_first and (block := lane.take_output()) is not None:
+                        await _write(driver, lane_clock, block)
+                    for outcome in lane.take_ready():
+                        yield outcome
+                    # unasync: end
+                    # unasync: sync-only
+                    # yield from lane.take_ready()
+                    # unasync: end
+                    continue
                 if lane.want:
                     if spare is not _NOTHING:
                         # Taken before it is offered: an offer that fails (bytes the server
@@ -54,11 +69,13 @@ async def run_express(
                         lane.offer(item)
                         continue
                     # unasync: async-only
-                    if flush_first and (block := lane.take_output()) is not None:
-                        await _write(driver, lane_clock, block)
+                    if flush_first:
+                        if (block := lane.take_output()) is not None:
+                            await _write(driver, lane_clock, block)
+                        lane.offer(await feed.apull(PULLS[lane.want]))
+                        continue
                     # unasync: end
-                    # unasync: becomes lane.offer(feed.pull(PULLS[lane.want]))
-                    lane.offer(await feed.apull(PULLS[lane.want]))
+                    lane.offer(feed.pull(PULLS[lane.want]))  # a plain iterable: called directly
                     continue
                 block = lane.take_output()
                 if block is not None:
@@ -75,11 +92,15 @@ async def run_express(
                     continue
                 if lane.finished:
                     break
-                if spare is _NOTHING and lane.will_want:
-                    # The next item is pulled and prepared while the server works on what was
-                    # just written, not after its replies (one item ahead, never more).
-                    # unasync: becomes spare = feed.pull(PULLS[Want.ITEM])
-                    spare = await feed.apull(PULLS[Want.ITEM])
+                # The next item is pulled and prepared while the server works on what was just
+                # written, not after its replies (one item ahead, never more).
+                # unasync: async-only
+                # Not from a source that may wait: it may be waiting on an outcome these
+                # replies decide (a producer keeping a window of messages in flight).
+                # unasync: end
+                # unasync: becomes if spare is _NOTHING and lane.will_want:
+                if spare is _NOTHING and lane.will_want and not flush_first:
+                    spare = feed.pull(PULLS[Want.ITEM])
                 stream = driver.stream
                 try:
                     data = await stream.receive(RECEIVE_SIZE, lane_clock.remaining())
@@ -93,8 +114,9 @@ async def run_express(
                 await driver.aclose()
                 lane.lost(exc)
     except BaseException:
-        if not lane.idle and not driver.closed:
-            # A cancellation (or the caller stopping) with replies owed: given up.
+        if not driver.closed and (lane.closing or not lane.idle):
+            # A cancellation (or the caller stopping) with replies owed: given up; after a
+            # 421 the server is closing the channel whether or not anything is owed.
             pump.connection.send_failed()
             await driver.aclose()
         raise

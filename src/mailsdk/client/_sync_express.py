@@ -44,6 +44,13 @@ def run_express(
     try:
         while True:
             try:
+                if lane.ready and (lane.idle or (lane.want and spare is _NOTHING)):
+                    # Handed on before the next item is pulled (as deliver_many does): a source
+                    # that waits on the outcomes it has seen must not wait on these, and a
+                    # caller stopping here with nothing owed leaves the session in step. (An
+                    # item pulled ahead is written first: the outcomes are built after it.)
+                    yield from lane.take_ready()
+                    continue
                 if lane.want:
                     if spare is not _NOTHING:
                         # Taken before it is offered: an offer that fails (bytes the server
@@ -51,7 +58,7 @@ def run_express(
                         item, spare = spare, _NOTHING
                         lane.offer(item)
                         continue
-                    lane.offer(feed.pull(PULLS[lane.want]))
+                    lane.offer(feed.pull(PULLS[lane.want]))  # a plain iterable: called directly
                     continue
                 block = lane.take_output()
                 if block is not None:
@@ -62,9 +69,9 @@ def run_express(
                     continue
                 if lane.finished:
                     break
+                # The next item is pulled and prepared while the server works on what was just
+                # written, not after its replies (one item ahead, never more).
                 if spare is _NOTHING and lane.will_want:
-                    # The next item is pulled and prepared while the server works on what was
-                    # just written, not after its replies (one item ahead, never more).
                     spare = feed.pull(PULLS[Want.ITEM])
                 stream = driver.stream
                 try:
@@ -79,8 +86,9 @@ def run_express(
                 driver.close()
                 lane.lost(exc)
     except BaseException:
-        if not lane.idle and not driver.closed:
-            # A cancellation (or the caller stopping) with replies owed: given up.
+        if not driver.closed and (lane.closing or not lane.idle):
+            # A cancellation (or the caller stopping) with replies owed: given up; after a
+            # 421 the server is closing the channel whether or not anything is owed.
             pump.connection.send_failed()
             driver.close()
         raise
