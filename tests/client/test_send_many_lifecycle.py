@@ -24,6 +24,7 @@ from tests._support.scripted_server import (
 )
 
 import mailsdk
+import mailsdk.auth
 from mailsdk import DeliveryStatus, Outgoing
 from mailsdk.client import _express
 
@@ -82,7 +83,7 @@ async def test_stopping_after_a_421_closes_the_session(
         await session.noop()
 
 
-@pytest.mark.parametrize("call", ["noop", "send_many", "send_message"])
+@pytest.mark.parametrize("call", ["noop", "send_many", "send_message", "authenticate"])
 async def test_a_call_from_the_consuming_loop_is_refused_and_the_run_goes_on(
     mode: Mode, smtpd_factory: Callable[..., typing.Any], lane: bool, call: str
 ) -> None:
@@ -96,6 +97,16 @@ async def test_a_call_from_the_consuming_loop_is_refused_and_the_run_goes_on(
             try:
                 if call == "noop":
                     await mode.call(inner.noop)
+                elif call == "authenticate":
+                    # Refused before it swaps the session's token provider (the run in
+                    # progress may be the one using it).
+                    before = inner._driver.token_provider
+                    provider = mailsdk.auth.StaticTokenProvider("t")
+                    settings = mailsdk.AuthSettings(username="u", token_provider=provider)
+                    try:
+                        await mode.call(inner.authenticate, settings)
+                    finally:
+                        assert inner._driver.token_provider is before
                 elif call == "send_message":
                     message = b"Subject: x\r\n\r\nx\r\n"
                     await mode.call(inner.sendmail, "x@example.org", ["y@example.com"], message)

@@ -26,7 +26,7 @@ from mailsdk.errors import (
     ReplyError,
 )
 
-__all__ = ["SAFE_TO_QUIT", "Claimable", "Verdict", "after", "claim"]
+__all__ = ["SAFE_TO_QUIT", "Claimable", "Verdict", "after", "claim", "refuse_if_busy"]
 
 
 class Claimable(typing.Protocol):
@@ -44,13 +44,18 @@ def claim(driver: Claimable) -> None:
         LocalProtocolError: another call is in progress (interleaved calls would read each
             other's replies): refused before any I/O.
     """
+    refuse_if_busy(driver)
+    driver.busy = True
+
+
+def refuse_if_busy(driver: Claimable) -> None:
+    """Refuse a call on a closed or busy session before it changes anything (see :func:`claim`)."""
     if driver.closed:
         raise ConnectionLost("the session is closed")
     if driver.busy:
         raise LocalProtocolError(
             "another call is in progress on this session: a session runs one call at a time"
         )
-    driver.busy = True
 
 
 #: Failures after which the connection is still in step and a polite QUIT makes sense (a

@@ -27,7 +27,7 @@ from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import open_stream
 from mailsdk.client._express import OneItem, open_lane
 from mailsdk.client._hostname import local_hostname
-from mailsdk.client._policy import SAFE_TO_QUIT
+from mailsdk.client._policy import SAFE_TO_QUIT, refuse_if_busy
 from mailsdk.client._pump import Pump
 from mailsdk.client._sync_driver import SyncDriver
 from mailsdk.client._sync_express import run_express
@@ -179,6 +179,8 @@ class Session:
 
     def authenticate(self, settings: AuthSettings) -> str:
         """Authenticate with ``settings`` (password or token provider); returns the mechanism."""
+        # Refused before the provider is swapped: a call in progress may be using it.
+        refuse_if_busy(self._driver)
         self._driver.token_provider = settings.token_provider
         request = _setup.auth_request(settings)
         plan = self._plan()
