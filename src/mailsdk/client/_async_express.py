@@ -18,15 +18,15 @@ from collections.abc import AsyncGenerator
 
 from mailsdk import errors
 from mailsdk.client._async_driver import AsyncDriver  # unasync: drop
-from mailsdk.client._express import PULLS, LaneClock, Source
+from mailsdk.client._express import PULLS, LaneClock, OneItem, Source
 from mailsdk.client._policy import claim
 from mailsdk.client._pump import RECEIVE_SIZE
 
 # unasync: add from mailsdk.client._sync_driver import SyncDriver
-from mailsdk.flows import SendOutcome
+from mailsdk.flows import Delivery, SendOutcome
 from mailsdk.flows.express import ExpressRun, Want
 
-__all__ = ["run_express"]
+__all__ = ["run_express", "send_one"]
 
 _NOTHING: typing.Final = object()
 
@@ -136,3 +136,17 @@ async def _write(driver: AsyncDriver, lane_clock: LaneClock, block: bytes) -> No
     except errors.WriteTimeout as exc:
         raise lane_clock.write_timed_out(exc) from exc
     lane_clock.wrote()
+
+
+async def send_one(driver: AsyncDriver, lane: ExpressRun, item: Delivery) -> SendOutcome:
+    """Run ``lane`` for one message (``send_message``) and return its outcome."""
+    express = run_express(driver, lane, OneItem(item))
+    outcomes: list[SendOutcome] = []
+    try:
+        async for outcome in express:
+            outcomes.append(outcome)
+    finally:
+        await express.aclose()
+    if len(outcomes) != 1:
+        raise errors.LocalProtocolError(f"one message got {len(outcomes)} outcomes")
+    return outcomes[0]

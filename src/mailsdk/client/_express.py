@@ -37,8 +37,16 @@ ENABLED = True
 PULLS: typing.Final = {Want.ITEM: Pull(True), Want.UNPREPARED: Pull(False)}
 
 
+class Driver(typing.Protocol):
+    """What :func:`open_lane` needs of a driver."""
+
+    pump: Pump
+    closed: bool
+    busy: bool
+
+
 def open_lane(
-    pump: Pump,
+    driver: Driver,
     config: ClientConfig,
     capabilities: Capabilities,
     *,
@@ -49,8 +57,9 @@ def open_lane(
     """An express run for this session now, or ``None`` when the general flow must run
     (``single``: one message, by the single-message flow's RSET rules)."""
     opts = config.transaction
-    if not ENABLED or config.dialect is not Dialect.SMTP:
-        return None
+    if not ENABLED or config.dialect is not Dialect.SMTP or driver.closed or driver.busy:
+        return None  # (a closed or busy session: the general path raises the right error)
+    pump = driver.pump
     if not (opts.pipelining and capabilities.pipelining) or not pump.silent:
         return None
     if wire_log.isEnabledFor(logging.DEBUG) or not pump.idle:

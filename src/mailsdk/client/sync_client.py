@@ -25,12 +25,12 @@ from mailsdk._secret import Secret
 from mailsdk._types import MessageSource
 from mailsdk.client import _sending, _setup
 from mailsdk.client._connectors import open_stream
-from mailsdk.client._express import OneItem, open_lane
+from mailsdk.client._express import open_lane
 from mailsdk.client._hostname import local_hostname
 from mailsdk.client._policy import SAFE_TO_QUIT, refuse_if_busy
 from mailsdk.client._pump import Pump
 from mailsdk.client._sync_driver import SyncDriver
-from mailsdk.client._sync_express import run_express
+from mailsdk.client._sync_express import run_express, send_one
 from mailsdk.config import AuthSettings, ClientConfig
 from mailsdk.errors import InvalidInputError, LocalProtocolError, MailError
 from mailsdk.esmtp import Capabilities, MailOptions, RcptOptions
@@ -241,7 +241,7 @@ class Session:
                 owner=tx,
             )
             try:
-                outcome = self._send_one(lane, item)
+                outcome = send_one(self._driver, lane, item)
             except BaseException as exc:
                 tx.failed(exc)
                 raise
@@ -306,28 +306,14 @@ class Session:
 
     def _open_lane(self, *, single: bool = False) -> ExpressRun | None:
         """An express run for this session now, or ``None`` (see ``client/_express.py``)."""
-        if self._driver.closed or self._driver.busy:
-            return None  # the general path raises the right error
         return open_lane(
-            self._driver.pump,
+            self._driver,
             self._config,
             self.capabilities,
             tls_active=self.tls is not None,
             cache=self._parameters,
             single=single,
         )
-
-    def _send_one(self, lane: ExpressRun, item: Delivery) -> SendOutcome:
-        express = run_express(self._driver, lane, OneItem(item))
-        outcomes: list[SendOutcome] = []
-        try:
-            for outcome in express:
-                outcomes.append(outcome)
-        finally:
-            express.close()
-        if len(outcomes) != 1:
-            raise LocalProtocolError(f"one message got {len(outcomes)} outcomes")
-        return outcomes[0]
 
     def _send_many(self, feed: _sending.Feed) -> Iterator[SendOutcome]:
         cfg = self._config

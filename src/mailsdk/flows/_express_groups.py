@@ -13,10 +13,11 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterator
 
-from mailsdk.flows._delivery import Delivery
+from mailsdk.errors import DeliveryUnknown, MailError, ReplyError
+from mailsdk.flows._delivery import Delivery, end_outcome, item_outcome
 from mailsdk.flows.actions import BdatChunk, BodyChunk, Phase
 from mailsdk.flows.judge import EnvelopePlan, EnvelopeVerdict
-from mailsdk.flows.outcomes import SendOutcome
+from mailsdk.flows.outcomes import DeliveryStatus, SendOutcome
 from mailsdk.protocol.reply import Reply
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "Want",
     "awaiting",
     "by_index",
+    "final_outcome",
+    "lost_outcome",
 ]
 
 #: In-memory content up to this size is encoded whole, with its end (one write); larger or
@@ -108,3 +111,31 @@ def awaiting(label: str, phase: Phase) -> str:
 
 def by_index(group: Group) -> int:
     return group.item.index
+
+
+def final_outcome(group: Group) -> SendOutcome:
+    """The outcome a judged final reply (a FINAL group's replies) stands for."""
+    assert group.plan is not None
+    assert group.verdict is not None
+    return end_outcome(group.item, group.plan, group.verdict, group.replies)
+
+
+def lost_outcome(group: Group, cause: MailError) -> SendOutcome | None:
+    """The outcome of ``group``'s message when the connection broke with ``cause``; ``None``
+    for a service command whose message a later one reports."""
+    item = group.item
+    if group.kind == SERVICE and group.outcome is None:
+        return None  # the item's refusal is reported by the service command after it
+    if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
+        return group.outcome
+    if group.kind == FINAL:
+        unknown = DeliveryUnknown(
+            f"the end of the message was sent but no reply came ({cause}); it may "
+            "have been delivered and is not resent",
+            cause=cause,
+        )
+        return item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown)
+    if isinstance(cause, ReplyError) and group.kind == ENVELOPE:
+        return item_outcome(item, DeliveryStatus.REFUSED, error=cause)
+    # Envelope or content written, its end never: not delivered.
+    return item_outcome(item, DeliveryStatus.FAILED, error=cause)

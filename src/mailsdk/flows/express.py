@@ -10,8 +10,7 @@ telemetry and the wire log off) that machinery is most of the client's CPU per m
 :class:`ExpressRun` keeps the same schedule and the same rules with none of it: it writes
 encoded bytes, pairs each reply with its position in a group of commands, and decides with the
 same pure steps (:mod:`mailsdk.flows.judge`) and the same outcome builders
-(:mod:`mailsdk.flows._delivery`). Both schedules are checked against each other on the same
-scripted servers (``tests/flows/test_express_equivalence.py``).
+(:mod:`mailsdk.flows._delivery`). Both are checked against each other on the same servers.
 
 Per message, steady state: one write carries message N's content, its end and message N+1's
 MAIL/RCPT/DATA (RFC 2920 §3.1); one read brings N's final reply and N+1's envelope replies.
@@ -22,9 +21,9 @@ arrives with no command pending breaks the run as out of step; when the run brea
 whose end of data was written and got no reply is UNKNOWN, the rest FAILED, every later one
 never started. A final reply is reported once the next group's replies came in step.
 
-The runner owns I/O and deadlines: it answers :attr:`ExpressRun.want` with :meth:`offer`,
-writes what :meth:`take_output` returns, feeds what it reads to :meth:`receive`, hands
-:attr:`ExpressRun.ready` outcomes on, and calls :meth:`lost` when I/O fails.
+The runner owns I/O and deadlines: it answers :attr:`ExpressRun.want` with :meth:`offer`, writes
+what :meth:`take_output` returns, feeds what it reads to :meth:`receive`, hands the outcomes of
+:meth:`take_ready` on, and calls :meth:`lost` when I/O fails.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from mailsdk.errors import (
     ReplyError,
 )
 from mailsdk.esmtp import Capabilities
-from mailsdk.flows._delivery import Delivery, end_outcome, item_outcome, not_started
+from mailsdk.flows._delivery import Delivery, item_outcome, not_started
 from mailsdk.flows._express_groups import (
     CONTENT,
     ENVELOPE,
@@ -54,6 +53,8 @@ from mailsdk.flows._express_groups import (
     Want,
     awaiting,
     by_index,
+    final_outcome,
+    lost_outcome,
 )
 from mailsdk.flows.actions import BdatChunk, BodyChunk, Phase
 from mailsdk.flows.content import bdat_chunks, body_chunks
@@ -432,7 +433,7 @@ class ExpressRun:
             if kind == ENVELOPE:
                 self._on_envelope(group)
             elif kind == FINAL:
-                self._on_final(group)
+                self._onfinal_outcome(group)
             elif group.outcome is not None:  # SERVICE
                 self.ready.append(group.outcome)
             if self.closing:
@@ -490,9 +491,9 @@ class ExpressRun:
         if self._writing is None:
             self._next_envelope()
 
-    def _on_final(self, group: Group) -> None:
+    def _onfinal_outcome(self, group: Group) -> None:
         if group.wait_next:  # BDAT chunks: the next envelope waited for these replies
-            outcome = _final(group)
+            outcome = final_outcome(group)
             if self.closing:
                 self.ready.append(outcome)
                 return
@@ -504,7 +505,7 @@ class ExpressRun:
             self._next_envelope()
             return
         if self._reset_always and not self.closing:
-            outcome = _final(group)
+            outcome = final_outcome(group)
             if outcome.status is DeliveryStatus.REFUSED:
                 self._service(group, _RSET, "RSET", outcome)
                 return
@@ -523,7 +524,9 @@ class ExpressRun:
         """The outcomes decided so far, in input order (and forget them)."""
         ready = self.ready
         self.ready = []
-        return [entry if isinstance(entry, SendOutcome) else _final(entry) for entry in ready]
+        return [
+            entry if isinstance(entry, SendOutcome) else final_outcome(entry) for entry in ready
+        ]
 
     # -- the end of a run -------------------------------------------------------------------
 
@@ -589,27 +592,7 @@ class ExpressRun:
         self._out.clear()
         self._out_size = 0
         for group in sorted(groups, key=by_index):
-            item = group.item
-            if group.kind == SERVICE and group.outcome is None:
-                continue  # the item's refusal is reported by the service command after it
-            if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
-                self.ready.append(group.outcome)
-            elif group.kind == FINAL:
-                unknown_error = DeliveryUnknown(
-                    f"the end of the message was sent but no reply came ({cause}); it may "
-                    "have been delivered and is not resent",
-                    cause=cause,
-                )
-                self.ready.append(item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown_error))
-            elif isinstance(cause, ReplyError) and group.kind == ENVELOPE:
-                self.ready.append(item_outcome(item, DeliveryStatus.REFUSED, error=cause))
-            else:  # envelope or content written, its end never: not delivered
-                self.ready.append(item_outcome(item, DeliveryStatus.FAILED, error=cause))
+            outcome = lost_outcome(group, cause)
+            if outcome is not None:
+                self.ready.append(outcome)
         self._drain(f"the connection was lost ({cause})")
-
-
-def _final(group: Group) -> SendOutcome:
-    """The outcome a judged final reply stands for."""
-    assert group.plan is not None
-    assert group.verdict is not None
-    return end_outcome(group.item, group.plan, group.verdict, group.replies)
