@@ -54,7 +54,14 @@ from mailsdk.protocol.dialect import Dialect
 from mailsdk.protocol.events import CommandReplied
 from mailsdk.protocol.reply import Reply
 
-__all__ = ["Delivery", "end_outcome"]
+__all__ = [
+    "Delivery",
+    "abandoned_outcome",
+    "broken_outcome",
+    "end_outcome",
+    "never_sent",
+    "plan_item",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -125,6 +132,66 @@ def not_started(item: Delivery, error: MailError) -> SendOutcome:
         attempts=0,
         never_started=True,
     )
+
+
+def never_sent(item: Delivery, why: str) -> SendOutcome:
+    """FAILED, never started: ``why`` (the run could not go on) came before the message."""
+    return not_started(item, ConnectionLost(f"not sent: {why} before this message was started"))
+
+
+def broken_outcome(item: Delivery, cause: MailError, *, final: bool, envelope: bool) -> SendOutcome:
+    """A message in flight when the connection broke with ``cause``: ``final`` (its end of
+    data was written) is UNKNOWN; an ``envelope`` awaiting its replies is REFUSED by a reply
+    error; otherwise it was never handed over (FAILED)."""
+    if final:
+        unknown = DeliveryUnknown(
+            f"the end of the message was sent but no reply came ({cause}); it may "
+            "have been delivered and is not resent",
+            cause=cause,
+        )
+        return item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown)
+    if isinstance(cause, ReplyError) and envelope:
+        return item_outcome(item, DeliveryStatus.REFUSED, error=cause)
+    return item_outcome(item, DeliveryStatus.FAILED, error=cause)
+
+
+def abandoned_outcome(item: Delivery, *, final: bool) -> SendOutcome:
+    """A message still owed a reply when the server said 421: ``final`` (its end of data was
+    written) is UNKNOWN, anything else was never started."""
+    closing = ConnectionLost("not sent: the server is closing the connection (421)")
+    if final:
+        unknown = DeliveryUnknown(
+            "the end of the message was sent but the server is closing the connection "
+            "(421) without a reply; it may have been delivered and is not resent",
+            cause=closing,
+        )
+        return item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown)
+    return not_started(item, closing)
+
+
+def plan_item(
+    item: Delivery,
+    caps: Capabilities,
+    options: TransactionOptions,
+    *,
+    tls_active: bool,
+    cache: ParameterCache,
+) -> EnvelopePlan | MailError:
+    """``item``'s envelope plan, or why it cannot be sent (nothing is written for it)."""
+    if item.error is not None or item.prepared is None:
+        return item.error or MailError("the message could not be prepared")
+    try:
+        return plan_envelope(
+            item.prepared,
+            caps,
+            mail_options=item.mail_options,
+            rcpt_options=item.rcpt_options,
+            options=options,
+            tls_active=tls_active,
+            cache=cache,
+        )
+    except MailError as exc:  # a capability or input check: nothing was written
+        return exc
 
 
 def _delivered(item: Delivery, result: SendResult) -> SendOutcome:
@@ -292,20 +359,9 @@ class Run:
         return item
 
     def plan(self, item: Delivery) -> EnvelopePlan | MailError:
-        if item.error is not None or item.prepared is None:
-            return item.error or MailError("the message could not be prepared")
-        try:
-            return plan_envelope(
-                item.prepared,
-                self.caps,
-                mail_options=item.mail_options,
-                rcpt_options=item.rcpt_options,
-                options=self.options,
-                tls_active=self.tls_active,
-                cache=self.parameters,
-            )
-        except MailError as exc:  # a capability or input check: nothing was written
-            return exc
+        return plan_item(
+            item, self.caps, self.options, tls_active=self.tls_active, cache=self.parameters
+        )
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -390,17 +446,9 @@ class Run:
                 yield Report(group.outcome)
             elif group.kind is Kind.LOCAL:
                 yield Report(item_outcome(item, DeliveryStatus.FAILED, error=group.error))
-            elif group.kind is Kind.FINAL:
-                unknown = DeliveryUnknown(
-                    f"the end of the message was sent but no reply came ({cause}); it may "
-                    "have been delivered and is not resent",
-                    cause=cause,
-                )
-                yield Report(item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown))
-            elif isinstance(cause, ReplyError) and group.kind is Kind.ENVELOPE:
-                yield Report(item_outcome(item, DeliveryStatus.REFUSED, error=cause))
-            else:  # envelope or content written, its end never: not delivered
-                yield Report(item_outcome(item, DeliveryStatus.FAILED, error=cause))
+            else:
+                final, envelope = group.kind is Kind.FINAL, group.kind is Kind.ENVELOPE
+                yield Report(broken_outcome(item, cause, final=final, envelope=envelope))
         yield from self.drain(f"the connection was lost ({cause})")
 
     def drain(self, why: str) -> Generator[Action, object, None]:
@@ -408,8 +456,7 @@ class Run:
         while not self.exhausted:
             item = yield from self.pull(prepare=False)
             if item is not None:
-                never = ConnectionLost(f"not sent: {why} before this message was started")
-                yield Report(not_started(item, never))
+                yield Report(never_sent(item, why))
 
     def abandon_unread(self) -> Generator[Action, object, None]:
         """After a 421: the groups still owed a reply will get none."""
@@ -423,15 +470,6 @@ class Run:
             if group.kind is Kind.LOCAL:
                 yield Report(item_outcome(group.item, DeliveryStatus.FAILED, error=group.error))
                 continue
-            closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            if group.kind is Kind.FINAL:
-                unknown = DeliveryUnknown(
-                    "the end of the message was sent but the server is closing the connection "
-                    "(421) without a reply; it may have been delivered and is not resent",
-                    cause=closing,
-                )
-                yield Report(item_outcome(group.item, DeliveryStatus.UNKNOWN, error=unknown))
-            else:
-                yield Report(not_started(group.item, closing))
+            yield Report(abandoned_outcome(group.item, final=group.kind is Kind.FINAL))
         self.groups.clear()
         yield from self.drain("the server closed the connection (421)")

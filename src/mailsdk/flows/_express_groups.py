@@ -13,11 +13,11 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterator
 
-from mailsdk.errors import DeliveryUnknown, MailError, ReplyError
-from mailsdk.flows._delivery import Delivery, end_outcome, item_outcome
+from mailsdk.errors import MailError
+from mailsdk.flows._delivery import Delivery, broken_outcome, end_outcome
 from mailsdk.flows.actions import BdatChunk, BodyChunk, Phase
 from mailsdk.flows.judge import EnvelopePlan, EnvelopeVerdict
-from mailsdk.flows.outcomes import DeliveryStatus, SendOutcome
+from mailsdk.flows.outcomes import SendOutcome
 from mailsdk.protocol.reply import Reply
 
 __all__ = [
@@ -128,14 +128,4 @@ def lost_outcome(group: Group, cause: MailError) -> SendOutcome | None:
         return None  # the item's refusal is reported by the service command after it
     if group.outcome is not None:  # a refusal whose RSET got no answer: still refused
         return group.outcome
-    if group.kind == FINAL:
-        unknown = DeliveryUnknown(
-            f"the end of the message was sent but no reply came ({cause}); it may "
-            "have been delivered and is not resent",
-            cause=cause,
-        )
-        return item_outcome(item, DeliveryStatus.UNKNOWN, error=unknown)
-    if isinstance(cause, ReplyError) and group.kind == ENVELOPE:
-        return item_outcome(item, DeliveryStatus.REFUSED, error=cause)
-    # Envelope or content written, its end never: not delivered.
-    return item_outcome(item, DeliveryStatus.FAILED, error=cause)
+    return broken_outcome(item, cause, final=group.kind == FINAL, envelope=group.kind == ENVELOPE)

@@ -34,13 +34,19 @@ import typing
 from mailsdk.errors import (
     CommandRefused,
     ConnectionLost,
-    DeliveryUnknown,
     MailError,
     RemoteProtocolError,
     ReplyError,
 )
 from mailsdk.esmtp import Capabilities
-from mailsdk.flows._delivery import Delivery, item_outcome, not_started
+from mailsdk.flows._delivery import (
+    Delivery,
+    abandoned_outcome,
+    item_outcome,
+    never_sent,
+    not_started,
+    plan_item,
+)
 from mailsdk.flows._express_groups import (
     CONTENT,
     ENVELOPE,
@@ -59,17 +65,15 @@ from mailsdk.flows._express_groups import (
 from mailsdk.flows.actions import BdatChunk, BodyChunk, Phase
 from mailsdk.flows.content import bdat_chunks, body_chunks
 from mailsdk.flows.judge import (
-    EnvelopePlan,
     ParameterCache,
     TransactionOptions,
     judge_data,
     judge_envelope,
-    plan_envelope,
 )
 from mailsdk.flows.outcomes import DeliveryStatus, SendOutcome
 from mailsdk.protocol.body import BdatEncoder, DataEncoder, encode_data
 from mailsdk.protocol.reply import Reply
-from mailsdk.protocol.reply_parser import ReplyParser
+from mailsdk.protocol.reply_parser import ReplyParser, unsolicited_reply
 
 __all__ = ["ExpressRun", "Want"]
 
@@ -192,10 +196,11 @@ class ExpressRun:
         if type(item) is not Delivery and not isinstance(item, Delivery):
             raise TypeError(f"deliver_many pulled {type(item).__name__}, not a Delivery")
         if self.want == Want.UNPREPARED:
-            never = ConnectionLost(f"not sent: {self._why} before this message was started")
-            self.ready.append(not_started(item, never))
+            self.ready.append(never_sent(item, self._why))
             return
-        plan = self._plan(item)
+        plan = plan_item(
+            item, self._caps, self._options, tls_active=self._tls_active, cache=self._cache
+        )
         if isinstance(plan, MailError):
             failed = item_outcome(item, DeliveryStatus.FAILED, error=plan)
             if self._groups or self._held is not None:
@@ -220,32 +225,11 @@ class ExpressRun:
         self._out.append(wire)
         self._out_size += len(wire)
 
-    def _plan(self, item: Delivery) -> EnvelopePlan | MailError:
-        if item.error is not None or item.prepared is None:
-            return item.error or MailError("the message could not be prepared")
-        try:
-            return plan_envelope(
-                item.prepared,
-                self._caps,
-                mail_options=item.mail_options,
-                rcpt_options=item.rcpt_options,
-                options=self._options,
-                tls_active=self._tls_active,
-                cache=self._cache,
-            )
-        except MailError as exc:  # a capability or input check: nothing was written
-            return exc
-
     def _check_in_step(self) -> None:
-        """Nothing is owed: any reply byte buffered now came before the command it would
-        answer (only a 421 may, RFC 5321 §3.8; ``ClientConnection._check_in_step``)."""
-        buffered = self._parser.buffered
-        if buffered and not b"421".startswith(buffered[:3]):
-            raise RemoteProtocolError(
-                "the server sent a reply before the command it would answer was sent: "
-                f"{buffered[:60]!r}",
-                unsolicited=True,
-            )
+        """Nothing is owed: refuse reply bytes buffered now (``unsolicited_reply``)."""
+        error = unsolicited_reply(self._parser)
+        if error is not None:
+            raise error
 
     # -- output -----------------------------------------------------------------------------
 
@@ -275,7 +259,6 @@ class ExpressRun:
         if len(self._groups) == 1:
             self._check_in_step()
         if plan.use_bdat:
-            group.kind = CONTENT
             group.count = 0
             group.content = bdat_chunks(prepared, self._options.chunk_size, binary=plan.binary)
             self._encoder = BdatEncoder(canonicalize=not plan.binary)
@@ -291,7 +274,6 @@ class ExpressRun:
             group.kind = FINAL
             group.count = 1
         else:
-            group.kind = CONTENT
             group.count = 0
             group.content = body_chunks(prepared)
             self._encoder = DataEncoder()
@@ -433,7 +415,7 @@ class ExpressRun:
             if kind == ENVELOPE:
                 self._on_envelope(group)
             elif kind == FINAL:
-                self._onfinal_outcome(group)
+                self._on_final(group)
             elif group.outcome is not None:  # SERVICE
                 self.ready.append(group.outcome)
             if self.closing:
@@ -491,7 +473,7 @@ class ExpressRun:
         if self._writing is None:
             self._next_envelope()
 
-    def _onfinal_outcome(self, group: Group) -> None:
+    def _on_final(self, group: Group) -> None:
         if group.wait_next:  # BDAT chunks: the next envelope waited for these replies
             outcome = final_outcome(group)
             if self.closing:
@@ -551,16 +533,7 @@ class ExpressRun:
             if group.outcome is not None:  # LOCAL, SERVICE
                 self.ready.append(group.outcome)
                 continue
-            closing = ConnectionLost("not sent: the server is closing the connection (421)")
-            if group.kind == FINAL:
-                unknown = DeliveryUnknown(
-                    "the end of the message was sent but the server is closing the connection "
-                    "(421) without a reply; it may have been delivered and is not resent",
-                    cause=closing,
-                )
-                self.ready.append(item_outcome(group.item, DeliveryStatus.UNKNOWN, error=unknown))
-            else:
-                self.ready.append(not_started(group.item, closing))
+            self.ready.append(abandoned_outcome(group.item, final=group.kind == FINAL))
         self._groups.clear()
         self._out.clear()
         self._out_size = 0

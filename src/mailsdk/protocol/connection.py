@@ -105,7 +105,7 @@ from mailsdk.protocol.events import (
     NeedData,
 )
 from mailsdk.protocol.reply import Reply
-from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser
+from mailsdk.protocol.reply_parser import ReplyLimits, ReplyParser, unsolicited_reply
 from mailsdk.protocol.state import (
     REPLY_TRANSITIONS,
     SEND_TRANSITIONS,
@@ -296,14 +296,10 @@ class ClientConnection:
         """
         if self._queue:
             return
-        buffered = self._parser.buffered
-        if buffered and not b"421".startswith(buffered[:3]):
+        error = unsolicited_reply(self._parser)
+        if error is not None:
             self._state = ClientState.ERROR
-            raise RemoteProtocolError(
-                "the server sent a reply before the command it would answer was sent: "
-                f"{buffered[:60]!r}",
-                unsolicited=True,
-            )
+            raise error
 
     def send(self, command: Command, tag: object = None) -> bytes:
         """Queue ``command`` for its reply and return its wire bytes.
@@ -421,11 +417,9 @@ class ClientConnection:
         return command.to_bytes() + payload
 
     def lend_parser(self) -> ReplyParser:
-        """Lend the reply parser to a run that pairs replies itself (``flows.ExpressRun``).
-
-        Only an idle session can lend it: ``READY``, no command pending, not closing. Until
-        :meth:`parser_returned` the caller owns the conversation; the state stays ``READY``
-        (every transaction it runs is closed before it returns the parser).
+        """Lend the reply parser to a run that pairs replies itself (``flows.ExpressRun``):
+        only an idle ``READY`` session can. Until :meth:`parser_returned` the caller owns the
+        conversation; the state stays ``READY`` (its transactions end before it returns).
 
         Raises:
             LocalProtocolError: the session is not idle.

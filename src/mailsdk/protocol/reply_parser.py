@@ -277,3 +277,17 @@ class ReplyParser:
             del self._buf[:drop]
             self._pos -= drop
             self._tail_start = max(0, self._tail_start - drop)
+
+
+def unsolicited_reply(parser: ReplyParser) -> RemoteProtocolError | None:
+    """The error for reply bytes buffered while no command is owed (they arrived before the
+    command about to be written, so cannot answer it), or ``None``: nothing is buffered, or only
+    the start of a 421, which RFC 5321 §3.8 lets a server send ahead of the next command."""
+    buffered = parser.buffered
+    if buffered and not b"421".startswith(buffered[:3]):
+        return RemoteProtocolError(
+            "the server sent a reply before the command it would answer was sent: "
+            f"{buffered[:60]!r}",
+            unsolicited=True,
+        )
+    return None
