@@ -16,6 +16,7 @@ import time
 import typing
 from collections.abc import Callable
 
+from mailsdk.client._policy import Claimable
 from mailsdk.client._pump import Pump, wire_log, write_timeout_error
 from mailsdk.errors import LocalProtocolError, MailTimeout, ReadTimeout, WriteTimeout
 from mailsdk.esmtp import Capabilities
@@ -37,12 +38,10 @@ ENABLED = True
 PULLS: typing.Final = {Want.ITEM: Pull(True), Want.UNPREPARED: Pull(False)}
 
 
-class Driver(typing.Protocol):
-    """What :func:`open_lane` needs of a driver."""
+class Driver(Claimable, typing.Protocol):
+    """What :func:`open_lane` needs of a driver: ``closed`` and ``busy``, and its pump."""
 
     pump: Pump
-    closed: bool
-    busy: bool
 
 
 def open_lane(
