@@ -93,3 +93,30 @@ def test_raw_messages_are_canonicalised() -> None:
     assert prepared.data == b"Subject: x\r\n\r\nline1\r\nline2\r\n"
     assert not prepared.eight_bit
     assert prepare_raw("a@example.org", ["b@example.com"], "é").eight_bit
+
+
+def test_the_same_raw_message_is_prepared_once_for_many_envelopes() -> None:
+    message = b"Subject: s\nFrom: a@example.com\n\nline one\nline two\n"
+    first = prepare_raw("a@example.com", ["b@example.com"], message)
+    second = prepare_raw("c@example.com", ["d@example.com", "e@example.com"], message)
+    assert second.data is first.data  # canonicalised once, for the same bytes object
+    assert second.data == b"Subject: s\r\nFrom: a@example.com\r\n\r\nline one\r\nline two\r\n"
+    assert second.envelope.sender == "c@example.com"
+    assert second.envelope.recipients == ("d@example.com", "e@example.com")
+    assert second.original is first.original is message
+
+
+def test_an_equal_but_different_raw_message_is_prepared_on_its_own() -> None:
+    # Remembered by identity only: equal bytes from elsewhere are canonicalised again, and a
+    # different message after a remembered one never gets the remembered content.
+    one = prepare_raw("a@x.example", ["b@x.example"], b"Subject: one\n\nbody\n")
+    two = prepare_raw("a@x.example", ["b@x.example"], b"Subject: two\n\nbody\n")
+    assert one.data == b"Subject: one\r\n\r\nbody\r\n"
+    assert two.data == b"Subject: two\r\n\r\nbody\r\n"
+
+
+def test_a_raw_message_refused_once_is_refused_every_time() -> None:
+    bad = b"Subject: x\x00y\r\n\r\nbody\r\n"  # a NUL in the headers
+    for _ in range(2):  # a refusal is never remembered as a prepared message
+        with pytest.raises(InvalidInputError):
+            prepare_raw("a@x.example", ["b@x.example"], bad)

@@ -222,3 +222,48 @@ def test_single_line_replies_match_the_general_parse() -> None:
         parser.feed(bad)
         with pytest.raises(RemoteProtocolError):
             parser.next_reply()
+
+
+def test_a_repeated_line_gives_the_same_reply_and_the_next_bytes_stay_in_step() -> None:
+    parser = ReplyParser()
+    parser.feed(b"250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n250 2.1.5 Ok\r\n")
+    first, second, data, third = (parser.next_reply() for _ in range(4))
+    assert first is second is third  # remembered: one immutable Reply per distinct line
+    assert data == Reply(354, (b"go",))
+    assert parser.next_reply() is None
+    assert not parser.holds_bytes
+
+
+def test_a_remembered_line_is_parsed_again_once_enhanced_codes_are_announced() -> None:
+    # "220 4.2.1 ..." has no enhanced status before EHLO (the class digit differs from the
+    # code's); after ENHANCEDSTATUSCODES it has one: the remembered reply must not be reused.
+    parser = ReplyParser()
+    parser.feed(b"250 4.2.1 text\r\n")
+    before = parser.next_reply()
+    parser.parse_enhanced = True
+    parser.feed(b"250 4.2.1 text\r\n")
+    after = parser.next_reply()
+    assert before is not None and before.enhanced is None
+    assert after is not None and after.enhanced == EnhancedStatus(4, 2, 1)
+
+
+def test_many_distinct_lines_are_each_parsed_correctly() -> None:
+    # Final replies carry queue ids, so every one is new: the memory is bounded and cleared.
+    parser = ReplyParser()
+    for n in range(300):
+        parser.feed(b"250 2.0.0 Ok: queued as Q%d\r\n" % n)
+        reply = parser.next_reply()
+        assert reply is not None and reply.lines == (b"2.0.0 Ok: queued as Q%d" % n,)
+    assert len(parser._known[False]) <= 64  # pyright: ignore[reportPrivateUsage]
+
+
+def test_holds_bytes_tells_whether_anything_is_buffered() -> None:
+    parser = ReplyParser()
+    assert not parser.holds_bytes
+    parser.feed(b"250 ok\r\n25")
+    assert parser.holds_bytes
+    assert parser.next_reply() == Reply(250, (b"ok",))
+    assert parser.holds_bytes and parser.buffered == b"25"
+    parser.feed(b"0 ok\r\n")
+    assert parser.next_reply() == Reply(250, (b"ok",))
+    assert not parser.holds_bytes and parser.buffered == b""

@@ -63,10 +63,12 @@ def run_express(
                 block = lane.take_output()
                 if block is not None:
                     _write(driver, lane_clock, block)
-                    continue
+                    if lane.takes_more:
+                        continue  # more to take before any reply is read
                 if lane.ready:
+                    # Written (or nothing to write): hand on what is decided, then read. The
+                    # caller's turn changes nothing in the run, so no second pass is needed.
                     yield from lane.take_ready()
-                    continue
                 if lane.finished:
                     break
                 # The next item is pulled and prepared while the server works on what was just

@@ -309,16 +309,31 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     """
     if isinstance(message, str):
         message = message.encode("utf-8")
-    data = canonicalize_line_endings(message)
-    check_raw_header_block(data)
+    last = _last_raw[0]  # one read: another thread may replace it meanwhile
+    if last is not None and last[0] is message:
+        _source, data, eight_bit, original = last
+    else:
+        data = canonicalize_line_endings(message)
+        check_raw_header_block(data)
+        original = message if data != message else None
+        eight_bit = _eight_bit(data)
+        if len(message) <= _REMEMBERED_RAW:
+            _last_raw[0] = (message, data, eight_bit, original)
     # needs_smtputf8 for each address, without a generator (this runs for every message).
     smtputf8 = not sender.isascii() or not all(map(str.isascii, recipients))
-    original = message if data != message else None
     return PreparedMessage(
         Envelope(sender, tuple(recipients)),
         data,
         smtputf8,
-        _eight_bit(data),
+        eight_bit,
         original=original,
         canonical=True,
     )
+
+
+#: The last raw message prepared, with what was found of it: a batch that sends one message to
+#: many envelopes (a list, a newsletter) gives the same bytes object again and again, and bytes
+#: cannot change, so its content is canonicalised and checked once. Only small messages are
+#: remembered (the reference keeps the last one alive), and only by identity, never by value.
+_last_raw: list[tuple[bytes, bytes, bool, bytes | None] | None] = [None]
+_REMEMBERED_RAW: typing.Final = 256 * 1024

@@ -119,6 +119,7 @@ class ExpressRun:
         self._held: Group | None = None  # a judged final reply not reported yet (see _on_final)
         self._out: list[bytes] = []
         self._out_size = 0
+        self._last_wire: tuple[bytes, bytes] | None = None  # content -> its DATA encoding
         #: Outcomes ready to hand on, in input order (:meth:`take_ready`); a final reply's
         #: group stands for its outcome until then.
         self.ready: list[SendOutcome | Group] = []
@@ -141,6 +142,12 @@ class ExpressRun:
     def idle(self) -> bool:
         """Nothing is owed, buffered or half-written: the conversation is in step."""
         return not self._groups and self._writing is None and not self._out
+
+    @property
+    def takes_more(self) -> bool:
+        """After a write: the run wants an item, or a streamed content is still being encoded
+        (:meth:`take_output` has more to give), before any reply needs reading."""
+        return self._writing is not None or self.want != Want.NOTHING
 
     @property
     def will_want(self) -> bool:
@@ -266,9 +273,14 @@ class ExpressRun:
         elif prepared.stream is None and len(prepared.data) <= WHOLE_CONTENT:
             data = prepared.data
             headers = prepared.headers
-            wire = encode_data(
-                headers + data if headers else data, canonical=prepared.canonical and not headers
-            )
+            last = self._last_wire
+            if headers:
+                wire = encode_data(headers + data)
+            elif last is not None and last[0] is data:
+                wire = last[1]  # the same content again (one message, many envelopes)
+            else:
+                wire = encode_data(data, canonical=prepared.canonical)
+                self._last_wire = (data, wire)
             self._out.append(wire)
             self._out_size += len(wire)
             group.kind = FINAL

@@ -210,7 +210,8 @@ def plan_envelope(
         plan_key = (key, env.sender, env.recipients)
         planned = cache.get(plan_key)
         if planned is not None:
-            return typing.cast("EnvelopePlan", planned[0])
+            found: EnvelopePlan = planned[0]  # type: ignore[assignment]  # (no cast() call: per message)
+            return found
     hit = cache.get(key) if cache is not None else None
     if hit is None:
         mparams = mail_parameters(_mail_options(prepared, caps, base, opts), caps)

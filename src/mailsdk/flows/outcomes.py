@@ -39,6 +39,10 @@ class DeliveryStatus(enum.Enum):
     FAILED = "failed"
     UNKNOWN = "unknown"
 
+    # Members are singletons compared by identity: hash them by identity too, in C. (Enum's own
+    # __hash__ hashes the name in Python, and a batch counts every outcome by its status.)
+    __hash__ = object.__hash__
+
     @property
     def delivered(self) -> bool:
         """True when the server confirmed the message for at least one recipient."""

@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import AsyncRateLimiter, RateLimiter
 from mailsdk.batch.report import BatchReport, BatchTracker, Progress
-from mailsdk.batch.retry import RetryPolicy
+from mailsdk.batch.retry import RetryDecision, RetryPolicy
 from mailsdk.client import AsyncSession
 from mailsdk.errors import ConnectionLost, MailError
 from mailsdk.flows import DeliveryStatus, Outgoing, SendOutcome
@@ -41,6 +41,7 @@ from mailsdk.pool._work import (
     never_sent,
     out_of_step,
     outcome_of_error,
+    paced_now,
     recipient_count,
 )
 
@@ -52,6 +53,7 @@ __all__ = ["AsyncBatchRun"]
 T = typing.TypeVar("T")
 _INLINE_WAIT: typing.Final = 0.002
 _REFUSED: typing.Final = DeliveryStatus.REFUSED
+_ACCEPTED: typing.Final = DeliveryStatus.ACCEPTED
 _POLL: typing.Final = 0.25  # workers re-check the stop flag at least this often
 
 
@@ -178,11 +180,24 @@ class AsyncBatchRun:
 
     async def _record(self, work: Work, outcome: SendOutcome) -> None:
         """Record one try's outcome (see the blocking runner)."""
+        decision = self._book(work, outcome)
+        if decision is not None:
+            await self._follow_up(work, outcome, decision)
+
+    def _book(self, work: Work, outcome: SendOutcome) -> RetryDecision | None:
+        """:meth:`_record` without waiting: ``None`` (the usual case, no await per message)
+        unless :meth:`_follow_up` has something to do."""
         if work.index in self._final:  # abandoned at the shutdown already: keep that one
-            return
+            return None
         final, decision = self._sched.record(work, outcome, time.monotonic())
         if final is not None:
             self._emit(final, work.started)
+        limit = self._limit
+        regrow = outcome.status is _ACCEPTED and limit.limit < limit.ceiling
+        follow = self._waiting or decision.throttle > 0 or decision.throttled or regrow
+        return decision if follow else None
+
+    async def _follow_up(self, work: Work, outcome: SendOutcome, decision: RetryDecision) -> None:
         if self._waiting:  # a retry to take, a worker to admit, or the end to notice
             async with self._cond:
                 self._cond.notify_all()
@@ -267,18 +282,6 @@ class AsyncBatchRun:
                 finally:
                     self._waiting -= 1
         return None
-
-    def _pace_now(self, work: Work, limiter: RateLimiter) -> bool:
-        """Take the tokens from a blocking limiter without waiting: ``True`` when the send may
-        go now; otherwise the wait is noted on the work (``ready``) and ``False`` returned."""
-        wait = limiter.reserve(messages=1, recipients=recipient_count(work.send))
-        if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
-            wait = checked_wait(wait)
-        if wait <= 0:
-            return True
-        work.paced = True
-        work.ready = time.monotonic() + wait
-        return False
 
     async def _pace(self, work: Work, hold: float) -> bool:
         """Take the rate limit's tokens for ``work`` (see the blocking runner's ``_pace``)."""
@@ -436,7 +439,7 @@ class AsyncBatchRun:
                 if work is not None:
                     hand.holding = [work]
                     assert limiter is not None
-                    if not self._pace_now(work, limiter):
+                    if not paced_now(work, limiter):
                         carried.append(work)  # a rate wait: end this run, send it next
                         return
 
@@ -482,9 +485,12 @@ class AsyncBatchRun:
                     skipped.add(outcome.index)
                     await self._requeue(work)
                 else:
-                    await self._record(work, outcome)
+                    decision = self._book(work, outcome)
+                    if decision is not None:
+                        await self._follow_up(work, outcome, decision)
                 reported.add(outcome.index)
-                halt[0] = halt[0] or halts(outcome)
+                if outcome.status is not _ACCEPTED:
+                    halt[0] = halt[0] or halts(outcome)
         except MailError as exc:
             # send_many refuses up front (a closed session): nothing of the run was sent.
             # Raised later, it is a bug below, and the unreported items may have been sent.

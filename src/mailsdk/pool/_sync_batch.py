@@ -437,7 +437,8 @@ class BatchRun(Iterator[SendOutcome]):
                 else:
                     self._record(work, outcome)
                 reported.add(outcome.index)
-                halt[0] = halt[0] or halts(outcome)
+                if outcome.status is not DeliveryStatus.ACCEPTED:
+                    halt[0] = halt[0] or halts(outcome)
         except MailError as exc:
             # send_many refuses up front (a closed session): nothing of the run was sent.
             # Raised later, it is a bug below, and the unreported items may have been sent.

@@ -17,11 +17,13 @@ import itertools
 import math
 import os
 import random
+import time
 import typing
 from collections.abc import Callable, Iterable, Iterator
 
 import attrs
 
+from mailsdk.batch.limits import RateLimiter
 from mailsdk.batch.retry import RetryDecision, RetryPolicy, never_started, plan_retry
 from mailsdk.errors import (
     ConfigurationError,
@@ -45,10 +47,16 @@ __all__ = [
     "not_started",
     "out_of_step",
     "outcome_of_error",
+    "paced_now",
     "recipient_count",
     "renumbered",
     "throttling",
 ]
+
+
+_ACCEPTED: typing.Final = DeliveryStatus.ACCEPTED
+#: What ``plan_retry`` decides for an accepted message: final, no retry, no throttling.
+FINAL_DECISION: typing.Final = RetryDecision(False)
 
 
 def as_outgoing(item: object) -> Outgoing:
@@ -85,6 +93,20 @@ def recipient_count(item: Outgoing) -> int:
         fields = [str(v) for k in ("To", "Cc", "Bcc") for v in message.get_all(k, [])]
         return max(1, len(email.utils.getaddresses(fields)))
     return 1
+
+
+def paced_now(work: Work, limiter: RateLimiter) -> bool:
+    """Take the tokens for ``work`` from a limiter whose ``reserve()`` never waits: ``True``
+    when the send may go now; otherwise the wait is noted on the work (``ready``) and ``False``
+    returned (the connection is not held for it)."""
+    wait = limiter.reserve(messages=1, recipients=recipient_count(work.send))
+    if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
+        wait = checked_wait(wait)
+    if wait <= 0:
+        return True
+    work.paced = True
+    work.ready = time.monotonic() + wait
+    return False
 
 
 def outcome_of_error(index: int, error: MailError, *, unknown: bool = False) -> SendOutcome:
@@ -275,8 +297,9 @@ class Scheduler:
             return None
         self.read += 1
         self.outstanding += 1
-        item = as_outgoing(raw)
-        return Work(index, item, item, _replayable(item.message))
+        item = raw if type(raw) is Outgoing else as_outgoing(raw)  # the usual type tested first
+        message = item.message
+        return Work(index, item, item, type(message) is bytes or _replayable(message))
 
     def record(
         self, work: Work, outcome: SendOutcome, now: float
@@ -287,6 +310,14 @@ class Scheduler:
         for free without risking a loop) uses up one of the policy's attempts but is not
         counted in ``SendOutcome.attempts``: nothing of it reached the server.
         """
+        if outcome.status is _ACCEPTED and work.sends == 0:
+            # The usual case, a first try accepted whole: final at once (plan_retry would say
+            # so), with nothing of earlier tries to merge.
+            work.sends = 1
+            if work.started is None:
+                work.started = now
+            self.outstanding -= 1
+            return renumbered(outcome, work.index, work.item.key, 1), FINAL_DECISION
         started = not outcome.never_started
         if started:
             work.sends += 1

@@ -82,6 +82,9 @@ def _excerpt(line: bytes | bytearray) -> str:
     return f"{shown!r}{suffix}"
 
 
+_KNOWN_LIMIT: typing.Final = 64  # one-line replies remembered (bounded: see next_reply)
+
+
 class ReplyParser:
     """Assemble :class:`~mailsdk.protocol.reply.Reply` objects from received bytes.
 
@@ -111,6 +114,9 @@ class ReplyParser:
         self._lines: list[bytes] = []
         self._reply_bytes = 0
         self._enhanced_cache: dict[bytes, EnhancedStatus | None] = {}
+        #: One-line replies already parsed, by their line, for each value of parse_enhanced
+        #: (a Reply is immutable, so the same line gives the same object).
+        self._known: tuple[dict[bytes, Reply], dict[bytes, Reply]] = ({}, {})
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -135,6 +141,12 @@ class ReplyParser:
                 f"reply line longer than {self.limits.max_line_length} bytes: "
                 f"{_excerpt(self._buf[self._tail_start :])}"
             )
+
+    @property
+    def holds_bytes(self) -> bool:
+        """Some received byte is not yet returned as part of a reply (:attr:`buffered` is
+        not empty), told without copying them."""
+        return self._pos - self._reply_bytes < len(self._buf)
 
     @property
     def buffered(self) -> bytes:
@@ -176,17 +188,28 @@ class ReplyParser:
                 and nl + 1 - pos <= limits.max_reply_bytes
             ):
                 line = bytes(buf[pos:end])
+                known = self._known[self.parse_enhanced]
+                reply = known.get(line)
+                if reply is not None:  # a line seen before ("250 2.1.5 Ok" for every RCPT)
+                    del buf[: nl + 1]
+                    self._pos = 0
+                    self._tail_start -= nl + 1
+                    return reply
                 code = _CODES.get(line[:3])
                 if code is not None:
                     del buf[: nl + 1]
                     self._pos = 0
                     self._tail_start -= nl + 1
+                    if len(known) >= _KNOWN_LIMIT:  # queue ids make every final reply new
+                        known.clear()
                     text = line[4:]
                     # _enhanced, its cache hit inlined (servers repeat the same few texts).
                     cache = self._enhanced_cache
                     key = text[:10]
                     if key not in cache:
-                        return Reply(code, (text,), self._enhanced(code, text))
+                        reply = Reply(code, (text,), self._enhanced(code, text))
+                        known[line] = reply
+                        return reply
                     enhanced = cache[key]
                     if (
                         enhanced is not None
@@ -194,7 +217,9 @@ class ReplyParser:
                         and enhanced.klass != code // 100
                     ):
                         enhanced = None
-                    return Reply(code, (text,), enhanced)
+                    reply = Reply(code, (text,), enhanced)
+                    known[line] = reply
+                    return reply
         while True:
             # _tail_start is just past the last LF buffered: no complete line unless _pos is before.
             nl = buf.find(b"\n", self._pos) if self._pos < self._tail_start else -1
@@ -283,6 +308,8 @@ def unsolicited_reply(parser: ReplyParser) -> RemoteProtocolError | None:
     """The error for reply bytes buffered while no command is owed (they arrived before the
     command about to be written, so cannot answer it), or ``None``: nothing is buffered, or only
     the start of a 421, which RFC 5321 §3.8 lets a server send ahead of the next command."""
+    if not parser.holds_bytes:  # the usual case (checked per message): no copy made
+        return None
     buffered = parser.buffered
     if buffered and not b"421".startswith(buffered[:3]):
         return RemoteProtocolError(
