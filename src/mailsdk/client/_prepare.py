@@ -32,6 +32,7 @@ from mailsdk.errors import InvalidInputError
 from mailsdk.flows import Envelope, PreparedMessage, prepare_message, prepare_raw
 from mailsdk.flows.headers import check_header_block, header_line
 from mailsdk.protocol.address import needs_smtputf8
+from mailsdk.telemetry.base import NoopSessionObserver, NoopTransactionObserver
 
 if typing.TYPE_CHECKING:
     from mailsdk.telemetry import SessionObserver, TransactionObserver
@@ -41,6 +42,9 @@ __all__ = ["Step", "prepare"]
 #: A preparation step after the trace headers (DKIM signing joins here): it returns the message
 #: with any header it adds in front (``PreparedMessage.with_headers``).
 Step: typing.TypeAlias = Callable[[PreparedMessage], PreparedMessage]
+
+
+_SILENT: typing.Final = NoopTransactionObserver()  # the span of a message when telemetry is off
 
 
 def _content(
@@ -130,6 +134,8 @@ def prepare(
         if address is not None and type(address) is not str and not isinstance(address, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"envelope addresses are str, not {type(address).__name__}")
     prepared = _content(message, sender, recipients)
+    if not steps and type(observer) is NoopSessionObserver:
+        return prepared, _SILENT  # telemetry off, no signing: nothing more to do
     env = prepared.envelope
     tx = observer.transaction(
         sender=env.sender, recipients=env.recipients, size=prepared.declared_size

@@ -122,6 +122,8 @@ class PreparedMessage:
     def size(self) -> int:
         """The content size in bytes: the declared size, or for a stream of unknown size the
         bytes read so far (all of them once it was sent)."""
+        if self.stream is None:  # in memory (declared_size's own case, without the call)
+            return len(self.headers) + len(self.data)
         declared = self.declared_size
         if declared is not None:
             return declared

@@ -226,14 +226,15 @@ class ExpressRun:
         group.plan = plan
         groups.append(group)  # tracked before the check: a failure leaves it FAILED
         self.want = Want.NOTHING
-        if check:
+        if check and self._parser.holds_bytes:
             self._check_in_step()
         wire = plan.wire
         self._out.append(wire)
         self._out_size += len(wire)
 
     def _check_in_step(self) -> None:
-        """Nothing is owed: refuse reply bytes buffered now (``unsolicited_reply``)."""
+        """Nothing is owed: refuse reply bytes buffered now (``unsolicited_reply``; callers
+        test ``holds_bytes`` first, as it does, to spare the call per message)."""
         error = unsolicited_reply(self._parser)
         if error is not None:
             raise error
@@ -263,7 +264,7 @@ class ExpressRun:
         assert plan is not None
         group.kind = CONTENT  # tracked before the check: a failure leaves it FAILED
         self._groups.append(group)
-        if len(self._groups) == 1:
+        if len(self._groups) == 1 and self._parser.holds_bytes:
             self._check_in_step()
         if plan.use_bdat:
             group.count = 0
@@ -342,7 +343,7 @@ class ExpressRun:
         service.verb = verb
         service.outcome = outcome  # tracked before the check: a failure still reports it
         self._groups.append(service)
-        if len(self._groups) == 1:
+        if len(self._groups) == 1 and self._parser.holds_bytes:
             self._check_in_step()
         self._out.append(wire)
         self._out_size += len(wire)

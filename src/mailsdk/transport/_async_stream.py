@@ -166,12 +166,13 @@ class AsyncSocketStream:
                 or the stream was already closed.
             LocalProtocolError: the stream was replaced by :meth:`start_tls`.
         """
-        transport = self._require_open()
+        transport = self._transport or self._require_open()  # (no call when open: per message)
         protocol = self._protocol
         if timeout is not None and not timeout > 0:
             with map_errors(Operation.WRITE, self._target):
                 refuse_spent(timeout)  # nothing written yet: the stream stays usable
-        stall = _check_stall(stall)
+        if stall is not None and not 0.0 < stall < math.inf:  # the usual finite one: no call
+            stall = _check_stall(stall)
         try:
             # A transport that is closing would drop the bytes silently (asyncio only logs).
             if not (protocol.lost or transport.is_closing()):
@@ -241,7 +242,8 @@ class AsyncSocketStream:
         """
         if max_bytes < 1:
             raise InvalidInputError("max_bytes must be at least 1")
-        self._require_open()
+        if self._transport is None:
+            self._require_open()
         protocol = self._protocol
         if timeout is not None and not timeout > 0:
             with map_errors(Operation.READ, self._target):
@@ -253,7 +255,8 @@ class AsyncSocketStream:
                 while not protocol.buffer and not protocol.eof:
                     if not await protocol.wait(deadline):
                         raise self._timed_out(Operation.READ, "nothing arrived in time")
-                    self._require_open()  # closed by another task meanwhile
+                    if self._transport is None:  # closed by another task meanwhile
+                        self._require_open()
             if not protocol.buffer:
                 if protocol.error is not None:
                     self._abort()
