@@ -4,7 +4,8 @@ Run from the repository root with the project's venv::
 
     .venv/bin/python -m benchmarks.cpu_per_message MODES [COUNT] [--prof [SORT [LIMIT]]]
 
-``MODES`` is a comma-separated list of ``send_many``, ``sendmail``, ``smtplib`` (blocking),
+``MODES`` is a comma-separated list of ``send_many``, ``send_many_distinct`` (a new bytes
+object per message, as in a mail merge), ``sendmail``, ``smtplib`` (blocking),
 ``send_many_async``, ``sendmail_async``, ``aiosmtplib``, ``raw`` (the pipelining reference
 client), ``pool_async`` and ``aiosmtplib8`` (eight connections). Without ``--prof`` every mode
 runs five times, interleaved (so that load on a shared machine hits every mode alike), and the
@@ -31,7 +32,7 @@ from benchmarks.delivery.rawclient import RawSession
 from benchmarks.delivery.servers import SmtpSink
 from benchmarks.delivery.workload import HELO, SENDER, message, recipients
 
-BLOCKING = ("send_many", "sendmail", "smtplib")
+BLOCKING = ("send_many", "send_many_distinct", "sendmail", "smtplib")
 
 
 def _builder(port: int) -> mailsdk.ClientBuilder:
@@ -51,8 +52,16 @@ def _blocking(mode: str, port: int, count: int, msg: bytes, rcpts: Sequence[str]
         return spent
     session = _builder(port).build().connect()
     started = time.process_time()
-    if mode == "send_many":
-        items = (mailsdk.Outgoing(msg, sender=SENDER, recipients=rcpts) for _ in range(count))
+    if mode in ("send_many", "send_many_distinct"):
+        # send_many_distinct: a new bytes object per message (a mail merge), so nothing of the
+        # content is reused from the message before (send_many: one message, many envelopes).
+        distinct = mode == "send_many_distinct"
+        items = (
+            mailsdk.Outgoing(
+                msg[:-1] + msg[-1:] if distinct else msg, sender=SENDER, recipients=rcpts
+            )
+            for _ in range(count)
+        )
         ok = sum(o.status is mailsdk.DeliveryStatus.ACCEPTED for o in session.send_many(items))
         assert ok == count, ok
     else:
