@@ -137,7 +137,7 @@ async def _write(driver: AsyncDriver, lane_clock: LaneClock, block: bytes) -> No
         await stream.send_all(block, timeouts.for_write(len(block)), stall=timeouts.command)
     except errors.WriteTimeout as exc:
         raise lane_clock.write_timed_out(exc) from exc
-    lane_clock.wrote()
+    lane_clock.waiting = False  # the reply deadline starts at the next wait
 
 
 async def send_one(driver: AsyncDriver, lane: ExpressRun, item: Delivery) -> SendOutcome:

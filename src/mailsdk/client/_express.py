@@ -126,12 +126,13 @@ class LaneClock:
         self.timeouts = timeouts
         self._clock = clock
         self._deadline: float | None = None
-        self._waiting = False
+        #: A deadline runs for the reply awaited; the runner clears it after every write (the
+        #: deadline starts at the next wait).
+        self.waiting = False
         self._phase = Phase.COMMAND
-
-    def wrote(self) -> None:
-        """A block was written: the deadline starts at the next wait."""
-        self._waiting = False
+        # The two phases an express run waits in (ExpressRun.phase), looked up once.
+        self._command_limit = timeouts.for_phase(Phase.COMMAND)
+        self._data_limit = timeouts.for_phase(Phase.DATA)
 
     def remaining(self) -> float | None:
         """Seconds left for the reply awaited now.
@@ -140,15 +141,15 @@ class LaneClock:
             ReadTimeout: the deadline has passed.
         """
         lane = self._lane
-        if lane.progressed or not self._waiting:
+        if lane.progressed or not self.waiting:
             lane.progressed = False
             phase = lane.phase
             if phase is None:
                 raise LocalProtocolError("the express run waits for a reply that is not owed")
             self._phase = phase
-            limit = self.timeouts.for_phase(self._phase)
+            limit = self._data_limit if phase is Phase.DATA else self._command_limit
             self._deadline = None if limit is None else self._clock() + limit
-            self._waiting = True
+            self.waiting = True
             if limit is None or limit > 0:
                 return limit
             raise self.read_timed_out()

@@ -109,7 +109,7 @@ def _write(driver: SyncDriver, lane_clock: LaneClock, block: bytes) -> None:
         stream.send_all(block, timeouts.for_write(len(block)), stall=timeouts.command)
     except errors.WriteTimeout as exc:
         raise lane_clock.write_timed_out(exc) from exc
-    lane_clock.wrote()
+    lane_clock.waiting = False  # the reply deadline starts at the next wait
 
 
 def send_one(driver: SyncDriver, lane: ExpressRun, item: Delivery) -> SendOutcome:
