@@ -359,30 +359,36 @@ class ProcessBatchRun(Iterator[SendOutcome]):
 
     def _settle(
         self, worker: _Worker, pairs: list[tuple[SendOutcome, float]]
-    ) -> list[tuple[SendOutcome, Progress]]:
-        """Put outcomes into the report, then release their items from ``worker``.
+    ) -> list[tuple[SendOutcome, Progress | None]]:
+        """Put outcomes into the report, then release their items from ``worker``; each with
+        its progress snapshot when someone watches (``on_progress``), else ``None``.
 
         In that order, so that a Ctrl-C between any two steps loses nothing: an outcome not
         yet recorded is still outstanding (the stop reports it UNKNOWN), and one recorded but
         still outstanding is not reported twice (``_recorded``).
         """
-        recorded: list[tuple[SendOutcome, Progress]] = []
+        recorded: list[tuple[SendOutcome, Progress | None]] = []
+        watched = self._on_progress is not None
         for outcome, latency in pairs:
             if outcome.index in self._recorded:
                 continue
             self._recorded.add(outcome.index)
-            recorded.append((outcome, self._tracker.finished(outcome, latency)))
+            if watched:
+                recorded.append((outcome, self._tracker.finished(outcome, latency)))
+            else:  # no snapshot per outcome that nobody reads
+                self._tracker.add(outcome, latency)
+                recorded.append((outcome, None))
         worker.outstanding.difference_update(outcome.index for outcome, _ in pairs)
         return recorded
 
-    def _poll(self, timeout: float | None) -> list[tuple[SendOutcome, Progress]]:
+    def _poll(self, timeout: float | None) -> list[tuple[SendOutcome, Progress | None]]:
         """Wait for worker messages (or deaths); return the outcomes they brought, recorded."""
         live = [w for w in self._workers if not w.finished]
         if not live:
             return []
         waitables: list[typing.Any] = [w.pipe for w in live] + [w.process.sentinel for w in live]
         ready = multiprocessing.connection.wait(waitables, timeout)
-        found: list[tuple[SendOutcome, Progress]] = []
+        found: list[tuple[SendOutcome, Progress | None]] = []
         for worker in live:
             if worker.pipe in ready:
                 found += self._settle(worker, self._handle(worker))
@@ -403,7 +409,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 ready = self._poll(None)
                 if self._on_progress is not None:
                     for _, progress in ready:
-                        self._on_progress(progress)
+                        if progress is not None:
+                            self._on_progress(progress)
                 if self._close_requested:
                     return  # close() from on_progress: these outcomes are in the report
                 for outcome, _ in ready:
