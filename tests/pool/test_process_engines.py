@@ -23,7 +23,7 @@ from tests._support.modes import plain_builder
 
 from mailsdk import Client, DeliveryStatus, Outgoing, SendOutcome
 from mailsdk.auth import StaticTokenProvider
-from mailsdk.batch import LocalConnectionLimiter, TokenBucket
+from mailsdk.batch import LocalConnectionLimiter, RetryPolicy, TokenBucket
 from mailsdk.config import AuthSettings, Endpoint
 from mailsdk.pool import Pool, ProcessBatchRun
 from mailsdk.pool._async_worker import threads_needed
@@ -159,3 +159,28 @@ def test_a_slow_input_starves_the_asyncio_workers_without_losing_or_repeating_an
     assert engines() == ["asyncio", "asyncio"]
     assert all(o.status is DeliveryStatus.ACCEPTED for o in seen.values())
     assert all(server.handler.kept[i] == 1 for i in range(40))
+
+
+def test_an_lmtp_pool_runs_lmtp_in_the_asyncio_workers(
+    smtpd_factory: Callable[..., typing.Any], engines: Callable[[], list[str]]
+) -> None:
+    # An LMTPClient's configuration says LMTP, so the workers' AsyncClient speaks it too: one
+    # reply per recipient after the data, and only the recipient that failed is retried.
+    server = smtpd_factory(lmtp=True, lmtp_fail=["full@x.test"])
+    client = plain_builder(server.host, server.port).with_lmtp().build()
+    items = [
+        Outgoing(f"Subject: l{i}\r\n\r\nx\r\n".encode(), sender="s@x.test",
+                 recipients=(f"ok{i}@x.test", "full@x.test"))
+        for i in range(6)
+    ]  # fmt: skip
+    retry = RetryPolicy(attempts=2, backoff=0.01, jitter=0.0)
+    with client.pool(max_connections=2) as pool:
+        seen = one_each(list(pool.send_batch(items, processes=2, retry=retry)), 6)
+    assert engines() == ["asyncio", "asyncio"]
+    for i, outcome in seen.items():
+        assert outcome.status is DeliveryStatus.PARTIAL and outcome.attempts == 2
+        assert outcome.result is not None and outcome.result.accepted == (f"ok{i}@x.test",)
+    delivered = sorted(
+        r for m in server.recorder.messages for r in m.rcpt_tos if r != "full@x.test"
+    )
+    assert delivered == sorted(f"ok{i}@x.test" for i in range(6))  # each once
