@@ -143,7 +143,8 @@ def test_a_killed_worker_leaves_unknown_outcomes_and_nothing_is_resent(
     assert sorted(seen) == list(range(len(seen)))  # handed out in order: no gap
     assert all(server.handler.kept[i] == 1 for i in accepted)  # confirmed means the server has it
     assert all(n <= 1 for n in server.handler.kept_rcpt.values())  # and nothing twice
-    assert engines() == [engine, engine]
+    # (a worker killed on a busy machine before it started sending noted no engine)
+    assert engines() and set(engines()) == {engine}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
