@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable, Iterator
 
 import pytest
+from tests._support.engines import ENGINES, builder_for
 from tests._support.faulty_smtpd import FaultyServer, recipients_for
 from tests._support.modes import plain_builder
 
@@ -104,12 +105,13 @@ def test_an_item_that_cannot_cross_to_a_process_fails_alone(
     assert all(seen[i].status is DeliveryStatus.ACCEPTED for i in range(20) if i != 5)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_killed_worker_leaves_unknown_outcomes_and_nothing_is_resent(
-    faulty: Callable[..., FaultyServer],
+    faulty: Callable[..., FaultyServer], engines: Callable[[], list[str]], engine: str
 ) -> None:
     # message 40 is received and never answered: a worker is mid-send when it is killed
     server = faulty({40: "silent"}, silent_for=30.0)
-    client = plain_builder(server.host, server.port).with_timeouts(30.0).build()
+    client = builder_for(engine, server.host, server.port).with_timeouts(30.0).build()
     with client.pool(max_connections=2) as pool:
         run = pool.send_batch([item(i) for i in range(2000)], processes=2)
         assert isinstance(run, ProcessBatchRun)
@@ -141,13 +143,16 @@ def test_a_killed_worker_leaves_unknown_outcomes_and_nothing_is_resent(
     assert sorted(seen) == list(range(len(seen)))  # handed out in order: no gap
     assert all(server.handler.kept[i] == 1 for i in accepted)  # confirmed means the server has it
     assert all(n <= 1 for n in server.handler.kept_rcpt.values())  # and nothing twice
+    # (a worker killed on a busy machine before it started sending noted no engine)
+    assert engines() and set(engines()) == {engine}
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_closing_early_stops_handing_out_work_and_accounts_for_every_item_read(
-    faulty: Callable[..., FaultyServer],
+    faulty: Callable[..., FaultyServer], engines: Callable[[], list[str]], engine: str
 ) -> None:
     server = faulty()
-    client = plain_builder(server.host, server.port).build()
+    client = builder_for(engine, server.host, server.port).build()
     with client.pool(max_connections=2) as pool:
         with pool.send_batch([item(i) for i in range(5000)], processes=2) as run:
             first = [next(run) for _ in range(10)]
@@ -167,6 +172,8 @@ def test_closing_early_stops_handing_out_work_and_accounts_for_every_item_read(
     assert sum(server.handler.kept.values()) == sum(
         1 for o in report.outcomes if o.status is DeliveryStatus.ACCEPTED
     )
+    assert all(n <= 1 for n in server.handler.kept.values())  # nothing twice
+    assert engines() == [engine, engine]
 
 
 def test_the_rate_limit_is_divided_between_the_processes(
@@ -494,8 +501,9 @@ def _running(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_server_throttling_pauses_every_worker_not_only_the_one_that_saw_it(
-    faulty: Callable[..., FaultyServer],
+    faulty: Callable[..., FaultyServer], engines: Callable[[], list[str]], engine: str
 ) -> None:
     # One process pauses its whole pool on a 421 4.7.0; over processes, the worker that got it
     # must not be the only one: the server asked the sender, not one connection, to slow down.
@@ -516,7 +524,7 @@ def test_server_throttling_pauses_every_worker_not_only_the_one_that_saw_it(
         return fault
 
     handler._keep, handler._begin = timed_keep, timed_begin  # type: ignore[method-assign]
-    client = plain_builder(server.host, server.port).build()
+    client = builder_for(engine, server.host, server.port).build()
     retry = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=2.0)
     with client.pool(max_connections=2) as pool:
         outcomes = list(pool.send_batch([item(i) for i in range(3000)], processes=2, retry=retry))
@@ -528,6 +536,7 @@ def test_server_throttling_pauses_every_worker_not_only_the_one_that_saw_it(
     start, end = throttled_at[0] + 0.4, throttled_at[0] + 1.6
     during = sorted(i for i, at in kept_at.items() if start < at < end)
     assert during == [], during
+    assert engines() == [engine, engine]
 
 
 def test_an_outcome_reaches_the_parent_although_its_worker_yields_nothing_after_it(

@@ -5,8 +5,12 @@ worker side is :mod:`mailsdk.pool._process_worker`.
 
 Why processes: one CPython process sends at most about one message per "client CPU per
 message" (the interpreter lock serialises every connection of a pool), so a high-volume sender
-on a many-core host leaves cores idle. Here each worker process runs an ordinary pool and batch
-(its share of the connections and of the rate limit), and the parent only hands out work and
+on a many-core host leaves cores idle. Here each worker process runs a pool and batch (its
+share of the connections and of the rate limit): an :class:`~mailsdk.pool.AsyncPool` on an
+event loop of its own where the configuration allows, since one thread driving every
+connection spends far less CPU per message than a thread per connection contending for the
+interpreter lock, else an ordinary :class:`~mailsdk.pool.Pool` (see
+:func:`~mailsdk.pool._async_worker.threads_needed`). The parent only hands out work and
 collects outcomes, so it stays off the hot path:
 
 * Work is handed out in chunks, on demand (a worker asks when its buffer runs low), so the
@@ -47,6 +51,7 @@ from mailsdk.errors import (
     MailError,
 )
 from mailsdk.flows import DeliveryStatus, SendOutcome
+from mailsdk.pool._async_worker import threads_needed
 from mailsdk.pool._process_worker import WorkerPlan, indices_of, worker_main
 from mailsdk.pool._work import not_started
 
@@ -120,6 +125,10 @@ class ProcessBatchRun(Iterator[SendOutcome]):
     :class:`~mailsdk.batch.BatchReport`. Use it in a ``with`` block (or call :meth:`close`) if
     you may stop early: closing stops handing out work and waits for the workers to finish
     what they have started.
+
+    :attr:`engine` says how the workers send: ``"asyncio"`` (an asyncio pool on one thread)
+    or ``"threads"`` (a blocking pool, a thread per connection), and :attr:`threads_because`
+    why, for the latter.
     """
 
     def __init__(
@@ -141,8 +150,11 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         parts = min(processes, pool.limits.max_connections)
         if isinstance(cap, LocalConnectionLimiter):
             parts = min(parts, cap.limit)  # every worker needs at least one connection
+        #: why the workers run the threaded engine, ``None`` when they run the asyncio one
+        self.threads_because = threads_needed(pool, rate)
+        on_loop = self.threads_because is None
         self._plans = [
-            WorkerPlan(connections, share, retry, cap_share)
+            WorkerPlan(connections, share, retry, cap_share, on_loop)
             for connections, share, cap_share in zip(
                 divide(pool.limits.max_connections, parts),
                 _rate_shares(rate, parts),
@@ -171,6 +183,11 @@ class ProcessBatchRun(Iterator[SendOutcome]):
     def report(self) -> BatchReport:
         """The :class:`~mailsdk.batch.BatchReport` of what finished so far."""
         return self._tracker.report()
+
+    @property
+    def engine(self) -> typing.Literal["asyncio", "threads"]:
+        """How each worker sends: ``"asyncio"`` or ``"threads"`` (see the class docstring)."""
+        return "threads" if self.threads_because is not None else "asyncio"
 
     def __iter__(self) -> ProcessBatchRun:
         return self

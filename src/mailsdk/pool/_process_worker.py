@@ -1,8 +1,11 @@
 """The worker side of ``Pool.send_batch(items, processes=N)``: one forked process's feed and
 batch (the parent side is :mod:`mailsdk.pool._process_batch`).
 
-Layer: L5c (pool, private). Each worker runs an ordinary :class:`~mailsdk.pool.Pool` and batch
-over the items its parent hands out, and sends the outcomes back in batches.
+Layer: L5c (pool, private). Each worker runs a pool and batch over the items its parent hands
+out, and sends the outcomes back in batches. The pool and batch are an
+:class:`~mailsdk.pool.AsyncPool` on an event loop of the worker's own where the configuration
+allows (:mod:`mailsdk.pool._async_worker`), else an ordinary :class:`~mailsdk.pool.Pool` (one
+thread per connection); the feed, the outbox and the penalties here serve both.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import attrs
 
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import ConnectionLimiter, RateLimiter
+from mailsdk.batch.report import BatchReport
 from mailsdk.batch.retry import RetryPolicy
 from mailsdk.flows import SendOutcome
+from mailsdk.pool._work import renumbered
 
 if typing.TYPE_CHECKING:
     from mailsdk.pool.sync_pool import Pool
@@ -32,6 +37,7 @@ __all__ = ["WorkerPlan", "indices_of", "worker_main"]
 _LOW_WATER: typing.Final = 32  # a worker asks for more when fewer items than this are buffered
 _FLUSH_SIZE: typing.Final = 128  # outcomes per batch sent to the parent...
 _FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever comes first
+_WAIT_SLICE: typing.Final = 1.0  # the feed re-checks its state at least this often (see __iter__)
 
 # Messages on a worker's pipe (tuples, pickled by multiprocessing.connection.Connection):
 #   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
@@ -43,14 +49,23 @@ _FLUSH_EVERY: typing.Final = 0.05  # ...or after this many seconds, whichever co
 #                     | ("stop",) | ("penalty", seconds) (another worker's)
 
 
+class _Reporting(typing.Protocol):
+    """A running batch, either engine's: what it finished so far."""
+
+    @property
+    def report(self) -> BatchReport: ...
+
+
 @attrs.frozen
 class WorkerPlan:
-    """What one worker gets: its connections, its share of the rate and of the cap."""
+    """What one worker gets: its connections, its share of the rate and of the cap, and its
+    engine (``on_loop``: the asyncio one; see :func:`mailsdk.pool._async_worker.threads_needed`)."""
 
     connections: int
     rate: RateLimiter | None
     retry: RetryPolicy | None
     cap: ConnectionLimiter | None
+    on_loop: bool = False
 
 
 class _Feed:
@@ -151,7 +166,24 @@ class _Feed:
                 elif self._ended:
                     return
                 elif self._asked:
-                    self._cond.wait()
+                    # Nothing buffered, more asked for: wait for the parent's answer. With the
+                    # asyncio engine this call comes from the event loop (the batch's scheduler
+                    # pulls the input with next()), so the wait holds every connection of this
+                    # worker, and must stay rare and short. Rare: the feed asks when fewer
+                    # than _LOW_WATER items are left, so the answer (a pipe round trip, well
+                    # under a millisecond) has the sending of those items to arrive in
+                    # (several milliseconds even at ~10k messages/s); on loopback against
+                    # smtp-sink a worker waited 2-9 times in a run of 10,000 messages.
+                    # Longer waits need a parent that waits itself: for a slow input
+                    # generator (which holds an in-process asyncio batch just the same), or for
+                    # a consumer that stopped iterating (the parent answers while iterated; the
+                    # threaded engine stalls then too, once the outcomes fill the pipe). Never
+                    # for ever: an answer, a "stop" or the pipe's end-of-file (the parent
+                    # died) wakes it, and a lost wake-up is re-checked every _WAIT_SLICE. Not
+                    # a "nothing yet" item instead: the scheduler reads an input as items or
+                    # its end, and teaching it a third answer would change every batch for
+                    # this one.
+                    self._cond.wait(_WAIT_SLICE)
                     continue
                 ask = len(self._buffer) < _LOW_WATER and not (
                     self._asked or self._ended or self._error
@@ -185,12 +217,42 @@ def worker_main(
     # orphans would wait for work forever.
     for end in parent_ends:
         end.close()
-    from mailsdk.pool.sync_pool import Pool
-
     lock = threading.Lock()
     # Without a rate, a batch still keeps its penalties in an unlimited bucket (as one process).
     rate = _SharedPenalties(plan.rate or TokenBucket(), pipe, lock)
     feed = _Feed(pipe, lock, source, rate.share)
+    outbox = _Outbox(pipe, lock)
+    forwarder = _Forwarder(feed, outbox)
+    try:
+        if plan.on_loop:
+            from mailsdk.pool._async_worker import send_on_loop
+
+            send_on_loop(
+                pool,
+                connections=plan.connections,
+                cap=plan.cap,
+                items=feed,
+                rate=rate,
+                retry=plan.retry,
+                forwarder=forwarder,
+            )
+        else:
+            _send_in_threads(pool, plan, feed, rate, forwarder)
+        outbox.close_with(("done", feed.unread()))
+    except BaseException as exc:  # reported, then the parent settles the unreported items
+        with contextlib.suppress(Exception):
+            forwarder.forward_the_rest()
+            unread, text = feed.unread(), f"{type(exc).__name__}: {exc}"
+            outbox.close_with(("crash", text, _portable(exc), unread))
+        raise
+
+
+def _send_in_threads(
+    pool: Pool, plan: WorkerPlan, feed: _Feed, rate: _SharedPenalties, forwarder: _Forwarder
+) -> None:
+    """The threaded engine: an ordinary pool and batch, one thread per connection."""
+    from mailsdk.pool.sync_pool import Pool
+
     mine = Pool(
         pool.client,
         max_connections=plan.connections,
@@ -201,27 +263,39 @@ def worker_main(
         checkout_timeout=pool.limits.checkout_timeout,
         connection_limiter=plan.cap,
     )
-    outbox = _Outbox(pipe, lock)
-    yielded = 0  # outcomes the batch yielded (the first ones of its report, in that order)
-    run = None
-    try:
-        with mine, mine.send_batch(feed, rate=rate, retry=plan.retry) as run:
-            for outcome in run:
-                yielded += 1
-                outbox.put(_global(outcome, feed, time.monotonic()))
-        outbox.close_with(("done", feed.unread()))
-    except BaseException as exc:  # reported, then the parent settles the unreported items
-        # A batch that raises (wrong credentials, an unreadable input item) has still given
-        # every item it read a final outcome, in its report rather than yielded: forward
-        # those, or the parent would have to call them UNKNOWN although they were never sent.
-        with contextlib.suppress(Exception):
-            if run is not None:
-                now = time.monotonic()
-                for late in run.report.outcomes[yielded:]:
-                    outbox.put(_global(late, feed, now))
-            unread, text = feed.unread(), f"{type(exc).__name__}: {exc}"
-            outbox.close_with(("crash", text, _portable(exc), unread))
-        raise
+    with mine, mine.send_batch(feed, rate=rate, retry=plan.retry) as run:
+        forwarder.started(run)
+        for outcome in run:
+            forwarder.forward(outcome)
+
+
+class _Forwarder:
+    """Takes an engine's outcomes to the outbox, with their global index and latency, and
+    counts them: a crash forwards the rest of the batch's report (see ``forward_the_rest``)."""
+
+    def __init__(self, feed: _Feed, outbox: _Outbox) -> None:
+        self._feed = feed
+        self._outbox = outbox
+        self._run: _Reporting | None = None
+        self._yielded = 0  # outcomes the batch yielded (the first ones of its report, in order)
+
+    def started(self, run: _Reporting) -> None:
+        self._run = run
+
+    def forward(self, outcome: SendOutcome) -> None:
+        self._yielded += 1
+        self._outbox.put(_global(outcome, self._feed, time.monotonic()))
+
+    def forward_the_rest(self) -> None:
+        """A batch that raises (wrong credentials, an unreadable input item) has still given
+        every item it read a final outcome, in its report rather than yielded: forward those,
+        or the parent would have to call them UNKNOWN although they were never sent."""
+        if self._run is None:
+            return
+        report: BatchReport = self._run.report
+        now = time.monotonic()
+        for late in report.outcomes[self._yielded :]:
+            self._outbox.put(_global(late, self._feed, now))
 
 
 class _Outbox:
@@ -282,7 +356,9 @@ class _SharedPenalties:
 def _global(outcome: SendOutcome, feed: _Feed, now: float) -> tuple[SendOutcome, float]:
     """A worker's outcome with its index in the whole input, and its latency."""
     local = outcome.index
-    return attrs.evolve(outcome, index=feed.indices[local]), now - feed.read_at[local]
+    # renumbered(), not attrs.evolve(): evolve introspects the class on every call (per message)
+    index, latency = feed.indices[local], now - feed.read_at[local]
+    return renumbered(outcome, index, outcome.key, outcome.attempts), latency
 
 
 def _portable(exc: BaseException) -> BaseException | None:
