@@ -120,3 +120,15 @@ def test_a_raw_message_refused_once_is_refused_every_time() -> None:
     for _ in range(2):  # a refusal is never remembered as a prepared message
         with pytest.raises(InvalidInputError):
             prepare_raw("a@x.example", ["b@x.example"], bad)
+
+
+def test_a_mutable_buffer_prepared_again_gets_its_new_content() -> None:
+    # Only an exact bytes object cannot change: a bytearray (or anything else that is not
+    # exactly bytes) given again after it changed must be prepared from what it holds now.
+    buffer = bytearray(b"Subject: one\n\nfirst body\n")
+    first = prepare_raw("a@x.example", ["b@x.example"], buffer)  # type: ignore[arg-type]
+    buffer[:] = b"Subject: two\n\nsecond body \xc3\xa9\n"
+    second = prepare_raw("a@x.example", ["b@x.example"], buffer)  # type: ignore[arg-type]
+    assert first.data == b"Subject: one\r\n\r\nfirst body\r\n"
+    assert second.data == b"Subject: two\r\n\r\nsecond body \xc3\xa9\r\n"
+    assert second.eight_bit

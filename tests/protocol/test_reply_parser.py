@@ -267,3 +267,20 @@ def test_holds_bytes_tells_whether_anything_is_buffered() -> None:
     parser.feed(b"0 ok\r\n")
     assert parser.next_reply() == Reply(250, (b"ok",))
     assert not parser.holds_bytes and parser.buffered == b""
+
+
+def test_long_lines_are_not_remembered_once_returned() -> None:
+    # The memory a parser keeps after its replies are returned stays small: a server that
+    # answers with long distinct lines (up to the line limit, which a caller may raise) must
+    # not have 64 of them kept, twice over (line and text), for the life of the connection.
+    limit = 1 << 16
+    parser = ReplyParser(ReplyLimits(max_line_length=limit, max_reply_bytes=2 * limit))
+    for enhanced in (False, True):
+        parser.parse_enhanced = enhanced
+        for n in range(64):
+            line = b"250 " + b"%02d" % n * (limit // 2 - 2)
+            parser.feed(line + b"\r\n")
+            assert parser.next_reply() == Reply(250, (line[4:],))
+    known = parser._known  # pyright: ignore[reportPrivateUsage]
+    kept = sum(len(line) for table in known for line in table)
+    assert kept <= 64 * 1024

@@ -319,7 +319,8 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
         check_raw_header_block(data)
         original = message if data != message else None
         eight_bit = _eight_bit(data)
-        if len(message) <= _REMEMBERED_RAW:
+        # Exact bytes only: a bytearray (or a subclass) given again may hold other content.
+        if type(message) is bytes and len(message) <= _REMEMBERED_RAW:
             _last_raw[0] = (message, data, eight_bit, original)
     # needs_smtputf8 for each address, without a generator (this runs for every message).
     smtputf8 = not sender.isascii() or not all(map(str.isascii, recipients))

@@ -439,7 +439,7 @@ class AsyncBatchRun:
                 if work is not None:
                     hand.holding = [work]
                     assert limiter is not None
-                    if not paced_now(work, limiter):
+                    if not paced_now(work, limiter, time.monotonic):
                         carried.append(work)  # a rate wait: end this run, send it next
                         return
 

@@ -17,7 +17,6 @@ import itertools
 import math
 import os
 import random
-import time
 import typing
 from collections.abc import Callable, Iterable, Iterator
 
@@ -95,17 +94,18 @@ def recipient_count(item: Outgoing) -> int:
     return 1
 
 
-def paced_now(work: Work, limiter: RateLimiter) -> bool:
+def paced_now(work: Work, limiter: RateLimiter, clock: Callable[[], float]) -> bool:
     """Take the tokens for ``work`` from a limiter whose ``reserve()`` never waits: ``True``
-    when the send may go now; otherwise the wait is noted on the work (``ready``) and ``False``
-    returned (the connection is not held for it)."""
+    when the send may go now; otherwise the wait is noted on the work (``ready``, by the
+    runner's ``clock``: this module reads no time) and ``False`` returned (the connection is
+    not held for it)."""
     wait = limiter.reserve(messages=1, recipients=recipient_count(work.send))
     if wait != 0:  # a custom limiter is caller code: anything but 0 is checked
         wait = checked_wait(wait)
     if wait <= 0:
         return True
     work.paced = True
-    work.ready = time.monotonic() + wait
+    work.ready = clock() + wait
     return False
 
 

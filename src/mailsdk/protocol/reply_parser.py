@@ -83,6 +83,9 @@ def _excerpt(line: bytes | bytearray) -> str:
 
 
 _KNOWN_LIMIT: typing.Final = 64  # one-line replies remembered (bounded: see next_reply)
+#: Only short lines are remembered (the repeated ones are: "250 2.1.5 Ok"), so what a parser
+#: keeps after returning its replies stays a few KiB, whatever the line limit.
+_KNOWN_LINE: typing.Final = 128
 
 
 class ReplyParser:
@@ -208,7 +211,8 @@ class ReplyParser:
                     key = text[:10]
                     if key not in cache:
                         reply = Reply(code, (text,), self._enhanced(code, text))
-                        known[line] = reply
+                        if len(line) <= _KNOWN_LINE:
+                            known[line] = reply
                         return reply
                     enhanced = cache[key]
                     if (
@@ -218,7 +222,8 @@ class ReplyParser:
                     ):
                         enhanced = None
                     reply = Reply(code, (text,), enhanced)
-                    known[line] = reply
+                    if len(line) <= _KNOWN_LINE:
+                        known[line] = reply
                     return reply
         while True:
             # _tail_start is just past the last LF buffered: no complete line unless _pos is before.
