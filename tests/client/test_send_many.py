@@ -69,6 +69,32 @@ async def test_many_messages_arrive_byte_exact_in_order(
         assert "PIPELINING" in " ".join(smtpd.recorder.replies)
 
 
+@pytest.mark.parametrize("server", ["pipelining", "chunking", "lock-step"])
+async def test_one_message_to_many_envelopes_and_others_between_arrive_as_given(
+    mode: Mode, smtpd_factory: Callable[..., SmtpdServer], server: str
+) -> None:
+    # The same bytes object for most items (its content is prepared once per run), with other
+    # messages between them, LF line ends and a leading dot: each envelope gets its own bytes.
+    shared = b"Subject: shared\n\n.dot first\nsame body\n"
+    other = [b"Subject: other %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(3)]
+    bodies = [shared, shared, other[0], shared, other[1], other[2], shared]
+    smtpd = smtpd_factory(pipelining=server != "lock-step", chunking=server == "chunking")
+    builder = plain_builder(smtpd.host, smtpd.port).with_chunking(server == "chunking")
+    items = [
+        Outgoing(body, sender="s@example.org", recipients=[f"r{i}@example.com"])
+        for i, body in enumerate(bodies)
+    ]
+    async with mode.session(builder) as s:
+        outcomes = await s.send_many_list(items)
+    assert [o.status for o in outcomes] == [A] * len(bodies)
+    canonical = b"Subject: shared\r\n\r\n.dot first\r\nsame body\r\n"
+    expected = [canonical if body is shared else body for body in bodies]
+    assert [m.content for m in smtpd.recorder.messages] == expected
+    assert [m.rcpt_tos for m in smtpd.recorder.messages] == [
+        [f"r{i}@example.com"] for i in range(len(bodies))
+    ]
+
+
 async def test_refusals_stay_with_their_message(
     mode: Mode, smtpd_factory: Callable[..., SmtpdServer]
 ) -> None:

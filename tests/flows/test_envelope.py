@@ -8,6 +8,7 @@ import pytest
 
 from mailsdk.errors import InvalidInputError
 from mailsdk.flows import prepare_message, prepare_raw
+from mailsdk.flows.envelope import RawMemo
 
 
 def message(**headers: str) -> EmailMessage:
@@ -97,8 +98,9 @@ def test_raw_messages_are_canonicalised() -> None:
 
 def test_the_same_raw_message_is_prepared_once_for_many_envelopes() -> None:
     message = b"Subject: s\nFrom: a@example.com\n\nline one\nline two\n"
-    first = prepare_raw("a@example.com", ["b@example.com"], message)
-    second = prepare_raw("c@example.com", ["d@example.com", "e@example.com"], message)
+    memo = RawMemo()
+    first = prepare_raw("a@example.com", ["b@example.com"], message, memo=memo)
+    second = prepare_raw("c@example.com", ["d@example.com", "e@example.com"], message, memo=memo)
     assert second.data is first.data  # canonicalised once, for the same bytes object
     assert second.data == b"Subject: s\r\nFrom: a@example.com\r\n\r\nline one\r\nline two\r\n"
     assert second.envelope.sender == "c@example.com"
@@ -109,26 +111,39 @@ def test_the_same_raw_message_is_prepared_once_for_many_envelopes() -> None:
 def test_an_equal_but_different_raw_message_is_prepared_on_its_own() -> None:
     # Remembered by identity only: equal bytes from elsewhere are canonicalised again, and a
     # different message after a remembered one never gets the remembered content.
-    one = prepare_raw("a@x.example", ["b@x.example"], b"Subject: one\n\nbody\n")
-    two = prepare_raw("a@x.example", ["b@x.example"], b"Subject: two\n\nbody\n")
+    memo = RawMemo()
+    one = prepare_raw("a@x.example", ["b@x.example"], b"Subject: one\n\nbody\n", memo=memo)
+    two = prepare_raw("a@x.example", ["b@x.example"], b"Subject: two\n\nbody\n", memo=memo)
     assert one.data == b"Subject: one\r\n\r\nbody\r\n"
     assert two.data == b"Subject: two\r\n\r\nbody\r\n"
 
 
 def test_a_raw_message_refused_once_is_refused_every_time() -> None:
     bad = b"Subject: x\x00y\r\n\r\nbody\r\n"  # a NUL in the headers
+    memo = RawMemo()
     for _ in range(2):  # a refusal is never remembered as a prepared message
         with pytest.raises(InvalidInputError):
-            prepare_raw("a@x.example", ["b@x.example"], bad)
+            prepare_raw("a@x.example", ["b@x.example"], bad, memo=memo)
+    assert memo.last is None
 
 
 def test_a_mutable_buffer_prepared_again_gets_its_new_content() -> None:
     # Only an exact bytes object cannot change: a bytearray (or anything else that is not
     # exactly bytes) given again after it changed must be prepared from what it holds now.
     buffer = bytearray(b"Subject: one\n\nfirst body\n")
-    first = prepare_raw("a@x.example", ["b@x.example"], buffer)  # type: ignore[arg-type]
+    memo = RawMemo()
+    first = prepare_raw("a@x.example", ["b@x.example"], buffer, memo=memo)  # type: ignore[arg-type]
     buffer[:] = b"Subject: two\n\nsecond body \xc3\xa9\n"
-    second = prepare_raw("a@x.example", ["b@x.example"], buffer)  # type: ignore[arg-type]
+    second = prepare_raw("a@x.example", ["b@x.example"], buffer, memo=memo)  # type: ignore[arg-type]
     assert first.data == b"Subject: one\r\n\r\nfirst body\r\n"
     assert second.data == b"Subject: two\r\n\r\nsecond body \xc3\xa9\r\n"
     assert second.eight_bit
+
+
+def test_without_a_memo_nothing_is_remembered_between_calls() -> None:
+    # A single message (send_message, sendmail) keeps nothing once it is prepared: the memo
+    # belongs to a send_many run and goes with it.
+    message = b"Subject: s\n\nbody\n"
+    first = prepare_raw("a@x.example", ["b@x.example"], message)
+    second = prepare_raw("a@x.example", ["b@x.example"], message)
+    assert first.data == second.data and first.data is not second.data

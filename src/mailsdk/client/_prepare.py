@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from mailsdk.client._sources import content_of
 from mailsdk.errors import InvalidInputError
 from mailsdk.flows import Envelope, PreparedMessage, prepare_message, prepare_raw
+from mailsdk.flows.envelope import RawMemo
 from mailsdk.flows.headers import check_header_block, header_line
 from mailsdk.protocol.address import needs_smtputf8
 from mailsdk.telemetry.base import NoopSessionObserver, NoopTransactionObserver
@@ -48,13 +49,16 @@ _SILENT: typing.Final = NoopTransactionObserver()  # the span of a message when 
 
 
 def _content(
-    message: object, sender: str | None, recipients: Sequence[str] | None
+    message: object,
+    sender: str | None,
+    recipients: Sequence[str] | None,
+    memo: RawMemo | None = None,
 ) -> PreparedMessage:
     """Steps 1 and 2: the content, read or flattened once, and the envelope."""
     if type(message) is bytes or type(message) is str:  # the common case, tested first
         if sender is None or recipients is None:
             raise InvalidInputError("a raw message needs an explicit sender and recipients")
-        return prepare_raw(sender, recipients, message)
+        return prepare_raw(sender, recipients, message, memo=memo)
     if isinstance(message, email.message.Message):
         msg = typing.cast("email.message.Message", message)  # str headers, whatever the policy
         return prepare_message(msg, sender=sender, recipients=recipients)
@@ -112,6 +116,8 @@ def prepare(
     sender: str | None,
     recipients: Sequence[str] | str | None,
     steps: Sequence[Step] = (),
+    *,
+    memo: RawMemo | None = None,
 ) -> tuple[PreparedMessage, TransactionObserver]:
     """Run the pipeline for one message and open its ``smtp.send`` span.
 
@@ -121,6 +127,7 @@ def prepare(
         sender: the envelope sender, or ``None`` to take it from the headers.
         recipients: the envelope recipients, or ``None`` to take them from the headers.
         steps: steps after the trace headers (signing), in order.
+        memo: a run's memory of the raw message it prepared last (``send_many``).
 
     Raises:
         InvalidInputError: no envelope could be derived, a raw or streamed message without
@@ -133,7 +140,7 @@ def prepare(
     for address in (sender, *(recipients or ())):  # a plain loop: this runs per message
         if address is not None and type(address) is not str and not isinstance(address, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"envelope addresses are str, not {type(address).__name__}")
-    prepared = _content(message, sender, recipients)
+    prepared = _content(message, sender, recipients, memo)
     if not steps and type(observer) is NoopSessionObserver:
         return prepared, _SILENT  # telemetry off, no signing: nothing more to do
     env = prepared.envelope

@@ -23,6 +23,7 @@ from mailsdk.flows import (
     SendResult,
     transaction,
 )
+from mailsdk.flows.envelope import RawMemo
 from mailsdk.flows.judge import ParameterCache
 from mailsdk.telemetry.base import NoopSessionObserver
 
@@ -40,15 +41,17 @@ def begin_send(
     sender: str | None,
     recipients: Sequence[str] | str | None,
     dkim: Sequence[DkimSigner] = (),
+    *,
+    memo: RawMemo | None = None,
 ) -> tuple[PreparedMessage, TransactionObserver]:
     """Prepare a message (the pipeline of ``_prepare.py``; DKIM, when configured, is its step
-    after the trace headers) and open its ``smtp.send`` span.
+    after the trace headers) and open its ``smtp.send`` span. ``memo``: a run's (``Feed``).
 
     Raises:
         InvalidInputError: see :func:`mailsdk.client._prepare.prepare`.
     """
     steps = (signing_step(dkim),) if dkim else ()
-    return prepare(observer, message, sender, recipients, steps)
+    return prepare(observer, message, sender, recipients, steps, memo=memo)
 
 
 def send_flow(
@@ -118,6 +121,7 @@ class Feed:
         self._items = items
         self._index = 0
         self._open: dict[int, TransactionObserver] = {}
+        self._memo = RawMemo()  # one message for many envelopes: its content prepared once
         #: What the caller's iterator raised: the input ends there, the messages already in
         #: flight still get their outcomes, then ``send_many`` raises it (``reraise``).
         self.failure: Exception | None = None
@@ -181,6 +185,7 @@ class Feed:
                 outgoing.sender,
                 outgoing.recipients,
                 self._config.dkim,
+                memo=self._memo,
             )
         except MailError as exc:
             return Delivery(index=index, key=key, error=exc)

@@ -42,6 +42,7 @@ __all__ = [
     "ContentStream",
     "Envelope",
     "PreparedMessage",
+    "RawMemo",
     "envelope_from_message",
     "prepare_message",
     "prepare_raw",
@@ -302,16 +303,38 @@ def _eight_bit(data: bytes) -> bool:
     return not data.isascii()
 
 
-def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) -> PreparedMessage:
+class RawMemo:
+    """The last raw message a run prepared, with what was found of it (:func:`prepare_raw`'s
+    ``memo``): a run that sends one message to many envelopes (a list, a newsletter) gives the
+    same ``bytes`` object again and again, and bytes cannot change, so its content is
+    canonicalised and checked once. Only by identity, never by value; only exact ``bytes`` (a
+    bytearray given again may hold other content) of at most 256 KiB. It lives as long as its
+    run (``send_many``), so no message is kept once the run is over.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[bytes, bytes, bool, bytes | None] | None = None
+
+
+def prepare_raw(
+    sender: str,
+    recipients: Sequence[str],
+    message: bytes | str,
+    *,
+    memo: RawMemo | None = None,
+) -> PreparedMessage:
     """Prepare a raw message (``sendmail``): ``str`` is encoded as UTF-8 when needed, and line
     endings are canonicalised to CRLF (unlike smtplib, bytes are canonicalised too).
 
     The caller decides on SMTPUTF8 for raw messages: it is flagged only when an envelope
-    address is non-ASCII.
+    address is non-ASCII. With a ``memo`` (:class:`RawMemo`), the same message prepared again
+    reuses the content found the last time.
     """
     if isinstance(message, str):
         message = message.encode("utf-8")
-    last = _last_raw[0]  # one read: another thread may replace it meanwhile
+    last = memo.last if memo is not None else None
     if last is not None and last[0] is message:
         _source, data, eight_bit, original = last
     else:
@@ -319,9 +342,8 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
         check_raw_header_block(data)
         original = message if data != message else None
         eight_bit = _eight_bit(data)
-        # Exact bytes only: a bytearray (or a subclass) given again may hold other content.
-        if type(message) is bytes and len(message) <= _REMEMBERED_RAW:
-            _last_raw[0] = (message, data, eight_bit, original)
+        if memo is not None and type(message) is bytes and len(message) <= _REMEMBERED_RAW:
+            memo.last = (message, data, eight_bit, original)
     # needs_smtputf8 for each address, without a generator (this runs for every message).
     smtputf8 = not sender.isascii() or not all(map(str.isascii, recipients))
     return PreparedMessage(
@@ -334,9 +356,4 @@ def prepare_raw(sender: str, recipients: Sequence[str], message: bytes | str) ->
     )
 
 
-#: The last raw message prepared, with what was found of it: a batch that sends one message to
-#: many envelopes (a list, a newsletter) gives the same bytes object again and again, and bytes
-#: cannot change, so its content is canonicalised and checked once. Only small messages are
-#: remembered (the reference keeps the last one alive), and only by identity, never by value.
-_last_raw: list[tuple[bytes, bytes, bool, bytes | None] | None] = [None]
-_REMEMBERED_RAW: typing.Final = 256 * 1024
+_REMEMBERED_RAW: typing.Final = 256 * 1024  # the largest message a RawMemo keeps
