@@ -184,6 +184,21 @@ def test_421_skips_rset() -> None:
     assert info.value.is_transient
 
 
+@pytest.mark.parametrize("where", ["rcpt", "data"])
+def test_a_421_anywhere_in_a_refused_pipelined_group_ends_it_without_rset(where: str) -> None:
+    # MAIL refused (451) and, in the same group, a 421 to a RCPT or to DATA: the server is
+    # closing the channel (RFC 5321 §3.8), so nothing more is written, neither an RSET nor an
+    # empty body (deliver_many and the express lane already stopped there).
+    prepared = prepare_raw("a@example.org", ["b@example.com"], RAW)
+    s = Script(transaction(prepared, caps("PIPELINING")))
+    closing = Reply.build(421, "4.3.2 shutting down")
+    rcpt = closing if where == "rcpt" else Reply.build(503, "5.5.1 no MAIL")
+    data = closing if where == "data" else Reply.build(503, "5.5.1 no valid recipients")
+    with pytest.raises(SenderRefused) as info:
+        s.replies(Reply.build(451, "4.3.0 try later"), rcpt, data)
+    assert info.value.smtp_code == 451
+
+
 def test_data_refused() -> None:
     prepared = prepare_raw("a@example.org", ["b@example.com"], RAW)
     s = Script(transaction(prepared, caps()))
