@@ -590,3 +590,29 @@ def test_a_ctrl_c_right_after_outcomes_arrive_loses_none_of_them(
         i for i in held if seen.get(i) not in (DeliveryStatus.ACCEPTED, DeliveryStatus.UNKNOWN)
     }
     assert not missing, f"on the server but reported otherwise: {sorted(missing)[:5]}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_closing_abandons_the_retries_the_workers_queued_instead_of_waiting_for_them(
+    faulty: Callable[..., FaultyServer], engines: Callable[[], list[str]], engine: str
+) -> None:
+    # Item 3 is refused for now (4xx) on its first try, and its retry is due long after the
+    # stop: the stop must end it FAILED, not sent again (as an in-process batch does), rather
+    # than let its worker wait for it until the parent kills it and calls it UNKNOWN.
+    server = faulty({3: "rcpt4xx"})
+    client = builder_for(engine, server.host, server.port).build()
+    later = RetryPolicy(attempts=3, backoff=600.0, max_delay=600.0, jitter=0.0, max_elapsed=None)
+    with client.pool(max_connections=2) as pool:
+        with pool.send_batch([item(i) for i in range(5000)], processes=2, retry=later) as run:
+            for got, _ in enumerate(run, 1):
+                if got >= 10 and server.handler.tries[3] == 1:
+                    break
+        report = run.report
+    assert report.cancelled
+    seen = {o.index: o for o in report.outcomes}
+    assert len(seen) == len(report.outcomes)  # one outcome each
+    assert server.handler.tries[3] == 1  # never retried after the stop
+    assert seen[3].status is DeliveryStatus.FAILED, seen[3]
+    assert not isinstance(seen[3].error, DeliveryUnknown)
+    assert seen[3].attempts == 1
+    assert engines() == [engine, engine]
