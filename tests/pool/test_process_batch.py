@@ -616,3 +616,34 @@ def test_closing_abandons_the_retries_the_workers_queued_instead_of_waiting_for_
     assert not isinstance(seen[3].error, DeliveryUnknown)
     assert seen[3].attempts == 1
     assert engines() == [engine, engine]
+
+
+def test_a_ctrl_c_while_the_input_is_read_gives_every_item_it_yielded_an_outcome(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # The parent reads a lazy input a chunk at a time, so a Ctrl-C most likely lands inside the
+    # input's own code (a slow generator): the items of the chunk read so far were taken from
+    # the caller's input and must not vanish from the report (FAILED, not sent).
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    yielded: list[int] = []
+
+    def lazy() -> Iterator[Outgoing]:
+        for i in range(1000):
+            if i == 100:
+                raise KeyboardInterrupt  # as a Ctrl-C landing in the generator
+            yielded.append(i)
+            yield item(i)
+
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch(lazy(), processes=2)
+        with pytest.raises(KeyboardInterrupt):
+            list(run)
+    report = run.report
+    seen = {o.index: o for o in report.outcomes}
+    assert len(seen) == len(report.outcomes)  # one outcome each
+    assert sorted(seen) == yielded  # every item taken from the input, none more
+    for index, outcome in seen.items():
+        if outcome.status is not DeliveryStatus.ACCEPTED:
+            assert outcome.status is DeliveryStatus.FAILED and outcome.never_started, outcome
+            assert server.handler.kept[index] == 0

@@ -237,6 +237,16 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         except Exception as exc:  # re-raised to the consumer once the workers are done
             self._input_error = exc
             self._exhausted = True
+        except BaseException:
+            # A Ctrl-C in the input's own code (where a slow input keeps this thread): what it
+            # yielded before is the caller's no more, and fails as not sent, not lost.
+            self._tracker.read += len(chunk)
+            for index, _ in chunk:
+                self._recorded.add(index)
+                self._tracker.add(
+                    not_started(index, "the batch was stopped before this message"), 0.0
+                )
+            raise
         self._tracker.read += len(chunk)
         return ("items", chunk) if chunk else _END
 
