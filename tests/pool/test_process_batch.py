@@ -647,3 +647,48 @@ def test_a_ctrl_c_while_the_input_is_read_gives_every_item_it_yielded_an_outcome
         if outcome.status is not DeliveryStatus.ACCEPTED:
             assert outcome.status is DeliveryStatus.FAILED and outcome.never_started, outcome
             assert server.handler.kept[index] == 0
+
+
+def _rebuilt_only_in(pid: int, body: bytes) -> bytes:
+    if os.getpid() != pid:
+        raise ValueError("cannot be rebuilt in this process")
+    return body
+
+
+class _UnloadableBody(bytes):
+    """A message body that pickles, but does not unpickle in a worker process (the parent's
+    round trip too unless ``everywhere_else`` names the parent)."""
+
+    everywhere_else = 0
+
+    def __reduce__(self) -> tuple[typing.Any, ...]:
+        return (_rebuilt_only_in, (self.everywhere_else, bytes(self)))
+
+
+@pytest.mark.parametrize("only_in_the_workers", [False, True])
+def test_an_item_that_does_not_unpickle_in_a_worker_fails_typed_and_nothing_hangs(
+    faulty: Callable[..., FaultyServer], only_in_the_workers: bool
+) -> None:
+    # Before, the worker's feed thread died on it and the worker waited for its chunk (and the
+    # parent for the worker) for ever.
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    bad = _UnloadableBody(b"Subject: x\r\n\r\nx\r\n")
+    bad.everywhere_else = os.getpid() if only_in_the_workers else 0
+
+    def lazy() -> Iterator[Outgoing]:
+        for i in range(200):
+            yield Outgoing(bad, sender="s@x.test", recipients=recipients_for(i)) if i == 70 \
+                else item(i)  # fmt: skip
+
+    with client.pool(max_connections=2) as pool:
+        seen = one_each(list(pool.send_batch(lazy(), processes=2)), 200)
+    failed = {i for i, o in seen.items() if o.status is DeliveryStatus.FAILED}
+    # Alone when the parent can tell which item it is; else its whole chunk, never sent.
+    assert failed == (set(range(64, 128)) if only_in_the_workers else {70})
+    for index in failed:
+        assert isinstance(seen[index].error, InvalidInputError)
+        assert "worker process" in str(seen[index].error)
+        assert server.handler.kept[index] == 0
+    assert all(o.status is DeliveryStatus.ACCEPTED for i, o in seen.items() if i not in failed)
+    assert all(server.handler.kept[i] == 1 for i in seen if i not in failed)

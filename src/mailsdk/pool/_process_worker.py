@@ -43,6 +43,7 @@ _WAIT_SLICE: typing.Final = 1.0  # the feed re-checks its state at least this of
 #   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
 #                     | ("unread", [index, ...]) (the answer to "stop")
 #                     | ("penalty", seconds) (server throttling: for the other workers)
+#                     | ("unloadable", text) (the last "items" did not unpickle here)
 #                     | ("done", [unread index, ...])
 #                     | ("crash", text, exception or None, [unread index, ...])
 #   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
@@ -105,6 +106,17 @@ class _Feed:
                 message: tuple[typing.Any, ...] = self._pipe.recv()
             except (EOFError, OSError):  # the parent is gone: stop reading new work
                 message = ("stop",)
+            except Exception as exc:
+                # The message came whole but does not unpickle here (an item's own reduce
+                # failed): the parent knows which items it held (the chunk asked for last),
+                # fails those that cannot cross and sends the rest again. Not read, the
+                # reader's death would leave this worker waiting for that answer for ever.
+                with contextlib.suppress(OSError), self._lock:
+                    self._pipe.send(("unloadable", f"{type(exc).__name__}: {exc}"))
+                with self._cond:
+                    self._asked = False
+                    self._cond.notify_all()
+                continue
             if message[0] == "stop":
                 with self._cond:
                     self._stopped = self._ended = True
