@@ -590,3 +590,105 @@ def test_a_ctrl_c_right_after_outcomes_arrive_loses_none_of_them(
         i for i in held if seen.get(i) not in (DeliveryStatus.ACCEPTED, DeliveryStatus.UNKNOWN)
     }
     assert not missing, f"on the server but reported otherwise: {sorted(missing)[:5]}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_closing_abandons_the_retries_the_workers_queued_instead_of_waiting_for_them(
+    faulty: Callable[..., FaultyServer], engines: Callable[[], list[str]], engine: str
+) -> None:
+    # Item 3 is refused for now (4xx) on its first try, and its retry is due long after the
+    # stop: the stop must end it FAILED, not sent again (as an in-process batch does), rather
+    # than let its worker wait for it until the parent kills it and calls it UNKNOWN.
+    server = faulty({3: "rcpt4xx"})
+    client = builder_for(engine, server.host, server.port).build()
+    later = RetryPolicy(attempts=3, backoff=600.0, max_delay=600.0, jitter=0.0, max_elapsed=None)
+    with client.pool(max_connections=2) as pool:
+        with pool.send_batch([item(i) for i in range(5000)], processes=2, retry=later) as run:
+            for got, _ in enumerate(run, 1):
+                if got >= 10 and server.handler.tries[3] == 1:
+                    break
+        report = run.report
+    assert report.cancelled
+    seen = {o.index: o for o in report.outcomes}
+    assert len(seen) == len(report.outcomes)  # one outcome each
+    assert server.handler.tries[3] == 1  # never retried after the stop
+    assert seen[3].status is DeliveryStatus.FAILED, seen[3]
+    assert not isinstance(seen[3].error, DeliveryUnknown)
+    assert seen[3].attempts == 1
+    assert engines() == [engine, engine]
+
+
+def test_a_ctrl_c_while_the_input_is_read_gives_every_item_it_yielded_an_outcome(
+    faulty: Callable[..., FaultyServer],
+) -> None:
+    # The parent reads a lazy input a chunk at a time, so a Ctrl-C most likely lands inside the
+    # input's own code (a slow generator): the items of the chunk read so far were taken from
+    # the caller's input and must not vanish from the report (FAILED, not sent).
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    yielded: list[int] = []
+
+    def lazy() -> Iterator[Outgoing]:
+        for i in range(1000):
+            if i == 100:
+                raise KeyboardInterrupt  # as a Ctrl-C landing in the generator
+            yielded.append(i)
+            yield item(i)
+
+    with client.pool(max_connections=2) as pool:
+        run = pool.send_batch(lazy(), processes=2)
+        with pytest.raises(KeyboardInterrupt):
+            list(run)
+    report = run.report
+    seen = {o.index: o for o in report.outcomes}
+    assert len(seen) == len(report.outcomes)  # one outcome each
+    assert sorted(seen) == yielded  # every item taken from the input, none more
+    for index, outcome in seen.items():
+        if outcome.status is not DeliveryStatus.ACCEPTED:
+            assert outcome.status is DeliveryStatus.FAILED and outcome.never_started, outcome
+            assert server.handler.kept[index] == 0
+
+
+def _rebuilt_only_in(pid: int, body: bytes) -> bytes:
+    if os.getpid() != pid:
+        raise ValueError("cannot be rebuilt in this process")
+    return body
+
+
+class _UnloadableBody(bytes):
+    """A message body that pickles, but does not unpickle in a worker process (the parent's
+    round trip too unless ``everywhere_else`` names the parent)."""
+
+    everywhere_else = 0
+
+    def __reduce__(self) -> tuple[typing.Any, ...]:
+        return (_rebuilt_only_in, (self.everywhere_else, bytes(self)))
+
+
+@pytest.mark.parametrize("only_in_the_workers", [False, True])
+def test_an_item_that_does_not_unpickle_in_a_worker_fails_typed_and_nothing_hangs(
+    faulty: Callable[..., FaultyServer], only_in_the_workers: bool
+) -> None:
+    # Before, the worker's feed thread died on it and the worker waited for its chunk (and the
+    # parent for the worker) for ever.
+    server = faulty()
+    client = plain_builder(server.host, server.port).build()
+    bad = _UnloadableBody(b"Subject: x\r\n\r\nx\r\n")
+    bad.everywhere_else = os.getpid() if only_in_the_workers else 0
+
+    def lazy() -> Iterator[Outgoing]:
+        for i in range(200):
+            yield Outgoing(bad, sender="s@x.test", recipients=recipients_for(i)) if i == 70 \
+                else item(i)  # fmt: skip
+
+    with client.pool(max_connections=2) as pool:
+        seen = one_each(list(pool.send_batch(lazy(), processes=2)), 200)
+    failed = {i for i, o in seen.items() if o.status is DeliveryStatus.FAILED}
+    # Alone when the parent can tell which item it is; else its whole chunk, never sent.
+    assert failed == (set(range(64, 128)) if only_in_the_workers else {70})
+    for index in failed:
+        assert isinstance(seen[index].error, InvalidInputError)
+        assert "worker process" in str(seen[index].error)
+        assert server.handler.kept[index] == 0
+    assert all(o.status is DeliveryStatus.ACCEPTED for i, o in seen.items() if i not in failed)
+    assert all(server.handler.kept[i] == 1 for i in seen if i not in failed)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mailsdk.batch.bucket import TokenBucket
 from mailsdk.batch.limits import ConnectionLimiter, LocalConnectionLimiter, RateLimiter
@@ -34,8 +34,9 @@ __all__ = ["Forwarder", "send_on_loop", "threads_needed"]
 class Forwarder(typing.Protocol):
     """Where a worker's engine hands its batch and each outcome (see ``_process_worker``)."""
 
-    def started(self, run: AsyncBatchRun) -> None:
-        """The batch is running: its report is what a crash forwards."""
+    def started(self, run: AsyncBatchRun, stop: Callable[[], None]) -> None:
+        """The batch is running: its report is what a crash forwards, and ``stop`` (callable
+        from any thread) stops it when the parent stops the worker."""
 
     def forward(self, outcome: SendOutcome) -> None:
         """One outcome the batch yielded, on its way to the parent."""
@@ -144,10 +145,33 @@ async def _send(
     )
     async with mine:
         run = mine.send_batch(items, rate=rate, retry=retry)
-        forwarder.started(run)
-        async with run:
-            async for outcome in run:
-                forwarder.forward(outcome)
+        # The parent's stop cancels the batch's consumer (this task), as a Ctrl-C cancels an
+        # in-process one: the queued retries end FAILED (never sent), and the connections get
+        # the parent's patience (see ProcessBatchRun._stop) to finish what they are sending.
+        run.cancel_grace = (pool.client.config.timeouts.command or 60.0) * 3
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert task is not None
+        state = {"running": True, "stopped": False}
+
+        def cancel() -> None:  # on the loop: only the batch, never the pool's QUITs after it
+            if state["running"]:
+                state["stopped"] = True
+                task.cancel()
+
+        def stop() -> None:  # from the feed's reader thread
+            loop.call_soon_threadsafe(cancel)
+
+        forwarder.started(run, stop)
+        try:
+            async with run:
+                async for outcome in run:
+                    forwarder.forward(outcome)
+        except asyncio.CancelledError:
+            if not state["stopped"]:
+                raise
+            task.uncancel()  # stopped by the parent: the outcomes are in the report
+        finally:
+            state["running"] = False
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -107,6 +107,15 @@ def _readable(pipe: multiprocessing.connection.Connection) -> bool:
         return False
 
 
+def _unfit(index: int, why: str) -> SendOutcome:
+    """The FAILED outcome of an item that cannot be passed to a worker process."""
+    error = InvalidInputError(
+        f"not sent: item {index} cannot be passed to a worker process ({why}); "
+        "use processes=None for it"
+    )
+    return SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
+
+
 class _Worker:
     """The parent's view of one worker process."""
 
@@ -116,6 +125,8 @@ class _Worker:
         self.pipe = pipe
         self.outstanding: set[int] = set()  # handed out, no outcome yet
         self.finished = False  # said "done" or "crash", or died
+        self.stopped = False  # was sent "stop" (it reads nothing after it)
+        self.chunk: list[tuple[int, object]] = []  # the last "items" sent (see _unloadable)
 
 
 class ProcessBatchRun(Iterator[SendOutcome]):
@@ -237,6 +248,16 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         except Exception as exc:  # re-raised to the consumer once the workers are done
             self._input_error = exc
             self._exhausted = True
+        except BaseException:
+            # A Ctrl-C in the input's own code (where a slow input keeps this thread): what it
+            # yielded before is the caller's no more, and fails as not sent, not lost.
+            self._tracker.read += len(chunk)
+            for index, _ in chunk:
+                self._recorded.add(index)
+                self._tracker.add(
+                    not_started(index, "the batch was stopped before this message"), 0.0
+                )
+            raise
         self._tracker.read += len(chunk)
         return ("items", chunk) if chunk else _END
 
@@ -252,17 +273,13 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                 try:
                     pickle.dumps(item)
                 except Exception as exc:
-                    error = InvalidInputError(
-                        f"not sent: item {index} cannot be passed to a worker process "
-                        f"({type(exc).__name__}: {exc}); use processes=None for it"
-                    )
-                    failed.append(
-                        SendOutcome(index=index, status=DeliveryStatus.FAILED, error=error)
-                    )
+                    failed.append(_unfit(index, f"{type(exc).__name__}: {exc}"))
                 else:
                     fit.append((index, item))
             chunk = ("items", fit)
             data = pickle.dumps(chunk)
+        if chunk[0] == "items":
+            worker.chunk = typing.cast("list[tuple[int, object]]", chunk[1])
         handed = indices_of(chunk) if chunk is not _END else []
         worker.outstanding.update(handed)
         try:
@@ -311,6 +328,8 @@ class ProcessBatchRun(Iterator[SendOutcome]):
                     with contextlib.suppress(OSError):
                         other.pipe.send(message)
             return []
+        if kind == "unloadable":
+            return [(outcome, 0.0) for outcome in self._unloadable(worker, message[1])]
         if kind == "unread":  # its answer to "stop": these were never started
             return self._not_sent(worker, message[1])
         if kind == "out":  # released from ``outstanding`` by _settle, once in the report
@@ -329,6 +348,34 @@ class ProcessBatchRun(Iterator[SendOutcome]):
         return self._not_sent(worker, message[1]) + self._lost(
             worker, "it finished without reporting them"
         )
+
+    def _unloadable(self, worker: _Worker, why: str) -> list[SendOutcome]:
+        """The worker could not unpickle the last chunk it was sent: fail the items that do
+        not survive a round trip here (all of them if each does: it fails there only), and
+        send it the rest again (each time fewer, so this ends)."""
+        pending = [pair for pair in worker.chunk if pair[0] in worker.outstanding]
+        if worker.stopped:  # it reads nothing more: these were never started
+            why = "the batch was stopped before this message"
+            return [not_started(index, why) for index, _ in pending]
+        fit: list[tuple[int, object]] = []
+        failed: list[SendOutcome] = []
+        for index, item in pending:
+            try:
+                pickle.loads(pickle.dumps(item))  # noqa: S301 - our own bytes, just made
+            except Exception as exc:
+                failed.append(_unfit(index, f"{type(exc).__name__}: {exc}"))
+            else:
+                fit.append((index, item))
+        if not failed:
+            failed, fit = [_unfit(index, why) for index, _ in fit], []
+        worker.chunk = fit
+        if fit:
+            try:
+                worker.pipe.send(("items", fit))
+            except OSError:
+                why = "its worker process stopped before taking it"
+                failed += [not_started(index, why) for index, _ in fit]
+        return failed
 
     def _not_sent(self, worker: _Worker, unread: object) -> list[tuple[SendOutcome, float]]:
         """FAILED outcomes for the items a worker gave back unstarted."""
@@ -454,6 +501,7 @@ class ProcessBatchRun(Iterator[SendOutcome]):
             self._rate.penalize(_SPENT)
         for worker in self._workers:
             if not worker.finished:
+                worker.stopped = True
                 with contextlib.suppress(OSError):
                     worker.pipe.send(("stop",))
         patience = self._pool.client.config.timeouts.command

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
@@ -43,6 +43,7 @@ _WAIT_SLICE: typing.Final = 1.0  # the feed re-checks its state at least this of
 #   worker -> parent: ("need",) | ("out", [(SendOutcome, latency), ...])
 #                     | ("unread", [index, ...]) (the answer to "stop")
 #                     | ("penalty", seconds) (server throttling: for the other workers)
+#                     | ("unloadable", text) (the last "items" did not unpickle here)
 #                     | ("done", [unread index, ...])
 #                     | ("crash", text, exception or None, [unread index, ...])
 #   parent -> worker: ("range", start, stop) | ("items", [(index, item), ...]) | ("end",)
@@ -90,6 +91,7 @@ class _Feed:
         self._ended = False  # "end" or "stop" came: no more work
         self._stopped = False  # "stop" came (or the parent is gone): give the batch no more
         self._error: Exception | None = None  # reading a Sequence item raised
+        self._on_stop: Callable[[], None] | None = None  # stops the running batch (when_stopped)
         #: global index of each item read, by the worker's own (local) index
         self.indices: list[int] = []
         #: when each item was read (its latency starts there), by local index
@@ -104,11 +106,26 @@ class _Feed:
                 message: tuple[typing.Any, ...] = self._pipe.recv()
             except (EOFError, OSError):  # the parent is gone: stop reading new work
                 message = ("stop",)
+            except Exception as exc:
+                # The message came whole but does not unpickle here (an item's own reduce
+                # failed): the parent knows which items it held (the chunk asked for last),
+                # fails those that cannot cross and sends the rest again. Not read, the
+                # reader's death would leave this worker waiting for that answer for ever.
+                with contextlib.suppress(OSError), self._lock:
+                    self._pipe.send(("unloadable", f"{type(exc).__name__}: {exc}"))
+                with self._cond:
+                    self._asked = False
+                    self._cond.notify_all()
+                continue
             if message[0] == "stop":
                 with self._cond:
                     self._stopped = self._ended = True
                     self._cond.notify_all()
+                    on_stop = self._on_stop
                 unread = self.unread()
+                if on_stop is not None:
+                    with contextlib.suppress(Exception):  # the batch (and its loop) ended
+                        on_stop()
                 with contextlib.suppress(OSError), self._lock:
                     self._pipe.send(("unread", unread))
                 return
@@ -140,6 +157,17 @@ class _Feed:
                 self._unread.extend(range(i, message[2]))
                 break
         return pairs
+
+    def when_stopped(self, stop: Callable[[], None]) -> None:
+        """Call ``stop`` (from the reader thread) when the parent stops this worker, or at once
+        if it did already: the batch must stop too, not only its input, or its queued retries
+        would hold the worker (until the parent kills it and calls them UNKNOWN) and be sent
+        after the stop."""
+        with self._cond:
+            self._on_stop = stop
+            stopped = self._stopped
+        if stopped:
+            stop()
 
     def unread(self) -> list[int]:
         """Take the indices handed to this worker and never given to its batch."""
@@ -238,6 +266,7 @@ def worker_main(
             )
         else:
             _send_in_threads(pool, plan, feed, rate, forwarder)
+        forwarder.forward_the_rest()  # a stopped batch ends its last items unyielded
         outbox.close_with(("done", feed.unread()))
     except BaseException as exc:  # reported, then the parent settles the unreported items
         with contextlib.suppress(Exception):
@@ -251,6 +280,7 @@ def _send_in_threads(
     pool: Pool, plan: WorkerPlan, feed: _Feed, rate: _SharedPenalties, forwarder: _Forwarder
 ) -> None:
     """The threaded engine: an ordinary pool and batch, one thread per connection."""
+    from mailsdk.pool._sync_batch import BatchRun
     from mailsdk.pool.sync_pool import Pool
 
     mine = Pool(
@@ -264,7 +294,8 @@ def _send_in_threads(
         connection_limiter=plan.cap,
     )
     with mine, mine.send_batch(feed, rate=rate, retry=plan.retry) as run:
-        forwarder.started(run)
+        assert isinstance(run, BatchRun)  # no processes= here
+        forwarder.started(run, run._stop_soon)  # pyright: ignore[reportPrivateUsage]
         for outcome in run:
             forwarder.forward(outcome)
 
@@ -279,8 +310,9 @@ class _Forwarder:
         self._run: _Reporting | None = None
         self._yielded = 0  # outcomes the batch yielded (the first ones of its report, in order)
 
-    def started(self, run: _Reporting) -> None:
+    def started(self, run: _Reporting, stop: Callable[[], None]) -> None:
         self._run = run
+        self._feed.when_stopped(stop)
 
     def forward(self, outcome: SendOutcome) -> None:
         self._yielded += 1

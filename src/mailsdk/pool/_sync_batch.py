@@ -136,6 +136,19 @@ class BatchRun(Iterator[SendOutcome]):
             return
         self._gen.close()
 
+    def _stop_soon(self) -> None:
+        """Stop from another thread while the consumer is inside the iteration (a process
+        batch's worker told to stop): read no more input, end the queued retries FAILED (never
+        sent) and let the workers finish what they are sending; the iteration then ends."""
+        with self._cond:
+            if self._sched.finished or self._stop.is_set():
+                return
+            self._tracker.cancelled = True
+            for outcome in self._sched.stop("the batch was stopped"):
+                self._emit(outcome, None)
+            self._stop.set()
+            self._cond.notify_all()
+
     def __enter__(self) -> BatchRun:
         return self
 
