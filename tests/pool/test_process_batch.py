@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Iterator
 
 import pytest
-from tests._support.engines import ENGINES, builder_for
+from tests._support.engines import ENGINES, builder_for, item, one_each
 from tests._support.faulty_smtpd import FaultyServer, recipients_for
 from tests._support.modes import plain_builder
 
@@ -27,18 +27,6 @@ from mailsdk.pool import ProcessBatchRun
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, jitter=0.0, throttle_delay=0.02)
-
-
-def item(index: int) -> Outgoing:
-    body = f"Subject: m{index}\r\nX-Idx: {index}\r\n\r\nhello {index}\r\n".encode()
-    return Outgoing(body, sender="s@x.test", recipients=recipients_for(index), key=f"k{index}")
-
-
-def one_each(outcomes: typing.Sequence[SendOutcome], total: int) -> dict[int, SendOutcome]:
-    seen = {o.index: o for o in outcomes}
-    assert len(seen) == len(outcomes), "an item got more than one outcome"
-    assert sorted(seen) == list(range(total)), "an item got no outcome"
-    return seen
 
 
 def test_every_item_is_sent_once_across_processes(

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 
 import attrs
 import pytest
-from tests._support.engines import ENGINES, builder_for
-from tests._support.faulty_smtpd import FaultyServer, recipients_for
+from tests._support.engines import ENGINES, builder_for, item, one_each
+from tests._support.faulty_smtpd import FaultyServer
 from tests._support.modes import plain_builder
 
-from mailsdk import Client, DeliveryStatus, Outgoing, SendOutcome
+from mailsdk import Client, DeliveryStatus, Outgoing
 from mailsdk.auth import StaticTokenProvider
 from mailsdk.batch import LocalConnectionLimiter, RetryPolicy, TokenBucket
 from mailsdk.config import AuthSettings, Endpoint
@@ -30,18 +30,6 @@ from mailsdk.pool._async_worker import threads_needed
 from mailsdk.transport import TcpConnector
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-
-
-def item(index: int) -> Outgoing:
-    body = f"Subject: m{index}\r\nX-Idx: {index}\r\n\r\nhello {index}\r\n".encode()
-    return Outgoing(body, sender="s@x.test", recipients=recipients_for(index), key=f"k{index}")
-
-
-def one_each(outcomes: typing.Sequence[SendOutcome], total: int) -> dict[int, SendOutcome]:
-    seen = {o.index: o for o in outcomes}
-    assert len(seen) == len(outcomes), "an item got more than one outcome"
-    assert sorted(seen) == list(range(total)), "an item got no outcome"
-    return seen
 
 
 # -- the predicate ------------------------------------------------------------------------------
