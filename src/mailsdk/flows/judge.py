@@ -301,7 +301,9 @@ def judge_envelope(envelope: Envelope, replies: Sequence[Reply]) -> EnvelopeVerd
             rcpt_replies={},
             error=SenderRefused(mail_reply, envelope.sender),
             open_transaction=False,
-            closing=mail_reply.code == 421,
+            # Pipelined RCPTs answered after the refused MAIL count too: a 421 to any of them
+            # closes the channel as well.
+            closing=any(r.code == 421 for r in replies),
         )
     rcpt_replies = dict(zip(envelope.recipients, replies[1:], strict=False))
     # One plain loop (this runs once per message on the bulk path).

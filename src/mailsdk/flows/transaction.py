@@ -154,10 +154,9 @@ def transaction(
 
     verdict = judge_envelope(env, replies)
     if verdict.error is not None:
-        # A 421 anywhere in the group (to a RCPT after a refused MAIL, to DATA) means the
-        # server is closing the channel: nothing more may be written (RFC 5321 §3.8).
-        answered = [*replies, data_reply] if data_reply is not None else replies
-        if not any(r.code == 421 for r in answered):
+        # A 421 anywhere in the group (the envelope's, judged; DATA's) means the server is
+        # closing the channel: nothing more may be written (RFC 5321 §3.8).
+        if not verdict.closing and (data_reply is None or data_reply.code != 421):
             yield from _abandon_data(data_reply)
             yield from reset(replies[0] if not verdict.open_transaction else None)
         raise verdict.error
