@@ -211,17 +211,15 @@ class ReplyParser:
                     key = text[:10]
                     if key not in cache:
                         reply = Reply(code, (text,), self._enhanced(code, text))
-                        if len(line) <= _KNOWN_LINE:
-                            known[line] = reply
-                        return reply
-                    enhanced = cache[key]
-                    if (
-                        enhanced is not None
-                        and not self.parse_enhanced
-                        and enhanced.klass != code // 100
-                    ):
-                        enhanced = None
-                    reply = Reply(code, (text,), enhanced)
+                    else:
+                        enhanced = cache[key]
+                        if (
+                            enhanced is not None
+                            and not self.parse_enhanced
+                            and enhanced.klass != code // 100
+                        ):
+                            enhanced = None
+                        reply = Reply(code, (text,), enhanced)
                     if len(line) <= _KNOWN_LINE:
                         known[line] = reply
                     return reply
